@@ -1,0 +1,269 @@
+package cluster
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Role is what a member's database is doing.
+type Role int
+
+// Roles. The zero value is deliberately invalid so a forgotten assignment
+// shows up as "unknown" rather than as a primary.
+const (
+	RoleUnknown Role = iota
+	// RolePrimary accepts writes (PostgreSQL: not in recovery).
+	RolePrimary
+	// RoleReplica replays WAL from an upstream and refuses writes.
+	RoleReplica
+)
+
+// String returns the role's lower-case name as used in JSON and on the CLI.
+func (r Role) String() string {
+	switch r {
+	case RolePrimary:
+		return "primary"
+	case RoleReplica:
+		return "replica"
+	default:
+		return "unknown"
+	}
+}
+
+// MarshalText encodes the role by name.
+func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText decodes a role name; unknown names decode to RoleUnknown.
+func (r *Role) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "primary":
+		*r = RolePrimary
+	case "replica":
+		*r = RoleReplica
+	default:
+		*r = RoleUnknown
+	}
+	return nil
+}
+
+// LSN is a PostgreSQL write-ahead-log position (a byte offset).
+type LSN uint64
+
+// String formats the LSN the way PostgreSQL does ("16/B374D848").
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xffffffff) }
+
+// MarshalText encodes the LSN in PostgreSQL's notation.
+func (l LSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// UnmarshalText parses PostgreSQL's "hi/lo" notation.
+func (l *LSN) UnmarshalText(b []byte) error {
+	v, err := ParseLSN(string(b))
+	if err != nil {
+		return err
+	}
+	*l = v
+	return nil
+}
+
+// ParseLSN parses an LSN written as "hi/lo" in hexadecimal; the empty string is 0.
+func ParseLSN(s string) (LSN, error) {
+	if s == "" {
+		return 0, nil
+	}
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("parse LSN %q: want HI/LO in hexadecimal, like 0/3000060", s)
+	}
+	h, err := strconv.ParseUint(hi, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("parse LSN %q: high part: %w", s, err)
+	}
+	lw, err := strconv.ParseUint(lo, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("parse LSN %q: low part: %w", s, err)
+	}
+	return LSN(h<<32 | lw), nil
+}
+
+// Position is how far a member's database has come: the WAL position it has
+// (flushed on a primary; the furthest of received and replayed on a replica)
+// and the timeline it is on.
+type Position struct {
+	LSN      LSN    `json:"lsn"`
+	Timeline uint32 `json:"timeline"`
+}
+
+// Tags are per-member flags that steer elections.
+type Tags struct {
+	// NoFailover keeps the member from ever being elected.
+	NoFailover bool `json:"nofailover,omitempty"`
+	// Priority breaks ties between equally advanced candidates: higher wins.
+	Priority int `json:"priority"`
+}
+
+// MemberState is a short machine-readable word for what the agent is doing
+// with its database; Member.Reason carries the human explanation.
+type MemberState string
+
+// Member states published in member keys.
+const (
+	StateRunning       MemberState = "running"
+	StateStarting      MemberState = "starting"
+	StateStopped       MemberState = "stopped"
+	StateCrashed       MemberState = "crashed"
+	StateBootstrapping MemberState = "bootstrapping"
+	StateFenced        MemberState = "fenced"        // stopped by self-fencing
+	StateCannotFollow  MemberState = "cannot_follow" // needs an operator (or rewind)
+	StateUnknown       MemberState = "unknown"
+)
+
+// Member is what an agent publishes about itself under members/<name>. The key
+// is bound to the agent's own lease, so a dead agent's record disappears.
+type Member struct {
+	Name  string      `json:"name"`
+	Role  Role        `json:"role"`
+	State MemberState `json:"state"`
+	// Reason explains State in words an operator can act on (empty when healthy).
+	Reason   string   `json:"reason,omitempty"`
+	Position Position `json:"position"`
+	// ReceiveLSN and ReplayLSN are a replica's received and replayed WAL.
+	ReceiveLSN LSN `json:"receive_lsn,omitempty"`
+	ReplayLSN  LSN `json:"replay_lsn,omitempty"`
+	// LagBytes is how far behind the leader's last published position this
+	// member is; -1 when unknown.
+	LagBytes int64 `json:"lag_bytes"`
+	// Streaming is true when a replica's WAL receiver streams from its upstream.
+	Streaming bool `json:"streaming,omitempty"`
+	// Upstream is the member a replica follows.
+	Upstream string `json:"upstream,omitempty"`
+	// APIURL is the agent's HTTP API base URL.
+	APIURL string `json:"api_url"`
+	// ConnHost and ConnPort are how other members and clients reach the database.
+	ConnHost string `json:"conn_host"`
+	ConnPort int    `json:"conn_port"`
+	Tags     Tags   `json:"tags"`
+	// MeasuredAfterLossOf is the epoch of the leadership whose loss this
+	// record's position was measured after; 0 outside elections. Candidates
+	// compare only positions measured after the same loss.
+	MeasuredAfterLossOf Epoch `json:"measured_after_loss_of,omitempty"`
+	// UpdatedAt is the agent's wall clock at publication, for humans only.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Epoch is the fencing token: the store revision at which the leader key was
+// created. Every new leadership has a larger epoch than every earlier one.
+type Epoch int64
+
+// Leader is the holder of the leader key.
+type Leader struct {
+	Name  string `json:"name"`
+	Epoch Epoch  `json:"epoch"`
+	// Lease identifies the store lease the key is bound to.
+	Lease int64 `json:"lease"`
+}
+
+// LastLeader is the persistent (lease-less) record of the latest leadership;
+// it survives the leader key's expiry so that a restarted agent can tell
+// whether anyone led after it.
+type LastLeader struct {
+	Name  string    `json:"name"`
+	Epoch Epoch     `json:"epoch"`
+	Since time.Time `json:"since"`
+}
+
+// Snapshot is one consistent read of a cluster's keys.
+type Snapshot struct {
+	// Revision is the store revision the snapshot was read at.
+	Revision int64
+	// Leader is nil when no one holds the leader key.
+	Leader *Leader
+	// LastLeader is nil before the first leader.
+	LastLeader *LastLeader
+	// Members holds every live member record, sorted by name.
+	Members []Member
+	// Initialized names the member that bootstrapped the cluster ("" if none yet).
+	Initialized string
+	// Config is the dynamic configuration; nil when not yet written.
+	Config *DynamicConfig
+}
+
+// Member returns the record of the named member, or nil.
+func (s Snapshot) Member(name string) *Member {
+	for i := range s.Members {
+		if s.Members[i].Name == name {
+			return &s.Members[i]
+		}
+	}
+	return nil
+}
+
+// Duration is a time.Duration that marshals as a Go duration string ("10s").
+type Duration time.Duration
+
+// MarshalText encodes the duration as "1m30s".
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// DynamicConfig is the cluster-wide configuration kept in the store under
+// config. Every agent applies it; the first agent to bootstrap writes it from
+// its static config file.
+type DynamicConfig struct {
+	TTL                  Duration `json:"ttl"`
+	LoopWait             Duration `json:"loop_wait"`
+	RetryTimeout         Duration `json:"retry_timeout"`
+	PrimaryStartTimeout  Duration `json:"primary_start_timeout"`
+	MaximumLagOnFailover int64    `json:"maximum_lag_on_failover"`
+	// Paused suspends automatic failover (maintenance mode).
+	Paused bool `json:"paused,omitempty"`
+}
+
+// Validate reports the first impossible combination of timings.
+func (c DynamicConfig) Validate() error {
+	ttl, lw, rt := time.Duration(c.TTL), time.Duration(c.LoopWait), time.Duration(c.RetryTimeout)
+	switch {
+	case lw <= 0:
+		return fmt.Errorf("loop_wait %v: must be positive", lw)
+	case rt <= 0:
+		return fmt.Errorf("retry_timeout %v: must be positive", rt)
+	case ttl <= lw+rt:
+		return fmt.Errorf("ttl %v must be greater than loop_wait + retry_timeout (%v + %v = %v): a leader must notice it cannot renew and demote itself before its lease runs out", ttl, lw, rt, lw+rt)
+	case time.Duration(c.PrimaryStartTimeout) < 0:
+		return fmt.Errorf("primary_start_timeout %v: must not be negative", time.Duration(c.PrimaryStartTimeout))
+	case c.MaximumLagOnFailover < 0:
+		return fmt.Errorf("maximum_lag_on_failover %d: must not be negative", c.MaximumLagOnFailover)
+	}
+	return nil
+}
+
+// HistoryEntry records one change of leadership.
+type HistoryEntry struct {
+	Epoch       Epoch     `json:"epoch"`
+	Kind        string    `json:"kind"` // "failover", "switchover", "bootstrap", "takeover"
+	OldPrimary  string    `json:"old_primary,omitempty"`
+	NewPrimary  string    `json:"new_primary"`
+	Reason      string    `json:"reason"`
+	OldPosition Position  `json:"old_position"`
+	NewPosition Position  `json:"new_position"`
+	DetectedAt  time.Time `json:"detected_at"`
+	ElectedAt   time.Time `json:"elected_at"`
+	PromotedAt  time.Time `json:"promoted_at"`
+	// Steps lists how long each step took, in order.
+	Steps []Step `json:"steps,omitempty"`
+}
+
+// Step is one timed step of a failover.
+type Step struct {
+	Name     string   `json:"name"`
+	Duration Duration `json:"duration"`
+}

@@ -1,0 +1,101 @@
+// Package dcs defines hamgr's view of the distributed configuration store
+// (etcd): the interfaces are cut by role (session lease, leader key, members,
+// configuration, history) and dcs/etcd implements them all.
+//
+// Keyspace, under a prefix (default /hamgr) and the cluster name:
+//
+//	<prefix>/<cluster>/leader         leader record, bound to the leader's lease; epoch = its create revision
+//	<prefix>/<cluster>/last_leader    persistent copy of the latest leader record (no lease)
+//	<prefix>/<cluster>/members/<name> member record, bound to that member's lease
+//	<prefix>/<cluster>/config         dynamic cluster config (JSON)
+//	<prefix>/<cluster>/initialize     name of the member that bootstrapped the cluster
+//	<prefix>/<cluster>/history/<epoch as 20 digits> history entry (JSON)
+//
+// Values are JSON and never contain secrets.
+package dcs
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+)
+
+// ErrLeaseLost means the session lease expired (or was revoked) on the store:
+// everything bound to it is gone. The holder must Grant a new lease.
+var ErrLeaseLost = errors.New("store lease lost")
+
+// Session owns the agent's lease. Member and leader keys are bound to it.
+type Session interface {
+	// Grant creates a new lease of the given TTL, replacing (and revoking,
+	// best effort) any previous one.
+	Grant(ctx context.Context, ttl time.Duration) error
+	// KeepAlive renews the lease once. It returns ErrLeaseLost when the
+	// lease no longer exists. The caller must note the time it *sent* the
+	// request: the store cannot expire the lease earlier than that plus the
+	// TTL, whichever clock the store runs on.
+	KeepAlive(ctx context.Context) error
+	// LeaseID is the current lease (0 when none).
+	LeaseID() int64
+}
+
+// Reader reads the whole cluster in one consistent request.
+type Reader interface {
+	Load(ctx context.Context) (cluster.Snapshot, error)
+}
+
+// LeaderLease is the leader key.
+type LeaderLease interface {
+	// AcquireLeader creates the leader key for name, bound to the session
+	// lease, in one transaction that succeeds only if the key is absent; the
+	// same transaction writes last_leader. It returns the new leader record
+	// (its Epoch is the key's create revision) and true, or the current
+	// holder and false.
+	AcquireLeader(ctx context.Context, name string) (cluster.Leader, bool, error)
+	// ReleaseLeader deletes the leader key if it still is l (same epoch).
+	ReleaseLeader(ctx context.Context, l cluster.Leader) error
+}
+
+// Members publishes this agent's member record.
+type Members interface {
+	// PublishMember writes members/<m.Name>, bound to the session lease.
+	PublishMember(ctx context.Context, m cluster.Member) error
+}
+
+// ConfigStore holds the dynamic configuration and the bootstrap claim.
+type ConfigStore interface {
+	// Initialize claims the right to bootstrap the cluster for name and
+	// writes cfg as the dynamic config, if no one has claimed it yet. It
+	// returns the claimant's name (name itself when the claim succeeded).
+	Initialize(ctx context.Context, name string, cfg cluster.DynamicConfig) (string, error)
+	// SetConfig replaces the dynamic config.
+	SetConfig(ctx context.Context, cfg cluster.DynamicConfig) error
+}
+
+// History is the append-only log of leadership changes.
+type History interface {
+	AppendHistory(ctx context.Context, e cluster.HistoryEntry) error
+	History(ctx context.Context) ([]cluster.HistoryEntry, error)
+}
+
+// Watcher wakes the agent when the cluster changes.
+type Watcher interface {
+	// Changes returns a channel that receives after any change under the
+	// cluster's keys (coalesced: one value may stand for many changes). It
+	// closes when ctx ends.
+	Changes(ctx context.Context) <-chan struct{}
+}
+
+// Store is everything an agent needs from the store.
+type Store interface {
+	Session
+	Reader
+	LeaderLease
+	Members
+	ConfigStore
+	History
+	Watcher
+	// Close revokes nothing and closes the client.
+	Close() error
+}
