@@ -1,0 +1,119 @@
+// Package election ranks failover candidates. It is pure: every agent that
+// sees the same member records computes the same order, so only the best
+// candidate needs to try for the leader key.
+package election
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/hamgr/hamgr/cluster"
+)
+
+// Options are the inputs of a ranking besides the member records.
+type Options struct {
+	// LostEpoch is the epoch whose loss is being decided; only records
+	// measured after that loss (Member.MeasuredAfterLossOf == LostEpoch)
+	// are compared, so no candidate wins on a stale position.
+	LostEpoch cluster.Epoch
+	// OldPrimary is the name of the member that held LostEpoch; it is never a
+	// candidate.
+	OldPrimary string
+	// MaximumLag excludes candidates more than this many bytes behind the
+	// reference position (0: no limit).
+	MaximumLag int64
+	// ReferenceLSN is the last position known of the old primary; lag is
+	// measured against the larger of it and the best candidate's position.
+	ReferenceLSN cluster.LSN
+}
+
+// Exclusion says why a member is not a candidate.
+type Exclusion struct {
+	Name   string
+	Reason string
+}
+
+// Result is a ranking: Candidates best first, and every other member with
+// the reason it was left out.
+type Result struct {
+	Candidates []cluster.Member
+	Excluded   []Exclusion
+}
+
+// Best returns the best candidate, or false when there is none.
+func (r Result) Best() (cluster.Member, bool) {
+	if len(r.Candidates) == 0 {
+		return cluster.Member{}, false
+	}
+	return r.Candidates[0], true
+}
+
+// Index returns name's place among the candidates, or -1.
+func (r Result) Index(name string) int {
+	for i, m := range r.Candidates {
+		if m.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Rank orders the members: most advanced position first (timeline, then
+// LSN), then higher priority, then name. Members tagged nofailover, not
+// running as replicas, measured before the loss, or lagging more than
+// MaximumLag are excluded with a reason.
+func Rank(members []cluster.Member, opts Options) Result {
+	var res Result
+	var eligible []cluster.Member
+	for _, m := range members {
+		if why := ineligible(m, opts); why != "" {
+			res.Excluded = append(res.Excluded, Exclusion{Name: m.Name, Reason: why})
+			continue
+		}
+		eligible = append(eligible, m)
+	}
+	sort.SliceStable(eligible, func(i, j int) bool { return better(eligible[i], eligible[j]) })
+	if len(eligible) > 0 && opts.MaximumLag > 0 {
+		ref := max(opts.ReferenceLSN, eligible[0].Position.LSN)
+		for _, m := range eligible {
+			if lag := int64(ref) - int64(m.Position.LSN); lag > opts.MaximumLag {
+				res.Excluded = append(res.Excluded, Exclusion{Name: m.Name, Reason: fmt.Sprintf(
+					"%d bytes behind %s, more than maximum_lag_on_failover (%d)", lag, ref, opts.MaximumLag)})
+				continue
+			}
+			res.Candidates = append(res.Candidates, m)
+		}
+	} else {
+		res.Candidates = eligible
+	}
+	sort.Slice(res.Excluded, func(i, j int) bool { return res.Excluded[i].Name < res.Excluded[j].Name })
+	return res
+}
+
+func ineligible(m cluster.Member, opts Options) string {
+	switch {
+	case m.Name == opts.OldPrimary:
+		return "it is the primary that was lost"
+	case m.Tags.NoFailover:
+		return "tagged nofailover"
+	case m.Role != cluster.RoleReplica || m.State != cluster.StateRunning:
+		return fmt.Sprintf("not a running replica (role %s, state %s)", m.Role, m.State)
+	case m.MeasuredAfterLossOf != opts.LostEpoch:
+		return fmt.Sprintf("no position measured since epoch %d was lost", opts.LostEpoch)
+	}
+	return ""
+}
+
+// better reports whether a should rank before b.
+func better(a, b cluster.Member) bool {
+	if a.Position.Timeline != b.Position.Timeline {
+		return a.Position.Timeline > b.Position.Timeline
+	}
+	if a.Position.LSN != b.Position.LSN {
+		return a.Position.LSN > b.Position.LSN
+	}
+	if a.Tags.Priority != b.Tags.Priority {
+		return a.Tags.Priority > b.Tags.Priority
+	}
+	return a.Name < b.Name
+}

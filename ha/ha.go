@@ -1,0 +1,459 @@
+package ha
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/detector"
+	"github.com/hamgr/hamgr/election"
+)
+
+// Liveness is what a direct probe says about the old primary's database.
+type Liveness int
+
+// Liveness values.
+const (
+	// LivenessUnknown: not probed (there is no old primary, or no address).
+	LivenessUnknown Liveness = iota
+	// Alive: it answered as a writable primary.
+	Alive
+	// Dead: it did not answer, or answered as a read-only server.
+	Dead
+)
+
+// View is everything Decide looks at. The agent fills it each round.
+type View struct {
+	// Now is the agent's clock (monotonic readings are fine).
+	Now time.Time
+	// Self is this member's name; Tags its static tags.
+	Self string
+	Tags cluster.Tags
+	// Config is the effective dynamic configuration.
+	Config cluster.DynamicConfig
+	// DB is the latest probe of the local database.
+	DB db.Status
+	// DBDownSince is when the database was first seen not answering while
+	// it should (zero when it answers).
+	DBDownSince time.Time
+	// FailedStarts counts consecutive failed start attempts.
+	FailedStarts int
+	// StoreOK is true when this round's store read succeeded; Snap is then
+	// fresh. When false, Snap is the last good snapshot.
+	StoreOK bool
+	Snap    cluster.Snapshot
+	// LeaseID is this agent's current lease (0: none).
+	LeaseID int64
+	// LastRenewSent is when the last successful lease renewal was sent.
+	LastRenewSent time.Time
+	// LeaderLostAt is when this agent first saw the leader key absent in
+	// the current loss (zero while there is a leader).
+	LeaderLostAt time.Time
+	// OldPrimaryAlive is the agent's direct probe of the last leader's
+	// database, made while the leader key is absent.
+	OldPrimaryAlive Liveness
+	// LastLeaderLSN is the last position the agent saw the leader publish.
+	LastLeaderLSN cluster.LSN
+	// ReleasedEpoch is the epoch this agent gave up because its database
+	// could not be restarted (0: none); it does not take the key back
+	// while its database is still down.
+	ReleasedEpoch cluster.Epoch
+	// CannotFollowEpoch is the leader epoch this member found it cannot
+	// follow (diverged timeline); it stays stopped while that epoch leads.
+	CannotFollowEpoch cluster.Epoch
+	// NotStreamingSince is when this replica was first seen running but not
+	// streaming from the leader (zero while streaming).
+	NotStreamingSince time.Time
+}
+
+// ActionKind names an action.
+type ActionKind int
+
+// Action kinds.
+const (
+	_ ActionKind = iota
+	// Initialize claims the bootstrap of a new cluster and creates a database.
+	Initialize
+	// Clone copies the leader's database into an empty data directory.
+	Clone
+	// StartPrimary starts the local database as a primary.
+	StartPrimary
+	// StartReplica starts the local database as a replica of Upstream.
+	StartReplica
+	// Stop stops the local database with Mode.
+	Stop
+	// Promote promotes the local replica.
+	Promote
+	// Follow repoints the running replica at Upstream.
+	Follow
+	// AcquireLeader tries to create the leader key; if it fails the rest of
+	// the plan is skipped.
+	AcquireLeader
+	// ReleaseLeader deletes the leader key Leader (if still that epoch).
+	ReleaseLeader
+	// RecordFailover writes a history entry for the promotion just made.
+	RecordFailover
+	// MarkCannotFollow remembers that this member cannot follow the
+	// current leader's epoch.
+	MarkCannotFollow
+)
+
+var actionNames = map[ActionKind]string{
+	Initialize: "initialize", Clone: "clone", StartPrimary: "start-primary",
+	StartReplica: "start-replica", Stop: "stop", Promote: "promote", Follow: "follow",
+	AcquireLeader: "acquire-leader", ReleaseLeader: "release-leader",
+	RecordFailover: "record-failover", MarkCannotFollow: "mark-cannot-follow",
+}
+
+// String names the kind.
+func (k ActionKind) String() string {
+	if s, ok := actionNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("action(%d)", int(k))
+}
+
+// Action is one step; the agent runs a plan's actions in order and stops at
+// the first that fails.
+type Action struct {
+	Kind     ActionKind
+	Upstream *db.Upstream
+	Mode     db.StopMode
+	Leader   *cluster.Leader
+	Epoch    cluster.Epoch
+}
+
+// String renders the action for logs and scenario tests.
+func (a Action) String() string {
+	var b strings.Builder
+	b.WriteString(a.Kind.String())
+	if a.Upstream != nil {
+		fmt.Fprintf(&b, " upstream=%s", a.Upstream.Name)
+	}
+	switch a.Mode {
+	case db.StopFast:
+		b.WriteString(" mode=fast")
+	case db.StopImmediate:
+		b.WriteString(" mode=immediate")
+	}
+	if a.Leader != nil {
+		fmt.Fprintf(&b, " epoch=%d", a.Leader.Epoch)
+	}
+	if a.Epoch != 0 {
+		fmt.Fprintf(&b, " epoch=%d", a.Epoch)
+	}
+	return b.String()
+}
+
+// Plan is Decide's answer.
+type Plan struct {
+	Actions []Action
+	// State and Reason go into this member's record.
+	State  cluster.MemberState
+	Reason string
+	// Soon asks for the next round sooner than loop_wait (an election is
+	// in progress); zero means loop_wait.
+	Soon time.Duration
+}
+
+// String renders the plan on one line.
+func (p Plan) String() string {
+	parts := make([]string, 0, len(p.Actions))
+	for _, a := range p.Actions {
+		parts = append(parts, a.String())
+	}
+	s := "[" + strings.Join(parts, ", ") + "] state=" + string(p.State)
+	if p.Reason != "" {
+		s += " reason=" + p.Reason
+	}
+	return s
+}
+
+// Timing constants of elections, derived from loop_wait where that matters.
+const (
+	// electionTick is how often a waiting candidate re-decides.
+	electionTick = 200 * time.Millisecond
+	// notStreamingLimit is how long a replica may run without streaming
+	// from a healthy leader before it is judged unable to follow.
+	notStreamingLimit = 15 * time.Second
+)
+
+// freshWait bounds how long candidates wait for every live member to
+// publish a position measured after the loss.
+func freshWait(cfg cluster.DynamicConfig) time.Duration {
+	return time.Duration(cfg.LoopWait) + time.Second
+}
+
+// candidateTimeout is how long each better-ranked candidate gets to take the
+// leader key before the next one may try.
+func candidateTimeout(cfg cluster.DynamicConfig) time.Duration {
+	return 2*time.Duration(cfg.LoopWait) + time.Second
+}
+
+// Decide is the HA policy. It is deterministic and pure.
+func Decide(v View) Plan {
+	health := detector.Local(v.DB, v.Now, v.DBDownSince, time.Duration(v.Config.PrimaryStartTimeout), v.FailedStarts)
+	isPrimary := v.DB.Running && v.DB.Accepting && v.DB.Role == cluster.RolePrimary
+	ls := detector.Leader(v.Snap.Leader, v.Self, v.LeaseID)
+
+	// Rule 2: a leader whose lease may run out stops writing first. This is
+	// checked before anything else and does not need the store.
+	if ls == detector.SelfLeader && v.DB.Running && v.DB.Role != cluster.RoleReplica &&
+		!v.LastRenewSent.IsZero() && !v.Now.Before(detector.FenceDeadline(v.LastRenewSent, v.Config)) {
+		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced,
+			Reason: fmt.Sprintf("could not renew the leader lease since %s; stopped writes before it can expire",
+				v.LastRenewSent.Format(time.RFC3339Nano))}
+	}
+	if !v.StoreOK {
+		return decideWithoutStore(v, ls, isPrimary)
+	}
+	if v.Snap.Initialized == "" {
+		return decideBootstrap(v, health)
+	}
+	if health == detector.Empty {
+		return decideEmpty(v, ls)
+	}
+	switch ls {
+	case detector.SelfLeader:
+		return decideLeader(v, health, isPrimary)
+	case detector.StaleSelf:
+		return decideStaleSelf(v, health)
+	case detector.OtherLeader:
+		return decideFollower(v, health, isPrimary)
+	default:
+		return decideNoLeader(v, health, isPrimary)
+	}
+}
+
+// decideWithoutStore: the store is unreachable. Rule 1: a primary whose
+// agent does not hold the key on its current lease stops; a leader keeps
+// running until its fence deadline (checked by the caller). Nothing else
+// changes without the store.
+func decideWithoutStore(v View, ls detector.LeaderState, isPrimary bool) Plan {
+	if isPrimary && ls != detector.SelfLeader {
+		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced,
+			Reason: "running as primary without holding the leader key and the store is unreachable"}
+	}
+	return Plan{State: stateOf(v), Reason: "store unreachable; keeping the database as it is"}
+}
+
+func decideBootstrap(v View, health detector.Health) Plan {
+	if health == detector.Empty {
+		return Plan{Actions: []Action{{Kind: Initialize}, {Kind: AcquireLeader}}, State: cluster.StateBootstrapping,
+			Reason: "new cluster: creating the first database"}
+	}
+	// An existing database and no cluster record (the store was wiped):
+	// claim the cluster with it; the normal rules take over next round.
+	return Plan{Actions: []Action{{Kind: Initialize}}, State: stateOf(v),
+		Reason: "cluster not initialized in the store; registering the existing database"}
+}
+
+func decideEmpty(v View, ls detector.LeaderState) Plan {
+	up := leaderUpstream(v)
+	if ls != detector.OtherLeader || up == nil {
+		return Plan{State: cluster.StateStopped, Reason: "empty data directory; waiting for a leader to clone from", Soon: electionTick}
+	}
+	return Plan{Actions: []Action{{Kind: Clone, Upstream: up}, {Kind: StartReplica, Upstream: up}},
+		State: cluster.StateBootstrapping, Reason: "cloning from " + up.Name}
+}
+
+// decideLeader: this agent holds the key on its lease.
+func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
+	switch health {
+	case detector.Healthy:
+		if isPrimary {
+			return Plan{State: cluster.StateRunning}
+		}
+		// Holding the key with a replica: finish the promotion (rule 3's
+		// key is held; the old primary was checked before acquiring).
+		return Plan{Actions: []Action{{Kind: Promote}}, State: cluster.StateStarting, Reason: "promoting: this member holds the leader key"}
+	case detector.Starting:
+		return Plan{State: cluster.StateStarting, Reason: "database is starting (crash recovery?)", Soon: electionTick}
+	case detector.Down:
+		return Plan{Actions: []Action{{Kind: StartPrimary}}, State: cluster.StateStarting,
+			Reason: fmt.Sprintf("primary database is down; restarting it in place (attempt %d)", v.FailedStarts+1)}
+	default: // Unrecoverable
+		l := *v.Snap.Leader
+		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}, {Kind: ReleaseLeader, Leader: &l}},
+			State: cluster.StateCrashed,
+			Reason: fmt.Sprintf("primary database did not come back (%d failed starts, primary_start_timeout %s); released the leader key so a replica can take over",
+				v.FailedStarts, time.Duration(v.Config.PrimaryStartTimeout))}
+	}
+}
+
+// decideStaleSelf: the key names us but is bound to a lease we no longer
+// hold (the agent restarted, or its lease was re-granted). No other member
+// has led since — the key is still ours — so it is safe to take it back
+// under a new epoch: delete it by its epoch and create it again.
+func decideStaleSelf(v View, health detector.Health) Plan {
+	l := *v.Snap.Leader
+	if health == detector.Unrecoverable {
+		return Plan{Actions: []Action{{Kind: ReleaseLeader, Leader: &l}}, State: cluster.StateCrashed,
+			Reason: "releasing the leader key left by this member's previous run: its database does not start"}
+	}
+	return Plan{Actions: []Action{{Kind: ReleaseLeader, Leader: &l}, {Kind: AcquireLeader}}, State: stateOf(v),
+		Reason: fmt.Sprintf("taking back the leader key of epoch %d held by this member's previous lease", l.Epoch)}
+}
+
+// decideFollower: another member leads.
+func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
+	l := v.Snap.Leader
+	if isPrimary || (v.DB.Running && v.DB.Role == cluster.RolePrimary) {
+		// Rule 1 and 4.
+		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced,
+			Reason: fmt.Sprintf("%s leads at epoch %d; stopped this primary so there is only one", l.Name, l.Epoch)}
+	}
+	if v.CannotFollowEpoch == l.Epoch {
+		var acts []Action
+		if v.DB.Running {
+			acts = append(acts, Action{Kind: Stop, Mode: db.StopFast})
+		}
+		return Plan{Actions: acts, State: cluster.StateCannotFollow,
+			Reason: fmt.Sprintf("cannot follow %s (epoch %d): this database's timeline diverged; it needs pg_rewind or a re-clone by an operator (see the database log)", l.Name, l.Epoch)}
+	}
+	up := leaderUpstream(v)
+	if up == nil {
+		return Plan{State: stateOf(v), Reason: fmt.Sprintf("leader %s has not published its address yet", l.Name), Soon: electionTick}
+	}
+	switch health {
+	case detector.Healthy:
+		if v.DB.Streaming && v.DB.UpstreamPort == up.Port && v.DB.UpstreamHost == up.Host {
+			return Plan{State: cluster.StateRunning}
+		}
+		if !v.NotStreamingSince.IsZero() && v.Now.Sub(v.NotStreamingSince) >= notStreamingLimit {
+			return Plan{Actions: []Action{{Kind: MarkCannotFollow, Epoch: l.Epoch}, {Kind: Stop, Mode: db.StopFast}},
+				State:  cluster.StateCannotFollow,
+				Reason: fmt.Sprintf("not streaming from %s for %s; its timeline has probably diverged", l.Name, notStreamingLimit)}
+		}
+		return Plan{Actions: []Action{{Kind: Follow, Upstream: up}}, State: cluster.StateRunning,
+			Reason: "following " + up.Name}
+	case detector.Starting:
+		return Plan{State: cluster.StateStarting, Soon: electionTick}
+	default:
+		return Plan{Actions: []Action{{Kind: StartReplica, Upstream: up}}, State: cluster.StateStarting,
+			Reason: "starting as a replica of " + up.Name}
+	}
+}
+
+// decideNoLeader: nobody holds the key.
+func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
+	last := v.Snap.LastLeader
+	lastIsSelf := last == nil || last.Name == v.Self
+	if isPrimary {
+		if lastIsSelf {
+			// No newer epoch exists: the key is ours to take back.
+			return Plan{Actions: []Action{{Kind: AcquireLeader}}, State: cluster.StateRunning,
+				Reason: "primary without the leader key and no newer epoch: taking the key"}
+		}
+		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced,
+			Reason: fmt.Sprintf("running as primary but %s led after this member (epoch %d); stopped", last.Name, last.Epoch)}
+	}
+	if v.Config.Paused {
+		return Plan{State: stateOf(v), Reason: "no leader and the cluster is paused: no automatic failover"}
+	}
+	if health != detector.Healthy {
+		if lastIsSelf && last != nil && v.ReleasedEpoch != last.Epoch && v.DB.HasData && health == detector.Down {
+			// We were the last leader (the agent or node restarted) and
+			// nobody took over: take the key and restart the primary.
+			return Plan{Actions: []Action{{Kind: AcquireLeader}}, State: cluster.StateStarting,
+				Reason: "last leader restarting with no newer epoch: taking the leader key"}
+		}
+		if lastIsSelf {
+			return Plan{State: stateOf(v), Reason: "no leader; this member's database is not running and it may not rejoin until a new leader exists"}
+		}
+		if health == detector.Down && v.DB.HasData {
+			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateStarting,
+				Reason: "no leader; starting as a read-only replica to take part in the election"}
+		}
+		return Plan{State: stateOf(v), Reason: "no leader; database not ready", Soon: electionTick}
+	}
+	return decideElection(v, last)
+}
+
+// decideElection: a running replica with no leader.
+func decideElection(v View, last *cluster.LastLeader) Plan {
+	var lost cluster.Epoch
+	var oldName string
+	if last != nil {
+		lost, oldName = last.Epoch, last.Name
+	}
+	if v.Tags.NoFailover {
+		return Plan{State: cluster.StateRunning, Reason: "no leader; this member is tagged nofailover", Soon: electionTick}
+	}
+	res := election.Rank(v.Snap.Members, election.Options{
+		LostEpoch: lost, OldPrimary: oldName, MaximumLag: v.Config.MaximumLagOnFailover, ReferenceLSN: v.LastLeaderLSN,
+	})
+	waited := time.Duration(0)
+	if !v.LeaderLostAt.IsZero() {
+		waited = v.Now.Sub(v.LeaderLostAt)
+	}
+	// Wait (bounded) until every other live member has measured afresh, so
+	// no candidate wins on a stale position.
+	if waited < freshWait(v.Config) {
+		for _, m := range v.Snap.Members {
+			if m.Name != oldName && m.Role == cluster.RoleReplica && m.State == cluster.StateRunning &&
+				!m.Tags.NoFailover && m.MeasuredAfterLossOf != lost {
+				return Plan{State: cluster.StateRunning, Soon: electionTick,
+					Reason: fmt.Sprintf("election for epoch %d: waiting for %s to publish a fresh position", lost, m.Name)}
+			}
+		}
+	}
+	idx := res.Index(v.Self)
+	if idx < 0 {
+		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: noCandidateReason(v.Self, res)}
+	}
+	if idx > 0 && waited < time.Duration(idx)*candidateTimeout(v.Config) {
+		best, _ := res.Best()
+		return Plan{State: cluster.StateRunning, Soon: electionTick,
+			Reason: fmt.Sprintf("election for epoch %d: %s is the better candidate", lost, best.Name)}
+	}
+	// Rule 3: never promote while the old primary still takes writes.
+	if v.OldPrimaryAlive == Alive {
+		return Plan{State: cluster.StateRunning, Soon: electionTick,
+			Reason: fmt.Sprintf("leader key of %s expired but its database still accepts writes; not promoting without fencing", oldName)}
+	}
+	return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: Promote}, {Kind: RecordFailover, Epoch: lost}},
+		State: cluster.StateStarting, Reason: fmt.Sprintf("elected after the loss of epoch %d; promoting", lost)}
+}
+
+func noCandidateReason(self string, res election.Result) string {
+	for _, e := range res.Excluded {
+		if e.Name == self {
+			return "not a failover candidate: " + e.Reason
+		}
+	}
+	if len(res.Candidates) == 0 {
+		var parts []string
+		for _, e := range res.Excluded {
+			parts = append(parts, e.Name+": "+e.Reason)
+		}
+		return "NO FAILOVER CANDIDATE: " + strings.Join(parts, "; ")
+	}
+	return "not a failover candidate"
+}
+
+// leaderUpstream is the leader's address from its member record, or nil.
+func leaderUpstream(v View) *db.Upstream {
+	if v.Snap.Leader == nil {
+		return nil
+	}
+	m := v.Snap.Member(v.Snap.Leader.Name)
+	if m == nil || m.ConnHost == "" || m.ConnPort == 0 {
+		return nil
+	}
+	return &db.Upstream{Name: m.Name, Host: m.ConnHost, Port: m.ConnPort}
+}
+
+// stateOf describes the database as it is.
+func stateOf(v View) cluster.MemberState {
+	switch {
+	case v.DB.Running && v.DB.Accepting:
+		return cluster.StateRunning
+	case v.DB.Running:
+		return cluster.StateStarting
+	default:
+		return cluster.StateStopped
+	}
+}
