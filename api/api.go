@@ -1,0 +1,459 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+)
+
+// State is what an agent exposes through the API. The agent builds a fresh
+// State for every request from the results of its latest loop round, so
+// building one must be cheap and must not wait for the store or the database.
+type State struct {
+	// Cluster is the cluster's name (its scope in the store).
+	Cluster string
+	// Self is this member's latest record: role, state, position, lag, tags,
+	// API URL and connection host and port.
+	Self cluster.Member
+	// Accepting is true when the local database answered its last probe.
+	Accepting bool
+	// HoldsLeader is true when this agent holds the leader key with a live
+	// lease. Only then is a primary "the primary" for /primary.
+	HoldsLeader bool
+	// Leader is the holder of the leader key, or nil if no one holds it.
+	Leader *cluster.Leader
+	// Members is the latest snapshot's member records.
+	Members []cluster.Member
+	// Paused is true while automatic failover is suspended.
+	Paused bool
+	// StoreOK is true when the agent's last round trip to the store succeeded.
+	StoreOK bool
+	// LastLoop is when the agent's loop last completed a round.
+	LastLoop time.Time
+}
+
+// Source gives the handler the agent's current State. State is called once
+// per request, possibly from many goroutines at once.
+type Source interface {
+	State() State
+}
+
+// Options tunes NewHandler. The zero value is ready to use.
+type Options struct {
+	// Logger receives one Debug record per request and an Error record for
+	// every panic recovered while answering. Nil means slog.Default().
+	Logger *slog.Logger
+	// Now returns the current time, used for the age of the agent's last
+	// loop round in the member status. Nil means time.Now.
+	Now func() time.Time
+}
+
+// allowedMethods is the Allow header of every response that carries one.
+const allowedMethods = "GET, HEAD, OPTIONS"
+
+// endpoint says how one path is answered.
+type endpoint int
+
+const (
+	epPrimary endpoint = iota
+	epReplica
+	epReadOnly
+	epHealth
+	epLiveness
+	epStatus
+	epCluster
+)
+
+// routes maps each served path to its endpoint. Paths are matched exactly,
+// after dropping one trailing slash.
+var routes = map[string]endpoint{
+	"/primary":    epPrimary,
+	"/master":     epPrimary,
+	"/leader":     epPrimary,
+	"/read-write": epPrimary,
+	"/replica":    epReplica,
+	"/read-only":  epReadOnly,
+	"/health":     epHealth,
+	"/liveness":   epLiveness,
+	"/":           epStatus,
+	"/patroni":    epStatus,
+	"/status":     epStatus,
+	"/cluster":    epCluster,
+}
+
+// handler is the http.Handler NewHandler returns.
+type handler struct {
+	src Source
+	log *slog.Logger
+	now func() time.Time
+}
+
+// NewHandler returns the agent's HTTP API handler, answering every request
+// from one call to src.State(). It panics if src is nil.
+func NewHandler(src Source, opts Options) http.Handler {
+	if src == nil {
+		panic("api.NewHandler: nil Source")
+	}
+	h := &handler{src: src, log: opts.Logger, now: opts.Now}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	return h
+}
+
+// ServeHTTP routes the request, checks its method and answers it.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		h.log.Debug("api request", "method", r.Method, "uri", r.URL.RequestURI(),
+			"status", rw.status, "remote", r.RemoteAddr, "duration", time.Since(start))
+	}()
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		if p == http.ErrAbortHandler {
+			panic(p)
+		}
+		h.log.Error("api: panic while answering request",
+			"method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+		if rw.status != 0 {
+			// Too late for a clean error: abort the connection so the
+			// client sees a failure rather than a truncated answer.
+			panic(http.ErrAbortHandler)
+		}
+		writeError(rw, r, http.StatusInternalServerError, "internal error; see the agent's log")
+	}()
+
+	path := r.URL.Path
+	if len(path) > 1 {
+		path = strings.TrimSuffix(path, "/")
+	}
+	ep, ok := routes[path]
+	if !ok {
+		writeError(rw, r, http.StatusNotFound, fmt.Sprintf("no endpoint %q; see the hamgr api package documentation for the served paths", r.URL.Path))
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		rw.Header().Set("Allow", allowedMethods)
+		writeError(rw, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; the API is read-only and answers %s", r.Method, path, allowedMethods))
+		return
+	}
+	if r.Method == http.MethodOptions {
+		rw.Header().Set("Allow", allowedMethods)
+	}
+
+	switch ep {
+	case epLiveness:
+		writeJSON(rw, r, http.StatusOK, map[string]bool{"alive": true})
+	case epCluster:
+		st := h.src.State()
+		writeJSON(rw, r, http.StatusOK, newClusterView(&st))
+	case epStatus:
+		st := h.src.State()
+		writeJSON(rw, r, http.StatusOK, h.newMemberStatus(&st))
+	default:
+		h.serveCheck(rw, r, ep)
+	}
+}
+
+// serveCheck answers a health check endpoint: 200 or 503 with this member's
+// status, or 400 for a malformed lag bound.
+func (h *handler) serveCheck(w http.ResponseWriter, r *http.Request, ep endpoint) {
+	maxLag := int64(-1) // no bound
+	if ep == epReplica || ep == epReadOnly {
+		var err error
+		if maxLag, err = lagBound(r.URL.RawQuery); err != nil {
+			writeError(w, r, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	st := h.src.State()
+	var ok bool
+	switch ep {
+	case epPrimary:
+		ok = isPrimary(&st)
+	case epReplica:
+		ok = isReplica(&st, maxLag)
+	case epReadOnly:
+		ok = isPrimary(&st) || isReplica(&st, maxLag)
+	case epHealth:
+		ok = st.Accepting
+	}
+	status := http.StatusServiceUnavailable
+	if ok {
+		status = http.StatusOK
+	}
+	writeJSON(w, r, status, h.newMemberStatus(&st))
+}
+
+// isPrimary reports whether this member is the cluster's writable primary:
+// its database is a primary that accepts connections and this agent holds
+// the leader key. A primary without the key (say, one that lost its lease
+// and has not yet demoted) must not receive writes.
+func isPrimary(st *State) bool {
+	return st.Self.Role == cluster.RolePrimary && st.Accepting && st.HoldsLeader
+}
+
+// isReplica reports whether this member is a healthy streaming replica and,
+// if maxLag is not negative, whether its lag is known and at most maxLag.
+func isReplica(st *State, maxLag int64) bool {
+	if st.Self.Role != cluster.RoleReplica || !st.Accepting || !st.Self.Streaming {
+		return false
+	}
+	if maxLag < 0 {
+		return true
+	}
+	return st.Self.LagBytes >= 0 && st.Self.LagBytes <= maxLag
+}
+
+// lagBound returns the lag query parameter of rawQuery in bytes, or -1 when
+// it is absent.
+func lagBound(rawQuery string) (int64, error) {
+	if rawQuery == "" {
+		return -1, nil
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return 0, fmt.Errorf("malformed query string %q: %v", rawQuery, err)
+	}
+	vs, ok := q["lag"]
+	if !ok {
+		return -1, nil
+	}
+	if len(vs) != 1 {
+		return 0, fmt.Errorf("parameter lag given %d times; give it once, %s", len(vs), lagForms)
+	}
+	return parseLag(vs[0])
+}
+
+// statusWriter remembers the status code written, for the request log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+// WriteHeader records the status and passes it on.
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Write records an implicit 200 and passes the bytes on.
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// writeJSON answers with status and v encoded as JSON. The body is encoded
+// before anything is written so that an encoding failure can still answer
+// 500, and so that HEAD responses carry the Content-Length a GET would.
+func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		_ = json.NewEncoder(&buf).Encode(map[string]string{"error": "encode response: " + err.Error()})
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Content-Length", fmt.Sprint(buf.Len()))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+}
+
+// writeError answers with status and {"error": msg}.
+func writeError(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	writeJSON(w, r, status, map[string]string{"error": msg})
+}
+
+// memberStatus is the JSON body of the status and health endpoints.
+type memberStatus struct {
+	Name    string `json:"name"`
+	Cluster string `json:"cluster"`
+	// Role is the database's role: "primary", "replica" or "unknown".
+	Role        string              `json:"role"`
+	State       cluster.MemberState `json:"state"`
+	Reason      string              `json:"reason"`
+	Accepting   bool                `json:"accepting"`
+	HoldsLeader bool                `json:"holds_leader"`
+	// Leader and Epoch are null when no one holds the leader key.
+	Leader     *string        `json:"leader"`
+	Epoch      *cluster.Epoch `json:"epoch"`
+	Paused     bool           `json:"paused"`
+	StoreOK    bool           `json:"store_ok"`
+	Timeline   uint32         `json:"timeline"`
+	LSN        cluster.LSN    `json:"lsn"`
+	ReceiveLSN *cluster.LSN   `json:"receive_lsn,omitempty"`
+	ReplayLSN  *cluster.LSN   `json:"replay_lsn,omitempty"`
+	// Lag is in bytes; null when unknown.
+	Lag       *int64       `json:"lag"`
+	Streaming bool         `json:"streaming"`
+	Upstream  string       `json:"upstream"`
+	APIURL    string       `json:"api_url"`
+	Host      string       `json:"host"`
+	Port      int          `json:"port"`
+	Tags      cluster.Tags `json:"tags"`
+	UpdatedAt *time.Time   `json:"updated_at"`
+	LastLoop  *time.Time   `json:"last_loop"`
+	// LastLoopAge is the seconds since LastLoop; null when there was none.
+	LastLoopAge *float64 `json:"last_loop_age_seconds"`
+}
+
+// newMemberStatus builds this member's status from st.
+func (h *handler) newMemberStatus(st *State) memberStatus {
+	m := &st.Self
+	s := memberStatus{
+		Name:        m.Name,
+		Cluster:     st.Cluster,
+		Role:        m.Role.String(),
+		State:       m.State,
+		Reason:      m.Reason,
+		Accepting:   st.Accepting,
+		HoldsLeader: st.HoldsLeader,
+		Paused:      st.Paused,
+		StoreOK:     st.StoreOK,
+		Timeline:    m.Position.Timeline,
+		LSN:         m.Position.LSN,
+		Lag:         lagOf(m),
+		Streaming:   m.Streaming,
+		Upstream:    m.Upstream,
+		APIURL:      m.APIURL,
+		Host:        m.ConnHost,
+		Port:        m.ConnPort,
+		Tags:        m.Tags,
+		UpdatedAt:   timeOf(m.UpdatedAt),
+		LastLoop:    timeOf(st.LastLoop),
+	}
+	if st.Leader != nil {
+		name, epoch := st.Leader.Name, st.Leader.Epoch
+		s.Leader, s.Epoch = &name, &epoch
+	}
+	if m.ReceiveLSN != 0 {
+		v := m.ReceiveLSN
+		s.ReceiveLSN = &v
+	}
+	if m.ReplayLSN != 0 {
+		v := m.ReplayLSN
+		s.ReplayLSN = &v
+	}
+	if !st.LastLoop.IsZero() {
+		age := h.now().Sub(st.LastLoop).Seconds()
+		s.LastLoopAge = &age
+	}
+	return s
+}
+
+// clusterView is the JSON body of /cluster.
+type clusterView struct {
+	Cluster string `json:"cluster"`
+	// Leader and Epoch are null when no one holds the leader key.
+	Leader  *string         `json:"leader"`
+	Epoch   *cluster.Epoch  `json:"epoch"`
+	Paused  bool            `json:"paused"`
+	Members []clusterMember `json:"members"`
+}
+
+// clusterMember is one member in /cluster.
+type clusterMember struct {
+	Name string `json:"name"`
+	// Role is "leader" for the leader key's holder, else the database's role.
+	Role      string              `json:"role"`
+	State     cluster.MemberState `json:"state"`
+	Reason    string              `json:"reason"`
+	APIURL    string              `json:"api_url"`
+	Host      string              `json:"host"`
+	Port      int                 `json:"port"`
+	Timeline  uint32              `json:"timeline"`
+	LSN       cluster.LSN         `json:"lsn"`
+	Lag       *int64              `json:"lag"`
+	Streaming bool                `json:"streaming"`
+	Upstream  string              `json:"upstream"`
+	Tags      cluster.Tags        `json:"tags"`
+	UpdatedAt *time.Time          `json:"updated_at"`
+}
+
+// newClusterView builds the /cluster body from st's snapshot. The members are
+// the snapshot's records as published, sorted by name.
+func newClusterView(st *State) clusterView {
+	v := clusterView{
+		Cluster: st.Cluster,
+		Paused:  st.Paused,
+		Members: make([]clusterMember, 0, len(st.Members)),
+	}
+	leader := ""
+	if st.Leader != nil {
+		name, epoch := st.Leader.Name, st.Leader.Epoch
+		v.Leader, v.Epoch = &name, &epoch
+		leader = name
+	}
+	for i := range st.Members {
+		m := &st.Members[i]
+		role := m.Role.String()
+		if leader != "" && m.Name == leader {
+			role = "leader"
+		}
+		v.Members = append(v.Members, clusterMember{
+			Name:      m.Name,
+			Role:      role,
+			State:     m.State,
+			Reason:    m.Reason,
+			APIURL:    m.APIURL,
+			Host:      m.ConnHost,
+			Port:      m.ConnPort,
+			Timeline:  m.Position.Timeline,
+			LSN:       m.Position.LSN,
+			Lag:       lagOf(m),
+			Streaming: m.Streaming,
+			Upstream:  m.Upstream,
+			Tags:      m.Tags,
+			UpdatedAt: timeOf(m.UpdatedAt),
+		})
+	}
+	slices.SortStableFunc(v.Members, func(a, b clusterMember) int { return strings.Compare(a.Name, b.Name) })
+	return v
+}
+
+// lagOf returns m's lag in bytes, or nil when it is unknown (negative).
+func lagOf(m *cluster.Member) *int64 {
+	if m.LagBytes < 0 {
+		return nil
+	}
+	v := m.LagBytes
+	return &v
+}
+
+// timeOf returns &t, or nil for the zero time.
+func timeOf(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
