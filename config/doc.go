@@ -1,0 +1,54 @@
+// Package config reads and checks the static YAML configuration of one hamgr
+// agent: which cluster it belongs to, its member name, how to reach etcd,
+// where its HTTP API listens, where its PostgreSQL server lives, the failover
+// timings, its election tags and its logging.
+//
+// # Loading
+//
+// [Load] reads a file and [Parse] decodes YAML strictly: an unknown key is an
+// error that names the key, the section it appeared in, the line, and the keys
+// that are allowed there. Keys that are absent take their defaults (see
+// examples/hamgr.yml for every key with its default). The result is then
+// checked by [Config.Validate], which reports every problem at once, each
+// naming its YAML key path (for example "timing.ttl"), the offending value and
+// what would be accepted.
+//
+// Validate only looks at the configuration itself. [Config.CheckPaths] does the
+// checks that need the local file system (PostgreSQL binaries, password and
+// TLS files, the data directory's parent); the agent calls it at start-up, but
+// tools that merely read the file on another host need not.
+//
+// Secrets are never stored in a [Config]: it holds only the names of password
+// and token files. [User.Password] reads a password when it is needed, and no
+// error or String output of this package includes a file's contents.
+//
+// # Timing
+//
+// The timing section becomes the cluster-wide dynamic configuration
+// ([Config.Dynamic], [cluster.DynamicConfig]) when this agent bootstraps the
+// cluster. The rules are:
+//
+//   - ttl (leader lease) must exceed loop_wait + retry_timeout, so that a
+//     leader that can no longer renew its lease notices and demotes itself
+//     before the lease expires and another member may be promoted;
+//   - ttl is at least 2s and a whole number of seconds (etcd leases have
+//     one-second granularity and a minimum);
+//   - loop_wait is at least 100ms;
+//   - retry_timeout and primary_start_timeout are positive.
+//
+// The defaults (ttl 10s, loop_wait 2s, retry_timeout 5s) detect a failed
+// primary within about 10-12 seconds. The "fast profile" halves that at the
+// cost of more etcd traffic and less tolerance for etcd or network hiccups:
+//
+//	timing:
+//	  ttl: 5s
+//	  loop_wait: 1s
+//	  retry_timeout: 3s
+//
+// # Units
+//
+// Durations ([Duration]) are Go duration strings such as "10s" or "500ms", or
+// bare integers meaning seconds. Byte sizes ([ByteSize]) are integers meaning
+// bytes, or strings such as "16MB" with units B, kB, MB, GB and TB in powers
+// of 1024.
+package config
