@@ -1,0 +1,454 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/ha"
+)
+
+// round runs one observe → decide → execute pass and returns how soon the
+// next should run (0: loop_wait).
+func (a *Agent) round(ctx context.Context) time.Duration {
+	cfg := a.config()
+	storeTimeout := time.Duration(cfg.RetryTimeout) / 2
+	now := a.clk.Now()
+
+	if err := a.ensureLease(ctx, storeTimeout); err != nil {
+		a.log.Warn("no store lease", "err", err)
+	}
+	st := a.probe(ctx)
+
+	snap, storeOK := a.publishAndLoad(ctx, storeTimeout, st)
+	if storeOK {
+		if snap.Config != nil && snap.Config.Validate() == nil {
+			a.mu.Lock()
+			ttl := a.cfg.TTL
+			a.cfg = *snap.Config
+			a.cfg.TTL = ttl // a new TTL applies to the next lease only
+			a.mu.Unlock()
+			cfg = a.config()
+		}
+		a.trackLeader(now, snap)
+		if snap.Leader == nil && a.needsFreshRecord(snap) {
+			// Re-measure and publish a position taken after the loss,
+			// then read again so the election compares fresh positions.
+			st = a.probe(ctx)
+			if s2, ok := a.publishAndLoad(ctx, storeTimeout, st); ok {
+				snap = s2
+			}
+		}
+	}
+	a.trackDB(now, st, snap)
+
+	a.mu.Lock()
+	view := ha.View{
+		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st,
+		DBDownSince: a.downSince, FailedStarts: a.failedStarts, StoreOK: storeOK, Snap: a.snap,
+		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent, LeaderLostAt: a.leaderLostAt,
+		ReleasedEpoch: a.releasedEpoch, CannotFollowEpoch: a.cannotFollowEpoch,
+		NotStreamingSince: a.notStreamingSince,
+	}
+	if a.lastLeader != nil {
+		view.LastLeaderLSN = a.lastLeader.Position.LSN
+	}
+	a.mu.Unlock()
+	if storeOK && snap.Leader == nil && st.Accepting && st.Role == cluster.RoleReplica {
+		view.OldPrimaryAlive = a.probeOldPrimary(ctx, snap)
+	}
+
+	plan := ha.Decide(view)
+	if s := plan.String(); s != a.lastPlan {
+		a.log.Info("plan", "plan", s, "leader", leaderName(snap.Leader), "epoch", leaderEpoch(snap.Leader))
+		a.lastPlan = s
+	}
+	a.execute(ctx, view, plan)
+	a.mu.Lock()
+	a.self.State, a.self.Reason = plan.State, plan.Reason
+	a.lastLoop = a.clk.Now()
+	a.mu.Unlock()
+	if len(plan.Actions) > 0 {
+		// Publish the outcome now rather than a loop_wait later.
+		st = a.probe(ctx)
+		a.publishAndLoad(ctx, storeTimeout, st)
+		return 10 * time.Millisecond
+	}
+	return plan.Soon
+}
+
+func lostEpoch(s cluster.Snapshot) cluster.Epoch {
+	if s.LastLeader == nil {
+		return 0
+	}
+	return s.LastLeader.Epoch
+}
+
+func leaderName(l *cluster.Leader) string {
+	if l == nil {
+		return ""
+	}
+	return l.Name
+}
+
+func leaderEpoch(l *cluster.Leader) cluster.Epoch {
+	if l == nil {
+		return 0
+	}
+	return l.Epoch
+}
+
+// needsFreshRecord reports whether this member's record lacks a position
+// measured after the current leader loss.
+func (a *Agent) needsFreshRecord(s cluster.Snapshot) bool {
+	m := s.Member(a.opts.Name)
+	return m == nil || m.MeasuredAfterLossOf != lostEpoch(s)
+}
+
+func (a *Agent) ensureLease(ctx context.Context, timeout time.Duration) error {
+	a.mu.Lock()
+	id, ttl := a.leaseID, a.cfg.TTL
+	a.mu.Unlock()
+	if id != 0 {
+		return nil
+	}
+	sent := a.clk.Now()
+	gctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := a.opts.Store.Grant(gctx, time.Duration(ttl)); err != nil {
+		return fmt.Errorf("grant lease of %s: %w", time.Duration(ttl), err)
+	}
+	a.mu.Lock()
+	a.leaseID, a.lastRenewSent = a.opts.Store.LeaseID(), sent
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *Agent) probe(ctx context.Context) db.Status {
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := a.opts.DB.Probe(pctx)
+	if err != nil {
+		a.log.Warn("database probe failed", "err", err)
+	}
+	a.mu.Lock()
+	a.accepting = st.Accepting
+	a.dbPrimary = st.Running && st.Role == cluster.RolePrimary
+	a.mu.Unlock()
+	return st
+}
+
+// publishAndLoad writes this member's record and reads the cluster.
+func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db.Status) (cluster.Snapshot, bool) {
+	a.mu.Lock()
+	m := a.memberRecord(st)
+	if a.snap.Leader == nil && !a.leaderLostAt.IsZero() {
+		// st was probed after this agent saw the leader key gone.
+		m.MeasuredAfterLossOf = lostEpoch(a.snap)
+	}
+	a.self = m
+	leased := a.leaseID != 0
+	a.mu.Unlock()
+
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if leased {
+		if err := a.opts.Store.PublishMember(sctx, m); err != nil {
+			a.log.Warn("publish member record failed", "err", err)
+		}
+	}
+	snap, err := a.opts.Store.Load(sctx)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.log.Warn("store read failed", "err", err)
+		a.storeOK = false
+		return a.snap, false
+	}
+	a.snap, a.storeOK = snap, true
+	if l := snap.Leader; l != nil && l.Name == a.opts.Name && l.Lease == a.leaseID {
+		a.holdsLeader = l.Epoch
+	} else if a.holdsLeader != 0 {
+		a.holdsLeader = 0
+	}
+	return snap, true
+}
+
+// memberRecord builds this member's record from a probe. Caller holds mu.
+func (a *Agent) memberRecord(st db.Status) cluster.Member {
+	m := cluster.Member{
+		Name: a.opts.Name, Role: st.Role, State: a.self.State, Reason: a.self.Reason,
+		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN,
+		Streaming: st.Streaming, APIURL: a.opts.APIURL, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
+		Tags: a.opts.Tags, LagBytes: -1, UpdatedAt: time.Now().UTC(),
+	}
+	if m.State == "" {
+		m.State = cluster.StateUnknown
+	}
+	if !st.Running {
+		m.Role = cluster.RoleUnknown
+	}
+	if l := a.snap.Leader; l != nil {
+		if lm := a.snap.Member(l.Name); lm != nil {
+			if st.Streaming && lm.ConnPort == st.UpstreamPort && lm.ConnHost == st.UpstreamHost {
+				m.Upstream = lm.Name
+			}
+			if l.Name == a.opts.Name {
+				m.LagBytes = 0
+			} else if lm.Position.LSN >= st.Position.LSN {
+				m.LagBytes = int64(lm.Position.LSN - st.Position.LSN)
+			} else {
+				m.LagBytes = 0
+			}
+		}
+	}
+	return m
+}
+
+// trackLeader maintains the leader-loss clock and the last leader seen.
+func (a *Agent) trackLeader(now time.Time, s cluster.Snapshot) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s.Leader == nil {
+		if a.leaderLostAt.IsZero() {
+			a.leaderLostAt = now
+			a.log.Warn("leader key absent", "last_leader", lastLeaderName(s), "epoch", lostEpoch(s))
+			a.emitLocked("leader loss detected (last leader " + lastLeaderName(s) + ")")
+		}
+		return
+	}
+	a.leaderLostAt = time.Time{}
+	if m := s.Member(s.Leader.Name); m != nil {
+		c := *m
+		a.lastLeader = &c
+	}
+}
+
+func (a *Agent) emitLocked(what string) {
+	if a.opts.Events == nil {
+		return
+	}
+	select {
+	case a.opts.Events <- Event{At: a.clk.Now(), Member: a.opts.Name, What: what}:
+	default:
+	}
+}
+
+func lastLeaderName(s cluster.Snapshot) string {
+	if s.LastLeader == nil {
+		return ""
+	}
+	return s.LastLeader.Name
+}
+
+// trackDB maintains how long the database has been down and how long a
+// replica has not streamed.
+func (a *Agent) trackDB(now time.Time, st db.Status, s cluster.Snapshot) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if st.Accepting || !st.HasData {
+		a.downSince, a.failedStarts = time.Time{}, 0
+	} else if a.downSince.IsZero() {
+		a.downSince = now
+	}
+	following := s.Leader != nil && s.Leader.Name != a.opts.Name
+	if following && st.Accepting && st.Role == cluster.RoleReplica && !st.Streaming {
+		if a.notStreamingSince.IsZero() {
+			a.notStreamingSince = now
+		}
+	} else {
+		a.notStreamingSince = time.Time{}
+	}
+}
+
+// probeOldPrimary asks the last leader's database directly whether it
+// still takes writes (rule 3 of package ha).
+func (a *Agent) probeOldPrimary(ctx context.Context, s cluster.Snapshot) ha.Liveness {
+	a.mu.Lock()
+	old := a.lastLeader
+	a.mu.Unlock()
+	if old == nil || s.LastLeader == nil || old.Name != s.LastLeader.Name || old.Name == a.opts.Name {
+		return ha.LivenessUnknown
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	ok, err := a.opts.DB.IsWritablePrimary(pctx, old.ConnHost, old.ConnPort)
+	if ok {
+		return ha.Alive
+	}
+	a.log.Debug("old primary not writable", "member", old.Name, "err", err)
+	return ha.Dead
+}
+
+// execute runs the plan's actions in order, stopping at the first failure.
+func (a *Agent) execute(ctx context.Context, v ha.View, p ha.Plan) {
+	for _, act := range p.Actions {
+		if err := a.do(ctx, v, p, act); err != nil {
+			a.log.Warn("action failed", "action", act.String(), "err", err)
+			return
+		}
+	}
+}
+
+func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) error {
+	cfg := v.Config
+	store := a.opts.Store
+	storeCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(ctx, time.Duration(cfg.RetryTimeout)/2)
+	}
+	switch act.Kind {
+	case ha.Initialize:
+		sctx, cancel := storeCtx()
+		who, err := store.Initialize(sctx, a.opts.Name, a.opts.Config)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("claim cluster bootstrap: %w", err)
+		}
+		if who != a.opts.Name {
+			return fmt.Errorf("cluster bootstrap claimed by %s", who)
+		}
+		if v.DB.HasData {
+			return nil
+		}
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		a.emit("initializing a new database")
+		return a.opts.DB.Initialize(dctx)
+	case ha.Clone:
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+		defer cancel()
+		a.emit("cloning from " + act.Upstream.Name)
+		return a.opts.DB.Clone(dctx, *act.Upstream)
+	case ha.StartPrimary:
+		dctx, cancel := context.WithTimeout(ctx, max(time.Duration(cfg.PrimaryStartTimeout), 5*time.Second))
+		defer cancel()
+		err := a.opts.DB.StartPrimary(dctx)
+		a.mu.Lock()
+		if err != nil {
+			a.failedStarts++
+		} else {
+			a.failedStarts, a.downSince = 0, time.Time{}
+		}
+		a.mu.Unlock()
+		if err == nil {
+			a.emit("restarted primary database")
+		}
+		return err
+	case ha.StartReplica:
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		err := a.opts.DB.StartReplica(dctx, act.Upstream)
+		if err == nil && act.Upstream != nil {
+			a.emit("started as replica of " + act.Upstream.Name)
+		}
+		return err
+	case ha.Stop:
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := a.opts.DB.Stop(dctx, act.Mode); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		a.dbPrimary = false
+		a.mu.Unlock()
+		a.emit("stopped database: " + p.Reason)
+		return nil
+	case ha.Promote:
+		dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if err := a.opts.DB.Promote(dctx); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		a.dbPrimary = true
+		a.mu.Unlock()
+		a.emit("promoted")
+		return nil
+	case ha.Follow:
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		before := v.DB.Streaming
+		if err := a.opts.DB.Follow(dctx, *act.Upstream); err != nil {
+			return err
+		}
+		if !before {
+			a.emit("repointed to " + act.Upstream.Name)
+		}
+		return nil
+	case ha.AcquireLeader:
+		sctx, cancel := storeCtx()
+		defer cancel()
+		l, ok, err := store.AcquireLeader(sctx, a.opts.Name)
+		if err != nil {
+			return fmt.Errorf("acquire leader key: %w", err)
+		}
+		if !ok {
+			return fmt.Errorf("leader key is held by %s (epoch %d)", l.Name, l.Epoch)
+		}
+		a.mu.Lock()
+		a.holdsLeader, a.electedAt = l.Epoch, a.clk.Now()
+		a.snap.Leader = &l
+		a.mu.Unlock()
+		a.log.Info("acquired leader key", "epoch", l.Epoch)
+		a.emit(fmt.Sprintf("acquired leader key (epoch %d)", l.Epoch))
+		return nil
+	case ha.ReleaseLeader:
+		sctx, cancel := storeCtx()
+		defer cancel()
+		if err := store.ReleaseLeader(sctx, *act.Leader); err != nil {
+			return fmt.Errorf("release leader key of epoch %d: %w", act.Leader.Epoch, err)
+		}
+		a.mu.Lock()
+		a.holdsLeader = 0
+		if p.State == cluster.StateCrashed {
+			a.releasedEpoch = act.Leader.Epoch
+		}
+		a.mu.Unlock()
+		a.emit(fmt.Sprintf("released leader key (epoch %d)", act.Leader.Epoch))
+		return nil
+	case ha.RecordFailover:
+		return a.recordFailover(ctx, v, act.Epoch)
+	case ha.MarkCannotFollow:
+		a.mu.Lock()
+		a.cannotFollowEpoch = act.Epoch
+		a.mu.Unlock()
+		return nil
+	}
+	return errors.New("unknown action " + act.String())
+}
+
+func (a *Agent) recordFailover(ctx context.Context, v ha.View, lost cluster.Epoch) error {
+	a.mu.Lock()
+	epoch, elected := a.holdsLeader, a.electedAt
+	a.mu.Unlock()
+	now := a.clk.Now()
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	st, _ := a.opts.DB.Probe(pctx)
+	cancel()
+	e := cluster.HistoryEntry{
+		Epoch: epoch, Kind: "failover", NewPrimary: a.opts.Name,
+		Reason:      fmt.Sprintf("leader key of epoch %d was lost", lost),
+		OldPosition: cluster.Position{LSN: v.LastLeaderLSN}, NewPosition: st.Position,
+		DetectedAt: v.LeaderLostAt, ElectedAt: elected, PromotedAt: now,
+	}
+	if v.Snap.LastLeader != nil {
+		e.OldPrimary = v.Snap.LastLeader.Name
+	}
+	if !v.LeaderLostAt.IsZero() {
+		e.Steps = []cluster.Step{
+			{Name: "elect", Duration: cluster.Duration(elected.Sub(v.LeaderLostAt))},
+			{Name: "promote", Duration: cluster.Duration(now.Sub(elected))},
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
+	defer cancel()
+	if err := a.opts.Store.AppendHistory(sctx, e); err != nil {
+		// The promotion stands; only the record is missing.
+		a.log.Error("could not record failover history", "epoch", epoch, "err", err)
+	}
+	a.log.Info("failover complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
+	return nil
+}
