@@ -1,0 +1,341 @@
+package localcluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/dcs/etcd"
+	"github.com/hamgr/hamgr/dcs/etcd/etcdembed"
+)
+
+// Timing profiles.
+var (
+	// DefaultTiming is hamgr's default timing.
+	DefaultTiming = cluster.DynamicConfig{
+		TTL: cluster.Duration(10 * time.Second), LoopWait: cluster.Duration(2 * time.Second),
+		RetryTimeout: cluster.Duration(5 * time.Second), PrimaryStartTimeout: cluster.Duration(30 * time.Second),
+		MaximumLagOnFailover: 1 << 20,
+	}
+	// FastTiming is the documented fast profile.
+	FastTiming = cluster.DynamicConfig{
+		TTL: cluster.Duration(5 * time.Second), LoopWait: cluster.Duration(time.Second),
+		RetryTimeout: cluster.Duration(3 * time.Second), PrimaryStartTimeout: cluster.Duration(10 * time.Second),
+		MaximumLagOnFailover: 1 << 20,
+	}
+)
+
+// Options describe a local cluster.
+type Options struct {
+	// Dir holds everything (data dirs, configs, logs); it is created and,
+	// on Close, left in place for inspection unless RemoveOnClose.
+	Dir           string
+	RemoveOnClose bool
+	// Members is the number of members (default 3), named n1, n2, ...
+	Members int
+	// HamgrBin is the hamgr binary that runs the agents.
+	HamgrBin string
+	// BinDir holds PostgreSQL's binaries.
+	BinDir string
+	// Timing is the cluster's timing (default DefaultTiming).
+	Timing cluster.DynamicConfig
+	// Tags per member name (default: priority 1).
+	Tags map[string]cluster.Tags
+	// Parameters are extra PostgreSQL settings for every member.
+	Parameters map[string]string
+	Logger     *slog.Logger
+}
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	opts  Options
+	Etcd  *etcdembed.Server
+	Store *etcd.Store
+	Nodes []*Node
+	// SuperPassword is the postgres superuser's password.
+	SuperPassword string
+	log           *slog.Logger
+}
+
+// Start creates and starts a cluster and waits until it has a leader and
+// every replica streams (bounded by ctx).
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if opts.Members == 0 {
+		opts.Members = 3
+	}
+	if opts.Timing.TTL == 0 {
+		opts.Timing = DefaultTiming
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.HamgrBin == "" {
+		return nil, errors.New("localcluster: HamgrBin is required")
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("localcluster: %w", err)
+	}
+	if err := os.Chmod(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("localcluster: %w", err)
+	}
+	c := &Cluster{opts: opts, log: opts.Logger}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	var err error
+	c.Etcd, err = etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(opts.Dir, "etcd"), FastElection: true})
+	if err != nil {
+		return nil, fmt.Errorf("localcluster: etcd: %w", err)
+	}
+	c.Store, err = etcd.New(etcd.Options{Endpoints: c.Etcd.Endpoints(), Cluster: "local", Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("localcluster: etcd client: %w", err)
+	}
+	c.SuperPassword = randomSecret()
+	superFile := filepath.Join(opts.Dir, "superuser.password")
+	replFile := filepath.Join(opts.Dir, "replication.password")
+	if err := os.WriteFile(superFile, []byte(c.SuperPassword+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(replFile, []byte(randomSecret()+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(2 * opts.Members)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < opts.Members; i++ {
+		n, err := c.newNode(i, ports[2*i], ports[2*i+1], superFile, replFile)
+		if err != nil {
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, n)
+	}
+	// The first member bootstraps; the others clone from it.
+	if err := c.Nodes[0].StartAgent(); err != nil {
+		return nil, err
+	}
+	if _, err := c.WaitLeader(ctx, ""); err != nil {
+		return nil, err
+	}
+	for _, n := range c.Nodes[1:] {
+		if err := n.StartAgent(); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.WaitHealthy(ctx); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+// randomSecret returns 24 random hex characters.
+func randomSecret() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// freePorts returns n distinct free TCP ports on 127.0.0.1 below 32768,
+// outside the kernel's range of source ports.
+func freePorts(n int) ([]int, error) {
+	var out []int
+	seen := map[int]bool{}
+	for tries := 0; len(out) < n && tries < 1000; tries++ {
+		r, _ := rand.Int(rand.Reader, big.NewInt(12000))
+		p := 20000 + int(r.Int64())
+		if seen[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		seen[p] = true
+		out = append(out, p)
+	}
+	if len(out) < n {
+		return nil, errors.New("localcluster: no free ports between 20000 and 32000")
+	}
+	return out, nil
+}
+
+// pgUser is the OS user PostgreSQL runs as when we are root.
+func pgOwner() (uid, gid int, ok bool) {
+	if os.Geteuid() != 0 {
+		return 0, 0, false
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return 0, 0, false
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, true
+}
+
+// Close stops every agent and database (by process group) and etcd.
+func (c *Cluster) Close() {
+	for _, n := range c.Nodes {
+		n.KillNode()
+		if n.proxy != nil {
+			n.proxy.Close()
+		}
+	}
+	if c.Store != nil {
+		c.Store.Close()
+	}
+	if c.Etcd != nil {
+		c.Etcd.Close()
+	}
+	if c.opts.RemoveOnClose {
+		os.RemoveAll(c.opts.Dir)
+	}
+}
+
+// Node returns the member called name, or nil.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Hosts lists every member's PostgreSQL address ("127.0.0.1:port").
+func (c *Cluster) Hosts() []string {
+	var hs []string
+	for _, n := range c.Nodes {
+		hs = append(hs, fmt.Sprintf("127.0.0.1:%d", n.PGPort))
+	}
+	return hs
+}
+
+// Snapshot reads the cluster from etcd.
+func (c *Cluster) Snapshot(ctx context.Context) (cluster.Snapshot, error) {
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return c.store().Load(sctx)
+}
+
+func (c *Cluster) store() *etcd.Store { return c.Store }
+
+// WaitLeader waits until a member other than except holds the leader key
+// and answers /primary with 200, and returns it.
+func (c *Cluster) WaitLeader(ctx context.Context, except string) (*Node, error) {
+	var last string
+	err := waitFor(ctx, 100*time.Millisecond, func() bool {
+		s, err := c.Snapshot(ctx)
+		if err != nil || s.Leader == nil || s.Leader.Name == except {
+			last = fmt.Sprintf("snapshot err=%v leader=%v", err, s.Leader)
+			return false
+		}
+		n := c.Node(s.Leader.Name)
+		if n == nil {
+			return false
+		}
+		code, _ := n.Check(ctx, "/primary")
+		last = fmt.Sprintf("leader %s /primary=%d", n.Name, code)
+		return code == 200
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wait for a leader (not %q): %w; last seen: %s", except, err, last)
+	}
+	s, err := c.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Node(s.Leader.Name), nil
+}
+
+// WaitHealthy waits until there is a leader and every other running member
+// answers /replica with 200 (streaming).
+func (c *Cluster) WaitHealthy(ctx context.Context) error {
+	leader, err := c.WaitLeader(ctx, "")
+	if err != nil {
+		return err
+	}
+	var pending string
+	err = waitFor(ctx, 100*time.Millisecond, func() bool {
+		for _, n := range c.Nodes {
+			if n == leader || !n.AgentRunning() {
+				continue
+			}
+			if code, _ := n.Check(ctx, "/replica"); code != 200 {
+				pending = n.Name
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("wait for replicas to stream from %s: %w (still waiting for %s)", leader.Name, err, pending)
+	}
+	return nil
+}
+
+// waitFor polls cond every interval until it holds or ctx ends.
+func waitFor(ctx context.Context, interval time.Duration, cond func() bool) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if cond() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// WaitFor polls cond every 50 ms until it holds or ctx ends.
+func WaitFor(ctx context.Context, cond func() bool) error {
+	return waitFor(ctx, 50*time.Millisecond, cond)
+}
+
+// chownTree gives path to the PostgreSQL OS user when running as root.
+func chownTree(path string) error {
+	uid, gid, ok := pgOwner()
+	if !ok {
+		return nil
+	}
+	return os.Chown(path, uid, gid)
+}
+
+// processAlive reports whether pid exists (and is not a zombie).
+func processAlive(pid int) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}

@@ -1,0 +1,276 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hamgr/hamgr/localcluster/faultproxy"
+)
+
+// Node is one member: a hamgr agent process and the PostgreSQL it manages.
+type Node struct {
+	Name    string
+	Dir     string
+	DataDir string
+	PGPort  int
+	APIPort int
+	// Config is the agent's config file.
+	Config string
+	// AgentLog is where the agent's output goes.
+	AgentLog string
+	c        *Cluster
+	proxy    *faultproxy.Proxy
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (c *Cluster) newNode(i, pgPort, apiPort int, superFile, replFile string) (*Node, error) {
+	name := fmt.Sprintf("n%d", i+1)
+	dir := filepath.Join(c.opts.Dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := chownTree(dir); err != nil {
+		return nil, err
+	}
+	p, err := faultproxy.New(strings.TrimPrefix(c.Etcd.Endpoints()[0], "http://"))
+	if err != nil {
+		return nil, fmt.Errorf("localcluster: etcd proxy for %s: %w", name, err)
+	}
+	n := &Node{Name: name, Dir: dir, DataDir: filepath.Join(dir, "data"), PGPort: pgPort, APIPort: apiPort,
+		Config: filepath.Join(dir, "hamgr.yml"), AgentLog: filepath.Join(dir, "agent.log"), c: c, proxy: p}
+	if err := os.WriteFile(n.Config, []byte(n.configYAML(superFile, replFile)), 0o600); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) configYAML(superFile, replFile string) string {
+	o := n.c.opts
+	t := o.Timing
+	tags := o.Tags[n.Name]
+	prio := tags.Priority
+	if prio == 0 && !tags.NoFailover {
+		prio = 1
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster: local\nname: %s\n", n.Name)
+	fmt.Fprintf(&b, "etcd:\n  endpoints: [%s]\n", n.proxy.URL())
+	fmt.Fprintf(&b, "api:\n  listen: 127.0.0.1:%d\n", n.APIPort)
+	fmt.Fprintf(&b, "postgresql:\n  data_dir: %s\n  bin_dir: %s\n  listen_host: 127.0.0.1\n  port: %d\n  socket_dir: %s\n",
+		n.DataDir, o.BinDir, n.PGPort, n.Dir)
+	fmt.Fprintf(&b, "  superuser:\n    username: postgres\n    password_file: %s\n", superFile)
+	fmt.Fprintf(&b, "  replication:\n    username: replicator\n    password_file: %s\n", replFile)
+	params := map[string]string{"fsync": "off", "shared_buffers": "32MB", "max_connections": "50"}
+	for k, v := range o.Parameters {
+		params[k] = v
+	}
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b.WriteString("  parameters:\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "    %s: %q\n", k, params[k])
+	}
+	fmt.Fprintf(&b, "timing:\n  ttl: %s\n  loop_wait: %s\n  retry_timeout: %s\n  primary_start_timeout: %s\n  maximum_lag_on_failover: %d\n",
+		time.Duration(t.TTL), time.Duration(t.LoopWait), time.Duration(t.RetryTimeout),
+		time.Duration(t.PrimaryStartTimeout), t.MaximumLagOnFailover)
+	fmt.Fprintf(&b, "tags:\n  nofailover: %t\n  priority: %d\n", tags.NoFailover, prio)
+	b.WriteString("log:\n  level: info\n")
+	return b.String()
+}
+
+// StartAgent starts the member's agent process in a process group of its
+// own (which its PostgreSQL joins), appending its output to AgentLog.
+func (n *Node) StartAgent() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil {
+		return fmt.Errorf("localcluster: agent %s already running (pid %d)", n.Name, n.cmd.Process.Pid)
+	}
+	logf, err := os.OpenFile(n.AgentLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(n.c.opts.HamgrBin, "agent", "--config", n.Config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("localcluster: start agent %s: %w", n.Name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	n.cmd, n.done = cmd, done
+	return nil
+}
+
+// AgentPID is the agent's process id (0 when not running).
+func (n *Node) AgentPID() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// AgentRunning reports whether the agent process runs.
+func (n *Node) AgentRunning() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// KillNode kills the agent and every process of its PostgreSQL in one call
+// (SIGKILL to the agent's process group), as a dying host would, and waits
+// for the agent to be reaped and the postmaster to be gone.
+func (n *Node) KillNode() {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.cmd = nil
+	n.mu.Unlock()
+	pm := n.PostmasterPID()
+	if cmd != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	if pm > 0 && processAlive(pm) {
+		// A postmaster adopted from an earlier agent is in that agent's group.
+		_ = syscall.Kill(pm, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pm > 0 && processAlive(pm) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// KillAgent sends sig to the agent process only; its PostgreSQL keeps
+// running. After SIGKILL it waits for the process to be reaped.
+func (n *Node) KillAgent(sig syscall.Signal) error {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	if sig == syscall.SIGKILL {
+		n.cmd = nil
+	}
+	n.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("localcluster: agent %s is not running", n.Name)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("localcluster: signal agent %s: %w", n.Name, err)
+	}
+	if sig == syscall.SIGKILL {
+		<-done
+	}
+	return nil
+}
+
+// PostmasterPID reads the postmaster's pid from postmaster.pid (0 if none).
+func (n *Node) PostmasterPID() int {
+	b, err := os.ReadFile(filepath.Join(n.DataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(line))
+	return pid
+}
+
+// KillPostmaster sends SIGKILL to the postmaster only (its backends stay
+// until they notice), leaving the agent alive.
+func (n *Node) KillPostmaster() error {
+	pid := n.PostmasterPID()
+	if pid == 0 || !processAlive(pid) {
+		return fmt.Errorf("localcluster: %s has no running postmaster", n.Name)
+	}
+	return syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// PostgresPIDs lists the postmaster and its children.
+func (n *Node) PostgresPIDs() []int {
+	pm := n.PostmasterPID()
+	if pm == 0 {
+		return nil
+	}
+	pids := []int{pm}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pm, pm))
+	if err == nil {
+		for _, f := range strings.Fields(string(b)) {
+			if p, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, p)
+			}
+		}
+	}
+	return pids
+}
+
+// CrashPostgres SIGKILLs the postmaster and all its children in one pass:
+// the database dies while its agent lives.
+func (n *Node) CrashPostgres() error {
+	pids := n.PostgresPIDs()
+	if len(pids) == 0 {
+		return fmt.Errorf("localcluster: %s has no running postmaster", n.Name)
+	}
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+	return nil
+}
+
+// BlockEtcd cuts the agent off from etcd (its requests hang); UnblockEtcd heals.
+func (n *Node) BlockEtcd() { n.proxy.Block() }
+
+// UnblockEtcd lets the agent reach etcd again.
+func (n *Node) UnblockEtcd() { n.proxy.Unblock() }
+
+// APIURL is the agent's API base URL.
+func (n *Node) APIURL() string { return fmt.Sprintf("http://127.0.0.1:%d", n.APIPort) }
+
+// Check GETs path on the agent's API and returns the status code (0 when
+// the agent does not answer).
+func (n *Node) Check(ctx context.Context, path string) (int, error) {
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, n.APIURL()+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// WipeData removes the member's data directory (the agent must be
+// stopped); a restarted agent then clones from the leader.
+func (n *Node) WipeData() error {
+	if n.AgentRunning() {
+		return fmt.Errorf("localcluster: stop agent %s before wiping its data", n.Name)
+	}
+	return os.RemoveAll(n.DataDir)
+}
