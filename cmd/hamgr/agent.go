@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hamgr/hamgr/agent"
+	"github.com/hamgr/hamgr/api"
+	"github.com/hamgr/hamgr/config"
+	"github.com/hamgr/hamgr/db/postgres"
+	"github.com/hamgr/hamgr/dcs/etcd"
+	"github.com/hamgr/hamgr/dcs/etcd/etcdembed"
+)
+
+func agentCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "agent --config FILE",
+		Short: "Run the HA agent beside one PostgreSQL server",
+		Long: `Run the HA agent beside one PostgreSQL server.
+
+The agent starts, stops, promotes and repoints the local PostgreSQL as the
+cluster needs, holds or watches the leader key in etcd, and serves the HTTP
+health endpoints. Stopping the agent leaves PostgreSQL running; a restarted
+agent adopts it. See examples/hamgr.yml for every setting.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path == "" {
+				return errors.New("--config FILE is required (see examples/hamgr.yml)")
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			if err := cfg.CheckPaths(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runAgent(ctx, cfg, newLogger(cfg.Log))
+		},
+	}
+	c.Flags().StringVarP(&path, "config", "c", "", "path of the agent's YAML config file")
+	return c
+}
+
+func newLogger(l config.Log) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// runAgent wires the configured parts together and runs until ctx ends.
+func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	endpoints := cfg.Etcd.Endpoints
+	if e := cfg.Etcd.Embedded; e != nil {
+		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		srv, err := etcdembed.Start(sctx, etcdembed.Options{Dir: e.Dir, ClientURL: e.ClientURL, PeerURL: e.PeerURL})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("start embedded etcd in %s: %w", e.Dir, err)
+		}
+		defer srv.Close()
+		endpoints = srv.Endpoints()
+		log.Warn("using an embedded single-member etcd: fine for demos, not highly available", "endpoints", endpoints)
+	}
+	etcdPass, err := cfg.Etcd.Password()
+	if err != nil {
+		return err
+	}
+	etcdTLS, err := clientTLS(cfg.Etcd.TLS)
+	if err != nil {
+		return fmt.Errorf("etcd.tls: %w", err)
+	}
+	store, err := etcd.New(etcd.Options{
+		Endpoints: endpoints, Prefix: cfg.Etcd.Prefix, Cluster: cfg.Cluster,
+		DialTimeout: time.Duration(cfg.Etcd.DialTimeout), Username: cfg.Etcd.Username, Password: etcdPass,
+		TLS: etcdTLS, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	defer store.Close()
+
+	pgc := cfg.PostgreSQL
+	superPass, err := pgc.Superuser.Password()
+	if err != nil {
+		return err
+	}
+	replPass, err := pgc.Replication.Password()
+	if err != nil {
+		return err
+	}
+	pg, err := postgres.New(postgres.Options{
+		Name: cfg.Name, DataDir: pgc.DataDir, BinDir: pgc.BinDir, ListenHost: pgc.ListenHost, Port: pgc.Port,
+		SocketDir: pgc.SocketDir, LogFile: pgc.LogFile,
+		Superuser: pgc.Superuser.Username, SuperuserPassword: superPass,
+		Replication: pgc.Replication.Username, ReplicationPassword: replPass,
+		Parameters: pgc.Parameters, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("postgresql: %w", err)
+	}
+	defer pg.Close()
+
+	ag := agent.New(agent.Options{
+		Cluster: cfg.Cluster, Name: cfg.Name, Tags: cfg.Tags.Cluster(), Config: cfg.Dynamic(),
+		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
+		Logger: log,
+	})
+	h := api.NewHandler(ag, api.Options{Logger: log})
+	var srv *api.Server
+	if cfg.API.TLS.Enabled() {
+		tc, err := serverTLS(cfg.API.TLS)
+		if err != nil {
+			return fmt.Errorf("api.tls: %w", err)
+		}
+		srv, err = api.ListenTLS(cfg.API.Listen, h, tc)
+		if err != nil {
+			return fmt.Errorf("api.listen %s: %w", cfg.API.Listen, err)
+		}
+	} else if srv, err = api.Listen(cfg.API.Listen, h); err != nil {
+		return fmt.Errorf("api.listen %s: %w", cfg.API.Listen, err)
+	}
+	go func() {
+		if err := srv.Serve(); err != nil {
+			log.Error("api server stopped", "err", err)
+		}
+	}()
+	log.Info("agent started", "cluster", cfg.Cluster, "api", srv.Addr(), "postgresql", fmt.Sprintf("%s:%d", pgc.ConnectHost, pgc.Port))
+	err = ag.Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	log.Info("agent stopped; PostgreSQL is left as it is")
+	return err
+}
+
+func clientTLS(t config.TLS) (*tls.Config, error) {
+	if !t.Enabled() {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s holds no PEM certificate", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func serverTLS(t config.TLS) (*tls.Config, error) {
+	if t.CertFile == "" {
+		return nil, errors.New("cert_file and key_file are required to serve TLS")
+	}
+	tc, err := clientTLS(t)
+	if err != nil {
+		return nil, err
+	}
+	if tc.RootCAs != nil {
+		tc.ClientCAs, tc.RootCAs = tc.RootCAs, nil
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
