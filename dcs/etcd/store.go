@@ -1,0 +1,654 @@
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/dcs"
+)
+
+// Defaults applied by New to zero Options fields.
+const (
+	// DefaultPrefix is the key prefix used when Options.Prefix is empty.
+	DefaultPrefix = "/hamgr"
+	// DefaultDialTimeout bounds connection set-up when Options.DialTimeout is zero.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultRequestTimeout is the per-request deadline when
+	// Options.RequestTimeout is zero.
+	DefaultRequestTimeout = 2 * time.Second
+)
+
+// gRPC keepalive of the client connection: a connection that stops passing
+// bytes (a network partition that drops packets) is detected and replaced
+// after about keepaliveTime+keepaliveTimeout instead of the kernel's TCP
+// timeout. keepaliveTime stays above the etcd server's default minimum ping
+// interval (5s), or the server would close the connection for "too many
+// pings".
+const (
+	keepaliveTime    = 10 * time.Second
+	keepaliveTimeout = 3 * time.Second
+)
+
+// Watch re-creation backoff in Changes.
+const (
+	watchBackoffMin = 100 * time.Millisecond
+	watchBackoffMax = 5 * time.Second
+)
+
+// Options configures a Store.
+type Options struct {
+	// Endpoints are the etcd client URLs, e.g. "http://127.0.0.1:2379".
+	Endpoints []string
+	// Prefix is the root of hamgr's keys (default "/hamgr").
+	Prefix string
+	// Cluster is the cluster name, the second path element of every key.
+	Cluster string
+	// DialTimeout bounds establishing a connection (default 5s).
+	DialTimeout time.Duration
+	// RequestTimeout is the deadline of each request when the caller's
+	// context has none earlier (default 2s).
+	RequestTimeout time.Duration
+	// Username and Password authenticate to etcd when both are set.
+	Username, Password string
+	// TLS configures client TLS; nil means plaintext.
+	TLS *tls.Config
+	// Logger receives warnings (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Store is a dcs.Store backed by etcd. It is safe for concurrent use.
+type Store struct {
+	cfg        clientv3.Config
+	base       string // "<prefix>/<cluster>/"
+	reqTimeout time.Duration
+	log        *slog.Logger
+
+	cliMu  sync.Mutex
+	cli    *clientv3.Client
+	closed bool
+
+	leaseMu sync.Mutex
+	lease   clientv3.LeaseID
+}
+
+var _ dcs.Store = (*Store)(nil)
+
+// New returns a Store for opts. It does not contact etcd, so it succeeds
+// while etcd is unreachable; requests then fail (with their deadline) until
+// etcd answers. With Username and Password set, the client (which must
+// authenticate when it is created) is created on first use instead.
+func New(opts Options) (*Store, error) {
+	if len(opts.Endpoints) == 0 {
+		return nil, errors.New("etcd store: no endpoints")
+	}
+	if opts.Cluster == "" || strings.Contains(opts.Cluster, "/") {
+		return nil, fmt.Errorf("etcd store: cluster name %q: must be non-empty and contain no '/'", opts.Cluster)
+	}
+	prefix := strings.TrimRight(opts.Prefix, "/")
+	if opts.Prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if prefix != "" && !strings.HasPrefix(prefix, "/") {
+		prefix = "/" + prefix
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = DefaultDialTimeout
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Store{
+		cfg: clientv3.Config{
+			Endpoints:            append([]string(nil), opts.Endpoints...),
+			DialTimeout:          opts.DialTimeout,
+			DialKeepAliveTime:    keepaliveTime,
+			DialKeepAliveTimeout: keepaliveTimeout,
+			Username:             opts.Username,
+			Password:             opts.Password,
+			TLS:                  opts.TLS,
+			Logger:               zap.NewNop(),
+		},
+		base:       prefix + "/" + opts.Cluster + "/",
+		reqTimeout: opts.RequestTimeout,
+		log:        log.With("component", "dcs/etcd", "cluster", opts.Cluster),
+	}
+	if opts.Username == "" || opts.Password == "" {
+		cli, err := clientv3.New(s.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("etcd store: create client for %v: %w", opts.Endpoints, err)
+		}
+		s.cli = cli
+	}
+	return s, nil
+}
+
+// client returns the etcd client, creating it if New deferred that.
+func (s *Store) client() (*clientv3.Client, error) {
+	s.cliMu.Lock()
+	defer s.cliMu.Unlock()
+	if s.closed {
+		return nil, errors.New("etcd store: closed")
+	}
+	if s.cli == nil {
+		cli, err := clientv3.New(s.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("etcd store: connect to %v: %w", s.cfg.Endpoints, err)
+		}
+		s.cli = cli
+	}
+	return s.cli, nil
+}
+
+// Close closes the client. It revokes nothing: keys bound to the lease stay
+// until the lease expires.
+func (s *Store) Close() error {
+	s.cliMu.Lock()
+	defer s.cliMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.cli == nil {
+		return nil
+	}
+	return s.cli.Close()
+}
+
+// Key names, relative to base.
+const (
+	keyLeader     = "leader"
+	keyLastLeader = "last_leader"
+	keyMembers    = "members/"
+	keyConfig     = "config"
+	keyInitialize = "initialize"
+	keyHistory    = "history/"
+)
+
+func (s *Store) key(name string) string { return s.base + name }
+
+// reqCtx bounds ctx by the request timeout (an earlier caller deadline wins).
+func (s *Store) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.reqTimeout)
+}
+
+// opErr wraps err with the operation and key. A missing lease becomes
+// dcs.ErrLeaseLost (the etcd error stays in the chain too).
+func opErr(op, key string, err error) error {
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("etcd %s %s: %w: %w", op, key, dcs.ErrLeaseLost, err)
+	}
+	return fmt.Errorf("etcd %s %s: %w", op, key, err)
+}
+
+// Grant creates a new lease of ttl (rounded up to whole seconds, at least
+// 1s; etcd may raise it to its minimum) and makes it the session lease. The
+// previous lease is revoked, best effort: a failure is logged, not returned.
+func (s *Store) Grant(ctx context.Context, ttl time.Duration) error {
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	secs := int64(math.Ceil(ttl.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Grant(rctx, secs)
+	if err != nil {
+		return opErr("grant lease", fmt.Sprintf("ttl=%ds", secs), err)
+	}
+	s.leaseMu.Lock()
+	old := s.lease
+	s.lease = resp.ID
+	s.leaseMu.Unlock()
+	if old != clientv3.NoLease && old != resp.ID {
+		if _, err := cli.Revoke(rctx, old); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			s.log.Warn("revoke previous lease failed; it will expire on its own",
+				"lease", fmt.Sprintf("%x", int64(old)), "err", err)
+		}
+	}
+	return nil
+}
+
+// KeepAlive renews the session lease once (one request, no background
+// loop). It returns an error wrapping dcs.ErrLeaseLost when the lease no
+// longer exists on the server or none was granted.
+func (s *Store) KeepAlive(ctx context.Context) error {
+	id := clientv3.LeaseID(s.LeaseID())
+	if id == clientv3.NoLease {
+		return fmt.Errorf("etcd keepalive: %w: no lease granted", dcs.ErrLeaseLost)
+	}
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	if _, err := cli.KeepAliveOnce(rctx, id); err != nil {
+		return opErr("keepalive", fmt.Sprintf("lease=%x", int64(id)), err)
+	}
+	return nil
+}
+
+// LeaseID returns the session lease, 0 when none has been granted.
+func (s *Store) LeaseID() int64 {
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	return int64(s.lease)
+}
+
+// leaderValue is the JSON stored under leader. Epoch and lease come from
+// the key's metadata, not from the value.
+type leaderValue struct {
+	Name string `json:"name"`
+}
+
+// lastLeaderValue is the JSON stored under last_leader. The epoch is the
+// key's ModRevision (see the package documentation).
+type lastLeaderValue struct {
+	Name  string    `json:"name"`
+	Since time.Time `json:"since"`
+}
+
+func (s *Store) decodeLeader(kv *mvccpb.KeyValue) *cluster.Leader {
+	var v leaderValue
+	if err := json.Unmarshal(kv.Value, &v); err != nil {
+		// The key is held all the same: report a holder without a name
+		// rather than no holder.
+		s.log.Warn("undecodable leader value", "key", string(kv.Key), "err", err)
+	}
+	return &cluster.Leader{Name: v.Name, Epoch: cluster.Epoch(kv.CreateRevision), Lease: kv.Lease}
+}
+
+func (s *Store) decodeLastLeader(kv *mvccpb.KeyValue) *cluster.LastLeader {
+	var v lastLeaderValue
+	if err := json.Unmarshal(kv.Value, &v); err != nil {
+		s.log.Warn("undecodable last_leader value", "key", string(kv.Key), "err", err)
+	}
+	return &cluster.LastLeader{Name: v.Name, Epoch: cluster.Epoch(kv.ModRevision), Since: v.Since}
+}
+
+// AcquireLeader creates the leader key for name, bound to the session
+// lease, if it is absent, and writes last_leader in the same transaction.
+// The new leader's epoch is the transaction's revision, which is the leader
+// key's create revision. When the key is held it returns the holder and
+// false.
+func (s *Store) AcquireLeader(ctx context.Context, name string) (cluster.Leader, bool, error) {
+	key := s.key(keyLeader)
+	lease := clientv3.LeaseID(s.LeaseID())
+	if lease == clientv3.NoLease {
+		return cluster.Leader{}, false, fmt.Errorf("etcd acquire leader %s: %w: no lease granted", key, dcs.ErrLeaseLost)
+	}
+	cli, err := s.client()
+	if err != nil {
+		return cluster.Leader{}, false, err
+	}
+	lv, err := json.Marshal(leaderValue{Name: name})
+	if err != nil {
+		return cluster.Leader{}, false, err
+	}
+	llv, err := json.Marshal(lastLeaderValue{Name: name, Since: time.Now().UTC()})
+	if err != nil {
+		return cluster.Leader{}, false, err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(
+			clientv3.OpPut(key, string(lv), clientv3.WithLease(lease)),
+			clientv3.OpPut(s.key(keyLastLeader), string(llv)),
+		).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return cluster.Leader{}, false, opErr("acquire leader", key, err)
+	}
+	if resp.Succeeded {
+		return cluster.Leader{Name: name, Epoch: cluster.Epoch(resp.Header.Revision), Lease: int64(lease)}, true, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		// Cannot happen: the comparison and the get see the same revision.
+		return cluster.Leader{}, false, fmt.Errorf("etcd acquire leader %s: key held but not readable at revision %d", key, resp.Header.Revision)
+	}
+	return *s.decodeLeader(kvs[0]), false, nil
+}
+
+// ReleaseLeader deletes the leader key if its create revision is still
+// l.Epoch. It returns nil when the key is absent or held by another epoch.
+func (s *Store) ReleaseLeader(ctx context.Context, l cluster.Leader) error {
+	key := s.key(keyLeader)
+	if l.Epoch <= 0 {
+		return nil
+	}
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", int64(l.Epoch))).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	if err != nil {
+		return opErr("release leader", key, err)
+	}
+	if !resp.Succeeded {
+		s.log.Debug("release leader: not held by this epoch", "epoch", l.Epoch)
+	}
+	return nil
+}
+
+// Load reads leader, last_leader, members, config and initialize in one
+// read-only transaction, i.e. at one revision. History is not read.
+func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
+	cli, err := s.client()
+	if err != nil {
+		return cluster.Snapshot{}, err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Txn(rctx).Then(
+		clientv3.OpGet(s.key(keyLeader)),
+		clientv3.OpGet(s.key(keyLastLeader)),
+		clientv3.OpGet(s.key(keyMembers), clientv3.WithPrefix()),
+		clientv3.OpGet(s.key(keyConfig)),
+		clientv3.OpGet(s.key(keyInitialize)),
+	).Commit()
+	if err != nil {
+		return cluster.Snapshot{}, opErr("load", s.base, err)
+	}
+	kvs := func(i int) []*mvccpb.KeyValue { return resp.Responses[i].GetResponseRange().GetKvs() }
+	snap := cluster.Snapshot{Revision: resp.Header.Revision}
+	if kv := kvs(0); len(kv) > 0 {
+		snap.Leader = s.decodeLeader(kv[0])
+	}
+	if kv := kvs(1); len(kv) > 0 {
+		snap.LastLeader = s.decodeLastLeader(kv[0])
+	}
+	for _, kv := range kvs(2) {
+		var m cluster.Member
+		if err := json.Unmarshal(kv.Value, &m); err != nil {
+			s.log.Warn("skipping undecodable member record", "key", string(kv.Key), "err", err)
+			continue
+		}
+		if m.Name == "" {
+			m.Name = strings.TrimPrefix(string(kv.Key), s.key(keyMembers))
+		}
+		snap.Members = append(snap.Members, m)
+	}
+	sort.Slice(snap.Members, func(i, j int) bool { return snap.Members[i].Name < snap.Members[j].Name })
+	if kv := kvs(3); len(kv) > 0 {
+		var c cluster.DynamicConfig
+		if err := json.Unmarshal(kv[0].Value, &c); err != nil {
+			// Acting on a guessed configuration is unsafe: fail the load.
+			return cluster.Snapshot{}, fmt.Errorf("etcd load %s: decode config: %w", kv[0].Key, err)
+		}
+		snap.Config = &c
+	}
+	if kv := kvs(4); len(kv) > 0 {
+		snap.Initialized = string(kv[0].Value)
+	}
+	return snap, nil
+}
+
+// PublishMember writes members/<m.Name> as JSON, bound to the session
+// lease. It fails when no lease has been granted.
+func (s *Store) PublishMember(ctx context.Context, m cluster.Member) error {
+	if m.Name == "" || strings.Contains(m.Name, "/") {
+		return fmt.Errorf("etcd publish member: invalid name %q", m.Name)
+	}
+	key := s.key(keyMembers + m.Name)
+	lease := clientv3.LeaseID(s.LeaseID())
+	if lease == clientv3.NoLease {
+		return fmt.Errorf("etcd publish member %s: %w: no lease granted", key, dcs.ErrLeaseLost)
+	}
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("etcd publish member %s: %w", key, err)
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	if _, err := cli.Put(rctx, key, string(v), clientv3.WithLease(lease)); err != nil {
+		return opErr("publish member", key, err)
+	}
+	return nil
+}
+
+// Initialize claims initialize for name and writes cfg as config in one
+// transaction if no one has claimed it. It returns the claimant: name when
+// the claim succeeded, the earlier claimant otherwise. An invalid cfg is
+// refused before anything is written.
+func (s *Store) Initialize(ctx context.Context, name string, cfg cluster.DynamicConfig) (string, error) {
+	key := s.key(keyInitialize)
+	if name == "" {
+		return "", fmt.Errorf("etcd initialize %s: empty name", key)
+	}
+	if err := cfg.Validate(); err != nil {
+		return "", fmt.Errorf("etcd initialize %s: invalid config: %w", key, err)
+	}
+	cli, err := s.client()
+	if err != nil {
+		return "", err
+	}
+	v, err := json.Marshal(cfg)
+	if err != nil {
+		return "", err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, name), clientv3.OpPut(s.key(keyConfig), string(v))).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return "", opErr("initialize", key, err)
+	}
+	if resp.Succeeded {
+		return name, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		return "", fmt.Errorf("etcd initialize %s: key claimed but not readable at revision %d", key, resp.Header.Revision)
+	}
+	return string(kvs[0].Value), nil
+}
+
+// SetConfig validates cfg and replaces the dynamic config. An invalid cfg
+// is refused with the validation error and nothing is written.
+func (s *Store) SetConfig(ctx context.Context, cfg cluster.DynamicConfig) error {
+	key := s.key(keyConfig)
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("etcd set config %s: invalid config: %w", key, err)
+	}
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	if _, err := cli.Put(rctx, key, string(v)); err != nil {
+		return opErr("set config", key, err)
+	}
+	return nil
+}
+
+func historyKeyName(e cluster.Epoch) string { return keyHistory + fmt.Sprintf("%020d", int64(e)) }
+
+// AppendHistory writes e under history/<epoch as 20 digits>, replacing an
+// entry of the same epoch. The epoch must be positive.
+func (s *Store) AppendHistory(ctx context.Context, e cluster.HistoryEntry) error {
+	key := s.key(historyKeyName(e.Epoch))
+	if e.Epoch <= 0 {
+		return fmt.Errorf("etcd append history: epoch %d must be positive", e.Epoch)
+	}
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("etcd append history %s: %w", key, err)
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	if _, err := cli.Put(rctx, key, string(v)); err != nil {
+		return opErr("append history", key, err)
+	}
+	return nil
+}
+
+// History returns every history entry, oldest epoch first. Undecodable
+// entries are skipped with a warning.
+func (s *Store) History(ctx context.Context) ([]cluster.HistoryEntry, error) {
+	prefix := s.key(keyHistory)
+	cli, err := s.client()
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Get(rctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, opErr("history", prefix, err)
+	}
+	out := make([]cluster.HistoryEntry, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var e cluster.HistoryEntry
+		if err := json.Unmarshal(kv.Value, &e); err != nil {
+			s.log.Warn("skipping undecodable history entry", "key", string(kv.Key), "err", err)
+			continue
+		}
+		if e.Epoch == 0 { // trust the key when the value lacks it
+			n, _ := strconv.ParseInt(strings.TrimPrefix(string(kv.Key), prefix), 10, 64)
+			e.Epoch = cluster.Epoch(n)
+		}
+		out = append(out, e)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Epoch < out[j].Epoch })
+	return out, nil
+}
+
+// Changes watches every key of the cluster and sends (without blocking) on
+// the returned channel, buffered 1, after each batch of events, so one value
+// may stand for many changes. A failed or cancelled watch is re-created with
+// backoff from the last revision seen, so no change is skipped; after a
+// compaction it restarts from the present and signals once, since changes
+// may have been missed. The channel is closed when ctx ends.
+func (s *Store) Changes(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go s.watchLoop(ctx, ch)
+	return ch
+}
+
+func (s *Store) watchLoop(ctx context.Context, ch chan<- struct{}) {
+	defer close(ch)
+	notify := func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	var next int64 // revision to watch from; 0 = now
+	backoff := watchBackoffMin
+	for ctx.Err() == nil {
+		cli, err := s.client()
+		if err == nil {
+			next, err = s.watchOnce(ctx, cli, next, notify)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			backoff = watchBackoffMin
+		} else {
+			s.log.Warn("watch failed; re-creating", "prefix", s.base, "retry_in", backoff, "err", err)
+			// The agent may have slept through changes while the watch was
+			// broken: wake it so it re-reads.
+			notify()
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err != nil {
+			backoff = min(backoff*2, watchBackoffMax)
+		}
+	}
+}
+
+// watchOnce runs one watch from revision from (0 = now) until it ends. It
+// returns the revision to resume from and why the watch ended (nil when it
+// ended without an error).
+func (s *Store) watchOnce(ctx context.Context, cli *clientv3.Client, from int64, notify func()) (int64, error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithProgressNotify()}
+	if from > 0 {
+		opts = append(opts, clientv3.WithRev(from))
+	}
+	next := from
+	for wr := range cli.Watch(wctx, s.base, opts...) {
+		if wr.CompactRevision != 0 {
+			// Events between from and the compaction are gone: resume from
+			// now and let the agent re-read everything.
+			notify()
+			return 0, fmt.Errorf("watch from revision %d: compacted at %d", from, wr.CompactRevision)
+		}
+		if err := wr.Err(); err != nil {
+			return next, err
+		}
+		// A catch-up batch may carry a header revision beyond its last
+		// event, so only progress notifications and the creation answer
+		// of a watch from now (both sent when the watch is in sync) advance
+		// next by the header.
+		if (wr.IsProgressNotify() || (wr.Created && from == 0)) && wr.Header.Revision+1 > next {
+			next = wr.Header.Revision + 1
+		}
+		if len(wr.Events) > 0 {
+			if rev := wr.Events[len(wr.Events)-1].Kv.ModRevision; rev+1 > next {
+				next = rev + 1
+			}
+			notify()
+		}
+	}
+	if ctx.Err() != nil {
+		return next, nil
+	}
+	return next, errors.New("watch channel closed")
+}
