@@ -1,0 +1,100 @@
+package postgres
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/hamgr/hamgr/cluster"
+)
+
+func validOptions() Options {
+	return Options{
+		Name: "n1", DataDir: "/var/lib/hamgr/n1", BinDir: testBinDir, ListenHost: "127.0.0.1",
+		Port: 5432, Superuser: "postgres", Replication: "replicator", ReplicationPassword: "x",
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	requirePG(t)
+	if _, err := New(validOptions()); err != nil {
+		t.Fatalf("valid options: %v", err)
+	}
+	cases := map[string]func(*Options){
+		"name with space":     func(o *Options) { o.Name = "n 1" },
+		"empty name":          func(o *Options) { o.Name = "" },
+		"relative data dir":   func(o *Options) { o.DataDir = "data" },
+		"no binaries":         func(o *Options) { o.BinDir = os.TempDir() },
+		"bad port":            func(o *Options) { o.Port = 70000 },
+		"no way to connect":   func(o *Options) { o.ListenHost = "" },
+		"no replication pw":   func(o *Options) { o.ReplicationPassword = "" },
+		"newline in password": func(o *Options) { o.ReplicationPassword = "a\nb" },
+		"reserved parameter":  func(o *Options) { o.Parameters = map[string]string{"Port": "1"} },
+		"bad parameter name":  func(o *Options) { o.Parameters = map[string]string{"a=b": "1"} },
+		"relative socket dir": func(o *Options) { o.SocketDir = "sock" },
+		"no replication role": func(o *Options) { o.Replication = "" },
+	}
+	for name, mutate := range cases {
+		o := validOptions()
+		mutate(&o)
+		if _, err := New(o); err == nil {
+			t.Errorf("%s: New accepted %+v", name, o)
+		} else if strings.Contains(err.Error(), "a\nb") {
+			t.Errorf("%s: error leaks the password: %v", name, err)
+		}
+	}
+	p, _ := New(validOptions())
+	if p.opts.LogFile != "/var/lib/hamgr/n1.log" || p.passfile() != "/var/lib/hamgr/.n1.pgpass" {
+		t.Errorf("defaults: log %q, passfile %q", p.opts.LogFile, p.passfile())
+	}
+}
+
+func TestQuoting(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{conninfo("host", "h", "user", "a b", "x", "it's\\"), `host=h user='a b' x='it\'s\\'`},
+		{conninfo("passfile", ""), `passfile=''`},
+		{configValue(`a'b\c`), `'a''b\\c'`},
+		{sqlLiteral(`a'b\c`), `E'a''b\\c'`},
+		{pgpassLine(`u:1`, `p\:w`), "*:*:*:u\\:1:p\\\\\\:w\n"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %s, want %s", c.got, c.want)
+		}
+	}
+	v, ok := scramVerifier("secret")
+	if !ok || !strings.HasPrefix(v, "SCRAM-SHA-256$4096:") || strings.Count(v, "$") != 2 {
+		t.Errorf("scram verifier %q, %v", v, ok)
+	}
+	if _, ok := scramVerifier("pässwörd"); ok {
+		t.Errorf("non-ASCII password must fall back")
+	}
+}
+
+func TestParseControlData(t *testing.T) {
+	out := `pg_control version number:            1300
+Database cluster state:               in archive recovery
+pg_control last modified:             Thu 26 Nov 2026 02:00:57 AM UTC
+Latest checkpoint location:           0/4000060
+Latest checkpoint's REDO location:    0/4000028
+Latest checkpoint's TimeLineID:       1
+Minimum recovery ending location:     0/404A620
+Min recovery ending loc's timeline:   2
+`
+	cd, err := parseControlData(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cd.State != "in archive recovery" || cd.Checkpoint != 0x4000060 || cd.CheckpointTLI != 1 {
+		t.Errorf("parsed %+v", cd)
+	}
+	if got, want := cd.Position(), (cluster.Position{LSN: 0x404A620, Timeline: 2}); got != want {
+		t.Errorf("position %+v, want %+v", got, want)
+	}
+	cd.MinRecovery, cd.MinRecovTLI = 0, 0
+	if got, want := cd.Position(), (cluster.Position{LSN: 0x4000060, Timeline: 1}); got != want {
+		t.Errorf("position without min recovery %+v, want %+v", got, want)
+	}
+	if _, err := parseControlData("garbage"); err == nil {
+		t.Errorf("garbage parsed")
+	}
+}

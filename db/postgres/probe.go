@@ -1,0 +1,334 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+)
+
+// connectTimeout bounds every connection attempt whose context has no
+// earlier deadline.
+const connectTimeout = time.Second
+
+// probeSQL measures the server in one round trip. Functions that fail in
+// the wrong role sit behind CASE on a recovery flag evaluated once.
+const probeSQL = `
+SELECT r.rec,
+  CASE WHEN r.rec THEN NULL ELSE pg_current_wal_flush_lsn()::text END,
+  CASE WHEN r.rec THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END,
+  CASE WHEN r.rec THEN pg_last_wal_receive_lsn()::text END,
+  CASE WHEN r.rec THEN pg_last_wal_replay_lsn()::text END,
+  CASE WHEN r.rec THEN pg_get_wal_replay_pause_state() <> 'not paused' ELSE false END,
+  w.status, w.sender_host, w.sender_port, w.received_tli,
+  (SELECT timeline_id FROM pg_control_checkpoint()),
+  (SELECT min_recovery_end_timeline FROM pg_control_recovery())
+FROM (SELECT pg_is_in_recovery() AS rec OFFSET 0) r
+LEFT JOIN LATERAL (
+  SELECT status, sender_host, sender_port, received_tli FROM pg_stat_wal_receiver LIMIT 1
+) w ON true`
+
+// Probe measures the server. A stopped server, or one that refuses
+// connections (starting up, crash recovery), is reported in the Status
+// (Running, Accepting, Err), not as an error; its Position then comes from
+// pg_controldata. The error is for a data directory that cannot be read.
+func (p *Postgres) Probe(ctx context.Context) (db.Status, error) {
+	st := db.Status{HasData: p.hasData()}
+	st.Running = p.running() != nil
+	if st.Running {
+		err := p.withConn(ctx, func(c *pgx.Conn) error { return p.measure(ctx, c, &st) })
+		if err == nil {
+			st.Accepting = true
+			return st, nil
+		}
+		st = db.Status{HasData: st.HasData, Running: true, Err: p.errorf("probe", "%w", err)}
+	}
+	if st.HasData {
+		cd, err := p.controlData(ctx)
+		if err != nil {
+			return st, err
+		}
+		st.Position = cd.Position()
+	}
+	return st, nil
+}
+
+func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) error {
+	var (
+		rec, paused                       bool
+		flush, walfile, recv, replay      *string
+		wStatus, wHost                    *string
+		wPort, wTLI, ckptTLI, minRecovTLI *int32
+	)
+	err := c.QueryRow(ctx, probeSQL).Scan(&rec, &flush, &walfile, &recv, &replay, &paused,
+		&wStatus, &wHost, &wPort, &wTLI, &ckptTLI, &minRecovTLI)
+	if err != nil {
+		return err
+	}
+	if !rec {
+		st.Role = cluster.RolePrimary
+		lsn, err := cluster.ParseLSN(deref(flush))
+		if err != nil {
+			return err
+		}
+		tli, err := strconv.ParseUint(deref(walfile), 16, 32)
+		if err != nil {
+			return fmt.Errorf("timeline from WAL file name %q: %w", deref(walfile), err)
+		}
+		st.Position = cluster.Position{LSN: lsn, Timeline: uint32(tli)}
+		return nil
+	}
+	st.Role = cluster.RoleReplica
+	st.ReplayPaused = paused
+	if st.ReceiveLSN, err = cluster.ParseLSN(deref(recv)); err != nil {
+		return err
+	}
+	if st.ReplayLSN, err = cluster.ParseLSN(deref(replay)); err != nil {
+		return err
+	}
+	st.Position.LSN = max(st.ReceiveLSN, st.ReplayLSN)
+	// The WAL receiver's timeline is current; without one, the control
+	// file's checkpoint and minimum-recovery timelines are the best known.
+	if wTLI != nil && *wTLI > 0 {
+		st.Position.Timeline = uint32(*wTLI)
+	} else {
+		st.Position.Timeline = uint32(max(derefInt(ckptTLI), derefInt(minRecovTLI)))
+	}
+	if deref(wStatus) == "streaming" {
+		st.Streaming = true
+		st.UpstreamHost = deref(wHost)
+		st.UpstreamPort = int(derefInt(wPort))
+	}
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func derefInt(i *int32) int32 {
+	if i == nil {
+		return 0
+	}
+	return *i
+}
+
+// IsWritablePrimary connects to host:port with the superuser's credentials
+// and reports whether the server there is out of recovery. Without a
+// deadline in ctx, it gives up after one second.
+func (p *Postgres) IsWritablePrimary(ctx context.Context, host string, port int) (bool, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, connectTimeout)
+		defer cancel()
+	}
+	cfg, err := p.connConfig(host, port)
+	if err != nil {
+		return false, p.errorf("is writable primary", "%s: %w", net.JoinHostPort(host, strconv.Itoa(port)), err)
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, p.errorf("is writable primary", "%s: %w", net.JoinHostPort(host, strconv.Itoa(port)), err)
+	}
+	defer closeConn(c)
+	var writable bool
+	if err := c.QueryRow(ctx, "SELECT NOT pg_is_in_recovery()").Scan(&writable); err != nil {
+		return false, p.errorf("is writable primary", "%s: %w", net.JoinHostPort(host, strconv.Itoa(port)), err)
+	}
+	return writable, nil
+}
+
+// connConfig is a connection to host:port as the superuser. A host that
+// starts with '/' is a unix socket directory.
+func (p *Postgres) connConfig(host string, port int) (*pgx.ConnConfig, error) {
+	sslmode := "prefer"
+	if strings.HasPrefix(host, "/") {
+		sslmode = "disable"
+	}
+	cs := conninfo(
+		"host", host, "port", strconv.Itoa(port), "user", p.opts.Superuser, "dbname", "postgres",
+		"application_name", "hamgr", "sslmode", sslmode,
+		"connect_timeout", strconv.Itoa(int(connectTimeout/time.Second)))
+	cfg, err := pgx.ParseConfig(cs)
+	if err != nil {
+		return nil, err
+	}
+	if p.opts.SuperuserPassword != "" {
+		cfg.Password = p.opts.SuperuserPassword
+	}
+	return cfg, nil
+}
+
+// localHost is where the agent reaches its own server: the unix socket
+// directory if any, else the first listen address (wildcards as loopback).
+func (p *Postgres) localHost() string {
+	if p.opts.SocketDir != "" {
+		return p.opts.SocketDir
+	}
+	h, _, _ := strings.Cut(p.opts.ListenHost, ",")
+	switch h = strings.TrimSpace(h); h {
+	case "*", "0.0.0.0":
+		return "127.0.0.1"
+	case "::":
+		return "::1"
+	}
+	return h
+}
+
+// withConn runs fn on the pooled connection to the local server, connecting
+// when needed. A connection that failed other than by a server-side SQL
+// error is dropped; if it was a reused one (the server may have restarted
+// since), fn is retried once on a fresh connection.
+func (p *Postgres) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		reused := p.conn != nil
+		if p.conn == nil {
+			c, err := p.connectLocal(ctx)
+			if err != nil {
+				return err
+			}
+			p.conn = c
+		}
+		err := fn(p.conn)
+		if err == nil {
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && !p.conn.IsClosed() {
+			return err
+		}
+		closeConn(p.conn)
+		p.conn = nil
+		if !reused || attempt > 0 || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+func (p *Postgres) connectLocal(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := p.connConfig(p.localHost(), p.opts.Port)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// dropConn closes the pooled connection, if any.
+func (p *Postgres) dropConn() {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	if p.conn != nil {
+		closeConn(p.conn)
+		p.conn = nil
+	}
+}
+
+func closeConn(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_ = c.Close(ctx)
+}
+
+// controlData is what pg_controldata says about a data directory.
+type controlData struct {
+	State         string
+	Checkpoint    cluster.LSN
+	CheckpointTLI uint32
+	MinRecovery   cluster.LSN
+	MinRecovTLI   uint32
+}
+
+// Position is the furthest point the control file proves: the latest
+// checkpoint, or a replica's minimum recovery point if that is further.
+func (c controlData) Position() cluster.Position {
+	pos := cluster.Position{LSN: c.Checkpoint, Timeline: c.CheckpointTLI}
+	if c.MinRecovery > pos.LSN && c.MinRecovTLI > 0 {
+		pos = cluster.Position{LSN: c.MinRecovery, Timeline: max(c.MinRecovTLI, c.CheckpointTLI)}
+	}
+	return pos
+}
+
+// controlData runs pg_controldata, cached until global/pg_control changes.
+func (p *Postgres) controlData(ctx context.Context) (controlData, error) {
+	fi, err := os.Stat(p.path("global/pg_control"))
+	if err != nil {
+		return controlData{}, p.errorf("read control data", "%w", err)
+	}
+	stamp := fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	if stamp == p.ctlStamp {
+		return p.ctlPos, nil
+	}
+	cmd := p.command(ctx, "pg_controldata", "-D", p.opts.DataDir)
+	cmd.Env = append(cmd.Env, "LC_ALL=C")
+	out, err := cmd.Output()
+	if err != nil {
+		return controlData{}, p.errorf("read control data", "pg_controldata: %w: %s", err, stderrOf(err))
+	}
+	cd, err := parseControlData(string(out))
+	if err != nil {
+		return controlData{}, p.errorf("read control data", "%w", err)
+	}
+	p.ctlStamp, p.ctlPos = stamp, cd
+	return cd, nil
+}
+
+func stderrOf(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return strings.TrimSpace(string(ee.Stderr))
+	}
+	return ""
+}
+
+func parseControlData(out string) (controlData, error) {
+	kv := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok {
+			kv[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	var cd controlData
+	var err error
+	cd.State = kv["Database cluster state"]
+	if cd.Checkpoint, err = cluster.ParseLSN(kv["Latest checkpoint location"]); err != nil {
+		return cd, err
+	}
+	if cd.MinRecovery, err = cluster.ParseLSN(kv["Minimum recovery ending location"]); err != nil {
+		return cd, err
+	}
+	tli, err := strconv.ParseUint(kv["Latest checkpoint's TimeLineID"], 10, 32)
+	if err != nil {
+		return cd, fmt.Errorf("pg_controldata: checkpoint timeline: %w", err)
+	}
+	cd.CheckpointTLI = uint32(tli)
+	if v := kv["Min recovery ending loc's timeline"]; v != "" {
+		tli, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return cd, fmt.Errorf("pg_controldata: min recovery timeline: %w", err)
+		}
+		cd.MinRecovTLI = uint32(tli)
+	}
+	return cd, nil
+}

@@ -1,0 +1,431 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hamgr/hamgr/db"
+)
+
+// server is one postmaster process, started by us or adopted.
+type server struct {
+	pid  int
+	cmd  *exec.Cmd     // nil when adopted
+	done chan struct{} // closed when the process has exited
+	err  error         // the child's exit status, set before done closes
+	// stopping is set when Stop signalled the process, so its exit is
+	// logged as expected rather than as a crash.
+	stopping atomic.Bool
+}
+
+func (s *server) alive() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// running returns the live server, adopting one that another agent (or an
+// earlier incarnation of this one) started, or nil when none runs.
+func (p *Postgres) running() *server {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.srv != nil && p.srv.alive() {
+		return p.srv
+	}
+	pid, ok := p.livePostmaster()
+	if !ok {
+		return nil
+	}
+	s := &server{pid: pid, done: make(chan struct{})}
+	p.srv = s
+	p.log.Info("adopted running server", "pid", pid)
+	go p.watchAdopted(s)
+	return s
+}
+
+// livePostmaster reads postmaster.pid and reports its pid when that process
+// is alive and is a postgres process.
+func (p *Postgres) livePostmaster() (int, bool) {
+	b, err := os.ReadFile(p.path("postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 || !processAlive(pid) {
+		return 0, false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cmdline, []byte("postgres")) {
+		return 0, false
+	}
+	return pid, true
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// Format: pid (comm) state ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || (stat[i+2] != 'Z' && stat[i+2] != 'X')
+}
+
+// watchAdopted polls an adopted server every 100 ms until it dies or Close.
+func (p *Postgres) watchAdopted(s *server) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.closed:
+			return
+		case <-t.C:
+			if !processAlive(s.pid) {
+				close(s.done)
+				p.logExit(s, "adopted server gone")
+				p.notifyExit(time.Now())
+				return
+			}
+		}
+	}
+}
+
+func (p *Postgres) logExit(s *server, status string) {
+	if s.stopping.Load() {
+		p.log.Info("server stopped", "pid", s.pid, "status", status)
+	} else {
+		p.log.Warn("server exited unexpectedly", "pid", s.pid, "status", status)
+	}
+}
+
+// serverArgs is the postgres command line: identity and replication
+// settings first, then Parameters in name order.
+func (p *Postgres) serverArgs() []string {
+	o := p.opts
+	args := []string{"-D", o.DataDir,
+		"-c", "port=" + strconv.Itoa(o.Port),
+		"-c", "listen_addresses=" + o.ListenHost,
+		"-c", "unix_socket_directories=" + o.SocketDir,
+		"-c", "cluster_name=" + o.Name,
+	}
+	settings := map[string]string{
+		"hot_standby": "on", "wal_level": "replica", "max_wal_senders": "10",
+		"max_replication_slots": "10", "wal_log_hints": "on", "wal_keep_size": "128MB",
+	}
+	for k, v := range o.Parameters {
+		settings[k] = v
+	}
+	names := make([]string, 0, len(settings))
+	for k := range settings {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		args = append(args, "-c", k+"="+settings[k])
+	}
+	return args
+}
+
+// startServer starts the postmaster as a child process. The caller holds
+// opMu and has checked that no server runs.
+func (p *Postgres) startServer(ctx context.Context) (*server, error) {
+	if err := p.reapOrphans(ctx); err != nil {
+		return nil, err
+	}
+	if p.opts.SocketDir != "" {
+		if err := p.mkdirOwned(p.opts.SocketDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	logf, err := p.openLog()
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child holds its own descriptor
+	cmd := exec.Command(p.bin("postgres"), p.serverArgs()...)
+	cmd.Dir = p.opts.DataDir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = cleanEnv()
+	// No Setpgid (stay in the agent's process group) and no Pdeathsig
+	// (survive the agent's death): see the package comment.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	s := &server{pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
+	p.log.Info("started server", "pid", s.pid, "port", p.opts.Port)
+	go func() {
+		s.err = cmd.Wait()
+		close(s.done)
+		p.logExit(s, fmt.Sprint(s.err))
+		p.notifyExit(time.Now())
+	}()
+	p.mu.Lock()
+	p.srv = s
+	p.mu.Unlock()
+	return s, nil
+}
+
+// orphanGrace is how long backends of a dead postmaster get to notice its
+// death and exit before they are killed.
+const orphanGrace = 2 * time.Second
+
+// reapOrphans waits until no process of a previous, dead postmaster (a
+// postgres process whose working directory is DataDir) is left: they keep
+// its shared memory attached, and a new postmaster then refuses to start
+// ("pre-existing shared memory block is still in use"). Backends exit on
+// their own soon after their postmaster dies; those still there after
+// orphanGrace are sent SIGKILL. The caller has checked no postmaster runs.
+func (p *Postgres) reapOrphans(ctx context.Context) error {
+	start := time.Now()
+	killed := false
+	for {
+		pids := p.orphans()
+		if len(pids) == 0 {
+			return nil
+		}
+		if !killed && time.Since(start) > orphanGrace {
+			p.log.Warn("killing processes left by a dead server", "pids", fmt.Sprint(pids))
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			killed = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("processes %v of a dead server still use %s: %w", pids, p.opts.DataDir, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// orphans lists postgres processes whose working directory is DataDir.
+func (p *Postgres) orphans() []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	dir := p.opts.DataDir
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err != nil || cwd != dir {
+			continue
+		}
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil {
+			continue
+		}
+		switch filepath.Base(strings.TrimSuffix(exe, " (deleted)")) {
+		case "postgres", "postmaster":
+			if processAlive(pid) {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// exitError describes a server that exited while we waited for it.
+func (p *Postgres) exitError(s *server) error {
+	status := "exited"
+	if s.err != nil {
+		status = s.err.Error()
+	}
+	return fmt.Errorf("server (pid %d) %s during start; last lines of %s:\n%s",
+		s.pid, status, p.opts.LogFile, p.logTail(10))
+}
+
+// Stop stops the server: StopFast sends SIGINT (fast shutdown, with a
+// checkpoint), StopImmediate SIGQUIT (no checkpoint). It waits until the
+// postmaster is gone or ctx ends; when ctx ends during an immediate stop the
+// postmaster is sent SIGKILL. A stopped server is not an error.
+func (p *Postgres) Stop(ctx context.Context, mode db.StopMode) error {
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
+	var sig syscall.Signal
+	switch mode {
+	case db.StopFast:
+		sig = syscall.SIGINT
+	case db.StopImmediate:
+		sig = syscall.SIGQUIT
+	default:
+		return p.errorf("stop", "unknown stop mode %d", mode)
+	}
+	s := p.running()
+	if s == nil {
+		return nil
+	}
+	defer p.dropConn()
+	p.log.Info("stopping server", "pid", s.pid, "signal", sig.String())
+	s.stopping.Store(true)
+	if err := syscall.Kill(s.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return p.errorf("stop", "signal pid %d: %v", s.pid, err)
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+	}
+	if mode != db.StopImmediate {
+		return p.errorf("stop", "server (pid %d) still running: %w", s.pid, ctx.Err())
+	}
+	p.log.Warn("immediate stop timed out; killing postmaster", "pid", s.pid)
+	_ = syscall.Kill(s.pid, syscall.SIGKILL)
+	select {
+	case <-s.done:
+		return nil
+	case <-time.After(2 * time.Second):
+		return p.errorf("stop", "server (pid %d) survived SIGKILL: %w", s.pid, ctx.Err())
+	}
+}
+
+// command returns a PostgreSQL tool command that runs as the data dir owner.
+func (p *Postgres) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, p.bin(name), args...)
+	cmd.Dir = "/"
+	cmd.Env = cleanEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
+	return cmd
+}
+
+// cleanEnv is the environment without libpq's PG* variables, which would
+// otherwise redirect or authenticate the tools behind our back.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// chown gives path to the data dir owner when running as root.
+func (p *Postgres) chown(path string) error {
+	if p.cred == nil {
+		return nil
+	}
+	return os.Lchown(path, int(p.cred.Uid), int(p.cred.Gid))
+}
+
+// mkdirOwned creates dir (and missing parents, left to root) with mode,
+// owned by the data dir owner. An existing dir is left as it is.
+func (p *Postgres) mkdirOwned(dir string, mode os.FileMode) error {
+	if exists(dir) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(dir), err)
+	}
+	if err := os.Mkdir(dir, mode); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", dir, err)
+	}
+	if err := p.chown(dir); err != nil {
+		return fmt.Errorf("chown %s: %w", dir, err)
+	}
+	return nil
+}
+
+// writeFileOwned atomically replaces path with data, owned by the data dir
+// owner with mode.
+func (p *Postgres) writeFileOwned(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".hamgr-tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = p.chown(tmp)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// openLog opens LogFile for appending, creating it owned by the data dir owner.
+func (p *Postgres) openLog() (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(p.opts.LogFile), 0o755); err != nil {
+		return nil, fmt.Errorf("log dir: %w", err)
+	}
+	created := !exists(p.opts.LogFile)
+	f, err := os.OpenFile(p.opts.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open log file: %w", err)
+	}
+	if created {
+		if err := p.chown(p.opts.LogFile); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("chown log file: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// logTail returns the last n lines of LogFile.
+func (p *Postgres) logTail(n int) string {
+	f, err := os.Open(p.opts.LogFile)
+	if err != nil {
+		return fmt.Sprintf("(cannot read log: %v)", err)
+	}
+	defer f.Close()
+	const max = 64 << 10
+	if fi, err := f.Stat(); err == nil && fi.Size() > max {
+		_, _ = f.Seek(fi.Size()-max, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return lastLines(string(b), n)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
