@@ -79,7 +79,10 @@ type Agent struct {
 	cannotFollowEpoch cluster.Epoch
 	notStreamingSince time.Time
 	lastPlan          string
+	lastPlanKey       string
+	lastPlanLogged    time.Time
 	electedAt         time.Time
+	notBefore         time.Time // no round before this (backoff after a failed action)
 	wake              chan struct{}
 }
 
@@ -129,6 +132,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.wake:
 		}
 		t.Stop()
+		if d := a.notBefore.Sub(a.clk.Now()); d > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(d):
+			}
+		}
 	}
 }
 

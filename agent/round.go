@@ -62,11 +62,8 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 	}
 
 	plan := ha.Decide(view)
-	if s := plan.String(); s != a.lastPlan {
-		a.log.Info("plan", "plan", s, "leader", leaderName(snap.Leader), "epoch", leaderEpoch(snap.Leader))
-		a.lastPlan = s
-	}
-	a.execute(ctx, view, plan)
+	a.logPlan(now, plan, snap)
+	failed := a.execute(ctx, view, plan)
 	a.mu.Lock()
 	a.self.State, a.self.Reason = plan.State, plan.Reason
 	a.lastLoop = a.clk.Now()
@@ -75,6 +72,12 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 		// Publish the outcome now rather than a loop_wait later.
 		st = a.probe(ctx)
 		a.publishAndLoad(ctx, storeTimeout, st)
+		if failed {
+			// Back off: a failing action is retried after loop_wait,
+			// whatever wakes the loop meanwhile.
+			a.notBefore = a.clk.Now().Add(time.Duration(cfg.LoopWait))
+			return 0
+		}
 		return 10 * time.Millisecond
 	}
 	return plan.Soon
@@ -283,14 +286,16 @@ func (a *Agent) probeOldPrimary(ctx context.Context, s cluster.Snapshot) ha.Live
 	return ha.Dead
 }
 
-// execute runs the plan's actions in order, stopping at the first failure.
-func (a *Agent) execute(ctx context.Context, v ha.View, p ha.Plan) {
+// execute runs the plan's actions in order, stopping at the first failure;
+// it reports whether one failed.
+func (a *Agent) execute(ctx context.Context, v ha.View, p ha.Plan) bool {
 	for _, act := range p.Actions {
 		if err := a.do(ctx, v, p, act); err != nil {
 			a.log.Warn("action failed", "action", act.String(), "err", err)
-			return
+			return true
 		}
 	}
+	return false
 }
 
 func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) error {
@@ -341,6 +346,13 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		err := a.opts.DB.StartReplica(dctx, act.Upstream)
+		a.mu.Lock()
+		if err != nil {
+			a.failedStarts++
+		} else {
+			a.failedStarts = 0
+		}
+		a.mu.Unlock()
 		if err == nil && act.Upstream != nil {
 			a.emit("started as replica of " + act.Upstream.Name)
 		}
@@ -451,4 +463,20 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, lost cluster.Epoc
 	}
 	a.log.Info("failover complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
 	return nil
+}
+
+// logPlan logs a plan when it acts, when the state changes, or when only
+// the reason changed and the last such line is at least 2 s old (an
+// election's reasons change with every WAL record).
+func (a *Agent) logPlan(now time.Time, p ha.Plan, s cluster.Snapshot) {
+	key := ha.Plan{Actions: p.Actions, State: p.State}.String()
+	full := p.String()
+	switch {
+	case full == a.lastPlan:
+		return
+	case len(p.Actions) == 0 && key == a.lastPlanKey && now.Sub(a.lastPlanLogged) < 2*time.Second:
+		return
+	}
+	a.log.Info("plan", "plan", full, "leader", leaderName(s.Leader), "epoch", leaderEpoch(s.Leader))
+	a.lastPlan, a.lastPlanKey, a.lastPlanLogged = full, key, now
 }

@@ -331,6 +331,9 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 			Reason: "following " + up.Name}
 	case detector.Starting:
 		return Plan{State: cluster.StateStarting, Soon: electionTick}
+	case detector.Unrecoverable:
+		return Plan{Actions: []Action{{Kind: StartReplica, Upstream: up}}, State: cluster.StateCrashed,
+			Reason: fmt.Sprintf("database does not start (%d failed attempts); retrying every loop_wait as a replica of %s — see the database log", v.FailedStarts, up.Name)}
 	default:
 		return Plan{Actions: []Action{{Kind: StartReplica, Upstream: up}}, State: cluster.StateStarting,
 			Reason: "starting as a replica of " + up.Name}

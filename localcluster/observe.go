@@ -29,6 +29,16 @@ type Timeline struct {
 // at t0 that took down old, until a new primary serves and the surviving
 // replicas follow it, or ctx ends.
 func (c *Cluster) ObserveFailover(ctx context.Context, old string, t0 time.Time) (Timeline, error) {
+	return c.observe(ctx, old, t0, true)
+}
+
+// ObservePromotion is ObserveFailover without waiting for the other
+// replicas to follow.
+func (c *Cluster) ObservePromotion(ctx context.Context, old string, t0 time.Time) (Timeline, error) {
+	return c.observe(ctx, old, t0, false)
+}
+
+func (c *Cluster) observe(ctx context.Context, old string, t0 time.Time, followers bool) (Timeline, error) {
 	tl := Timeline{Fault: t0, Old: old}
 	t := time.NewTicker(25 * time.Millisecond)
 	defer t.Stop()
@@ -45,6 +55,9 @@ func (c *Cluster) ObserveFailover(ctx context.Context, old string, t0 time.Time)
 				if tl.Promoted == 0 {
 					if code, _ := c.Node(s.Leader.Name).Check(ctx, "/primary"); code == 200 {
 						tl.Promoted = time.Since(t0)
+						if !followers {
+							return tl, nil
+						}
 					}
 				}
 				if tl.Promoted != 0 && tl.Following == 0 && c.followersStream(s, old) {

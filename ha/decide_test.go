@@ -1,0 +1,278 @@
+package ha
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/detector"
+)
+
+// TestDecide runs the scenarios in testdata/*.txt. Regenerate the expected
+// output with: go test ./ha -run TestDecide -rewrite
+//
+// Commands (times are offsets from a fixed origin, like 10s or 1m2s; an
+// unset time stays zero):
+//
+//	view self=n2 now=10s [lease=7] [renew=8s] [lost=5s] [down-since=3s]
+//	     [failed-starts=N] [store=down] [uninitialized] [old-primary=alive|dead]
+//	     [last-lsn=0/5000000] [released=E] [cannot-follow=E]
+//	     [not-streaming-since=T] [nofailover] [paused] [max-lag=N]
+//	     [ttl=30s] [loop-wait=10s] [retry-timeout=10s] [start-timeout=20s]
+//	<lines describing the world, see below>
+//	----
+//	health=<detector.Local> leader=<detector.Leader>
+//
+//	  db empty | db stopped [lsn=..] [tl=N]
+//	  db running [accepting] role=primary|replica lsn=.. [tl=N] [streaming upstream=n1]
+//	  leader n1 epoch=4 lease=9 | leader none [last=n1@4]
+//	  member n1 role=primary|replica|unknown lsn=.. [tl=N] [state=running]
+//	         [after=E] [nofailover] [priority=N] [noaddr]
+//
+//	set <any view or db argument>     changes the view in place
+//	decide [<view arguments>]         applies the arguments, prints Plan.String()
+//	                                  and soon=<Plan.Soon> when set
+func TestDecide(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		var s scenario
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			return s.run(t, d)
+		})
+	})
+}
+
+var origin = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+type scenario struct {
+	v View
+}
+
+func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
+	switch d.Cmd {
+	case "view":
+		s.v = View{
+			StoreOK: true,
+			Config: cluster.DynamicConfig{
+				TTL: cluster.Duration(30 * time.Second), LoopWait: cluster.Duration(10 * time.Second),
+				RetryTimeout: cluster.Duration(10 * time.Second), PrimaryStartTimeout: cluster.Duration(20 * time.Second),
+			},
+			LeaseID: 1,
+			Snap:    cluster.Snapshot{Initialized: "n1"},
+		}
+		s.applyArgs(t, d.CmdArgs)
+		for _, line := range strings.Split(d.Input, "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				s.world(t, line)
+			}
+		}
+		return s.classify()
+	case "set":
+		s.applyArgs(t, d.CmdArgs)
+		for _, line := range strings.Split(d.Input, "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				s.world(t, line)
+			}
+		}
+		return s.classify()
+	case "decide":
+		s.applyArgs(t, d.CmdArgs)
+		p := Decide(s.v)
+		if p.Soon != 0 {
+			return p.String() + " soon=" + p.Soon.String()
+		}
+		return p.String()
+	}
+	d.Fatalf(t, "unknown command %q", d.Cmd)
+	return ""
+}
+
+func (s *scenario) classify() string {
+	h := detector.Local(s.v.DB, s.v.Now, s.v.DBDownSince, time.Duration(s.v.Config.PrimaryStartTimeout), s.v.FailedStarts)
+	return fmt.Sprintf("health=%s leader=%s", h, detector.Leader(s.v.Snap.Leader, s.v.Self, s.v.LeaseID))
+}
+
+func at(t *testing.T, s string) time.Time {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("time %q: %v", s, err)
+	}
+	return origin.Add(d)
+}
+
+func dur(t *testing.T, s string) cluster.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("duration %q: %v", s, err)
+	}
+	return cluster.Duration(d)
+}
+
+func num(t *testing.T, s string) int64 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("number %q: %v", s, err)
+	}
+	return n
+}
+
+func lsn(t *testing.T, s string) cluster.LSN {
+	l, err := cluster.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func val(a datadriven.CmdArg) string {
+	if len(a.Vals) == 0 {
+		return ""
+	}
+	return a.Vals[0]
+}
+
+func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
+	v := &s.v
+	for _, a := range args {
+		x := val(a)
+		switch a.Key {
+		case "self":
+			v.Self = x
+		case "now":
+			v.Now = at(t, x)
+		case "lease":
+			v.LeaseID = num(t, x)
+		case "renew":
+			v.LastRenewSent = at(t, x)
+		case "lost":
+			v.LeaderLostAt = at(t, x)
+		case "down-since":
+			v.DBDownSince = at(t, x)
+		case "failed-starts":
+			v.FailedStarts = int(num(t, x))
+		case "store":
+			v.StoreOK = x != "down"
+		case "uninitialized":
+			v.Snap.Initialized = ""
+		case "old-primary":
+			v.OldPrimaryAlive = map[string]Liveness{"alive": Alive, "dead": Dead, "unknown": LivenessUnknown}[x]
+		case "last-lsn":
+			v.LastLeaderLSN = lsn(t, x)
+		case "released":
+			v.ReleasedEpoch = cluster.Epoch(num(t, x))
+		case "cannot-follow":
+			v.CannotFollowEpoch = cluster.Epoch(num(t, x))
+		case "not-streaming-since":
+			v.NotStreamingSince = at(t, x)
+		case "nofailover":
+			v.Tags.NoFailover = true
+		case "priority":
+			v.Tags.Priority = int(num(t, x))
+		case "paused":
+			v.Config.Paused = x != "false"
+		case "max-lag":
+			v.Config.MaximumLagOnFailover = num(t, x)
+		case "ttl":
+			v.Config.TTL = dur(t, x)
+		case "loop-wait":
+			v.Config.LoopWait = dur(t, x)
+		case "retry-timeout":
+			v.Config.RetryTimeout = dur(t, x)
+		case "start-timeout":
+			v.Config.PrimaryStartTimeout = dur(t, x)
+		default:
+			t.Fatalf("unknown view argument %q", a.Key)
+		}
+	}
+}
+
+// world parses one line describing the database, the leader key or a member record.
+func (s *scenario) world(t *testing.T, line string) {
+	f := strings.Fields(line)
+	kv := map[string]string{}
+	for _, w := range f[1:] {
+		k, v, _ := strings.Cut(w, "=")
+		kv[k] = v
+	}
+	has := func(k string) bool { _, ok := kv[k]; return ok }
+	position := func() cluster.Position {
+		p := cluster.Position{LSN: lsn(t, kv["lsn"]), Timeline: 1}
+		if has("tl") {
+			p.Timeline = uint32(num(t, kv["tl"]))
+		}
+		return p
+	}
+	role := func() cluster.Role {
+		var r cluster.Role
+		_ = r.UnmarshalText([]byte(kv["role"]))
+		return r
+	}
+	switch f[0] {
+	case "db":
+		st := db.Status{HasData: true, Position: position()}
+		switch {
+		case has("empty"):
+			st = db.Status{}
+		case has("running"):
+			st.Running = true
+			if has("accepting") {
+				st.Accepting = true
+				st.Role = role()
+			}
+			if has("streaming") {
+				st.Streaming = true
+			}
+			if up := kv["upstream"]; up != "" {
+				st.UpstreamHost, st.UpstreamPort = up, 5432
+			}
+		}
+		s.v.DB = st
+	case "leader":
+		if f[1] == "none" {
+			s.v.Snap.Leader = nil
+			if last := kv["last"]; last != "" {
+				name, epoch, _ := strings.Cut(last, "@")
+				s.v.Snap.LastLeader = &cluster.LastLeader{Name: name, Epoch: cluster.Epoch(num(t, epoch))}
+			} else {
+				s.v.Snap.LastLeader = nil
+			}
+			return
+		}
+		l := &cluster.Leader{Name: f[1], Epoch: cluster.Epoch(num(t, kv["epoch"])), Lease: num(t, kv["lease"])}
+		s.v.Snap.Leader = l
+		s.v.Snap.LastLeader = &cluster.LastLeader{Name: l.Name, Epoch: l.Epoch}
+	case "member":
+		m := cluster.Member{
+			Name: f[1], Role: role(), State: cluster.StateRunning, Position: position(),
+			ConnHost: f[1], ConnPort: 5432, Streaming: has("streaming"), LagBytes: -1,
+		}
+		if has("state") {
+			m.State = cluster.MemberState(kv["state"])
+		}
+		if has("after") {
+			m.MeasuredAfterLossOf = cluster.Epoch(num(t, kv["after"]))
+		}
+		if has("nofailover") {
+			m.Tags.NoFailover = true
+		}
+		if has("priority") {
+			m.Tags.Priority = int(num(t, kv["priority"]))
+		}
+		if has("noaddr") {
+			m.ConnHost, m.ConnPort = "", 0
+		}
+		for i := range s.v.Snap.Members {
+			if s.v.Snap.Members[i].Name == m.Name {
+				s.v.Snap.Members[i] = m
+				return
+			}
+		}
+		s.v.Snap.Members = append(s.v.Snap.Members, m)
+	default:
+		t.Fatalf("unknown world line %q", line)
+	}
+}
