@@ -83,6 +83,8 @@ type Agent struct {
 	lastPlanLogged    time.Time
 	electedAt         time.Time
 	notBefore         time.Time // no round before this (backoff after a failed action)
+	handoffKey        string
+	handoffSeenAt     time.Time
 	wake              chan struct{}
 }
 

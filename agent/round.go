@@ -51,7 +51,7 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 		DBDownSince: a.downSince, FailedStarts: a.failedStarts, StoreOK: storeOK, Snap: a.snap,
 		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent, LeaderLostAt: a.leaderLostAt,
 		ReleasedEpoch: a.releasedEpoch, CannotFollowEpoch: a.cannotFollowEpoch,
-		NotStreamingSince: a.notStreamingSince,
+		NotStreamingSince: a.notStreamingSince, HandoffSeenAt: a.handoffSeenAt,
 	}
 	if a.lastLeader != nil {
 		view.LastLeaderLSN = a.lastLeader.Position.LSN
@@ -211,10 +211,19 @@ func (a *Agent) memberRecord(st db.Status) cluster.Member {
 	return m
 }
 
-// trackLeader maintains the leader-loss clock and the last leader seen.
+// trackLeader maintains the leader-loss clock, the last leader seen and
+// when the current switchover handoff was first seen.
 func (a *Agent) trackLeader(now time.Time, s cluster.Snapshot) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if r := s.Request; r != nil && r.Handoff != nil {
+		key := fmt.Sprintf("%d/%s/%s", r.Handoff.Epoch, r.Handoff.Target, r.Handoff.FinalLSN)
+		if key != a.handoffKey {
+			a.handoffKey, a.handoffSeenAt = key, now
+		}
+	} else {
+		a.handoffKey, a.handoffSeenAt = "", time.Time{}
+	}
 	if s.Leader == nil {
 		if a.leaderLostAt.IsZero() {
 			a.leaderLostAt = now
@@ -403,6 +412,8 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		a.mu.Lock()
 		a.holdsLeader, a.electedAt = l.Epoch, a.clk.Now()
 		a.snap.Leader = &l
+		// primary_start_timeout counts from now for a database that is down.
+		a.downSince, a.failedStarts = time.Time{}, 0
 		a.mu.Unlock()
 		a.log.Info("acquired leader key", "epoch", l.Epoch)
 		a.emit(fmt.Sprintf("acquired leader key (epoch %d)", l.Epoch))
@@ -422,7 +433,17 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		a.emit(fmt.Sprintf("released leader key (epoch %d)", act.Leader.Epoch))
 		return nil
 	case ha.RecordFailover:
-		return a.recordFailover(ctx, v, act.Epoch)
+		return a.recordFailover(ctx, v, act)
+	case ha.Handoff:
+		return a.handoff(ctx, v, act.Target)
+	case ha.ClearRequest:
+		sctx, cancel := storeCtx()
+		defer cancel()
+		if err := store.ClearRequest(sctx); err != nil {
+			return fmt.Errorf("clear request: %w", err)
+		}
+		a.log.Info("operator request closed", "reason", p.Reason)
+		return nil
 	case ha.MarkCannotFollow:
 		a.mu.Lock()
 		a.cannotFollowEpoch = act.Epoch
@@ -432,22 +453,55 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 	return errors.New("unknown action " + act.String())
 }
 
-func (a *Agent) recordFailover(ctx context.Context, v ha.View, lost cluster.Epoch) error {
+// handoff records, in the pending switchover request, the position at
+// which this stopped primary ended, for target to catch up to.
+func (a *Agent) handoff(ctx context.Context, v ha.View, target string) error {
+	if v.Snap.Request == nil || v.Snap.Leader == nil {
+		return errors.New("handoff: no pending request or leader")
+	}
+	st := a.probe(ctx)
+	if st.Running || st.Position.LSN == 0 {
+		return fmt.Errorf("handoff: cannot read the final position of the stopped database (running=%t)", st.Running)
+	}
+	r := *v.Snap.Request
+	r.Handoff = &cluster.Handoff{Target: target, FinalLSN: st.Position.LSN, Epoch: v.Snap.Leader.Epoch, StoppedAt: time.Now().UTC()}
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
+	defer cancel()
+	if err := a.opts.Store.UpdateRequest(sctx, r); err != nil {
+		return fmt.Errorf("handoff to %s: %w", target, err)
+	}
+	a.log.Info("switchover: stopped writes, handing over", "target", target, "final_lsn", st.Position.LSN)
+	a.emit("switchover: stopped at " + st.Position.LSN.String() + ", handing over to " + target)
+	return nil
+}
+
+func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) error {
+	lost := act.Epoch
 	a.mu.Lock()
 	epoch, elected := a.holdsLeader, a.electedAt
 	a.mu.Unlock()
 	now := a.clk.Now()
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	st, _ := a.opts.DB.Probe(pctx)
-	cancel()
+	kind, reason := "failover", fmt.Sprintf("leader key of epoch %d was lost", lost)
+	if act.History != "" {
+		kind = act.History
+		if r := v.Snap.Request; r != nil {
+			reason = fmt.Sprintf("%s requested by %s at %s", kind, r.RequestedBy, r.RequestedAt.UTC().Format(time.RFC3339))
+		}
+	}
 	e := cluster.HistoryEntry{
-		Epoch: epoch, Kind: "failover", NewPrimary: a.opts.Name,
-		Reason:      fmt.Sprintf("leader key of epoch %d was lost", lost),
-		OldPosition: cluster.Position{LSN: v.LastLeaderLSN}, NewPosition: st.Position,
+		Epoch: epoch, Kind: kind, NewPrimary: a.opts.Name,
+		Reason:      reason,
+		OldPosition: cluster.Position{LSN: v.LastLeaderLSN}, NewPosition: v.DB.Position, // as measured before promotion
 		DetectedAt: v.LeaderLostAt, ElectedAt: elected, PromotedAt: now,
 	}
 	if v.Snap.LastLeader != nil {
 		e.OldPrimary = v.Snap.LastLeader.Name
+	}
+	if r := v.Snap.Request; r != nil && r.Handoff != nil {
+		e.OldPosition.LSN = r.Handoff.FinalLSN
+	}
+	if e.OldPosition.LSN > e.NewPosition.LSN {
+		e.DataLossBytes = int64(e.OldPosition.LSN - e.NewPosition.LSN)
 	}
 	if !v.LeaderLostAt.IsZero() {
 		e.Steps = []cluster.Step{
@@ -461,7 +515,7 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, lost cluster.Epoc
 		// The promotion stands; only the record is missing.
 		a.log.Error("could not record failover history", "epoch", epoch, "err", err)
 	}
-	a.log.Info("failover complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
+	a.log.Info(kind+" complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
 	return nil
 }
 

@@ -187,6 +187,8 @@ type Snapshot struct {
 	Initialized string
 	// Config is the dynamic configuration; nil when not yet written.
 	Config *DynamicConfig
+	// Request is the pending operator request, nil when none.
+	Request *Request
 }
 
 // Member returns the record of the named member, or nil.
@@ -248,16 +250,19 @@ func (c DynamicConfig) Validate() error {
 
 // HistoryEntry records one change of leadership.
 type HistoryEntry struct {
-	Epoch       Epoch     `json:"epoch"`
-	Kind        string    `json:"kind"` // "failover", "switchover", "bootstrap", "takeover"
-	OldPrimary  string    `json:"old_primary,omitempty"`
-	NewPrimary  string    `json:"new_primary"`
-	Reason      string    `json:"reason"`
-	OldPosition Position  `json:"old_position"`
-	NewPosition Position  `json:"new_position"`
-	DetectedAt  time.Time `json:"detected_at"`
-	ElectedAt   time.Time `json:"elected_at"`
-	PromotedAt  time.Time `json:"promoted_at"`
+	Epoch       Epoch    `json:"epoch"`
+	Kind        string   `json:"kind"` // "failover", "switchover", "bootstrap", "takeover"
+	OldPrimary  string   `json:"old_primary,omitempty"`
+	NewPrimary  string   `json:"new_primary"`
+	Reason      string   `json:"reason"`
+	OldPosition Position `json:"old_position"`
+	NewPosition Position `json:"new_position"`
+	// DataLossBytes estimates the WAL the old primary had that the new one
+	// lacked at promotion (0 when the new one had everything known).
+	DataLossBytes int64     `json:"data_loss_bytes"`
+	DetectedAt    time.Time `json:"detected_at"`
+	ElectedAt     time.Time `json:"elected_at"`
+	PromotedAt    time.Time `json:"promoted_at"`
 	// Steps lists how long each step took, in order.
 	Steps []Step `json:"steps,omitempty"`
 }
@@ -266,4 +271,44 @@ type HistoryEntry struct {
 type Step struct {
 	Name     string   `json:"name"`
 	Duration Duration `json:"duration"`
+}
+
+// RequestKind says what an operator asked for.
+type RequestKind string
+
+// Request kinds.
+const (
+	// KindSwitchover is a planned change of primary with no data loss.
+	KindSwitchover RequestKind = "switchover"
+	// KindFailover is an operator's choice of new primary when there is
+	// no healthy one (it overrides the lag gate, not the fencing rules).
+	KindFailover RequestKind = "failover"
+)
+
+// Request is the operator's pending switchover or failover, kept under
+// request until it completes, is cancelled or is refused.
+type Request struct {
+	Kind RequestKind `json:"kind"`
+	// From is the leader the switchover moves away from ("" for failover).
+	From string `json:"from,omitempty"`
+	// To is the chosen new primary ("" for switchover: the best replica).
+	To string `json:"to,omitempty"`
+	// At schedules a switchover (zero: as soon as possible).
+	At          time.Time `json:"at,omitempty"`
+	RequestedAt time.Time `json:"requested_at"`
+	// RequestedBy names who asked ("hamgrctl on host", "api from addr").
+	RequestedBy string `json:"requested_by,omitempty"`
+	// Handoff is set by the old leader once it has stopped writes.
+	Handoff *Handoff `json:"handoff,omitempty"`
+}
+
+// Handoff is the old leader's half of a switchover: it stopped taking
+// writes at FinalLSN and gives the leader key to Target.
+type Handoff struct {
+	Target string `json:"target"`
+	// FinalLSN is the old primary's shutdown checkpoint; the target
+	// promotes only after it has received WAL past it.
+	FinalLSN  LSN       `json:"final_lsn"`
+	Epoch     Epoch     `json:"epoch"`
+	StoppedAt time.Time `json:"stopped_at"`
 }

@@ -10,6 +10,7 @@
 //	<prefix>/<cluster>/config         dynamic cluster config (JSON)
 //	<prefix>/<cluster>/initialize     name of the member that bootstrapped the cluster
 //	<prefix>/<cluster>/history/<epoch as 20 digits> history entry (JSON)
+//	<prefix>/<cluster>/request        pending switchover or failover request (JSON)
 //
 // Values are JSON and never contain secrets.
 package dcs
@@ -79,6 +80,21 @@ type History interface {
 	History(ctx context.Context) ([]cluster.HistoryEntry, error)
 }
 
+// ErrRequestPending is returned by CreateRequest when a request exists.
+var ErrRequestPending = errors.New("a switchover or failover request is already pending")
+
+// Requests holds the single pending operator request.
+type Requests interface {
+	// CreateRequest writes r if no request is pending; otherwise it returns
+	// an error wrapping ErrRequestPending.
+	CreateRequest(ctx context.Context, r cluster.Request) error
+	// UpdateRequest replaces the pending request (used by the leader to
+	// record its handoff); it fails if none is pending.
+	UpdateRequest(ctx context.Context, r cluster.Request) error
+	// ClearRequest deletes the pending request, if any.
+	ClearRequest(ctx context.Context) error
+}
+
 // Watcher wakes the agent when the cluster changes.
 type Watcher interface {
 	// Changes returns a channel that receives after any change under the
@@ -95,6 +111,7 @@ type Store interface {
 	Members
 	ConfigStore
 	History
+	Requests
 	Watcher
 	// Close revokes nothing and closes the client.
 	Close() error

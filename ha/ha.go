@@ -66,6 +66,10 @@ type View struct {
 	// NotStreamingSince is when this replica was first seen running but not
 	// streaming from the leader (zero while streaming).
 	NotStreamingSince time.Time
+	// HandoffSeenAt is when this agent first saw the pending switchover's
+	// handoff (zero when there is none); the handoff expires HandoffTimeout
+	// later on this agent's own clock.
+	HandoffSeenAt time.Time
 }
 
 // ActionKind names an action.
@@ -98,6 +102,11 @@ const (
 	// MarkCannotFollow remembers that this member cannot follow the
 	// current leader's epoch.
 	MarkCannotFollow
+	// Handoff records in the pending switchover request that this leader
+	// has stopped writes (with its final position) for Target.
+	Handoff
+	// ClearRequest deletes the pending operator request.
+	ClearRequest
 )
 
 var actionNames = map[ActionKind]string{
@@ -105,6 +114,7 @@ var actionNames = map[ActionKind]string{
 	StartReplica: "start-replica", Stop: "stop", Promote: "promote", Follow: "follow",
 	AcquireLeader: "acquire-leader", ReleaseLeader: "release-leader",
 	RecordFailover: "record-failover", MarkCannotFollow: "mark-cannot-follow",
+	Handoff: "handoff", ClearRequest: "clear-request",
 }
 
 // String names the kind.
@@ -123,6 +133,11 @@ type Action struct {
 	Mode     db.StopMode
 	Leader   *cluster.Leader
 	Epoch    cluster.Epoch
+	// Target is the member a Handoff gives the leader key to.
+	Target string
+	// History is the kind of a RecordFailover entry when it is not an
+	// automatic failover ("switchover", "manual failover").
+	History string
 }
 
 // String renders the action for logs and scenario tests.
@@ -143,6 +158,12 @@ func (a Action) String() string {
 	}
 	if a.Epoch != 0 {
 		fmt.Fprintf(&b, " epoch=%d", a.Epoch)
+	}
+	if a.Target != "" {
+		fmt.Fprintf(&b, " target=%s", a.Target)
+	}
+	if a.History != "" {
+		fmt.Fprintf(&b, " kind=%q", a.History)
 	}
 	return b.String()
 }
@@ -191,6 +212,10 @@ func freshWait(cfg cluster.DynamicConfig) time.Duration {
 func candidateTimeout(cfg cluster.DynamicConfig) time.Duration {
 	return 2*time.Duration(cfg.LoopWait) + time.Second
 }
+
+// HandoffTimeout is how long a switchover's target has to take the leader
+// key after the old leader stopped; then the old leader takes its role back.
+func HandoffTimeout(cfg cluster.DynamicConfig) time.Duration { return time.Duration(cfg.TTL) }
 
 // Decide is the HA policy. It is deterministic and pure.
 func Decide(v View) Plan {
@@ -261,9 +286,17 @@ func decideEmpty(v View, ls detector.LeaderState) Plan {
 
 // decideLeader: this agent holds the key on its lease.
 func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
+	if r := v.Snap.Request; r != nil && r.Kind == cluster.KindFailover && r.To != v.Self && health != detector.Healthy {
+		l := *v.Snap.Leader
+		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}, {Kind: ReleaseLeader, Leader: &l}},
+			State: cluster.StateStopped, Reason: fmt.Sprintf("manual failover to %s requested while this primary is not healthy; released the leader key", r.To)}
+	}
 	switch health {
 	case detector.Healthy:
 		if isPrimary {
+			if r := v.Snap.Request; r != nil {
+				return decideLeaderRequest(v, *r)
+			}
 			return Plan{State: cluster.StateRunning}
 		}
 		// Holding the key with a replica: finish the promotion (rule 3's
@@ -276,6 +309,10 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 			Reason: fmt.Sprintf("primary database is down; restarting it in place (attempt %d)", v.FailedStarts+1)}
 	default: // Unrecoverable
 		l := *v.Snap.Leader
+		if v.Config.Paused {
+			return Plan{Actions: []Action{{Kind: StartPrimary}}, State: cluster.StateCrashed,
+				Reason: "primary database does not come back; the cluster is paused, so the leader key is kept and restarts go on"}
+		}
 		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}, {Kind: ReleaseLeader, Leader: &l}},
 			State: cluster.StateCrashed,
 			Reason: fmt.Sprintf("primary database did not come back (%d failed starts, primary_start_timeout %s); released the leader key so a replica can take over",
@@ -352,6 +389,14 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 		}
 		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced,
 			Reason: fmt.Sprintf("running as primary but %s led after this member (epoch %d); stopped", last.Name, last.Epoch)}
+	}
+	if r := v.Snap.Request; r != nil && r.Handoff != nil {
+		if p, ok := decideHandoff(v, *r, health); ok {
+			return p
+		}
+	}
+	if r := v.Snap.Request; r != nil && r.Kind == cluster.KindFailover {
+		return decideManualFailover(v, *r, health)
 	}
 	if v.Config.Paused {
 		return Plan{State: stateOf(v), Reason: "no leader and the cluster is paused: no automatic failover"}

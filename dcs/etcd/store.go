@@ -182,6 +182,7 @@ const (
 	keyConfig     = "config"
 	keyInitialize = "initialize"
 	keyHistory    = "history/"
+	keyRequest    = "request"
 )
 
 func (s *Store) key(name string) string { return s.base + name }
@@ -362,7 +363,7 @@ func (s *Store) ReleaseLeader(ctx context.Context, l cluster.Leader) error {
 	return nil
 }
 
-// Load reads leader, last_leader, members, config and initialize in one
+// Load reads leader, last_leader, members, config, initialize and request in one
 // read-only transaction, i.e. at one revision. History is not read.
 func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 	cli, err := s.client()
@@ -377,6 +378,7 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 		clientv3.OpGet(s.key(keyMembers), clientv3.WithPrefix()),
 		clientv3.OpGet(s.key(keyConfig)),
 		clientv3.OpGet(s.key(keyInitialize)),
+		clientv3.OpGet(s.key(keyRequest)),
 	).Commit()
 	if err != nil {
 		return cluster.Snapshot{}, opErr("load", s.base, err)
@@ -411,6 +413,13 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 	}
 	if kv := kvs(4); len(kv) > 0 {
 		snap.Initialized = string(kv[0].Value)
+	}
+	if kv := kvs(5); len(kv) > 0 {
+		var r cluster.Request
+		if err := json.Unmarshal(kv[0].Value, &r); err != nil {
+			return cluster.Snapshot{}, fmt.Errorf("etcd load %s: decode request: %w", kv[0].Key, err)
+		}
+		snap.Request = &r
 	}
 	return snap, nil
 }

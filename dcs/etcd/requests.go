@@ -1,0 +1,63 @@
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/dcs"
+)
+
+// CreateRequest writes r under request if none is pending, in one
+// transaction.
+func (s *Store) CreateRequest(ctx context.Context, r cluster.Request) error {
+	return s.putRequest(ctx, "create request", r, clientv3.Compare(clientv3.CreateRevision(s.key(keyRequest)), "=", 0))
+}
+
+// UpdateRequest replaces the pending request; it fails if none is pending.
+func (s *Store) UpdateRequest(ctx context.Context, r cluster.Request) error {
+	return s.putRequest(ctx, "update request", r, clientv3.Compare(clientv3.CreateRevision(s.key(keyRequest)), ">", 0))
+}
+
+func (s *Store) putRequest(ctx context.Context, op string, r cluster.Request, cmp clientv3.Cmp) error {
+	key := s.key(keyRequest)
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Txn(rctx).If(cmp).Then(clientv3.OpPut(key, string(v))).Commit()
+	if err != nil {
+		return opErr(op, key, err)
+	}
+	if !resp.Succeeded {
+		if op == "create request" {
+			return fmt.Errorf("etcd %s %s: %w", op, key, dcs.ErrRequestPending)
+		}
+		return fmt.Errorf("etcd %s %s: no request is pending", op, key)
+	}
+	return nil
+}
+
+// ClearRequest deletes the pending request, if any.
+func (s *Store) ClearRequest(ctx context.Context) error {
+	key := s.key(keyRequest)
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	if _, err := cli.Delete(rctx, key); err != nil {
+		return opErr("clear request", key, err)
+	}
+	return nil
+}

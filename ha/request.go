@@ -1,0 +1,150 @@
+package ha
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/detector"
+	"github.com/hamgr/hamgr/election"
+)
+
+// decideLeaderRequest: a healthy leader with a pending operator request.
+//
+// A switchover stops this primary with a fast shutdown first (every
+// session ends, a shutdown checkpoint is written and the WAL senders ship
+// it to the streaming replicas before they exit), then records the final
+// position in the request, then releases the leader key. The target takes
+// the key only after it has received WAL past that position, so it holds
+// every acknowledged commit.
+func decideLeaderRequest(v View, r cluster.Request) Plan {
+	l := *v.Snap.Leader
+	switch {
+	case r.Handoff != nil:
+		// A handoff recorded by this leader but the key not yet released
+		// (the agent restarted midway): finish it.
+		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopFast}, {Kind: ReleaseLeader, Leader: &l}},
+			State: cluster.StateStopped, Reason: "switchover to " + r.Handoff.Target + ": releasing the leader key"}
+	case r.Kind == cluster.KindFailover:
+		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning,
+			Reason: fmt.Sprintf("manual failover to %s refused: the primary is healthy; use switchover", r.To)}
+	case r.From != "" && r.From != v.Self:
+		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning,
+			Reason: fmt.Sprintf("dropped a switchover away from %s: %s leads now", r.From, v.Self)}
+	case !r.At.IsZero() && v.Now.Before(r.At):
+		return Plan{State: cluster.StateRunning, Soon: min(r.At.Sub(v.Now), time.Duration(v.Config.LoopWait)),
+			Reason: fmt.Sprintf("switchover to %s scheduled at %s", targetName(r.To), r.At.UTC().Format(time.RFC3339))}
+	}
+	target, why := SwitchoverTarget(v.Snap, v.Self, r.To, v.Config.MaximumLagOnFailover, v.DB.Position.LSN)
+	if target == "" {
+		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning, Reason: "switchover refused: " + why}
+	}
+	return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopFast}, {Kind: Handoff, Target: target}, {Kind: ReleaseLeader, Leader: &l}},
+		State: cluster.StateStopped, Reason: "switchover to " + target + ": stopped writes, handing over"}
+}
+
+func targetName(to string) string {
+	if to == "" {
+		return "the best replica"
+	}
+	return to
+}
+
+// SwitchoverTarget picks the member a switchover from leader should hand
+// over to: to, if it is a running, streaming replica that is not tagged
+// nofailover and lags at most maxLag behind the primary's position lsn; or,
+// when to is empty, the best such replica. It returns "" and the reason
+// when there is none. hamgrctl and the API use it to refuse bad requests
+// before they are written.
+func SwitchoverTarget(s cluster.Snapshot, leader, to string, maxLag int64, lsn cluster.LSN) (string, string) {
+	res := election.Rank(s.Members, election.Options{OldPrimary: leader, MaximumLag: maxLag, ReferenceLSN: lsn})
+	for _, m := range res.Candidates {
+		if to != "" && m.Name != to {
+			continue
+		}
+		if !m.Streaming || m.Upstream != leader {
+			if to != "" {
+				return "", fmt.Sprintf("%s does not stream from %s", to, leader)
+			}
+			continue
+		}
+		return m.Name, ""
+	}
+	if to != "" {
+		if s.Member(to) == nil {
+			return "", fmt.Sprintf("no member called %s is alive", to)
+		}
+		for _, e := range res.Excluded {
+			if e.Name == to {
+				return "", fmt.Sprintf("%s is not a candidate: %s", to, e.Reason)
+			}
+		}
+	}
+	return "", "no replica is streaming and caught up enough to take over"
+}
+
+// decideHandoff: no leader key, and a switchover's handoff is recorded.
+// It returns false when the handoff has expired and the normal rules apply.
+func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, bool) {
+	h := r.Handoff
+	expired := !v.HandoffSeenAt.IsZero() && v.Now.Sub(v.HandoffSeenAt) >= HandoffTimeout(v.Config)
+	switch v.Self {
+	case r.From:
+		if !expired {
+			return Plan{State: cluster.StateStopped, Soon: electionTick,
+				Reason: fmt.Sprintf("switchover: stopped at %s, handing over to %s", h.FinalLSN, h.Target)}, true
+		}
+		// The target did not take over: take the role back. This
+		// member's database holds everything up to its final position, so
+		// nothing acknowledged is lost.
+		return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: ClearRequest}}, State: cluster.StateStarting,
+			Reason: fmt.Sprintf("switchover to %s failed: it did not take over within %s; taking the primary role back",
+				h.Target, HandoffTimeout(v.Config))}, true
+	case h.Target:
+		switch {
+		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.LSN > h.FinalLSN:
+			return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: Promote},
+				{Kind: RecordFailover, Epoch: h.Epoch, History: "switchover"}, {Kind: ClearRequest}},
+				State: cluster.StateStarting, Reason: fmt.Sprintf("switchover from %s: received past its final position %s; promoting", r.From, h.FinalLSN)}, true
+		case expired:
+			return Plan{State: stateOf(v), Reason: fmt.Sprintf("switchover from %s: did not receive its final position %s in time (have %s)",
+				r.From, h.FinalLSN, v.DB.Position.LSN)}, true
+		default:
+			return Plan{State: stateOf(v), Soon: electionTick,
+				Reason: fmt.Sprintf("switchover from %s: catching up to %s (have %s)", r.From, h.FinalLSN, v.DB.Position.LSN)}, true
+		}
+	default:
+		if expired {
+			return Plan{}, false
+		}
+		return Plan{State: stateOf(v), Soon: electionTick,
+			Reason: fmt.Sprintf("switchover from %s to %s in progress", r.From, h.Target)}, true
+	}
+}
+
+// decideManualFailover: no leader key and an operator chose the new
+// primary. The lag gate and the ranking are overridden; the fencing rule
+// (the old primary must not take writes) is not.
+func decideManualFailover(v View, r cluster.Request, health detector.Health) Plan {
+	if r.To != v.Self {
+		return Plan{State: stateOf(v), Soon: electionTick, Reason: "manual failover to " + r.To + " requested"}
+	}
+	switch {
+	case v.Tags.NoFailover:
+		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: stateOf(v),
+			Reason: "manual failover to this member refused: it is tagged nofailover"}
+	case health != detector.Healthy || v.DB.Role != cluster.RoleReplica:
+		return Plan{State: stateOf(v), Soon: electionTick, Reason: "manual failover to this member: waiting for its database to run as a replica"}
+	case v.OldPrimaryAlive == Alive:
+		return Plan{State: cluster.StateRunning, Soon: electionTick,
+			Reason: "manual failover: the old primary still accepts writes; not promoting without fencing"}
+	}
+	var lost cluster.Epoch
+	if v.Snap.LastLeader != nil {
+		lost = v.Snap.LastLeader.Epoch
+	}
+	return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: Promote},
+		{Kind: RecordFailover, Epoch: lost, History: "manual failover"}, {Kind: ClearRequest}},
+		State: cluster.StateStarting, Reason: "manual failover to this member requested by " + r.RequestedBy}
+}
