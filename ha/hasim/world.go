@@ -115,8 +115,31 @@ func New(cfg Config) *World {
 				n.db.upstream = w.nodes[0].spec.Name
 			}
 		}
+		w.seed()
 	}
 	return w
+}
+
+// seed makes the first member the leader of a running cluster: every agent
+// holds a lease and has published its record; the first holds the key.
+func (w *World) seed() {
+	for _, n := range w.nodes {
+		w.ensureLease(n)
+		w.probe(n)
+	}
+	first := w.nodes[0]
+	if err := w.do(first, ha.View{}, ha.Plan{}, ha.Action{Kind: ha.AcquireLeader}); err != nil {
+		panic("hasim: seed: " + err.Error())
+	}
+	for _, n := range w.nodes {
+		n.a.self.State = cluster.StateRunning
+		w.publishAndLoad(n, w.probe(n))
+		n.a.trackLeader(w.now, w.store.snapshot())
+	}
+	for i, n := range w.nodes {
+		// Spread the first rounds over the loop like real agents.
+		n.a.nextRound = w.now.Add(time.Duration(i+1) * w.cfg.Tick)
+	}
 }
 
 // Now is the simulated clock.

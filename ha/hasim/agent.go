@@ -1,0 +1,404 @@
+package hasim
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/detector"
+	"github.com/hamgr/hamgr/ha"
+)
+
+// agent mirrors the state package agent keeps between rounds.
+type agent struct {
+	n             *node
+	incarnation   int
+	leaseID       int64
+	lastRenewSent time.Time
+	nextRenew     time.Time
+	holdsLeader   cluster.Epoch
+	dbPrimary     bool
+	snap          cluster.Snapshot
+	self          cluster.Member
+
+	downSince         time.Time
+	failedStarts      int
+	leaderLostAt      time.Time
+	lastLeader        *cluster.Member
+	releasedEpoch     cluster.Epoch
+	cannotFollowEpoch cluster.Epoch
+	notStreamingSince time.Time
+	lastPlan          string
+
+	nextRound time.Time
+	notBefore time.Time
+}
+
+func newAgent(n *node, incarnation int) *agent {
+	return &agent{n: n, incarnation: incarnation}
+}
+
+var errUnreachable = errors.New("store unreachable (partitioned)")
+
+func (w *World) cfgDyn() cluster.DynamicConfig { return w.store.config }
+
+// renew is the agent's renewLoop: every loop_wait, retried every 500ms
+// after a failure; it records when each successful request was sent.
+func (w *World) renew(n *node) {
+	a := n.a
+	if a.leaseID == 0 || w.now.Before(a.nextRenew) {
+		return
+	}
+	lw := time.Duration(w.cfgDyn().LoopWait)
+	if n.partitioned {
+		a.nextRenew = w.now.Add(500 * time.Millisecond)
+		return
+	}
+	l, ok := w.store.leases[a.leaseID]
+	if !ok {
+		w.logf("%s: lease %d lost", n.spec.Name, a.leaseID)
+		a.leaseID = 0
+		a.nextRound = w.now
+		return
+	}
+	l.expires = w.now.Add(time.Duration(w.cfgDyn().TTL))
+	w.store.leases[a.leaseID] = l
+	a.lastRenewSent, a.nextRenew = w.now, w.now.Add(lw)
+}
+
+// fenceTimer is the agent's fenceLoop (rule 2 on its own timer).
+func (w *World) fenceTimer(n *node) {
+	a := n.a
+	if a.holdsLeader == 0 || !a.dbPrimary || a.lastRenewSent.IsZero() ||
+		w.now.Before(detector.FenceDeadline(a.lastRenewSent, w.cfgDyn())) {
+		return
+	}
+	w.logf("%s: fence timer: lease not renewed since +%s; stopping the database (epoch %d)",
+		n.spec.Name, a.lastRenewSent.Sub(Origin), a.holdsLeader)
+	n.db.stop(true)
+	a.dbPrimary, a.holdsLeader = false, 0
+	a.nextRound = w.now
+}
+
+func (w *World) probe(n *node) db.Status {
+	st := n.db.status(n.alive)
+	n.a.dbPrimary = st.Running && st.Role == cluster.RolePrimary
+	return st
+}
+
+func (w *World) ensureLease(n *node) {
+	a := n.a
+	if a.leaseID != 0 || n.partitioned {
+		return
+	}
+	w.store.nextLease++
+	id := w.store.nextLease
+	w.store.leases[id] = lease{expires: w.now.Add(time.Duration(w.cfgDyn().TTL)), owner: n.spec.Name, incarnation: a.incarnation}
+	a.leaseID, a.lastRenewSent = id, w.now
+	a.nextRenew = w.now.Add(time.Duration(w.cfgDyn().LoopWait))
+}
+
+func lostEpoch(s cluster.Snapshot) cluster.Epoch {
+	if s.LastLeader == nil {
+		return 0
+	}
+	return s.LastLeader.Epoch
+}
+
+// publishAndLoad writes this member's record and reads the cluster.
+func (w *World) publishAndLoad(n *node, st db.Status) (cluster.Snapshot, bool) {
+	a := n.a
+	m := a.memberRecord(st)
+	if a.snap.Leader == nil && !a.leaderLostAt.IsZero() {
+		m.MeasuredAfterLossOf = lostEpoch(a.snap)
+	}
+	a.self = m
+	if n.partitioned {
+		return a.snap, false
+	}
+	if _, ok := w.store.leases[a.leaseID]; ok && a.leaseID != 0 {
+		w.store.members[n.spec.Name] = memberRec{m: m, lease: a.leaseID}
+		w.store.rev++
+	}
+	snap := w.store.snapshot()
+	a.snap = snap
+	if l := snap.Leader; l != nil && l.Name == n.spec.Name && l.Lease == a.leaseID {
+		a.holdsLeader = l.Epoch
+	} else {
+		a.holdsLeader = 0
+	}
+	return snap, true
+}
+
+func (a *agent) memberRecord(st db.Status) cluster.Member {
+	name := a.n.spec.Name
+	m := cluster.Member{
+		Name: name, Role: st.Role, State: a.self.State, Reason: a.self.Reason,
+		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN, Streaming: st.Streaming,
+		ConnHost: name, ConnPort: 5432, Tags: a.n.spec.Tags, LagBytes: -1,
+	}
+	if m.State == "" {
+		m.State = cluster.StateUnknown
+	}
+	if !st.Running {
+		m.Role = cluster.RoleUnknown
+	}
+	if l := a.snap.Leader; l != nil {
+		if lm := a.snap.Member(l.Name); lm != nil {
+			if st.Streaming && lm.ConnPort == st.UpstreamPort && lm.ConnHost == st.UpstreamHost {
+				m.Upstream = lm.Name
+			}
+		}
+	}
+	return m
+}
+
+func (a *agent) trackLeader(now time.Time, s cluster.Snapshot) {
+	if s.Leader == nil {
+		if a.leaderLostAt.IsZero() {
+			a.leaderLostAt = now
+		}
+		return
+	}
+	a.leaderLostAt = time.Time{}
+	if m := s.Member(s.Leader.Name); m != nil {
+		c := *m
+		a.lastLeader = &c
+	}
+}
+
+func (a *agent) trackDB(now time.Time, st db.Status, s cluster.Snapshot) {
+	if st.Accepting || !st.HasData {
+		a.downSince, a.failedStarts = time.Time{}, 0
+	} else if a.downSince.IsZero() {
+		a.downSince = now
+	}
+	following := s.Leader != nil && s.Leader.Name != a.n.spec.Name
+	if following && st.Accepting && st.Role == cluster.RoleReplica && !st.Streaming {
+		if a.notStreamingSince.IsZero() {
+			a.notStreamingSince = now
+		}
+	} else {
+		a.notStreamingSince = time.Time{}
+	}
+}
+
+// probeOldPrimary asks the last leader's database whether it takes writes.
+func (w *World) probeOldPrimary(n *node, s cluster.Snapshot) ha.Liveness {
+	old := n.a.lastLeader
+	if old == nil || s.LastLeader == nil || old.Name != s.LastLeader.Name || old.Name == n.spec.Name {
+		return ha.LivenessUnknown
+	}
+	if w.node(old.Name).writable() {
+		return ha.Alive
+	}
+	return ha.Dead
+}
+
+// round is one observe → decide → execute pass of agent.round.
+func (w *World) round(n *node) {
+	a := n.a
+	cfg := w.cfgDyn()
+	now := w.now
+	w.ensureLease(n)
+	st := w.probe(n)
+	snap, storeOK := w.publishAndLoad(n, st)
+	if storeOK {
+		a.trackLeader(now, snap)
+		if snap.Leader == nil {
+			if m := snap.Member(n.spec.Name); m == nil || m.MeasuredAfterLossOf != lostEpoch(snap) {
+				st = w.probe(n)
+				if s2, ok := w.publishAndLoad(n, st); ok {
+					snap = s2
+				}
+			}
+		}
+	}
+	a.trackDB(now, st, snap)
+	view := ha.View{
+		Now: now, Self: n.spec.Name, Tags: n.spec.Tags, Config: cfg, DB: st,
+		DBDownSince: a.downSince, FailedStarts: a.failedStarts, StoreOK: storeOK, Snap: a.snap,
+		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent, LeaderLostAt: a.leaderLostAt,
+		ReleasedEpoch: a.releasedEpoch, CannotFollowEpoch: a.cannotFollowEpoch,
+		NotStreamingSince: a.notStreamingSince,
+	}
+	if a.lastLeader != nil {
+		view.LastLeaderLSN = a.lastLeader.Position.LSN
+	}
+	if storeOK && snap.Leader == nil && st.Accepting && st.Role == cluster.RoleReplica {
+		view.OldPrimaryAlive = w.probeOldPrimary(n, snap)
+	}
+	plan := ha.Decide(view)
+	if s := plan.String(); s != a.lastPlan {
+		w.logf("%s: plan %s (leader %s)", n.spec.Name, s, w.store.leaderString())
+		a.lastPlan = s
+	}
+	failed := w.execute(n, view, plan)
+	a.self.State, a.self.Reason = plan.State, plan.Reason
+	switch {
+	case len(plan.Actions) > 0:
+		st = w.probe(n)
+		w.publishAndLoad(n, st)
+		if failed {
+			a.notBefore = now.Add(time.Duration(cfg.LoopWait))
+			a.nextRound = a.notBefore
+		} else {
+			a.nextRound = now.Add(10 * time.Millisecond)
+		}
+	case plan.Soon > 0 && plan.Soon < time.Duration(cfg.LoopWait):
+		a.nextRound = now.Add(plan.Soon)
+	default:
+		a.nextRound = now.Add(time.Duration(cfg.LoopWait))
+	}
+}
+
+func (w *World) execute(n *node, v ha.View, p ha.Plan) bool {
+	for _, act := range p.Actions {
+		if err := w.do(n, v, p, act); err != nil {
+			w.logf("%s: action %s failed: %v", n.spec.Name, act, err)
+			return true
+		}
+	}
+	return false
+}
+
+func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
+	a, d, s := n.a, &n.db, &w.store
+	name := n.spec.Name
+	storeUp := func() error {
+		if n.partitioned {
+			return errUnreachable
+		}
+		return nil
+	}
+	switch act.Kind {
+	case ha.Initialize:
+		if err := storeUp(); err != nil {
+			return err
+		}
+		if s.initialized == "" {
+			s.initialized = name
+			s.rev++
+		}
+		if s.initialized != name {
+			return fmt.Errorf("cluster bootstrap claimed by %s", s.initialized)
+		}
+		if !d.hasData {
+			*d = simDB{hasData: true, timeline: 1, lsn: 0x1000000, forks: map[uint32]cluster.LSN{}, lag: d.lag, failStarts: d.failStarts}
+		}
+		return nil
+	case ha.Clone:
+		u := w.node(act.Upstream.Name)
+		if !u.alive || !u.db.running || !u.db.accepting {
+			return fmt.Errorf("clone from %s: not reachable", u.spec.Name)
+		}
+		*d = simDB{hasData: true, standby: true, timeline: u.db.timeline, lsn: u.db.lsn, forks: copyForks(u.db.forks),
+			lag: d.lag, failStarts: d.failStarts, upstream: u.spec.Name}
+		return nil
+	case ha.StartPrimary:
+		var err error
+		if !d.running {
+			err = d.start(w.now, w.cfg)
+		}
+		if err != nil {
+			a.failedStarts++
+		} else {
+			a.failedStarts, a.downSince = 0, time.Time{}
+		}
+		return err
+	case ha.StartReplica:
+		var err error
+		if !d.running {
+			d.standby, d.upstream = true, ""
+			if act.Upstream != nil {
+				d.upstream = act.Upstream.Name
+			}
+			err = d.start(w.now, w.cfg)
+		}
+		if err != nil {
+			a.failedStarts++
+		} else {
+			a.failedStarts = 0
+		}
+		return err
+	case ha.Stop:
+		d.stop(act.Mode == db.StopImmediate)
+		a.dbPrimary = false
+		return nil
+	case ha.Promote:
+		if !d.running || !d.accepting {
+			return db.ErrNotRunning
+		}
+		if !d.standby {
+			return nil
+		}
+		w.checkHoldsKey(n, "promoted")
+		d.forks = copyForks(d.forks)
+		d.forks[d.timeline] = d.lsn
+		d.timeline++
+		d.standby, d.upstream, d.streaming = false, "", false
+		a.dbPrimary = true
+		epoch := cluster.Epoch(0)
+		if s.leader != nil {
+			epoch = s.leader.Epoch
+		}
+		w.Promotions = append(w.Promotions, fmt.Sprintf("%s@%d", name, epoch))
+		w.logf("%s: PROMOTED at %s on timeline %d (key %s)", name, d.lsn, d.timeline, s.leaderString())
+		return nil
+	case ha.Follow:
+		if !d.running || !d.standby {
+			return db.ErrNotRunning
+		}
+		d.upstream = act.Upstream.Name
+		return nil
+	case ha.AcquireLeader:
+		if err := storeUp(); err != nil {
+			return err
+		}
+		if _, ok := s.leases[a.leaseID]; !ok || a.leaseID == 0 {
+			return fmt.Errorf("acquire leader key: store lease lost")
+		}
+		if s.leader != nil {
+			return fmt.Errorf("leader key is held by %s (epoch %d)", s.leader.Name, s.leader.Epoch)
+		}
+		s.rev++
+		l := cluster.Leader{Name: name, Epoch: cluster.Epoch(s.rev), Lease: a.leaseID}
+		if l.Epoch <= w.maxEpoch {
+			w.violate("epoch went from %d to %d", w.maxEpoch, l.Epoch)
+		}
+		w.maxEpoch = l.Epoch
+		s.leader = &l
+		s.lastLeader = &cluster.LastLeader{Name: name, Epoch: l.Epoch, Since: w.now}
+		a.holdsLeader = l.Epoch
+		a.snap.Leader = &l
+		w.logf("%s: acquired leader key epoch %d (lease %d)", name, l.Epoch, l.Lease)
+		w.wakeAll()
+		return nil
+	case ha.ReleaseLeader:
+		if err := storeUp(); err != nil {
+			return err
+		}
+		if s.leader != nil && s.leader.Epoch == act.Leader.Epoch {
+			w.logf("%s: released leader key epoch %d", name, act.Leader.Epoch)
+			s.leader = nil
+			s.rev++
+			w.wakeAll()
+		}
+		a.holdsLeader = 0
+		if p.State == cluster.StateCrashed {
+			a.releasedEpoch = act.Leader.Epoch
+		}
+		return nil
+	case ha.RecordFailover:
+		if err := storeUp(); err == nil {
+			s.history = append(s.history, cluster.HistoryEntry{Epoch: a.holdsLeader, Kind: "failover", NewPrimary: name})
+		}
+		return nil
+	case ha.MarkCannotFollow:
+		a.cannotFollowEpoch = act.Epoch
+		return nil
+	}
+	return fmt.Errorf("unknown action %s", act)
+}

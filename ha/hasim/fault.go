@@ -1,0 +1,167 @@
+package hasim
+
+import (
+	"fmt"
+	"time"
+)
+
+// FaultKind names a fault (or its repair).
+type FaultKind int
+
+// Faults.
+const (
+	_ FaultKind = iota
+	// KillNode powers the node off: the agent dies and the database
+	// stops without a checkpoint.
+	KillNode
+	// StartNode powers a killed node on: a fresh agent (no lease, no
+	// memory) starts; the database stays stopped until the agent starts it.
+	StartNode
+	// KillAgent kills only the agent process; the database keeps running.
+	KillAgent
+	// StartAgent starts a fresh agent on a node whose agent was killed.
+	StartAgent
+	// CrashDB kills the database server (postmaster crash); the agent is
+	// woken at once, as by db.Controller.Exited.
+	CrashDB
+	// Partition cuts the agent off from the store (reads, writes and lease
+	// renewals fail); replication between databases is unaffected.
+	Partition
+	// Heal ends the member's partition.
+	Heal
+	// Pause stops the agent process (SIGSTOP): it does nothing, not even
+	// fence, while its database keeps running.
+	Pause
+	// Resume continues a paused agent (SIGCONT).
+	Resume
+	// FailStarts makes the member's next N database starts fail.
+	FailStarts
+	// HealAll repairs everything: starts every node and agent, resumes,
+	// heals partitions and clears start failures.
+	HealAll
+)
+
+var faultNames = map[FaultKind]string{
+	KillNode: "kill-node", StartNode: "start-node", KillAgent: "kill-agent", StartAgent: "start-agent",
+	CrashDB: "crash-db", Partition: "partition", Heal: "heal", Pause: "pause", Resume: "resume",
+	FailStarts: "fail-starts", HealAll: "heal-all",
+}
+
+// String names the kind.
+func (k FaultKind) String() string {
+	if s, ok := faultNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("fault(%d)", int(k))
+}
+
+// Fault is one injected fault.
+type Fault struct {
+	Kind   FaultKind
+	Member string
+	// N is the count for FailStarts.
+	N int
+}
+
+// String renders the fault for logs.
+func (f Fault) String() string {
+	s := f.Kind.String()
+	if f.Member != "" {
+		s += " " + f.Member
+	}
+	if f.N != 0 {
+		s += fmt.Sprintf(" n=%d", f.N)
+	}
+	return s
+}
+
+// inject applies f to the world. Faults that do not apply (killing a dead
+// node) are no-ops.
+func (w *World) inject(f Fault) {
+	if f.Kind == HealAll {
+		w.logf("fault: %s", f)
+		for _, n := range w.nodes {
+			n.paused, n.partitioned, n.db.failStarts = false, false, 0
+			if !n.alive || n.agentDown {
+				w.restartAgent(n, true)
+			}
+			n.a.nextRound = w.now
+		}
+		return
+	}
+	n := w.node(f.Member)
+	w.logf("fault: %s", f)
+	switch f.Kind {
+	case KillNode:
+		if !n.alive {
+			return
+		}
+		n.alive = false
+		n.db.stop(true)
+	case StartNode:
+		if n.alive {
+			return
+		}
+		w.restartAgent(n, true)
+	case KillAgent:
+		n.agentDown = true
+	case StartAgent:
+		if n.alive && n.agentDown {
+			w.restartAgent(n, false)
+		}
+	case CrashDB:
+		if n.alive && n.db.running {
+			n.db.stop(true)
+			n.a.nextRound = w.now
+		}
+	case Partition:
+		n.partitioned = true
+	case Heal:
+		n.partitioned = false
+	case Pause:
+		n.paused = true
+	case Resume:
+		if n.paused {
+			n.paused = false
+			n.a.nextRound = w.now
+		}
+	case FailStarts:
+		n.db.failStarts = f.N
+	}
+}
+
+// restartAgent starts a fresh agent on n (and powers the node on).
+func (w *World) restartAgent(n *node, power bool) {
+	if power {
+		n.alive = true
+	}
+	n.agentDown, n.paused = false, false
+	n.incarnation++
+	n.a = newAgent(n, n.incarnation)
+	n.a.nextRound = w.now
+}
+
+// stop stops the server; immediate (or a crash) leaves crash recovery for
+// the next start.
+func (d *simDB) stop(immediate bool) {
+	if !d.running {
+		return
+	}
+	d.running, d.accepting, d.streaming = false, false, false
+	if immediate {
+		d.crashed = true
+	}
+}
+
+func (d *simDB) start(now time.Time, cfg Config) error {
+	if d.failStarts > 0 {
+		d.failStarts--
+		return fmt.Errorf("database start failed (injected)")
+	}
+	d.running, d.accepting = true, false
+	d.readyAt = now.Add(cfg.StartTime)
+	if d.crashed {
+		d.readyAt = now.Add(cfg.RecoveryTime)
+	}
+	return nil
+}
