@@ -83,6 +83,7 @@ type Agent struct {
 	lastPlanLogged    time.Time
 	electedAt         time.Time
 	notBefore         time.Time // no round before this (backoff after a failed action)
+	electionOpenAt    time.Time
 	handoffKey        string
 	handoffSeenAt     time.Time
 	wake              chan struct{}
@@ -229,7 +230,9 @@ func (a *Agent) fenceLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 		a.mu.Lock()
-		due := a.holdsLeader != 0 && a.dbPrimary && !a.lastRenewSent.IsZero() &&
+		// Whatever the database is doing (even crash recovery, when it is
+		// not yet known to be a primary), a leader past its deadline stops it.
+		due := a.holdsLeader != 0 && !a.lastRenewSent.IsZero() &&
 			!a.clk.Now().Before(detector.FenceDeadline(a.lastRenewSent, a.cfg))
 		epoch := a.holdsLeader
 		a.mu.Unlock()

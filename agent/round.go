@@ -59,6 +59,12 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 	a.mu.Unlock()
 	if storeOK && snap.Leader == nil && st.Accepting && st.Role == cluster.RoleReplica {
 		view.OldPrimaryAlive = a.probeOldPrimary(ctx, snap)
+		a.mu.Lock()
+		if view.OldPrimaryAlive == ha.Dead && a.electionOpenAt.IsZero() {
+			a.electionOpenAt = now
+		}
+		view.ElectionOpenAt = a.electionOpenAt
+		a.mu.Unlock()
 	}
 
 	plan := ha.Decide(view)
@@ -232,7 +238,7 @@ func (a *Agent) trackLeader(now time.Time, s cluster.Snapshot) {
 		}
 		return
 	}
-	a.leaderLostAt = time.Time{}
+	a.leaderLostAt, a.electionOpenAt = time.Time{}, time.Time{}
 	if m := s.Member(s.Leader.Name); m != nil {
 		c := *m
 		a.lastLeader = &c
@@ -279,19 +285,28 @@ func (a *Agent) trackDB(now time.Time, st db.Status, s cluster.Snapshot) {
 // probeOldPrimary asks the last leader's database directly whether it
 // still takes writes (rule 3 of package ha).
 func (a *Agent) probeOldPrimary(ctx context.Context, s cluster.Snapshot) ha.Liveness {
-	a.mu.Lock()
-	old := a.lastLeader
-	a.mu.Unlock()
-	if old == nil || s.LastLeader == nil || old.Name != s.LastLeader.Name || old.Name == a.opts.Name {
+	ll := s.LastLeader
+	if ll == nil || ll.Name == a.opts.Name {
 		return ha.LivenessUnknown
+	}
+	host, port := ll.ConnHost, ll.ConnPort
+	if host == "" {
+		// Written by an older agent: fall back to the member record seen.
+		a.mu.Lock()
+		old := a.lastLeader
+		a.mu.Unlock()
+		if old == nil || old.Name != ll.Name {
+			return ha.LivenessUnknown
+		}
+		host, port = old.ConnHost, old.ConnPort
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	ok, err := a.opts.DB.IsWritablePrimary(pctx, old.ConnHost, old.ConnPort)
+	ok, err := a.opts.DB.IsWritablePrimary(pctx, host, port)
 	if ok {
 		return ha.Alive
 	}
-	a.log.Debug("old primary not writable", "member", old.Name, "err", err)
+	a.log.Debug("old primary not writable", "member", ll.Name, "err", err)
 	return ha.Dead
 }
 
@@ -402,7 +417,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 	case ha.AcquireLeader:
 		sctx, cancel := storeCtx()
 		defer cancel()
-		l, ok, err := store.AcquireLeader(sctx, a.opts.Name)
+		l, ok, err := store.AcquireLeader(sctx, cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort})
 		if err != nil {
 			return fmt.Errorf("acquire leader key: %w", err)
 		}

@@ -171,6 +171,11 @@ type LastLeader struct {
 	Name  string    `json:"name"`
 	Epoch Epoch     `json:"epoch"`
 	Since time.Time `json:"since"`
+	// ConnHost and ConnPort are the leader's database address, so that a
+	// candidate can check the old primary is really gone even after its
+	// member record has expired.
+	ConnHost string `json:"conn_host,omitempty"`
+	ConnPort int    `json:"conn_port,omitempty"`
 }
 
 // Snapshot is one consistent read of a cluster's keys.

@@ -48,12 +48,13 @@ type Reader interface {
 
 // LeaderLease is the leader key.
 type LeaderLease interface {
-	// AcquireLeader creates the leader key for name, bound to the session
-	// lease, in one transaction that succeeds only if the key is absent; the
-	// same transaction writes last_leader. It returns the new leader record
-	// (its Epoch is the key's create revision) and true, or the current
-	// holder and false.
-	AcquireLeader(ctx context.Context, name string) (cluster.Leader, bool, error)
+	// AcquireLeader creates the leader key for who.Name, bound to the
+	// session lease, in one transaction that succeeds only if the key is
+	// absent; the same transaction writes last_leader (who, with its
+	// address; who.Epoch is ignored). It returns the new leader record (its
+	// Epoch is the key's create revision) and true, or the current holder
+	// and false.
+	AcquireLeader(ctx context.Context, who cluster.LastLeader) (cluster.Leader, bool, error)
 	// ReleaseLeader deletes the leader key if it still is l (same epoch).
 	ReleaseLeader(ctx context.Context, l cluster.Leader) error
 }

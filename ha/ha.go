@@ -66,6 +66,11 @@ type View struct {
 	// NotStreamingSince is when this replica was first seen running but not
 	// streaming from the leader (zero while streaming).
 	NotStreamingSince time.Time
+	// ElectionOpenAt is when this agent first saw, during the current
+	// leader loss, that the old primary no longer takes writes; the
+	// fallback to worse-ranked candidates is timed from it, so a long wait
+	// for a live old primary does not let a worse candidate jump the queue.
+	ElectionOpenAt time.Time
 	// HandoffSeenAt is when this agent first saw the pending switchover's
 	// handoff (zero when there is none); the handoff expires HandoffTimeout
 	// later on this agent's own clock.
@@ -408,6 +413,13 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 			return Plan{Actions: []Action{{Kind: AcquireLeader}}, State: cluster.StateStarting,
 				Reason: "last leader restarting with no newer epoch: taking the leader key"}
 		}
+		if lastIsSelf && last != nil && v.ReleasedEpoch == last.Epoch && health == detector.Down && v.DB.HasData {
+			// It gave the key up because its database would not start.
+			// Try again, read-only: if it comes up and nobody else has
+			// been elected meanwhile, it may lead again (below).
+			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateCrashed,
+				Reason: "released the leader key after failed starts; trying to start the database read-only to rejoin"}
+		}
 		if lastIsSelf {
 			return Plan{State: stateOf(v), Reason: "no leader; this member's database is not running and it may not rejoin until a new leader exists"}
 		}
@@ -416,6 +428,17 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 				Reason: "no leader; starting as a read-only replica to take part in the election"}
 		}
 		return Plan{State: stateOf(v), Reason: "no leader; database not ready", Soon: electionTick}
+	}
+	if lastIsSelf && last != nil && !v.Tags.NoFailover {
+		// The last leader, now a running replica (restarted read-only
+		// after a release): no newer epoch exists and it holds everything
+		// it wrote. Others had their turn first.
+		if !v.LeaderLostAt.IsZero() && v.Now.Sub(v.LeaderLostAt) >= freshWait(v.Config)+candidateTimeout(v.Config) {
+			return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: Promote}}, State: cluster.StateStarting,
+				Reason: "no other member took over after this member released the leader key; leading again"}
+		}
+		return Plan{State: cluster.StateRunning, Soon: electionTick,
+			Reason: "released the leader key; giving the other members their turn first"}
 	}
 	return decideElection(v, last)
 }
@@ -452,24 +475,31 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	if idx < 0 {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: noCandidateReason(v.Self, res)}
 	}
-	if idx > 0 && waited < time.Duration(idx)*candidateTimeout(v.Config) {
+	if idx > 0 && (v.ElectionOpenAt.IsZero() || v.Now.Sub(v.ElectionOpenAt) < time.Duration(idx)*candidateTimeout(v.Config)) {
 		best, _ := res.Best()
 		return Plan{State: cluster.StateRunning, Soon: electionTick,
 			Reason: fmt.Sprintf("election for epoch %d: %s is the better candidate", lost, best.Name)}
 	}
-	// Rule 3: never promote while the old primary still takes writes.
-	if v.OldPrimaryAlive == Alive {
+	// Rule 3: never promote while the old primary still takes writes, or
+	// while that cannot be checked.
+	switch {
+	case v.OldPrimaryAlive == Alive:
 		return Plan{State: cluster.StateRunning, Soon: electionTick,
 			Reason: fmt.Sprintf("leader key of %s expired but its database still accepts writes; not promoting without fencing", oldName)}
+	case v.OldPrimaryAlive == LivenessUnknown && last != nil:
+		return Plan{State: cluster.StateRunning, Soon: electionTick,
+			Reason: fmt.Sprintf("cannot check whether the old primary %s still accepts writes (no address known); not promoting", oldName)}
 	}
 	return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: Promote}, {Kind: RecordFailover, Epoch: lost}},
 		State: cluster.StateStarting, Reason: fmt.Sprintf("elected after the loss of epoch %d; promoting", lost)}
 }
 
 func noCandidateReason(self string, res election.Result) string {
-	for _, e := range res.Excluded {
-		if e.Name == self {
-			return "not a failover candidate: " + e.Reason
+	if len(res.Candidates) > 0 {
+		for _, e := range res.Excluded {
+			if e.Name == self {
+				return "not a failover candidate: " + e.Reason
+			}
 		}
 	}
 	if len(res.Candidates) == 0 {

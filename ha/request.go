@@ -139,6 +139,9 @@ func decideManualFailover(v View, r cluster.Request, health detector.Health) Pla
 	case v.OldPrimaryAlive == Alive:
 		return Plan{State: cluster.StateRunning, Soon: electionTick,
 			Reason: "manual failover: the old primary still accepts writes; not promoting without fencing"}
+	case v.OldPrimaryAlive == LivenessUnknown && v.Snap.LastLeader != nil && v.Snap.LastLeader.Name != v.Self:
+		return Plan{State: cluster.StateRunning, Soon: electionTick,
+			Reason: "manual failover: cannot check whether the old primary still accepts writes; not promoting"}
 	}
 	var lost cluster.Epoch
 	if v.Snap.LastLeader != nil {

@@ -268,8 +268,10 @@ type leaderValue struct {
 // lastLeaderValue is the JSON stored under last_leader. The epoch is the
 // key's ModRevision (see the package documentation).
 type lastLeaderValue struct {
-	Name  string    `json:"name"`
-	Since time.Time `json:"since"`
+	Name     string    `json:"name"`
+	Since    time.Time `json:"since"`
+	ConnHost string    `json:"conn_host,omitempty"`
+	ConnPort int       `json:"conn_port,omitempty"`
 }
 
 func (s *Store) decodeLeader(kv *mvccpb.KeyValue) *cluster.Leader {
@@ -287,7 +289,8 @@ func (s *Store) decodeLastLeader(kv *mvccpb.KeyValue) *cluster.LastLeader {
 	if err := json.Unmarshal(kv.Value, &v); err != nil {
 		s.log.Warn("undecodable last_leader value", "key", string(kv.Key), "err", err)
 	}
-	return &cluster.LastLeader{Name: v.Name, Epoch: cluster.Epoch(kv.ModRevision), Since: v.Since}
+	return &cluster.LastLeader{Name: v.Name, Epoch: cluster.Epoch(kv.ModRevision), Since: v.Since,
+		ConnHost: v.ConnHost, ConnPort: v.ConnPort}
 }
 
 // AcquireLeader creates the leader key for name, bound to the session
@@ -295,7 +298,8 @@ func (s *Store) decodeLastLeader(kv *mvccpb.KeyValue) *cluster.LastLeader {
 // The new leader's epoch is the transaction's revision, which is the leader
 // key's create revision. When the key is held it returns the holder and
 // false.
-func (s *Store) AcquireLeader(ctx context.Context, name string) (cluster.Leader, bool, error) {
+func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader) (cluster.Leader, bool, error) {
+	name := who.Name
 	key := s.key(keyLeader)
 	lease := clientv3.LeaseID(s.LeaseID())
 	if lease == clientv3.NoLease {
@@ -309,7 +313,7 @@ func (s *Store) AcquireLeader(ctx context.Context, name string) (cluster.Leader,
 	if err != nil {
 		return cluster.Leader{}, false, err
 	}
-	llv, err := json.Marshal(lastLeaderValue{Name: name, Since: time.Now().UTC()})
+	llv, err := json.Marshal(lastLeaderValue{Name: name, Since: time.Now().UTC(), ConnHost: who.ConnHost, ConnPort: who.ConnPort})
 	if err != nil {
 		return cluster.Leader{}, false, err
 	}
