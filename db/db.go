@@ -35,6 +35,9 @@ type Status struct {
 	ReplayPaused bool
 	// HasData is false when the data directory holds no database cluster.
 	HasData bool
+	// WasPrimary is true when the server is stopped and its data directory
+	// was last run as a primary (PostgreSQL: no standby.signal).
+	WasPrimary bool
 	// Err is why the probe failed to connect, when Running && !Accepting.
 	Err error
 }
@@ -110,4 +113,62 @@ type Controller interface {
 type Database interface {
 	Prober
 	Controller
+}
+
+// Standby is one streaming standby as its primary sees it.
+type Standby struct {
+	// Name is the standby's application_name (its member name).
+	Name string
+	// State is the WAL sender's state ("streaming", "catchup", ...).
+	State string
+	// SyncState is "sync", "potential", "quorum" or "async".
+	SyncState string
+	FlushLSN  cluster.LSN
+	ReplayLSN cluster.LSN
+}
+
+// ReplicationStatus is a primary's view of its standbys.
+type ReplicationStatus struct {
+	// WALLSN is the primary's current WAL position, read in the same query.
+	WALLSN   cluster.LSN
+	Standbys []Standby
+	// SyncNames are the members named in the synchronous standby setting;
+	// SyncAny is true when it names any standby ("*").
+	SyncNames []string
+	SyncAny   bool
+}
+
+// Slot is a physical replication slot on the local server.
+type Slot struct {
+	Name       string
+	Active     bool
+	RestartLSN cluster.LSN
+	// WALStatus is "reserved", "extended", "unreserved" or "lost" (lost:
+	// the WAL it needed was removed; its member must be re-cloned).
+	WALStatus string
+}
+
+// Replication manages replication on the local server: the synchronous
+// standby setting and replication slots on a primary, and pg_rewind of a
+// stopped former primary. Engines implement it alongside Database.
+type Replication interface {
+	// ReplicationStatus reports the standbys of a running primary.
+	ReplicationStatus(ctx context.Context) (ReplicationStatus, error)
+	// SetSynchronousStandbys sets which standbys must confirm each commit
+	// and reloads: every one of names (in order); with no names, none
+	// (asynchronous) unless anyStandby, which makes commits wait for any
+	// one standby (and block while none is connected).
+	SetSynchronousStandbys(ctx context.Context, names []string, anyStandby bool) error
+	// SlotName is the replication slot name used for member.
+	SlotName(member string) string
+	// Slots lists the physical replication slots.
+	Slots(ctx context.Context) ([]Slot, error)
+	// CreateSlots creates the missing slots of members; DropSlots drops
+	// the slots of members (inactive ones only; an active slot is skipped).
+	CreateSlots(ctx context.Context, members []string) error
+	DropSlots(ctx context.Context, members []string) error
+	// Rewind synchronizes the stopped local data directory with up
+	// (pg_rewind, after a CHECKPOINT on up) and leaves it stopped, ready
+	// to StartReplica(up). It fails when the server runs.
+	Rewind(ctx context.Context, up Upstream) error
 }
