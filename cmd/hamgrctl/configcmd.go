@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/operator"
+)
+
+func (a *app) configCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "config",
+		Short: "Show or change the cluster's dynamic configuration",
+		Long: `Show or change the dynamic configuration that every agent of the cluster
+reads from etcd:
+
+  ttl                      leader lease; a dead primary is replaced about
+                           this long after it stopped renewing
+  loop_wait                pause between two rounds of each agent's loop
+  retry_timeout            how long store and database operations are retried
+  primary_start_timeout    how long a stopped primary may take to restart in
+                           place before the leader key is released
+  maximum_lag_on_failover  bytes a replica may lag and still be promoted
+                           automatically (or be a switchover target)
+  paused                   true suspends automatic failover (see pause)
+
+ttl must be greater than loop_wait + retry_timeout, so that a leader that
+cannot renew its lease stops its database before the lease expires.
+
+The timing section of an agent's config file is used only when that agent
+bootstraps a new cluster; afterwards the values in etcd rule, and these
+commands are how to change them. Agents pick up a change in their next
+loop round; a new ttl applies from each agent's next lease.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	c.AddCommand(a.configShowCmd(), a.configSetCmd(), a.configEditCmd())
+	return c
+}
+
+func (a *app) configShowCmd() *cobra.Command {
+	var format string
+	c := &cobra.Command{
+		Use:   "show [--format yaml|json]",
+		Short: "Print the dynamic configuration",
+		Long: `Print the cluster's dynamic configuration from etcd, as YAML (default) or
+JSON. Durations are Go durations (10s, 500ms); maximum_lag_on_failover is
+in bytes. Safe at any time: it only reads.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "yaml" && format != "json" {
+				return usagef("--format %q: want yaml or json", format)
+			}
+			cfg, err := a.loadConfig(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return writeJSON(a.stdout, toConfigDoc(cfg))
+			}
+			_, err = io.WriteString(a.stdout, renderConfigYAML(cfg, ""))
+			return err
+		},
+	}
+	c.Flags().StringVarP(&format, "format", "o", "yaml", "output format: yaml or json")
+	return c
+}
+
+func (a *app) configSetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "set KEY=VALUE [KEY=VALUE...]",
+		Short: "Change one or more dynamic config keys, all or nothing",
+		Long: `Change dynamic config keys. Durations take Go syntax (10s, 1m30s, 500ms)
+or whole seconds; maximum_lag_on_failover takes bytes, optionally with B,
+kB, MB, GB or TB (powers of 1024: 16MB = 16777216); paused takes true or
+false.
+
+All the changes are applied to the current config and the result is
+validated as a whole before one write: either every key changes or none
+does. So to shorten ttl below loop_wait + retry_timeout, change them in one
+command:
+
+    hamgrctl config set ttl=6s loop_wait=1s retry_timeout=2s
+
+A refused change names the key and what is allowed, and writes nothing.`,
+		Args: args(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			as, err := parseAssignments(argv)
+			if err != nil {
+				return usageError{err}
+			}
+			ctx := cmd.Context()
+			cur, err := a.loadConfig(ctx)
+			if err != nil {
+				return err
+			}
+			next := cur
+			for _, as := range as {
+				if err := operator.Apply(&next, as.Key, as.Value); err != nil {
+					return err
+				}
+			}
+			if err := next.Validate(); err != nil {
+				return fmt.Errorf("%w: %s: %v", operator.ErrRefused, joinAssignments(as), err)
+			}
+			if next == cur {
+				fmt.Fprintln(a.stdout, "No change: the config already has these values.")
+				return nil
+			}
+			if err := a.writeConfig(ctx, cur, next); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "Set %s. The config is now:\n", joinAssignments(as))
+			_, err = io.WriteString(a.stdout, renderConfigYAML(next, ""))
+			return err
+		},
+	}
+}
+
+func joinAssignments(as []assignment) string {
+	parts := make([]string, len(as))
+	for i, a := range as {
+		parts[i] = a.Key + "=" + a.Value
+	}
+	return strings.Join(parts, " ")
+}
+
+func (a *app) configEditCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "edit",
+		Short: "Edit the dynamic configuration in $EDITOR",
+		Long: `Open the dynamic configuration as YAML in $EDITOR (default vi). When the
+editor exits, the file is checked like 'config set' with every key in it:
+a bad value is refused with the key's name and nothing is written. A key
+you delete keeps its value. If nothing changed, nothing is written. If
+someone else changed the config while you were editing, your edit is
+refused rather than overwrite theirs: run it again.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cur, err := a.loadConfig(ctx)
+			if err != nil {
+				return err
+			}
+			dir, err := os.MkdirTemp("", "hamgrctl-config-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			path := filepath.Join(dir, a.target.Cluster+".yaml")
+			header := fmt.Sprintf("# Dynamic config of cluster %s. Save and quit to apply; lines starting with # are ignored.\n"+
+				"# Durations: 10s, 500ms or whole seconds. maximum_lag_on_failover: bytes or 16MB (1024-based).\n"+
+				"# ttl must be greater than loop_wait + retry_timeout.\n", a.target.Cluster)
+			if err := os.WriteFile(path, []byte(renderConfigYAML(cur, header)), 0o600); err != nil {
+				return err
+			}
+			if err := a.runEditor(ctx, path); err != nil {
+				return err
+			}
+			edited, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			next, err := applyEdited(cur, edited)
+			if err != nil {
+				return err
+			}
+			if next == cur {
+				fmt.Fprintln(a.stdout, "No change.")
+				return nil
+			}
+			if err := a.writeConfig(ctx, cur, next); err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, "Config written:")
+			_, err = io.WriteString(a.stdout, renderConfigYAML(next, ""))
+			return err
+		},
+	}
+}
+
+// runEditor runs $EDITOR (default vi) on path, through the shell so that
+// an EDITOR with arguments ("code --wait") works.
+func (a *app) runEditor(ctx context.Context, path string) error {
+	editor := strings.TrimSpace(a.getenv("EDITOR"))
+	if editor == "" {
+		editor = "vi"
+	}
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", editor+` "$1"`, "hamgrctl-editor", path)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("editor %q: %w; nothing was written", editor, err)
+	}
+	return nil
+}
+
+// applyEdited applies every key of an edited YAML document to cur with
+// operator.Apply and validates the result. Keys left out keep their value.
+func applyEdited(cur cluster.DynamicConfig, doc []byte) (cluster.DynamicConfig, error) {
+	var m map[string]any
+	if err := yaml.Unmarshal(doc, &m); err != nil {
+		return cur, fmt.Errorf("%w: the edited file is not valid YAML: %v; nothing was written", operator.ErrRefused, err)
+	}
+	next := cur
+	shown := configTexts(cur)
+	var as []assignment
+	for _, k := range operator.ConfigKeys {
+		// Only changed keys are applied: an untouched value stays exactly
+		// as stored even if Apply would not accept its text form.
+		if v, ok := m[k]; ok && scalarText(v) != shown[k] {
+			as = append(as, assignment{Key: k, Value: scalarText(v)})
+		}
+	}
+	var unknown []string
+	for k := range m {
+		if !contains(operator.ConfigKeys, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		as = append(as, assignment{Key: k, Value: scalarText(m[k])})
+	}
+	for _, as := range as {
+		if err := operator.Apply(&next, as.Key, as.Value); err != nil {
+			return cur, fmt.Errorf("%w; nothing was written", err)
+		}
+	}
+	if err := next.Validate(); err != nil {
+		return cur, fmt.Errorf("%w: %v; nothing was written", operator.ErrRefused, err)
+	}
+	return next, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func scalarText(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// loadConfig reads the dynamic config; a cluster without one is refused.
+func (a *app) loadConfig(ctx context.Context) (cluster.DynamicConfig, error) {
+	snap, err := a.load(ctx)
+	if err != nil {
+		return cluster.DynamicConfig{}, err
+	}
+	if snap.Config == nil {
+		return cluster.DynamicConfig{}, fmt.Errorf("%w: cluster %s has no dynamic config in etcd (not bootstrapped yet, or wrong --cluster or --prefix?)",
+			operator.ErrRefused, a.target.Cluster)
+	}
+	return *snap.Config, nil
+}
+
+// writeConfig writes next if the stored config is still was: a change made
+// in between is not overwritten. (The check and the write are two
+// requests; the window between them is a few milliseconds.)
+func (a *app) writeConfig(ctx context.Context, was, next cluster.DynamicConfig) error {
+	now, err := a.loadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	if now != was {
+		return fmt.Errorf("%w: the config was changed by someone else meanwhile; nothing was written, run the command again", operator.ErrRefused)
+	}
+	s, err := a.open()
+	if err != nil {
+		return err
+	}
+	rctx, done := a.reqCtx(ctx)
+	defer done()
+	if err := s.SetConfig(rctx, next); err != nil {
+		return a.storeErr(fmt.Errorf("write config: %w", err))
+	}
+	return nil
+}
+
+// configDoc is the JSON form of config show.
+type configDoc struct {
+	TTL                  string `json:"ttl"`
+	LoopWait             string `json:"loop_wait"`
+	RetryTimeout         string `json:"retry_timeout"`
+	PrimaryStartTimeout  string `json:"primary_start_timeout"`
+	MaximumLagOnFailover int64  `json:"maximum_lag_on_failover"`
+	Paused               bool   `json:"paused"`
+}
+
+func toConfigDoc(c cluster.DynamicConfig) configDoc {
+	return configDoc{
+		TTL: durText(c.TTL), LoopWait: durText(c.LoopWait), RetryTimeout: durText(c.RetryTimeout),
+		PrimaryStartTimeout: durText(c.PrimaryStartTimeout), MaximumLagOnFailover: c.MaximumLagOnFailover, Paused: c.Paused,
+	}
+}
+
+func durText(d cluster.Duration) string { return time.Duration(d).String() }
+
+// configTexts returns each key's value as renderConfigYAML writes it.
+func configTexts(c cluster.DynamicConfig) map[string]string {
+	return map[string]string{
+		"ttl": durText(c.TTL), "loop_wait": durText(c.LoopWait), "retry_timeout": durText(c.RetryTimeout),
+		"primary_start_timeout":   durText(c.PrimaryStartTimeout),
+		"maximum_lag_on_failover": strconv.FormatInt(c.MaximumLagOnFailover, 10),
+		"paused":                  strconv.FormatBool(c.Paused),
+	}
+}
+
+// renderConfigYAML renders c as YAML, keys in operator.ConfigKeys order,
+// after header.
+func renderConfigYAML(c cluster.DynamicConfig, header string) string {
+	var b bytes.Buffer
+	b.WriteString(header)
+	fmt.Fprintf(&b, "ttl: %s\n", durText(c.TTL))
+	fmt.Fprintf(&b, "loop_wait: %s\n", durText(c.LoopWait))
+	fmt.Fprintf(&b, "retry_timeout: %s\n", durText(c.RetryTimeout))
+	fmt.Fprintf(&b, "primary_start_timeout: %s\n", durText(c.PrimaryStartTimeout))
+	fmt.Fprintf(&b, "maximum_lag_on_failover: %d  # %s\n", c.MaximumLagOnFailover, humanBytes(c.MaximumLagOnFailover))
+	fmt.Fprintf(&b, "paused: %t\n", c.Paused)
+	return b.String()
+}

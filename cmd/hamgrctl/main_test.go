@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/operator"
+)
+
+func TestParseAt(t *testing.T) {
+	loc := time.FixedZone("X", 3600)
+	now := time.Date(2025, 3, 1, 14, 30, 0, 0, loc)
+	tests := []struct {
+		in      string
+		want    time.Time
+		wantErr string
+	}{
+		{in: "15:04", want: time.Date(2025, 3, 1, 15, 4, 0, 0, loc)},
+		{in: "15:04:05", want: time.Date(2025, 3, 1, 15, 4, 5, 0, loc)},
+		{in: " 23:59 ", want: time.Date(2025, 3, 1, 23, 59, 0, 0, loc)},
+		{in: "2025-03-02T02:30:00+01:00", want: time.Date(2025, 3, 2, 2, 30, 0, 0, loc)},
+		{in: "2025-03-01T14:00:00Z", want: time.Date(2025, 3, 1, 14, 0, 0, 0, time.UTC)},
+		{in: "14:29", wantErr: "already past today"},
+		{in: "14:30", wantErr: "already past today"},
+		{in: "2025-03-01T13:00:00+01:00", wantErr: "in the past"},
+		{in: "25:00", wantErr: "want an RFC 3339 time"},
+		{in: "tomorrow", wantErr: "want an RFC 3339 time"},
+		{in: "", wantErr: "want an RFC 3339 time"},
+	}
+	for _, tt := range tests {
+		got, err := parseAt(tt.in, now)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("parseAt(%q) = %v, %v; want error containing %q", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !got.Equal(tt.want) {
+			t.Errorf("parseAt(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseAssignments(t *testing.T) {
+	got, err := parseAssignments([]string{"ttl=20s", " Loop_Wait = 2s ", "x=a=b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []assignment{{"ttl", "20s"}, {"loop_wait", "2s"}, {"x", "a=b"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	for _, bad := range [][]string{nil, {"ttl"}, {"=1"}, {"ttl="}, {"ttl=1s", "TTL=2s"}} {
+		if _, err := parseAssignments(bad); err == nil {
+			t.Errorf("parseAssignments(%q): no error", bad)
+		}
+	}
+}
+
+// Config set semantics without a store: all keys are applied to a copy
+// and the whole is validated, so a combination that is only valid
+// together passes and a bad one names the key.
+func TestApplyEdited(t *testing.T) {
+	cur := cluster.DynamicConfig{TTL: cluster.Duration(10 * time.Second), LoopWait: cluster.Duration(2 * time.Second),
+		RetryTimeout: cluster.Duration(5 * time.Second), MaximumLagOnFailover: 1 << 20}
+	// Untouched (including primary_start_timeout 0s, which Apply would
+	// refuse as text) is no change.
+	if next, err := applyEdited(cur, []byte(renderConfigYAML(cur, "# header\n"))); err != nil || next != cur {
+		t.Fatalf("unchanged edit: %+v, %v", next, err)
+	}
+	next, err := applyEdited(cur, []byte("ttl: 4s\nloop_wait: 1s\nretry_timeout: 2\nmaximum_lag_on_failover: 16MB\npaused: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := cur
+	want.TTL, want.LoopWait, want.RetryTimeout = cluster.Duration(4*time.Second), cluster.Duration(time.Second), cluster.Duration(2*time.Second)
+	want.MaximumLagOnFailover, want.Paused = 16<<20, true
+	if next != want {
+		t.Errorf("got %+v, want %+v", next, want)
+	}
+	for doc, key := range map[string]string{
+		"ttl: 1s\n":                       "ttl",
+		"loop_wait: soon\n":               "loop_wait",
+		"maximum_lag_on_failover: lots\n": "maximum_lag_on_failover",
+		"paused: maybe\n":                 "paused",
+		"tll: 10s\n":                      "tll",
+		"ttl: [\n":                        "YAML",
+	} {
+		_, err := applyEdited(cur, []byte(doc))
+		if err == nil || !strings.Contains(err.Error(), key) || !errors.Is(err, operator.ErrRefused) {
+			t.Errorf("edit %q: err %v, want a refusal naming %s", doc, err, key)
+		}
+	}
+}
+
+// resolveWith parses argv as global flags and resolves the target.
+func resolveWith(t *testing.T, argv []string, envs map[string]string) (target, error) {
+	t.Helper()
+	var f connFlags
+	root := &cobra.Command{Use: "x", RunE: func(*cobra.Command, []string) error { return nil }}
+	f.register(root)
+	if err := root.PersistentFlags().Parse(argv); err != nil {
+		t.Fatal(err)
+	}
+	return f.resolve(func(k string) string { return envs[k] })
+}
+
+func writeAgentConfig(t *testing.T, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "hamgr.yml")
+	doc := "cluster: prod\nname: n1\netcd:\n  endpoints: [http://e1:2379, http://e2:2379]\n  prefix: /ha\n" + extra +
+		"postgresql:\n  data_dir: /var/lib/pg\n  replication:\n    password_file: " + pw + "\n"
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestResolvePrecedence(t *testing.T) {
+	cfg := writeAgentConfig(t, "  username: hamgr\n  password_file: /etc/hamgr/etcd.pw\n  tls:\n    ca_file: /ca.pem\n")
+
+	// The file alone.
+	got, err := resolveWith(t, []string{"-c", cfg}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := target{Cluster: "prod", Endpoints: []string{"http://e1:2379", "http://e2:2379"}, Prefix: "/ha",
+		Username: "hamgr", PasswordFile: "/etc/hamgr/etcd.pw"}
+	want.TLS.CAFile = "/ca.pem"
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("file only:\n got %+v\nwant %+v", got, want)
+	}
+
+	// The environment names the file when --config is absent.
+	if got2, err := resolveWith(t, nil, map[string]string{configEnv: cfg}); err != nil || !reflect.DeepEqual(got2, want) {
+		t.Errorf("from $%s: %+v, %v", configEnv, got2, err)
+	}
+
+	// Flags override the file, key by key.
+	got, err = resolveWith(t, []string{"--config", cfg, "--cluster", "other", "--etcd", "https://x:1, https://y:2",
+		"--prefix", "/p", "--etcd-cacert", "/ca2.pem", "--etcd-user", "bob", "--etcd-password-file", "/pw"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = target{Cluster: "other", Endpoints: []string{"https://x:1", "https://y:2"}, Prefix: "/p",
+		Username: "bob", PasswordFile: "/pw"}
+	want.TLS.CAFile = "/ca2.pem"
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("flags over file:\n got %+v\nwant %+v", got, want)
+	}
+
+	// --config beats the environment.
+	if _, err := resolveWith(t, []string{"-c", cfg}, map[string]string{configEnv: "/nonexistent.yml"}); err != nil {
+		t.Errorf("--config given, $%s ignored: %v", configEnv, err)
+	}
+
+	// Flags alone; the prefix defaults.
+	got, err = resolveWith(t, []string{"--cluster", "c", "--etcd", "http://a:2379"}, nil)
+	if err != nil || got.Prefix != "/hamgr" || got.Cluster != "c" || len(got.Endpoints) != 1 {
+		t.Errorf("flags only: %+v, %v", got, err)
+	}
+}
+
+func TestResolveErrors(t *testing.T) {
+	for _, tc := range []struct {
+		argv []string
+		want string
+	}{
+		{nil, "--config FILE"},
+		{[]string{"--cluster", "c"}, "etcd endpoints"},
+		{[]string{"--etcd", "http://a:1"}, "cluster name"},
+		{[]string{"--cluster", "c", "--etcd", "http://a:1", "--etcd-cert", "c.pem"}, "--etcd-key"},
+		{[]string{"--cluster", "c", "--etcd", "http://a:1", "--etcd-user", "u"}, "password"},
+		{[]string{"--cluster", "c", "--etcd", "http://a:1", "--timeout", "0s"}, "--timeout"},
+	} {
+		_, err := resolveWith(t, tc.argv, nil)
+		var ue usageError
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &ue) {
+			t.Errorf("%q: err %v, want a usage error mentioning %q", tc.argv, err, tc.want)
+		}
+	}
+	if _, err := resolveWith(t, []string{"-c", "/nonexistent/hamgr.yml"}, nil); err == nil {
+		t.Error("missing config file: no error")
+	}
+}
+
+func runCLI(t *testing.T, stdin string, tty bool, argv ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, stdinTTY: tty,
+		getenv: func(string) string { return "" }, now: time.Now}
+	code := run(context.Background(), argv, e)
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodesAndUsage(t *testing.T) {
+	for _, tc := range []struct {
+		argv []string
+		code int
+		want string
+	}{
+		{[]string{"bogus"}, 2, "unknown command"},
+		{[]string{"list", "--nope"}, 2, "unknown flag"},
+		{[]string{"list", "extra"}, 2, "unknown command"},
+		{[]string{"failover"}, 2, "required flag"},
+		{[]string{"list"}, 2, "--config FILE"},
+		{[]string{"switchover", "--at", "nonsense", "--cluster", "c", "--etcd", "http://127.0.0.1:1"}, 2, "--at"},
+		{[]string{"switchover", "--cancel", "--to", "n2"}, 2, "--cancel"},
+		{[]string{"config", "set", "ttl", "--cluster", "c", "--etcd", "http://127.0.0.1:1"}, 2, "KEY=VALUE"},
+		{[]string{"config", "set"}, 2, "requires at least"},
+	} {
+		code, _, stderr := runCLI(t, "", false, tc.argv...)
+		if code != tc.code || !strings.HasPrefix(stderr, "hamgrctl: ") || !strings.Contains(stderr, tc.want) ||
+			strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d and one line mentioning %q", tc.argv, code, stderr, tc.code, tc.want)
+		}
+	}
+	if code, out, _ := runCLI(t, "", false, "--help"); code != 0 || !strings.Contains(out, "switchover") {
+		t.Errorf("--help: exit %d, %q", code, out)
+	}
+	if code, out, _ := runCLI(t, "", false, "completion", "bash"); code != 0 || !strings.Contains(out, "bash completion") {
+		t.Errorf("completion bash: exit %d", code)
+	}
+}
+
+func TestConfirm(t *testing.T) {
+	a := &app{env: env{stdin: strings.NewReader("y\n"), stdout: &bytes.Buffer{}, stdinTTY: true}}
+	if err := a.confirm("ok?", false); err != nil {
+		t.Errorf("yes: %v", err)
+	}
+	for _, in := range []string{"\n", "n\n", "", "yess\n"} {
+		a.stdin = strings.NewReader(in)
+		if err := a.confirm("ok?", false); !errors.Is(err, errAborted) {
+			t.Errorf("answer %q: %v, want aborted", in, err)
+		}
+	}
+	a.stdinTTY = false
+	if err := a.confirm("ok?", false); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("no tty: %v", err)
+	}
+	if err := a.confirm("ok?", true); err != nil {
+		t.Errorf("--force: %v", err)
+	}
+}
+
+func TestRenderList(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := cluster.Snapshot{
+		Leader: &cluster.Leader{Name: "n1", Epoch: 42},
+		Config: &cluster.DynamicConfig{Paused: true},
+		Members: []cluster.Member{
+			{Name: "n1", Role: cluster.RolePrimary, State: cluster.StateRunning, ConnHost: "10.0.0.1", ConnPort: 5432,
+				Position: cluster.Position{LSN: 0x3000060, Timeline: 2}, Tags: cluster.Tags{Priority: 1}},
+			{Name: "n2", Role: cluster.RoleReplica, State: cluster.StateRunning, ConnHost: "10.0.0.2", ConnPort: 5432,
+				LagBytes: 1536, Streaming: true, Upstream: "n1", Tags: cluster.Tags{NoFailover: true}},
+		},
+		Request: &cluster.Request{Kind: cluster.KindSwitchover, From: "n1", To: "n2", At: now.Add(time.Hour), RequestedBy: "me"},
+	}
+	var b bytes.Buffer
+	if err := writeList(&b, "prod", s, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Cluster: prod", "Leader: n1 (epoch 42)", "Paused: yes", "switchover n1 -> n2, scheduled",
+		"(in 1h0m0s)", "leader", "10.0.0.2:5432", "1.5 KiB", "n1 (streaming)", "nofailover,priority=0", "0/3000060"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("list output lacks %q:\n%s", want, b.String())
+		}
+	}
+	d := listDocument("prod", s)
+	if d.Leader != "n1" || d.Epoch != 42 || !d.Paused || d.Request == nil || d.Request.At == nil || len(d.Members) != 2 ||
+		d.Members[0].Role != "leader" || d.Members[1].Role != "replica" {
+		t.Errorf("json document: %+v", d)
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1 KiB", 1536: "1.5 KiB", 16 << 20: "16 MiB", 3 << 40: "3 TiB"} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
