@@ -84,6 +84,7 @@ type Agent struct {
 	electedAt         time.Time
 	notBefore         time.Time // no round before this (backoff after a failed action)
 	electionOpenAt    time.Time
+	syncSince         map[string]cluster.LSN // required standby → WAL position when first seen required
 	handoffKey        string
 	handoffSeenAt     time.Time
 	wake              chan struct{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hamgr/hamgr/cluster"
@@ -57,6 +58,9 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 		view.LastLeaderLSN = a.lastLeader.Position.LSN
 	}
 	a.mu.Unlock()
+	if st.Accepting && st.Role == cluster.RolePrimary && view.Snap.Leader != nil && view.Snap.Leader.Name == a.opts.Name {
+		view.Repl, view.SyncConfirmed = a.measureSync(ctx)
+	}
 	if storeOK && snap.Leader == nil && st.Accepting && st.Role == cluster.RoleReplica {
 		view.OldPrimaryAlive = a.probeOldPrimary(ctx, snap)
 		a.mu.Lock()
@@ -459,6 +463,29 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		}
 		a.log.Info("operator request closed", "reason", p.Reason)
 		return nil
+	case ha.SetSyncStandbys:
+		r, ok := a.opts.DB.(db.Replication)
+		if !ok {
+			return errors.New("this database engine cannot manage synchronous replication")
+		}
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := r.SetSynchronousStandbys(dctx, act.Names, act.AnyStandby); err != nil {
+			return err
+		}
+		a.log.Info("synchronous standbys set", "names", act.Names, "any", act.AnyStandby)
+		return nil
+	case ha.SetSyncRecord:
+		if v.Snap.Leader == nil {
+			return errors.New("set sync record: no leader")
+		}
+		sctx, cancel := storeCtx()
+		defer cancel()
+		if err := store.SetSync(sctx, *v.Snap.Leader, act.Names); err != nil {
+			return fmt.Errorf("record synchronous standbys %v: %w", act.Names, err)
+		}
+		a.log.Info("synchronous standby record written", "names", act.Names, "epoch", v.Snap.Leader.Epoch)
+		return nil
 	case ha.MarkCannotFollow:
 		a.mu.Lock()
 		a.cannotFollowEpoch = act.Epoch
@@ -548,4 +575,48 @@ func (a *Agent) logPlan(now time.Time, p ha.Plan, s cluster.Snapshot) {
 	}
 	a.log.Info("plan", "plan", full, "leader", leaderName(s.Leader), "epoch", leaderEpoch(s.Leader))
 	a.lastPlan, a.lastPlanKey, a.lastPlanLogged = full, key, now
+}
+
+// measureSync reads the primary's standbys and works out which required
+// standbys have confirmed a position measured after they became required.
+func (a *Agent) measureSync(ctx context.Context) (*db.ReplicationStatus, []string) {
+	r, ok := a.opts.DB.(db.Replication)
+	if !ok {
+		return nil, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	rs, err := r.ReplicationStatus(rctx)
+	if err != nil {
+		a.log.Warn("replication status", "err", err)
+		return nil, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.syncSince == nil {
+		a.syncSince = map[string]cluster.LSN{}
+	}
+	var confirmed []string
+	seen := map[string]bool{}
+	for _, sb := range rs.Standbys {
+		required := sb.SyncState == "sync" && slices.Contains(rs.SyncNames, sb.Name)
+		if !required {
+			continue
+		}
+		seen[sb.Name] = true
+		l0, ok := a.syncSince[sb.Name]
+		if !ok {
+			a.syncSince[sb.Name] = rs.WALLSN
+			continue
+		}
+		if sb.FlushLSN >= l0 {
+			confirmed = append(confirmed, sb.Name)
+		}
+	}
+	for name := range a.syncSince {
+		if !seen[name] {
+			delete(a.syncSince, name)
+		}
+	}
+	return &rs, confirmed
 }

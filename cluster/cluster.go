@@ -194,6 +194,8 @@ type Snapshot struct {
 	Config *DynamicConfig
 	// Request is the pending operator request, nil when none.
 	Request *Request
+	// Sync is the leader's record of synchronous standbys, nil when none.
+	Sync *SyncState
 }
 
 // Member returns the record of the named member, or nil.
@@ -233,6 +235,62 @@ type DynamicConfig struct {
 	MaximumLagOnFailover int64    `json:"maximum_lag_on_failover"`
 	// Paused suspends automatic failover (maintenance mode).
 	Paused bool `json:"paused,omitempty"`
+	// SynchronousMode is "off" (or empty), "on" or "strict"; see SyncMode.
+	SynchronousMode SyncMode `json:"synchronous_mode,omitempty"`
+	// SynchronousNodeCount is how many standbys must confirm each commit
+	// in synchronous mode (0 means 1).
+	SynchronousNodeCount int `json:"synchronous_node_count,omitempty"`
+}
+
+// SyncMode is the cluster's replication durability mode.
+type SyncMode string
+
+// Synchronous modes.
+const (
+	// SyncOff: asynchronous replication; a failover may lose the last
+	// acknowledged writes (bounded by maximum_lag_on_failover).
+	SyncOff SyncMode = "off"
+	// SyncOn: commits wait for synchronous_node_count standbys while any is
+	// healthy; with none, the primary falls back to asynchronous and says so.
+	SyncOn SyncMode = "on"
+	// SyncStrict: commits wait for a standby even when none is connected;
+	// no acknowledged write is ever lost, at the price of availability.
+	SyncStrict SyncMode = "strict"
+)
+
+// Enabled reports whether the mode is on or strict.
+func (m SyncMode) Enabled() bool { return m == SyncOn || m == SyncStrict }
+
+// NodeCount is SynchronousNodeCount with its default.
+func (c DynamicConfig) NodeCount() int {
+	if c.SynchronousNodeCount <= 0 {
+		return 1
+	}
+	return c.SynchronousNodeCount
+}
+
+// SyncState is the leader's record of its synchronous standbys, kept under
+// sync. Every member listed holds every commit acknowledged at Epoch: a
+// member is added only after it has confirmed the primary's WAL while
+// required by synchronous_standby_names, and removed here before it is
+// removed from that setting.
+type SyncState struct {
+	Leader  string   `json:"leader"`
+	Epoch   Epoch    `json:"epoch"`
+	Members []string `json:"members"`
+}
+
+// Has reports whether name is listed.
+func (s *SyncState) Has(name string) bool {
+	if s == nil {
+		return false
+	}
+	for _, m := range s.Members {
+		if m == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Validate reports the first impossible combination of timings.
@@ -249,6 +307,10 @@ func (c DynamicConfig) Validate() error {
 		return fmt.Errorf("primary_start_timeout %v: must not be negative", time.Duration(c.PrimaryStartTimeout))
 	case c.MaximumLagOnFailover < 0:
 		return fmt.Errorf("maximum_lag_on_failover %d: must not be negative", c.MaximumLagOnFailover)
+	case c.SynchronousMode != "" && c.SynchronousMode != SyncOff && !c.SynchronousMode.Enabled():
+		return fmt.Errorf("synchronous_mode %q: must be off, on or strict", c.SynchronousMode)
+	case c.SynchronousNodeCount < 0 || c.SynchronousNodeCount > 16:
+		return fmt.Errorf("synchronous_node_count %d: must be between 1 and 16", c.SynchronousNodeCount)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@
 //	<prefix>/<cluster>/initialize     name of the member that bootstrapped the cluster
 //	<prefix>/<cluster>/history/<epoch as 20 digits> history entry (JSON)
 //	<prefix>/<cluster>/request        pending switchover or failover request (JSON)
+//	<prefix>/<cluster>/sync           the leader's synchronous standbys (JSON)
 //
 // Values are JSON and never contain secrets.
 package dcs
@@ -96,6 +97,13 @@ type Requests interface {
 	ClearRequest(ctx context.Context) error
 }
 
+// SyncRecord holds the leader's record of its synchronous standbys.
+type SyncRecord interface {
+	// SetSync writes the synchronous standby record for leader l, only if
+	// l still holds the leader key (same epoch); otherwise it fails.
+	SetSync(ctx context.Context, l cluster.Leader, members []string) error
+}
+
 // Watcher wakes the agent when the cluster changes.
 type Watcher interface {
 	// Changes returns a channel that receives after any change under the
@@ -113,6 +121,7 @@ type Store interface {
 	ConfigStore
 	History
 	Requests
+	SyncRecord
 	Watcher
 	// Close revokes nothing and closes the client.
 	Close() error

@@ -71,6 +71,13 @@ type View struct {
 	// fallback to worse-ranked candidates is timed from it, so a long wait
 	// for a live old primary does not let a worse candidate jump the queue.
 	ElectionOpenAt time.Time
+	// Repl is the leader's view of its standbys (nil unless this member
+	// runs a primary and synchronous mode is on).
+	Repl *db.ReplicationStatus
+	// SyncConfirmed lists the standbys that, while required by the
+	// synchronous standby setting, confirmed a WAL position measured after
+	// they became required: they hold every acknowledged commit.
+	SyncConfirmed []string
 	// HandoffSeenAt is when this agent first saw the pending switchover's
 	// handoff (zero when there is none); the handoff expires HandoffTimeout
 	// later on this agent's own clock.
@@ -112,6 +119,11 @@ const (
 	Handoff
 	// ClearRequest deletes the pending operator request.
 	ClearRequest
+	// SetSyncStandbys sets the local server's synchronous standbys to
+	// Names (AnyStandby: any one standby, blocking while none).
+	SetSyncStandbys
+	// SetSyncRecord writes the store's record of synchronous standbys.
+	SetSyncRecord
 )
 
 var actionNames = map[ActionKind]string{
@@ -120,6 +132,7 @@ var actionNames = map[ActionKind]string{
 	AcquireLeader: "acquire-leader", ReleaseLeader: "release-leader",
 	RecordFailover: "record-failover", MarkCannotFollow: "mark-cannot-follow",
 	Handoff: "handoff", ClearRequest: "clear-request",
+	SetSyncStandbys: "set-sync-standbys", SetSyncRecord: "set-sync-record",
 }
 
 // String names the kind.
@@ -143,6 +156,9 @@ type Action struct {
 	// History is the kind of a RecordFailover entry when it is not an
 	// automatic failover ("switchover", "manual failover").
 	History string
+	// Names and AnyStandby configure SetSyncStandbys and SetSyncRecord.
+	Names      []string
+	AnyStandby bool
 }
 
 // String renders the action for logs and scenario tests.
@@ -169,6 +185,12 @@ func (a Action) String() string {
 	}
 	if a.History != "" {
 		fmt.Fprintf(&b, " kind=%q", a.History)
+	}
+	if a.Kind == SetSyncStandbys || a.Kind == SetSyncRecord {
+		fmt.Fprintf(&b, " names=[%s]", strings.Join(a.Names, ","))
+		if a.AnyStandby {
+			b.WriteString(" any")
+		}
 	}
 	return b.String()
 }
@@ -302,7 +324,7 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 			if r := v.Snap.Request; r != nil {
 				return decideLeaderRequest(v, *r)
 			}
-			return Plan{State: cluster.StateRunning}
+			return decideSync(v)
 		}
 		// Holding the key with a replica: finish the promotion (rule 3's
 		// key is held; the old primary was checked before acquiring).
@@ -453,8 +475,12 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	if v.Tags.NoFailover {
 		return Plan{State: cluster.StateRunning, Reason: "no leader; this member is tagged nofailover", Soon: electionTick}
 	}
-	res := election.Rank(v.Snap.Members, election.Options{
-		LostEpoch: lost, OldPrimary: oldName, MaximumLag: v.Config.MaximumLagOnFailover, ReferenceLSN: v.LastLeaderLSN,
+	members, maxLag, why := syncCandidates(v, lost)
+	if why != "" {
+		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why}
+	}
+	res := election.Rank(members, election.Options{
+		LostEpoch: lost, OldPrimary: oldName, MaximumLag: maxLag, ReferenceLSN: v.LastLeaderLSN,
 	})
 	waited := time.Duration(0)
 	if !v.LeaderLostAt.IsZero() {
@@ -490,7 +516,7 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 		return Plan{State: cluster.StateRunning, Soon: electionTick,
 			Reason: fmt.Sprintf("cannot check whether the old primary %s still accepts writes (no address known); not promoting", oldName)}
 	}
-	return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: Promote}, {Kind: RecordFailover, Epoch: lost}},
+	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote}, {Kind: RecordFailover, Epoch: lost}}),
 		State: cluster.StateStarting, Reason: fmt.Sprintf("elected after the loss of epoch %d; promoting", lost)}
 }
 

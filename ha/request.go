@@ -104,8 +104,8 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 	case h.Target:
 		switch {
 		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.LSN > h.FinalLSN:
-			return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: Promote},
-				{Kind: RecordFailover, Epoch: h.Epoch, History: "switchover"}, {Kind: ClearRequest}},
+			return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote},
+				{Kind: RecordFailover, Epoch: h.Epoch, History: "switchover"}, {Kind: ClearRequest}}),
 				State: cluster.StateStarting, Reason: fmt.Sprintf("switchover from %s: received past its final position %s; promoting", r.From, h.FinalLSN)}, true
 		case expired:
 			return Plan{State: stateOf(v), Reason: fmt.Sprintf("switchover from %s: did not receive its final position %s in time (have %s)",
@@ -147,7 +147,7 @@ func decideManualFailover(v View, r cluster.Request, health detector.Health) Pla
 	if v.Snap.LastLeader != nil {
 		lost = v.Snap.LastLeader.Epoch
 	}
-	return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: Promote},
-		{Kind: RecordFailover, Epoch: lost, History: "manual failover"}, {Kind: ClearRequest}},
+	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote},
+		{Kind: RecordFailover, Epoch: lost, History: "manual failover"}, {Kind: ClearRequest}}),
 		State: cluster.StateStarting, Reason: "manual failover to this member requested by " + r.RequestedBy}
 }

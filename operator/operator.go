@@ -188,7 +188,8 @@ func (o *Operator) setPaused(ctx context.Context, paused bool) error {
 }
 
 // ConfigKeys lists the dynamic config keys SetConfig accepts.
-var ConfigKeys = []string{"ttl", "loop_wait", "retry_timeout", "primary_start_timeout", "maximum_lag_on_failover", "paused"}
+var ConfigKeys = []string{"ttl", "loop_wait", "retry_timeout", "primary_start_timeout", "maximum_lag_on_failover", "paused",
+	"synchronous_mode", "synchronous_node_count"}
 
 // SetConfig sets one dynamic config key from its text form, validates the
 // whole result and writes it; a bad value is refused with the key, the
@@ -252,6 +253,18 @@ func Apply(c *cluster.DynamicConfig, key, value string) error {
 			return refuse("%s=%q: want true or false", key, value)
 		}
 		c.Paused = b
+	case "synchronous_mode":
+		m := cluster.SyncMode(strings.ToLower(value))
+		if m != cluster.SyncOff && !m.Enabled() {
+			return refuse("%s=%q: want off, on or strict", key, value)
+		}
+		c.SynchronousMode = m
+	case "synchronous_node_count":
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 1 || n > 16 {
+			return refuse("%s=%q: want a whole number from 1 to 16", key, value)
+		}
+		c.SynchronousNodeCount = n
 	default:
 		keys := append([]string(nil), ConfigKeys...)
 		sort.Strings(keys)

@@ -61,3 +61,32 @@ func (s *Store) ClearRequest(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SetSync writes the synchronous standby record, in a transaction that
+// succeeds only while l still holds the leader key.
+func (s *Store) SetSync(ctx context.Context, l cluster.Leader, members []string) error {
+	key := s.key(keySync)
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	if members == nil {
+		members = []string{}
+	}
+	v, err := json.Marshal(cluster.SyncState{Leader: l.Name, Epoch: l.Epoch, Members: members})
+	if err != nil {
+		return err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(s.key(keyLeader)), "=", int64(l.Epoch))).
+		Then(clientv3.OpPut(key, string(v))).Commit()
+	if err != nil {
+		return opErr("set sync", key, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("etcd set sync %s: %s no longer holds the leader key of epoch %d", key, l.Name, l.Epoch)
+	}
+	return nil
+}

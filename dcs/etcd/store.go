@@ -183,6 +183,7 @@ const (
 	keyInitialize = "initialize"
 	keyHistory    = "history/"
 	keyRequest    = "request"
+	keySync       = "sync"
 )
 
 func (s *Store) key(name string) string { return s.base + name }
@@ -383,6 +384,7 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 		clientv3.OpGet(s.key(keyConfig)),
 		clientv3.OpGet(s.key(keyInitialize)),
 		clientv3.OpGet(s.key(keyRequest)),
+		clientv3.OpGet(s.key(keySync)),
 	).Commit()
 	if err != nil {
 		return cluster.Snapshot{}, opErr("load", s.base, err)
@@ -424,6 +426,13 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 			return cluster.Snapshot{}, fmt.Errorf("etcd load %s: decode request: %w", kv[0].Key, err)
 		}
 		snap.Request = &r
+	}
+	if kv := kvs(6); len(kv) > 0 {
+		var st cluster.SyncState
+		if err := json.Unmarshal(kv[0].Value, &st); err != nil {
+			return cluster.Snapshot{}, fmt.Errorf("etcd load %s: decode sync: %w", kv[0].Key, err)
+		}
+		snap.Sync = &st
 	}
 	return snap, nil
 }

@@ -1,0 +1,202 @@
+package ha
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/hamgr/hamgr/cluster"
+)
+
+// Synchronous replication.
+//
+// The store's sync record lists members that hold every acknowledged
+// commit; failover in synchronous mode promotes only one of them. The
+// leader keeps that true by ordering its writes, one step per round:
+//
+//  1. Removing a member: first from the record, then from the server's
+//     synchronous_standby_names. While the record is the smaller set,
+//     every member it lists is still required by the server.
+//  2. Adding a member: first to the server's setting (all listed
+//     standbys are required: FIRST n with n = the number listed), then to
+//     the record, and only after the member confirmed a WAL position
+//     measured once it was required (SyncConfirmed): WAL is sequential, so
+//     it then holds every commit acknowledged before, and the server makes
+//     it confirm every commit after.
+//
+// So at every instant record ⊆ required standbys ∩ holders of every
+// acknowledged commit. A new leader starts with an empty record of its own
+// epoch; before it promotes, it makes commits wait for any standby
+// ("*"), so nothing is acknowledged without a copy in between.
+
+// decideSync: a healthy leader's synchronous standby management.
+func decideSync(v View) Plan {
+	mode := v.Config.SynchronousMode
+	if !mode.Enabled() {
+		if v.Repl != nil && (len(v.Repl.SyncNames) > 0 || v.Repl.SyncAny) {
+			return Plan{Actions: []Action{{Kind: SetSyncStandbys}}, State: cluster.StateRunning,
+				Reason: "synchronous_mode off: making replication asynchronous"}
+		}
+		if v.Snap.Sync != nil && len(v.Snap.Sync.Members) > 0 {
+			return Plan{Actions: []Action{{Kind: SetSyncRecord}}, State: cluster.StateRunning}
+		}
+		return Plan{State: cluster.StateRunning}
+	}
+	if v.Repl == nil {
+		return Plan{State: cluster.StateRunning, Reason: "synchronous mode: standbys not measured yet"}
+	}
+	l := v.Snap.Leader
+	var recorded []string
+	if s := v.Snap.Sync; s != nil && s.Epoch == l.Epoch {
+		recorded = s.Members
+	} else if s != nil && len(s.Members) > 0 {
+		// A record of an earlier epoch: this leader starts its own, empty.
+		return Plan{Actions: []Action{{Kind: SetSyncRecord}}, State: cluster.StateRunning,
+			Reason: "synchronous mode: starting this epoch's synchronous standby record"}
+	}
+	desired := desiredSync(v, recorded)
+	// Step 1: remove from the record first.
+	if keep := intersect(recorded, desired); len(keep) < len(recorded) {
+		return Plan{Actions: []Action{{Kind: SetSyncRecord, Names: keep}}, State: cluster.StateRunning,
+			Reason: fmt.Sprintf("synchronous mode: %v no longer synchronous", minus(recorded, keep))}
+	}
+	// Step 2: the server requires exactly the desired standbys.
+	anyStandby := mode == cluster.SyncStrict && len(desired) == 0
+	if !sameSet(v.Repl.SyncNames, desired) || v.Repl.SyncAny != anyStandby {
+		return Plan{Actions: []Action{{Kind: SetSyncStandbys, Names: desired, AnyStandby: anyStandby}}, State: cluster.StateRunning,
+			Reason: syncReason(mode, desired)}
+	}
+	// Step 3: record the confirmed ones.
+	if add := intersect(minus(desired, recorded), v.SyncConfirmed); len(add) > 0 {
+		names := append(slices.Clone(recorded), add...)
+		sort.Strings(names)
+		return Plan{Actions: []Action{{Kind: SetSyncRecord, Names: names}}, State: cluster.StateRunning,
+			Reason: fmt.Sprintf("synchronous mode: %v confirmed; recording", add)}
+	}
+	if len(desired) == 0 {
+		return Plan{State: cluster.StateRunning, Reason: syncReason(mode, desired)}
+	}
+	return Plan{State: cluster.StateRunning}
+}
+
+func syncReason(mode cluster.SyncMode, desired []string) string {
+	switch {
+	case len(desired) > 0:
+		return fmt.Sprintf("synchronous mode %s: standbys %v", mode, desired)
+	case mode == cluster.SyncStrict:
+		return "synchronous_mode strict: no healthy standby; commits wait until one returns"
+	default:
+		return "DURABILITY AT RISK: synchronous_mode on but no healthy standby; running asynchronously"
+	}
+}
+
+// desiredSync picks up to synchronous_node_count standbys: healthy
+// replicas streaming from this leader that may be elected, keeping the
+// recorded ones first (stability), then the least lagging.
+func desiredSync(v View, recorded []string) []string {
+	var cands []cluster.Member
+	for _, m := range v.Snap.Members {
+		if m.Name == v.Self || m.Tags.NoFailover || m.Role != cluster.RoleReplica ||
+			m.State != cluster.StateRunning || !m.Streaming || m.Upstream != v.Self {
+			continue
+		}
+		cands = append(cands, m)
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		ri, rj := slices.Contains(recorded, cands[i].Name), slices.Contains(recorded, cands[j].Name)
+		if ri != rj {
+			return ri
+		}
+		if cands[i].LagBytes != cands[j].LagBytes {
+			return cands[i].LagBytes < cands[j].LagBytes
+		}
+		return cands[i].Name < cands[j].Name
+	})
+	var out []string
+	for _, m := range cands {
+		if len(out) == v.Config.NodeCount() {
+			break
+		}
+		out = append(out, m.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// syncCandidates restricts an election to the synchronous standbys
+// recorded by the lost leader. In synchronous mode they hold every
+// acknowledged commit, so the lag gate does not apply to them. An empty or
+// stale record falls back to every member in mode on (durability at risk),
+// and stops automatic failover in mode strict.
+func syncCandidates(v View, lost cluster.Epoch) ([]cluster.Member, int64, string) {
+	mode := v.Config.SynchronousMode
+	if !mode.Enabled() {
+		return v.Snap.Members, v.Config.MaximumLagOnFailover, ""
+	}
+	rec := v.Snap.Sync
+	if rec == nil || rec.Epoch != lost || len(rec.Members) == 0 {
+		if mode == cluster.SyncStrict {
+			return nil, 0, fmt.Sprintf("NO FAILOVER CANDIDATE: synchronous_mode strict and no synchronous standby was recorded for epoch %d; an operator must choose (hamgrctl failover --to)", lost)
+		}
+		return v.Snap.Members, v.Config.MaximumLagOnFailover, ""
+	}
+	var out []cluster.Member
+	for _, m := range v.Snap.Members {
+		if rec.Has(m.Name) {
+			out = append(out, m)
+		}
+	}
+	if !rec.Has(v.Self) {
+		return nil, 0, fmt.Sprintf("not a failover candidate: not a synchronous standby of epoch %d (those are %v)", lost, rec.Members)
+	}
+	return out, 0, ""
+}
+
+// withSyncBeforePromote makes a new primary in synchronous mode require a
+// standby's confirmation from its first commit: it sets "any standby"
+// before it promotes.
+func withSyncBeforePromote(v View, acts []Action) []Action {
+	if !v.Config.SynchronousMode.Enabled() {
+		return acts
+	}
+	out := make([]Action, 0, len(acts)+1)
+	for _, a := range acts {
+		if a.Kind == Promote {
+			out = append(out, Action{Kind: SetSyncStandbys, AnyStandby: true})
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func intersect(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func minus(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
