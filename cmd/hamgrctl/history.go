@@ -15,17 +15,17 @@ func (a *app) historyCmd() *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "history [--json]",
-		Short: "Show every change of leader: failovers, switchovers, bootstrap",
+		Short: "Show every change of leader: failovers and switchovers",
 		Long: `Show the cluster's leadership history, oldest first.
 
 Each line is one leadership, by epoch (the fencing token: the etcd
 revision at which the leader key was created): when its primary was
-promoted, how (bootstrap, failover, switchover, takeover), from and to
-which member, why, how long each step took, and how many bytes of WAL
+promoted, how (failover, switchover, ...), from and to which member, why, how long each step took, and how many bytes of WAL
 the old primary had that the new one lacked (an estimate from the
 positions the agents last published; 0 for switchovers).
 
-Use it after an incident to see what happened, and after a switchover to
+The cluster's first leader (the member that bootstrapped it) has no
+entry. Use it after an incident to see what happened, and after a switchover to
 confirm it. Safe at any time: it only reads. --json prints the entries as
 stored.`,
 		Args: args(cobra.NoArgs),
