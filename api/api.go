@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -54,6 +55,15 @@ type Options struct {
 	// Now returns the current time, used for the age of the agent's last
 	// loop round in the member status. Nil means time.Now.
 	Now func() time.Time
+	// Operator carries out the mutating endpoints (switchover, failover,
+	// pause, resume). Nil makes them answer 503 once authorized.
+	Operator Operator
+	// Token is the bearer token the mutating endpoints require, compared
+	// as given (trim it before). Empty disables them: they answer 403.
+	Token string
+	// Metrics, if set, answers GET /metrics (see package metrics); nil
+	// makes /metrics answer 404.
+	Metrics http.Handler
 }
 
 // allowedMethods is the Allow header of every response that carries one.
@@ -70,6 +80,11 @@ const (
 	epLiveness
 	epStatus
 	epCluster
+	epMetrics
+	epSwitchover
+	epFailover
+	epPause
+	epResume
 )
 
 // routes maps each served path to its endpoint. Paths are matched exactly,
@@ -87,13 +102,24 @@ var routes = map[string]endpoint{
 	"/patroni":    epStatus,
 	"/status":     epStatus,
 	"/cluster":    epCluster,
+	"/metrics":    epMetrics,
+	"/switchover": epSwitchover,
+	"/failover":   epFailover,
+	"/pause":      epPause,
+	"/resume":     epResume,
 }
 
 // handler is the http.Handler NewHandler returns.
 type handler struct {
-	src Source
-	log *slog.Logger
-	now func() time.Time
+	src     Source
+	log     *slog.Logger
+	now     func() time.Time
+	op      Operator
+	metrics http.Handler
+	// hasToken is true when a token is configured; tokenSum is its
+	// SHA-256 digest (the token itself is not kept).
+	hasToken bool
+	tokenSum [sha256.Size]byte
 }
 
 // NewHandler returns the agent's HTTP API handler, answering every request
@@ -102,7 +128,10 @@ func NewHandler(src Source, opts Options) http.Handler {
 	if src == nil {
 		panic("api.NewHandler: nil Source")
 	}
-	h := &handler{src: src, log: opts.Logger, now: opts.Now}
+	h := &handler{src: src, log: opts.Logger, now: opts.Now, op: opts.Operator, metrics: opts.Metrics}
+	if opts.Token != "" {
+		h.hasToken, h.tokenSum = true, sha256.Sum256([]byte(opts.Token))
+	}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -147,11 +176,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(rw, r, http.StatusNotFound, fmt.Sprintf("no endpoint %q; see the hamgr api package documentation for the served paths", r.URL.Path))
 		return
 	}
+	if _, mutating := operatorMethods[ep]; mutating {
+		h.serveOperator(rw, r, ep, path)
+		return
+	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 	default:
 		rw.Header().Set("Allow", allowedMethods)
-		writeError(rw, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; the API is read-only and answers %s", r.Method, path, allowedMethods))
+		writeError(rw, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; it is read-only and answers %s", r.Method, path, allowedMethods))
 		return
 	}
 	if r.Method == http.MethodOptions {
@@ -159,6 +192,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch ep {
+	case epMetrics:
+		if h.metrics == nil {
+			writeError(rw, r, http.StatusNotFound, "metrics are not enabled on this agent")
+			return
+		}
+		h.metrics.ServeHTTP(rw, r)
 	case epLiveness:
 		writeJSON(rw, r, http.StatusOK, map[string]bool{"alive": true})
 	case epCluster:

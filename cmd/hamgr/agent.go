@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/hamgr/hamgr/db/postgres"
 	"github.com/hamgr/hamgr/dcs/etcd"
 	"github.com/hamgr/hamgr/dcs/etcd/etcdembed"
+	"github.com/hamgr/hamgr/metrics"
 )
 
 func agentCmd() *cobra.Command {
@@ -120,7 +123,15 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
 		Logger: log,
 	})
-	h := api.NewHandler(ag, api.Options{Logger: log})
+	// Operator endpoints (bearer token from api.token_file) and /metrics.
+	token, err := readAPIToken(cfg.API, log)
+	if err != nil {
+		return err
+	}
+	mx := metrics.New(cfg.Cluster, cfg.Name)
+	h := api.NewHandler(ag, api.Options{
+		Logger: log, Operator: api.NewOperator(store), Token: token, Metrics: mx.Handler(),
+	})
 	var srv *api.Server
 	if cfg.API.TLS.Enabled() {
 		tc, err := serverTLS(cfg.API.TLS)
@@ -187,4 +198,31 @@ func serverTLS(t config.TLS) (*tls.Config, error) {
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return tc, nil
+}
+
+// readAPIToken returns the bearer token of the API's operator endpoints
+// from a.TokenFile, without surrounding whitespace; "" (endpoints disabled)
+// when no file is configured. An empty file is an error. The token itself
+// is never logged.
+func readAPIToken(a config.API, log *slog.Logger) (string, error) {
+	if a.TokenFile == "" {
+		log.Info("api operator endpoints disabled: api.token_file is not set")
+		return "", nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("api.token_file: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", fmt.Errorf("api.token_file %s is empty: write the bearer token into it, or remove api.token_file to disable the operator endpoints", a.TokenFile)
+	}
+	if fi, err := os.Stat(a.TokenFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("api.token_file is accessible to group or others; chmod 600 it", "file", a.TokenFile, "mode", fi.Mode().Perm().String())
+	}
+	host, _, _ := net.SplitHostPort(a.Listen)
+	if ip := net.ParseIP(host); !a.TLS.Enabled() && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		log.Warn("api.token_file is set but the API serves plain HTTP: the bearer token crosses the network unencrypted; configure api.tls", "listen", a.Listen)
+	}
+	return token, nil
 }
