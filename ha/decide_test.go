@@ -17,12 +17,13 @@ import (
 // output with: go test ./ha -run TestDecide -rewrite
 //
 // Commands (times are offsets from a fixed origin, like 10s or 1m2s; an
-// unset time stays zero):
+// unset time stays zero, and "none" sets it back to zero):
 //
 //	view self=n2 now=10s [lease=7] [renew=8s] [lost=5s] [down-since=3s]
 //	     [failed-starts=N] [store=down] [uninitialized] [old-primary=alive|dead]
 //	     [last-lsn=0/5000000] [released=E] [cannot-follow=E]
 //	     [not-streaming-since=T] [nofailover] [paused] [max-lag=N]
+//	     [open=T] [handoff-seen=T]
 //	     [ttl=30s] [loop-wait=10s] [retry-timeout=10s] [start-timeout=20s]
 //	<lines describing the world, see below>
 //	----
@@ -30,9 +31,19 @@ import (
 //
 //	  db empty | db stopped [lsn=..] [tl=N]
 //	  db running [accepting] role=primary|replica lsn=.. [tl=N] [streaming upstream=n1]
-//	  leader n1 epoch=4 lease=9 | leader none [last=n1@4]
+//	  leader n1 epoch=4 lease=9 | leader none [last=n1@4 [addr=host:port]]
 //	  member n1 role=primary|replica|unknown lsn=.. [tl=N] [state=running]
-//	         [after=E] [nofailover] [priority=N] [noaddr]
+//	         [after=E] [nofailover] [priority=N] [noaddr] [streaming] [upstream=n1]
+//	  request switchover [from=n1] [to=n2] [at=T] [by=who]
+//	  request failover to=n2 [by=who]
+//	  request none
+//	  handoff target=n2 final=0/5000000 epoch=4    (adds to the request)
+//
+// open= is View.ElectionOpenAt (when the agent first saw the old primary
+// not writable) and handoff-seen= View.HandoffSeenAt. A leader line's
+// last_leader gets the leader's address (name:5432); addr= sets the
+// last_leader address of "leader none" (Decide never reads it: the agent
+// probes there and reports old-primary=).
 //
 //	set <any view or db argument>     changes the view in place
 //	decide [<view arguments>]         applies the arguments, prints Plan.String()
@@ -97,6 +108,9 @@ func (s *scenario) classify() string {
 }
 
 func at(t *testing.T, s string) time.Time {
+	if s == "none" {
+		return time.Time{}
+	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		t.Fatalf("time %q: %v", s, err)
@@ -168,6 +182,10 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 			v.CannotFollowEpoch = cluster.Epoch(num(t, x))
 		case "not-streaming-since":
 			v.NotStreamingSince = at(t, x)
+		case "open":
+			v.ElectionOpenAt = at(t, x)
+		case "handoff-seen":
+			v.HandoffSeenAt = at(t, x)
 		case "nofailover":
 			v.Tags.NoFailover = true
 		case "priority":
@@ -236,7 +254,12 @@ func (s *scenario) world(t *testing.T, line string) {
 			s.v.Snap.Leader = nil
 			if last := kv["last"]; last != "" {
 				name, epoch, _ := strings.Cut(last, "@")
-				s.v.Snap.LastLeader = &cluster.LastLeader{Name: name, Epoch: cluster.Epoch(num(t, epoch))}
+				ll := &cluster.LastLeader{Name: name, Epoch: cluster.Epoch(num(t, epoch))}
+				if a := kv["addr"]; a != "" {
+					host, port, _ := strings.Cut(a, ":")
+					ll.ConnHost, ll.ConnPort = host, int(num(t, port))
+				}
+				s.v.Snap.LastLeader = ll
 			} else {
 				s.v.Snap.LastLeader = nil
 			}
@@ -244,7 +267,7 @@ func (s *scenario) world(t *testing.T, line string) {
 		}
 		l := &cluster.Leader{Name: f[1], Epoch: cluster.Epoch(num(t, kv["epoch"])), Lease: num(t, kv["lease"])}
 		s.v.Snap.Leader = l
-		s.v.Snap.LastLeader = &cluster.LastLeader{Name: l.Name, Epoch: l.Epoch}
+		s.v.Snap.LastLeader = &cluster.LastLeader{Name: l.Name, Epoch: l.Epoch, ConnHost: l.Name, ConnPort: 5432}
 	case "member":
 		m := cluster.Member{
 			Name: f[1], Role: role(), State: cluster.StateRunning, Position: position(),
@@ -265,6 +288,7 @@ func (s *scenario) world(t *testing.T, line string) {
 		if has("noaddr") {
 			m.ConnHost, m.ConnPort = "", 0
 		}
+		m.Upstream = kv["upstream"]
 		for i := range s.v.Snap.Members {
 			if s.v.Snap.Members[i].Name == m.Name {
 				s.v.Snap.Members[i] = m
@@ -272,6 +296,30 @@ func (s *scenario) world(t *testing.T, line string) {
 			}
 		}
 		s.v.Snap.Members = append(s.v.Snap.Members, m)
+	case "request":
+		switch f[1] {
+		case "none":
+			s.v.Snap.Request = nil
+		case "switchover", "failover":
+			r := &cluster.Request{Kind: cluster.RequestKind(f[1]), From: kv["from"], To: kv["to"],
+				RequestedAt: origin, RequestedBy: "hamgrctl on ops1"}
+			if has("at") {
+				r.At = at(t, kv["at"])
+			}
+			if has("by") {
+				r.RequestedBy = kv["by"]
+			}
+			s.v.Snap.Request = r
+		default:
+			t.Fatalf("unknown request kind in %q", line)
+		}
+	case "handoff":
+		if s.v.Snap.Request == nil {
+			t.Fatalf("%q: no request to add a handoff to", line)
+		}
+		r := *s.v.Snap.Request
+		r.Handoff = &cluster.Handoff{Target: kv["target"], FinalLSN: lsn(t, kv["final"]), Epoch: cluster.Epoch(num(t, kv["epoch"]))}
+		s.v.Snap.Request = &r
 	default:
 		t.Fatalf("unknown world line %q", line)
 	}

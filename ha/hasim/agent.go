@@ -30,7 +30,16 @@ type agent struct {
 	releasedEpoch     cluster.Epoch
 	cannotFollowEpoch cluster.Epoch
 	notStreamingSince time.Time
-	lastPlan          string
+	// electionOpenAt is when this agent first saw, in the current leader
+	// loss, the old primary not writable (its probe said ha.Dead).
+	electionOpenAt time.Time
+	// handoffKey identifies the pending switchover handoff first seen at
+	// handoffSeenAt.
+	handoffKey    string
+	handoffSeenAt time.Time
+	// promotedLSN is where the database was at its last promotion.
+	promotedLSN cluster.LSN
+	lastPlan    string
 
 	nextRound time.Time
 	notBefore time.Time
@@ -68,15 +77,17 @@ func (w *World) renew(n *node) {
 	a.lastRenewSent, a.nextRenew = w.now, w.now.Add(lw)
 }
 
-// fenceTimer is the agent's fenceLoop (rule 2 on its own timer).
+// fenceTimer is the agent's fenceLoop (rule 2 on its own timer): a leader
+// past its fence deadline stops its database whatever it is doing, even in
+// crash recovery, when it is not yet known to be a primary.
 func (w *World) fenceTimer(n *node) {
 	a := n.a
-	if a.holdsLeader == 0 || !a.dbPrimary || a.lastRenewSent.IsZero() ||
+	if a.holdsLeader == 0 || a.lastRenewSent.IsZero() ||
 		w.now.Before(detector.FenceDeadline(a.lastRenewSent, w.cfgDyn())) {
 		return
 	}
-	w.logf("%s: fence timer: lease not renewed since +%s; stopping the database (epoch %d)",
-		n.spec.Name, a.lastRenewSent.Sub(Origin), a.holdsLeader)
+	w.logf("%s: fence timer: lease not renewed since +%s; stopping the database (epoch %d, %s)",
+		n.spec.Name, a.lastRenewSent.Sub(Origin), a.holdsLeader, n.db.String())
 	n.db.stop(true)
 	a.dbPrimary, a.holdsLeader = false, 0
 	a.nextRound = w.now
@@ -137,8 +148,9 @@ func (a *agent) memberRecord(st db.Status) cluster.Member {
 	m := cluster.Member{
 		Name: name, Role: st.Role, State: a.self.State, Reason: a.self.Reason,
 		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN, Streaming: st.Streaming,
-		ConnHost: name, ConnPort: 5432, Tags: a.n.spec.Tags, LagBytes: -1,
+		Tags: a.n.spec.Tags, LagBytes: -1,
 	}
+	m.ConnHost, m.ConnPort = addr(name)
 	if m.State == "" {
 		m.State = cluster.StateUnknown
 	}
@@ -156,13 +168,21 @@ func (a *agent) memberRecord(st db.Status) cluster.Member {
 }
 
 func (a *agent) trackLeader(now time.Time, s cluster.Snapshot) {
+	if r := s.Request; r != nil && r.Handoff != nil {
+		key := fmt.Sprintf("%d/%s/%s", r.Handoff.Epoch, r.Handoff.Target, r.Handoff.FinalLSN)
+		if key != a.handoffKey {
+			a.handoffKey, a.handoffSeenAt = key, now
+		}
+	} else {
+		a.handoffKey, a.handoffSeenAt = "", time.Time{}
+	}
 	if s.Leader == nil {
 		if a.leaderLostAt.IsZero() {
 			a.leaderLostAt = now
 		}
 		return
 	}
-	a.leaderLostAt = time.Time{}
+	a.leaderLostAt, a.electionOpenAt = time.Time{}, time.Time{}
 	if m := s.Member(s.Leader.Name); m != nil {
 		c := *m
 		a.lastLeader = &c
@@ -185,13 +205,23 @@ func (a *agent) trackDB(now time.Time, st db.Status, s cluster.Snapshot) {
 	}
 }
 
-// probeOldPrimary asks the last leader's database whether it takes writes.
+// probeOldPrimary asks the database at last_leader's address whether it
+// takes writes (agent.probeOldPrimary); like the real agent it falls back to
+// the last leader's member record it saw when last_leader has no address.
 func (w *World) probeOldPrimary(n *node, s cluster.Snapshot) ha.Liveness {
-	old := n.a.lastLeader
-	if old == nil || s.LastLeader == nil || old.Name != s.LastLeader.Name || old.Name == n.spec.Name {
+	ll := s.LastLeader
+	if ll == nil || ll.Name == n.spec.Name {
 		return ha.LivenessUnknown
 	}
-	if w.node(old.Name).writable() {
+	host, port := ll.ConnHost, ll.ConnPort
+	if host == "" {
+		old := n.a.lastLeader
+		if old == nil || old.Name != ll.Name {
+			return ha.LivenessUnknown
+		}
+		host, port = old.ConnHost, old.ConnPort
+	}
+	if t := w.nodeAt(host, port); t != nil && t.writable() {
 		return ha.Alive
 	}
 	return ha.Dead
@@ -222,13 +252,17 @@ func (w *World) round(n *node) {
 		DBDownSince: a.downSince, FailedStarts: a.failedStarts, StoreOK: storeOK, Snap: a.snap,
 		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent, LeaderLostAt: a.leaderLostAt,
 		ReleasedEpoch: a.releasedEpoch, CannotFollowEpoch: a.cannotFollowEpoch,
-		NotStreamingSince: a.notStreamingSince,
+		NotStreamingSince: a.notStreamingSince, HandoffSeenAt: a.handoffSeenAt,
 	}
 	if a.lastLeader != nil {
 		view.LastLeaderLSN = a.lastLeader.Position.LSN
 	}
 	if storeOK && snap.Leader == nil && st.Accepting && st.Role == cluster.RoleReplica {
 		view.OldPrimaryAlive = w.probeOldPrimary(n, snap)
+		if view.OldPrimaryAlive == ha.Dead && a.electionOpenAt.IsZero() {
+			a.electionOpenAt = now
+		}
+		view.ElectionOpenAt = a.electionOpenAt
 	}
 	plan := ha.Decide(view)
 	if s := plan.String(); s != a.lastPlan {
@@ -324,6 +358,9 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 		}
 		return err
 	case ha.Stop:
+		if act.Mode == db.StopFast && n.writable() {
+			w.shutdownCheckpoint(n)
+		}
 		d.stop(act.Mode == db.StopImmediate)
 		a.dbPrimary = false
 		return nil
@@ -332,6 +369,7 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 			return db.ErrNotRunning
 		}
 		if !d.standby {
+			a.promotedLSN = d.lsn
 			return nil
 		}
 		w.checkHoldsKey(n, "promoted")
@@ -339,7 +377,7 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 		d.forks[d.timeline] = d.lsn
 		d.timeline++
 		d.standby, d.upstream, d.streaming = false, "", false
-		a.dbPrimary = true
+		a.dbPrimary, a.promotedLSN = true, d.lsn
 		epoch := cluster.Epoch(0)
 		if s.leader != nil {
 			epoch = s.leader.Epoch
@@ -370,9 +408,15 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 		}
 		w.maxEpoch = l.Epoch
 		s.leader = &l
-		s.lastLeader = &cluster.LastLeader{Name: name, Epoch: l.Epoch, Since: w.now}
+		// Written in the same transaction as the key, with the address
+		// candidates probe (dcs.LeaderLease.AcquireLeader).
+		host, port := addr(name)
+		s.lastLeader = &cluster.LastLeader{Name: name, Epoch: l.Epoch, Since: w.now, ConnHost: host, ConnPort: port}
 		a.holdsLeader = l.Epoch
 		a.snap.Leader = &l
+		// primary_start_timeout counts from now for a database that is
+		// down (as in agent.do).
+		a.downSince, a.failedStarts = time.Time{}, 0
 		w.logf("%s: acquired leader key epoch %d (lease %d)", name, l.Epoch, l.Lease)
 		w.wakeAll()
 		return nil
@@ -392,8 +436,48 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 		}
 		return nil
 	case ha.RecordFailover:
+		kind := "failover"
+		if act.History != "" {
+			kind = act.History
+		}
+		if kind == "switchover" {
+			w.checkSwitchover(n, v)
+		}
 		if err := storeUp(); err == nil {
-			s.history = append(s.history, cluster.HistoryEntry{Epoch: a.holdsLeader, Kind: "failover", NewPrimary: name})
+			s.history = append(s.history, cluster.HistoryEntry{Epoch: a.holdsLeader, Kind: kind, NewPrimary: name})
+		}
+		return nil
+	case ha.Handoff:
+		// agent.handoff: record the stopped database's final position.
+		if v.Snap.Request == nil || v.Snap.Leader == nil {
+			return errors.New("handoff: no pending request or leader")
+		}
+		st := w.probe(n)
+		if st.Running || st.Position.LSN == 0 {
+			return fmt.Errorf("handoff: cannot read the final position of the stopped database (running=%t)", st.Running)
+		}
+		if err := storeUp(); err != nil {
+			return err
+		}
+		if s.request == nil {
+			return errors.New("handoff: no request is pending")
+		}
+		r := *v.Snap.Request
+		r.Handoff = &cluster.Handoff{Target: act.Target, FinalLSN: st.Position.LSN, Epoch: v.Snap.Leader.Epoch, StoppedAt: w.now}
+		s.request = &r
+		s.rev++
+		w.logf("%s: switchover: stopped at %s, handing over to %s", name, st.Position.LSN, act.Target)
+		w.wakeAll()
+		return nil
+	case ha.ClearRequest:
+		if err := storeUp(); err != nil {
+			return err
+		}
+		if s.request != nil {
+			w.logf("%s: request %s closed: %s", name, requestString(s.request), p.Reason)
+			s.request = nil
+			s.rev++
+			w.wakeAll()
 		}
 		return nil
 	case ha.MarkCannotFollow:

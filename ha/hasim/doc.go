@@ -4,11 +4,15 @@
 // position, timeline history, streaming replication from an upstream with a
 // configurable lag) and a simulated agent that mirrors what package agent
 // tracks between rounds (lease, last renewal sent, leader lost at, down
-// since, failed starts, released and cannot-follow epochs, the old-primary
-// probe). The agents share one simulated store with leases that expire on the
-// simulated clock, a leader key created only if absent whose epoch is the
-// store revision, a persistent last_leader and member records bound to
-// leases.
+// since, failed starts, released and cannot-follow epochs, when the
+// election opened, when a switchover handoff was first seen, and the
+// old-primary probe made at last_leader's address). The agents share one
+// simulated store with leases that expire on the simulated clock, a leader
+// key created only if absent whose epoch is the store revision, a persistent
+// last_leader written with the leader's address, member records bound to
+// leases and the operator's pending request (faults Switchover, Failover and
+// CancelRequest write and delete it). A fast stop of a primary writes a
+// shutdown checkpoint that reaches the replicas streaming from it.
 //
 // Nothing here does I/O, starts goroutines or reads the wall clock: the
 // clock advances only in Step, by a fixed tick. Each step:
@@ -30,6 +34,8 @@
 //   - epochs only grow;
 //   - no database is promoted unless its agent holds the leader key on its
 //     current, live lease at that moment;
+//   - a switchover loses no WAL: the member promoted for it has everything
+//     the old primary wrote, past the handoff's final position;
 //   - when the store expires a lease, the database of the agent that owns
 //     it is not a writable primary (the agent fenced first). A paused
 //     (SIGSTOPped) agent cannot fence: that case is exempt and covered by

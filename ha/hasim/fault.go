@@ -37,14 +37,24 @@ const (
 	// FailStarts makes the member's next N database starts fail.
 	FailStarts
 	// HealAll repairs everything: starts every node and agent, resumes,
-	// heals partitions and clears start failures.
+	// heals partitions and clears start failures. A pending operator
+	// request stays.
 	HealAll
+	// Switchover is the operator asking for a switchover away from the
+	// current leader to Member ("" for the best replica), After from now
+	// (0: at once). It is written unchecked, unless a request is pending.
+	Switchover
+	// Failover is the operator asking for a manual failover to Member.
+	Failover
+	// CancelRequest is the operator deleting the pending request.
+	CancelRequest
 )
 
 var faultNames = map[FaultKind]string{
 	KillNode: "kill-node", StartNode: "start-node", KillAgent: "kill-agent", StartAgent: "start-agent",
 	CrashDB: "crash-db", Partition: "partition", Heal: "heal", Pause: "pause", Resume: "resume",
-	FailStarts: "fail-starts", HealAll: "heal-all",
+	FailStarts: "fail-starts", HealAll: "heal-all", Switchover: "switchover", Failover: "failover",
+	CancelRequest: "cancel-request",
 }
 
 // String names the kind.
@@ -61,6 +71,8 @@ type Fault struct {
 	Member string
 	// N is the count for FailStarts.
 	N int
+	// After schedules a Switchover.
+	After time.Duration
 }
 
 // String renders the fault for logs.
@@ -71,6 +83,9 @@ func (f Fault) String() string {
 	}
 	if f.N != 0 {
 		s += fmt.Sprintf(" n=%d", f.N)
+	}
+	if f.After != 0 {
+		s += " after=" + f.After.String()
 	}
 	return s
 }
@@ -86,6 +101,20 @@ func (w *World) inject(f Fault) {
 				w.restartAgent(n, true)
 			}
 			n.a.nextRound = w.now
+		}
+		return
+	}
+	switch f.Kind {
+	case Switchover, Failover:
+		w.logf("fault: %s", f)
+		w.operatorRequest(f)
+		return
+	case CancelRequest:
+		w.logf("fault: %s", f)
+		if w.store.request != nil {
+			w.store.request = nil
+			w.store.rev++
+			w.wakeAll()
 		}
 		return
 	}
@@ -148,6 +177,7 @@ func (d *simDB) stop(immediate bool) {
 		return
 	}
 	d.running, d.accepting, d.streaming = false, false, false
+	d.stopPos = 0
 	if immediate {
 		d.crashed = true
 	}
@@ -158,7 +188,7 @@ func (d *simDB) start(now time.Time, cfg Config) error {
 		d.failStarts--
 		return fmt.Errorf("database start failed (injected)")
 	}
-	d.running, d.accepting = true, false
+	d.running, d.accepting, d.stopPos = true, false, 0
 	d.readyAt = now.Add(cfg.StartTime)
 	if d.crashed {
 		d.readyAt = now.Add(cfg.RecoveryTime)

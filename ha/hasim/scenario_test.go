@@ -161,24 +161,6 @@ func TestAgentPausedWithDatabaseAlive(t *testing.T) {
 	expectLeader(t, w, ps[0])
 }
 
-// BUG: after a long block (old primary alive, here a SIGSTOPped agent),
-// every candidate's candidate_timeout × index has long passed, so the first
-// to run a round once the block lifts wins, not the best: n3 (lag 0x800) is
-// promoted over n2 (lag 0x200) and n2's extra WAL is lost (it then cannot
-// follow).
-func TestBugWorseCandidateWinsAfterBlock(t *testing.T) {
-	t.Skip("BUG: ha.decideElection measures candidate_timeout × index from LeaderLostAt, so after the old-primary-alive block lifts any candidate may promote at once; see ha.TestBugWorseCandidateWinsAfterBlock")
-	w := New(three())
-	run(t, w, 10*time.Second)
-	run(t, w, 20*time.Second, Fault{Kind: Pause, Member: "n1"})
-	run(t, w, 20*time.Second, Fault{Kind: Resume, Member: "n1"})
-	for _, p := range w.Promotions {
-		if !strings.HasPrefix(p, "n2@") {
-			t.Fatalf("promotions = %v: a worse candidate than n2 was promoted\n%s", w.Promotions, strings.Join(w.Log(), "\n"))
-		}
-	}
-}
-
 // The leader's agent dies with the database running: replicas wait; the
 // restarted agent adopts the database (stale own key or no key, no newer
 // epoch) and leads again.
@@ -254,4 +236,78 @@ func TestNoFailoverTag(t *testing.T) {
 	run(t, w, 10*time.Second)
 	run(t, w, 20*time.Second, Fault{Kind: KillNode, Member: "n1"})
 	expectLeader(t, w, "n3")
+}
+
+// A switchover to n3: n1 stops with a fast shutdown, whose checkpoint
+// reaches the streaming replicas; n3 takes over past n1's final position
+// with no WAL lost (checked by the world), and n1 rejoins as its replica.
+func TestSwitchover(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	run(t, w, 10*time.Second, Fault{Kind: Switchover, Member: "n3"})
+	expectLeader(t, w, "n3")
+	if len(w.Switchovers) != 1 || !strings.HasPrefix(w.Switchovers[0], "n1->n3@") {
+		t.Fatalf("switchovers = %v, want n1->n3\n%s", w.Switchovers, strings.Join(w.Log(), "\n"))
+	}
+	if r := w.Request(); r != nil {
+		t.Errorf("request %+v still pending after the switchover", r)
+	}
+	run(t, w, 20*time.Second)
+	for _, n := range []string{"n1", "n2"} {
+		if st := w.Status(n); !st.DB.Streaming || st.DB.UpstreamHost != "n3" {
+			t.Errorf("%s does not follow n3 after the switchover: %+v\n%s", n, st.DB, w.Summary())
+		}
+	}
+	if h := w.History(); len(h) != 1 || h[0].Kind != "switchover" {
+		t.Errorf("history = %+v, want one switchover", h)
+	}
+}
+
+// The switchover target's node dies right after the handoff: n1 takes its
+// role back after HandoffTimeout, and nobody is promoted.
+func TestSwitchoverTargetDies(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	// The target's database crashes as soon as n1 has stopped, before it
+	// received the shutdown checkpoint (n3's lag is 0x800).
+	run(t, w, 0, Fault{Kind: Switchover, Member: "n3"})
+	for w.Request() == nil || w.Request().Handoff == nil {
+		if err := w.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(w.Switchovers) != 0 {
+		t.Fatalf("switchovers = %v before the crash", w.Switchovers)
+	}
+	run(t, w, 15*time.Second, Fault{Kind: KillNode, Member: "n3"})
+	if len(w.Switchovers) != 0 || len(w.Promotions) != 0 {
+		t.Fatalf("switchovers = %v, promotions %v; want none", w.Switchovers, w.Promotions)
+	}
+	ps := w.Primaries()
+	if len(ps) != 1 {
+		t.Fatalf("primaries = %v\n%s", ps, strings.Join(w.Log(), "\n"))
+	}
+	expectLeader(t, w, ps[0])
+	if w.Request() != nil {
+		t.Errorf("request still pending: %+v", w.Request())
+	}
+}
+
+// A manual failover to n3 after the primary's node died, although n2 is
+// further ahead.
+func TestManualFailover(t *testing.T) {
+	w := New(three())
+	cfg := w.store.config
+	cfg.Paused = true // no automatic failover: the operator decides
+	w.store.config = cfg
+	run(t, w, 10*time.Second)
+	run(t, w, 10*time.Second, Fault{Kind: KillNode, Member: "n1"})
+	if len(w.Primaries()) != 0 || len(w.Promotions) != 0 {
+		t.Fatalf("paused cluster failed over on its own: %v", w.Promotions)
+	}
+	run(t, w, 10*time.Second, Fault{Kind: Failover, Member: "n3"})
+	expectLeader(t, w, "n3")
+	if h := w.History(); len(h) != 1 || h[0].Kind != "manual failover" {
+		t.Errorf("history = %+v, want one manual failover", h)
+	}
 }

@@ -79,6 +79,8 @@ type World struct {
 	maxEpoch   cluster.Epoch
 	// Promotions lists "name@epoch" for every promotion, in order.
 	Promotions []string
+	// Switchovers lists "from->to@epoch" for every completed switchover.
+	Switchovers []string
 }
 
 type node struct {
@@ -320,6 +322,8 @@ type store struct {
 	initialized string
 	config      cluster.DynamicConfig
 	history     []cluster.HistoryEntry
+	// request is the pending operator request (switchover or failover).
+	request *cluster.Request
 }
 
 type lease struct {
@@ -400,7 +404,29 @@ func (s *store) snapshot() cluster.Snapshot {
 	sort.Slice(snap.Members, func(i, j int) bool { return snap.Members[i].Name < snap.Members[j].Name })
 	cfg := s.config
 	snap.Config = &cfg
+	if s.request != nil {
+		r := *s.request
+		if r.Handoff != nil {
+			h := *r.Handoff
+			r.Handoff = &h
+		}
+		snap.Request = &r
+	}
 	return snap
+}
+
+// addr is the simulated database address of a member: its name and the
+// default port.
+func addr(name string) (string, int) { return name, 5432 }
+
+// nodeAt is the member whose database listens at host:port, or nil.
+func (w *World) nodeAt(host string, port int) *node {
+	for _, n := range w.nodes {
+		if h, p := addr(n.spec.Name); h == host && p == port {
+			return n
+		}
+	}
+	return nil
 }
 
 // wakeAll is the store watch: every running agent re-decides at the next tick.
@@ -431,6 +457,10 @@ type simDB struct {
 	readyAt time.Time
 	// crashed means the next start needs crash recovery.
 	crashed bool
+	// stopPos is the shutdown checkpoint's location after a clean (fast)
+	// stop of a primary: what the control data, and so a probe of the
+	// stopped server, reports. Zero otherwise.
+	stopPos cluster.LSN
 	// failStarts makes the next that many starts fail.
 	failStarts int
 	lag        cluster.LSN
@@ -458,12 +488,16 @@ func (d *simDB) String() string {
 }
 
 func (d *simDB) status(alive bool) db.Status {
+	pos := cluster.Position{LSN: d.lsn, Timeline: d.timeline}
+	if !d.running && d.stopPos != 0 {
+		pos.LSN = d.stopPos
+	}
 	if !alive {
-		return db.Status{HasData: d.hasData, Position: cluster.Position{LSN: d.lsn, Timeline: d.timeline}}
+		return db.Status{HasData: d.hasData, Position: pos}
 	}
 	st := db.Status{
 		Running: d.running, Accepting: d.running && d.accepting, HasData: d.hasData,
-		Position: cluster.Position{LSN: d.lsn, Timeline: d.timeline},
+		Position: pos,
 	}
 	if st.Accepting {
 		st.Role = cluster.RolePrimary

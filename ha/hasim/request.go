@@ -1,0 +1,124 @@
+package hasim
+
+import (
+	"fmt"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/ha"
+)
+
+// shutdownCheckpointSize is how many WAL bytes a fast shutdown's checkpoint
+// record takes.
+const shutdownCheckpointSize = 0x68
+
+// shutdownCheckpoint models a fast stop of a writable primary: sessions end,
+// a shutdown checkpoint is written at the end of the WAL, and the WAL
+// senders ship everything up to the end of that record to the replicas
+// streaming from it before they exit (whatever their usual lag). The stopped
+// server then reports the checkpoint's location, as pg_controldata does.
+func (w *World) shutdownCheckpoint(n *node) {
+	d := &n.db
+	ckpt := d.lsn
+	d.lsn += shutdownCheckpointSize
+	for _, r := range w.nodes {
+		rd := &r.db
+		if r == n || !r.alive || !rd.running || !rd.accepting || !rd.standby || !rd.streaming || rd.upstream != n.spec.Name {
+			continue
+		}
+		if rd.timeline == d.timeline && rd.lsn < d.lsn {
+			rd.lsn = d.lsn
+		}
+	}
+	w.logf("%s: shutdown checkpoint at %s, WAL ends at %s", n.spec.Name, ckpt, d.lsn)
+	d.stop(false)
+	d.stopPos = ckpt // until the next start or crash
+}
+
+// checkSwitchover: a switchover loses no WAL. The member promoting for it
+// must have everything the old primary wrote before it stopped.
+func (w *World) checkSwitchover(n *node, v ha.View) {
+	r := v.Snap.Request
+	if r == nil || r.Handoff == nil {
+		w.violate("%s recorded a switchover without a handoff in the request", n.spec.Name)
+		return
+	}
+	if r.From == "" {
+		w.violate("%s recorded a switchover from no one", n.spec.Name)
+		return
+	}
+	old := w.node(r.From)
+	at := n.a.promotedLSN
+	if old.db.timeline == n.db.timeline-1 && old.db.lsn > at {
+		w.violate("switchover from %s to %s lost WAL: %s ended at %s, %s was promoted at %s",
+			r.From, n.spec.Name, r.From, old.db.lsn, n.spec.Name, at)
+	}
+	if at <= r.Handoff.FinalLSN {
+		w.violate("switchover from %s to %s: promoted at %s, not past the final position %s",
+			r.From, n.spec.Name, at, r.Handoff.FinalLSN)
+	}
+	epoch := cluster.Epoch(0)
+	if w.store.leader != nil {
+		epoch = w.store.leader.Epoch
+	}
+	w.Switchovers = append(w.Switchovers, fmt.Sprintf("%s->%s@%d", r.From, n.spec.Name, epoch))
+}
+
+func requestString(r *cluster.Request) string {
+	s := string(r.Kind)
+	if r.From != "" {
+		s += " from " + r.From
+	}
+	if r.To != "" {
+		s += " to " + r.To
+	}
+	if r.Handoff != nil {
+		s += fmt.Sprintf(" (handoff to %s at %s)", r.Handoff.Target, r.Handoff.FinalLSN)
+	}
+	return s
+}
+
+// operatorRequest writes a request as hamgrctl would, without its checks
+// (Decide must refuse bad requests itself); it is a no-op when one is
+// pending.
+func (w *World) operatorRequest(f Fault) {
+	s := &w.store
+	if s.request != nil {
+		w.logf("operator: %s refused: request pending (%s)", f, requestString(s.request))
+		return
+	}
+	r := cluster.Request{RequestedAt: w.now, RequestedBy: "hasim operator", To: f.Member}
+	switch f.Kind {
+	case Switchover:
+		// Like package operator: From is the current leader; with none
+		// there is nothing to switch over from.
+		if s.leader == nil {
+			w.logf("operator: %s refused: no leader", f)
+			return
+		}
+		r.Kind = cluster.KindSwitchover
+		r.From = s.leader.Name
+		if f.After > 0 {
+			r.At = w.now.Add(f.After)
+		}
+	case Failover:
+		r.Kind = cluster.KindFailover
+	}
+	s.request = &r
+	s.rev++
+	w.logf("operator: wrote request: %s", requestString(&r))
+	w.wakeAll()
+}
+
+// Request is the pending operator request, or nil.
+func (w *World) Request() *cluster.Request {
+	if w.store.request == nil {
+		return nil
+	}
+	r := *w.store.request
+	return &r
+}
+
+// History is the failover history recorded so far.
+func (w *World) History() []cluster.HistoryEntry {
+	return append([]cluster.HistoryEntry(nil), w.store.history...)
+}
