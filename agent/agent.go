@@ -42,6 +42,9 @@ type Options struct {
 	// Events, if set, receives a line for each notable step (used by the
 	// demo to print a timeline). Sends never block.
 	Events chan<- Event
+	// Metrics, if set, receives the agent's measurements (see package
+	// metrics); nil discards them.
+	Metrics Metrics
 }
 
 // Event is a notable step, with the agent's time.
@@ -98,6 +101,7 @@ func New(opts Options) *Agent {
 	if opts.Clock == nil {
 		opts.Clock = realClock{}
 	}
+	opts.Metrics = metricsOrNop(opts.Metrics)
 	return &Agent{
 		opts: opts, log: opts.Logger.With("member", opts.Name), clk: opts.Clock, cfg: opts.Config,
 		wake: make(chan struct{}, 1),
@@ -199,9 +203,11 @@ func (a *Agent) renewLoop(ctx context.Context) {
 				if a.leaseID == id {
 					a.leaseID = 0
 				}
+				a.opts.Metrics.StoreError(opLeaseLost)
 				a.log.Warn("lease lost", "lease", fmt.Sprintf("%x", id))
 			default:
 				a.log.Warn("lease renewal failed", "err", err)
+				a.opts.Metrics.StoreError(opKeepAlive)
 				next = 500 * time.Millisecond
 			}
 			a.mu.Unlock()
@@ -250,6 +256,7 @@ func (a *Agent) fenceLoop(ctx context.Context) {
 			continue
 		}
 		a.emit("self-fenced: stopped database")
+		a.opts.Metrics.SelfFence()
 		a.mu.Lock()
 		a.dbPrimary, a.fenced, a.holdsLeader = false, true, 0
 		a.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 // round runs one observe → decide → execute pass and returns how soon the
 // next should run (0: loop_wait).
 func (a *Agent) round(ctx context.Context) time.Duration {
+	defer a.observeRound(a.opts.Metrics, time.Now())
 	cfg := a.config()
 	storeTimeout := time.Duration(cfg.RetryTimeout) / 2
 	now := a.clk.Now()
@@ -132,6 +133,7 @@ func (a *Agent) ensureLease(ctx context.Context, timeout time.Duration) error {
 	gctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := a.opts.Store.Grant(gctx, time.Duration(ttl)); err != nil {
+		a.opts.Metrics.StoreError(opGrant)
 		return fmt.Errorf("grant lease of %s: %w", time.Duration(ttl), err)
 	}
 	a.mu.Lock()
@@ -145,6 +147,7 @@ func (a *Agent) probe(ctx context.Context) db.Status {
 	defer cancel()
 	st, err := a.opts.DB.Probe(pctx)
 	if err != nil {
+		a.opts.Metrics.ProbeError()
 		a.log.Warn("database probe failed", "err", err)
 	}
 	a.mu.Lock()
@@ -170,6 +173,7 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 	defer cancel()
 	if leased {
 		if err := a.opts.Store.PublishMember(sctx, m); err != nil {
+			a.opts.Metrics.StoreError(opPublish)
 			a.log.Warn("publish member record failed", "err", err)
 		}
 	}
@@ -177,6 +181,7 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
+		a.opts.Metrics.StoreError(opLoad)
 		a.log.Warn("store read failed", "err", err)
 		a.storeOK = false
 		return a.snap, false
@@ -199,7 +204,11 @@ func (a *Agent) memberRecord(st db.Status) cluster.Member {
 		Tags: a.opts.Tags, LagBytes: -1, UpdatedAt: time.Now().UTC(),
 	}
 	if m.State == "" {
+		// No decision yet (the agent just started): say what was measured.
 		m.State = cluster.StateUnknown
+		if st.Accepting {
+			m.State = cluster.StateRunning
+		}
 	}
 	if !st.Running {
 		m.Role = cluster.RoleUnknown
@@ -555,8 +564,10 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) er
 	defer cancel()
 	if err := a.opts.Store.AppendHistory(sctx, e); err != nil {
 		// The promotion stands; only the record is missing.
+		a.opts.Metrics.StoreError(opAppendHistory)
 		a.log.Error("could not record failover history", "epoch", epoch, "err", err)
 	}
+	a.opts.Metrics.Failover(kind, e.Steps)
 	a.log.Info(kind+" complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
 	return nil
 }

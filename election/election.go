@@ -96,7 +96,7 @@ func ineligible(m cluster.Member, opts Options) string {
 		return "it is the primary that was lost"
 	case m.Tags.NoFailover:
 		return "tagged nofailover"
-	case m.Role != cluster.RoleReplica || m.State != cluster.StateRunning:
+	case m.Role != cluster.RoleReplica || !usable(m.State):
 		return fmt.Sprintf("not a running replica (role %s, state %s)", m.Role, m.State)
 	case m.MeasuredAfterLossOf != opts.LostEpoch:
 		return fmt.Sprintf("no position measured since epoch %d was lost", opts.LostEpoch)
@@ -116,4 +116,16 @@ func better(a, b cluster.Member) bool {
 		return a.Tags.Priority > b.Tags.Priority
 	}
 	return a.Name < b.Name
+}
+
+// usable reports whether a replica in state st may be elected. Role comes
+// from the member's last probe (a replica role means its database answered);
+// the state is the agent's last decision, which lags one round behind for
+// a freshly started agent ("unknown") — that must not exclude it.
+func usable(st cluster.MemberState) bool {
+	switch st {
+	case cluster.StateRunning, cluster.StateUnknown, cluster.StateStarting:
+		return true
+	}
+	return false
 }

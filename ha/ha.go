@@ -429,13 +429,13 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 		return Plan{State: stateOf(v), Reason: "no leader and the cluster is paused: no automatic failover"}
 	}
 	if health != detector.Healthy {
-		if lastIsSelf && last != nil && v.ReleasedEpoch != last.Epoch && v.DB.HasData && health == detector.Down {
+		if lastIsSelf && last != nil && v.ReleasedEpoch != last.Epoch && v.DB.HasData && !v.DB.Running {
 			// We were the last leader (the agent or node restarted) and
 			// nobody took over: take the key and restart the primary.
 			return Plan{Actions: []Action{{Kind: AcquireLeader}}, State: cluster.StateStarting,
 				Reason: "last leader restarting with no newer epoch: taking the leader key"}
 		}
-		if lastIsSelf && last != nil && v.ReleasedEpoch == last.Epoch && health == detector.Down && v.DB.HasData {
+		if lastIsSelf && last != nil && v.ReleasedEpoch == last.Epoch && !v.DB.Running && v.DB.HasData {
 			// It gave the key up because its database would not start.
 			// Try again, read-only: if it comes up and nobody else has
 			// been elected meanwhile, it may lead again (below).
@@ -490,8 +490,9 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	// no candidate wins on a stale position.
 	if waited < freshWait(v.Config) {
 		for _, m := range v.Snap.Members {
-			if m.Name != oldName && m.Role == cluster.RoleReplica && m.State == cluster.StateRunning &&
-				!m.Tags.NoFailover && m.MeasuredAfterLossOf != lost {
+			undecided := m.State == cluster.StateUnknown || m.State == cluster.StateStarting
+			if m.Name != oldName && !m.Tags.NoFailover && m.MeasuredAfterLossOf != lost &&
+				(undecided || m.Role == cluster.RoleReplica && m.State == cluster.StateRunning) {
 				return Plan{State: cluster.StateRunning, Soon: electionTick,
 					Reason: fmt.Sprintf("election for epoch %d: waiting for %s to publish a fresh position", lost, m.Name)}
 			}

@@ -169,7 +169,6 @@ func releasedView(now time.Duration) View {
 // Simulated in hasim.TestBugReleasedLeaderNeverRetries and
 // hasim.TestRandomFaults seed 39.
 func TestBugReleasedLeaderWithUnrecoverableHealthNeverRetries(t *testing.T) {
-	t.Skip("BUG: decideNoLeader restarts a released last leader read-only only when detector.Local says Down, but after the release it is always Unrecoverable (FailedStarts/DBDownSince are not reset), so it never retries")
 	v := releasedView(100 * time.Second)
 	p := Decide(v)
 	if len(p.Actions) != 1 || p.Actions[0].Kind != StartReplica || p.Actions[0].Upstream != nil {
@@ -215,7 +214,6 @@ func TestRegressionReleasedLeaderLeadsAgain(t *testing.T) {
 // first round. Simulated in hasim.TestBugFreshAgentsRaceWorseCandidateWins:
 // n2's extra WAL is lost.
 func TestBugElectionIgnoresUndecidedMember(t *testing.T) {
-	t.Skip("BUG: decideElection promotes a worse candidate while the better one's record still says state unknown (its agent's first round), within freshWait of the loss")
 	v := electionView("n3", 0x4000000, 61*time.Second)
 	v.Snap.Members[0].State = cluster.StateUnknown // n2, 16 MiB ahead, agent just started
 	if p := Decide(v); promotes(p) {
@@ -233,7 +231,6 @@ func TestBugElectionIgnoresUndecidedMember(t *testing.T) {
 // member can be elected. Simulated in
 // hasim.TestBugFencedLeaderNeverTakesTheKeyBack.
 func TestBugFencedLastLeaderNeverTakesTheKeyBack(t *testing.T) {
-	t.Skip("BUG: decideNoLeader's take-the-key-back branch for the last leader requires health Down; a database stopped by the fence longer than primary_start_timeout ago is Unrecoverable, so it never leads again")
 	v := releasedView(100 * time.Second)
 	v.ReleasedEpoch, v.FailedStarts = 0, 0 // fenced, not released: no failed start
 	p := Decide(v)

@@ -21,6 +21,11 @@ import (
 func decideLeaderRequest(v View, r cluster.Request) Plan {
 	l := *v.Snap.Leader
 	switch {
+	case r.Handoff != nil && r.Handoff.Epoch != l.Epoch:
+		// A handoff of an earlier leadership (the old leader took the key
+		// back but could not clear the request): stale.
+		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning,
+			Reason: fmt.Sprintf("dropped a stale switchover handoff of epoch %d", r.Handoff.Epoch)}
 	case r.Handoff != nil:
 		// A handoff recorded by this leader but the key not yet released
 		// (the agent restarted midway): finish it.
@@ -88,6 +93,10 @@ func SwitchoverTarget(s cluster.Snapshot, leader, to string, maxLag int64, lsn c
 // It returns false when the handoff has expired and the normal rules apply.
 func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, bool) {
 	h := r.Handoff
+	if last := v.Snap.LastLeader; last == nil || last.Epoch != h.Epoch {
+		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: stateOf(v),
+			Reason: fmt.Sprintf("dropped a stale switchover handoff of epoch %d", h.Epoch)}, true
+	}
 	expired := !v.HandoffSeenAt.IsZero() && v.Now.Sub(v.HandoffSeenAt) >= HandoffTimeout(v.Config)
 	switch v.Self {
 	case r.From:
@@ -103,6 +112,9 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 				h.Target, HandoffTimeout(v.Config))}, true
 	case h.Target:
 		switch {
+		case v.OldPrimaryAlive == Alive:
+			return Plan{State: stateOf(v), Soon: electionTick,
+				Reason: fmt.Sprintf("switchover from %s: its database still accepts writes; not promoting", r.From)}, true
 		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.LSN > h.FinalLSN:
 			return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote},
 				{Kind: RecordFailover, Epoch: h.Epoch, History: "switchover"}, {Kind: ClearRequest}}),

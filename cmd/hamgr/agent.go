@@ -118,17 +118,17 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer pg.Close()
 
+	mx := metrics.New(cfg.Cluster, cfg.Name)
 	ag := agent.New(agent.Options{
 		Cluster: cfg.Cluster, Name: cfg.Name, Tags: cfg.Tags.Cluster(), Config: cfg.Dynamic(),
 		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
-		Logger: log,
+		Logger: log, Metrics: mx,
 	})
 	// Operator endpoints (bearer token from api.token_file) and /metrics.
 	token, err := readAPIToken(cfg.API, log)
 	if err != nil {
 		return err
 	}
-	mx := metrics.New(cfg.Cluster, cfg.Name)
 	h := api.NewHandler(ag, api.Options{
 		Logger: log, Operator: api.NewOperator(store), Token: token, Metrics: mx.Handler(),
 	})

@@ -589,6 +589,11 @@ func (s *Store) History(ctx context.Context) ([]cluster.HistoryEntry, error) {
 // backoff from the last revision seen, so no change is skipped; after a
 // compaction it restarts from the present and signals once, since changes
 // may have been missed. The channel is closed when ctx ends.
+//
+// Routine updates of member records (every agent republishes its own each
+// loop) do not count: waking every agent on each of them would make every
+// agent publish again, a feedback loop. A member record that disappears (its
+// lease expired) does count.
 func (s *Store) Changes(ctx context.Context) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	go s.watchLoop(ctx, ch)
@@ -666,11 +671,25 @@ func (s *Store) watchOnce(ctx context.Context, cli *clientv3.Client, from int64,
 			if rev := wr.Events[len(wr.Events)-1].Kv.ModRevision; rev+1 > next {
 				next = rev + 1
 			}
-			notify()
+			if s.relevant(wr.Events) {
+				notify()
+			}
 		}
 	}
 	if ctx.Err() != nil {
 		return next, nil
 	}
 	return next, errors.New("watch channel closed")
+}
+
+// relevant reports whether a batch of events holds anything but puts of
+// member records.
+func (s *Store) relevant(evs []*clientv3.Event) bool {
+	members := s.key(keyMembers)
+	for _, ev := range evs {
+		if ev.Type != clientv3.EventTypePut || !strings.HasPrefix(string(ev.Kv.Key), members) {
+			return true
+		}
+	}
+	return false
 }

@@ -65,7 +65,6 @@ func TestRegressionFreshAgentsElectAfterOldPrimaryDied(t *testing.T) {
 // 0x200), whose extra WAL is then lost (n2 cannot follow). See
 // ha.TestBugElectionIgnoresUndecidedMember.
 func TestBugFreshAgentsRaceWorseCandidateWins(t *testing.T) {
-	t.Skip("BUG: decideElection neither waits for nor ranks a live replica whose record still says state unknown (its agent just started), so a worse candidate wins the race")
 	w := New(three())
 	run(t, w, 10*time.Second)
 	run(t, w, 5*time.Second, Fault{Kind: KillNode, Member: "n1"}, Fault{Kind: KillAgent, Member: "n2"}, Fault{Kind: KillAgent, Member: "n3"})
@@ -83,7 +82,6 @@ func TestBugFreshAgentsRaceWorseCandidateWins(t *testing.T) {
 // restart read-only and, after the others had their turn, lead again.
 // Found by TestRandomFaults seed 39.
 func TestBugReleasedLeaderNeverRetries(t *testing.T) {
-	t.Skip("BUG: the released last leader's health stays detector.Unrecoverable (FailedStarts/DBDownSince are not reset), and decideNoLeader restarts it read-only only when Down; see ha.TestBugReleasedLeaderWithUnrecoverableHealthNeverRetries")
 	w := New(Config{Members: []MemberSpec{{Name: "n1"}, {Name: "n2", Tags: cluster.Tags{NoFailover: true}}}})
 	run(t, w, 10*time.Second)
 	// The cause goes away after two failed starts (the injected failures
@@ -144,7 +142,6 @@ func TestRegressionBestCandidateWinsAfterBlock(t *testing.T) {
 // agent, whose down-since starts now, takes the key back at once.) Found by
 // TestRandomFaults seed 39 once switchovers were in the fault menu.
 func TestBugFencedLeaderNeverTakesTheKeyBack(t *testing.T) {
-	t.Skip("BUG: decideNoLeader lets the last leader take the key back only when its health is Down; after a fence longer than primary_start_timeout it is Unrecoverable and nobody ever leads; see ha.TestBugFencedLastLeaderNeverTakesTheKeyBack")
 	w := New(Config{Members: []MemberSpec{{Name: "n1"}, {Name: "n2", Tags: cluster.Tags{NoFailover: true}}}})
 	run(t, w, 10*time.Second)
 	run(t, w, 10*time.Second, Fault{Kind: Partition, Member: "n1"})
