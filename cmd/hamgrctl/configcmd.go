@@ -3,15 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
@@ -36,6 +35,9 @@ reads from etcd:
   maximum_lag_on_failover  bytes a replica may lag and still be promoted
                            automatically (or be a switchover target)
   paused                   true suspends automatic failover (see pause)
+  synchronous_mode         off, on (commits wait for synchronous standbys
+                           while one is healthy) or strict (they always wait)
+  synchronous_node_count   how many standbys confirm each commit (1-16)
 
 ttl must be greater than loop_wait + retry_timeout, so that a leader that
 cannot renew its lease stops its database before the lease expires.
@@ -58,7 +60,8 @@ func (a *app) configShowCmd() *cobra.Command {
 		Short: "Print the dynamic configuration",
 		Long: `Print the cluster's dynamic configuration from etcd, as YAML (default) or
 JSON. Durations are Go durations (10s, 500ms); maximum_lag_on_failover is
-in bytes. Safe at any time: it only reads.`,
+in bytes. Keys at their default may be absent from etcd and are shown with
+their effective value. Safe at any time: it only reads.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "yaml" && format != "json" {
@@ -69,7 +72,7 @@ in bytes. Safe at any time: it only reads.`,
 				return err
 			}
 			if format == "json" {
-				return writeJSON(a.stdout, toConfigDoc(cfg))
+				return writeJSON(a.stdout, configValues(cfg))
 			}
 			_, err = io.WriteString(a.stdout, renderConfigYAML(cfg, ""))
 			return err
@@ -86,7 +89,7 @@ func (a *app) configSetCmd() *cobra.Command {
 		Long: `Change dynamic config keys. Durations take Go syntax (10s, 1m30s, 500ms)
 or whole seconds; maximum_lag_on_failover takes bytes, optionally with B,
 kB, MB, GB or TB (powers of 1024: 16MB = 16777216); paused takes true or
-false.
+false; synchronous_mode off, on or strict; synchronous_node_count 1 to 16.
 
 All the changes are applied to the current config and the result is
 validated as a whole before one write: either every key changes or none
@@ -301,33 +304,40 @@ func (a *app) writeConfig(ctx context.Context, was, next cluster.DynamicConfig) 
 	return nil
 }
 
-// configDoc is the JSON form of config show.
-type configDoc struct {
-	TTL                  string `json:"ttl"`
-	LoopWait             string `json:"loop_wait"`
-	RetryTimeout         string `json:"retry_timeout"`
-	PrimaryStartTimeout  string `json:"primary_start_timeout"`
-	MaximumLagOnFailover int64  `json:"maximum_lag_on_failover"`
-	Paused               bool   `json:"paused"`
-}
-
-func toConfigDoc(c cluster.DynamicConfig) configDoc {
-	return configDoc{
-		TTL: durText(c.TTL), LoopWait: durText(c.LoopWait), RetryTimeout: durText(c.RetryTimeout),
-		PrimaryStartTimeout: durText(c.PrimaryStartTimeout), MaximumLagOnFailover: c.MaximumLagOnFailover, Paused: c.Paused,
+// configValues returns every key of operator.ConfigKeys with its value
+// as stored (the JSON form: durations as "10s", sizes in bytes). Keys the
+// store leaves out when at their zero value get their effective default.
+func configValues(c cluster.DynamicConfig) map[string]any {
+	b, err := json.Marshal(c)
+	m := map[string]any{}
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		_ = dec.Decode(&m)
 	}
+	defaults := map[string]any{
+		"paused":                 false,
+		"synchronous_mode":       string(cluster.SyncOff),
+		"synchronous_node_count": c.NodeCount(),
+	}
+	out := make(map[string]any, len(operator.ConfigKeys))
+	for _, k := range operator.ConfigKeys {
+		if v, ok := m[k]; ok {
+			out[k] = v
+		} else {
+			out[k] = defaults[k] // nil for a key this hamgrctl does not know
+		}
+	}
+	return out
 }
-
-func durText(d cluster.Duration) string { return time.Duration(d).String() }
 
 // configTexts returns each key's value as renderConfigYAML writes it.
 func configTexts(c cluster.DynamicConfig) map[string]string {
-	return map[string]string{
-		"ttl": durText(c.TTL), "loop_wait": durText(c.LoopWait), "retry_timeout": durText(c.RetryTimeout),
-		"primary_start_timeout":   durText(c.PrimaryStartTimeout),
-		"maximum_lag_on_failover": strconv.FormatInt(c.MaximumLagOnFailover, 10),
-		"paused":                  strconv.FormatBool(c.Paused),
+	out := map[string]string{}
+	for k, v := range configValues(c) {
+		out[k] = scalarText(v)
 	}
+	return out
 }
 
 // renderConfigYAML renders c as YAML, keys in operator.ConfigKeys order,
@@ -335,11 +345,13 @@ func configTexts(c cluster.DynamicConfig) map[string]string {
 func renderConfigYAML(c cluster.DynamicConfig, header string) string {
 	var b bytes.Buffer
 	b.WriteString(header)
-	fmt.Fprintf(&b, "ttl: %s\n", durText(c.TTL))
-	fmt.Fprintf(&b, "loop_wait: %s\n", durText(c.LoopWait))
-	fmt.Fprintf(&b, "retry_timeout: %s\n", durText(c.RetryTimeout))
-	fmt.Fprintf(&b, "primary_start_timeout: %s\n", durText(c.PrimaryStartTimeout))
-	fmt.Fprintf(&b, "maximum_lag_on_failover: %d  # %s\n", c.MaximumLagOnFailover, humanBytes(c.MaximumLagOnFailover))
-	fmt.Fprintf(&b, "paused: %t\n", c.Paused)
+	texts := configTexts(c)
+	for _, k := range operator.ConfigKeys {
+		fmt.Fprintf(&b, "%s: %s", k, texts[k])
+		if k == "maximum_lag_on_failover" {
+			fmt.Fprintf(&b, "  # %s", humanBytes(c.MaximumLagOnFailover))
+		}
+		b.WriteString("\n")
+	}
 	return b.String()
 }

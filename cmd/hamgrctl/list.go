@@ -113,12 +113,16 @@ func (a *app) watch(ctx context.Context, interval time.Duration, render func(con
 type listJSON struct {
 	Cluster string `json:"cluster"`
 	// Leader is the key holder's name, "" when none.
-	Leader   string       `json:"leader"`
-	Epoch    int64        `json:"epoch"`
-	Paused   bool         `json:"paused"`
-	Revision int64        `json:"revision"`
-	Request  *requestJSON `json:"request"`
-	Members  []memberJSON `json:"members"`
+	Leader   string `json:"leader"`
+	Epoch    int64  `json:"epoch"`
+	Paused   bool   `json:"paused"`
+	Revision int64  `json:"revision"`
+	// SynchronousMode is off, on or strict; SyncStandbys the leader's
+	// recorded synchronous standbys.
+	SynchronousMode string       `json:"synchronous_mode"`
+	SyncStandbys    []string     `json:"sync_standbys"`
+	Request         *requestJSON `json:"request"`
+	Members         []memberJSON `json:"members"`
 }
 
 type requestJSON struct {
@@ -159,7 +163,13 @@ type memberJSON struct {
 }
 
 func listDocument(name string, s cluster.Snapshot) listJSON {
-	d := listJSON{Cluster: name, Revision: s.Revision, Members: []memberJSON{}}
+	d := listJSON{Cluster: name, Revision: s.Revision, Members: []memberJSON{}, SynchronousMode: string(cluster.SyncOff), SyncStandbys: []string{}}
+	if s.Config != nil && s.Config.SynchronousMode != "" {
+		d.SynchronousMode = string(s.Config.SynchronousMode)
+	}
+	if s.Sync != nil {
+		d.SyncStandbys = append(d.SyncStandbys, s.Sync.Members...)
+	}
 	if s.Leader != nil {
 		d.Leader, d.Epoch = s.Leader.Name, int64(s.Leader.Epoch)
 	}
@@ -216,7 +226,15 @@ func writeList(out io.Writer, name string, s cluster.Snapshot, now time.Time) er
 	if s.Config != nil && s.Config.Paused {
 		paused = "yes (no automatic failover)"
 	}
-	fmt.Fprintf(out, "Cluster: %s   Leader: %s   Paused: %s   Members: %d\n", name, leader, paused, len(s.Members))
+	syncText := ""
+	if s.Config != nil && s.Config.SynchronousMode.Enabled() {
+		standbys := "none"
+		if s.Sync != nil && len(s.Sync.Members) > 0 {
+			standbys = strings.Join(s.Sync.Members, ",")
+		}
+		syncText = fmt.Sprintf("   Sync: %s (standbys: %s)", s.Config.SynchronousMode, standbys)
+	}
+	fmt.Fprintf(out, "Cluster: %s   Leader: %s   Paused: %s   Members: %d%s\n", name, leader, paused, len(s.Members), syncText)
 	fmt.Fprintf(out, "Request: %s\n\n", describeRequest(s.Request, now))
 	if len(s.Members) == 0 {
 		fmt.Fprintln(out, "No member has published a record: no agent is running, or the cluster name or etcd prefix is wrong.")

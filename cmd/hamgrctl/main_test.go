@@ -88,12 +88,23 @@ func TestApplyEdited(t *testing.T) {
 	if next != want {
 		t.Errorf("got %+v, want %+v", next, want)
 	}
+	next, err = applyEdited(cur, []byte("synchronous_mode: on\nsynchronous_node_count: 2\n"))
+	if err != nil || next.SynchronousMode != cluster.SyncOn || next.SynchronousNodeCount != 2 {
+		t.Errorf("sync keys: %+v, %v", next, err)
+	}
+	for _, k := range operator.ConfigKeys {
+		if !strings.Contains(renderConfigYAML(cur, ""), "\n"+k+": ") && !strings.HasPrefix(renderConfigYAML(cur, ""), k+": ") {
+			t.Errorf("config rendering lacks %s", k)
+		}
+	}
 	for doc, key := range map[string]string{
 		"ttl: 1s\n":                       "ttl",
 		"loop_wait: soon\n":               "loop_wait",
 		"maximum_lag_on_failover: lots\n": "maximum_lag_on_failover",
 		"paused: maybe\n":                 "paused",
 		"tll: 10s\n":                      "tll",
+		"synchronous_mode: maybe\n":       "synchronous_mode",
+		"synchronous_node_count: 0\n":     "synchronous_node_count",
 		"ttl: [\n":                        "YAML",
 	} {
 		_, err := applyEdited(cur, []byte(doc))
@@ -262,7 +273,8 @@ func TestRenderList(t *testing.T) {
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	s := cluster.Snapshot{
 		Leader: &cluster.Leader{Name: "n1", Epoch: 42},
-		Config: &cluster.DynamicConfig{Paused: true},
+		Config: &cluster.DynamicConfig{Paused: true, SynchronousMode: cluster.SyncOn},
+		Sync:   &cluster.SyncState{Leader: "n1", Epoch: 42, Members: []string{"n2"}},
 		Members: []cluster.Member{
 			{Name: "n1", Role: cluster.RolePrimary, State: cluster.StateRunning, ConnHost: "10.0.0.1", ConnPort: 5432,
 				Position: cluster.Position{LSN: 0x3000060, Timeline: 2}, Tags: cluster.Tags{Priority: 1}},
@@ -275,7 +287,7 @@ func TestRenderList(t *testing.T) {
 	if err := writeList(&b, "prod", s, now); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Cluster: prod", "Leader: n1 (epoch 42)", "Paused: yes", "switchover n1 -> n2, scheduled",
+	for _, want := range []string{"Cluster: prod", "Sync: on (standbys: n2)", "Leader: n1 (epoch 42)", "Paused: yes", "switchover n1 -> n2, scheduled",
 		"(in 1h0m0s)", "leader", "10.0.0.2:5432", "1.5 KiB", "n1 (streaming)", "nofailover,priority=0", "0/3000060"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("list output lacks %q:\n%s", want, b.String())
@@ -283,7 +295,7 @@ func TestRenderList(t *testing.T) {
 	}
 	d := listDocument("prod", s)
 	if d.Leader != "n1" || d.Epoch != 42 || !d.Paused || d.Request == nil || d.Request.At == nil || len(d.Members) != 2 ||
-		d.Members[0].Role != "leader" || d.Members[1].Role != "replica" {
+		d.Members[0].Role != "leader" || d.Members[1].Role != "replica" || d.SynchronousMode != "on" || len(d.SyncStandbys) != 1 {
 		t.Errorf("json document: %+v", d)
 	}
 }
