@@ -243,7 +243,8 @@ func (p *Postgres) startPrimary(ctx context.Context) error {
 }
 
 // StartReplica writes standby.signal and postgresql.auto.conf (streaming
-// from up, or from nowhere when up is nil; following the latest timeline),
+// from up through the replication slot SlotName(Name), or from nowhere
+// when up is nil; following the latest timeline; see writeReplicaConf),
 // starts the server and waits until it accepts read-only connections. On a
 // server already running as a replica it only repoints it to up (Follow),
 // if up is given.
@@ -276,7 +277,13 @@ func (p *Postgres) StartReplica(ctx context.Context, up *db.Upstream) error {
 }
 
 // writeReplicaConf writes standby.signal, the passfile and a
-// postgresql.auto.conf that holds only hamgr's replica settings.
+// postgresql.auto.conf that holds only hamgr's replica settings:
+// primary_conninfo and primary_slot_name (SlotName of this member) when up
+// is given, and recovery_target_timeline. Anything else in the file is
+// dropped on purpose, synchronous_standby_names included: it was copied
+// from the upstream by pg_basebackup or pg_rewind, or left from this
+// member's own time as a primary, and a replica has no use for it. The
+// agent sets it (SetSynchronousStandbys) on the member it promotes.
 func (p *Postgres) writeReplicaConf(up *db.Upstream) error {
 	conf := fmt.Sprintf("# Written by hamgr for member %s, which owns this file.\n", p.opts.Name)
 	if up != nil {
@@ -287,6 +294,7 @@ func (p *Postgres) writeReplicaConf(up *db.Upstream) error {
 			return err
 		}
 		conf += "primary_conninfo = " + configValue(p.primaryConninfo(*up)) + "\n"
+		conf += "primary_slot_name = " + configValue(p.SlotName(p.opts.Name)) + "\n"
 	}
 	conf += "recovery_target_timeline = 'latest'\n"
 	if err := p.writeFileOwned(p.path("postgresql.auto.conf"), []byte(conf), 0o600); err != nil {
@@ -384,8 +392,11 @@ func (p *Postgres) Promote(ctx context.Context) error {
 }
 
 // Follow repoints a running replica at up with ALTER SYSTEM SET
-// primary_conninfo and a configuration reload (no restart). It does
-// nothing when the replica already points there, and fails on a primary.
+// primary_conninfo and primary_slot_name (SlotName of this member) and a
+// configuration reload (no restart). It does nothing when the replica
+// already points there, and fails on a primary. Until up has the slot
+// (CreateSlots on up), the WAL receiver fails and retries every
+// wal_retrieve_retry_interval (1s unless overridden in Parameters).
 func (p *Postgres) Follow(ctx context.Context, up db.Upstream) error {
 	p.opMu.Lock()
 	defer p.opMu.Unlock()
@@ -403,25 +414,29 @@ func (p *Postgres) follow(ctx context.Context, up db.Upstream) error {
 		return p.errorf("follow", "%w", err)
 	}
 	want := p.primaryConninfo(up)
+	slot := p.SlotName(p.opts.Name)
 	err := p.withConn(ctx, func(c *pgx.Conn) error {
 		var rec bool
-		var cur string
-		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery(), current_setting('primary_conninfo')").Scan(&rec, &cur); err != nil {
+		var cur, curSlot string
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery(), current_setting('primary_conninfo'), current_setting('primary_slot_name')").Scan(&rec, &cur, &curSlot); err != nil {
 			return err
 		}
 		if !rec {
 			return errors.New("server is a primary: it cannot follow")
 		}
-		if cur == want {
+		if cur == want && curSlot == slot {
 			return nil
 		}
 		if _, err := c.Exec(ctx, "ALTER SYSTEM SET primary_conninfo = "+sqlLiteral(want), pgx.QueryExecModeSimpleProtocol); err != nil {
 			return err
 		}
+		if _, err := c.Exec(ctx, "ALTER SYSTEM SET primary_slot_name = "+sqlLiteral(slot), pgx.QueryExecModeSimpleProtocol); err != nil {
+			return err
+		}
 		if _, err := c.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
 			return err
 		}
-		p.log.Info("following new upstream", "upstream", up.Name, "host", up.Host, "port", up.Port)
+		p.log.Info("following new upstream", "upstream", up.Name, "host", up.Host, "port", up.Port, "slot", slot)
 		return nil
 	})
 	if err != nil {

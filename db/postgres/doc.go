@@ -18,7 +18,21 @@
 // cluster_name) and the replication settings hamgr relies on are passed on
 // the command line only, because pg_basebackup and pg_rewind copy
 // postgresql.conf and postgresql.auto.conf between members. The agent owns
-// postgresql.auto.conf: StartReplica rewrites it whole.
+// postgresql.auto.conf: StartReplica (and Rewind) rewrite it whole, with
+// only primary_conninfo, primary_slot_name and recovery_target_timeline.
+//
+// Replication (db.Replication). synchronous_standby_names is set with
+// ALTER SYSTEM (SetSynchronousStandbys), so it lives in
+// postgresql.auto.conf: a restarted primary keeps it, and a member
+// restarted as a replica loses it (a replica has no use for it; the agent
+// sets it on the member it promotes, possibly just before promoting).
+// Every replica streams through the physical slot SlotName(Name) on its
+// upstream, which the agent creates there (CreateSlots); until the slot
+// exists the WAL receiver fails and retries every
+// wal_retrieve_retry_interval (1s here; PostgreSQL's default is 5s). The
+// WAL a slot holds is bounded by Options.MaxSlotWALKeepSize. Rewind runs
+// pg_rewind against the new primary to turn a diverged former primary
+// (or replica) into its replica.
 //
 // Secrets. The replication password lives only in a 0600 passfile next to
 // the data directory (<DataDir>/../.<Name>.pgpass), referenced by

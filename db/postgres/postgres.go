@@ -47,16 +47,29 @@ type Options struct {
 	// used by replicas (primary_conninfo) and by Clone (pg_basebackup).
 	Replication         string
 	ReplicationPassword string
+	// MaxSlotWALKeepSize bounds the WAL a replication slot may hold back
+	// on this server (max_slot_wal_keep_size, e.g. "1GB"; "-1": no bound).
+	// A replica that falls further behind loses its slot (wal_status
+	// "lost") and must be re-cloned, instead of filling the primary's
+	// disk. Default "1GB".
+	MaxSlotWALKeepSize string
 	// Parameters are extra server settings passed as -c name=value. They
 	// may not override the member's identity (port, listen_addresses,
-	// unix_socket_directories, cluster_name).
+	// unix_socket_directories, cluster_name) nor the settings hamgr
+	// manages (primary_conninfo, primary_slot_name,
+	// synchronous_standby_names, max_slot_wal_keep_size): a command-line
+	// value would silently win over hamgr's ALTER SYSTEM.
 	Parameters map[string]string
 	// Logger receives the package's logs; default slog.Default().
 	Logger *slog.Logger
 }
 
 // reservedParameters are set from Options and may not appear in Parameters.
-var reservedParameters = []string{"port", "listen_addresses", "unix_socket_directories", "cluster_name", "data_directory"}
+var reservedParameters = []string{"port", "listen_addresses", "unix_socket_directories", "cluster_name", "data_directory",
+	"primary_conninfo", "primary_slot_name", "synchronous_standby_names", "max_slot_wal_keep_size"}
+
+// defaultMaxSlotWALKeepSize is Options.MaxSlotWALKeepSize when empty.
+const defaultMaxSlotWALKeepSize = "1GB"
 
 // Postgres manages one local PostgreSQL 15 server. It implements
 // db.Database. Control methods (Initialize, Clone, Start*, Stop, Promote,
@@ -84,7 +97,10 @@ type Postgres struct {
 	ctlPos   controlData
 }
 
-var _ db.Database = (*Postgres)(nil)
+var (
+	_ db.Database    = (*Postgres)(nil)
+	_ db.Replication = (*Postgres)(nil)
+)
 
 // New validates opts and returns a Postgres for them. It does not touch the
 // server or create any file.
@@ -131,6 +147,12 @@ func validate(o *Options) error {
 		return errors.New("passwords may not contain line breaks or NUL")
 	case strings.ContainsAny(o.Superuser+o.Replication, "\r\n\x00"):
 		return errors.New("role names may not contain line breaks or NUL")
+	}
+	if o.MaxSlotWALKeepSize == "" {
+		o.MaxSlotWALKeepSize = defaultMaxSlotWALKeepSize
+	}
+	if strings.ContainsAny(o.MaxSlotWALKeepSize, "\r\n\x00") {
+		return fmt.Errorf("max slot WAL keep size %q is invalid", o.MaxSlotWALKeepSize)
 	}
 	o.DataDir = filepath.Clean(o.DataDir)
 	if o.LogFile == "" {

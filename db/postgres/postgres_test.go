@@ -217,7 +217,11 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("IsWritablePrimary(n1) = %v, %v; want true (SCRAM over TCP)", ok, err)
 	}
 
-	// Clone two replicas; they stream from n1 and catch up with a write.
+	// Clone two replicas; they stream from n1 through their slots and
+	// catch up with a write.
+	if err := n1.CreateSlots(ctxT(t, 5*time.Second), []string{"n2", "n3"}); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range []*Postgres{n2, n3} {
 		up := upstream(n1)
 		timed(t, r.opts.Name+" clone", func() error { return r.Clone(ctxT(t, 30*time.Second), up) })
@@ -306,6 +310,9 @@ func testPromoteAndFollow(t *testing.T, base string, n2, n3 *Postgres) {
 	}
 	if err := n2.Promote(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatalf("Promote on a primary: %v", err)
+	}
+	if err := n2.CreateSlots(ctxT(t, 5*time.Second), []string{"n1", "n3"}); err != nil {
+		t.Fatal(err)
 	}
 	timed(t, "n3 follow n2", func() error { return n3.Follow(ctxT(t, 5*time.Second), upstream(n2)) })
 	waitStreaming(t, n3, n2.opts.Port)

@@ -42,7 +42,9 @@ LEFT JOIN LATERAL (
 // Probe measures the server. A stopped server, or one that refuses
 // connections (starting up, crash recovery), is reported in the Status
 // (Running, Accepting, Err), not as an error; its Position then comes from
-// pg_controldata. The error is for a data directory that cannot be read.
+// pg_controldata, and a stopped one is WasPrimary when its data directory
+// holds no standby.signal. The error is for a data directory that cannot
+// be read.
 func (p *Postgres) Probe(ctx context.Context) (db.Status, error) {
 	st := db.Status{HasData: p.hasData()}
 	st.Running = p.running() != nil
@@ -55,6 +57,7 @@ func (p *Postgres) Probe(ctx context.Context) (db.Status, error) {
 		st = db.Status{HasData: st.HasData, Running: true, Err: p.errorf("probe", "%w", err)}
 	}
 	if st.HasData {
+		st.WasPrimary = !st.Running && !exists(p.path("standby.signal"))
 		cd, err := p.controlData(ctx)
 		if err != nil {
 			return st, err

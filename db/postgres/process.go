@@ -118,8 +118,9 @@ func (p *Postgres) logExit(s *server, status string) {
 	}
 }
 
-// serverArgs is the postgres command line: identity and replication
-// settings first, then Parameters in name order.
+// serverArgs is the postgres command line: identity first, then the
+// replication settings and Parameters (which may override the defaults
+// that are not reserved) in name order.
 func (p *Postgres) serverArgs() []string {
 	o := p.opts
 	args := []string{"-D", o.DataDir,
@@ -128,9 +129,14 @@ func (p *Postgres) serverArgs() []string {
 		"-c", "unix_socket_directories=" + o.SocketDir,
 		"-c", "cluster_name=" + o.Name,
 	}
+	// wal_retrieve_retry_interval: a replica whose WAL receiver failed
+	// (upstream down, or its slot not created yet on a new primary)
+	// retries after this long; PostgreSQL's default is 5s.
 	settings := map[string]string{
 		"hot_standby": "on", "wal_level": "replica", "max_wal_senders": "10",
 		"max_replication_slots": "10", "wal_log_hints": "on", "wal_keep_size": "128MB",
+		"wal_retrieve_retry_interval": "1s",
+		"max_slot_wal_keep_size":      o.MaxSlotWALKeepSize,
 	}
 	for k, v := range o.Parameters {
 		settings[k] = v
@@ -270,6 +276,11 @@ func (p *Postgres) exitError(s *server) error {
 func (p *Postgres) Stop(ctx context.Context, mode db.StopMode) error {
 	p.opMu.Lock()
 	defer p.opMu.Unlock()
+	return p.stop(ctx, mode)
+}
+
+// stop is Stop; the caller holds opMu.
+func (p *Postgres) stop(ctx context.Context, mode db.StopMode) error {
 	var sig syscall.Signal
 	switch mode {
 	case db.StopFast:
