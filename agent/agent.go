@@ -87,6 +87,7 @@ type Agent struct {
 	electedAt         time.Time
 	notBefore         time.Time // no round before this (backoff after a failed action)
 	electionOpenAt    time.Time
+	lastSeen          map[string]time.Time   // member → last time seen (for slot housekeeping)
 	syncSince         map[string]cluster.LSN // required standby → WAL position when first seen required
 	handoffKey        string
 	handoffSeenAt     time.Time

@@ -61,6 +61,7 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 	a.mu.Unlock()
 	if st.Accepting && st.Role == cluster.RolePrimary && view.Snap.Leader != nil && view.Snap.Leader.Name == a.opts.Name {
 		view.Repl, view.SyncConfirmed = a.measureSync(ctx)
+		view.SlotMembers, view.LostSlots, view.StaleSlots = a.measureSlots(ctx, now, view.Snap)
 	}
 	if storeOK && snap.Leader == nil && st.Accepting && st.Role == cluster.RoleReplica {
 		view.OldPrimaryAlive = a.probeOldPrimary(ctx, snap)
@@ -495,6 +496,17 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		}
 		a.log.Info("synchronous standby record written", "names", act.Names, "epoch", v.Snap.Leader.Epoch)
 		return nil
+	case ha.CreateSlots, ha.DropSlots:
+		r, ok := a.opts.DB.(db.Replication)
+		if !ok {
+			return errors.New("this database engine cannot manage replication slots")
+		}
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if act.Kind == ha.CreateSlots {
+			return r.CreateSlots(dctx, act.Names)
+		}
+		return r.DropSlots(dctx, act.Names)
 	case ha.MarkCannotFollow:
 		a.mu.Lock()
 		a.cannotFollowEpoch = act.Epoch
@@ -630,4 +642,49 @@ func (a *Agent) measureSync(ctx context.Context) (*db.ReplicationStatus, []strin
 		}
 	}
 	return &rs, confirmed
+}
+
+// measureSlots maps the leader's replication slots to members: those with
+// a slot, those whose slot was invalidated, and those absent longer than
+// ha.MemberSlotsTTL whose slot can go. Slots that belong to no member ever
+// seen are left alone (an operator's own).
+func (a *Agent) measureSlots(ctx context.Context, now time.Time, s cluster.Snapshot) (have, lost, stale []string) {
+	r, ok := a.opts.DB.(db.Replication)
+	if !ok {
+		return nil, nil, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	slots, err := r.Slots(rctx)
+	if err != nil {
+		a.log.Warn("list replication slots", "err", err)
+		return nil, nil, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.lastSeen == nil {
+		a.lastSeen = map[string]time.Time{}
+	}
+	for _, m := range s.Members {
+		a.lastSeen[m.Name] = now
+	}
+	for member, seen := range a.lastSeen {
+		name := r.SlotName(member)
+		for _, sl := range slots {
+			if sl.Name != name {
+				continue
+			}
+			have = append(have, member)
+			if sl.WALStatus == "lost" {
+				lost = append(lost, member)
+			}
+			if now.Sub(seen) > ha.MemberSlotsTTL && !sl.Active {
+				stale = append(stale, member)
+			}
+		}
+	}
+	slices.Sort(have)
+	slices.Sort(lost)
+	slices.Sort(stale)
+	return have, lost, stale
 }

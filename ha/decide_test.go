@@ -45,6 +45,8 @@ import (
 // last_leader address of "leader none" (Decide never reads it: the agent
 // probes there and reports old-primary=).
 //
+//	slots none | slots n2,n3            which members have a replication slot
+//	                                  (default: all of them)
 //	set <any view or db argument>     changes the view in place
 //	decide [<view arguments>]         applies the arguments, prints Plan.String()
 //	                                  and soon=<Plan.Soon> when set
@@ -60,7 +62,8 @@ func TestDecide(t *testing.T) {
 var origin = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 type scenario struct {
-	v View
+	v       View
+	noSlots bool // the scenario set SlotMembers itself
 }
 
 func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
@@ -92,11 +95,27 @@ func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
 		return s.classify()
 	case "decide":
 		s.applyArgs(t, d.CmdArgs)
-		p := Decide(s.v)
+		v := s.v
+		if v.SlotMembers == nil && !s.noSlots {
+			// Unless a scenario says otherwise, every member has its slot.
+			for _, m := range v.Snap.Members {
+				v.SlotMembers = append(v.SlotMembers, m.Name)
+			}
+		}
+		p := Decide(v)
 		if p.Soon != 0 {
 			return p.String() + " soon=" + p.Soon.String()
 		}
 		return p.String()
+	}
+	if d.Cmd == "slots" {
+		s.v.SlotMembers, s.noSlots = nil, true
+		for _, a := range d.CmdArgs {
+			if a.Key != "none" {
+				s.v.SlotMembers = append(s.v.SlotMembers, a.Key)
+			}
+		}
+		return "ok"
 	}
 	d.Fatalf(t, "unknown command %q", d.Cmd)
 	return ""

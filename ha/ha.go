@@ -2,6 +2,7 @@ package ha
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,6 +79,13 @@ type View struct {
 	// synchronous standby setting, confirmed a WAL position measured after
 	// they became required: they hold every acknowledged commit.
 	SyncConfirmed []string
+	// SlotMembers lists the members that have a replication slot on this
+	// leader's server; LostSlots those whose slot was invalidated (the WAL it
+	// held was removed); StaleSlots those whose slot belongs to a member
+	// absent longer than MemberSlotsTTL. Filled only on a leader.
+	SlotMembers []string
+	LostSlots   []string
+	StaleSlots  []string
 	// HandoffSeenAt is when this agent first saw the pending switchover's
 	// handoff (zero when there is none); the handoff expires HandoffTimeout
 	// later on this agent's own clock.
@@ -124,6 +132,10 @@ const (
 	SetSyncStandbys
 	// SetSyncRecord writes the store's record of synchronous standbys.
 	SetSyncRecord
+	// CreateSlots creates replication slots for the members in Names.
+	CreateSlots
+	// DropSlots drops the replication slots of the members in Names.
+	DropSlots
 )
 
 var actionNames = map[ActionKind]string{
@@ -133,6 +145,7 @@ var actionNames = map[ActionKind]string{
 	RecordFailover: "record-failover", MarkCannotFollow: "mark-cannot-follow",
 	Handoff: "handoff", ClearRequest: "clear-request",
 	SetSyncStandbys: "set-sync-standbys", SetSyncRecord: "set-sync-record",
+	CreateSlots: "create-slots", DropSlots: "drop-slots",
 }
 
 // String names the kind.
@@ -186,7 +199,7 @@ func (a Action) String() string {
 	if a.History != "" {
 		fmt.Fprintf(&b, " kind=%q", a.History)
 	}
-	if a.Kind == SetSyncStandbys || a.Kind == SetSyncRecord {
+	if a.Kind == SetSyncStandbys || a.Kind == SetSyncRecord || a.Kind == CreateSlots || a.Kind == DropSlots {
 		fmt.Fprintf(&b, " names=[%s]", strings.Join(a.Names, ","))
 		if a.AnyStandby {
 			b.WriteString(" any")
@@ -238,6 +251,31 @@ func freshWait(cfg cluster.DynamicConfig) time.Duration {
 // leader key before the next one may try.
 func candidateTimeout(cfg cluster.DynamicConfig) time.Duration {
 	return 2*time.Duration(cfg.LoopWait) + time.Second
+}
+
+// MemberSlotsTTL is how long a member may be absent before its replication
+// slot is dropped (until then the slot keeps the WAL it needs to return).
+const MemberSlotsTTL = 30 * time.Minute
+
+// decideSlots: a leader keeps one physical slot per other live member, so
+// a replica that falls behind or restarts does not lose WAL it needs, and
+// drops the slots of members absent longer than MemberSlotsTTL.
+func decideSlots(v View) (Plan, bool) {
+	var missing []string
+	for _, m := range v.Snap.Members {
+		if m.Name != v.Self && !slices.Contains(v.SlotMembers, m.Name) {
+			missing = append(missing, m.Name)
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		return Plan{Actions: []Action{{Kind: CreateSlots, Names: missing}}, State: cluster.StateRunning,
+			Reason: fmt.Sprintf("creating replication slots for %v", missing)}, true
+	case len(v.StaleSlots) > 0:
+		return Plan{Actions: []Action{{Kind: DropSlots, Names: v.StaleSlots}}, State: cluster.StateRunning,
+			Reason: fmt.Sprintf("dropping replication slots of %v: absent for more than %s", v.StaleSlots, MemberSlotsTTL)}, true
+	}
+	return Plan{}, false
 }
 
 // HandoffTimeout is how long a switchover's target has to take the leader
@@ -321,10 +359,17 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 	switch health {
 	case detector.Healthy:
 		if isPrimary {
+			if p, ok := decideSlots(v); ok {
+				return p
+			}
 			if r := v.Snap.Request; r != nil {
 				return decideLeaderRequest(v, *r)
 			}
-			return decideSync(v)
+			p := decideSync(v)
+			if len(v.LostSlots) > 0 && p.Reason == "" {
+				p.Reason = fmt.Sprintf("replication slots of %v were invalidated (the WAL they held was removed): those members must be re-cloned", v.LostSlots)
+			}
+			return p
 		}
 		// Holding the key with a replica: finish the promotion (rule 3's
 		// key is held; the old primary was checked before acquiring).
@@ -517,7 +562,7 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 		return Plan{State: cluster.StateRunning, Soon: electionTick,
 			Reason: fmt.Sprintf("cannot check whether the old primary %s still accepts writes (no address known); not promoting", oldName)}
 	}
-	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote}, {Kind: RecordFailover, Epoch: lost}}),
+	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote}, slotsFor(v), {Kind: RecordFailover, Epoch: lost}}),
 		State: cluster.StateStarting, Reason: fmt.Sprintf("elected after the loss of epoch %d; promoting", lost)}
 }
 
@@ -561,4 +606,16 @@ func stateOf(v View) cluster.MemberState {
 	default:
 		return cluster.StateStopped
 	}
+}
+
+// slotsFor creates, right after a promotion, the slots of the other members
+// so that they can follow the new primary at once.
+func slotsFor(v View) Action {
+	var names []string
+	for _, m := range v.Snap.Members {
+		if m.Name != v.Self {
+			names = append(names, m.Name)
+		}
+	}
+	return Action{Kind: CreateSlots, Names: names}
 }

@@ -116,7 +116,7 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 			return Plan{State: stateOf(v), Soon: electionTick,
 				Reason: fmt.Sprintf("switchover from %s: its database still accepts writes; not promoting", r.From)}, true
 		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.LSN > h.FinalLSN:
-			return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote},
+			return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote}, slotsFor(v),
 				{Kind: RecordFailover, Epoch: h.Epoch, History: "switchover"}, {Kind: ClearRequest}}),
 				State: cluster.StateStarting, Reason: fmt.Sprintf("switchover from %s: received past its final position %s; promoting", r.From, h.FinalLSN)}, true
 		case expired:
@@ -159,7 +159,7 @@ func decideManualFailover(v View, r cluster.Request, health detector.Health) Pla
 	if v.Snap.LastLeader != nil {
 		lost = v.Snap.LastLeader.Epoch
 	}
-	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote},
+	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote}, slotsFor(v),
 		{Kind: RecordFailover, Epoch: lost, History: "manual failover"}, {Kind: ClearRequest}}),
 		State: cluster.StateStarting, Reason: "manual failover to this member requested by " + r.RequestedBy}
 }

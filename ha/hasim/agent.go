@@ -257,6 +257,10 @@ func (w *World) round(n *node) {
 	if a.lastLeader != nil {
 		view.LastLeaderLSN = a.lastLeader.Position.LSN
 	}
+	// Replication slots are not modelled: every member has one.
+	for _, m := range a.snap.Members {
+		view.SlotMembers = append(view.SlotMembers, m.Name)
+	}
 	if storeOK && snap.Leader == nil && st.Accepting && st.Role == cluster.RoleReplica {
 		view.OldPrimaryAlive = w.probeOldPrimary(n, snap)
 		if view.OldPrimaryAlive == ha.Dead && a.electionOpenAt.IsZero() {
@@ -482,6 +486,9 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 		return nil
 	case ha.MarkCannotFollow:
 		a.cannotFollowEpoch = act.Epoch
+		return nil
+	case ha.CreateSlots, ha.DropSlots, ha.SetSyncStandbys, ha.SetSyncRecord:
+		// Slots and synchronous replication are not modelled.
 		return nil
 	}
 	return fmt.Errorf("unknown action %s", act)
