@@ -42,6 +42,10 @@ type Options struct {
 	// Events, if set, receives a line for each notable step (used by the
 	// demo to print a timeline). Sends never block.
 	Events chan<- Event
+	// UseRewind lets a diverged former primary rejoin by pg_rewind;
+	// AllowReclone lets a member that cannot rewind be cloned again.
+	UseRewind    bool
+	AllowReclone bool
 	// Metrics, if set, receives the agent's measurements (see package
 	// metrics); nil discards them.
 	Metrics Metrics
@@ -87,6 +91,8 @@ type Agent struct {
 	electedAt         time.Time
 	notBefore         time.Time // no round before this (backoff after a failed action)
 	electionOpenAt    time.Time
+	rewindEpoch       cluster.Epoch
+	rewindError       string
 	lastSeen          map[string]time.Time   // member → last time seen (for slot housekeeping)
 	syncSince         map[string]cluster.LSN // required standby → WAL position when first seen required
 	handoffKey        string

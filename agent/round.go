@@ -54,6 +54,8 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent, LeaderLostAt: a.leaderLostAt,
 		ReleasedEpoch: a.releasedEpoch, CannotFollowEpoch: a.cannotFollowEpoch,
 		NotStreamingSince: a.notStreamingSince, HandoffSeenAt: a.handoffSeenAt,
+		UseRewind: a.opts.UseRewind, AllowReclone: a.opts.AllowReclone,
+		RewindEpoch: a.rewindEpoch, RewindError: a.rewindError,
 	}
 	if a.lastLeader != nil {
 		view.LastLeaderLSN = a.lastLeader.Position.LSN
@@ -507,6 +509,32 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 			return r.CreateSlots(dctx, act.Names)
 		}
 		return r.DropSlots(dctx, act.Names)
+	case ha.Rewind, ha.Reclone:
+		r, ok := a.opts.DB.(db.Replication)
+		if !ok {
+			return errors.New("this database engine cannot rewind or re-clone")
+		}
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+		defer cancel()
+		if act.Kind == ha.Reclone {
+			if err := r.RemoveData(dctx); err != nil {
+				return err
+			}
+			a.emit("re-cloning from " + act.Upstream.Name)
+			return a.opts.DB.Clone(dctx, *act.Upstream)
+		}
+		a.emit("rewinding from " + act.Upstream.Name)
+		err := r.Rewind(dctx, *act.Upstream)
+		a.mu.Lock()
+		if v.Snap.Leader != nil {
+			a.rewindEpoch = v.Snap.Leader.Epoch
+		}
+		a.rewindError = ""
+		if err != nil {
+			a.rewindError = err.Error()
+		}
+		a.mu.Unlock()
+		return err
 	case ha.MarkCannotFollow:
 		a.mu.Lock()
 		a.cannotFollowEpoch = act.Epoch

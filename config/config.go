@@ -172,7 +172,17 @@ type PostgreSQL struct {
 	// Parameters are extra server settings, passed as -c name=value. Settings
 	// hamgr manages itself (see ReservedParameters) are refused.
 	Parameters map[string]string `yaml:"parameters"`
+	// UsePgRewind lets a former primary whose timeline diverged rejoin by
+	// pg_rewind against the new primary. Default true.
+	UsePgRewind *bool `yaml:"use_pg_rewind"`
+	// RecloneOnRewindFailure lets a member that cannot rewind delete its
+	// data directory and clone the primary again (pg_basebackup). Default
+	// false: it stays stopped and says what the operator must do.
+	RecloneOnRewindFailure bool `yaml:"reclone_on_rewind_failure"`
 }
+
+// Rewind reports whether pg_rewind is enabled (use_pg_rewind, default true).
+func (p PostgreSQL) Rewind() bool { return p.UsePgRewind == nil || *p.UsePgRewind }
 
 // ReservedParameters are the server settings hamgr sets itself; they may not
 // appear in postgresql.parameters.

@@ -171,4 +171,7 @@ type Replication interface {
 	// (pg_rewind, after a CHECKPOINT on up) and leaves it stopped, ready
 	// to StartReplica(up). It fails when the server runs.
 	Rewind(ctx context.Context, up Upstream) error
+	// RemoveData deletes the stopped server's data so it can be cloned
+	// again. It fails when the server runs.
+	RemoveData(ctx context.Context) error
 }

@@ -197,6 +197,14 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 			v.LastLeaderLSN = lsn(t, x)
 		case "released":
 			v.ReleasedEpoch = cluster.Epoch(num(t, x))
+		case "rewind":
+			v.UseRewind = x == "on"
+		case "reclone":
+			v.AllowReclone = x == "on"
+		case "rewind-epoch":
+			v.RewindEpoch = cluster.Epoch(num(t, x))
+		case "rewind-error":
+			v.RewindError = x
 		case "cannot-follow":
 			v.CannotFollowEpoch = cluster.Epoch(num(t, x))
 		case "not-streaming-since":
@@ -254,6 +262,8 @@ func (s *scenario) world(t *testing.T, line string) {
 		switch {
 		case has("empty"):
 			st = db.Status{}
+		case has("was-primary"):
+			st.WasPrimary = true
 		case has("running"):
 			st.Running = true
 			if has("accepting") {

@@ -79,6 +79,14 @@ type View struct {
 	// synchronous standby setting, confirmed a WAL position measured after
 	// they became required: they hold every acknowledged commit.
 	SyncConfirmed []string
+	// UseRewind allows pg_rewind of a diverged former primary;
+	// AllowReclone allows deleting and re-cloning a member that cannot
+	// rewind. RewindEpoch is the leader epoch a rewind was last tried for,
+	// RewindError its error ("" when it succeeded).
+	UseRewind    bool
+	AllowReclone bool
+	RewindEpoch  cluster.Epoch
+	RewindError  string
 	// SlotMembers lists the members that have a replication slot on this
 	// leader's server; LostSlots those whose slot was invalidated (the WAL it
 	// held was removed); StaleSlots those whose slot belongs to a member
@@ -134,6 +142,10 @@ const (
 	SetSyncRecord
 	// CreateSlots creates replication slots for the members in Names.
 	CreateSlots
+	// Rewind runs pg_rewind of the stopped local database against Upstream.
+	Rewind
+	// Reclone deletes the stopped local database and clones Upstream.
+	Reclone
 	// DropSlots drops the replication slots of the members in Names.
 	DropSlots
 )
@@ -145,7 +157,7 @@ var actionNames = map[ActionKind]string{
 	RecordFailover: "record-failover", MarkCannotFollow: "mark-cannot-follow",
 	Handoff: "handoff", ClearRequest: "clear-request",
 	SetSyncStandbys: "set-sync-standbys", SetSyncRecord: "set-sync-record",
-	CreateSlots: "create-slots", DropSlots: "drop-slots",
+	CreateSlots: "create-slots", DropSlots: "drop-slots", Rewind: "rewind", Reclone: "reclone",
 }
 
 // String names the kind.
@@ -426,15 +438,30 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 	if up == nil {
 		return Plan{State: stateOf(v), Reason: fmt.Sprintf("leader %s has not published its address yet", l.Name), Soon: electionTick}
 	}
+	if v.DB.HasData && !v.DB.Running && (v.DB.WasPrimary || v.RewindEpoch == l.Epoch) {
+		// A former primary (or a member whose rewind failed) must first
+		// be made a copy of the new primary's history.
+		if p, ok := rejoin(v, up, nil, "former primary"); ok {
+			return p
+		}
+		if v.RewindEpoch == l.Epoch && v.RewindError != "" {
+			return Plan{State: cluster.StateCannotFollow, Reason: fmt.Sprintf(
+				"cannot follow %s: pg_rewind failed (%s); re-clone it (set postgresql.reclone_on_rewind_failure, or empty its data directory and restart the agent)", l.Name, v.RewindError)}
+		}
+	}
 	switch health {
 	case detector.Healthy:
 		if v.DB.Streaming && v.DB.UpstreamPort == up.Port && v.DB.UpstreamHost == up.Host {
 			return Plan{State: cluster.StateRunning}
 		}
 		if !v.NotStreamingSince.IsZero() && v.Now.Sub(v.NotStreamingSince) >= notStreamingLimit {
+			if p, ok := rejoin(v, up, []Action{{Kind: Stop, Mode: db.StopFast}},
+				fmt.Sprintf("not streaming from %s for %s; its timeline has probably diverged", l.Name, notStreamingLimit)); ok {
+				return p
+			}
 			return Plan{Actions: []Action{{Kind: MarkCannotFollow, Epoch: l.Epoch}, {Kind: Stop, Mode: db.StopFast}},
 				State:  cluster.StateCannotFollow,
-				Reason: fmt.Sprintf("not streaming from %s for %s; its timeline has probably diverged", l.Name, notStreamingLimit)}
+				Reason: fmt.Sprintf("not streaming from %s for %s; its timeline has probably diverged and neither pg_rewind nor a re-clone is allowed (postgresql.use_pg_rewind, postgresql.reclone_on_rewind_failure)", l.Name, notStreamingLimit)}
 		}
 		return Plan{Actions: []Action{{Kind: Follow, Upstream: up}}, State: cluster.StateRunning,
 			Reason: "following " + up.Name}
@@ -618,4 +645,21 @@ func slotsFor(v View) Action {
 		}
 	}
 	return Action{Kind: CreateSlots, Names: names}
+}
+
+// rejoin plans how a stopped (or to be stopped, by first) member that may
+// have diverged from the leader comes back as its replica: pg_rewind once
+// per leader epoch, then a re-clone if that failed and is allowed. It
+// returns false when neither applies.
+func rejoin(v View, up *db.Upstream, first []Action, why string) (Plan, bool) {
+	l := v.Snap.Leader
+	switch {
+	case v.UseRewind && v.RewindEpoch != l.Epoch:
+		return Plan{Actions: append(first, Action{Kind: Rewind, Upstream: up}, Action{Kind: StartReplica, Upstream: up}),
+			State: cluster.StateStarting, Reason: why + ": rewinding from " + up.Name + " before following it"}, true
+	case v.AllowReclone && (v.RewindEpoch != l.Epoch || v.RewindError != ""):
+		return Plan{Actions: append(first, Action{Kind: Reclone, Upstream: up}, Action{Kind: StartReplica, Upstream: up}),
+			State: cluster.StateBootstrapping, Reason: why + ": pg_rewind failed or is off; cloning " + up.Name + " again"}, true
+	}
+	return Plan{}, false
 }

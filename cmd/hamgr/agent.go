@@ -122,7 +122,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	ag := agent.New(agent.Options{
 		Cluster: cfg.Cluster, Name: cfg.Name, Tags: cfg.Tags.Cluster(), Config: cfg.Dynamic(),
 		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
-		Logger: log, Metrics: mx,
+		Logger: log, Metrics: mx, UseRewind: pgc.Rewind(), AllowReclone: pgc.RecloneOnRewindFailure,
 	})
 	// Operator endpoints (bearer token from api.token_file) and /metrics.
 	token, err := readAPIToken(cfg.API, log)

@@ -195,6 +195,19 @@ func (p *Postgres) Clone(ctx context.Context, up db.Upstream) error {
 	return nil
 }
 
+// RemoveData deletes the contents of the stopped server's data directory,
+// so that Clone can copy the primary again. It refuses a running server.
+func (p *Postgres) RemoveData(ctx context.Context) error {
+	if st, err := p.Probe(ctx); err == nil && st.Running {
+		return p.errorf("remove data", "the server is running; stop it first")
+	}
+	if err := p.emptyDataDir(); err != nil {
+		return p.errorf("remove data", "%v", err)
+	}
+	p.log.Warn("removed the data directory contents to re-clone", "data_dir", p.opts.DataDir)
+	return nil
+}
+
 // emptyDataDir removes everything inside DataDir, keeping the directory.
 func (p *Postgres) emptyDataDir() error {
 	entries, err := os.ReadDir(p.opts.DataDir)
