@@ -79,9 +79,15 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 	a.logPlan(now, plan, snap)
 	failed := a.execute(ctx, view, plan)
 	a.mu.Lock()
+	changed := a.self.State != plan.State || a.self.Reason != plan.Reason
 	a.self.State, a.self.Reason = plan.State, plan.Reason
 	a.lastLoop = a.clk.Now()
 	a.mu.Unlock()
+	if len(plan.Actions) == 0 && changed {
+		// The decision changed this member's state: publish it now, not a
+		// loop_wait later (operators and the other agents read it).
+		a.publishAndLoad(ctx, storeTimeout, st)
+	}
 	if len(plan.Actions) > 0 {
 		// Publish the outcome now rather than a loop_wait later.
 		st = a.probe(ctx)
