@@ -448,7 +448,7 @@ func TestPartitionThroughFaultProxy(t *testing.T) {
 	// A watch through the proxy, to see it survive the partition.
 	changes := s.Changes(ctx)
 	for end := time.Now().Add(5 * time.Second); ; {
-		must(t, s.PublishMember(ctx, cluster.Member{Name: "n1", UpdatedAt: time.Now()}))
+		must(t, s.SetConfig(ctx, validConfig()))
 		select {
 		case <-changes:
 		case <-time.After(200 * time.Millisecond):
@@ -492,6 +492,7 @@ func TestPartitionThroughFaultProxy(t *testing.T) {
 	direct := newStore(t, name)
 	must(t, direct.Grant(ctx, 10*time.Second))
 	must(t, direct.PublishMember(ctx, cluster.Member{Name: "n2"}))
+	must(t, direct.SetConfig(ctx, validConfig()))
 	select {
 	case <-changes:
 		t.Fatal("change notification through a blocked proxy")
