@@ -79,6 +79,10 @@ func (a *Agent) observeRound(m Metrics, start time.Time) {
 		epoch = st.Leader.Epoch
 	}
 	// The agent does not measure replay delay in seconds yet: unknown.
-	m.ObserveMember(st.Self.Role, st.Self.Position, st.Self.LagBytes, math.NaN(), epoch, st.HoldsLeader, st.Paused)
+	lagSeconds := st.Self.LagSeconds
+	if lagSeconds < 0 {
+		lagSeconds = math.NaN()
+	}
+	m.ObserveMember(st.Self.Role, st.Self.Position, st.Self.LagBytes, lagSeconds, epoch, st.HoldsLeader, st.Paused)
 	m.ObserveLoop(time.Since(start))
 }

@@ -210,7 +210,12 @@ func (a *Agent) memberRecord(st db.Status) cluster.Member {
 		Name: a.opts.Name, Role: st.Role, State: a.self.State, Reason: a.self.Reason,
 		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN,
 		Streaming: st.Streaming, APIURL: a.opts.APIURL, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
-		Tags: a.opts.Tags, LagBytes: -1, UpdatedAt: time.Now().UTC(),
+		Tags: a.opts.Tags, LagBytes: -1, LagSeconds: -1, UpdatedAt: time.Now().UTC(),
+	}
+	if st.Role == cluster.RoleReplica {
+		m.LagSeconds = st.ReplayLagSeconds
+	} else if st.Role == cluster.RolePrimary {
+		m.LagSeconds = 0
 	}
 	if m.State == "" {
 		// No decision yet (the agent just started): say what was measured.

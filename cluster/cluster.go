@@ -134,6 +134,9 @@ type Member struct {
 	// LagBytes is how far behind the leader's last published position this
 	// member is; -1 when unknown.
 	LagBytes int64 `json:"lag_bytes"`
+	// LagSeconds is a replica's replay delay in seconds (0 when it replayed
+	// all it received); -1 when unknown.
+	LagSeconds float64 `json:"lag_seconds"`
 	// Streaming is true when a replica's WAL receiver streams from its upstream.
 	Streaming bool `json:"streaming,omitempty"`
 	// Upstream is the member a replica follows.

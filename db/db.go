@@ -33,6 +33,10 @@ type Status struct {
 	UpstreamPort int
 	// ReplayPaused is true when WAL replay has been paused on a replica.
 	ReplayPaused bool
+	// ReplayLagSeconds is how far a replica's replay is behind in time: 0
+	// when it has replayed all it received, else the age of the last
+	// replayed transaction; -1 when unknown.
+	ReplayLagSeconds float64
 	// HasData is false when the data directory holds no database cluster.
 	HasData bool
 	// WasPrimary is true when the server is stopped and its data directory

@@ -154,6 +154,7 @@ type memberJSON struct {
 	Timeline   uint32    `json:"timeline"`
 	LSN        string    `json:"lsn"`
 	LagBytes   int64     `json:"lag_bytes"`
+	LagSeconds float64   `json:"lag_seconds"`
 	Streaming  bool      `json:"streaming"`
 	Upstream   string    `json:"upstream,omitempty"`
 	NoFailover bool      `json:"nofailover"`
@@ -191,7 +192,7 @@ func listDocument(name string, s cluster.Snapshot) listJSON {
 		d.Members = append(d.Members, memberJSON{
 			Name: m.Name, Host: m.ConnHost, Port: m.ConnPort, Role: roleOf(s, m), DBRole: m.Role.String(),
 			State: string(m.State), Reason: m.Reason, Timeline: m.Position.Timeline, LSN: m.Position.LSN.String(),
-			LagBytes: m.LagBytes, Streaming: m.Streaming, Upstream: m.Upstream,
+			LagBytes: m.LagBytes, LagSeconds: m.LagSeconds, Streaming: m.Streaming, Upstream: m.Upstream,
 			NoFailover: m.Tags.NoFailover, Priority: m.Tags.Priority, APIURL: m.APIURL, UpdatedAt: m.UpdatedAt,
 		})
 	}
@@ -262,6 +263,9 @@ func lagText(s cluster.Snapshot, m cluster.Member) string {
 	}
 	if m.LagBytes < 0 {
 		return "unknown"
+	}
+	if m.LagSeconds > 0 {
+		return fmt.Sprintf("%s, %.1fs", humanBytes(m.LagBytes), m.LagSeconds)
 	}
 	return humanBytes(m.LagBytes)
 }

@@ -33,7 +33,10 @@ SELECT r.rec,
   CASE WHEN r.rec THEN pg_get_wal_replay_pause_state() <> 'not paused' ELSE false END,
   w.status, w.sender_host, w.sender_port, w.received_tli,
   (SELECT timeline_id FROM pg_control_checkpoint()),
-  (SELECT min_recovery_end_timeline FROM pg_control_recovery())
+  (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
+  CASE WHEN NOT r.rec THEN NULL
+       WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+       ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END
 FROM (SELECT pg_is_in_recovery() AS rec OFFSET 0) r
 LEFT JOIN LATERAL (
   SELECT status, sender_host, sender_port, received_tli FROM pg_stat_wal_receiver LIMIT 1
@@ -73,9 +76,10 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 		flush, walfile, recv, replay      *string
 		wStatus, wHost                    *string
 		wPort, wTLI, ckptTLI, minRecovTLI *int32
+		lagSeconds                        *float64
 	)
 	err := c.QueryRow(ctx, probeSQL).Scan(&rec, &flush, &walfile, &recv, &replay, &paused,
-		&wStatus, &wHost, &wPort, &wTLI, &ckptTLI, &minRecovTLI)
+		&wStatus, &wHost, &wPort, &wTLI, &ckptTLI, &minRecovTLI, &lagSeconds)
 	if err != nil {
 		return err
 	}
@@ -94,6 +98,10 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 	}
 	st.Role = cluster.RoleReplica
 	st.ReplayPaused = paused
+	st.ReplayLagSeconds = -1
+	if lagSeconds != nil {
+		st.ReplayLagSeconds = max(*lagSeconds, 0)
+	}
 	if st.ReceiveLSN, err = cluster.ParseLSN(deref(recv)); err != nil {
 		return err
 	}
