@@ -1,17 +1,28 @@
 // Command drill is hamgr's failover drill: it starts local 3-member
 // clusters (embedded etcd, one hamgr agent and PostgreSQL per member),
 // injects faults into the primary under a steady write load and reports how
-// long writes were unavailable and how many acknowledged writes were lost.
+// long writes were unavailable and how many acknowledged writes were lost;
+// it also measures the per-commit latency of asynchronous and synchronous
+// replication.
 //
-//	go run ./integration/cmd/drill -n 5 -faults node-crash,postmaster-crash -profile both
+//	go run ./integration/cmd/drill -n 5 -profile both \
+//		-faults node-crash,sync-node-crash,postmaster-crash,switchover,commit-latency
 //
-// For every timing profile and fault, one cluster is started and shared by
-// the runs of that fault (a member killed by a run is re-cloned before the
-// next run; a cluster that becomes unusable is replaced). Each run writes
+// Rows (-faults): node-crash (asynchronous), sync-node-crash (the same with
+// synchronous_mode=on), postmaster-crash, switchover (operator switchover to
+// the best replica), and commit-latency (= commit-latency-async and
+// commit-latency-sync).
+//
+// For every timing profile and row, one cluster is started and shared by
+// the runs of that row (a member killed by a run is restarted and rejoins,
+// by pg_rewind, before the next run, or is re-cloned if it does not; a
+// cluster that becomes unusable is replaced). Each fault run writes
 // through a multi-host, target_session_attrs=read-write connection every
 // 10 ms (package writeclient), waits for 100 acknowledged writes, injects
 // the fault, waits for 50 more acknowledged writes, and then checks that
-// every acknowledged write is still on the primary.
+// every acknowledged write is still on the primary. Each commit latency run
+// times -latency-writes single-row INSERTs, back to back, over one
+// connection to the primary.
 //
 // The report goes to stdout, progress to stderr. Cluster directories (with
 // the agents' logs in <dir>/n*/agent.log) are removed at the end unless
@@ -70,13 +81,16 @@ type options struct {
 	jsonFile string
 	keepDir  bool
 	verbose  bool
+	// latencyWrites is the number of INSERTs of one commit latency run.
+	latencyWrites int
 }
 
 func mainErr() int {
 	var o options
 	var faultList, profileName string
 	flag.IntVar(&o.runs, "n", 5, "runs per fault and profile")
-	flag.StringVar(&faultList, "faults", "node-crash,postmaster-crash", "comma-separated faults: "+strings.Join(faultNames(), ", "))
+	flag.StringVar(&faultList, "faults", "node-crash,postmaster-crash", "comma-separated faults and measurements: "+strings.Join(faultNames(), ", "))
+	flag.IntVar(&o.latencyWrites, "latency-writes", 2000, "INSERTs per commit latency run (each run is also bounded to 2 minutes)")
 	flag.StringVar(&profileName, "profile", "both", "timing profile: default, fast or both")
 	flag.StringVar(&o.binDir, "bin-dir", config.DefaultBinDir, "directory holding PostgreSQL's server binaries")
 	flag.StringVar(&o.hamgr, "hamgr", "", "hamgr binary (default: go build ./cmd/hamgr into a temporary directory)")
@@ -93,14 +107,28 @@ func mainErr() int {
 		fmt.Fprintln(os.Stderr, "drill: -n must be at least 1")
 		return 2
 	}
+	if o.latencyWrites < 1 {
+		fmt.Fprintln(os.Stderr, "drill: -latency-writes must be at least 1")
+		return 2
+	}
+	seen := map[string]bool{}
 	for _, name := range strings.Split(faultList, ",") {
 		name = strings.TrimSpace(name)
-		f, ok := faults[name]
-		if !ok {
-			fmt.Fprintf(os.Stderr, "drill: unknown fault %q (known: %s)\n", name, strings.Join(faultNames(), ", "))
-			return 2
+		names := faultAliases[name]
+		if names == nil {
+			names = []string{name}
 		}
-		o.faults = append(o.faults, f)
+		for _, n := range names {
+			f, ok := faults[n]
+			if !ok {
+				fmt.Fprintf(os.Stderr, "drill: unknown fault %q (known: %s)\n", n, strings.Join(faultNames(), ", "))
+				return 2
+			}
+			if !seen[n] {
+				seen[n] = true
+				o.faults = append(o.faults, f)
+			}
+		}
 	}
 	switch profileName {
 	case "both":
@@ -266,7 +294,13 @@ func (d *drill) runFault(ctx context.Context, o options, p profile, f fault) (re
 				continue
 			}
 		}
-		r, usable := d.run(ctx, s, p, f, i)
+		var r runResult
+		var usable bool
+		if f.Latency {
+			r, usable = d.runLatency(ctx, s, p, f, i, o.latencyWrites)
+		} else {
+			r, usable = d.run(ctx, s, p, f, i)
+		}
 		results = append(results, r)
 		d.log.Info("run done", "profile", p.Name, "fault", f.Name, "run", i, "outage", time.Duration(r.Outage).Round(time.Millisecond),
 			"lost", r.Lost, "old", r.OldPrimary, "new", r.NewPrimary, "anomalies", len(r.Anomalies), "err", r.Error)

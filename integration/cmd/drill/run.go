@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/integration/writeclient"
 	"github.com/hamgr/hamgr/localcluster"
 )
@@ -21,7 +22,7 @@ import (
 const (
 	startTimeout   = 3 * time.Minute  // localcluster.Start
 	healthyTimeout = 90 * time.Second // WaitHealthy before a run
-	restoreTimeout = 2 * time.Minute  // Restore (re-clone) after a run
+	restoreTimeout = 3 * time.Minute  // Restore (rejoin, re-clone) after a run
 	flowTimeout    = 30 * time.Second // first writes of a run
 	verifyTimeout  = 30 * time.Second // VerifyNoLoss, retried
 	warmupAcks     = 100              // acks before the fault
@@ -71,7 +72,10 @@ type runResult struct {
 	NewEpoch   int64     `json:"new_epoch"`
 	// Outage is the write unavailability as the fault defines it;
 	// OutageAround and LongestGap are both recorded for comparison.
-	Outage       secs      `json:"outage"`
+	Outage secs `json:"outage"`
+	// OutageBy names the measure used when the fault chooses per run
+	// (switchover: OutageAround or LongestGap).
+	OutageBy     string    `json:"outage_by,omitempty"`
 	OutageAround secs      `json:"outage_around"`
 	LongestGap   secs      `json:"longest_gap"`
 	ResumedPort  int       `json:"resumed_port,omitempty"`
@@ -80,6 +84,21 @@ type runResult struct {
 	Failed       int       `json:"failed"`
 	Lost         int       `json:"lost"`
 	LostIDs      []int64   `json:"lost_ids,omitempty"`
+	// SyncMembers is the sync record at the fault (synchronous mode).
+	SyncMembers []string `json:"sync_members,omitempty"`
+	// Rejoin is how long restoring the member the fault hit took (from the
+	// agent's restart after a node crash; from the request after a
+	// switchover), RejoinHow how it came back as read from its agent log.
+	// RejoinFallback is set when it did not stream within 60 s and was
+	// wiped and re-cloned; RejoinError says what the wait saw.
+	Rejoin         secs   `json:"rejoin,omitempty"`
+	RejoinHow      string `json:"rejoin_how,omitempty"`
+	RejoinFallback bool   `json:"rejoin_fallback,omitempty"`
+	RejoinError    string `json:"rejoin_error,omitempty"`
+	// Latency is the commit latency measurement of a Latency row.
+	Latency *latencyJSON `json:"latency,omitempty"`
+	// samples are the Latency row's per-commit latencies.
+	samples []time.Duration
 	// Timeline is the observer's view of the failover (faults that expect one).
 	Timeline *timelineJSON `json:"timeline,omitempty"`
 	// Measured is true when writes resumed and the outage and loss are
@@ -120,6 +139,12 @@ func (d *drill) startSlot(ctx context.Context, p profile, f fault, index int) (*
 		// Start closed whatever it had started; the logs stay in dir.
 		return &slot{dir: dir, index: index, keep: true}, fmt.Errorf("start cluster in %s: %w", dir, err)
 	}
+	if f.Setup != nil {
+		if err := f.Setup(sctx, c); err != nil {
+			c.Close()
+			return &slot{dir: dir, index: index, keep: true}, fmt.Errorf("set up cluster in %s: %w", dir, err)
+		}
+	}
 	return &slot{c: c, dir: dir, index: index}, nil
 }
 
@@ -158,6 +183,11 @@ func (d *drill) run(ctx context.Context, s *slot, p profile, f fault, i int) (r 
 	if err != nil {
 		return fail(fmt.Errorf("cluster not healthy before the run: %w", err))
 	}
+	if f.Ready != nil {
+		if err := f.Ready(ctx, c); err != nil {
+			return fail(err)
+		}
+	}
 	snap, err := c.Snapshot(ctx)
 	if err != nil || snap.Leader == nil {
 		return fail(fmt.Errorf("read the leader: %v", err))
@@ -188,6 +218,19 @@ func (d *drill) run(ctx context.Context, s *slot, p profile, f fault, i int) (r 
 
 	mon := startMonitor(ctx, c)
 	defer mon.stop()
+
+	var syncAtFault *cluster.SyncState
+	if f.Sync {
+		s, err := c.Snapshot(ctx)
+		switch {
+		case err != nil:
+			return fail(fmt.Errorf("read the sync record: %w", err))
+		case s.Leader == nil || s.Leader.Name != old.Name || s.Sync == nil || s.Sync.Epoch != s.Leader.Epoch || len(s.Sync.Members) == 0:
+			return fail(fmt.Errorf("no synchronous standby recorded for %s just before the fault: leader %+v, sync %+v", old.Name, s.Leader, s.Sync))
+		}
+		syncAtFault = s.Sync
+		r.SyncMembers = s.Sync.Members
+	}
 
 	// The fault.
 	var (
@@ -224,8 +267,8 @@ func (d *drill) run(ctx context.Context, s *slot, p profile, f fault, i int) (r 
 
 	r.Acked, r.Failed = res.Acked, res.Failed
 	r.OutageAround, r.LongestGap = secs(res.OutageAround(t0)), secs(res.LongestGap)
-	outage, gap := f.Outage(res, t0)
-	r.Outage = secs(outage)
+	outage, gap, by := f.Outage(res, t0)
+	r.Outage, r.OutageBy = secs(outage), by
 	if gap != nil {
 		r.ResumedPort = gap.ToPort
 	}
@@ -275,6 +318,9 @@ func (d *drill) run(ctx context.Context, s *slot, p profile, f fault, i int) (r 
 				r.anomaly("postmaster pid %d after the crash (was %d): not restarted", pm, oldPM)
 			}
 		}
+		if f.ExpectFailover && syncAtFault != nil && now.Name != old.Name && !syncAtFault.Has(now.Name) {
+			r.anomaly("%s was promoted, but the sync record at the fault listed only %v", now.Name, syncAtFault.Members)
+		}
 		if gap != nil && resumeErr == nil && gap.ToPort != now.PGPort {
 			r.anomaly("writes resumed on port %d, but the leader %s listens on %d", gap.ToPort, now.Name, now.PGPort)
 		}
@@ -288,20 +334,25 @@ func (d *drill) run(ctx context.Context, s *slot, p profile, f fault, i int) (r 
 	} else {
 		r.Lost = len(missing)
 		r.LostIDs = missing
-		if !f.ExpectFailover && len(missing) > 0 {
-			r.anomaly("%d acknowledged writes lost in a restart in place", len(missing))
+		if f.ZeroLoss && len(missing) > 0 {
+			r.anomaly("%d acknowledged writes lost (%s must lose none): %v", len(missing), f.Name, missing)
 		}
 	}
 	r.Measured = resumeErr == nil && verr == nil
 
 	if usable && f.Restore != nil {
 		rctx, rcancel := context.WithTimeout(ctx, restoreTimeout)
-		err := f.Restore(rctx, c, old)
+		err := f.Restore(rctx, c, old, &r)
 		rcancel()
 		if err != nil {
 			d.log.Warn("restore failed", "profile", p.Name, "fault", f.Name, "run", i, "err", err)
 			r.anomaly("restore after the run failed: %v", err)
 			usable = false
+		}
+		if r.RejoinFallback {
+			d.log.Warn("member did not rejoin by itself; wiped and re-cloned", "profile", p.Name, "fault", f.Name, "run", i,
+				"member", old.Name, "how", r.RejoinHow, "wait", r.RejoinError, "dir", s.dir)
+			s.keep = true
 		}
 	}
 	if len(r.Anomalies) > 0 {
