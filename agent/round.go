@@ -9,6 +9,7 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/detector"
 	"github.com/hamgr/hamgr/ha"
 )
 
@@ -77,7 +78,7 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 
 	plan := ha.Decide(view)
 	a.logPlan(now, plan, snap)
-	failed := a.execute(ctx, view, plan)
+	failedAct, failed := a.execute(ctx, view, plan)
 	a.mu.Lock()
 	changed := a.self.State != plan.State || a.self.Reason != plan.Reason
 	a.self.State, a.self.Reason = plan.State, plan.Reason
@@ -92,9 +93,14 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 		// Publish the outcome now rather than a loop_wait later.
 		st = a.probe(ctx)
 		a.publishAndLoad(ctx, storeTimeout, st)
-		if failed {
+		a.mu.Lock()
+		giveUp := failedAct.Kind == ha.StartPrimary && a.failedStarts >= detector.MaxFailedStarts
+		a.mu.Unlock()
+		if failed && !giveUp {
 			// Back off: a failing action is retried after loop_wait,
-			// whatever wakes the loop meanwhile.
+			// whatever wakes the loop meanwhile. Not when starts have
+			// failed often enough for the policy to give up: the next
+			// round releases the leader key, at once.
 			a.notBefore = a.clk.Now().Add(time.Duration(cfg.LoopWait))
 			return 0
 		}
@@ -338,15 +344,15 @@ func (a *Agent) probeOldPrimary(ctx context.Context, s cluster.Snapshot) ha.Live
 }
 
 // execute runs the plan's actions in order, stopping at the first failure;
-// it reports whether one failed.
-func (a *Agent) execute(ctx context.Context, v ha.View, p ha.Plan) bool {
+// it returns the action that failed, and whether one did.
+func (a *Agent) execute(ctx context.Context, v ha.View, p ha.Plan) (ha.Action, bool) {
 	for _, act := range p.Actions {
 		if err := a.do(ctx, v, p, act); err != nil {
 			a.log.Warn("action failed", "action", act.String(), "err", err)
-			return true
+			return act, true
 		}
 	}
-	return false
+	return ha.Action{}, false
 }
 
 func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) error {
