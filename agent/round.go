@@ -94,7 +94,7 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 		st = a.probe(ctx)
 		a.publishAndLoad(ctx, storeTimeout, st)
 		a.mu.Lock()
-		giveUp := failedAct.Kind == ha.StartPrimary && a.failedStarts >= detector.MaxFailedStarts
+		giveUp := failedAct.Kind == ha.StartPrimary && a.failedStarts == detector.MaxFailedStarts && !cfg.Paused
 		a.mu.Unlock()
 		if failed && !giveUp {
 			// Back off: a failing action is retried after loop_wait,
