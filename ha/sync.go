@@ -60,7 +60,16 @@ func decideSync(v View) Plan {
 		return Plan{Actions: []Action{{Kind: SetSyncRecord, Names: keep}}, State: cluster.StateRunning,
 			Reason: fmt.Sprintf("synchronous mode: %v no longer synchronous", minus(recorded, keep))}
 	}
-	// Step 2: the server requires exactly the desired standbys.
+	// Step 2: the server requires exactly the desired standbys. Right
+	// after a promotion it requires any standby ("*"); in mode on it keeps
+	// that while members are still on their way to follow it, rather than
+	// acknowledge commits with no copy for those seconds.
+	if len(desired) == 0 && mode == cluster.SyncOn && v.Repl.SyncAny {
+		if coming := followersToCome(v); len(coming) > 0 {
+			return Plan{State: cluster.StateRunning, Soon: electionTick,
+				Reason: fmt.Sprintf("synchronous mode on: commits wait for any standby until %v follow", coming)}
+		}
+	}
 	anyStandby := mode == cluster.SyncStrict && len(desired) == 0
 	if !sameSet(v.Repl.SyncNames, desired) || v.Repl.SyncAny != anyStandby {
 		return Plan{Actions: []Action{{Kind: SetSyncStandbys, Names: desired, AnyStandby: anyStandby}}, State: cluster.StateRunning,
@@ -102,10 +111,19 @@ func desiredSync(v View, recorded []string) []string {
 		}
 		cands = append(cands, m)
 	}
+	var required []string
+	if v.Repl != nil {
+		required = v.Repl.SyncNames
+	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		ri, rj := slices.Contains(recorded, cands[i].Name), slices.Contains(recorded, cands[j].Name)
 		if ri != rj {
 			return ri
+		}
+		// Then the ones already required (about to be confirmed).
+		qi, qj := slices.Contains(required, cands[i].Name), slices.Contains(required, cands[j].Name)
+		if qi != qj {
+			return qi
 		}
 		if cands[i].LagBytes != cands[j].LagBytes {
 			return cands[i].LagBytes < cands[j].LagBytes
@@ -199,4 +217,24 @@ func sameSet(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// followersToCome lists live members that may be elected and are not (yet)
+// streaming from this leader, though they are not known to be unable to.
+func followersToCome(v View) []string {
+	var out []string
+	for _, m := range v.Snap.Members {
+		if m.Name == v.Self || m.Tags.NoFailover || m.Role == cluster.RolePrimary {
+			continue
+		}
+		switch m.State {
+		case cluster.StateRunning, cluster.StateStarting, cluster.StateUnknown, cluster.StateBootstrapping:
+		default:
+			continue
+		}
+		if !(m.Streaming && m.Upstream == v.Self) {
+			out = append(out, m.Name)
+		}
+	}
+	return out
 }
