@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,7 +81,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	etcdTLS, err := clientTLS(cfg.Etcd.TLS)
+	etcdTLS, err := cfg.Etcd.TLS.ClientConfig()
 	if err != nil {
 		return fmt.Errorf("etcd.tls: %w", err)
 	}
@@ -134,7 +132,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	})
 	var srv *api.Server
 	if cfg.API.TLS.Enabled() {
-		tc, err := serverTLS(cfg.API.TLS)
+		tc, err := cfg.API.TLS.ServerConfig()
 		if err != nil {
 			return fmt.Errorf("api.tls: %w", err)
 		}
@@ -157,47 +155,6 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	_ = srv.Shutdown(sctx)
 	log.Info("agent stopped; PostgreSQL is left as it is")
 	return err
-}
-
-func clientTLS(t config.TLS) (*tls.Config, error) {
-	if !t.Enabled() {
-		return nil, nil
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file %s holds no PEM certificate", t.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load cert_file/key_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
-func serverTLS(t config.TLS) (*tls.Config, error) {
-	if t.CertFile == "" {
-		return nil, errors.New("cert_file and key_file are required to serve TLS")
-	}
-	tc, err := clientTLS(t)
-	if err != nil {
-		return nil, err
-	}
-	if tc.RootCAs != nil {
-		tc.ClientCAs, tc.RootCAs = tc.RootCAs, nil
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
-	}
-	return tc, nil
 }
 
 // readAPIToken returns the bearer token of the API's operator endpoints

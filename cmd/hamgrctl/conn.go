@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -137,33 +135,6 @@ func (f *connFlags) resolve(getenv func(string) string) (target, error) {
 	return t, nil
 }
 
-// clientTLS builds the TLS configuration of t (nil when TLS is not used).
-func clientTLS(t config.TLS) (*tls.Config, error) {
-	if !t.Enabled() {
-		return nil, nil
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read etcd CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("etcd CA file %s holds no PEM certificate", t.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load etcd client certificate and key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
 // app holds what the commands share: the environment, the connection
 // flags and, once opened, the store.
 type app struct {
@@ -183,7 +154,7 @@ func (a *app) open() (*etcd.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc, err := clientTLS(t.TLS)
+	tc, err := t.TLS.ClientConfig()
 	if err != nil {
 		return nil, err
 	}
