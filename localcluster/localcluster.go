@@ -57,7 +57,10 @@ type Options struct {
 	Tags map[string]cluster.Tags
 	// Parameters are extra PostgreSQL settings for every member.
 	Parameters map[string]string
-	Logger     *slog.Logger
+	// APIToken, when set, enables the agents' operator endpoints with this
+	// bearer token (written to a 0600 file named by api.token_file).
+	APIToken string
+	Logger   *slog.Logger
 }
 
 // Cluster is a running local cluster.
@@ -116,6 +119,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	if err := os.WriteFile(replFile, []byte(randomSecret()+"\n"), 0o600); err != nil {
 		return nil, err
+	}
+	if opts.APIToken != "" {
+		if err := os.WriteFile(filepath.Join(opts.Dir, "api.token"), []byte(opts.APIToken+"\n"), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	ports, err := freePorts(2 * opts.Members)
 	if err != nil {
