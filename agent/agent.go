@@ -13,6 +13,7 @@ import (
 	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/dcs"
 	"github.com/hamgr/hamgr/detector"
+	"github.com/hamgr/hamgr/lagmon"
 )
 
 // Clock is the agent's source of time.
@@ -93,8 +94,8 @@ type Agent struct {
 	electionOpenAt    time.Time
 	rewindEpoch       cluster.Epoch
 	rewindError       string
-	lastSeen          map[string]time.Time   // member → last time seen (for slot housekeeping)
-	syncSince         map[string]cluster.LSN // required standby → WAL position when first seen required
+	lastSeen          map[string]time.Time // member → last time seen (for slot housekeeping)
+	syncTracker       lagmon.SyncTracker
 	handoffKey        string
 	handoffSeenAt     time.Time
 	wake              chan struct{}

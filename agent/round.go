@@ -11,6 +11,7 @@ import (
 	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/detector"
 	"github.com/hamgr/hamgr/ha"
+	"github.com/hamgr/hamgr/lagmon"
 )
 
 // round runs one observe → decide → execute pass and returns how soon the
@@ -238,11 +239,8 @@ func (a *Agent) memberRecord(st db.Status) cluster.Member {
 			if st.Streaming && lm.ConnPort == st.UpstreamPort && lm.ConnHost == st.UpstreamHost {
 				m.Upstream = lm.Name
 			}
+			m.LagBytes = lagmon.LagBytes(lm.Position.LSN, st.Position.LSN)
 			if l.Name == a.opts.Name {
-				m.LagBytes = 0
-			} else if lm.Position.LSN >= st.Position.LSN {
-				m.LagBytes = int64(lm.Position.LSN - st.Position.LSN)
-			} else {
 				m.LagBytes = 0
 			}
 		}
@@ -661,31 +659,7 @@ func (a *Agent) measureSync(ctx context.Context) (*db.ReplicationStatus, []strin
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.syncSince == nil {
-		a.syncSince = map[string]cluster.LSN{}
-	}
-	var confirmed []string
-	seen := map[string]bool{}
-	for _, sb := range rs.Standbys {
-		required := sb.SyncState == "sync" && slices.Contains(rs.SyncNames, sb.Name)
-		if !required {
-			continue
-		}
-		seen[sb.Name] = true
-		l0, ok := a.syncSince[sb.Name]
-		if !ok {
-			a.syncSince[sb.Name] = rs.WALLSN
-			continue
-		}
-		if sb.FlushLSN >= l0 {
-			confirmed = append(confirmed, sb.Name)
-		}
-	}
-	for name := range a.syncSince {
-		if !seen[name] {
-			delete(a.syncSince, name)
-		}
-	}
+	confirmed := a.syncTracker.Observe(rs)
 	return &rs, confirmed
 }
 
