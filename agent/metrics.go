@@ -25,6 +25,9 @@ type Metrics interface {
 	Failover(kind string, steps []cluster.Step)
 	// SelfFence counts a self-fencing stop of the local database.
 	SelfFence()
+	// ObserveSync records the leader's recorded synchronous standbys and
+	// whether durability is at risk.
+	ObserveSync(standbys int, atRisk bool)
 }
 
 // NopMetrics is a Metrics that discards everything: the agent's default.
@@ -48,6 +51,9 @@ func (NopMetrics) Failover(string, []cluster.Step) {}
 
 // SelfFence does nothing.
 func (NopMetrics) SelfFence() {}
+
+// ObserveSync does nothing.
+func (NopMetrics) ObserveSync(int, bool) {}
 
 // Store operation names for Metrics.StoreError (the op label of
 // hamgr_etcd_errors_total).
@@ -84,5 +90,15 @@ func (a *Agent) observeRound(m Metrics, start time.Time) {
 		lagSeconds = math.NaN()
 	}
 	m.ObserveMember(st.Self.Role, st.Self.Position, st.Self.LagBytes, lagSeconds, epoch, st.HoldsLeader, st.Paused)
+	standbys, atRisk := 0, false
+	if st.HoldsLeader {
+		a.mu.Lock()
+		if s := a.snap.Sync; s != nil && st.Leader != nil && s.Epoch == st.Leader.Epoch {
+			standbys = len(s.Members)
+		}
+		atRisk = a.cfg.SynchronousMode == cluster.SyncOn && standbys == 0
+		a.mu.Unlock()
+	}
+	m.ObserveSync(standbys, atRisk)
 	m.ObserveLoop(time.Since(start))
 }

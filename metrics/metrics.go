@@ -54,6 +54,8 @@ type Metrics struct {
 	storeErrors  *prometheus.CounterVec
 	probeErrors  prometheus.Counter
 	selfFences   prometheus.Counter
+	syncCount    prometheus.Gauge
+	atRisk       prometheus.Gauge
 }
 
 // New returns the metrics of member in cluster, registered with a new
@@ -95,11 +97,13 @@ func New(clusterName, member string) *Metrics {
 		}, []string{"op"}),
 		probeErrors: counter("hamgr_db_probe_errors_total", "Failed probes of the local database."),
 		selfFences:  counter("hamgr_self_fences_total", "Times this agent stopped its database because it could not renew its lease in time."),
+		syncCount:   gauge("hamgr_synchronous_standbys", "Synchronous standbys recorded by this leader for its epoch (0 on replicas)."),
+		atRisk:      gauge("hamgr_durability_at_risk", "1 on a leader in synchronous_mode on that runs asynchronously because no standby is healthy."),
 	}
 	m.reg.MustRegister(
 		m.role, m.isLeader, m.walPosition, m.timeline, m.lagBytes, m.replayLag, m.epoch, m.paused,
 		m.failovers, m.switchovers, m.stepSeconds, m.loopDuration, m.lastLoop, m.storeErrors,
-		m.probeErrors, m.selfFences,
+		m.probeErrors, m.selfFences, m.syncCount, m.atRisk,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -231,4 +235,19 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// ObserveSync records this leader's synchronous standbys (standbys recorded
+// for its epoch) and whether durability is at risk (synchronous_mode on but
+// running asynchronously). Replicas report 0 and false.
+func (m *Metrics) ObserveSync(standbys int, atRisk bool) {
+	if m == nil {
+		return
+	}
+	m.syncCount.Set(float64(standbys))
+	if atRisk {
+		m.atRisk.Set(1)
+	} else {
+		m.atRisk.Set(0)
+	}
 }
