@@ -181,7 +181,7 @@ func (a *Agent) State() api.State {
 	st := api.State{
 		Cluster: a.opts.Cluster, Self: a.self, Accepting: a.accepting,
 		Leader: a.snap.Leader, Members: a.snap.Members, Paused: a.cfg.Paused,
-		StoreOK: a.storeOK, LastLoop: a.lastLoop,
+		StoreOK: a.storeOK, LastLoop: a.lastLoop, SyncMode: a.cfg.SynchronousMode, Sync: a.snap.Sync,
 	}
 	st.HoldsLeader = a.holdsLeader != 0 && a.snap.Leader != nil && a.snap.Leader.Epoch == a.holdsLeader &&
 		a.clk.Now().Before(detector.FenceDeadline(a.lastRenewSent, a.cfg))

@@ -39,6 +39,10 @@ type State struct {
 	StoreOK bool
 	// LastLoop is when the agent's loop last completed a round.
 	LastLoop time.Time
+	// SyncMode is the cluster's synchronous_mode; Sync the leader's record
+	// of synchronous standbys (nil when none).
+	SyncMode cluster.SyncMode
+	Sync     *cluster.SyncState
 }
 
 // Source gives the handler the agent's current State. State is called once
@@ -414,10 +418,16 @@ func (h *handler) newMemberStatus(st *State) memberStatus {
 type clusterView struct {
 	Cluster string `json:"cluster"`
 	// Leader and Epoch are null when no one holds the leader key.
-	Leader  *string         `json:"leader"`
-	Epoch   *cluster.Epoch  `json:"epoch"`
-	Paused  bool            `json:"paused"`
-	Members []clusterMember `json:"members"`
+	Leader *string        `json:"leader"`
+	Epoch  *cluster.Epoch `json:"epoch"`
+	Paused bool           `json:"paused"`
+	// SynchronousMode is off, on or strict; SynchronousStandbys the members
+	// recorded as holding every acknowledged commit for the current epoch.
+	// DurabilityAtRisk is true in mode on with none (running asynchronously).
+	SynchronousMode     string          `json:"synchronous_mode"`
+	SynchronousStandbys []string        `json:"synchronous_standbys"`
+	DurabilityAtRisk    bool            `json:"durability_at_risk"`
+	Members             []clusterMember `json:"members"`
 }
 
 // clusterMember is one member in /cluster.
@@ -453,6 +463,15 @@ func newClusterView(st *State) clusterView {
 		v.Leader, v.Epoch = &name, &epoch
 		leader = name
 	}
+	v.SynchronousMode = string(cluster.SyncOff)
+	if st.SyncMode.Enabled() {
+		v.SynchronousMode = string(st.SyncMode)
+	}
+	v.SynchronousStandbys = []string{}
+	if st.Sync != nil && st.Leader != nil && st.Sync.Epoch == st.Leader.Epoch {
+		v.SynchronousStandbys = append(v.SynchronousStandbys, st.Sync.Members...)
+	}
+	v.DurabilityAtRisk = st.SyncMode == cluster.SyncOn && st.Leader != nil && len(v.SynchronousStandbys) == 0
 	for i := range st.Members {
 		m := &st.Members[i]
 		role := m.Role.String()

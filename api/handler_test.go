@@ -364,6 +364,10 @@ func TestClusterJSON(t *testing.T) {
 		Epoch   *int64           `json:"epoch"`
 		Paused  bool             `json:"paused"`
 		Members []map[string]any `json:"members"`
+
+		SynchronousMode     string   `json:"synchronous_mode"`
+		SynchronousStandbys []string `json:"synchronous_standbys"`
+		DurabilityAtRisk    bool     `json:"durability_at_risk"`
 	}
 	dec := json.NewDecoder(rec.Body)
 	dec.DisallowUnknownFields()
@@ -372,6 +376,9 @@ func TestClusterJSON(t *testing.T) {
 	}
 	if got.Cluster != "main" || got.Leader == nil || *got.Leader != "b" || got.Epoch == nil || *got.Epoch != 1234567 || !got.Paused {
 		t.Errorf("header: %+v", got)
+	}
+	if got.SynchronousMode != "off" || len(got.SynchronousStandbys) != 0 || got.DurabilityAtRisk {
+		t.Errorf("synchronous fields without synchronous mode: %+v", got)
 	}
 	var names, roles []string
 	for _, m := range got.Members {
@@ -411,7 +418,7 @@ func TestClusterJSON(t *testing.T) {
 
 	// No leader and no members: null leader and epoch, empty list.
 	rec = do(t, newTestHandler(State{Cluster: "x"}), http.MethodGet, "/cluster")
-	if s := rec.Body.String(); s != `{"cluster":"x","leader":null,"epoch":null,"paused":false,"members":[]}`+"\n" {
+	if s := rec.Body.String(); s != `{"cluster":"x","leader":null,"epoch":null,"paused":false,"synchronous_mode":"off","synchronous_standbys":[],"durability_at_risk":false,"members":[]}`+"\n" {
 		t.Errorf("empty cluster: %s", s)
 	}
 }
@@ -471,4 +478,35 @@ func TestNewHandlerNilSource(t *testing.T) {
 		}
 	}()
 	NewHandler(nil, Options{})
+}
+
+// TestClusterSyncFields: /cluster says which standbys are synchronous for
+// the current epoch, and when durability is at risk.
+func TestClusterSyncFields(t *testing.T) {
+	leader := &cluster.Leader{Name: "b", Epoch: 9}
+	for _, c := range []struct {
+		mode     cluster.SyncMode
+		sync     *cluster.SyncState
+		standbys string
+		atRisk   bool
+	}{
+		{cluster.SyncOn, &cluster.SyncState{Leader: "b", Epoch: 9, Members: []string{"a"}}, "a", false},
+		{cluster.SyncOn, &cluster.SyncState{Leader: "b", Epoch: 9, Members: []string{}}, "", true},
+		{cluster.SyncOn, &cluster.SyncState{Leader: "x", Epoch: 3, Members: []string{"b"}}, "", true},
+		{cluster.SyncStrict, nil, "", false},
+	} {
+		h := newTestHandler(State{Cluster: "main", Leader: leader, SyncMode: c.mode, Sync: c.sync})
+		rec := do(t, h, http.MethodGet, "/cluster")
+		var got struct {
+			SynchronousMode     string   `json:"synchronous_mode"`
+			SynchronousStandbys []string `json:"synchronous_standbys"`
+			DurabilityAtRisk    bool     `json:"durability_at_risk"`
+		}
+		if err := json.NewDecoder(rec.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got.SynchronousMode != string(c.mode) || strings.Join(got.SynchronousStandbys, ",") != c.standbys || got.DurabilityAtRisk != c.atRisk {
+			t.Errorf("mode %s sync %+v: got %+v", c.mode, c.sync, got)
+		}
+	}
 }
