@@ -144,3 +144,22 @@ func TestSyncElection(t *testing.T) {
 		t.Errorf("on with an empty record (durability at risk) elects the best: %s", got)
 	}
 }
+
+// TestDecideSlots: the leader creates missing slots first, drops the slots
+// of long-absent members, and reports invalidated ones.
+func TestDecideSlots(t *testing.T) {
+	v := syncView(cluster.SyncOff)
+	v.SlotMembers = []string{"n2"}
+	if got := Decide(v).String(); !strings.HasPrefix(got, "[create-slots names=[n3]]") {
+		t.Errorf("missing slot: %s", got)
+	}
+	v.SlotMembers = []string{"n2", "n3", "n4"}
+	v.StaleSlots = []string{"n4"}
+	if got := Decide(v).String(); !strings.HasPrefix(got, "[drop-slots names=[n4]] state=running reason=dropping replication slots of [n4]: absent for more than 30m0s") {
+		t.Errorf("stale slot: %s", got)
+	}
+	v.StaleSlots, v.LostSlots = nil, []string{"n3"}
+	if got := Decide(v).String(); !strings.Contains(got, "replication slots of [n3] were invalidated") {
+		t.Errorf("lost slot: %s", got)
+	}
+}
