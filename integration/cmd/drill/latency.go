@@ -42,20 +42,9 @@ func (d *drill) runLatency(ctx context.Context, s *slot, p profile, f fault, i, 
 		s.keep = true
 		return r, false
 	}
-	hctx, hcancel := context.WithTimeout(ctx, healthyTimeout)
-	err := c.WaitHealthy(hctx)
-	hcancel()
+	snap, err := d.prepare(ctx, c, f)
 	if err != nil {
-		return fail(fmt.Errorf("cluster not healthy before the run: %w", err))
-	}
-	if f.Ready != nil {
-		if err := f.Ready(ctx, c); err != nil {
-			return fail(err)
-		}
-	}
-	snap, err := c.Snapshot(ctx)
-	if err != nil || snap.Leader == nil {
-		return fail(fmt.Errorf("read the leader: %v", err))
+		return fail(err)
 	}
 	prim := c.Node(snap.Leader.Name)
 	r.OldPrimary, r.OldEpoch = prim.Name, int64(snap.Leader.Epoch)

@@ -177,20 +177,9 @@ func (d *drill) run(ctx context.Context, s *slot, p profile, f fault, i int) (r 
 	}
 	ttl := time.Duration(p.Timing.TTL)
 
-	hctx, hcancel := context.WithTimeout(ctx, healthyTimeout)
-	err := c.WaitHealthy(hctx)
-	hcancel()
+	snap, err := d.prepare(ctx, c, f)
 	if err != nil {
-		return fail(fmt.Errorf("cluster not healthy before the run: %w", err))
-	}
-	if f.Ready != nil {
-		if err := f.Ready(ctx, c); err != nil {
-			return fail(err)
-		}
-	}
-	snap, err := c.Snapshot(ctx)
-	if err != nil || snap.Leader == nil {
-		return fail(fmt.Errorf("read the leader: %v", err))
+		return fail(err)
 	}
 	old := c.Node(snap.Leader.Name)
 	r.OldPrimary, r.OldEpoch = old.Name, int64(snap.Leader.Epoch)
@@ -470,4 +459,25 @@ func closeQuick(cn *pgx.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_ = cn.Close(ctx)
+}
+
+// prepare waits until c is healthy, runs f's Ready hook, and reads the
+// cluster: the start of every run.
+func (d *drill) prepare(ctx context.Context, c *localcluster.Cluster, f fault) (cluster.Snapshot, error) {
+	hctx, hcancel := context.WithTimeout(ctx, healthyTimeout)
+	err := c.WaitHealthy(hctx)
+	hcancel()
+	if err != nil {
+		return cluster.Snapshot{}, fmt.Errorf("cluster not healthy before the run: %w", err)
+	}
+	if f.Ready != nil {
+		if err := f.Ready(ctx, c); err != nil {
+			return cluster.Snapshot{}, err
+		}
+	}
+	snap, err := c.Snapshot(ctx)
+	if err != nil || snap.Leader == nil {
+		return cluster.Snapshot{}, fmt.Errorf("read the leader: %v", err)
+	}
+	return snap, nil
 }
