@@ -291,7 +291,8 @@ func waitCaughtUpOne(t *testing.T, c *localcluster.Cluster, primary *localcluste
 	}
 }
 
-// memberReason waits until name's published reason contains want.
+// waitReason waits until member name's reason contains want, or one of
+// its "|"-separated alternatives.
 func waitReason(t *testing.T, c *localcluster.Cluster, name, want string, d time.Duration) {
 	t.Helper()
 	var last string
@@ -302,7 +303,12 @@ func waitReason(t *testing.T, c *localcluster.Cluster, name, want string, d time
 		}
 		if m := s.Member(name); m != nil {
 			last = string(m.State) + ": " + m.Reason
-			return strings.Contains(m.Reason, want)
+			for _, w := range strings.Split(want, "|") {
+				if strings.Contains(m.Reason, w) {
+					return true
+				}
+			}
+			return false
 		}
 		return false
 	})
