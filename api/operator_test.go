@@ -490,6 +490,20 @@ func (s *memStore) SetConfig(_ context.Context, c cluster.DynamicConfig) error {
 	return nil
 }
 
+func (s *memStore) UpdateConfig(_ context.Context, fn func(cluster.DynamicConfig) (cluster.DynamicConfig, error)) (cluster.DynamicConfig, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snap.Config == nil {
+		return cluster.DynamicConfig{}, dcs.ErrNoConfig
+	}
+	next, err := fn(*s.snap.Config)
+	if err != nil {
+		return *s.snap.Config, err
+	}
+	s.snap.Config = &next
+	return next, nil
+}
+
 // TestWithRealOperator runs the endpoints against package operator over
 // an in-memory store: the request names its HTTP requester, and the
 // operator's refusals answer 409.

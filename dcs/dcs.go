@@ -66,6 +66,11 @@ type Members interface {
 	PublishMember(ctx context.Context, m cluster.Member) error
 }
 
+// ErrNoConfig is returned by ConfigStore.UpdateConfig when the cluster has
+// no dynamic config yet (it was never bootstrapped, or the cluster name or
+// prefix is wrong).
+var ErrNoConfig = errors.New("the cluster has no dynamic config yet (not bootstrapped, or wrong cluster name or prefix?)")
+
 // ConfigStore holds the dynamic configuration and the bootstrap claim.
 type ConfigStore interface {
 	// Initialize claims the right to bootstrap the cluster for name and
@@ -74,6 +79,12 @@ type ConfigStore interface {
 	Initialize(ctx context.Context, name string, cfg cluster.DynamicConfig) (string, error)
 	// SetConfig replaces the dynamic config.
 	SetConfig(ctx context.Context, cfg cluster.DynamicConfig) error
+	// UpdateConfig reads the dynamic config, passes it to fn and writes
+	// fn's result only if the config was not changed in between (a
+	// compare-and-swap); on such a conflict it reads again and calls fn
+	// again, a few times at most. An error from fn is returned as is and
+	// nothing is written. It returns the config written.
+	UpdateConfig(ctx context.Context, fn func(cur cluster.DynamicConfig) (cluster.DynamicConfig, error)) (cluster.DynamicConfig, error)
 }
 
 // History is the append-only log of leadership changes.

@@ -195,24 +195,22 @@ var ConfigKeys = []string{"ttl", "loop_wait", "retry_timeout", "primary_start_ti
 // whole result and writes it; a bad value is refused with the key, the
 // value and what is allowed, and nothing is written.
 func (o *Operator) SetConfig(ctx context.Context, key, value string) (cluster.DynamicConfig, error) {
-	s, err := o.load(ctx)
-	if err != nil {
-		return cluster.DynamicConfig{}, err
+	c, err := o.Store.UpdateConfig(ctx, func(cur cluster.DynamicConfig) (cluster.DynamicConfig, error) {
+		if err := Apply(&cur, key, value); err != nil {
+			return cur, err
+		}
+		if err := cur.Validate(); err != nil {
+			return cur, refuse("%s=%s: %v", key, value, err)
+		}
+		return cur, nil
+	})
+	if errors.Is(err, dcs.ErrNoConfig) {
+		return c, refuse("%v", err)
 	}
-	if s.Config == nil {
-		return cluster.DynamicConfig{}, refuse("the cluster has no dynamic config yet (is it bootstrapped?)")
-	}
-	c := *s.Config
-	if err := Apply(&c, key, value); err != nil {
-		return c, err
-	}
-	if err := c.Validate(); err != nil {
-		return c, refuse("%s=%s: %v", key, value, err)
-	}
-	if err := o.Store.SetConfig(ctx, c); err != nil {
+	if err != nil && !errors.Is(err, ErrRefused) {
 		return c, fmt.Errorf("write config: %w", err)
 	}
-	return c, nil
+	return c, err
 }
 
 // Apply sets key in c from its text form.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/dcs"
 	"github.com/hamgr/hamgr/operator"
 )
 
@@ -282,23 +284,27 @@ func (a *app) loadConfig(ctx context.Context) (cluster.DynamicConfig, error) {
 }
 
 // writeConfig writes next if the stored config is still was: a change made
-// in between is not overwritten. (The check and the write are two
-// requests; the window between them is a few milliseconds.)
+// in between is not overwritten (the store compares and swaps).
 func (a *app) writeConfig(ctx context.Context, was, next cluster.DynamicConfig) error {
-	now, err := a.loadConfig(ctx)
-	if err != nil {
-		return err
-	}
-	if now != was {
-		return fmt.Errorf("%w: the config was changed by someone else meanwhile; nothing was written, run the command again", operator.ErrRefused)
-	}
 	s, err := a.open()
 	if err != nil {
 		return err
 	}
 	rctx, done := a.reqCtx(ctx)
 	defer done()
-	if err := s.SetConfig(rctx, next); err != nil {
+	_, err = s.UpdateConfig(rctx, func(cur cluster.DynamicConfig) (cluster.DynamicConfig, error) {
+		if cur != was {
+			return cur, fmt.Errorf("%w: the config was changed by someone else meanwhile; nothing was written, run the command again", operator.ErrRefused)
+		}
+		return next, nil
+	})
+	if errors.Is(err, operator.ErrRefused) {
+		return err
+	}
+	if errors.Is(err, dcs.ErrNoConfig) {
+		return fmt.Errorf("%w: %v", operator.ErrRefused, err)
+	}
+	if err != nil {
 		return a.storeErr(fmt.Errorf("write config: %w", err))
 	}
 	return nil

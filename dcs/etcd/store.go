@@ -527,6 +527,60 @@ func (s *Store) SetConfig(ctx context.Context, cfg cluster.DynamicConfig) error 
 	return nil
 }
 
+// updateConfigAttempts bounds UpdateConfig's retries on write conflicts.
+const updateConfigAttempts = 5
+
+// UpdateConfig implements dcs.ConfigStore: a read, fn, and a write that
+// succeeds only if the config key's mod revision is still the one read.
+func (s *Store) UpdateConfig(ctx context.Context, fn func(cur cluster.DynamicConfig) (cluster.DynamicConfig, error)) (cluster.DynamicConfig, error) {
+	key := s.key(keyConfig)
+	cli, err := s.client()
+	if err != nil {
+		return cluster.DynamicConfig{}, err
+	}
+	for attempt := 1; ; attempt++ {
+		rctx, cancel := s.reqCtx(ctx)
+		resp, err := cli.Get(rctx, key)
+		cancel()
+		if err != nil {
+			return cluster.DynamicConfig{}, opErr("read config", key, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return cluster.DynamicConfig{}, fmt.Errorf("etcd update config %s: %w", key, dcs.ErrNoConfig)
+		}
+		var cur cluster.DynamicConfig
+		if err := json.Unmarshal(resp.Kvs[0].Value, &cur); err != nil {
+			return cluster.DynamicConfig{}, fmt.Errorf("etcd update config %s: decode stored config: %w", key, err)
+		}
+		next, err := fn(cur)
+		if err != nil {
+			return cur, err
+		}
+		if err := next.Validate(); err != nil {
+			return cur, fmt.Errorf("etcd update config %s: invalid config: %w", key, err)
+		}
+		v, err := json.Marshal(next)
+		if err != nil {
+			return cur, err
+		}
+		rctx, cancel = s.reqCtx(ctx)
+		tx, err := cli.Txn(rctx).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
+			Then(clientv3.OpPut(key, string(v))).
+			Commit()
+		cancel()
+		if err != nil {
+			return cur, opErr("update config", key, err)
+		}
+		if tx.Succeeded {
+			return next, nil
+		}
+		if attempt == updateConfigAttempts {
+			return cur, fmt.Errorf("etcd update config %s: changed concurrently %d times in a row; nothing was written, try again", key, attempt)
+		}
+	}
+}
+
 func historyKeyName(e cluster.Epoch) string { return keyHistory + fmt.Sprintf("%020d", int64(e)) }
 
 // AppendHistory writes e under history/<epoch as 20 digits>, replacing an

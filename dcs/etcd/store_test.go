@@ -545,3 +545,63 @@ func TestNewWhileDown(t *testing.T) {
 		t.Fatal("New without endpoints succeeded")
 	}
 }
+
+// TestUpdateConfigCompareAndSwap: concurrent read-modify-write updates
+// from two stores lose none of each other's changes, an error from the
+// update function writes nothing, and a cluster without a config says so.
+func TestUpdateConfigCompareAndSwap(t *testing.T) {
+	ctx := testCtx(t)
+	name := newCluster()
+	a, b := newStore(t, name), newStore(t, name)
+	bump := func(c cluster.DynamicConfig) (cluster.DynamicConfig, error) {
+		c.MaximumLagOnFailover++
+		return c, nil
+	}
+	if _, err := a.UpdateConfig(ctx, bump); !errors.Is(err, dcs.ErrNoConfig) {
+		t.Fatalf("UpdateConfig before bootstrap: %v, want ErrNoConfig", err)
+	}
+	start := validConfig()
+	start.MaximumLagOnFailover = 0
+	must(t, a.SetConfig(ctx, start))
+
+	const each = 20
+	errs := make(chan error, 2*each)
+	for _, s := range []*etcd.Store{a, b} {
+		go func() {
+			for range each {
+				_, err := s.UpdateConfig(ctx, bump)
+				errs <- err
+			}
+		}()
+	}
+	conflictsExhausted := 0
+	for range 2 * each {
+		if err := <-errs; err != nil {
+			if !strings.Contains(err.Error(), "changed concurrently") {
+				t.Fatalf("UpdateConfig: %v", err)
+			}
+			conflictsExhausted++
+		}
+	}
+	got := load(t, a).Config.MaximumLagOnFailover
+	if want := int64(2*each - conflictsExhausted); got != want {
+		t.Fatalf("after %d successful increments the counter is %d: updates were lost", want, got)
+	}
+
+	refused := errors.New("refused by fn")
+	if _, err := a.UpdateConfig(ctx, func(c cluster.DynamicConfig) (cluster.DynamicConfig, error) {
+		c.MaximumLagOnFailover = 1 << 40
+		return c, refused
+	}); !errors.Is(err, refused) {
+		t.Fatalf("UpdateConfig with failing fn: %v", err)
+	}
+	if now := load(t, a).Config.MaximumLagOnFailover; now != got {
+		t.Fatalf("a failing update changed the config: %d, want %d", now, got)
+	}
+	if _, err := a.UpdateConfig(ctx, func(c cluster.DynamicConfig) (cluster.DynamicConfig, error) {
+		c.TTL = 0
+		return c, nil
+	}); err == nil || !strings.Contains(err.Error(), "invalid config") {
+		t.Fatalf("UpdateConfig to an invalid config: %v", err)
+	}
+}
