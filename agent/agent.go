@@ -13,6 +13,7 @@ import (
 	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/dcs"
 	"github.com/hamgr/hamgr/detector"
+	"github.com/hamgr/hamgr/ha"
 	"github.com/hamgr/hamgr/lagmon"
 )
 
@@ -79,26 +80,15 @@ type Agent struct {
 	lastLoop      time.Time
 
 	// loop-only state
-	downSince         time.Time
-	failedStarts      int
-	leaderLostAt      time.Time
-	lastLeader        *cluster.Member
-	releasedEpoch     cluster.Epoch
-	cannotFollowEpoch cluster.Epoch
-	notStreamingSince time.Time
-	lastPlan          string
-	lastPlanKey       string
-	lastPlanLogged    time.Time
-	electedAt         time.Time
-	notBefore         time.Time // no round before this (backoff after a failed action)
-	electionOpenAt    time.Time
-	rewindEpoch       cluster.Epoch
-	rewindError       string
-	lastSeen          map[string]time.Time // member → last time seen (for slot housekeeping)
-	syncTracker       lagmon.SyncTracker
-	handoffKey        string
-	handoffSeenAt     time.Time
-	wake              chan struct{}
+	track          ha.Tracker // what the View remembers between rounds
+	lastPlan       string
+	lastPlanKey    string
+	lastPlanLogged time.Time
+	electedAt      time.Time
+	notBefore      time.Time            // no round before this (backoff after a failed action)
+	lastSeen       map[string]time.Time // member → last time seen (for slot housekeeping)
+	syncTracker    lagmon.SyncTracker
+	wake           chan struct{}
 }
 
 // New returns an agent; it does nothing until Run.
@@ -112,7 +102,7 @@ func New(opts Options) *Agent {
 	opts.Metrics = metricsOrNop(opts.Metrics)
 	return &Agent{
 		opts: opts, log: opts.Logger.With("member", opts.Name), clk: opts.Clock, cfg: opts.Config,
-		wake: make(chan struct{}, 1),
+		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1),
 	}
 }
 

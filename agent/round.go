@@ -11,7 +11,6 @@ import (
 	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/detector"
 	"github.com/hamgr/hamgr/ha"
-	"github.com/hamgr/hamgr/lagmon"
 )
 
 // round runs one observe → decide → execute pass and returns how soon the
@@ -37,8 +36,15 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 			a.mu.Unlock()
 			cfg = a.config()
 		}
-		a.trackLeader(now, snap)
-		if snap.Leader == nil && a.needsFreshRecord(snap) {
+		a.mu.Lock()
+		lost := a.track.ObserveLeader(now, snap)
+		fresh := a.track.NeedsFreshRecord(snap)
+		a.mu.Unlock()
+		if lost {
+			a.log.Warn("leader key absent", "last_leader", lastLeaderName(snap), "epoch", ha.LostEpoch(snap))
+			a.emit("leader loss detected (last leader " + lastLeaderName(snap) + ")")
+		}
+		if snap.Leader == nil && fresh {
 			// Re-measure and publish a position taken after the loss,
 			// then read again so the election compares fresh positions.
 			st = a.probe(ctx)
@@ -47,33 +53,23 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 			}
 		}
 	}
-	a.trackDB(now, st, snap)
 
 	a.mu.Lock()
-	view := ha.View{
-		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st,
-		DBDownSince: a.downSince, FailedStarts: a.failedStarts, StoreOK: storeOK, Snap: a.snap,
-		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent, LeaderLostAt: a.leaderLostAt,
-		ReleasedEpoch: a.releasedEpoch, CannotFollowEpoch: a.cannotFollowEpoch,
-		NotStreamingSince: a.notStreamingSince, HandoffSeenAt: a.handoffSeenAt,
+	a.track.ObserveDB(now, st, snap)
+	view := a.track.View(ha.View{
+		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
+		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent,
 		UseRewind: a.opts.UseRewind, AllowReclone: a.opts.AllowReclone,
-		RewindEpoch: a.rewindEpoch, RewindError: a.rewindError,
-	}
-	if a.lastLeader != nil {
-		view.LastLeaderLSN = a.lastLeader.Position.LSN
-	}
+	})
 	a.mu.Unlock()
 	if st.Accepting && st.Role == cluster.RolePrimary && view.Snap.Leader != nil && view.Snap.Leader.Name == a.opts.Name {
 		view.Repl, view.SyncConfirmed = a.measureSync(ctx)
 		view.SlotMembers, view.LostSlots, view.StaleSlots = a.measureSlots(ctx, now, view.Snap)
 	}
-	if storeOK && snap.Leader == nil && st.Accepting && st.Role == cluster.RoleReplica {
-		view.OldPrimaryAlive = a.probeOldPrimary(ctx, snap)
+	if ha.WantsOldPrimaryProbe(view) {
+		alive := a.probeOldPrimary(ctx, snap)
 		a.mu.Lock()
-		if view.OldPrimaryAlive == ha.Dead && a.electionOpenAt.IsZero() {
-			a.electionOpenAt = now
-		}
-		view.ElectionOpenAt = a.electionOpenAt
+		a.track.ObserveOldPrimary(&view, alive)
 		a.mu.Unlock()
 	}
 
@@ -95,7 +91,7 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 		st = a.probe(ctx)
 		a.publishAndLoad(ctx, storeTimeout, st)
 		a.mu.Lock()
-		giveUp := failedAct.Kind == ha.StartPrimary && a.failedStarts == detector.MaxFailedStarts && !cfg.Paused
+		giveUp := failedAct.Kind == ha.StartPrimary && a.track.FailedStarts == detector.MaxFailedStarts && !cfg.Paused
 		a.mu.Unlock()
 		if failed && !giveUp {
 			// Back off: a failing action is retried after loop_wait,
@@ -110,13 +106,6 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 	return plan.Soon
 }
 
-func lostEpoch(s cluster.Snapshot) cluster.Epoch {
-	if s.LastLeader == nil {
-		return 0
-	}
-	return s.LastLeader.Epoch
-}
-
 func leaderName(l *cluster.Leader) string {
 	if l == nil {
 		return ""
@@ -129,13 +118,6 @@ func leaderEpoch(l *cluster.Leader) cluster.Epoch {
 		return 0
 	}
 	return l.Epoch
-}
-
-// needsFreshRecord reports whether this member's record lacks a position
-// measured after the current leader loss.
-func (a *Agent) needsFreshRecord(s cluster.Snapshot) bool {
-	m := s.Member(a.opts.Name)
-	return m == nil || m.MeasuredAfterLossOf != lostEpoch(s)
 }
 
 func (a *Agent) ensureLease(ctx context.Context, timeout time.Duration) error {
@@ -176,11 +158,10 @@ func (a *Agent) probe(ctx context.Context) db.Status {
 // publishAndLoad writes this member's record and reads the cluster.
 func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db.Status) (cluster.Snapshot, bool) {
 	a.mu.Lock()
-	m := a.memberRecord(st)
-	if a.snap.Leader == nil && !a.leaderLostAt.IsZero() {
-		// st was probed after this agent saw the leader key gone.
-		m.MeasuredAfterLossOf = lostEpoch(a.snap)
-	}
+	m := a.track.Record(cluster.Member{
+		Name: a.opts.Name, Tags: a.opts.Tags, APIURL: a.opts.APIURL, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
+		UpdatedAt: time.Now().UTC(), State: a.self.State, Reason: a.self.Reason,
+	}, a.snap, st)
 	a.self = m
 	leased := a.leaseID != 0
 	a.mu.Unlock()
@@ -211,106 +192,11 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 	return snap, true
 }
 
-// memberRecord builds this member's record from a probe. Caller holds mu.
-func (a *Agent) memberRecord(st db.Status) cluster.Member {
-	m := cluster.Member{
-		Name: a.opts.Name, Role: st.Role, State: a.self.State, Reason: a.self.Reason,
-		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN,
-		Streaming: st.Streaming, APIURL: a.opts.APIURL, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
-		Tags: a.opts.Tags, LagBytes: -1, LagSeconds: -1, UpdatedAt: time.Now().UTC(),
-	}
-	if st.Role == cluster.RoleReplica {
-		m.LagSeconds = st.ReplayLagSeconds
-	} else if st.Role == cluster.RolePrimary {
-		m.LagSeconds = 0
-	}
-	if m.State == "" {
-		// No decision yet (the agent just started): say what was measured.
-		m.State = cluster.StateUnknown
-		if st.Accepting {
-			m.State = cluster.StateRunning
-		}
-	}
-	if !st.Running {
-		m.Role = cluster.RoleUnknown
-	}
-	if l := a.snap.Leader; l != nil {
-		if lm := a.snap.Member(l.Name); lm != nil {
-			if st.Streaming && lm.ConnPort == st.UpstreamPort && lm.ConnHost == st.UpstreamHost {
-				m.Upstream = lm.Name
-			}
-			m.LagBytes = lagmon.LagBytes(lm.Position.LSN, st.Position.LSN)
-			if l.Name == a.opts.Name {
-				m.LagBytes = 0
-			}
-		}
-	}
-	return m
-}
-
-// trackLeader maintains the leader-loss clock, the last leader seen and
-// when the current switchover handoff was first seen.
-func (a *Agent) trackLeader(now time.Time, s cluster.Snapshot) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if r := s.Request; r != nil && r.Handoff != nil {
-		key := fmt.Sprintf("%d/%s/%s", r.Handoff.Epoch, r.Handoff.Target, r.Handoff.FinalLSN)
-		if key != a.handoffKey {
-			a.handoffKey, a.handoffSeenAt = key, now
-		}
-	} else {
-		a.handoffKey, a.handoffSeenAt = "", time.Time{}
-	}
-	if s.Leader == nil {
-		if a.leaderLostAt.IsZero() {
-			a.leaderLostAt = now
-			a.log.Warn("leader key absent", "last_leader", lastLeaderName(s), "epoch", lostEpoch(s))
-			a.emitLocked("leader loss detected (last leader " + lastLeaderName(s) + ")")
-		}
-		return
-	}
-	a.leaderLostAt, a.electionOpenAt = time.Time{}, time.Time{}
-	if m := s.Member(s.Leader.Name); m != nil {
-		c := *m
-		a.lastLeader = &c
-	}
-}
-
-func (a *Agent) emitLocked(what string) {
-	if a.opts.Events == nil {
-		return
-	}
-	select {
-	case a.opts.Events <- Event{At: a.clk.Now(), Member: a.opts.Name, What: what}:
-	default:
-	}
-}
-
 func lastLeaderName(s cluster.Snapshot) string {
 	if s.LastLeader == nil {
 		return ""
 	}
 	return s.LastLeader.Name
-}
-
-// trackDB maintains how long the database has been down and how long a
-// replica has not streamed.
-func (a *Agent) trackDB(now time.Time, st db.Status, s cluster.Snapshot) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if st.Accepting || !st.HasData {
-		a.downSince, a.failedStarts = time.Time{}, 0
-	} else if a.downSince.IsZero() {
-		a.downSince = now
-	}
-	following := s.Leader != nil && s.Leader.Name != a.opts.Name
-	if following && st.Accepting && st.Role == cluster.RoleReplica && !st.Streaming {
-		if a.notStreamingSince.IsZero() {
-			a.notStreamingSince = now
-		}
-	} else {
-		a.notStreamingSince = time.Time{}
-	}
 }
 
 // probeOldPrimary asks the last leader's database directly whether it
@@ -324,7 +210,7 @@ func (a *Agent) probeOldPrimary(ctx context.Context, s cluster.Snapshot) ha.Live
 	if host == "" {
 		// Written by an older agent: fall back to the member record seen.
 		a.mu.Lock()
-		old := a.lastLeader
+		old := a.track.LastLeader
 		a.mu.Unlock()
 		if old == nil || old.Name != ll.Name {
 			return ha.LivenessUnknown
@@ -345,7 +231,11 @@ func (a *Agent) probeOldPrimary(ctx context.Context, s cluster.Snapshot) ha.Live
 // it returns the action that failed, and whether one did.
 func (a *Agent) execute(ctx context.Context, v ha.View, p ha.Plan) (ha.Action, bool) {
 	for _, act := range p.Actions {
-		if err := a.do(ctx, v, p, act); err != nil {
+		err := a.do(ctx, v, p, act)
+		a.mu.Lock()
+		a.track.ActionDone(p, act, err)
+		a.mu.Unlock()
+		if err != nil {
 			a.log.Warn("action failed", "action", act.String(), "err", err)
 			return act, true
 		}
@@ -386,13 +276,6 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		dctx, cancel := context.WithTimeout(ctx, max(time.Duration(cfg.PrimaryStartTimeout), 5*time.Second))
 		defer cancel()
 		err := a.opts.DB.StartPrimary(dctx)
-		a.mu.Lock()
-		if err != nil {
-			a.failedStarts++
-		} else {
-			a.failedStarts, a.downSince = 0, time.Time{}
-		}
-		a.mu.Unlock()
 		if err == nil {
 			a.emit("restarted primary database")
 		}
@@ -401,13 +284,6 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		err := a.opts.DB.StartReplica(dctx, act.Upstream)
-		a.mu.Lock()
-		if err != nil {
-			a.failedStarts++
-		} else {
-			a.failedStarts = 0
-		}
-		a.mu.Unlock()
 		if err == nil && act.Upstream != nil {
 			a.emit("started as replica of " + act.Upstream.Name)
 		}
@@ -458,8 +334,6 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		a.mu.Lock()
 		a.holdsLeader, a.electedAt = l.Epoch, a.clk.Now()
 		a.snap.Leader = &l
-		// primary_start_timeout counts from now for a database that is down.
-		a.downSince, a.failedStarts = time.Time{}, 0
 		a.mu.Unlock()
 		a.log.Info("acquired leader key", "epoch", l.Epoch)
 		a.emit(fmt.Sprintf("acquired leader key (epoch %d)", l.Epoch))
@@ -472,9 +346,6 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		}
 		a.mu.Lock()
 		a.holdsLeader = 0
-		if p.State == cluster.StateCrashed {
-			a.releasedEpoch = act.Leader.Epoch
-		}
 		a.mu.Unlock()
 		a.emit(fmt.Sprintf("released leader key (epoch %d)", act.Leader.Epoch))
 		return nil
@@ -542,19 +413,16 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		err := r.Rewind(dctx, *act.Upstream)
 		a.mu.Lock()
 		if v.Snap.Leader != nil {
-			a.rewindEpoch = v.Snap.Leader.Epoch
+			a.track.RewindEpoch = v.Snap.Leader.Epoch
 		}
-		a.rewindError = ""
+		a.track.RewindError = ""
 		if err != nil {
-			a.rewindError = err.Error()
+			a.track.RewindError = err.Error()
 		}
 		a.mu.Unlock()
 		return err
 	case ha.MarkCannotFollow:
-		a.mu.Lock()
-		a.cannotFollowEpoch = act.Epoch
-		a.mu.Unlock()
-		return nil
+		return nil // recorded by ha.Tracker.ActionDone
 	}
 	return errors.New("unknown action " + act.String())
 }

@@ -11,7 +11,8 @@ import (
 	"github.com/hamgr/hamgr/ha"
 )
 
-// agent mirrors the state package agent keeps between rounds.
+// agent mirrors the state package agent keeps between rounds; what its
+// View remembers is the same ha.Tracker the real agent keeps.
 type agent struct {
 	n             *node
 	incarnation   int
@@ -22,21 +23,8 @@ type agent struct {
 	dbPrimary     bool
 	snap          cluster.Snapshot
 	self          cluster.Member
+	track         ha.Tracker
 
-	downSince         time.Time
-	failedStarts      int
-	leaderLostAt      time.Time
-	lastLeader        *cluster.Member
-	releasedEpoch     cluster.Epoch
-	cannotFollowEpoch cluster.Epoch
-	notStreamingSince time.Time
-	// electionOpenAt is when this agent first saw, in the current leader
-	// loss, the old primary not writable (its probe said ha.Dead).
-	electionOpenAt time.Time
-	// handoffKey identifies the pending switchover handoff first seen at
-	// handoffSeenAt.
-	handoffKey    string
-	handoffSeenAt time.Time
 	// promotedLSN is where the database was at its last promotion.
 	promotedLSN cluster.LSN
 	lastPlan    string
@@ -46,7 +34,7 @@ type agent struct {
 }
 
 func newAgent(n *node, incarnation int) *agent {
-	return &agent{n: n, incarnation: incarnation}
+	return &agent{n: n, incarnation: incarnation, track: ha.Tracker{Self: n.spec.Name}}
 }
 
 var errUnreachable = errors.New("store unreachable (partitioned)")
@@ -111,20 +99,14 @@ func (w *World) ensureLease(n *node) {
 	a.nextRenew = w.now.Add(time.Duration(w.cfgDyn().LoopWait))
 }
 
-func lostEpoch(s cluster.Snapshot) cluster.Epoch {
-	if s.LastLeader == nil {
-		return 0
-	}
-	return s.LastLeader.Epoch
-}
-
 // publishAndLoad writes this member's record and reads the cluster.
 func (w *World) publishAndLoad(n *node, st db.Status) (cluster.Snapshot, bool) {
 	a := n.a
-	m := a.memberRecord(st)
-	if a.snap.Leader == nil && !a.leaderLostAt.IsZero() {
-		m.MeasuredAfterLossOf = lostEpoch(a.snap)
-	}
+	host, port := addr(n.spec.Name)
+	m := a.track.Record(cluster.Member{
+		Name: n.spec.Name, Tags: n.spec.Tags, ConnHost: host, ConnPort: port,
+		UpdatedAt: w.now, State: a.self.State, Reason: a.self.Reason,
+	}, a.snap, st)
 	a.self = m
 	if n.partitioned {
 		return a.snap, false
@@ -143,68 +125,6 @@ func (w *World) publishAndLoad(n *node, st db.Status) (cluster.Snapshot, bool) {
 	return snap, true
 }
 
-func (a *agent) memberRecord(st db.Status) cluster.Member {
-	name := a.n.spec.Name
-	m := cluster.Member{
-		Name: name, Role: st.Role, State: a.self.State, Reason: a.self.Reason,
-		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN, Streaming: st.Streaming,
-		Tags: a.n.spec.Tags, LagBytes: -1,
-	}
-	m.ConnHost, m.ConnPort = addr(name)
-	if m.State == "" {
-		m.State = cluster.StateUnknown
-	}
-	if !st.Running {
-		m.Role = cluster.RoleUnknown
-	}
-	if l := a.snap.Leader; l != nil {
-		if lm := a.snap.Member(l.Name); lm != nil {
-			if st.Streaming && lm.ConnPort == st.UpstreamPort && lm.ConnHost == st.UpstreamHost {
-				m.Upstream = lm.Name
-			}
-		}
-	}
-	return m
-}
-
-func (a *agent) trackLeader(now time.Time, s cluster.Snapshot) {
-	if r := s.Request; r != nil && r.Handoff != nil {
-		key := fmt.Sprintf("%d/%s/%s", r.Handoff.Epoch, r.Handoff.Target, r.Handoff.FinalLSN)
-		if key != a.handoffKey {
-			a.handoffKey, a.handoffSeenAt = key, now
-		}
-	} else {
-		a.handoffKey, a.handoffSeenAt = "", time.Time{}
-	}
-	if s.Leader == nil {
-		if a.leaderLostAt.IsZero() {
-			a.leaderLostAt = now
-		}
-		return
-	}
-	a.leaderLostAt, a.electionOpenAt = time.Time{}, time.Time{}
-	if m := s.Member(s.Leader.Name); m != nil {
-		c := *m
-		a.lastLeader = &c
-	}
-}
-
-func (a *agent) trackDB(now time.Time, st db.Status, s cluster.Snapshot) {
-	if st.Accepting || !st.HasData {
-		a.downSince, a.failedStarts = time.Time{}, 0
-	} else if a.downSince.IsZero() {
-		a.downSince = now
-	}
-	following := s.Leader != nil && s.Leader.Name != a.n.spec.Name
-	if following && st.Accepting && st.Role == cluster.RoleReplica && !st.Streaming {
-		if a.notStreamingSince.IsZero() {
-			a.notStreamingSince = now
-		}
-	} else {
-		a.notStreamingSince = time.Time{}
-	}
-}
-
 // probeOldPrimary asks the database at last_leader's address whether it
 // takes writes (agent.probeOldPrimary); like the real agent it falls back to
 // the last leader's member record it saw when last_leader has no address.
@@ -215,7 +135,7 @@ func (w *World) probeOldPrimary(n *node, s cluster.Snapshot) ha.Liveness {
 	}
 	host, port := ll.ConnHost, ll.ConnPort
 	if host == "" {
-		old := n.a.lastLeader
+		old := n.a.track.LastLeader
 		if old == nil || old.Name != ll.Name {
 			return ha.LivenessUnknown
 		}
@@ -236,37 +156,25 @@ func (w *World) round(n *node) {
 	st := w.probe(n)
 	snap, storeOK := w.publishAndLoad(n, st)
 	if storeOK {
-		a.trackLeader(now, snap)
-		if snap.Leader == nil {
-			if m := snap.Member(n.spec.Name); m == nil || m.MeasuredAfterLossOf != lostEpoch(snap) {
-				st = w.probe(n)
-				if s2, ok := w.publishAndLoad(n, st); ok {
-					snap = s2
-				}
+		a.track.ObserveLeader(now, snap)
+		if snap.Leader == nil && a.track.NeedsFreshRecord(snap) {
+			st = w.probe(n)
+			if s2, ok := w.publishAndLoad(n, st); ok {
+				snap = s2
 			}
 		}
 	}
-	a.trackDB(now, st, snap)
-	view := ha.View{
-		Now: now, Self: n.spec.Name, Tags: n.spec.Tags, Config: cfg, DB: st,
-		DBDownSince: a.downSince, FailedStarts: a.failedStarts, StoreOK: storeOK, Snap: a.snap,
-		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent, LeaderLostAt: a.leaderLostAt,
-		ReleasedEpoch: a.releasedEpoch, CannotFollowEpoch: a.cannotFollowEpoch,
-		NotStreamingSince: a.notStreamingSince, HandoffSeenAt: a.handoffSeenAt,
-	}
-	if a.lastLeader != nil {
-		view.LastLeaderLSN = a.lastLeader.Position.LSN
-	}
+	a.track.ObserveDB(now, st, snap)
+	view := a.track.View(ha.View{
+		Now: now, Self: n.spec.Name, Tags: n.spec.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
+		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent,
+	})
 	// Replication slots are not modelled: every member has one.
 	for _, m := range a.snap.Members {
 		view.SlotMembers = append(view.SlotMembers, m.Name)
 	}
-	if storeOK && snap.Leader == nil && st.Accepting && st.Role == cluster.RoleReplica {
-		view.OldPrimaryAlive = w.probeOldPrimary(n, snap)
-		if view.OldPrimaryAlive == ha.Dead && a.electionOpenAt.IsZero() {
-			a.electionOpenAt = now
-		}
-		view.ElectionOpenAt = a.electionOpenAt
+	if ha.WantsOldPrimaryProbe(view) {
+		a.track.ObserveOldPrimary(&view, w.probeOldPrimary(n, snap))
 	}
 	plan := ha.Decide(view)
 	if s := plan.String(); s != a.lastPlan {
@@ -294,7 +202,9 @@ func (w *World) round(n *node) {
 
 func (w *World) execute(n *node, v ha.View, p ha.Plan) bool {
 	for _, act := range p.Actions {
-		if err := w.do(n, v, p, act); err != nil {
+		err := w.do(n, v, p, act)
+		n.a.track.ActionDone(p, act, err)
+		if err != nil {
 			w.logf("%s: action %s failed: %v", n.spec.Name, act, err)
 			return true
 		}
@@ -340,11 +250,6 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 		if !d.running {
 			err = d.start(w.now, w.cfg)
 		}
-		if err != nil {
-			a.failedStarts++
-		} else {
-			a.failedStarts, a.downSince = 0, time.Time{}
-		}
 		return err
 	case ha.StartReplica:
 		var err error
@@ -354,11 +259,6 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 				d.upstream = act.Upstream.Name
 			}
 			err = d.start(w.now, w.cfg)
-		}
-		if err != nil {
-			a.failedStarts++
-		} else {
-			a.failedStarts = 0
 		}
 		return err
 	case ha.Stop:
@@ -418,9 +318,6 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 		s.lastLeader = &cluster.LastLeader{Name: name, Epoch: l.Epoch, Since: w.now, ConnHost: host, ConnPort: port}
 		a.holdsLeader = l.Epoch
 		a.snap.Leader = &l
-		// primary_start_timeout counts from now for a database that is
-		// down (as in agent.do).
-		a.downSince, a.failedStarts = time.Time{}, 0
 		w.logf("%s: acquired leader key epoch %d (lease %d)", name, l.Epoch, l.Lease)
 		w.wakeAll()
 		return nil
@@ -435,9 +332,6 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 			w.wakeAll()
 		}
 		a.holdsLeader = 0
-		if p.State == cluster.StateCrashed {
-			a.releasedEpoch = act.Leader.Epoch
-		}
 		return nil
 	case ha.RecordFailover:
 		kind := "failover"
@@ -485,8 +379,7 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 		}
 		return nil
 	case ha.MarkCannotFollow:
-		a.cannotFollowEpoch = act.Epoch
-		return nil
+		return nil // recorded by ha.Tracker.ActionDone
 	case ha.CreateSlots, ha.DropSlots, ha.SetSyncStandbys, ha.SetSyncRecord:
 		// Slots and synchronous replication are not modelled.
 		return nil

@@ -136,7 +136,7 @@ func (w *World) seed() {
 	for _, n := range w.nodes {
 		n.a.self.State = cluster.StateRunning
 		w.publishAndLoad(n, w.probe(n))
-		n.a.trackLeader(w.now, w.store.snapshot())
+		n.a.track.ObserveLeader(w.now, w.store.snapshot())
 	}
 	for i, n := range w.nodes {
 		// Spread the first rounds over the loop like real agents.

@@ -1,0 +1,213 @@
+package ha
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/lagmon"
+)
+
+// Tracker is what an agent remembers between rounds to build its View:
+// since when its database has been down and how many starts failed, the
+// leader-loss clock and the last leader seen, the epochs it gave up or
+// cannot follow, since when its replica has not streamed, when the election
+// opened, when the pending switchover handoff was first seen, and its last
+// rewind. Package agent and the simulator ha/hasim both keep one, so the
+// simulator observes exactly as the agent does. Times are the caller's
+// clock; a Tracker reads none. The zero value, with Self set, is ready.
+type Tracker struct {
+	// Self is this member's name.
+	Self string
+	// DownSince, FailedStarts, LeaderLostAt, ReleasedEpoch,
+	// CannotFollowEpoch, NotStreamingSince, ElectionOpenAt, HandoffSeenAt,
+	// RewindEpoch and RewindError are the View fields of the same names.
+	DownSince         time.Time
+	FailedStarts      int
+	LeaderLostAt      time.Time
+	ReleasedEpoch     cluster.Epoch
+	CannotFollowEpoch cluster.Epoch
+	NotStreamingSince time.Time
+	ElectionOpenAt    time.Time
+	HandoffSeenAt     time.Time
+	RewindEpoch       cluster.Epoch
+	RewindError       string
+	// LastLeader is the leader's member record as last seen (nil: none).
+	LastLeader *cluster.Member
+
+	handoffKey string
+}
+
+// LostEpoch is the epoch of the last leader in s: the leadership whose
+// loss an election without a leader key is about (0: none).
+func LostEpoch(s cluster.Snapshot) cluster.Epoch {
+	if s.LastLeader == nil {
+		return 0
+	}
+	return s.LastLeader.Epoch
+}
+
+// Record builds this member's record from a probe st, in the cluster as
+// last read (prev). From base it takes what a probe cannot tell: Name,
+// Tags, APIURL, ConnHost, ConnPort, UpdatedAt, and the State and Reason of
+// the last decision. A position probed while the leader key is known to be
+// absent is marked as measured after the loss of prev's last leader.
+func (t *Tracker) Record(base cluster.Member, prev cluster.Snapshot, st db.Status) cluster.Member {
+	m := cluster.Member{
+		Name: base.Name, Role: st.Role, State: base.State, Reason: base.Reason,
+		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN,
+		Streaming: st.Streaming, APIURL: base.APIURL, ConnHost: base.ConnHost, ConnPort: base.ConnPort,
+		Tags: base.Tags, LagBytes: -1, LagSeconds: -1, UpdatedAt: base.UpdatedAt,
+	}
+	if st.Role == cluster.RoleReplica {
+		m.LagSeconds = st.ReplayLagSeconds
+	} else if st.Role == cluster.RolePrimary {
+		m.LagSeconds = 0
+	}
+	if m.State == "" {
+		// No decision yet (the agent just started): say what was measured.
+		m.State = cluster.StateUnknown
+		if st.Accepting {
+			m.State = cluster.StateRunning
+		}
+	}
+	if !st.Running {
+		m.Role = cluster.RoleUnknown
+	}
+	if l := prev.Leader; l != nil {
+		if lm := prev.Member(l.Name); lm != nil {
+			if st.Streaming && lm.ConnPort == st.UpstreamPort && lm.ConnHost == st.UpstreamHost {
+				m.Upstream = lm.Name
+			}
+			m.LagBytes = lagmon.LagBytes(lm.Position.LSN, st.Position.LSN)
+			if l.Name == m.Name {
+				m.LagBytes = 0
+			}
+		}
+	}
+	if prev.Leader == nil && !t.LeaderLostAt.IsZero() {
+		// st was probed after this agent saw the leader key gone.
+		m.MeasuredAfterLossOf = LostEpoch(prev)
+	}
+	return m
+}
+
+// NeedsFreshRecord reports whether this member's record in s lacks a
+// position measured after the current leader loss; the agent then probes
+// and publishes again before deciding, so the election compares fresh
+// positions.
+func (t *Tracker) NeedsFreshRecord(s cluster.Snapshot) bool {
+	m := s.Member(t.Self)
+	return m == nil || m.MeasuredAfterLossOf != LostEpoch(s)
+}
+
+// ObserveLeader maintains the leader-loss clock, the last leader seen and
+// when the current switchover handoff was first seen, from a snapshot read
+// at now. It reports whether this is the first sight of the leader key
+// absent in the current loss.
+func (t *Tracker) ObserveLeader(now time.Time, s cluster.Snapshot) (lost bool) {
+	if r := s.Request; r != nil && r.Handoff != nil {
+		key := fmt.Sprintf("%d/%s/%s", r.Handoff.Epoch, r.Handoff.Target, r.Handoff.FinalLSN)
+		if key != t.handoffKey {
+			t.handoffKey, t.HandoffSeenAt = key, now
+		}
+	} else {
+		t.handoffKey, t.HandoffSeenAt = "", time.Time{}
+	}
+	if s.Leader == nil {
+		if t.LeaderLostAt.IsZero() {
+			t.LeaderLostAt = now
+			return true
+		}
+		return false
+	}
+	t.LeaderLostAt, t.ElectionOpenAt = time.Time{}, time.Time{}
+	if m := s.Member(s.Leader.Name); m != nil {
+		c := *m
+		t.LastLeader = &c
+	}
+	return false
+}
+
+// ObserveDB maintains since when the database has been down and since
+// when a replica of another leader has not streamed, from probe st and
+// snapshot s taken at now.
+func (t *Tracker) ObserveDB(now time.Time, st db.Status, s cluster.Snapshot) {
+	if st.Accepting || !st.HasData {
+		t.DownSince, t.FailedStarts = time.Time{}, 0
+	} else if t.DownSince.IsZero() {
+		t.DownSince = now
+	}
+	following := s.Leader != nil && s.Leader.Name != t.Self
+	if following && st.Accepting && st.Role == cluster.RoleReplica && !st.Streaming {
+		if t.NotStreamingSince.IsZero() {
+			t.NotStreamingSince = now
+		}
+	} else {
+		t.NotStreamingSince = time.Time{}
+	}
+}
+
+// View returns v with the tracked fields filled in (DBDownSince,
+// FailedStarts, LeaderLostAt, LastLeaderLSN, ReleasedEpoch,
+// CannotFollowEpoch, NotStreamingSince, HandoffSeenAt, RewindEpoch,
+// RewindError). ElectionOpenAt is filled by ObserveOldPrimary.
+func (t *Tracker) View(v View) View {
+	v.DBDownSince, v.FailedStarts, v.LeaderLostAt = t.DownSince, t.FailedStarts, t.LeaderLostAt
+	v.ReleasedEpoch, v.CannotFollowEpoch = t.ReleasedEpoch, t.CannotFollowEpoch
+	v.NotStreamingSince, v.HandoffSeenAt = t.NotStreamingSince, t.HandoffSeenAt
+	v.RewindEpoch, v.RewindError = t.RewindEpoch, t.RewindError
+	if t.LastLeader != nil {
+		v.LastLeaderLSN = t.LastLeader.Position.LSN
+	}
+	return v
+}
+
+// WantsOldPrimaryProbe reports whether the agent should probe the old
+// primary's database for v (rule 3): it runs a replica and a fresh
+// snapshot shows no leader.
+func WantsOldPrimaryProbe(v View) bool {
+	return v.StoreOK && v.Snap.Leader == nil && v.DB.Accepting && v.DB.Role == cluster.RoleReplica
+}
+
+// ObserveOldPrimary records the old primary's probe in v and opens the
+// election the first time, in the current leader loss, that it is seen
+// not taking writes.
+func (t *Tracker) ObserveOldPrimary(v *View, alive Liveness) {
+	v.OldPrimaryAlive = alive
+	if alive == Dead && t.ElectionOpenAt.IsZero() {
+		t.ElectionOpenAt = v.Now
+	}
+	v.ElectionOpenAt = t.ElectionOpenAt
+}
+
+// ActionDone updates the tracker after action act of plan p ran and
+// returned err: failed and successful starts, a leader key taken (the
+// primary start timeout counts from then) or given up because the database
+// could not be restarted, and an epoch found impossible to follow.
+func (t *Tracker) ActionDone(p Plan, act Action, err error) {
+	switch act.Kind {
+	case StartPrimary, StartReplica:
+		switch {
+		case err != nil:
+			t.FailedStarts++
+		case act.Kind == StartPrimary:
+			t.FailedStarts, t.DownSince = 0, time.Time{}
+		default:
+			t.FailedStarts = 0
+		}
+	case AcquireLeader:
+		if err == nil {
+			t.DownSince, t.FailedStarts = time.Time{}, 0
+		}
+	case ReleaseLeader:
+		if err == nil && p.State == cluster.StateCrashed {
+			t.ReleasedEpoch = act.Leader.Epoch
+		}
+	case MarkCannotFollow:
+		if err == nil {
+			t.CannotFollowEpoch = act.Epoch
+		}
+	}
+}
