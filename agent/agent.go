@@ -71,8 +71,6 @@ type Agent struct {
 	lastRenewSent time.Time
 	cfg           cluster.DynamicConfig
 	holdsLeader   cluster.Epoch // epoch this agent believes it leads (0: none)
-	dbPrimary     bool          // local database last seen as a primary
-	fenced        bool          // fencer stopped the database since the last round
 	snap          cluster.Snapshot
 	storeOK       bool
 	self          cluster.Member
@@ -256,7 +254,7 @@ func (a *Agent) fenceLoop(ctx context.Context) {
 		a.emit("self-fenced: stopped database")
 		a.opts.Metrics.SelfFence()
 		a.mu.Lock()
-		a.dbPrimary, a.fenced, a.holdsLeader = false, true, 0
+		a.holdsLeader = 0
 		a.mu.Unlock()
 		a.poke()
 	}

@@ -150,7 +150,6 @@ func (a *Agent) probe(ctx context.Context) db.Status {
 	}
 	a.mu.Lock()
 	a.accepting = st.Accepting
-	a.dbPrimary = st.Running && st.Role == cluster.RolePrimary
 	a.mu.Unlock()
 	return st
 }
@@ -294,9 +293,6 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		if err := a.opts.DB.Stop(dctx, act.Mode); err != nil {
 			return err
 		}
-		a.mu.Lock()
-		a.dbPrimary = false
-		a.mu.Unlock()
 		a.emit("stopped database: " + p.Reason)
 		return nil
 	case ha.Promote:
@@ -305,9 +301,6 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		if err := a.opts.DB.Promote(dctx); err != nil {
 			return err
 		}
-		a.mu.Lock()
-		a.dbPrimary = true
-		a.mu.Unlock()
 		a.emit("promoted")
 		return nil
 	case ha.Follow:

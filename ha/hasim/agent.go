@@ -20,7 +20,6 @@ type agent struct {
 	lastRenewSent time.Time
 	nextRenew     time.Time
 	holdsLeader   cluster.Epoch
-	dbPrimary     bool
 	snap          cluster.Snapshot
 	self          cluster.Member
 	track         ha.Tracker
@@ -77,13 +76,12 @@ func (w *World) fenceTimer(n *node) {
 	w.logf("%s: fence timer: lease not renewed since +%s; stopping the database (epoch %d, %s)",
 		n.spec.Name, a.lastRenewSent.Sub(Origin), a.holdsLeader, n.db.String())
 	n.db.stop(true)
-	a.dbPrimary, a.holdsLeader = false, 0
+	a.holdsLeader = 0
 	a.nextRound = w.now
 }
 
 func (w *World) probe(n *node) db.Status {
 	st := n.db.status(n.alive)
-	n.a.dbPrimary = st.Running && st.Role == cluster.RolePrimary
 	return st
 }
 
@@ -266,7 +264,6 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 			w.shutdownCheckpoint(n)
 		}
 		d.stop(act.Mode == db.StopImmediate)
-		a.dbPrimary = false
 		return nil
 	case ha.Promote:
 		if !d.running || !d.accepting {
@@ -281,7 +278,7 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 		d.forks[d.timeline] = d.lsn
 		d.timeline++
 		d.standby, d.upstream, d.streaming = false, "", false
-		a.dbPrimary, a.promotedLSN = true, d.lsn
+		a.promotedLSN = d.lsn
 		epoch := cluster.Epoch(0)
 		if s.leader != nil {
 			epoch = s.leader.Epoch
