@@ -277,7 +277,8 @@ func (c *Cluster) WaitLeader(ctx context.Context, except string) (*Node, error) 
 }
 
 // WaitHealthy waits until there is a leader and every other running member
-// answers /replica with 200 (streaming).
+// answers /replica with 200 (streaming) and says so in its member record
+// (role replica, state running), which is what operator requests check.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
 	leader, err := c.WaitLeader(ctx, "")
 	if err != nil {
@@ -285,12 +286,22 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 	}
 	var pending string
 	err = waitFor(ctx, 100*time.Millisecond, func() bool {
+		s, err := c.Snapshot(ctx)
+		if err != nil {
+			pending = "a snapshot: " + err.Error()
+			return false
+		}
 		for _, n := range c.Nodes {
 			if n == leader || !n.AgentRunning() {
 				continue
 			}
 			if code, _ := n.Check(ctx, "/replica"); code != 200 {
-				pending = n.Name
+				pending = n.Name + " to answer /replica with 200"
+				return false
+			}
+			m := s.Member(n.Name)
+			if m == nil || m.Role != cluster.RoleReplica || m.State != cluster.StateRunning {
+				pending = n.Name + "'s member record to say replica, running"
 				return false
 			}
 		}
