@@ -278,7 +278,8 @@ func (c *Cluster) WaitLeader(ctx context.Context, except string) (*Node, error) 
 
 // WaitHealthy waits until there is a leader and every other running member
 // answers /replica with 200 (streaming) and says so in its member record
-// (role replica, state running), which is what operator requests check.
+// (role replica, state running, position within maximum_lag_on_failover of
+// the leader's), which is what operator requests check.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
 	leader, err := c.WaitLeader(ctx, "")
 	if err != nil {
@@ -302,6 +303,15 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 			m := s.Member(n.Name)
 			if m == nil || m.Role != cluster.RoleReplica || m.State != cluster.StateRunning {
 				pending = n.Name + "'s member record to say replica, running"
+				return false
+			}
+			// Records are published once per round, so right after a
+			// WAL segment switch (a clone ends with one) a replica's can
+			// trail the leader's by a segment until its next round.
+			if lm := s.Member(leader.Name); lm != nil && s.Config != nil && s.Config.MaximumLagOnFailover > 0 &&
+				int64(lm.Position.LSN)-int64(m.Position.LSN) > s.Config.MaximumLagOnFailover {
+				pending = fmt.Sprintf("%s's published position %s to come within maximum_lag_on_failover of %s's %s",
+					n.Name, m.Position.LSN, leader.Name, lm.Position.LSN)
 				return false
 			}
 		}
