@@ -9,7 +9,6 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
-	"github.com/hamgr/hamgr/detector"
 	"github.com/hamgr/hamgr/ha"
 )
 
@@ -91,13 +90,11 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 		st = a.probe(ctx)
 		a.publishAndLoad(ctx, storeTimeout, st)
 		a.mu.Lock()
-		giveUp := failedAct.Kind == ha.StartPrimary && a.track.FailedStarts == detector.MaxFailedStarts && !cfg.Paused
+		backOff := failed && a.track.BackOff(failedAct, cfg)
 		a.mu.Unlock()
-		if failed && !giveUp {
-			// Back off: a failing action is retried after loop_wait,
-			// whatever wakes the loop meanwhile. Not when starts have
-			// failed often enough for the policy to give up: the next
-			// round releases the leader key, at once.
+		if backOff {
+			// A failing action is retried after loop_wait, whatever
+			// wakes the loop meanwhile.
 			a.notBefore = a.clk.Now().Add(time.Duration(cfg.LoopWait))
 			return 0
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/detector"
 	"github.com/hamgr/hamgr/lagmon"
 )
 
@@ -210,4 +211,13 @@ func (t *Tracker) ActionDone(p Plan, act Action, err error) {
 			t.CannotFollowEpoch = act.Epoch
 		}
 	}
+}
+
+// BackOff reports whether a round whose action failed should wait a
+// loop_wait before the next one. It should, so a failing action is not
+// retried in a tight loop — except when a primary start failed for the
+// last allowed time outside a pause: the next round releases the leader
+// key, and that must not wait.
+func (t *Tracker) BackOff(failed Action, cfg cluster.DynamicConfig) bool {
+	return !(failed.Kind == StartPrimary && t.FailedStarts == detector.MaxFailedStarts && !cfg.Paused)
 }

@@ -179,13 +179,18 @@ func (w *World) round(n *node) {
 		w.logf("%s: plan %s (leader %s)", n.spec.Name, s, w.store.leaderString())
 		a.lastPlan = s
 	}
-	failed := w.execute(n, view, plan)
+	failedAct, failed := w.execute(n, view, plan)
+	changed := a.self.State != plan.State || a.self.Reason != plan.Reason
 	a.self.State, a.self.Reason = plan.State, plan.Reason
+	if len(plan.Actions) == 0 && changed {
+		// As the agent does: a changed state is published at once.
+		w.publishAndLoad(n, st)
+	}
 	switch {
 	case len(plan.Actions) > 0:
 		st = w.probe(n)
 		w.publishAndLoad(n, st)
-		if failed {
+		if failed && a.track.BackOff(failedAct, cfg) {
 			a.notBefore = now.Add(time.Duration(cfg.LoopWait))
 			a.nextRound = a.notBefore
 		} else {
@@ -198,16 +203,16 @@ func (w *World) round(n *node) {
 	}
 }
 
-func (w *World) execute(n *node, v ha.View, p ha.Plan) bool {
+func (w *World) execute(n *node, v ha.View, p ha.Plan) (ha.Action, bool) {
 	for _, act := range p.Actions {
 		err := w.do(n, v, p, act)
 		n.a.track.ActionDone(p, act, err)
 		if err != nil {
 			w.logf("%s: action %s failed: %v", n.spec.Name, act, err)
-			return true
+			return act, true
 		}
 	}
-	return false
+	return ha.Action{}, false
 }
 
 func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
