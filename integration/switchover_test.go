@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,18 +132,25 @@ func TestOperatorRefusalsPauseAndManualFailover(t *testing.T) {
 	monitorPrimaries(t, c)
 	op := newOperator(c)
 	old, lead := leader(t, c)
-	for _, to := range []string{"n3", "nosuch", old.Name} {
-		if _, err := op.Switchover(context.Background(), to, time.Time{}); !errors.Is(err, operator.ErrRefused) {
-			t.Errorf("switchover to %s: err %v, want a refusal", to, err)
+	// Each refusal must be for the stated reason, not for another one.
+	refusals := []struct{ to, why string }{
+		{"n3", "nofailover"},
+		{"nosuch", "no member called nosuch"},
+		{old.Name, "already the primary"},
+	}
+	for _, r := range refusals {
+		_, err := op.Switchover(context.Background(), r.to, time.Time{})
+		if !errors.Is(err, operator.ErrRefused) || !strings.Contains(err.Error(), r.why) {
+			t.Errorf("switchover to %s: err %v, want a refusal saying %q", r.to, err, r.why)
 		} else {
-			t.Logf("switchover to %s refused: %v", to, err)
+			t.Logf("switchover to %s refused: %v", r.to, err)
 		}
 	}
-	if err := op.Failover(context.Background(), "n2"); !errors.Is(err, operator.ErrRefused) {
-		t.Errorf("failover with a healthy primary: err %v, want a refusal", err)
+	if err := op.Failover(context.Background(), "n2"); !errors.Is(err, operator.ErrRefused) || !strings.Contains(err.Error(), "use switchover") {
+		t.Errorf("failover with a healthy primary: err %v, want a refusal pointing to switchover", err)
 	}
-	if _, err := op.SetConfig(context.Background(), "ttl", "1s"); !errors.Is(err, operator.ErrRefused) {
-		t.Errorf("config set ttl=1s: err %v, want a refusal", err)
+	if _, err := op.SetConfig(context.Background(), "ttl", "1s"); !errors.Is(err, operator.ErrRefused) || !strings.Contains(err.Error(), "ttl") {
+		t.Errorf("config set ttl=1s: err %v, want a refusal naming ttl", err)
 	}
 	if s, _ := c.Snapshot(context.Background()); s.Request != nil || s.Leader == nil || s.Leader.Epoch != lead.Epoch {
 		t.Fatalf("refused requests changed the cluster: %+v", s)
@@ -158,7 +166,7 @@ func TestOperatorRefusalsPauseAndManualFailover(t *testing.T) {
 		t.Fatalf("leader %s elected while paused", s.Leader.Name)
 	}
 	// Manual failover to the nofailover member is refused, to n2 works.
-	if err := op.Failover(context.Background(), "n3"); !errors.Is(err, operator.ErrRefused) {
+	if err := op.Failover(context.Background(), "n3"); !errors.Is(err, operator.ErrRefused) || !strings.Contains(err.Error(), "nofailover") {
 		t.Errorf("failover to a nofailover member: err %v, want a refusal", err)
 	}
 	if err := op.Failover(context.Background(), "n2"); err != nil {
