@@ -89,13 +89,16 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 		// Publish the outcome now rather than a loop_wait later.
 		st = a.probe(ctx)
 		a.publishAndLoad(ctx, storeTimeout, st)
-		a.mu.Lock()
-		backOff := failed && a.track.BackOff(failedAct, cfg)
-		a.mu.Unlock()
-		if backOff {
-			// A failing action is retried after loop_wait, whatever
-			// wakes the loop meanwhile.
-			a.notBefore = a.clk.Now().Add(time.Duration(cfg.LoopWait))
+		var wait time.Duration
+		if failed {
+			a.mu.Lock()
+			wait = a.track.BackOff(failedAct, cfg)
+			a.mu.Unlock()
+		}
+		if wait > 0 {
+			// A failing action is retried after the back-off,
+			// whatever wakes the loop meanwhile.
+			a.notBefore = a.clk.Now().Add(wait)
 			return 0
 		}
 		return 10 * time.Millisecond

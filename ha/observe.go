@@ -34,6 +34,9 @@ type Tracker struct {
 	HandoffSeenAt     time.Time
 	RewindEpoch       cluster.Epoch
 	RewindError       string
+	// FailedClones counts clone and re-clone failures in a row; it paces
+	// their retries (BackOff).
+	FailedClones int
 	// LastLeader is the leader's member record as last seen (nil: none).
 	LastLeader *cluster.Member
 
@@ -198,6 +201,12 @@ func (t *Tracker) ActionDone(p Plan, act Action, err error) {
 		default:
 			t.FailedStarts = 0
 		}
+	case Clone, Reclone:
+		if err != nil {
+			t.FailedClones++
+		} else {
+			t.FailedClones = 0
+		}
 	case AcquireLeader:
 		if err == nil {
 			t.DownSince, t.FailedStarts = time.Time{}, 0
@@ -213,11 +222,28 @@ func (t *Tracker) ActionDone(p Plan, act Action, err error) {
 	}
 }
 
-// BackOff reports whether a round whose action failed should wait a
-// loop_wait before the next one. It should, so a failing action is not
-// retried in a tight loop — except when a primary start failed for the
-// last allowed time outside a pause: the next round releases the leader
-// key, and that must not wait.
-func (t *Tracker) BackOff(failed Action, cfg cluster.DynamicConfig) bool {
-	return !(failed.Kind == StartPrimary && t.FailedStarts == detector.MaxFailedStarts && !cfg.Paused)
+// maxCloneBackOff caps the wait between attempts of a failing clone.
+const maxCloneBackOff = 5 * time.Minute
+
+// BackOff is how long a round whose action failed waits before the next
+// round (0: go on at once). A failing action is retried after loop_wait,
+// so it does not run in a tight loop — except a primary start that failed
+// for the last allowed time outside a pause: the next round releases the
+// leader key, and that must not wait. A clone (or re-clone) copies the
+// whole database, so each failure in a row doubles its wait, up to
+// five minutes.
+func (t *Tracker) BackOff(failed Action, cfg cluster.DynamicConfig) time.Duration {
+	wait := time.Duration(cfg.LoopWait)
+	switch failed.Kind {
+	case StartPrimary:
+		if t.FailedStarts == detector.MaxFailedStarts && !cfg.Paused {
+			return 0
+		}
+	case Clone, Reclone:
+		for i := 1; i < t.FailedClones && wait < maxCloneBackOff; i++ {
+			wait *= 2
+		}
+		wait = min(wait, max(maxCloneBackOff, time.Duration(cfg.LoopWait)))
+	}
+	return wait
 }

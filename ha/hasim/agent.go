@@ -190,8 +190,8 @@ func (w *World) round(n *node) {
 	case len(plan.Actions) > 0:
 		st = w.probe(n)
 		w.publishAndLoad(n, st)
-		if failed && a.track.BackOff(failedAct, cfg) {
-			a.notBefore = now.Add(time.Duration(cfg.LoopWait))
+		if wait := a.track.BackOff(failedAct, cfg); failed && wait > 0 {
+			a.notBefore = now.Add(wait)
 			a.nextRound = a.notBefore
 		} else {
 			a.nextRound = now.Add(10 * time.Millisecond)
