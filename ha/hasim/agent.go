@@ -166,6 +166,7 @@ func (w *World) round(n *node) {
 	view := a.track.View(ha.View{
 		Now: now, Self: n.spec.Name, Tags: n.spec.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
 		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent,
+		UseRewind: n.spec.UseRewind, AllowReclone: n.spec.AllowReclone,
 	})
 	// Replication slots are not modelled: every member has one.
 	for _, m := range a.snap.Members {
@@ -241,13 +242,9 @@ func (w *World) do(n *node, v ha.View, p ha.Plan, act ha.Action) error {
 		}
 		return nil
 	case ha.Clone:
-		u := w.node(act.Upstream.Name)
-		if !u.alive || !u.db.running || !u.db.accepting {
-			return fmt.Errorf("clone from %s: not reachable", u.spec.Name)
-		}
-		*d = simDB{hasData: true, standby: true, timeline: u.db.timeline, lsn: u.db.lsn, forks: copyForks(u.db.forks),
-			lag: d.lag, failStarts: d.failStarts, upstream: u.spec.Name}
-		return nil
+		return w.cloneFrom(n, w.node(act.Upstream.Name))
+	case ha.Rewind, ha.Reclone:
+		return w.doRejoin(n, v, act)
 	case ha.StartPrimary:
 		var err error
 		if !d.running {

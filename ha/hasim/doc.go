@@ -14,6 +14,17 @@
 // CancelRequest write and delete it). A fast stop of a primary writes a
 // shutdown checkpoint that reaches the replicas streaming from it.
 //
+// A member rejoins the leader as the agent does: a clone into an empty data
+// directory, pg_rewind of its stopped database (MemberSpec.UseRewind) and a
+// re-clone, data deleted then copied (MemberSpec.AllowReclone). A rewind or
+// clone needs the upstream's database to accept connections. As pg_rewind
+// does, a rewind keeps the data ("no rewind required") when it is on the
+// upstream's timeline id or its WAL ends before the upstream's history
+// left its timeline, and otherwise makes it a copy of the upstream's
+// history at the upstream's position. The tracker records each rewind's epoch and error exactly as
+// agent.do does. A stopped data directory without standby.signal is probed
+// as WasPrimary.
+//
 // Nothing here does I/O, starts goroutines or reads the wall clock: the
 // clock advances only in Step, by a fixed tick. Each step:
 //
@@ -36,6 +47,8 @@
 //     current, live lease at that moment;
 //   - a switchover loses no WAL: the member promoted for it has everything
 //     the old primary wrote, past the handoff's final position;
+//   - a member whose data was rewound, re-cloned or cloned from another is
+//     promoted only under a leader key acquired after that;
 //   - when the store expires a lease, the database of the agent that owns
 //     it is not a writable primary (the agent fenced first). A paused
 //     (SIGSTOPped) agent cannot fence: that case is exempt and covered by

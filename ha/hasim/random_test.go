@@ -41,6 +41,9 @@ func randomFault(r *rand.Rand, names []string) Fault {
 // liveness checked. It returns the faults injected and any failure.
 func randomWorld(seed uint64) (*World, []string, error) {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	// The rejoin options come from a stream of their own, so that a seed
+	// injects the same faults as before they existed.
+	opts := rand.New(rand.NewPCG(seed, 0x4e301))
 	var specs []MemberSpec
 	n := 3 + r.IntN(3)
 	for i := range n {
@@ -49,6 +52,7 @@ func randomWorld(seed uint64) (*World, []string, error) {
 		if i > 0 && r.IntN(8) == 0 {
 			s.Tags.NoFailover = true
 		}
+		s.UseRewind, s.AllowReclone = opts.IntN(3) != 0, opts.IntN(2) == 0
 		specs = append(specs, s)
 	}
 	cfg := Config{Members: specs, Fresh: r.IntN(4) == 0}
@@ -89,7 +93,54 @@ func randomWorld(seed uint64) (*World, []string, error) {
 	if st := w.Status(ps[0]); !st.HoldsLeader {
 		return w, injected, fmt.Errorf("liveness: primary %s does not hold the leader key (%v)", ps[0], w.Leader())
 	}
+	for _, s := range specs {
+		if s.Name == ps[0] || followsOrMayNot(w, s, ps[0]) {
+			continue
+		}
+		st := w.Status(s.Name)
+		return w, injected, fmt.Errorf("liveness: %s (use_pg_rewind %v, reclone_on_rewind_failure %v) does not follow the primary %s: state %s (%s), db %+v",
+			s.Name, s.UseRewind, s.AllowReclone, ps[0], st.State, st.Reason, st.DB)
+	}
 	return w, injected, nil
+}
+
+// followsOrMayNot reports whether member s, after healing, streams from
+// the primary, or is stopped in cannot_follow in one of the cases the
+// policy leaves to an operator:
+//
+//   - neither pg_rewind nor a re-clone is allowed: a member whose history
+//     diverged from the leader's (a former primary with unreplicated WAL, a
+//     replica left on a timeline the new leader did not take) cannot rejoin
+//     by itself. That is the intended behaviour;
+//   - a re-clone is not allowed and the one pg_rewind of the current
+//     leader's epoch failed: pg_rewind is tried once per epoch (a
+//     documented limit, see the README). In the simulator it fails only
+//     when the leader's database did not accept connections at that
+//     moment; see TestBugRewindAgainstRestartingLeaderNotRetried;
+//   - the one pg_rewind of the current leader's epoch succeeded but found
+//     nothing to do because the member is on the leader's timeline id
+//     (two promotions from the same timeline picked the same id), and it
+//     still cannot stream. With a re-clone allowed that is a known bug:
+//     see TestBugNoRewindRequiredOnCollidingTimelineNeverReclones.
+func followsOrMayNot(w *World, s MemberSpec, primary string) bool {
+	st := w.Status(s.Name)
+	if st.DB.Streaming && st.DB.UpstreamHost == primary {
+		return true
+	}
+	if st.State != cluster.StateCannotFollow || st.DB.Running {
+		return false
+	}
+	if !s.UseRewind {
+		return !s.AllowReclone
+	}
+	n, l := w.node(s.Name), w.Leader()
+	if l == nil || n.a.track.RewindEpoch != l.Epoch {
+		return false
+	}
+	if n.a.track.RewindError != "" {
+		return !s.AllowReclone
+	}
+	return n.db.timeline == w.node(primary).db.timeline
 }
 
 // TestRandomFaults is the fuzzy test: fixed seeds, random faults, invariants
@@ -100,11 +151,20 @@ func TestRandomFaults(t *testing.T) {
 		seeds = 20
 	}
 	promotions, switchovers, faults, failures := 0, 0, 0, 0
+	rewinds, rewound, rewindFailures, reclones := 0, 0, 0, 0
 	for seed := range uint64(seeds) {
 		w, injected, err := randomWorld(seed)
 		promotions += len(w.Promotions)
 		switchovers += len(w.Switchovers)
 		faults += len(injected)
+		rewinds += len(w.Rewinds)
+		for _, r := range w.Rewinds {
+			if !strings.HasSuffix(r, noRewindRequired) {
+				rewound++
+			}
+		}
+		rewindFailures += len(w.RewindFailures)
+		reclones += len(w.Reclones)
 		if err == nil {
 			continue
 		}
@@ -119,9 +179,14 @@ func TestRandomFaults(t *testing.T) {
 			return
 		}
 	}
-	t.Logf("%d seeds: %d faults injected, %d promotions, %d switchovers", seeds, faults, promotions, switchovers)
+	t.Logf("%d seeds: %d faults injected, %d promotions, %d switchovers, %d pg_rewinds (%d rewound, %d found no rewind required), %d failed pg_rewinds, %d re-clones",
+		seeds, faults, promotions, switchovers, rewinds, rewound, rewinds-rewound, rewindFailures, reclones)
 	if promotions < seeds/4 {
 		t.Errorf("only %d promotions in %d seeds: the faults do not exercise failover", promotions, seeds)
+	}
+	if rewound == 0 || rewinds == rewound || reclones == 0 {
+		t.Errorf("%d pg_rewinds (%d rewound) and %d re-clones in %d seeds: the faults do not exercise the rejoin of a diverged member",
+			rewinds, rewound, reclones, seeds)
 	}
 }
 

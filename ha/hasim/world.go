@@ -21,6 +21,11 @@ type MemberSpec struct {
 	// Lag is how many bytes this member's database trails its upstream
 	// while streaming.
 	Lag cluster.LSN
+	// UseRewind and AllowReclone are the agent's postgresql.use_pg_rewind
+	// and postgresql.reclone_on_rewind_failure options, passed into every
+	// View (ha.View.UseRewind, ha.View.AllowReclone).
+	UseRewind    bool
+	AllowReclone bool
 }
 
 // Config configures a World. Zero fields take the defaults noted.
@@ -81,6 +86,14 @@ type World struct {
 	Promotions []string
 	// Switchovers lists "from->to@epoch" for every completed switchover.
 	Switchovers []string
+	// Rewinds lists "name<-upstream@epoch" for every successful pg_rewind,
+	// with " (no rewind required)" appended when it found nothing to do;
+	// RewindFailures the same for failed ones.
+	Rewinds        []string
+	RewindFailures []string
+	// Reclones lists "name<-upstream@epoch" for every successful re-clone
+	// (data deleted, upstream copied).
+	Reclones []string
 }
 
 type node struct {
@@ -95,6 +108,12 @@ type node struct {
 	// partitioned agents cannot reach the store.
 	partitioned bool
 	incarnation int
+	// rejoinEpoch is the highest epoch issued (World.maxEpoch) when this
+	// member's data was last cloned, rewound or re-cloned from an upstream, and
+	// rejoinedFrom that upstream: any leader key it may be promoted under
+	// afterwards must be newer.
+	rejoinEpoch  cluster.Epoch
+	rejoinedFrom string
 }
 
 // New builds a World.
@@ -492,12 +511,15 @@ func (d *simDB) status(alive bool) db.Status {
 	if !d.running && d.stopPos != 0 {
 		pos.LSN = d.stopPos
 	}
+	// A stopped data directory without standby.signal was last run as a
+	// primary (what the postgres prober reads from the files).
+	wasPrimary := d.hasData && !d.standby && !d.running
 	if !alive {
-		return db.Status{HasData: d.hasData, Position: pos}
+		return db.Status{HasData: d.hasData, Position: pos, WasPrimary: wasPrimary}
 	}
 	st := db.Status{
 		Running: d.running, Accepting: d.running && d.accepting, HasData: d.hasData,
-		Position: pos,
+		Position: pos, WasPrimary: wasPrimary,
 	}
 	if st.Accepting {
 		st.Role = cluster.RolePrimary
@@ -584,5 +606,13 @@ func (w *World) checkHoldsKey(n *node, what string) {
 	if l == nil || l.Name != n.spec.Name || a.leaseID == 0 || l.Lease != a.leaseID || !live {
 		w.violate("%s %s without holding the leader key (key %s, agent lease %d, lease live %v)",
 			n.spec.Name, what, w.store.leaderString(), a.leaseID, live)
+		return
+	}
+	// A member whose data was made a copy of another's history may be
+	// writable only under a key acquired after that (never in the epoch
+	// it rejoined in, nor an older one).
+	if n.rejoinEpoch != 0 && l.Epoch <= n.rejoinEpoch {
+		w.violate("%s %s in epoch %d, but it was cloned, rewound or re-cloned from %s when epoch %d had been issued",
+			n.spec.Name, what, l.Epoch, n.rejoinedFrom, n.rejoinEpoch)
 	}
 }
