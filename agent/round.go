@@ -232,7 +232,7 @@ func (a *Agent) execute(ctx context.Context, v ha.View, p ha.Plan) (ha.Action, b
 	for _, act := range p.Actions {
 		err := a.do(ctx, v, p, act)
 		a.mu.Lock()
-		a.track.ActionDone(p, act, err)
+		a.track.ActionDone(v, p, act, err)
 		a.mu.Unlock()
 		if err != nil {
 			a.log.Warn("action failed", "action", act.String(), "err", err)
@@ -403,17 +403,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 			return a.opts.DB.Clone(dctx, *act.Upstream)
 		}
 		a.emit("rewinding from " + act.Upstream.Name)
-		err := r.Rewind(dctx, *act.Upstream)
-		a.mu.Lock()
-		if v.Snap.Leader != nil {
-			a.track.RewindEpoch = v.Snap.Leader.Epoch
-		}
-		a.track.RewindError = ""
-		if err != nil {
-			a.track.RewindError = err.Error()
-		}
-		a.mu.Unlock()
-		return err
+		return r.Rewind(dctx, *act.Upstream) // recorded by ha.Tracker.ActionDone
 	case ha.MarkCannotFollow:
 		return nil // recorded by ha.Tracker.ActionDone
 	}

@@ -69,6 +69,11 @@ const (
 // ErrNotRunning is returned by operations that need a running server.
 var ErrNotRunning = errors.New("database is not running")
 
+// ErrUpstreamUnavailable marks a rewind that did not start because the
+// upstream could not be reached or did not accept the request; the local
+// data was not touched, so it can be tried again.
+var ErrUpstreamUnavailable = errors.New("upstream unavailable")
+
 // Prober measures the local database. Probe never changes it.
 type Prober interface {
 	// Probe measures the server. It returns an error only when the

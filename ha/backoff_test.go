@@ -1,10 +1,12 @@
 package ha
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/detector"
 )
 
@@ -44,12 +46,12 @@ func TestBackOff(t *testing.T) {
 func TestFailedClonesCount(t *testing.T) {
 	tr := Tracker{Self: "a"}
 	fail := errTest("copy failed")
-	tr.ActionDone(Plan{}, Action{Kind: Reclone}, fail)
-	tr.ActionDone(Plan{}, Action{Kind: Clone}, fail)
+	tr.ActionDone(View{}, Plan{}, Action{Kind: Reclone}, fail)
+	tr.ActionDone(View{}, Plan{}, Action{Kind: Clone}, fail)
 	if tr.FailedClones != 2 {
 		t.Fatalf("FailedClones = %d after two failures, want 2", tr.FailedClones)
 	}
-	tr.ActionDone(Plan{}, Action{Kind: Clone}, nil)
+	tr.ActionDone(View{}, Plan{}, Action{Kind: Clone}, nil)
 	if tr.FailedClones != 0 {
 		t.Fatalf("FailedClones = %d after a success, want 0", tr.FailedClones)
 	}
@@ -58,3 +60,28 @@ func TestFailedClonesCount(t *testing.T) {
 type errTest string
 
 func (e errTest) Error() string { return string(e) }
+
+// TestRecloneRecordedAsRejoin: a pg_rewind is recorded for the leader's
+// epoch whatever its outcome, except when it could not reach its upstream
+// (it did not run); a successful re-clone is recorded as a rejoin without
+// error, so a later stop in that epoch does not re-clone again.
+func TestRecloneRecordedAsRejoin(t *testing.T) {
+	v := View{Snap: cluster.Snapshot{Leader: &cluster.Leader{Name: "b", Epoch: 9}}}
+	tr := Tracker{Self: "a"}
+	tr.ActionDone(v, Plan{}, Action{Kind: Rewind}, fmt.Errorf("CHECKPOINT on upstream b: %w: refused", db.ErrUpstreamUnavailable))
+	if tr.RewindEpoch != 0 {
+		t.Fatalf("a rewind that could not reach its upstream was recorded for epoch %d", tr.RewindEpoch)
+	}
+	tr.ActionDone(v, Plan{}, Action{Kind: Rewind}, errTest("no common ancestor"))
+	if tr.RewindEpoch != 9 || tr.RewindError != "no common ancestor" {
+		t.Fatalf("failed rewind recorded as epoch %d error %q", tr.RewindEpoch, tr.RewindError)
+	}
+	tr.ActionDone(v, Plan{}, Action{Kind: Reclone}, errTest("copy failed"))
+	if tr.RewindError != "no common ancestor" {
+		t.Fatalf("a failed re-clone changed the rewind record to %q", tr.RewindError)
+	}
+	tr.ActionDone(v, Plan{}, Action{Kind: Reclone}, nil)
+	if tr.RewindEpoch != 9 || tr.RewindError != "" {
+		t.Fatalf("successful re-clone recorded as epoch %d error %q, want 9 and none", tr.RewindEpoch, tr.RewindError)
+	}
+}

@@ -440,7 +440,15 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 	}
 	if v.DB.HasData && !v.DB.Running && (v.DB.WasPrimary || v.RewindEpoch == l.Epoch) {
 		// A former primary (or a member whose rewind failed) must first
-		// be made a copy of the new primary's history.
+		// be made a copy of the new primary's history. Not before the
+		// leader runs as primary: pg_rewind (once per epoch) or a
+		// re-clone against a server still starting would fail, or throw
+		// this database away, for nothing.
+		if lm := v.Snap.Member(l.Name); (v.UseRewind || v.AllowReclone) &&
+			(lm == nil || lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning) {
+			return Plan{State: cluster.StateStarting, Soon: electionTick,
+				Reason: fmt.Sprintf("former primary: waiting for %s to run as primary before rejoining it", l.Name)}
+		}
 		if p, ok := rejoin(v, up, nil, "former primary"); ok {
 			return p
 		}

@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -186,11 +187,35 @@ func (t *Tracker) ObserveOldPrimary(v *View, alive Liveness) {
 	v.ElectionOpenAt = t.ElectionOpenAt
 }
 
-// ActionDone updates the tracker after action act of plan p ran and
-// returned err: failed and successful starts, a leader key taken (the
-// primary start timeout counts from then) or given up because the database
-// could not be restarted, and an epoch found impossible to follow.
-func (t *Tracker) ActionDone(p Plan, act Action, err error) {
+// ActionDone updates the tracker after action act of plan p, decided on
+// view v, ran and returned err: failed and successful starts, a leader key
+// taken (the primary start timeout counts from then) or given up because
+// the database could not be restarted, an epoch found impossible to
+// follow, clone failures in a row, and the rejoin of v's leader epoch. A
+// pg_rewind is recorded whatever its outcome (it is tried once per epoch),
+// unless it did not run because the upstream could not be reached; a
+// successful re-clone is recorded as a rejoin without error, so that a
+// later stop in the same epoch restarts the copy rather than re-clone it.
+func (t *Tracker) ActionDone(v View, p Plan, act Action, err error) {
+	var epoch cluster.Epoch
+	if v.Snap.Leader != nil {
+		epoch = v.Snap.Leader.Epoch
+	}
+	switch act.Kind {
+	case Rewind:
+		if errors.Is(err, db.ErrUpstreamUnavailable) {
+			// pg_rewind did not run: the attempt is not used up.
+			break
+		}
+		t.RewindEpoch, t.RewindError = epoch, ""
+		if err != nil {
+			t.RewindError = err.Error()
+		}
+	case Reclone:
+		if err == nil {
+			t.RewindEpoch, t.RewindError = epoch, ""
+		}
+	}
 	switch act.Kind {
 	case StartPrimary, StartReplica:
 		switch {

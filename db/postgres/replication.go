@@ -535,7 +535,7 @@ func (p *Postgres) Rewind(ctx context.Context, up db.Upstream) error {
 	}
 	start := time.Now()
 	if err := p.checkpointUpstream(ctx, up); err != nil {
-		return p.errorf(op, "CHECKPOINT on upstream %s (%s:%d): %w", up.Name, up.Host, up.Port, err)
+		return p.errorf(op, "CHECKPOINT on upstream %s (%s:%d): %w: %w", up.Name, up.Host, up.Port, db.ErrUpstreamUnavailable, err)
 	}
 	cd, err := p.controlData(ctx)
 	if err != nil {

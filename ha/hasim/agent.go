@@ -207,7 +207,7 @@ func (w *World) round(n *node) {
 func (w *World) execute(n *node, v ha.View, p ha.Plan) (ha.Action, bool) {
 	for _, act := range p.Actions {
 		err := w.do(n, v, p, act)
-		n.a.track.ActionDone(p, act, err)
+		n.a.track.ActionDone(v, p, act, err)
 		if err != nil {
 			w.logf("%s: action %s failed: %v", n.spec.Name, act, err)
 			return act, true

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/ha"
 )
 
@@ -74,7 +75,7 @@ func (w *World) rewind(n, u *node) (required bool, err error) {
 	case d.running:
 		return false, fmt.Errorf("rewind: %w", errServerRunning)
 	case u == n || !u.serving():
-		return false, fmt.Errorf("rewind: CHECKPOINT on upstream %s: not reachable", u.spec.Name)
+		return false, fmt.Errorf("rewind: CHECKPOINT on upstream %s: not reachable: %w", u.spec.Name, db.ErrUpstreamUnavailable)
 	}
 	required = d.timeline != u.db.timeline && !canFollow(d, &u.db)
 	if required {
@@ -118,14 +119,8 @@ func (w *World) doRejoin(n *node, v ha.View, act ha.Action) error {
 		w.logf("%s: RE-CLONED from %s (%s)", n.spec.Name, u.spec.Name, n.db.String())
 		return nil
 	}
-	required, err := w.rewind(n, u)
-	t := &n.a.track
-	if v.Snap.Leader != nil {
-		t.RewindEpoch = v.Snap.Leader.Epoch
-	}
-	t.RewindError = ""
+	required, err := w.rewind(n, u) // the tracker records it (ha.Tracker.ActionDone)
 	if err != nil {
-		t.RewindError = err.Error()
 		w.RewindFailures = append(w.RewindFailures, what)
 		return err
 	}

@@ -107,34 +107,31 @@ func crashLeaderAsN1Returns(t *testing.T, w *World, more ...Fault) {
 	}
 }
 
-// With reclone_on_rewind_failure, a failed pg_rewind is followed by a
-// re-clone.
-func TestRewindFailsThenReclone(t *testing.T) {
+// A pg_rewind that could not reach the restarting leader did not run, so
+// it does not use up the epoch's attempt: it is tried again once the
+// leader is back, and succeeds, with no need for a re-clone even where
+// re-cloning is allowed.
+func TestRewindAgainstRestartingLeaderRetried(t *testing.T) {
 	w := New(threeRejoin(true, true))
 	failOverFromN1(t, w)
 	crashLeaderAsN1Returns(t, w)
 	run(t, w, 20*time.Second)
 	expectLeader(t, w, "n2")
 	expectFollows(t, w, "n1", "n2")
-	if len(w.Reclones) != 1 || !strings.HasPrefix(w.Reclones[0], "n1<-n2@") {
-		t.Errorf("re-clones = %v, want n1 from n2 once", w.Reclones)
+	if len(w.Reclones) != 0 {
+		t.Errorf("re-clones = %v, want none: the rewind succeeds on a retry", w.Reclones)
 	}
 }
 
-// BUG (liveness): pg_rewind is tried once per leader epoch, and a rewind
-// that failed only because the leader's database did not accept
-// connections at that moment (it was restarting after a crash, or had just
-// taken the key back and not started yet) uses that one attempt up. Without
-// reclone_on_rewind_failure the former primary then stays in cannot_follow
-// ("pg_rewind failed ... not reachable") for the rest of the epoch, though
-// the leader is back a moment later and a second pg_rewind would succeed.
-// decideFollower plans the rewind although the leader's member record does
-// not show a running primary, and the failure's cause is not looked at.
-// Found by TestRandomFaults once it modelled pg_rewind (seed 2661 of 3000,
-// where the leader took its key back under a new epoch while its database
-// was down).
+// Regression (liveness; found by TestRandomFaults, seed 2661 of 3000): a
+// pg_rewind that failed only because the leader's database did not accept
+// connections (restarting after a crash, or just after taking the key back)
+// used up the epoch's one attempt, leaving the former primary in
+// cannot_follow though a second pg_rewind a moment later would succeed.
+// Now a rewind that could not reach its upstream is not recorded
+// (db.ErrUpstreamUnavailable), and a former primary waits until the
+// leader's record shows a running primary before rejoining.
 func TestBugRewindAgainstRestartingLeaderNotRetried(t *testing.T) {
-	t.Skip("known bug: a pg_rewind that failed because the leader's database was not up yet is not retried in that epoch")
 	w := New(threeRejoin(true, false))
 	failOverFromN1(t, w)
 	crashLeaderAsN1Returns(t, w)
@@ -143,23 +140,22 @@ func TestBugRewindAgainstRestartingLeaderNotRetried(t *testing.T) {
 	expectFollows(t, w, "n1", "n2")
 }
 
-// BUG (efficiency): after a failed pg_rewind, a successful re-clone leaves
-// the tracker's RewindEpoch and RewindError as they were, so whenever the
-// fresh copy is stopped in the same epoch (here: its start fails; likewise
-// after a crash) decideFollower's "member whose rewind failed" branch
-// deletes and copies the whole database again, every loop_wait (a
-// re-clone that succeeded resets the clone back-off), instead of starting
-// it. Found by TestRandomFaults (seed 251 re-cloned n2 from n4 four times
-// in epoch 169).
+// Regression (efficiency; found by TestRandomFaults, seed 251): after a
+// failed pg_rewind, a successful re-clone left the tracker's RewindEpoch
+// and RewindError as they were, so each later stop of the fresh copy in
+// the same epoch (a failed start, a crash) deleted and copied the whole
+// database again. A successful re-clone is now recorded as the epoch's
+// rejoin (ha's TestRecloneRecordedAsRejoin). Since the rewind fix above,
+// this scenario's rewind succeeds on a retry, so it asserts only that the
+// member follows with at most one copy.
 func TestBugRecloneRepeatedAfterFailedStart(t *testing.T) {
-	t.Skip("known bug: a successful re-clone does not clear the failed rewind, so every later stop in the epoch re-clones again")
 	w := New(threeRejoin(true, true))
 	failOverFromN1(t, w)
 	crashLeaderAsN1Returns(t, w, Fault{Kind: FailStarts, Member: "n1", N: 2})
 	run(t, w, 20*time.Second)
 	expectFollows(t, w, "n1", "n2")
-	if len(w.Reclones) != 1 {
-		t.Errorf("re-clones = %v, want one: the copy was good, only its start failed", w.Reclones)
+	if len(w.Reclones) > 1 {
+		t.Errorf("re-clones = %v, want at most one: only the start failed", w.Reclones)
 	}
 }
 
