@@ -211,12 +211,6 @@ func (t *Tracker) ActionDone(v View, p Plan, act Action, err error) {
 		if err != nil {
 			t.RewindError = err.Error()
 		}
-	case Reclone:
-		if err == nil {
-			t.RewindEpoch, t.RewindError = epoch, ""
-		}
-	}
-	switch act.Kind {
 	case StartPrimary, StartReplica:
 		switch {
 		case err != nil:
@@ -229,8 +223,11 @@ func (t *Tracker) ActionDone(v View, p Plan, act Action, err error) {
 	case Clone, Reclone:
 		if err != nil {
 			t.FailedClones++
-		} else {
-			t.FailedClones = 0
+			break
+		}
+		t.FailedClones = 0
+		if act.Kind == Reclone {
+			t.RewindEpoch, t.RewindError = epoch, ""
 		}
 	case AcquireLeader:
 		if err == nil {
