@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,7 +15,9 @@ import (
 	"github.com/hamgr/hamgr/lagmon"
 )
 
-// Clock is the agent's source of time.
+// Clock is the agent's source of time. Every time the agent reads, for
+// decisions, records and timers alike, comes from it; only Run's waits use
+// real timers.
 type Clock interface{ Now() time.Time }
 
 type realClock struct{}
@@ -61,6 +61,13 @@ type Event struct {
 }
 
 // Agent is one member's HA loop. Create with New, run with Run.
+//
+// Run drives three step functions, each of which a simulator may also call
+// directly and synchronously, with a fake Clock and twins of the database
+// and the store (package ha/hasim does): Renew (the lease renewer), Fence
+// (the fence timer) and Round (observe, decide, execute). In production
+// Renew and Fence run on goroutines of their own, so that a slow round
+// cannot delay them.
 type Agent struct {
 	opts Options
 	log  *slog.Logger
@@ -69,6 +76,7 @@ type Agent struct {
 	mu            sync.Mutex
 	leaseID       int64
 	lastRenewSent time.Time
+	nextRenew     time.Time // no renewal before this
 	cfg           cluster.DynamicConfig
 	holdsLeader   cluster.Epoch // epoch this agent believes it leads (0: none)
 	snap          cluster.Snapshot
@@ -89,7 +97,8 @@ type Agent struct {
 	wake           chan struct{}
 }
 
-// New returns an agent; it does nothing until Run.
+// New returns an agent; it does nothing until Run (or its step functions)
+// is called.
 func New(opts Options) *Agent {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -104,6 +113,13 @@ func New(opts Options) *Agent {
 	}
 }
 
+// renewTick and fenceTick bound how long the renewer and the fence timer
+// sleep between checks in Run.
+const (
+	renewTick = 250 * time.Millisecond
+	fenceTick = 50 * time.Millisecond
+)
+
 // Run loops until ctx ends. It returns nil on cancellation; it never stops
 // the database on the way out (a restarted agent adopts it).
 func (a *Agent) Run(ctx context.Context) error {
@@ -112,18 +128,24 @@ func (a *Agent) Run(ctx context.Context) error {
 	changes := a.opts.Store.Changes(ctx)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); a.renewLoop(ctx) }()
-	go func() { defer wg.Done(); a.fenceLoop(ctx) }()
+	go func() {
+		defer wg.Done()
+		for sleep(ctx, min(a.Renew(ctx), renewTick)) {
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			a.Fence(ctx)
+			if !sleep(ctx, fenceTick) {
+				return
+			}
+		}
+	}()
 	defer wg.Wait()
 	exited := a.opts.DB.Exited()
 	for {
-		soon := a.round(ctx)
-		wait := a.config().LoopWait
-		d := time.Duration(wait)
-		if soon > 0 && soon < d {
-			d = soon
-		}
-		t := time.NewTimer(d)
+		t := time.NewTimer(a.Round(ctx))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -136,14 +158,33 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.wake:
 		}
 		t.Stop()
-		if d := a.notBefore.Sub(a.clk.Now()); d > 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(d):
-			}
+		if !sleep(ctx, a.NotBefore().Sub(a.clk.Now())) {
+			return nil
 		}
 	}
+}
+
+// sleep waits d (not at all when d <= 0) and reports false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// NotBefore is the time before which no round may start: a failed action
+// is retried only after its back-off, whatever wakes the loop meanwhile.
+func (a *Agent) NotBefore() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.notBefore
 }
 
 func (a *Agent) config() cluster.DynamicConfig {
@@ -176,93 +217,25 @@ func (a *Agent) State() api.State {
 	return st
 }
 
-// renewLoop keeps the session lease alive, every loop_wait, retrying every
-// 500 ms after a failure. It records when each successful request was sent.
-func (a *Agent) renewLoop(ctx context.Context) {
-	for {
-		a.mu.Lock()
-		id, cfg, last := a.leaseID, a.cfg, a.lastRenewSent
-		a.mu.Unlock()
-		next := time.Duration(cfg.LoopWait)
-		if id != 0 && a.clk.Now().Sub(last) >= next-50*time.Millisecond {
-			sent := a.clk.Now()
-			rctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.RetryTimeout)/2)
-			err := a.opts.Store.KeepAlive(rctx)
-			cancel()
-			a.mu.Lock()
-			switch {
-			case err == nil:
-				if a.leaseID == id {
-					a.lastRenewSent = sent
-				}
-			case errors.Is(err, dcs.ErrLeaseLost):
-				if a.leaseID == id {
-					a.leaseID = 0
-				}
-				a.opts.Metrics.StoreError(opLeaseLost)
-				a.log.Warn("lease lost", "lease", fmt.Sprintf("%x", id))
-			default:
-				a.log.Warn("lease renewal failed", "err", err)
-				a.opts.Metrics.StoreError(opKeepAlive)
-				next = 500 * time.Millisecond
-			}
-			a.mu.Unlock()
-			if err != nil {
-				a.poke()
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(min(next, 250*time.Millisecond)):
-		}
-	}
-}
-
-// fenceLoop is rule 2 of package ha, enforced on its own timer so that a
-// loop round blocked on a slow store or database cannot delay it: a leader
-// whose renewals have failed until its fence deadline stops its database
-// at once.
-func (a *Agent) fenceLoop(ctx context.Context) {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		a.mu.Lock()
-		// Whatever the database is doing (even crash recovery, when it is
-		// not yet known to be a primary), a leader past its deadline stops it.
-		due := a.holdsLeader != 0 && !a.lastRenewSent.IsZero() &&
-			!a.clk.Now().Before(detector.FenceDeadline(a.lastRenewSent, a.cfg))
-		epoch := a.holdsLeader
-		a.mu.Unlock()
-		if !due {
-			continue
-		}
-		a.log.Error("self-fencing: lease not renewed in time; stopping the database before the lease can expire",
-			"epoch", epoch)
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := a.opts.DB.Stop(sctx, db.StopImmediate)
-		cancel()
-		if err != nil {
-			a.log.Error("self-fencing stop failed", "err", err)
-			continue
-		}
-		a.emit("self-fenced: stopped database")
-		a.opts.Metrics.SelfFence()
-		a.mu.Lock()
-		a.holdsLeader = 0
-		a.mu.Unlock()
-		a.poke()
-	}
-}
-
 func (a *Agent) poke() {
 	select {
 	case a.wake <- struct{}{}:
 	default:
 	}
+}
+
+// LastPlan is the latest plan the loop decided, rendered (for tests and the
+// simulator).
+func (a *Agent) LastPlan() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastPlan
+}
+
+// Tracker returns a copy of what the loop remembers between rounds (for
+// tests and the simulator).
+func (a *Agent) Tracker() ha.Tracker {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.track
 }

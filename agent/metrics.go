@@ -100,5 +100,5 @@ func (a *Agent) observeRound(m Metrics, start time.Time) {
 		a.mu.Unlock()
 	}
 	m.ObserveSync(standbys, atRisk)
-	m.ObserveLoop(time.Since(start))
+	m.ObserveLoop(a.clk.Now().Sub(start))
 }

@@ -12,10 +12,12 @@ import (
 	"github.com/hamgr/hamgr/ha"
 )
 
-// round runs one observe → decide → execute pass and returns how soon the
-// next should run (0: loop_wait).
-func (a *Agent) round(ctx context.Context) time.Duration {
-	defer a.observeRound(a.opts.Metrics, time.Now())
+// Round runs one observe → decide → execute pass and returns how long the
+// loop should wait for the next one, unless an event (a change in the
+// store, the database process exiting) comes first; in any case no round
+// starts before NotBefore.
+func (a *Agent) Round(ctx context.Context) time.Duration {
+	defer a.observeRound(a.opts.Metrics, a.clk.Now())
 	cfg := a.config()
 	storeTimeout := time.Duration(cfg.RetryTimeout) / 2
 	now := a.clk.Now()
@@ -98,12 +100,17 @@ func (a *Agent) round(ctx context.Context) time.Duration {
 		if wait > 0 {
 			// A failing action is retried after the back-off,
 			// whatever wakes the loop meanwhile.
+			a.mu.Lock()
 			a.notBefore = a.clk.Now().Add(wait)
-			return 0
+			a.mu.Unlock()
+			return wait
 		}
 		return 10 * time.Millisecond
 	}
-	return plan.Soon
+	if plan.Soon > 0 && plan.Soon < time.Duration(cfg.LoopWait) {
+		return plan.Soon
+	}
+	return time.Duration(cfg.LoopWait)
 }
 
 func leaderName(l *cluster.Leader) string {
@@ -118,26 +125,6 @@ func leaderEpoch(l *cluster.Leader) cluster.Epoch {
 		return 0
 	}
 	return l.Epoch
-}
-
-func (a *Agent) ensureLease(ctx context.Context, timeout time.Duration) error {
-	a.mu.Lock()
-	id, ttl := a.leaseID, a.cfg.TTL
-	a.mu.Unlock()
-	if id != 0 {
-		return nil
-	}
-	sent := a.clk.Now()
-	gctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := a.opts.Store.Grant(gctx, time.Duration(ttl)); err != nil {
-		a.opts.Metrics.StoreError(opGrant)
-		return fmt.Errorf("grant lease of %s: %w", time.Duration(ttl), err)
-	}
-	a.mu.Lock()
-	a.leaseID, a.lastRenewSent = a.opts.Store.LeaseID(), sent
-	a.mu.Unlock()
-	return nil
 }
 
 func (a *Agent) probe(ctx context.Context) db.Status {
@@ -159,7 +146,7 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 	a.mu.Lock()
 	m := a.track.Record(cluster.Member{
 		Name: a.opts.Name, Tags: a.opts.Tags, APIURL: a.opts.APIURL, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
-		UpdatedAt: time.Now().UTC(), State: a.self.State, Reason: a.self.Reason,
+		UpdatedAt: a.clk.Now().UTC(), State: a.self.State, Reason: a.self.Reason,
 	}, a.snap, st)
 	a.self = m
 	leased := a.leaseID != 0
@@ -340,6 +327,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		a.mu.Lock()
 		a.holdsLeader = 0
 		a.mu.Unlock()
+		a.log.Info("released leader key", "epoch", act.Leader.Epoch, "reason", p.Reason)
 		a.emit(fmt.Sprintf("released leader key (epoch %d)", act.Leader.Epoch))
 		return nil
 	case ha.RecordFailover:
@@ -421,7 +409,7 @@ func (a *Agent) handoff(ctx context.Context, v ha.View, target string) error {
 		return fmt.Errorf("handoff: cannot read the final position of the stopped database (running=%t)", st.Running)
 	}
 	r := *v.Snap.Request
-	r.Handoff = &cluster.Handoff{Target: target, FinalLSN: st.Position.LSN, Epoch: v.Snap.Leader.Epoch, StoppedAt: time.Now().UTC()}
+	r.Handoff = &cluster.Handoff{Target: target, FinalLSN: st.Position.LSN, Epoch: v.Snap.Leader.Epoch, StoppedAt: a.clk.Now().UTC()}
 	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
 	defer cancel()
 	if err := a.opts.Store.UpdateRequest(sctx, r); err != nil {
@@ -484,14 +472,16 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) er
 func (a *Agent) logPlan(now time.Time, p ha.Plan, s cluster.Snapshot) {
 	key := ha.Plan{Actions: p.Actions, State: p.State}.String()
 	full := p.String()
-	switch {
-	case full == a.lastPlan:
-		return
-	case len(p.Actions) == 0 && key == a.lastPlanKey && now.Sub(a.lastPlanLogged) < 2*time.Second:
-		return
+	a.mu.Lock()
+	skip := full == a.lastPlan ||
+		len(p.Actions) == 0 && key == a.lastPlanKey && now.Sub(a.lastPlanLogged) < 2*time.Second
+	if !skip {
+		a.lastPlan, a.lastPlanKey, a.lastPlanLogged = full, key, now
 	}
-	a.log.Info("plan", "plan", full, "leader", leaderName(s.Leader), "epoch", leaderEpoch(s.Leader))
-	a.lastPlan, a.lastPlanKey, a.lastPlanLogged = full, key, now
+	a.mu.Unlock()
+	if !skip {
+		a.log.Info("plan", "plan", full, "leader", leaderName(s.Leader), "epoch", leaderEpoch(s.Leader))
+	}
 }
 
 // measureSync reads the primary's standbys and works out which required
