@@ -17,6 +17,7 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/dcs"
+	"github.com/hamgr/hamgr/dcs/dcstest"
 	"github.com/hamgr/hamgr/dcs/etcd"
 	"github.com/hamgr/hamgr/dcs/etcd/etcdembed"
 	"github.com/hamgr/hamgr/localcluster/faultproxy"
@@ -604,4 +605,16 @@ func TestUpdateConfigCompareAndSwap(t *testing.T) {
 	}); err == nil || !strings.Contains(err.Error(), "invalid config") {
 		t.Fatalf("UpdateConfig to an invalid config: %v", err)
 	}
+}
+
+// TestDCSConformance runs the store contract shared with dcs/memstore.
+func TestDCSConformance(t *testing.T) {
+	dcstest.Run(t, func(t *testing.T, n int) []dcs.Store {
+		name := newCluster()
+		out := make([]dcs.Store, n)
+		for i := range out {
+			out[i] = newStore(t, name)
+		}
+		return out
+	})
 }

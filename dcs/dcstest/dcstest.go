@@ -1,0 +1,256 @@
+// Package dcstest is the conformance suite of dcs.Store: the contract every
+// store implementation keeps, checked through the interface only. dcs/etcd
+// runs it against a real embedded etcd and dcs/memstore against the
+// in-memory twin, so the simulator (ha/hasim), which runs on the twin,
+// cannot drift from the store production uses.
+package dcstest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/dcs"
+)
+
+// NewStores returns n stores connected to one fresh, empty cluster, each
+// with no lease yet (one per member).
+type NewStores func(t *testing.T, n int) []dcs.Store
+
+// Run checks the dcs.Store contract on stores from newStores, as subtests.
+func Run(t *testing.T, newStores NewStores) {
+	t.Run("Leadership", func(t *testing.T) { testLeadership(t, newStores(t, 2)) })
+	t.Run("Members", func(t *testing.T) { testMembers(t, newStores(t, 2)) })
+	t.Run("Config", func(t *testing.T) { testConfig(t, newStores(t, 2)) })
+	t.Run("History", func(t *testing.T) { testHistory(t, newStores(t, 1)[0]) })
+	t.Run("Requests", func(t *testing.T) { testRequests(t, newStores(t, 2)) })
+	t.Run("Sync", func(t *testing.T) { testSync(t, newStores(t, 2)) })
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func load(t *testing.T, s dcs.Store) cluster.Snapshot {
+	t.Helper()
+	snap, err := s.Load(ctxFor(t))
+	must(t, err)
+	return snap
+}
+
+// ValidConfig is a dynamic config every store accepts.
+func ValidConfig() cluster.DynamicConfig {
+	return cluster.DynamicConfig{
+		TTL: cluster.Duration(10 * time.Second), LoopWait: cluster.Duration(2 * time.Second),
+		RetryTimeout: cluster.Duration(5 * time.Second), PrimaryStartTimeout: cluster.Duration(30 * time.Second),
+		MaximumLagOnFailover: 1 << 20,
+	}
+}
+
+func testLeadership(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	s1, s2 := s[0], s[1]
+	if _, _, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}); !errors.Is(err, dcs.ErrLeaseLost) {
+		t.Fatalf("AcquireLeader without a lease: got %v, want ErrLeaseLost", err)
+	}
+	if err := s1.KeepAlive(ctx); !errors.Is(err, dcs.ErrLeaseLost) {
+		t.Fatalf("KeepAlive without a lease: got %v, want ErrLeaseLost", err)
+	}
+	must(t, s1.Grant(ctx, 10*time.Second))
+	must(t, s2.Grant(ctx, 10*time.Second))
+	must(t, s1.KeepAlive(ctx))
+	if s1.LeaseID() == 0 || s1.LeaseID() == s2.LeaseID() {
+		t.Fatalf("lease ids %x %x: want two distinct ones", s1.LeaseID(), s2.LeaseID())
+	}
+	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1", ConnHost: "h1", ConnPort: 5432})
+	must(t, err)
+	if !ok || l1.Name != "n1" || l1.Lease != s1.LeaseID() || l1.Epoch <= 0 {
+		t.Fatalf("first acquire: %+v ok=%v", l1, ok)
+	}
+	h, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"})
+	must(t, err)
+	if ok || h != l1 {
+		t.Fatalf("second acquire: got %+v ok=%v, want the holder %+v", h, ok, l1)
+	}
+	snap := load(t, s2)
+	if snap.Leader == nil || *snap.Leader != l1 || snap.Revision < int64(l1.Epoch) {
+		t.Fatalf("leader %+v at revision %d, want %+v", snap.Leader, snap.Revision, l1)
+	}
+	ll := snap.LastLeader
+	if ll == nil || ll.Name != "n1" || ll.Epoch != l1.Epoch || ll.Since.IsZero() || ll.ConnHost != "h1" || ll.ConnPort != 5432 {
+		t.Fatalf("last_leader %+v, want n1 at h1:5432, epoch %d", ll, l1.Epoch)
+	}
+	must(t, s1.ReleaseLeader(ctx, cluster.Leader{Name: "n1", Epoch: l1.Epoch - 1}))
+	if snap := load(t, s1); snap.Leader == nil || *snap.Leader != l1 {
+		t.Fatalf("a stale epoch released the key: leader %+v", snap.Leader)
+	}
+	must(t, s1.ReleaseLeader(ctx, l1))
+	if snap := load(t, s1); snap.Leader != nil || snap.LastLeader == nil || snap.LastLeader.Epoch != l1.Epoch {
+		t.Fatalf("after release: leader %+v, last_leader %+v (want none, epoch %d kept)", snap.Leader, snap.LastLeader, l1.Epoch)
+	}
+	must(t, s1.ReleaseLeader(ctx, l1)) // not held: no error
+	l2, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"})
+	must(t, err)
+	if !ok || l2.Epoch <= l1.Epoch {
+		t.Fatalf("acquire after release: %+v ok=%v, want an epoch above %d", l2, ok, l1.Epoch)
+	}
+	// A new lease replaces (revokes) the previous one: the key bound to it
+	// goes with it.
+	must(t, s2.Grant(ctx, 10*time.Second))
+	if snap := load(t, s1); snap.Leader != nil {
+		t.Fatalf("leader %+v still held after its lease was replaced", snap.Leader)
+	}
+}
+
+func testMembers(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	s1, s2 := s[0], s[1]
+	if err := s1.PublishMember(ctx, cluster.Member{Name: "n1"}); err == nil {
+		t.Fatal("PublishMember without a lease succeeded")
+	}
+	must(t, s1.Grant(ctx, 10*time.Second))
+	must(t, s2.Grant(ctx, 10*time.Second))
+	m2 := cluster.Member{Name: "n2", Role: cluster.RolePrimary, State: cluster.StateRunning,
+		Position: cluster.Position{LSN: 0x3000060, Timeline: 2}, LagBytes: -1,
+		UpdatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	must(t, s2.PublishMember(ctx, m2))
+	must(t, s1.PublishMember(ctx, cluster.Member{Name: "n1", Role: cluster.RoleReplica, Upstream: "n2"}))
+	snap := load(t, s1)
+	if len(snap.Members) != 2 || snap.Members[0].Name != "n1" || snap.Members[1].Name != "n2" {
+		t.Fatalf("members %+v, want n1, n2 in order", snap.Members)
+	}
+	if got := snap.Member("n2"); got == nil || got.Position != m2.Position || got.Role != m2.Role || !got.UpdatedAt.Equal(m2.UpdatedAt) {
+		t.Fatalf("member n2 %+v, want %+v", got, m2)
+	}
+	must(t, s1.Grant(ctx, 10*time.Second)) // n1's record goes with its old lease
+	if snap := load(t, s2); snap.Member("n1") != nil || snap.Member("n2") == nil {
+		t.Fatalf("members %+v after n1's lease was replaced, want only n2", snap.Members)
+	}
+}
+
+func testConfig(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	s1, s2 := s[0], s[1]
+	if _, err := s1.UpdateConfig(ctx, func(c cluster.DynamicConfig) (cluster.DynamicConfig, error) { return c, nil }); !errors.Is(err, dcs.ErrNoConfig) {
+		t.Fatalf("UpdateConfig before bootstrap: got %v, want ErrNoConfig", err)
+	}
+	bad := ValidConfig()
+	bad.TTL = bad.LoopWait
+	if _, err := s1.Initialize(ctx, "n1", bad); err == nil {
+		t.Fatal("Initialize accepted an invalid config")
+	}
+	cfg1 := ValidConfig()
+	got, err := s1.Initialize(ctx, "n1", cfg1)
+	must(t, err)
+	cfg2 := ValidConfig()
+	cfg2.MaximumLagOnFailover = 999
+	got2, err := s2.Initialize(ctx, "n2", cfg2)
+	must(t, err)
+	if got != "n1" || got2 != "n1" {
+		t.Fatalf("Initialize returned %q then %q, want the claimant n1 both times", got, got2)
+	}
+	if snap := load(t, s2); snap.Initialized != "n1" || snap.Config == nil || *snap.Config != cfg1 {
+		t.Fatalf("after initialize: %q %+v, want n1 %+v", snap.Initialized, snap.Config, cfg1)
+	}
+	if err := s2.SetConfig(ctx, bad); err == nil {
+		t.Fatal("SetConfig accepted an invalid config")
+	}
+	must(t, s2.SetConfig(ctx, cfg2))
+	next, err := s1.UpdateConfig(ctx, func(c cluster.DynamicConfig) (cluster.DynamicConfig, error) {
+		c.Paused = true
+		return c, nil
+	})
+	must(t, err)
+	if want := cfg2; !next.Paused || next.MaximumLagOnFailover != want.MaximumLagOnFailover {
+		t.Fatalf("UpdateConfig wrote %+v, want %+v paused", next, want)
+	}
+	refused := errors.New("refused")
+	if _, err := s1.UpdateConfig(ctx, func(c cluster.DynamicConfig) (cluster.DynamicConfig, error) { return c, refused }); !errors.Is(err, refused) {
+		t.Fatalf("UpdateConfig returned %v, want fn's error", err)
+	}
+	if snap := load(t, s2); snap.Config == nil || *snap.Config != next {
+		t.Fatalf("config %+v, want %+v", snap.Config, next)
+	}
+}
+
+func testHistory(t *testing.T, s dcs.Store) {
+	ctx := ctxFor(t)
+	for _, e := range []cluster.HistoryEntry{
+		{Epoch: 100, Kind: "switchover", NewPrimary: "n1"},
+		{Epoch: 5, Kind: "bootstrap", NewPrimary: "n0"},
+		{Epoch: 30, Kind: "failover", NewPrimary: "n2", Steps: []cluster.Step{{Name: "promote", Duration: cluster.Duration(time.Second)}}},
+		{Epoch: 5, Kind: "bootstrap", NewPrimary: "n1"},
+	} {
+		must(t, s.AppendHistory(ctx, e))
+	}
+	if err := s.AppendHistory(ctx, cluster.HistoryEntry{Epoch: 0}); err == nil {
+		t.Fatal("AppendHistory accepted epoch 0")
+	}
+	hist, err := s.History(ctx)
+	must(t, err)
+	var epochs []cluster.Epoch
+	for _, e := range hist {
+		epochs = append(epochs, e.Epoch)
+	}
+	if fmt.Sprint(epochs) != "[5 30 100]" || hist[0].NewPrimary != "n1" || len(hist[1].Steps) != 1 {
+		t.Fatalf("history %+v, want epochs 5 30 100, epoch 5 overwritten", hist)
+	}
+}
+
+func testRequests(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	s1, s2 := s[0], s[1]
+	if err := s1.UpdateRequest(ctx, cluster.Request{Kind: cluster.KindSwitchover}); err == nil {
+		t.Fatal("UpdateRequest with no request pending succeeded")
+	}
+	r := cluster.Request{Kind: cluster.KindSwitchover, From: "n1", To: "n2", RequestedBy: "test"}
+	must(t, s1.CreateRequest(ctx, r))
+	if err := s2.CreateRequest(ctx, r); !errors.Is(err, dcs.ErrRequestPending) {
+		t.Fatalf("second CreateRequest: got %v, want ErrRequestPending", err)
+	}
+	r.Handoff = &cluster.Handoff{Target: "n2", FinalLSN: 0x5000028, Epoch: 7}
+	must(t, s2.UpdateRequest(ctx, r))
+	snap := load(t, s1)
+	if snap.Request == nil || snap.Request.Handoff == nil || *snap.Request.Handoff != *r.Handoff || snap.Request.To != "n2" {
+		t.Fatalf("request %+v, want %+v", snap.Request, r)
+	}
+	must(t, s1.ClearRequest(ctx))
+	must(t, s1.ClearRequest(ctx)) // none pending: no error
+	if snap := load(t, s2); snap.Request != nil {
+		t.Fatalf("request %+v after ClearRequest", snap.Request)
+	}
+}
+
+func testSync(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	s1, s2 := s[0], s[1]
+	must(t, s1.Grant(ctx, 10*time.Second))
+	must(t, s2.Grant(ctx, 10*time.Second))
+	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"})
+	if err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	must(t, s1.SetSync(ctx, l1, []string{"n2"}))
+	if snap := load(t, s2); snap.Sync == nil || snap.Sync.Epoch != l1.Epoch || !snap.Sync.Has("n2") || snap.Sync.Leader != "n1" {
+		t.Fatalf("sync record %+v, want n1@%d with n2", snap.Sync, l1.Epoch)
+	}
+	must(t, s1.ReleaseLeader(ctx, l1))
+	if err := s1.SetSync(ctx, l1, nil); err == nil {
+		t.Fatal("SetSync succeeded for a leader that no longer holds the key")
+	}
+	if snap := load(t, s2); snap.Sync == nil || !snap.Sync.Has("n2") {
+		t.Fatalf("sync record %+v changed by a refused SetSync", snap.Sync)
+	}
+}
