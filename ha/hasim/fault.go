@@ -96,11 +96,12 @@ func (w *World) inject(f Fault) {
 	if f.Kind == HealAll {
 		w.logf("fault: %s", f)
 		for _, n := range w.nodes {
-			n.paused, n.partitioned, n.db.failStarts = false, false, 0
+			n.paused, n.db.failStarts = false, 0
+			w.setPartitioned(n, false)
 			if !n.alive || n.agentDown {
 				w.restartAgent(n, true)
 			}
-			n.a.nextRound = w.now
+			n.nextRound = w.now
 		}
 		return
 	}
@@ -111,11 +112,7 @@ func (w *World) inject(f Fault) {
 		return
 	case CancelRequest:
 		w.logf("fault: %s", f)
-		if w.store.request != nil {
-			w.store.request = nil
-			w.store.rev++
-			w.wakeAll()
-		}
+		w.store.DeleteRequest()
 		return
 	}
 	n := w.node(f.Member)
@@ -141,18 +138,18 @@ func (w *World) inject(f Fault) {
 	case CrashDB:
 		if n.alive && n.db.running {
 			n.db.stop(true)
-			n.a.nextRound = w.now
+			n.nextRound = w.now // db.Controller.Exited wakes the agent
 		}
 	case Partition:
-		n.partitioned = true
+		w.setPartitioned(n, true)
 	case Heal:
-		n.partitioned = false
+		w.setPartitioned(n, false)
 	case Pause:
 		n.paused = true
 	case Resume:
 		if n.paused {
 			n.paused = false
-			n.a.nextRound = w.now
+			n.nextRound = w.now
 		}
 	case FailStarts:
 		n.db.failStarts = f.N
@@ -165,9 +162,13 @@ func (w *World) restartAgent(n *node, power bool) {
 		n.alive = true
 	}
 	n.agentDown, n.paused = false, false
-	n.incarnation++
-	n.a = newAgent(n, n.incarnation)
-	n.a.nextRound = w.now
+	w.startAgent(n)
+}
+
+// setPartitioned cuts n's agent off from the store, or heals it.
+func (w *World) setPartitioned(n *node, cut bool) {
+	n.partitioned = cut
+	n.client.SetReachable(!cut)
 }
 
 // stop stops the server; immediate (or a crash) leaves crash recovery for

@@ -2,8 +2,11 @@ package hasim
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +17,14 @@ import (
 const (
 	randomSeeds = 200
 	randomSteps = 600
+)
+
+// seedsFlag runs more (or fewer) seeds than randomSeeds, and firstSeed
+// starts elsewhere: go test ./ha/hasim -run TestRandomFaults -seeds 5000.
+var (
+	seedsFlag = flag.Int("seeds", 0, "number of random seeds (default 200; 20 with -short)")
+	firstSeed = flag.Uint64("first-seed", 0, "first random seed")
+	logDir    = flag.String("log-dir", "", "write the whole log of every failing seed to DIR/seed-N.log")
 )
 
 // randomFault picks a fault for one of the members.
@@ -134,10 +145,11 @@ func followsOrMayNot(w *World, s MemberSpec, primary string) bool {
 		return !s.AllowReclone
 	}
 	n, l := w.node(s.Name), w.Leader()
-	if l == nil || n.a.track.RewindEpoch != l.Epoch {
+	track := n.a.Tracker()
+	if l == nil || track.RewindEpoch != l.Epoch {
 		return false
 	}
-	if n.a.track.RewindError != "" {
+	if track.RewindError != "" {
 		return !s.AllowReclone
 	}
 	return n.db.timeline == w.node(primary).db.timeline
@@ -150,9 +162,12 @@ func TestRandomFaults(t *testing.T) {
 	if testing.Short() {
 		seeds = 20
 	}
+	if *seedsFlag > 0 {
+		seeds = *seedsFlag
+	}
 	promotions, switchovers, faults, failures := 0, 0, 0, 0
 	rewinds, rewound, rewindFailures, reclones := 0, 0, 0, 0
-	for seed := range uint64(seeds) {
+	for seed := *firstSeed; seed < *firstSeed+uint64(seeds); seed++ {
 		w, injected, err := randomWorld(seed)
 		promotions += len(w.Promotions)
 		switchovers += len(w.Switchovers)
@@ -167,6 +182,12 @@ func TestRandomFaults(t *testing.T) {
 		reclones += len(w.Reclones)
 		if err == nil {
 			continue
+		}
+		if *logDir != "" {
+			full := strings.Join(injected, "\n") + "\n" + w.Summary() + strings.Join(w.Log(), "\n") + "\n"
+			if werr := os.WriteFile(filepath.Join(*logDir, fmt.Sprintf("seed-%d.log", seed)), []byte(full), 0o644); werr != nil {
+				t.Errorf("write log: %v", werr)
+			}
 		}
 		var inv *InvariantError
 		if errors.As(err, &inv) {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
-	"github.com/hamgr/hamgr/ha"
 )
 
 // This file models how a member rejoins the leader with a copy of its
@@ -88,38 +87,16 @@ func (w *World) rewind(n, u *node) (required bool, err error) {
 	return required, nil
 }
 
-// reclone models what agent.do runs for ha.Reclone: db/postgres RemoveData
-// (which refuses a running server), then Clone. A clone that fails leaves
-// the data directory empty.
-func (w *World) reclone(n, u *node) error {
-	d := &n.db
-	if d.running {
-		return fmt.Errorf("remove data: %w", errServerRunning)
-	}
-	*d = simDB{lag: d.lag, failStarts: d.failStarts}
-	w.logf("%s: removed the data directory contents to re-clone from %s", n.spec.Name, u.spec.Name)
-	return w.cloneFrom(n, u)
-}
-
-// doRejoin executes ha.Rewind and ha.Reclone as agent.do does, including
-// what a rewind records in the tracker: the leader epoch of the view it
-// was decided in (whatever the outcome) and its error ("" on success).
-func (w *World) doRejoin(n *node, v ha.View, act ha.Action) error {
-	u := w.node(act.Upstream.Name)
+// doRewind executes db.Replication.Rewind of n's database from u and
+// records it in World.Rewinds or World.RewindFailures, with the leader
+// epoch it happened in.
+func (w *World) doRewind(n, u *node) error {
 	epoch := cluster.Epoch(0)
-	if v.Snap.Leader != nil {
-		epoch = v.Snap.Leader.Epoch
+	if l := w.Leader(); l != nil {
+		epoch = l.Epoch
 	}
 	what := fmt.Sprintf("%s<-%s@%d", n.spec.Name, u.spec.Name, epoch)
-	if act.Kind == ha.Reclone {
-		if err := w.reclone(n, u); err != nil {
-			return err
-		}
-		w.Reclones = append(w.Reclones, what)
-		w.logf("%s: RE-CLONED from %s (%s)", n.spec.Name, u.spec.Name, n.db.String())
-		return nil
-	}
-	required, err := w.rewind(n, u) // the tracker records it (ha.Tracker.ActionDone)
+	required, err := w.rewind(n, u)
 	if err != nil {
 		w.RewindFailures = append(w.RewindFailures, what)
 		return err

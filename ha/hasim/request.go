@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/hamgr/hamgr/cluster"
-	"github.com/hamgr/hamgr/ha"
 )
 
 // shutdownCheckpointSize is how many WAL bytes a fast shutdown's checkpoint
@@ -34,20 +33,16 @@ func (w *World) shutdownCheckpoint(n *node) {
 	d.stopPos = ckpt // until the next start or crash
 }
 
-// checkSwitchover: a switchover loses no WAL. The member promoting for it
-// must have everything the old primary wrote before it stopped.
-func (w *World) checkSwitchover(n *node, v ha.View) {
-	r := v.Snap.Request
-	if r == nil || r.Handoff == nil {
-		w.violate("%s recorded a switchover without a handoff in the request", n.spec.Name)
-		return
-	}
+// checkSwitchover: a switchover loses no WAL. The member promoting for
+// the handoff of r must have everything the old primary wrote before it
+// stopped.
+func (w *World) checkSwitchover(n *node, r cluster.Request, epoch cluster.Epoch) {
 	if r.From == "" {
-		w.violate("%s recorded a switchover from no one", n.spec.Name)
+		w.violate("%s promoted for a switchover from no one", n.spec.Name)
 		return
 	}
 	old := w.node(r.From)
-	at := n.a.promotedLSN
+	at := n.promotedLSN
 	if old.db.timeline == n.db.timeline-1 && old.db.lsn > at {
 		w.violate("switchover from %s to %s lost WAL: %s ended at %s, %s was promoted at %s",
 			r.From, n.spec.Name, r.From, old.db.lsn, n.spec.Name, at)
@@ -55,10 +50,6 @@ func (w *World) checkSwitchover(n *node, v ha.View) {
 	if at <= r.Handoff.FinalLSN {
 		w.violate("switchover from %s to %s: promoted at %s, not past the final position %s",
 			r.From, n.spec.Name, at, r.Handoff.FinalLSN)
-	}
-	epoch := cluster.Epoch(0)
-	if w.store.leader != nil {
-		epoch = w.store.leader.Epoch
 	}
 	w.Switchovers = append(w.Switchovers, fmt.Sprintf("%s->%s@%d", r.From, n.spec.Name, epoch))
 }
@@ -81,9 +72,9 @@ func requestString(r *cluster.Request) string {
 // (Decide must refuse bad requests itself); it is a no-op when one is
 // pending.
 func (w *World) operatorRequest(f Fault) {
-	s := &w.store
-	if s.request != nil {
-		w.logf("operator: %s refused: request pending (%s)", f, requestString(s.request))
+	s := w.store.Snapshot()
+	if s.Request != nil {
+		w.logf("operator: %s refused: request pending (%s)", f, requestString(s.Request))
 		return
 	}
 	r := cluster.Request{RequestedAt: w.now, RequestedBy: "hasim operator", To: f.Member}
@@ -91,34 +82,27 @@ func (w *World) operatorRequest(f Fault) {
 	case Switchover:
 		// Like package operator: From is the current leader; with none
 		// there is nothing to switch over from.
-		if s.leader == nil {
+		if s.Leader == nil {
 			w.logf("operator: %s refused: no leader", f)
 			return
 		}
 		r.Kind = cluster.KindSwitchover
-		r.From = s.leader.Name
+		r.From = s.Leader.Name
 		if f.After > 0 {
 			r.At = w.now.Add(f.After)
 		}
 	case Failover:
 		r.Kind = cluster.KindFailover
 	}
-	s.request = &r
-	s.rev++
+	if err := w.store.PutRequest(r); err != nil {
+		w.logf("operator: %s refused: %v", f, err)
+		return
+	}
 	w.logf("operator: wrote request: %s", requestString(&r))
-	w.wakeAll()
 }
 
 // Request is the pending operator request, or nil.
-func (w *World) Request() *cluster.Request {
-	if w.store.request == nil {
-		return nil
-	}
-	r := *w.store.request
-	return &r
-}
+func (w *World) Request() *cluster.Request { return w.store.Snapshot().Request }
 
 // History is the failover history recorded so far.
-func (w *World) History() []cluster.HistoryEntry {
-	return append([]cluster.HistoryEntry(nil), w.store.history...)
-}
+func (w *World) History() []cluster.HistoryEntry { return w.store.HistoryEntries() }

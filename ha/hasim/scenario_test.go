@@ -297,9 +297,9 @@ func TestSwitchoverTargetDies(t *testing.T) {
 // further ahead.
 func TestManualFailover(t *testing.T) {
 	w := New(three())
-	cfg := w.store.config
+	cfg := *w.store.Snapshot().Config
 	cfg.Paused = true // no automatic failover: the operator decides
-	w.store.config = cfg
+	w.store.SetDynamicConfig(cfg)
 	run(t, w, 10*time.Second)
 	run(t, w, 10*time.Second, Fault{Kind: KillNode, Member: "n1"})
 	if len(w.Primaries()) != 0 || len(w.Promotions) != 0 {

@@ -1,13 +1,16 @@
 package hasim
 
 import (
+	"context"
 	"fmt"
-	"sort"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/hamgr/hamgr/agent"
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/dcs/memstore"
 	"github.com/hamgr/hamgr/ha"
 )
 
@@ -22,8 +25,8 @@ type MemberSpec struct {
 	// while streaming.
 	Lag cluster.LSN
 	// UseRewind and AllowReclone are the agent's postgresql.use_pg_rewind
-	// and postgresql.reclone_on_rewind_failure options, passed into every
-	// View (ha.View.UseRewind, ha.View.AllowReclone).
+	// and postgresql.reclone_on_rewind_failure options
+	// (agent.Options.UseRewind, agent.Options.AllowReclone).
 	UseRewind    bool
 	AllowReclone bool
 }
@@ -76,12 +79,13 @@ type World struct {
 	cfg   Config
 	now   time.Time
 	step  int
-	store store
+	store *memstore.Cluster
 	nodes []*node
 	log   []string
 	// violations found during the current step.
 	violations []string
 	maxEpoch   cluster.Epoch
+	wakeRev    int64
 	// Promotions lists "name@epoch" for every promotion, in order.
 	Promotions []string
 	// Switchovers lists "from->to@epoch" for every completed switchover.
@@ -96,39 +100,53 @@ type World struct {
 	Reclones []string
 }
 
+// node is one simulated machine: a database, and the real hamgr agent
+// (package agent) running beside it on the simulated clock, talking to
+// the database through an engine and to the store through a memstore
+// client of its own.
 type node struct {
 	spec MemberSpec
 	// alive is false while the node (agent and database) is down.
 	alive bool
 	db    simDB
-	a     *agent
+	eng   *engine
+	a     *agent.Agent
+	// client is the current agent process's store connection; a new
+	// agent process gets a new one (the old one's lease lingers until it
+	// expires, as a dead process's does).
+	client *memstore.Client
 	// agentDown is true while the agent process is down (database untouched).
 	agentDown bool
 	paused    bool
 	// partitioned agents cannot reach the store.
 	partitioned bool
 	incarnation int
+	nextRound   time.Time
+	nextRenew   time.Time
+	// promotedLSN is where the database was at its last promotion.
+	promotedLSN cluster.LSN
 	// rejoinEpoch is the highest epoch issued (World.maxEpoch) when this
 	// member's data was last cloned, rewound or re-cloned from an upstream, and
 	// rejoinedFrom that upstream: any leader key it may be promoted under
 	// afterwards must be newer.
 	rejoinEpoch  cluster.Epoch
 	rejoinedFrom string
+	// removed is set when the data was removed to be cloned again.
+	removed bool
 }
 
 // New builds a World.
 func New(cfg Config) *World {
 	cfg.defaults()
 	w := &World{cfg: cfg, now: Origin}
-	w.store = store{leases: map[int64]lease{}, members: map[string]memberRec{}, config: cfg.Dynamic}
+	w.store = memstore.New(w.Now)
 	for _, s := range cfg.Members {
 		n := &node{spec: s, alive: true, db: simDB{lag: s.Lag}}
-		n.a = newAgent(n, 1)
-		n.incarnation = 1
+		n.eng = &engine{w: w, n: n, exited: make(chan time.Time)}
 		w.nodes = append(w.nodes, n)
+		w.startAgent(n)
 	}
 	if !cfg.Fresh && len(w.nodes) > 0 {
-		w.store.initialized = w.nodes[0].spec.Name
 		for i, n := range w.nodes {
 			n.db = simDB{hasData: true, running: true, accepting: true, standby: i > 0, timeline: 1,
 				lsn: 0x1000000, lag: n.spec.Lag, forks: map[uint32]cluster.LSN{}}
@@ -141,27 +159,45 @@ func New(cfg Config) *World {
 	return w
 }
 
-// seed makes the first member the leader of a running cluster: every agent
-// holds a lease and has published its record; the first holds the key.
+// seed makes the first member the leader of a running cluster: it runs
+// the first agent's round alone (it takes the key for its running
+// primary), then every other agent's (they follow it).
 func (w *World) seed() {
-	for _, n := range w.nodes {
-		w.ensureLease(n)
-		w.probe(n)
-	}
 	first := w.nodes[0]
-	if err := w.do(first, ha.View{}, ha.Plan{}, ha.Action{Kind: ha.AcquireLeader}); err != nil {
+	if _, err := first.client.Initialize(context.Background(), first.spec.Name, w.cfg.Dynamic); err != nil {
 		panic("hasim: seed: " + err.Error())
 	}
 	for _, n := range w.nodes {
-		n.a.self.State = cluster.StateRunning
-		w.publishAndLoad(n, w.probe(n))
-		n.a.track.ObserveLeader(w.now, w.store.snapshot())
+		w.round(n)
+	}
+	if w.store.Snapshot().Leader == nil {
+		panic("hasim: seed: " + first.spec.Name + " did not take the leader key:\n" + strings.Join(w.log, "\n"))
 	}
 	for i, n := range w.nodes {
 		// Spread the first rounds over the loop like real agents.
-		n.a.nextRound = w.now.Add(time.Duration(i+1) * w.cfg.Tick)
+		n.nextRound = w.now.Add(time.Duration(i+1) * w.cfg.Tick)
 	}
 }
+
+// startAgent starts a fresh agent process on n: no lease, no memory.
+func (w *World) startAgent(n *node) {
+	n.incarnation++
+	n.client = w.store.Client(fmt.Sprintf("%s#%d", n.spec.Name, n.incarnation))
+	n.client.SetReachable(!n.partitioned)
+	host, port := addr(n.spec.Name)
+	n.a = agent.New(agent.Options{
+		Cluster: "sim", Name: n.spec.Name, Tags: n.spec.Tags, Config: w.cfg.Dynamic,
+		DB: n.eng, Store: n.client, ConnHost: host, ConnPort: port,
+		Logger: slog.New(&logHandler{w: w}), Clock: worldClock{w},
+		UseRewind: n.spec.UseRewind, AllowReclone: n.spec.AllowReclone,
+	})
+	n.nextRound, n.nextRenew = w.now, w.now
+}
+
+// worldClock is the agents' clock: the simulated one.
+type worldClock struct{ w *World }
+
+func (c worldClock) Now() time.Time { return c.w.now }
 
 // Now is the simulated clock.
 func (w *World) Now() time.Time { return w.now }
@@ -217,27 +253,84 @@ func (w *World) Step(faults ...Fault) error {
 	for _, n := range w.nodes {
 		w.advanceDB(n)
 	}
+	ctx := context.Background()
 	for _, n := range w.nodes {
-		if n.agentRuns() {
-			w.renew(n)
-			w.fenceTimer(n)
+		if !n.agentRuns() {
+			continue
 		}
+		if !w.now.Before(n.nextRenew) {
+			n.nextRenew = w.now.Add(n.a.Renew(ctx))
+		}
+		n.a.Fence(ctx)
 	}
-	w.store.expire(w)
+	w.expire()
+	w.wakeOnChange()
 	k := len(w.nodes)
 	for i := range k {
 		n := w.nodes[(i+w.step)%k]
-		if n.agentRuns() && !w.now.Before(n.a.nextRound) && !w.now.Before(n.a.notBefore) {
+		if n.agentRuns() && !w.now.Before(n.nextRound) && !w.now.Before(n.a.NotBefore()) {
 			w.round(n)
+			w.wakeOnChange()
 		}
 	}
 	w.checkPrimaries()
+	w.checkEpochs()
 	if len(w.violations) > 0 {
 		err := &InvariantError{Step: w.step, At: w.now.Sub(Origin), Violations: w.violations, Log: append([]string(nil), w.log...)}
 		w.violations = nil
 		return err
 	}
 	return nil
+}
+
+// round runs one round of n's agent and schedules the next.
+func (w *World) round(n *node) {
+	n.nextRound = w.now.Add(n.a.Round(context.Background()))
+}
+
+// wakeOnChange is the store watch: after a change an agent's watch would
+// wake it for, every running agent re-decides at once.
+func (w *World) wakeOnChange() {
+	if rev := w.store.WakeRevision(); rev != w.wakeRev {
+		w.wakeRev = rev
+		for _, n := range w.nodes {
+			if n.nextRound.After(w.now) {
+				n.nextRound = w.now
+			}
+		}
+	}
+}
+
+// expire lets the store expire leases whose TTL ran out. Rule 2: the
+// owner must have stopped writing before then. A paused agent cannot
+// (only a watchdog could); a dead agent's successor adopts the database
+// under a new lease.
+func (w *World) expire() {
+	for _, e := range w.store.Expire() {
+		for _, n := range w.nodes {
+			if n.client != e.Owner {
+				continue
+			}
+			if n.writable() && !n.agentDown && !n.paused {
+				w.violate("lease %d of %s expired while its database is still a writable primary", e.ID, e.Owner.Name())
+			}
+		}
+		w.logf("store: lease %d of %s expired", e.ID, e.Owner.Name())
+	}
+}
+
+// checkEpochs: epochs only grow.
+func (w *World) checkEpochs() {
+	l := w.store.Snapshot().Leader
+	if l == nil || l.Epoch == w.maxEpoch {
+		return
+	}
+	if l.Epoch < w.maxEpoch {
+		w.violate("epoch went from %d to %d", w.maxEpoch, l.Epoch)
+		return
+	}
+	w.maxEpoch = l.Epoch
+	w.logf("store: %s took the leader key, epoch %d", l.Name, l.Epoch)
 }
 
 // Run steps for d of simulated time, stopping at the first violation.
@@ -258,14 +351,8 @@ func (n *node) writable() bool {
 }
 
 func (w *World) checkPrimaries() {
-	var ps []string
-	for _, n := range w.nodes {
-		if n.writable() {
-			ps = append(ps, n.spec.Name)
-		}
-	}
-	if len(ps) > 1 {
-		w.violate("%d writable primaries at once: %s (leader key %s)", len(ps), strings.Join(ps, ", "), w.store.leaderString())
+	if ps := w.Primaries(); len(ps) > 1 {
+		w.violate("%d writable primaries at once: %s (leader key %s)", len(ps), strings.Join(ps, ", "), w.leaderString())
 	}
 }
 
@@ -281,12 +368,14 @@ func (w *World) Primaries() []string {
 }
 
 // Leader is the leader key, or nil.
-func (w *World) Leader() *cluster.Leader {
-	if w.store.leader == nil {
-		return nil
+func (w *World) Leader() *cluster.Leader { return w.store.Snapshot().Leader }
+
+func (w *World) leaderString() string {
+	l := w.Leader()
+	if l == nil {
+		return "none"
 	}
-	l := *w.store.leader
-	return &l
+	return fmt.Sprintf("%s@%d(lease %d)", l.Name, l.Epoch, l.Lease)
 }
 
 // MemberStatus is what a test may inspect about a member.
@@ -306,132 +395,32 @@ type MemberStatus struct {
 	Alive       bool
 	Paused      bool
 	Partitioned bool
+	// Tracker is what the agent remembers between rounds.
+	Tracker ha.Tracker
 }
 
 // Status reports one member.
 func (w *World) Status(name string) MemberStatus {
 	n := w.node(name)
-	l := w.store.leader
+	l := w.Leader()
+	st := n.a.State()
+	id := n.client.LeaseID()
 	return MemberStatus{
-		Name: name, DB: n.db.status(n.alive), State: n.a.self.State, Reason: n.a.self.Reason, LastPlan: n.a.lastPlan,
-		LeaseID: n.a.leaseID, HoldsLeader: l != nil && l.Name == name && l.Lease == n.a.leaseID && n.a.leaseID != 0,
-		Alive: n.alive && !n.agentDown, Paused: n.paused, Partitioned: n.partitioned,
+		Name: name, DB: n.db.status(n.alive), State: st.Self.State, Reason: st.Self.Reason, LastPlan: n.a.LastPlan(),
+		LeaseID: id, HoldsLeader: l != nil && l.Name == name && l.Lease == id && id != 0 && w.store.LeaseAlive(id),
+		Alive: n.alive && !n.agentDown, Paused: n.paused, Partitioned: n.partitioned, Tracker: n.a.Tracker(),
 	}
 }
 
 // Summary renders every member on one line each, for failure messages.
 func (w *World) Summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "t=+%s leader=%s\n", w.now.Sub(Origin), w.store.leaderString())
+	fmt.Fprintf(&b, "t=+%s leader=%s\n", w.now.Sub(Origin), w.leaderString())
 	for _, n := range w.nodes {
 		fmt.Fprintf(&b, "  %s: alive=%v agentDown=%v paused=%v partitioned=%v db=%s plan=%s\n", n.spec.Name, n.alive,
-			n.agentDown, n.paused, n.partitioned, n.db.String(), n.a.lastPlan)
+			n.agentDown, n.paused, n.partitioned, n.db.String(), n.a.LastPlan())
 	}
 	return b.String()
-}
-
-// store is the simulated etcd.
-type store struct {
-	rev         int64
-	nextLease   int64
-	leases      map[int64]lease
-	leader      *cluster.Leader
-	lastLeader  *cluster.LastLeader
-	members     map[string]memberRec
-	initialized string
-	config      cluster.DynamicConfig
-	history     []cluster.HistoryEntry
-	// request is the pending operator request (switchover or failover).
-	request *cluster.Request
-}
-
-type lease struct {
-	expires     time.Time
-	owner       string
-	incarnation int
-}
-
-type memberRec struct {
-	m     cluster.Member
-	lease int64
-}
-
-func (s *store) leaderString() string {
-	if s.leader == nil {
-		return "none"
-	}
-	return fmt.Sprintf("%s@%d(lease %d)", s.leader.Name, s.leader.Epoch, s.leader.Lease)
-}
-
-// expire deletes every lease whose TTL ran out, with the keys bound to it.
-func (s *store) expire(w *World) {
-	ids := make([]int64, 0, len(s.leases))
-	for id := range s.leases {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for _, id := range ids {
-		l := s.leases[id]
-		if w.now.Before(l.expires) {
-			continue
-		}
-		n := w.node(l.owner)
-		// Rule 2: the owner must have stopped writing before now. A
-		// paused agent cannot (only a watchdog could); a dead agent's
-		// successor adopts the database under a new lease.
-		if n.writable() && n.incarnation == l.incarnation && !n.agentDown && !n.paused {
-			w.violate("lease %d of %s expired while its database is still a writable primary (last renewal sent +%s)",
-				id, l.owner, n.a.lastRenewSent.Sub(Origin))
-		}
-		s.revoke(w, id, "expired")
-	}
-}
-
-func (s *store) revoke(w *World, id int64, why string) {
-	delete(s.leases, id)
-	changed := false
-	if s.leader != nil && s.leader.Lease == id {
-		w.logf("store: leader key %s deleted (lease %s)", s.leaderString(), why)
-		s.leader = nil
-		changed = true
-	}
-	for name, r := range s.members {
-		if r.lease == id {
-			delete(s.members, name)
-			changed = true
-		}
-	}
-	if changed {
-		s.rev++
-		w.wakeAll()
-	}
-}
-
-func (s *store) snapshot() cluster.Snapshot {
-	snap := cluster.Snapshot{Revision: s.rev, Initialized: s.initialized}
-	if s.leader != nil {
-		l := *s.leader
-		snap.Leader = &l
-	}
-	if s.lastLeader != nil {
-		l := *s.lastLeader
-		snap.LastLeader = &l
-	}
-	for _, r := range s.members {
-		snap.Members = append(snap.Members, r.m)
-	}
-	sort.Slice(snap.Members, func(i, j int) bool { return snap.Members[i].Name < snap.Members[j].Name })
-	cfg := s.config
-	snap.Config = &cfg
-	if s.request != nil {
-		r := *s.request
-		if r.Handoff != nil {
-			h := *r.Handoff
-			r.Handoff = &h
-		}
-		snap.Request = &r
-	}
-	return snap
 }
 
 // addr is the simulated database address of a member: its name and the
@@ -448,164 +437,15 @@ func (w *World) nodeAt(host string, port int) *node {
 	return nil
 }
 
-// wakeAll is the store watch: every running agent re-decides at the next tick.
-func (w *World) wakeAll() {
-	for _, n := range w.nodes {
-		if n.a.nextRound.After(w.now) {
-			n.a.nextRound = w.now
-		}
-	}
-}
-
-// simDB is a simulated PostgreSQL.
-type simDB struct {
-	hasData   bool
-	running   bool
-	accepting bool
-	// standby is the data directory's role: true for a replica
-	// (standby.signal), false for a primary.
-	standby  bool
-	timeline uint32
-	lsn      cluster.LSN
-	// forks maps each earlier timeline of this database's history to the
-	// position where it ended.
-	forks     map[uint32]cluster.LSN
-	upstream  string
-	streaming bool
-	// readyAt is when a starting server begins to accept connections.
-	readyAt time.Time
-	// crashed means the next start needs crash recovery.
-	crashed bool
-	// stopPos is the shutdown checkpoint's location after a clean (fast)
-	// stop of a primary: what the control data, and so a probe of the
-	// stopped server, reports. Zero otherwise.
-	stopPos cluster.LSN
-	// failStarts makes the next that many starts fail.
-	failStarts int
-	lag        cluster.LSN
-}
-
-func (d *simDB) String() string {
-	role := "primary"
-	if d.standby {
-		role = "replica"
-	}
-	state := "stopped"
-	switch {
-	case !d.hasData:
-		state = "empty"
-	case d.running && d.accepting:
-		state = "running"
-	case d.running:
-		state = "starting"
-	}
-	s := fmt.Sprintf("%s/%s tl=%d lsn=%s", state, role, d.timeline, d.lsn)
-	if d.streaming {
-		s += " streaming<-" + d.upstream
-	}
-	return s
-}
-
-func (d *simDB) status(alive bool) db.Status {
-	pos := cluster.Position{LSN: d.lsn, Timeline: d.timeline}
-	if !d.running && d.stopPos != 0 {
-		pos.LSN = d.stopPos
-	}
-	// A stopped data directory without standby.signal was last run as a
-	// primary (what the postgres prober reads from the files).
-	wasPrimary := d.hasData && !d.standby && !d.running
-	if !alive {
-		return db.Status{HasData: d.hasData, Position: pos, WasPrimary: wasPrimary}
-	}
-	st := db.Status{
-		Running: d.running, Accepting: d.running && d.accepting, HasData: d.hasData,
-		Position: pos, WasPrimary: wasPrimary,
-	}
-	if st.Accepting {
-		st.Role = cluster.RolePrimary
-		if d.standby {
-			st.Role = cluster.RoleReplica
-			st.ReceiveLSN, st.ReplayLSN = d.lsn, d.lsn
-		}
-	}
-	if st.Accepting && d.standby && d.streaming {
-		st.Streaming = true
-		st.UpstreamHost, st.UpstreamPort = d.upstream, 5432
-	}
-	return st
-}
-
-func copyForks(m map[uint32]cluster.LSN) map[uint32]cluster.LSN {
-	c := make(map[uint32]cluster.LSN, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
-}
-
-// canFollow reports whether a replica at r can stream from u (PostgreSQL's
-// timeline history check).
-func canFollow(r, u *simDB) bool {
-	switch {
-	case r.timeline == u.timeline:
-		return r.lsn <= u.lsn
-	case r.timeline < u.timeline:
-		end, ok := u.forks[r.timeline]
-		return ok && r.lsn <= end
-	default:
-		return false
-	}
-}
-
-// advanceDB moves one database forward by a tick.
-func (w *World) advanceDB(n *node) {
-	d := &n.db
-	if !n.alive || !d.running {
-		d.streaming = false
-		return
-	}
-	if !d.accepting && !w.now.Before(d.readyAt) {
-		d.accepting, d.crashed = true, false
-		if !d.standby {
-			w.logf("%s: database finished starting and accepts writes", n.spec.Name)
-			w.checkHoldsKey(n, "became a writable primary (start finished)")
-		}
-	}
-	if !d.accepting {
-		return
-	}
-	if !d.standby {
-		d.lsn += w.cfg.WritePerTick
-		return
-	}
-	was := d.streaming
-	d.streaming = false
-	if d.upstream != "" {
-		u := w.node(d.upstream)
-		if u != n && u.alive && u.db.running && u.db.accepting && canFollow(d, &u.db) {
-			d.streaming = true
-			if u.db.lsn > d.lsn+d.lag {
-				d.lsn = u.db.lsn - d.lag
-			}
-			if u.db.timeline > d.timeline {
-				d.timeline, d.forks = u.db.timeline, copyForks(u.db.forks)
-			}
-		}
-	}
-	if was != d.streaming {
-		w.logf("%s: streaming from %q: %v", n.spec.Name, d.upstream, d.streaming)
-	}
-}
-
 // checkHoldsKey: no database becomes a writable primary unless its agent
 // holds the leader key on its current, live lease.
 func (w *World) checkHoldsKey(n *node, what string) {
-	l := w.store.leader
-	a := n.a
-	_, live := w.store.leases[a.leaseID]
-	if l == nil || l.Name != n.spec.Name || a.leaseID == 0 || l.Lease != a.leaseID || !live {
+	l := w.Leader()
+	id := n.client.LeaseID()
+	live := w.store.LeaseAlive(id)
+	if l == nil || l.Name != n.spec.Name || id == 0 || l.Lease != id || !live {
 		w.violate("%s %s without holding the leader key (key %s, agent lease %d, lease live %v)",
-			n.spec.Name, what, w.store.leaderString(), a.leaseID, live)
+			n.spec.Name, what, w.leaderString(), id, live)
 		return
 	}
 	// A member whose data was made a copy of another's history may be
@@ -616,3 +456,37 @@ func (w *World) checkHoldsKey(n *node, what string) {
 			n.spec.Name, what, l.Epoch, n.rejoinedFrom, n.rejoinEpoch)
 	}
 }
+
+// logHandler writes the agents' Info and more severe records into the
+// world's log, stamped with the simulated time.
+type logHandler struct {
+	w     *World
+	attrs []slog.Attr
+}
+
+func (h *logHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	member := ""
+	add := func(a slog.Attr) bool {
+		if a.Key == "member" {
+			member = a.Value.String()
+			return true
+		}
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	h.w.logf("%s: %s%s", member, r.Message, b.String())
+	return nil
+}
+
+func (h *logHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logHandler{w: h.w, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
+}
+
+func (h *logHandler) WithGroup(string) slog.Handler { return h }

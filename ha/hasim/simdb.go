@@ -1,0 +1,154 @@
+package hasim
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+)
+
+// simDB is a simulated PostgreSQL.
+type simDB struct {
+	hasData   bool
+	running   bool
+	accepting bool
+	// standby is the data directory's role: true for a replica
+	// (standby.signal), false for a primary.
+	standby  bool
+	timeline uint32
+	lsn      cluster.LSN
+	// forks maps each earlier timeline of this database's history to the
+	// position where it ended.
+	forks     map[uint32]cluster.LSN
+	upstream  string
+	streaming bool
+	// readyAt is when a starting server begins to accept connections.
+	readyAt time.Time
+	// crashed means the next start needs crash recovery.
+	crashed bool
+	// stopPos is the shutdown checkpoint's location after a clean (fast)
+	// stop of a primary: what the control data, and so a probe of the
+	// stopped server, reports. Zero otherwise.
+	stopPos cluster.LSN
+	// failStarts makes the next that many starts fail.
+	failStarts int
+	lag        cluster.LSN
+	// syncNames and syncAny are synchronous_standby_names; slots the
+	// replication slots (by member name).
+	syncNames []string
+	syncAny   bool
+	slots     map[string]bool
+}
+
+func (d *simDB) String() string {
+	role := "primary"
+	if d.standby {
+		role = "replica"
+	}
+	state := "stopped"
+	switch {
+	case !d.hasData:
+		state = "empty"
+	case d.running && d.accepting:
+		state = "running"
+	case d.running:
+		state = "starting"
+	}
+	s := fmt.Sprintf("%s/%s tl=%d lsn=%s", state, role, d.timeline, d.lsn)
+	if d.streaming {
+		s += " streaming<-" + d.upstream
+	}
+	return s
+}
+
+func (d *simDB) status(alive bool) db.Status {
+	pos := cluster.Position{LSN: d.lsn, Timeline: d.timeline}
+	if !d.running && d.stopPos != 0 {
+		pos.LSN = d.stopPos
+	}
+	// A stopped data directory without standby.signal was last run as a
+	// primary (what the postgres prober reads from the files).
+	wasPrimary := d.hasData && !d.standby && !d.running
+	if !alive {
+		return db.Status{HasData: d.hasData, Position: pos, WasPrimary: wasPrimary}
+	}
+	st := db.Status{
+		Running: d.running, Accepting: d.running && d.accepting, HasData: d.hasData,
+		Position: pos, WasPrimary: wasPrimary,
+	}
+	if st.Accepting {
+		st.Role = cluster.RolePrimary
+		if d.standby {
+			st.Role = cluster.RoleReplica
+			st.ReceiveLSN, st.ReplayLSN = d.lsn, d.lsn
+		}
+	}
+	if st.Accepting && d.standby && d.streaming {
+		st.Streaming = true
+		st.UpstreamHost, st.UpstreamPort = d.upstream, 5432
+	}
+	return st
+}
+
+func copyForks(m map[uint32]cluster.LSN) map[uint32]cluster.LSN {
+	c := make(map[uint32]cluster.LSN, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// canFollow reports whether a replica at r can stream from u (PostgreSQL's
+// timeline history check).
+func canFollow(r, u *simDB) bool {
+	switch {
+	case r.timeline == u.timeline:
+		return r.lsn <= u.lsn
+	case r.timeline < u.timeline:
+		end, ok := u.forks[r.timeline]
+		return ok && r.lsn <= end
+	default:
+		return false
+	}
+}
+
+// advanceDB moves one database forward by a tick.
+func (w *World) advanceDB(n *node) {
+	d := &n.db
+	if !n.alive || !d.running {
+		d.streaming = false
+		return
+	}
+	if !d.accepting && !w.now.Before(d.readyAt) {
+		d.accepting, d.crashed = true, false
+		if !d.standby {
+			w.logf("%s: database finished starting and accepts writes", n.spec.Name)
+			w.checkHoldsKey(n, "became a writable primary (start finished)")
+		}
+	}
+	if !d.accepting {
+		return
+	}
+	if !d.standby {
+		d.lsn += w.cfg.WritePerTick
+		return
+	}
+	was := d.streaming
+	d.streaming = false
+	if d.upstream != "" {
+		u := w.node(d.upstream)
+		if u != n && u.alive && u.db.running && u.db.accepting && canFollow(d, &u.db) {
+			d.streaming = true
+			if u.db.lsn > d.lsn+d.lag {
+				d.lsn = u.db.lsn - d.lag
+			}
+			if u.db.timeline > d.timeline {
+				d.timeline, d.forks = u.db.timeline, copyForks(u.db.forks)
+			}
+		}
+	}
+	if was != d.streaming {
+		w.logf("%s: streaming from %q: %v", n.spec.Name, d.upstream, d.streaming)
+	}
+}
