@@ -353,6 +353,12 @@ func decideBootstrap(v View, health detector.Health) Plan {
 }
 
 func decideEmpty(v View, ls detector.LeaderState) Plan {
+	if bootstrapClaimant(v) {
+		// This member claimed the bootstrap, but its first database is
+		// gone (initdb failed, or the data was removed): create it again.
+		return Plan{Actions: []Action{{Kind: Initialize}, {Kind: AcquireLeader}}, State: cluster.StateBootstrapping,
+			Reason: "new cluster: creating the first database again (the earlier attempt left none)"}
+	}
 	up := leaderUpstream(v)
 	if ls != detector.OtherLeader || up == nil {
 		return Plan{State: cluster.StateStopped, Reason: "empty data directory; waiting for a leader to clone from", Soon: electionTick}
@@ -509,6 +515,15 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 		return Plan{State: stateOf(v), Reason: "no leader and the cluster is paused: no automatic failover"}
 	}
 	if health != detector.Healthy {
+		if bootstrapClaimant(v) && v.DB.HasData && !v.DB.Running {
+			// The first start of the new cluster's database failed (say
+			// its port was taken) before anyone led: take the key and
+			// let the leader's rules restart it (and release the key
+			// if it never comes up), rather than wait for a leader that
+			// can only be this member.
+			return Plan{Actions: []Action{{Kind: AcquireLeader}}, State: cluster.StateStarting,
+				Reason: "new cluster: the first database is not running; taking the leader key to start it"}
+		}
 		if lastIsSelf && last != nil && v.ReleasedEpoch != last.Epoch && v.DB.HasData && !v.DB.Running {
 			// We were the last leader (the agent or node restarted) and
 			// nobody took over: take the key and restart the primary.
@@ -617,6 +632,12 @@ func noCandidateReason(self string, res election.Result) string {
 		return "NO FAILOVER CANDIDATE: " + strings.Join(parts, "; ")
 	}
 	return "not a failover candidate"
+}
+
+// bootstrapClaimant reports whether this member claimed the bootstrap of
+// a cluster in which nobody has led yet.
+func bootstrapClaimant(v View) bool {
+	return v.Snap.Initialized == v.Self && v.Snap.LastLeader == nil && v.Snap.Leader == nil
 }
 
 // leaderUpstream is the leader's address from its member record, or nil.

@@ -151,3 +151,25 @@ func TestBugFencedLeaderNeverTakesTheKeyBack(t *testing.T) {
 	run(t, w, 30*time.Second, Fault{Kind: Heal, Member: "n1"})
 	expectLeader(t, w, "n1")
 }
+
+// Regression (liveness; found by TestRandomFaults seed 1047 once the
+// simulator ran the real agent, and issue 7's point 7 on real hosts): the
+// member that claimed the bootstrap created its database, but the first
+// start failed (a port in use, say) before anyone led. It then waited
+// forever for a leader that only it could be. Now it takes the key and the
+// leader's rules restart its database, once the cause is gone.
+func TestRegressionFailedFirstStartIsRetried(t *testing.T) {
+	cfg := three()
+	cfg.Fresh = true
+	w := New(cfg)
+	faults := []Fault{}
+	for _, m := range cfg.Members {
+		faults = append(faults, Fault{Kind: FailStarts, Member: m.Name, N: 2})
+	}
+	run(t, w, 30*time.Second, faults...)
+	ps := w.Primaries()
+	if len(ps) != 1 {
+		t.Fatalf("primaries = %v after the start failures were used up, want one\n%s\n%s", ps, w.Summary(), strings.Join(w.Log(), "\n"))
+	}
+	expectLeader(t, w, ps[0])
+}
