@@ -17,8 +17,8 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/config"
-	"github.com/hamgr/hamgr/integration/writeclient"
 	"github.com/hamgr/hamgr/localcluster"
+	"github.com/hamgr/hamgr/writeclient"
 )
 
 func demoCmd() *cobra.Command {
