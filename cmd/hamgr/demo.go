@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +32,9 @@ func demoCmd() *cobra.Command {
 hamgr agent process per member), write to it continuously, kill the
 primary's whole node (agent and every postgres process, as a dying host
 would), and print a timeline of the failover. Everything is removed at the
-end unless --keep (or --dir) is given.`,
+end unless --keep (or --dir) is given; --keep leaves the cluster running
+until Ctrl-C and prints how to use it (config files, etcd, API token,
+hamgrctl, curl and psql command lines).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
@@ -40,7 +44,7 @@ end unless --keep (or --dir) is given.`,
 	}
 	c.Flags().StringVar(&o.BinDir, "bin-dir", config.DefaultBinDir, "directory holding PostgreSQL's server binaries")
 	c.Flags().StringVar(&o.Dir, "dir", "", "working directory (default: a new temporary directory)")
-	c.Flags().BoolVar(&o.Keep, "keep", false, "keep the cluster running after the failover, until Ctrl-C")
+	c.Flags().BoolVar(&o.Keep, "keep", false, "keep the cluster running after the failover, until Ctrl-C, and print how to use it")
 	c.Flags().BoolVar(&o.Fast, "fast", false, "use the fast timing profile (ttl 5s) instead of the defaults (ttl 10s)")
 	return c
 }
@@ -56,7 +60,8 @@ type demoOptions struct {
 }
 
 // runDemo starts the cluster, fails it over, prints what happened and,
-// with o.Keep, leaves the cluster running until ctx ends.
+// with o.Keep, how to use the cluster, which it leaves running until ctx
+// ends.
 func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	for _, b := range config.PostgreSQLBinaries {
 		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
@@ -83,7 +88,7 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	c, err := localcluster.Start(sctx, localcluster.Options{
 		Dir: o.Dir, RemoveOnClose: remove, HamgrBin: self, BinDir: o.BinDir, Timing: timing,
-		Logger: slog.New(slog.DiscardHandler),
+		APIToken: randomToken(), Logger: slog.New(slog.DiscardHandler),
 	})
 	cancel()
 	if err != nil {
@@ -105,9 +110,11 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	if !o.Keep {
 		return nil
 	}
-	fmt.Fprintf(out, "\nThe cluster keeps running (data in %s). Connect with:\n  psql 'host=127.0.0.1 port=%d,%d,%d user=postgres target_session_attrs=read-write' (password in %s)\nPress Ctrl-C to stop it.\n",
-		o.Dir, c.Nodes[0].PGPort, c.Nodes[1].PGPort, c.Nodes[2].PGPort, filepath.Join(o.Dir, "superuser.password"))
+	if err := writeKeepInstructions(out, keepInfoOf(ctx, c, o.Dir, self, o.BinDir)); err != nil {
+		return err
+	}
 	<-ctx.Done()
+	sayf(out, "stopping the cluster (its files stay in %s)", o.Dir)
 	return nil
 }
 
@@ -170,6 +177,13 @@ func failOver(ctx context.Context, out io.Writer, c *localcluster.Cluster) (*fai
 // sayf prints one progress line, prefixed with the time of day.
 func sayf(out io.Writer, format string, args ...any) {
 	fmt.Fprintf(out, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+// randomToken returns a new random API bearer token (32 hex characters).
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b)
 }
 
 func printCluster(ctx context.Context, out io.Writer, c *localcluster.Cluster) {
