@@ -17,8 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/hamgr/hamgr/cluster"
-	"github.com/hamgr/hamgr/integration/writeclient"
 	"github.com/hamgr/hamgr/localcluster"
+	"github.com/hamgr/hamgr/writeclient"
 )
 
 // Synchronous replication, replication slots and rejoin, against real

@@ -112,7 +112,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("localcluster: etcd client: %w", err)
 	}
 	c.SuperPassword = randomSecret()
-	superFile := filepath.Join(opts.Dir, "superuser.password")
+	superFile := c.SuperPasswordFile()
 	replFile := filepath.Join(opts.Dir, "replication.password")
 	if err := os.WriteFile(superFile, []byte(c.SuperPassword+"\n"), 0o600); err != nil {
 		return nil, err
@@ -121,7 +121,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	if opts.APIToken != "" {
-		if err := os.WriteFile(filepath.Join(opts.Dir, "api.token"), []byte(opts.APIToken+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(c.APITokenFile(), []byte(opts.APIToken+"\n"), 0o600); err != nil {
 			return nil, err
 		}
 	}
@@ -153,6 +153,20 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	ok = true
 	return c, nil
+}
+
+// SuperPasswordFile is the file holding SuperPassword (mode 0600), which
+// every member's config names as the superuser's password_file.
+func (c *Cluster) SuperPasswordFile() string { return filepath.Join(c.opts.Dir, "superuser.password") }
+
+// APITokenFile is the file holding Options.APIToken (mode 0600), which
+// every member's config names as api.token_file; "" when the cluster was
+// started without a token.
+func (c *Cluster) APITokenFile() string {
+	if c.opts.APIToken == "" {
+		return ""
+	}
+	return filepath.Join(c.opts.Dir, "api.token")
 }
 
 // randomSecret returns 24 random hex characters.

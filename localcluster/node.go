@@ -69,8 +69,8 @@ func (n *Node) configYAML(superFile, replFile string) string {
 	fmt.Fprintf(&b, "cluster: local\nname: %s\n", n.Name)
 	fmt.Fprintf(&b, "etcd:\n  endpoints: [%s]\n", n.proxy.URL())
 	fmt.Fprintf(&b, "api:\n  listen: 127.0.0.1:%d\n", n.APIPort)
-	if o.APIToken != "" {
-		fmt.Fprintf(&b, "  token_file: %s\n", filepath.Join(o.Dir, "api.token"))
+	if f := n.c.APITokenFile(); f != "" {
+		fmt.Fprintf(&b, "  token_file: %s\n", f)
 	}
 	fmt.Fprintf(&b, "postgresql:\n  data_dir: %s\n  bin_dir: %s\n  listen_host: 127.0.0.1\n  port: %d\n  socket_dir: %s\n",
 		n.DataDir, o.BinDir, n.PGPort, n.Dir)

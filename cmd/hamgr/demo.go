@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,13 +19,12 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/config"
-	"github.com/hamgr/hamgr/integration/writeclient"
 	"github.com/hamgr/hamgr/localcluster"
+	"github.com/hamgr/hamgr/writeclient"
 )
 
 func demoCmd() *cobra.Command {
-	var binDir, dir string
-	var keep, fast bool
+	var o demoOptions
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a local 3-node cluster with embedded etcd and watch a failover",
@@ -31,26 +32,41 @@ func demoCmd() *cobra.Command {
 hamgr agent process per member), write to it continuously, kill the
 primary's whole node (agent and every postgres process, as a dying host
 would), and print a timeline of the failover. Everything is removed at the
-end unless --keep is given.`,
+end unless --keep (or --dir) is given; --keep leaves the cluster running
+until Ctrl-C and prints how to use it (config files, etcd, API token,
+hamgrctl, curl and psql command lines).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return runDemo(ctx, cmd.OutOrStdout(), binDir, dir, keep, fast)
+			return runDemo(ctx, cmd.OutOrStdout(), o)
 		},
 	}
-	c.Flags().StringVar(&binDir, "bin-dir", config.DefaultBinDir, "directory holding PostgreSQL's server binaries")
-	c.Flags().StringVar(&dir, "dir", "", "working directory (default: a new temporary directory)")
-	c.Flags().BoolVar(&keep, "keep", false, "keep the cluster running after the failover, until Ctrl-C")
-	c.Flags().BoolVar(&fast, "fast", false, "use the fast timing profile (ttl 5s) instead of the defaults (ttl 10s)")
+	c.Flags().StringVar(&o.BinDir, "bin-dir", config.DefaultBinDir, "directory holding PostgreSQL's server binaries")
+	c.Flags().StringVar(&o.Dir, "dir", "", "working directory (default: a new temporary directory)")
+	c.Flags().BoolVar(&o.Keep, "keep", false, "keep the cluster running after the failover, until Ctrl-C, and print how to use it")
+	c.Flags().BoolVar(&o.Fast, "fast", false, "use the fast timing profile (ttl 5s) instead of the defaults (ttl 10s)")
 	return c
 }
 
-func runDemo(ctx context.Context, out io.Writer, binDir, dir string, keep, fast bool) error {
+// demoOptions are the demo's command-line settings.
+type demoOptions struct {
+	// BinDir holds PostgreSQL's server binaries; Dir is the working
+	// directory ("" for a new temporary one, removed at the end unless Keep).
+	BinDir, Dir string
+	// Keep leaves the cluster running until ctx ends; Fast selects
+	// localcluster.FastTiming.
+	Keep, Fast bool
+}
+
+// runDemo starts the cluster, fails it over, prints what happened and,
+// with o.Keep, how to use the cluster, which it leaves running until ctx
+// ends.
+func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	for _, b := range config.PostgreSQLBinaries {
-		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
 			return fmt.Errorf("PostgreSQL server binaries not found: %s is missing.\n"+
-				"Install PostgreSQL 15 (Debian/Ubuntu: apt-get install postgresql-15) or pass --bin-dir DIR", filepath.Join(binDir, b))
+				"Install PostgreSQL 15 (Debian/Ubuntu: apt-get install postgresql-15) or pass --bin-dir DIR", filepath.Join(o.BinDir, b))
 		}
 	}
 	self, err := os.Executable()
@@ -58,112 +74,117 @@ func runDemo(ctx context.Context, out io.Writer, binDir, dir string, keep, fast 
 		return fmt.Errorf("find the hamgr binary: %w", err)
 	}
 	remove := false
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "hamgr-demo-"); err != nil {
-			return err
+	if o.Dir == "" {
+		if o.Dir, err = os.MkdirTemp("", "hamgr-demo-"); err != nil {
+			return fmt.Errorf("create the demo's directory: %w", err)
 		}
-		remove = !keep
+		remove = !o.Keep
 	}
 	timing := localcluster.DefaultTiming
-	if fast {
+	if o.Fast {
 		timing = localcluster.FastTiming
 	}
-	say := func(format string, args ...any) {
-		fmt.Fprintf(out, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
-	}
-	say("starting embedded etcd and 3 members in %s (ttl %s, loop_wait %s)", dir, time.Duration(timing.TTL), time.Duration(timing.LoopWait))
+	sayf(out, "starting embedded etcd and 3 members in %s (ttl %s, loop_wait %s)", o.Dir, time.Duration(timing.TTL), time.Duration(timing.LoopWait))
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	c, err := localcluster.Start(sctx, localcluster.Options{
-		Dir: dir, RemoveOnClose: remove, HamgrBin: self, BinDir: binDir, Timing: timing,
-		Logger: slog.New(slog.DiscardHandler),
+		Dir: o.Dir, RemoveOnClose: remove, HamgrBin: self, BinDir: o.BinDir, Timing: timing,
+		APIToken: randomToken(), Logger: slog.New(slog.DiscardHandler),
 	})
 	cancel()
 	if err != nil {
-		return fmt.Errorf("start the demo cluster (agent logs are in %s/n*/agent.log): %w", dir, err)
+		return fmt.Errorf("start the demo cluster (agent logs are in %s/n*/agent.log): %w", o.Dir, err)
 	}
 	defer c.Close()
 	printCluster(ctx, out, c)
 
+	rep, err := failOver(ctx, out, c)
+	if rep != nil {
+		if perr := writeFailoverReport(out, *rep); perr != nil {
+			return perr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	printCluster(ctx, out, c)
+	if !o.Keep {
+		return nil
+	}
+	if err := writeKeepInstructions(out, keepInfoOf(ctx, c, o.Dir, self, o.BinDir)); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sayf(out, "stopping the cluster (its files stay in %s)", o.Dir)
+	return nil
+}
+
+// failOver writes to the cluster through the write client, kills the
+// primary's node and reports what the observer and the write client saw.
+// The report is nil when there was no failover to report.
+func failOver(ctx context.Context, out io.Writer, c *localcluster.Cluster) (*failoverReport, error) {
 	wopts := writeclient.Options{Hosts: c.Hosts(), User: "postgres", Password: c.SuperPassword, Table: "demo_writes",
 		Logger: slog.New(slog.DiscardHandler)}
 	w := writeclient.New(wopts)
 	if err := w.Setup(ctx); err != nil {
-		return fmt.Errorf("create the demo table: %w", err)
+		return nil, fmt.Errorf("create the demo table: %w", err)
 	}
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	w.Start(wctx)
+	w.Start(ctx)
+	defer w.Stop()
 	actx, acancel := context.WithTimeout(ctx, 30*time.Second)
-	err = w.WaitAcked(actx, 100)
+	err := w.WaitAcked(actx, 100)
 	acancel()
 	if err != nil {
-		return fmt.Errorf("writes do not flow: %w", err)
+		return nil, fmt.Errorf("writes do not flow: %w", err)
 	}
 	old, err := c.WaitLeader(ctx, "")
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("find the primary to kill: %w", err)
 	}
-	say("writing through target_session_attrs=read-write; %d writes acknowledged so far", w.Acked())
-	say("killing %s: SIGKILL to its agent and every postgres process at once", old.Name)
+	sayf(out, "writing through target_session_attrs=read-write; %d writes acknowledged so far", w.Acked())
+	sayf(out, "killing %s: SIGKILL to its agent and every postgres process at once", old.Name)
 	t0 := time.Now()
 	old.KillNode()
 	octx, ocancel := context.WithTimeout(ctx, 2*time.Minute)
 	tl, err := c.ObserveFailover(octx, old.Name, t0)
 	ocancel()
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("watch the failover: %w", err)
 	}
 	actx, acancel = context.WithTimeout(ctx, 30*time.Second)
-	err = w.WaitAcked(actx, w.Acked()+50)
+	resumeErr := w.WaitAcked(actx, w.Acked()+50)
 	acancel()
 	res := w.Stop()
-	if err != nil {
-		return fmt.Errorf("writes did not resume after the failover: %w", err)
+	rep := &failoverReport{Timeline: tl, Writes: outageAfterKill(res.Gaps, t0), Members: map[int]string{}, Acked: res.Acked}
+	for _, n := range c.Nodes {
+		rep.Members[n.PGPort] = n.Name
 	}
-	firstWrite := time.Duration(0)
-	for _, g := range res.Gaps {
-		if !t0.Before(g.Start) && !t0.After(g.End) {
-			firstWrite = g.End.Sub(t0)
-		}
+	if resumeErr != nil {
+		return rep, fmt.Errorf("writes did not resume after the failover to %s: %w", tl.New, resumeErr)
 	}
 	vctx, vcancel := context.WithTimeout(ctx, 10*time.Second)
 	missing, verr := writeclient.VerifyNoLoss(vctx, wopts, res.AckedIDs)
 	vcancel()
-
-	fmt.Fprintf(out, "\nFailover timeline (from the kill of %s):\n", old.Name)
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  leader loss detected\t+%s\t(leader key of %s expired)\n", round(tl.Detected), old.Name)
-	fmt.Fprintf(tw, "  new leader elected\t+%s\t(%s took the leader key, epoch %d)\n", round(tl.Elected), tl.New, tl.Epoch)
-	fmt.Fprintf(tw, "  promoted\t+%s\t(%s answers /primary 200)\n", round(tl.Promoted), tl.New)
-	fmt.Fprintf(tw, "  replica following\t+%s\t(the other replica streams from %s)\n", round(tl.Following), tl.New)
-	fmt.Fprintf(tw, "  first write accepted\t+%s\t(write unavailability %s)\n", round(firstWrite), round(res.OutageAround(t0)))
-	tw.Flush()
-	switch {
-	case verr != nil:
-		fmt.Fprintf(out, "\ncould not verify acknowledged writes: %v\n", verr)
-	default:
-		fmt.Fprintf(out, "\n%d writes acknowledged, %d of them lost (asynchronous replication loses at most what had not reached a replica)\n",
-			res.Acked, len(missing))
+	rep.Missing, rep.VerifyErr = len(missing), verr
+	hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
+	hist, herr := c.Store.History(hctx)
+	hcancel()
+	if herr == nil && len(hist) > 0 {
+		rep.History = &hist[len(hist)-1]
 	}
-	if hist, err := c.Store.History(ctx); err == nil && len(hist) > 0 {
-		h := hist[len(hist)-1]
-		fmt.Fprintf(out, "history: epoch %d %s %s -> %s: %s; steps:", h.Epoch, h.Kind, h.OldPrimary, h.NewPrimary, h.Reason)
-		for _, s := range h.Steps {
-			fmt.Fprintf(out, " %s %s", s.Name, round(time.Duration(s.Duration)))
-		}
-		fmt.Fprintln(out)
-	}
-	fmt.Fprintln(out)
-	printCluster(ctx, out, c)
-	if keep {
-		fmt.Fprintf(out, "\nThe cluster keeps running (data in %s). Connect with:\n  psql 'host=127.0.0.1 port=%d,%d,%d user=postgres target_session_attrs=read-write' (password in %s)\nPress Ctrl-C to stop it.\n",
-			dir, c.Nodes[0].PGPort, c.Nodes[1].PGPort, c.Nodes[2].PGPort, filepath.Join(dir, "superuser.password"))
-		<-ctx.Done()
-	}
-	return nil
+	return rep, nil
 }
 
-func round(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+// sayf prints one progress line, prefixed with the time of day.
+func sayf(out io.Writer, format string, args ...any) {
+	fmt.Fprintf(out, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+// randomToken returns a new random API bearer token (32 hex characters).
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b)
+}
 
 func printCluster(ctx context.Context, out io.Writer, c *localcluster.Cluster) {
 	s, err := c.Snapshot(ctx)

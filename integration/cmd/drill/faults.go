@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hamgr/hamgr/integration/writeclient"
 	"github.com/hamgr/hamgr/localcluster"
 	"github.com/hamgr/hamgr/operator"
+	"github.com/hamgr/hamgr/writeclient"
 )
 
 // fault describes one kind of drill row: how the fault is injected into the

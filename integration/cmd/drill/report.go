@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hamgr/hamgr/integration/writeclient"
+	"github.com/hamgr/hamgr/writeclient"
 )
 
 // summary aggregates the runs of one profile × fault.

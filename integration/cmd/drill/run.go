@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hamgr/hamgr/cluster"
-	"github.com/hamgr/hamgr/integration/writeclient"
 	"github.com/hamgr/hamgr/localcluster"
+	"github.com/hamgr/hamgr/writeclient"
 )
 
 // Bounds of the individual waits of a run.

@@ -1,6 +1,7 @@
-// Package writeclient is the write client that hamgr failover drills and
-// integration tests use to measure write unavailability and
-// acknowledged-write loss.
+// Package writeclient is the write client that `hamgr demo`, the failover
+// drills and the integration tests use to measure write unavailability and
+// acknowledged-write loss. It is a top-level package, not under
+// integration/, because the hamgr binary itself (the demo) imports it.
 //
 // It measures hamgr the same way competing failover managers (Patroni,
 // pg_auto_failover, repmgr) are commonly measured: a single client connects

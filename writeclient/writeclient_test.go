@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hamgr/hamgr/integration/writeclient"
+	"github.com/hamgr/hamgr/writeclient"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
