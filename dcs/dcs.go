@@ -51,11 +51,15 @@ type Reader interface {
 type LeaderLease interface {
 	// AcquireLeader creates the leader key for who.Name, bound to the
 	// session lease, in one transaction that succeeds only if the key is
-	// absent; the same transaction writes last_leader (who, with its
-	// address; who.Epoch is ignored). It returns the new leader record (its
-	// Epoch is the key's create revision) and true, or the current holder
-	// and false.
-	AcquireLeader(ctx context.Context, who cluster.LastLeader) (cluster.Leader, bool, error)
+	// absent and last_leader is still the leadership of epoch after (0:
+	// none yet) — the one the caller's decision was made on, so that a
+	// decision taken on a snapshot another leadership has since passed
+	// cannot take the key. The same transaction writes last_leader (who,
+	// with its address; who.Epoch is ignored). It returns the new leader
+	// record (its Epoch is the key's create revision) and true, or the
+	// current holder and false; when the key is absent but last_leader
+	// changed it returns an error wrapping ErrEpochChanged.
+	AcquireLeader(ctx context.Context, who cluster.LastLeader, after cluster.Epoch) (cluster.Leader, bool, error)
 	// ReleaseLeader deletes the leader key if it still is l (same epoch).
 	ReleaseLeader(ctx context.Context, l cluster.Leader) error
 }
@@ -65,6 +69,10 @@ type Members interface {
 	// PublishMember writes members/<m.Name>, bound to the session lease.
 	PublishMember(ctx context.Context, m cluster.Member) error
 }
+
+// ErrEpochChanged is returned by AcquireLeader when another leadership
+// began (and ended) after the one the caller decided on.
+var ErrEpochChanged = errors.New("another leadership began since the decision")
 
 // ErrNoConfig is returned by ConfigStore.UpdateConfig when the cluster has
 // no dynamic config yet (it was never bootstrapped, or the cluster name or

@@ -62,7 +62,7 @@ func ValidConfig() cluster.DynamicConfig {
 func testLeadership(t *testing.T, s []dcs.Store) {
 	ctx := ctxFor(t)
 	s1, s2 := s[0], s[1]
-	if _, _, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}); !errors.Is(err, dcs.ErrLeaseLost) {
+	if _, _, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0); !errors.Is(err, dcs.ErrLeaseLost) {
 		t.Fatalf("AcquireLeader without a lease: got %v, want ErrLeaseLost", err)
 	}
 	if err := s1.KeepAlive(ctx); !errors.Is(err, dcs.ErrLeaseLost) {
@@ -74,12 +74,12 @@ func testLeadership(t *testing.T, s []dcs.Store) {
 	if s1.LeaseID() == 0 || s1.LeaseID() == s2.LeaseID() {
 		t.Fatalf("lease ids %x %x: want two distinct ones", s1.LeaseID(), s2.LeaseID())
 	}
-	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1", ConnHost: "h1", ConnPort: 5432})
+	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1", ConnHost: "h1", ConnPort: 5432}, 0)
 	must(t, err)
 	if !ok || l1.Name != "n1" || l1.Lease != s1.LeaseID() || l1.Epoch <= 0 {
 		t.Fatalf("first acquire: %+v ok=%v", l1, ok)
 	}
-	h, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"})
+	h, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, 0)
 	must(t, err)
 	if ok || h != l1 {
 		t.Fatalf("second acquire: got %+v ok=%v, want the holder %+v", h, ok, l1)
@@ -101,7 +101,12 @@ func testLeadership(t *testing.T, s []dcs.Store) {
 		t.Fatalf("after release: leader %+v, last_leader %+v (want none, epoch %d kept)", snap.Leader, snap.LastLeader, l1.Epoch)
 	}
 	must(t, s1.ReleaseLeader(ctx, l1)) // not held: no error
-	l2, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"})
+	// A decision made before n1's leadership (after=0) no longer takes
+	// the key; one made after it does.
+	if _, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, 0); ok || !errors.Is(err, dcs.ErrEpochChanged) {
+		t.Fatalf("acquire decided on a stale snapshot: ok=%v err=%v, want ErrEpochChanged", ok, err)
+	}
+	l2, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, l1.Epoch)
 	must(t, err)
 	if !ok || l2.Epoch <= l1.Epoch {
 		t.Fatalf("acquire after release: %+v ok=%v, want an epoch above %d", l2, ok, l1.Epoch)
@@ -238,7 +243,7 @@ func testSync(t *testing.T, s []dcs.Store) {
 	s1, s2 := s[0], s[1]
 	must(t, s1.Grant(ctx, 10*time.Second))
 	must(t, s2.Grant(ctx, 10*time.Second))
-	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"})
+	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0)
 	if err != nil || !ok {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}

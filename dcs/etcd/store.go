@@ -299,7 +299,7 @@ func (s *Store) decodeLastLeader(kv *mvccpb.KeyValue) *cluster.LastLeader {
 // The new leader's epoch is the transaction's revision, which is the leader
 // key's create revision. When the key is held it returns the holder and
 // false.
-func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader) (cluster.Leader, bool, error) {
+func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader, after cluster.Epoch) (cluster.Leader, bool, error) {
 	name := who.Name
 	key := s.key(keyLeader)
 	lease := clientv3.LeaseID(s.LeaseID())
@@ -320,13 +320,15 @@ func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader) (clus
 	}
 	rctx, cancel := s.reqCtx(ctx)
 	defer cancel()
+	lastKey := s.key(keyLastLeader)
 	resp, err := cli.Txn(rctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(lastKey), "=", int64(after))).
 		Then(
 			clientv3.OpPut(key, string(lv), clientv3.WithLease(lease)),
-			clientv3.OpPut(s.key(keyLastLeader), string(llv)),
+			clientv3.OpPut(lastKey, string(llv)),
 		).
-		Else(clientv3.OpGet(key)).
+		Else(clientv3.OpGet(key), clientv3.OpGet(lastKey)).
 		Commit()
 	if err != nil {
 		return cluster.Leader{}, false, opErr("acquire leader", key, err)
@@ -334,12 +336,16 @@ func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader) (clus
 	if resp.Succeeded {
 		return cluster.Leader{Name: name, Epoch: cluster.Epoch(resp.Header.Revision), Lease: int64(lease)}, true, nil
 	}
-	kvs := resp.Responses[0].GetResponseRange().GetKvs()
-	if len(kvs) == 0 {
-		// Cannot happen: the comparison and the get see the same revision.
-		return cluster.Leader{}, false, fmt.Errorf("etcd acquire leader %s: key held but not readable at revision %d", key, resp.Header.Revision)
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		return *s.decodeLeader(kvs[0]), false, nil
 	}
-	return *s.decodeLeader(kvs[0]), false, nil
+	now := "none"
+	if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		ll := s.decodeLastLeader(kvs[0])
+		now = fmt.Sprintf("%s at epoch %d", ll.Name, ll.Epoch)
+	}
+	return cluster.Leader{}, false, fmt.Errorf("etcd acquire leader %s: decided after epoch %d, last leader now %s: %w",
+		key, after, now, dcs.ErrEpochChanged)
 }
 
 // ReleaseLeader deletes the leader key if its create revision is still

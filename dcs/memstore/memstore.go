@@ -127,13 +127,16 @@ func (c *Cluster) Expire() []Expired {
 }
 
 // RevokeAll deletes every lease at once, with the keys bound to them, as
-// etcd does when it comes back from an outage in which every lease ran out.
-func (c *Cluster) RevokeAll() {
+// etcd did when it came back from an outage in which every lease ran out,
+// and returns their ids.
+func (c *Cluster) RevokeAll() []int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, id := range c.leaseIDs() {
+	ids := c.leaseIDs()
+	for _, id := range ids {
 		c.revokeLocked(id)
 	}
+	return ids
 }
 
 // LeaseAlive reports whether lease id exists.
@@ -402,7 +405,7 @@ func (k *Client) liveLease(op string) (int64, error) {
 
 // AcquireLeader creates the leader key for who if it is absent, bound to
 // the session lease, and writes last_leader in the same transaction.
-func (k *Client) AcquireLeader(ctx context.Context, who cluster.LastLeader) (cluster.Leader, bool, error) {
+func (k *Client) AcquireLeader(ctx context.Context, who cluster.LastLeader, after cluster.Epoch) (cluster.Leader, bool, error) {
 	if err := k.check(ctx); err != nil {
 		return cluster.Leader{}, false, fmt.Errorf("memstore acquire leader: %w", err)
 	}
@@ -415,6 +418,10 @@ func (k *Client) AcquireLeader(ctx context.Context, who cluster.LastLeader) (clu
 	}
 	if l := c.leader; l != nil {
 		return cluster.Leader{Name: l.name, Epoch: cluster.Epoch(l.create), Lease: l.lease}, false, nil
+	}
+	if c.lastMod != int64(after) {
+		return cluster.Leader{}, false, fmt.Errorf("memstore acquire leader: decided after epoch %d, last leader now at epoch %d: %w",
+			after, c.lastMod, dcs.ErrEpochChanged)
 	}
 	c.bump(true)
 	c.leader = &leaderKV{name: who.Name, create: c.rev, lease: id}
