@@ -79,17 +79,21 @@ type Agent struct {
 	nextRenew     time.Time // no renewal before this
 	cfg           cluster.DynamicConfig
 	holdsLeader   cluster.Epoch // epoch this agent believes it leads (0: none)
-	snap          cluster.Snapshot
-	storeOK       bool
-	self          cluster.Member
-	accepting     bool
-	lastLoop      time.Time
+	// leaseLostInRound: an action of this round found the lease gone.
+	leaseLostInRound bool
+	snap             cluster.Snapshot
+	storeOK          bool
+	self             cluster.Member
+	accepting        bool
+	probedAt         time.Time // when the latest probe of the database returned
+	lastLoop         time.Time
 
 	// loop-only state
 	track          ha.Tracker // what the View remembers between rounds
 	lastPlan       string
 	lastPlanKey    string
 	lastPlanLogged time.Time
+	lastLiveness   string
 	electedAt      time.Time
 	notBefore      time.Time            // no round before this (backoff after a failed action)
 	lastSeen       map[string]time.Time // member → last time seen (for slot housekeeping)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/dcs"
 	"github.com/hamgr/hamgr/ha"
 )
 
@@ -56,7 +57,7 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	}
 
 	a.mu.Lock()
-	a.track.ObserveDB(now, st, snap)
+	a.track.ObserveDB(a.probedAt, st, snap)
 	view := a.track.View(ha.View{
 		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
 		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent,
@@ -68,10 +69,11 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 		view.SlotMembers, view.LostSlots, view.StaleSlots = a.measureSlots(ctx, now, view.Snap)
 	}
 	if ha.WantsOldPrimaryProbe(view) {
-		alive := a.probeOldPrimary(ctx, snap)
+		p := a.probeOldPrimary(ctx, snap)
 		a.mu.Lock()
-		a.track.ObserveOldPrimary(&view, alive)
+		a.track.ObserveOldPrimary(&view, p)
 		a.mu.Unlock()
+		a.logOldPrimary(view)
 	}
 
 	plan := ha.Decide(view)
@@ -94,7 +96,10 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 		var wait time.Duration
 		if failed {
 			a.mu.Lock()
-			wait = a.track.BackOff(failedAct, cfg)
+			if !a.leaseLostInRound {
+				wait = a.track.BackOff(failedAct, cfg)
+			}
+			a.leaseLostInRound = false
 			a.mu.Unlock()
 		}
 		if wait > 0 {
@@ -107,10 +112,20 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 		}
 		return 10 * time.Millisecond
 	}
-	if plan.Soon > 0 && plan.Soon < time.Duration(cfg.LoopWait) {
-		return plan.Soon
+	wait := time.Duration(cfg.LoopWait)
+	if plan.Soon > 0 {
+		wait = min(wait, plan.Soon)
 	}
-	return time.Duration(cfg.LoopWait)
+	a.mu.Lock()
+	soon := a.track.Stream.SilenceSoon(st)
+	a.mu.Unlock()
+	if soon > 0 {
+		// A silence on the replica's stream must be seen while the
+		// receiver still holds the connection (the liveness rule's
+		// evidence): look again soon.
+		wait = min(wait, soon)
+	}
+	return wait
 }
 
 func leaderName(l *cluster.Leader) string {
@@ -136,7 +151,7 @@ func (a *Agent) probe(ctx context.Context) db.Status {
 		a.log.Warn("database probe failed", "err", err)
 	}
 	a.mu.Lock()
-	a.accepting = st.Accepting
+	a.accepting, a.probedAt = st.Accepting, a.clk.Now()
 	a.mu.Unlock()
 	return st
 }
@@ -144,7 +159,7 @@ func (a *Agent) probe(ctx context.Context) db.Status {
 // publishAndLoad writes this member's record and reads the cluster.
 func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db.Status) (cluster.Snapshot, bool) {
 	a.mu.Lock()
-	m := a.track.Record(cluster.Member{
+	m := a.track.Record(a.clk.Now(), cluster.Member{
 		Name: a.opts.Name, Tags: a.opts.Tags, APIURL: a.opts.APIURL, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
 		UpdatedAt: a.clk.Now().UTC(), State: a.self.State, Reason: a.self.Reason,
 	}, a.snap, st)
@@ -186,11 +201,14 @@ func lastLeaderName(s cluster.Snapshot) string {
 }
 
 // probeOldPrimary asks the last leader's database directly whether it
-// still takes writes (rule 3 of package ha).
-func (a *Agent) probeOldPrimary(ctx context.Context, s cluster.Snapshot) ha.Liveness {
+// still takes writes (rule 3 of package ha). The answer alone proves
+// death only when the connection is refused or the server is read-only;
+// ha.OldPrimaryLiveness weighs a missing answer against the members'
+// WAL stream reports.
+func (a *Agent) probeOldPrimary(ctx context.Context, s cluster.Snapshot) ha.OldPrimaryProbe {
 	ll := s.LastLeader
 	if ll == nil || ll.Name == a.opts.Name {
-		return ha.LivenessUnknown
+		return ha.OldPrimaryProbe{}
 	}
 	host, port := ll.ConnHost, ll.ConnPort
 	if host == "" {
@@ -199,18 +217,18 @@ func (a *Agent) probeOldPrimary(ctx context.Context, s cluster.Snapshot) ha.Live
 		old := a.track.LastLeader
 		a.mu.Unlock()
 		if old == nil || old.Name != ll.Name {
-			return ha.LivenessUnknown
+			return ha.OldPrimaryProbe{}
 		}
 		host, port = old.ConnHost, old.ConnPort
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	ok, err := a.opts.DB.IsWritablePrimary(pctx, host, port)
-	if ok {
-		return ha.Alive
+	ans, err := a.opts.DB.Ask(pctx, host, port)
+	p := ha.OldPrimaryProbe{Host: host, Port: port, Answer: ans}
+	if err != nil {
+		p.Err = err.Error()
 	}
-	a.log.Debug("old primary not writable", "member", ll.Name, "err", err)
-	return ha.Dead
+	return p
 }
 
 // execute runs the plan's actions in order, stopping at the first failure;
@@ -223,6 +241,14 @@ func (a *Agent) execute(ctx context.Context, v ha.View, p ha.Plan) (ha.Action, b
 		a.mu.Unlock()
 		if err != nil {
 			a.log.Warn("action failed", "action", act.String(), "err", err)
+			if errors.Is(err, dcs.ErrLeaseLost) {
+				// The store dropped the session lease before the renewer
+				// noticed (a revocation): forget it, so the next round,
+				// at once, grants a new one and tries again.
+				a.mu.Lock()
+				a.leaseID, a.leaseLostInRound = 0, true
+				a.mu.Unlock()
+			}
 			return act, true
 		}
 	}
@@ -304,7 +330,8 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 	case ha.AcquireLeader:
 		sctx, cancel := storeCtx()
 		defer cancel()
-		l, ok, err := store.AcquireLeader(sctx, cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort})
+		l, ok, err := store.AcquireLeader(sctx, cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort},
+			ha.LostEpoch(v.Snap))
 		if err != nil {
 			return fmt.Errorf("acquire leader key: %w", err)
 		}
@@ -315,7 +342,11 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		a.holdsLeader, a.electedAt = l.Epoch, a.clk.Now()
 		a.snap.Leader = &l
 		a.mu.Unlock()
-		a.log.Info("acquired leader key", "epoch", l.Epoch)
+		if act.Evidence != nil && act.Evidence.Kind != cluster.EvidenceNone {
+			a.log.Info("acquired leader key to promote over the old primary", "epoch", l.Epoch, "evidence", act.Evidence.String())
+		} else {
+			a.log.Info("acquired leader key", "epoch", l.Epoch)
+		}
 		a.emit(fmt.Sprintf("acquired leader key (epoch %d)", l.Epoch))
 		return nil
 	case ha.ReleaseLeader:
@@ -448,6 +479,10 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) er
 	if e.OldPosition.LSN > e.NewPosition.LSN {
 		e.DataLossBytes = int64(e.OldPosition.LSN - e.NewPosition.LSN)
 	}
+	if act.Evidence != nil && act.Evidence.Kind != cluster.EvidenceNone {
+		ev := *act.Evidence
+		e.Evidence = &ev
+	}
 	if !v.LeaderLostAt.IsZero() {
 		e.Steps = []cluster.Step{
 			{Name: "elect", Duration: cluster.Duration(elected.Sub(v.LeaderLostAt))},
@@ -464,6 +499,29 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) er
 	a.opts.Metrics.Failover(kind, e.Steps)
 	a.log.Info(kind+" complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
 	return nil
+}
+
+// logOldPrimary logs, once per change, what the probe of the old primary
+// and the members' stream reports add up to.
+func (a *Agent) logOldPrimary(v ha.View) {
+	live, ev := ha.OldPrimaryLiveness(v)
+	key := fmt.Sprintf("%s/%s/%s", live, v.OldPrimary.Answer, ev.Kind)
+	a.mu.Lock()
+	same := key == a.lastLiveness
+	a.lastLiveness = key
+	a.mu.Unlock()
+	if same {
+		return
+	}
+	args := []any{"liveness", live.String(), "answer", v.OldPrimary.Answer.String(),
+		"address", fmt.Sprintf("%s:%d", v.OldPrimary.Host, v.OldPrimary.Port)}
+	if v.OldPrimary.Err != "" {
+		args = append(args, "err", v.OldPrimary.Err)
+	}
+	if ev.Kind != cluster.EvidenceNone {
+		args = append(args, "evidence", ev.String())
+	}
+	a.log.Info("old primary probed", args...)
 }
 
 // logPlan logs a plan when it acts, when the state changes, or when only

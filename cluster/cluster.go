@@ -151,8 +151,121 @@ type Member struct {
 	// record's position was measured after; 0 outside elections. Candidates
 	// compare only positions measured after the same loss.
 	MeasuredAfterLossOf Epoch `json:"measured_after_loss_of,omitempty"`
+	// WAL is what this member's agent observed of its WAL receiver's
+	// stream (replicas; nil when it never had one): the evidence the
+	// liveness rule reads when the old primary does not answer.
+	WAL *WALStream `json:"wal_stream,omitempty"`
+	// Diverged is true when the engine reports that this replica's history
+	// diverged from its upstream's (it holds WAL the leader lacks): it
+	// must be rewound or re-cloned and is never a healthy replica.
+	Diverged bool `json:"diverged,omitempty"`
 	// UpdatedAt is the agent's wall clock at publication, for humans only.
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// WALStream is a replica's stream from its sender as the replica's own
+// agent observed it; every duration is measured on that member's clock.
+type WALStream struct {
+	// Host and Port are the sender the receiver streams from, or last
+	// streamed from when it is not connected.
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	// Connected is true while the receiver holds a streaming connection.
+	Connected bool `json:"connected,omitempty"`
+	// Heard is true once this agent has seen a message from the sender
+	// arrive (since it started); Silent is then how long before
+	// publication the last one arrived.
+	Heard  bool     `json:"heard,omitempty"`
+	Silent Duration `json:"silent"`
+	// SilenceSeen is true when, since the last message, the agent saw the
+	// connection still up while nothing had come for longer than the
+	// receiver's ping interval (Timeout/2) plus a second: the sender
+	// stopped answering, rather than this member stopping listening.
+	SilenceSeen bool `json:"silence_seen,omitempty"`
+	// Timeout is the receiver's timeout (wal_receiver_timeout): it pings a
+	// silent sender after half of it and drops the connection after all
+	// of it. 0 when unknown or disabled.
+	Timeout Duration `json:"timeout,omitempty"`
+	// LeaderSeen is true once this agent has seen the leader's agent
+	// alive — its member record changed between two reads while it held
+	// the key — since it started; SinceLeader is then how long before
+	// publication it last did. A stream that went silent only after the
+	// leader's agent stopped publishing belongs to a primary whose agent
+	// was not there to fence it.
+	LeaderSeen  bool     `json:"leader_seen,omitempty"`
+	SinceLeader Duration `json:"since_leader"`
+}
+
+// EvidenceKind names what proved that an old primary could no longer take
+// writes when another member was promoted over it.
+type EvidenceKind int
+
+// Evidence kinds. A timeout, an authentication error or any other failure
+// to get an answer is never evidence.
+const (
+	// EvidenceNone: nothing was needed or recorded (the first leader of a
+	// cluster, the last leader taking its own key back, an older agent).
+	EvidenceNone EvidenceKind = iota
+	// EvidenceRefused: the old primary's database port refused the
+	// connection: no server listens there.
+	EvidenceRefused
+	// EvidenceReadOnly: the old primary's database answered that it is in
+	// recovery (read-only).
+	EvidenceReadOnly
+	// EvidenceStreamsSilent: the old primary did not answer, and every
+	// other member that had heard from it reports its WAL stream silent
+	// for at least the bound, at least one of them having seen the
+	// silence on a live connection.
+	EvidenceStreamsSilent
+	// EvidenceHandoff: the old primary stopped itself and handed the key
+	// over (a switchover).
+	EvidenceHandoff
+	// EvidenceReleased: the old primary stopped its database and released
+	// the key itself.
+	EvidenceReleased
+)
+
+var evidenceNames = map[EvidenceKind]string{
+	EvidenceNone: "none", EvidenceRefused: "refused", EvidenceReadOnly: "read-only",
+	EvidenceStreamsSilent: "streams-silent", EvidenceHandoff: "handoff", EvidenceReleased: "released",
+}
+
+// String names the kind as in JSON.
+func (k EvidenceKind) String() string {
+	if s, ok := evidenceNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("evidence(%d)", int(k))
+}
+
+// MarshalText encodes the kind by name.
+func (k EvidenceKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText decodes a kind name; an unknown name is an error.
+func (k *EvidenceKind) UnmarshalText(b []byte) error {
+	for kind, name := range evidenceNames {
+		if name == string(b) {
+			*k = kind
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown evidence kind %q", b)
+}
+
+// Evidence is what a promotion over an old primary relied on.
+type Evidence struct {
+	Kind EvidenceKind `json:"kind"`
+	// Detail says what was observed, in words (the probe's answer, which
+	// members reported which silence).
+	Detail string `json:"detail,omitempty"`
+}
+
+// String renders the evidence for logs.
+func (e Evidence) String() string {
+	if e.Detail == "" {
+		return e.Kind.String()
+	}
+	return e.Kind.String() + ": " + e.Detail
 }
 
 // Epoch is the fencing token: the store revision at which the leader key was
@@ -335,6 +448,9 @@ type HistoryEntry struct {
 	PromotedAt    time.Time `json:"promoted_at"`
 	// Steps lists how long each step took, in order.
 	Steps []Step `json:"steps,omitempty"`
+	// Evidence is what proved the old primary could no longer take
+	// writes when this member was promoted.
+	Evidence *Evidence `json:"evidence,omitempty"`
 }
 
 // Step is one timed step of a failover.

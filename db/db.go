@@ -44,6 +44,53 @@ type Status struct {
 	WasPrimary bool
 	// Err is why the probe failed to connect, when Running && !Accepting.
 	Err error
+	// ReceiverTimeout is a replica's WAL receiver timeout: the receiver
+	// pings a silent sender after half of it and drops the connection
+	// after all of it (0: unknown or disabled).
+	ReceiverTimeout time.Duration
+	// LastMessageAge is how long before the probe, by the server's own
+	// clock, its WAL receiver last received a message from its sender (WAL
+	// or a keepalive); -1 when unknown (no receiver, or nothing received
+	// on the current connection yet).
+	LastMessageAge time.Duration
+}
+
+// Answer is what the database at another member's address answered when
+// asked whether it takes writes. Only AnswerRefused and AnswerReadOnly say
+// that it does not; AnswerNone says nothing at all.
+type Answer int
+
+// Answers.
+const (
+	_ Answer = iota
+	// AnswerNone: no usable answer — a timeout, an authentication error,
+	// too many connections, a server that is starting up, recovering from
+	// a crash or shutting down, any other error. The server may be alive
+	// and taking writes on the connections it has.
+	AnswerNone
+	// AnswerRefused: the connection was actively refused (TCP reset): no
+	// server listens at that address.
+	AnswerRefused
+	// AnswerReadOnly: a server answered that it is in recovery: it takes
+	// no writes.
+	AnswerReadOnly
+	// AnswerWritable: a server answered as a primary accepting writes.
+	AnswerWritable
+)
+
+// String names the answer for logs and evidence.
+func (a Answer) String() string {
+	switch a {
+	case AnswerNone:
+		return "no answer"
+	case AnswerRefused:
+		return "connection refused"
+	case AnswerReadOnly:
+		return "read-only"
+	case AnswerWritable:
+		return "writable"
+	}
+	return "not asked"
 }
 
 // Upstream is the server a replica streams from.
@@ -80,11 +127,12 @@ type Prober interface {
 	// measurement itself is impossible (bad data directory); a stopped or
 	// unreachable server is a Status with Running or Accepting false.
 	Probe(ctx context.Context) (Status, error)
-	// IsWritablePrimary connects to another member's server at host:port
-	// and reports whether it answers as a primary accepting writes. A
-	// server that cannot be reached within the context's deadline reports
-	// false with the error that explains why.
-	IsWritablePrimary(ctx context.Context, host string, port int) (bool, error)
+	// Ask connects to another member's server at host:port and reports
+	// whether it takes writes, with the error that explains any answer
+	// other than AnswerWritable and AnswerReadOnly. It classifies
+	// conservatively: only a refused connection is AnswerRefused, and
+	// anything it cannot classify is AnswerNone.
+	Ask(ctx context.Context, host string, port int) (Answer, error)
 }
 
 // Controller changes the local database. Every method is idempotent: calling

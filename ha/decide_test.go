@@ -20,7 +20,8 @@ import (
 // unset time stays zero, and "none" sets it back to zero):
 //
 //	view self=n2 now=10s [lease=7] [renew=8s] [lost=5s] [down-since=3s]
-//	     [failed-starts=N] [store=down] [uninitialized] [old-primary=alive|dead]
+//	     [failed-starts=N] [store=down] [uninitialized]
+//	     [old-primary=alive|dead|refused|read-only|timeout|unknown]
 //	     [last-lsn=0/5000000] [released=E] [cannot-follow=E]
 //	     [not-streaming-since=T] [nofailover] [paused] [max-lag=N]
 //	     [open=T] [handoff-seen=T]
@@ -34,6 +35,7 @@ import (
 //	  leader n1 epoch=4 lease=9 | leader none [last=n1@4 [addr=host:port]]
 //	  member n1 role=primary|replica|unknown lsn=.. [tl=N] [state=running]
 //	         [after=E] [nofailover] [priority=N] [noaddr] [streaming] [upstream=n1]
+//	         [wal=n1 [silent=8s] [seen] [connected] [timeout=6s] [key-seen=1s]]
 //	  request switchover [from=n1] [to=n2] [at=T] [by=who]
 //	  request failover to=n2 [by=who]
 //	  request none
@@ -100,6 +102,14 @@ func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
 			// Unless a scenario says otherwise, every member has its slot.
 			for _, m := range v.Snap.Members {
 				v.SlotMembers = append(v.SlotMembers, m.Name)
+			}
+		}
+		if v.OldPrimary.Answer != 0 && v.OldPrimary.Host == "" && v.Snap.LastLeader != nil {
+			// The agent probes at last_leader's address (name:5432 by
+			// default in these scenarios).
+			v.OldPrimary.Host, v.OldPrimary.Port = v.Snap.LastLeader.ConnHost, v.Snap.LastLeader.ConnPort
+			if v.OldPrimary.Host == "" {
+				v.OldPrimary.Host, v.OldPrimary.Port = v.Snap.LastLeader.Name, 5432
 			}
 		}
 		p := Decide(v)
@@ -192,7 +202,13 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 		case "uninitialized":
 			v.Snap.Initialized = ""
 		case "old-primary":
-			v.OldPrimaryAlive = map[string]Liveness{"alive": Alive, "dead": Dead, "unknown": LivenessUnknown}[x]
+			// The probe's answer; dead is a refused connection, unknown
+			// no probe at all (no address known).
+			v.OldPrimary = OldPrimaryProbe{Answer: map[string]db.Answer{"alive": db.AnswerWritable, "dead": db.AnswerRefused,
+				"refused": db.AnswerRefused, "read-only": db.AnswerReadOnly, "timeout": db.AnswerNone, "unknown": 0}[x]}
+			if x == "timeout" {
+				v.OldPrimary.Err = "timeout: context deadline exceeded"
+			}
 		case "last-lsn":
 			v.LastLeaderLSN = lsn(t, x)
 		case "released":
@@ -318,6 +334,21 @@ func (s *scenario) world(t *testing.T, line string) {
 			m.ConnHost, m.ConnPort = "", 0
 		}
 		m.Upstream = kv["upstream"]
+		if has("wal") {
+			// wal=n1 [silent=8s] [seen] [connected] [timeout=6s]: the
+			// member's WAL stream report (silent= also means heard).
+			m.WAL = &cluster.WALStream{Host: kv["wal"], Port: 5432, Connected: has("connected"), SilenceSeen: has("seen"),
+				Timeout: cluster.Duration(6 * time.Second)}
+			if has("silent") {
+				m.WAL.Heard, m.WAL.Silent = true, dur(t, kv["silent"])
+			}
+			if has("timeout") {
+				m.WAL.Timeout = dur(t, kv["timeout"])
+			}
+			if has("key-seen") {
+				m.WAL.LeaderSeen, m.WAL.SinceLeader = true, dur(t, kv["key-seen"])
+			}
+		}
 		for i := range s.v.Snap.Members {
 			if s.v.Snap.Members[i].Name == m.Name {
 				s.v.Snap.Members[i] = m

@@ -12,18 +12,16 @@ import (
 	"github.com/hamgr/hamgr/election"
 )
 
-// Liveness is what a direct probe says about the old primary's database.
-type Liveness int
-
-// Liveness values.
-const (
-	// LivenessUnknown: not probed (there is no old primary, or no address).
-	LivenessUnknown Liveness = iota
-	// Alive: it answered as a writable primary.
-	Alive
-	// Dead: it did not answer, or answered as a read-only server.
-	Dead
-)
+// OldPrimaryProbe is the agent's direct probe of the last leader's
+// database at the address recorded in last_leader, made while the leader
+// key is absent. Answer is zero when it was not probed (no address known).
+type OldPrimaryProbe struct {
+	Host   string
+	Port   int
+	Answer db.Answer
+	// Err explains any answer but a writable or read-only one.
+	Err string
+}
 
 // View is everything Decide looks at. The agent fills it each round.
 type View struct {
@@ -52,9 +50,11 @@ type View struct {
 	// LeaderLostAt is when this agent first saw the leader key absent in
 	// the current loss (zero while there is a leader).
 	LeaderLostAt time.Time
-	// OldPrimaryAlive is the agent's direct probe of the last leader's
-	// database, made while the leader key is absent.
-	OldPrimaryAlive Liveness
+	// OldPrimary is the agent's direct probe of the last leader's
+	// database, made while the leader key is absent; with the other
+	// members' WAL stream reports it decides whether the old primary is
+	// proven dead (OldPrimaryLiveness).
+	OldPrimary OldPrimaryProbe
 	// LastLeaderLSN is the last position the agent saw the leader publish.
 	LastLeaderLSN cluster.LSN
 	// ReleasedEpoch is the epoch this agent gave up because its database
@@ -184,6 +184,10 @@ type Action struct {
 	// Names and AnyStandby configure SetSyncStandbys and SetSyncRecord.
 	Names      []string
 	AnyStandby bool
+	// Evidence is what an AcquireLeader of a promotion over an old
+	// primary, and its RecordFailover, relied on; the agent logs it and
+	// the history entry records it.
+	Evidence *cluster.Evidence
 }
 
 // String renders the action for logs and scenario tests.
@@ -210,6 +214,9 @@ func (a Action) String() string {
 	}
 	if a.History != "" {
 		fmt.Fprintf(&b, " kind=%q", a.History)
+	}
+	if a.Evidence != nil && a.Evidence.Kind != cluster.EvidenceNone {
+		fmt.Fprintf(&b, " evidence=%s", a.Evidence.Kind)
 	}
 	if a.Kind == SetSyncStandbys || a.Kind == SetSyncRecord || a.Kind == CreateSlots || a.Kind == DropSlots {
 		fmt.Fprintf(&b, " names=[%s]", strings.Join(a.Names, ","))
@@ -524,9 +531,11 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 			return Plan{Actions: []Action{{Kind: AcquireLeader}}, State: cluster.StateStarting,
 				Reason: "new cluster: the first database is not running; taking the leader key to start it"}
 		}
-		if lastIsSelf && last != nil && v.ReleasedEpoch != last.Epoch && v.DB.HasData && !v.DB.Running {
-			// We were the last leader (the agent or node restarted) and
-			// nobody took over: take the key and restart the primary.
+		if lastIsSelf && last != nil && v.ReleasedEpoch != last.Epoch && v.DB.HasData && (!v.DB.Running || health == detector.Starting) {
+			// We were the last leader (the agent or node restarted, or
+			// the store dropped every lease) and nobody took over: take
+			// the key and restart the primary — or let its crash
+			// recovery finish under the key rather than without it.
 			return Plan{Actions: []Action{{Kind: AcquireLeader}}, State: cluster.StateStarting,
 				Reason: "last leader restarting with no newer epoch: taking the leader key"}
 		}
@@ -582,12 +591,14 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 		waited = v.Now.Sub(v.LeaderLostAt)
 	}
 	// Wait (bounded) until every other live member has measured afresh, so
-	// no candidate wins on a stale position.
+	// no candidate wins on a stale position; the old primary too, when its
+	// agent is alive (its database stopped): it may hold the most WAL.
 	if waited < freshWait(v.Config) {
 		for _, m := range v.Snap.Members {
 			undecided := m.State == cluster.StateUnknown || m.State == cluster.StateStarting
-			if m.Name != oldName && !m.Tags.NoFailover && m.MeasuredAfterLossOf != lost &&
-				(undecided || m.Role == cluster.RoleReplica && m.State == cluster.StateRunning) {
+			if m.MeasuredAfterLossOf != lost && (m.Name == oldName && mayRetake(m) ||
+				m.Name != oldName && !m.Tags.NoFailover &&
+					(undecided || m.Role == cluster.RoleReplica && m.State == cluster.StateRunning)) {
 				return Plan{State: cluster.StateRunning, Soon: electionTick,
 					Reason: fmt.Sprintf("election for epoch %d: waiting for %s to publish a fresh position", lost, m.Name)}
 			}
@@ -597,23 +608,100 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	if idx < 0 {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: noCandidateReason(v.Self, res)}
 	}
+	if why := lastLeaderFirst(v, last, res); why != "" {
+		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why}
+	}
 	if idx > 0 && (v.ElectionOpenAt.IsZero() || v.Now.Sub(v.ElectionOpenAt) < time.Duration(idx)*candidateTimeout(v.Config)) {
 		best, _ := res.Best()
 		return Plan{State: cluster.StateRunning, Soon: electionTick,
 			Reason: fmt.Sprintf("election for epoch %d: %s is the better candidate", lost, best.Name)}
 	}
-	// Rule 3: never promote while the old primary still takes writes, or
-	// while that cannot be checked.
-	switch {
-	case v.OldPrimaryAlive == Alive:
-		return Plan{State: cluster.StateRunning, Soon: electionTick,
-			Reason: fmt.Sprintf("leader key of %s expired but its database still accepts writes; not promoting without fencing", oldName)}
-	case v.OldPrimaryAlive == LivenessUnknown && last != nil:
-		return Plan{State: cluster.StateRunning, Soon: electionTick,
-			Reason: fmt.Sprintf("cannot check whether the old primary %s still accepts writes (no address known); not promoting", oldName)}
+	// Rule 3: never promote without proof that the old primary takes no
+	// writes.
+	ev, why := promotionEvidence(v)
+	if why != "" {
+		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why}
 	}
-	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote}, slotsFor(v), {Kind: RecordFailover, Epoch: lost}}),
-		State: cluster.StateStarting, Reason: fmt.Sprintf("elected after the loss of epoch %d; promoting", lost)}
+	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
+		{Kind: RecordFailover, Epoch: lost, Evidence: ev}}),
+		State: cluster.StateStarting, Reason: fmt.Sprintf("elected after the loss of epoch %d; promoting (%s)", lost, ev.Kind)}
+}
+
+// OldPrimaryLiveness applies the liveness rule (detector.OldPrimary) to
+// v's probe of the old primary and the other members' WAL stream reports
+// (every member record but the old primary's, this member's own
+// included). It is not probed (Liveness 0) when the probe was not made.
+func OldPrimaryLiveness(v View) (detector.Liveness, cluster.Evidence) {
+	p := v.OldPrimary
+	if p.Answer == 0 {
+		return 0, cluster.Evidence{}
+	}
+	var witnesses []cluster.Member
+	for _, m := range v.Snap.Members {
+		if v.Snap.LastLeader == nil || m.Name != v.Snap.LastLeader.Name {
+			witnesses = append(witnesses, m)
+		}
+	}
+	return detector.OldPrimary(p.Answer, p.Err, p.Host, p.Port, witnesses, v.Config)
+}
+
+// promotionEvidence is rule 3's check before promoting over the last
+// leader: the proof that it takes no writes, or why there is none (a
+// non-empty reason: do not promote). Without a last leader there is
+// nobody to prove dead.
+func promotionEvidence(v View) (*cluster.Evidence, string) {
+	last := v.Snap.LastLeader
+	if last == nil || last.Name == v.Self {
+		return &cluster.Evidence{}, ""
+	}
+	live, ev := OldPrimaryLiveness(v)
+	switch live {
+	case detector.Dead:
+		return &ev, ""
+	case detector.Alive:
+		return nil, fmt.Sprintf("leader key of %s expired but its database still accepts writes; not promoting without fencing", last.Name)
+	case detector.Unknown:
+		return nil, fmt.Sprintf("the old primary %s gave no answer (%s) and no proof that it takes no writes: its WAL still reaches a member, or no member saw its stream go silent; not promoting",
+			last.Name, v.OldPrimary.Err)
+	}
+	return nil, fmt.Sprintf("cannot check whether the old primary %s still accepts writes (no address known); not promoting", last.Name)
+}
+
+// mayRetake reports whether the old primary's own record says it may take
+// its key back: its agent is alive, its database did not run as a replica
+// and it did not give the key up.
+func mayRetake(m cluster.Member) bool {
+	if m.Role == cluster.RoleReplica {
+		return false
+	}
+	switch m.State {
+	case cluster.StateCrashed, cluster.StateCannotFollow, cluster.StateBootstrapping:
+		return false
+	}
+	return true
+}
+
+// lastLeaderFirst: the last leader, back (its agent publishes again, its
+// database stopped: the store dropped every lease at once, say) and at
+// least as advanced as the best candidate, takes its own key back first
+// (decideNoLeader) rather than lose the WAL only it has to a needless
+// failover. The candidates give it one candidate turn, counted from when
+// the election opened. It returns why to wait, or "".
+func lastLeaderFirst(v View, last *cluster.LastLeader, res election.Result) string {
+	best, ok := res.Best()
+	if last == nil || !ok || v.ElectionOpenAt.IsZero() || v.Now.Sub(v.ElectionOpenAt) >= candidateTimeout(v.Config) {
+		return ""
+	}
+	m := v.Snap.Member(last.Name)
+	if m == nil || m.MeasuredAfterLossOf != last.Epoch || !mayRetake(*m) {
+		return ""
+	}
+	if m.Position.Timeline < best.Position.Timeline ||
+		m.Position.Timeline == best.Position.Timeline && m.Position.LSN < best.Position.LSN {
+		return ""
+	}
+	return fmt.Sprintf("election for epoch %d: the last leader %s is back and holds at least as much WAL (%s) as the best candidate %s (%s): it takes its key back first",
+		last.Epoch, last.Name, m.Position.LSN, best.Name, best.Position.LSN)
 }
 
 func noCandidateReason(self string, res election.Result) string {

@@ -40,8 +40,91 @@ type Tracker struct {
 	FailedClones int
 	// LastLeader is the leader's member record as last seen (nil: none).
 	LastLeader *cluster.Member
+	// Stream is what this agent observed of its replica's WAL stream
+	// (ObserveDB; published in the member record by Record).
+	Stream StreamObservation
+	// LeaderSeenAt is when this agent last saw the leader's agent alive:
+	// a read in which the leader's member record differed from the one
+	// before (a live agent republishes it every loop_wait).
+	LeaderSeenAt time.Time
 
 	handoffKey string
+}
+
+// StreamObservation is what an agent saw of its replica's WAL stream from
+// one sender, on its own clock. It outlives the connection (and restarts
+// of the local database): the silence of a sender that stopped answering
+// stays on record until a message arrives again.
+type StreamObservation struct {
+	Host string
+	Port int
+	// Connected is the latest probe's: the receiver streams from Host:Port.
+	Connected bool
+	// HeardAt is when the last message from the sender arrived (zero: none
+	// seen since this agent started, or since the sender changed).
+	HeardAt time.Time
+	// SilenceSeen: since HeardAt, a probe found the connection up and the
+	// last message older than the ping interval plus silenceSlack.
+	SilenceSeen bool
+	// Timeout is the receiver's timeout as last reported.
+	Timeout time.Duration
+}
+
+// silenceSlack is how far past its ping interval (half the receiver
+// timeout) a connected receiver's last message must be for the silence to
+// count as seen: a live sender answers a ping at once, so a second more is
+// a generous allowance for a loaded machine.
+const silenceSlack = time.Second
+
+// observe updates the observation from probe st taken at now.
+func (o *StreamObservation) observe(now time.Time, st db.Status) {
+	if !st.Accepting || st.Role != cluster.RoleReplica {
+		o.Connected = false
+		return
+	}
+	if st.UpstreamHost != "" && (st.UpstreamHost != o.Host || st.UpstreamPort != o.Port) {
+		*o = StreamObservation{Host: st.UpstreamHost, Port: st.UpstreamPort}
+	}
+	o.Connected = st.Streaming && st.UpstreamHost != ""
+	if st.ReceiverTimeout > 0 {
+		o.Timeout = st.ReceiverTimeout
+	}
+	if !o.Connected || st.LastMessageAge < 0 {
+		return
+	}
+	if at := now.Add(-st.LastMessageAge); at.After(o.HeardAt) {
+		if !o.HeardAt.IsZero() && at.Sub(o.HeardAt) > time.Millisecond {
+			o.SilenceSeen = false // a new message since the silence
+		}
+		o.HeardAt = at
+	}
+	if o.Timeout > 0 && st.LastMessageAge > o.Timeout/2+silenceSlack {
+		o.SilenceSeen = true
+	}
+}
+
+// Record renders the observation for the member record at now (nil when
+// there is no stream to speak of).
+func (o StreamObservation) Record(now time.Time) *cluster.WALStream {
+	if o.Host == "" {
+		return nil
+	}
+	w := &cluster.WALStream{Host: o.Host, Port: o.Port, Connected: o.Connected, Heard: !o.HeardAt.IsZero(),
+		SilenceSeen: o.SilenceSeen, Timeout: cluster.Duration(o.Timeout)}
+	if w.Heard {
+		w.Silent = cluster.Duration(now.Sub(o.HeardAt))
+	}
+	return w
+}
+
+// SilenceSoon is how soon the agent should probe again so that a silence
+// on a live connection is seen before the receiver drops it: at once when
+// the last message is older than the ping interval (0: no hurry).
+func (o StreamObservation) SilenceSoon(st db.Status) time.Duration {
+	if o.Connected && o.Timeout > 0 && st.LastMessageAge > o.Timeout/2 && !o.SilenceSeen {
+		return electionTick
+	}
+	return 0
 }
 
 // LostEpoch is the epoch of the last leader in s: the leadership whose
@@ -53,12 +136,12 @@ func LostEpoch(s cluster.Snapshot) cluster.Epoch {
 	return s.LastLeader.Epoch
 }
 
-// Record builds this member's record from a probe st, in the cluster as
-// last read (prev). From base it takes what a probe cannot tell: Name,
+// Record builds this member's record at now from a probe st, in the
+// cluster as last read (prev). From base it takes what a probe cannot tell: Name,
 // Tags, APIURL, ConnHost, ConnPort, UpdatedAt, and the State and Reason of
 // the last decision. A position probed while the leader key is known to be
 // absent is marked as measured after the loss of prev's last leader.
-func (t *Tracker) Record(base cluster.Member, prev cluster.Snapshot, st db.Status) cluster.Member {
+func (t *Tracker) Record(now time.Time, base cluster.Member, prev cluster.Snapshot, st db.Status) cluster.Member {
 	m := cluster.Member{
 		Name: base.Name, Role: st.Role, State: base.State, Reason: base.Reason,
 		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN,
@@ -90,6 +173,9 @@ func (t *Tracker) Record(base cluster.Member, prev cluster.Snapshot, st db.Statu
 				m.LagBytes = 0
 			}
 		}
+	}
+	if m.WAL = t.Stream.Record(now); m.WAL != nil && !t.LeaderSeenAt.IsZero() {
+		m.WAL.LeaderSeen, m.WAL.SinceLeader = true, cluster.Duration(now.Sub(t.LeaderSeenAt))
 	}
 	if prev.Leader == nil && !t.LeaderLostAt.IsZero() {
 		// st was probed after this agent saw the leader key gone.
@@ -129,6 +215,9 @@ func (t *Tracker) ObserveLeader(now time.Time, s cluster.Snapshot) (lost bool) {
 	}
 	t.LeaderLostAt, t.ElectionOpenAt = time.Time{}, time.Time{}
 	if m := s.Member(s.Leader.Name); m != nil {
+		if old := t.LastLeader; old == nil || old.Name != m.Name || !old.UpdatedAt.Equal(m.UpdatedAt) {
+			t.LeaderSeenAt = now
+		}
 		c := *m
 		t.LastLeader = &c
 	}
@@ -144,6 +233,7 @@ func (t *Tracker) ObserveDB(now time.Time, st db.Status, s cluster.Snapshot) {
 	} else if t.DownSince.IsZero() {
 		t.DownSince = now
 	}
+	t.Stream.observe(now, st)
 	following := s.Leader != nil && s.Leader.Name != t.Self
 	if following && st.Accepting && st.Role == cluster.RoleReplica && !st.Streaming {
 		if t.NotStreamingSince.IsZero() {
@@ -177,11 +267,11 @@ func WantsOldPrimaryProbe(v View) bool {
 }
 
 // ObserveOldPrimary records the old primary's probe in v and opens the
-// election the first time, in the current leader loss, that it is seen
-// not taking writes.
-func (t *Tracker) ObserveOldPrimary(v *View, alive Liveness) {
-	v.OldPrimaryAlive = alive
-	if alive == Dead && t.ElectionOpenAt.IsZero() {
+// election the first time, in the current leader loss, that the old
+// primary is proven dead (OldPrimaryLiveness).
+func (t *Tracker) ObserveOldPrimary(v *View, p OldPrimaryProbe) {
+	v.OldPrimary = p
+	if live, _ := OldPrimaryLiveness(*v); live == detector.Dead && t.ElectionOpenAt.IsZero() {
 		t.ElectionOpenAt = v.Now
 	}
 	v.ElectionOpenAt = t.ElectionOpenAt

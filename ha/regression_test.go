@@ -21,11 +21,14 @@ func electionView(self string, lsn cluster.LSN, now time.Duration) View {
 	return View{
 		Now: origin.Add(now), Self: self, Config: cfg, StoreOK: true, LeaseID: 8, LastRenewSent: origin.Add(now),
 		DB:           db.Status{Running: true, Accepting: true, HasData: true, Role: cluster.RoleReplica, Position: cluster.Position{LSN: lsn, Timeline: 1}},
-		LeaderLostAt: origin.Add(60 * time.Second), OldPrimaryAlive: Dead,
+		LeaderLostAt: origin.Add(60 * time.Second), OldPrimary: refused,
 		Snap: cluster.Snapshot{Initialized: "n1", LastLeader: &cluster.LastLeader{Name: "n1", Epoch: 4},
 			Members: []cluster.Member{rep("n2", 0x5000000), rep("n3", 0x4000000)}},
 	}
 }
+
+// refused is a probe of n1 that proves it dead.
+var refused = OldPrimaryProbe{Host: "n1", Port: 5432, Answer: db.AnswerRefused, Err: "connection refused"}
 
 func promotes(p Plan) bool {
 	for _, a := range p.Actions {
@@ -43,7 +46,7 @@ func promotes(p Plan) bool {
 // manual failover alike.
 func TestRegressionUnknownOldPrimaryLivenessBlocks(t *testing.T) {
 	v := electionView("n2", 0x5000000, 62*time.Second)
-	v.OldPrimaryAlive = LivenessUnknown
+	v.OldPrimary = OldPrimaryProbe{}
 	p := Decide(v)
 	if promotes(p) {
 		t.Fatalf("promoted without knowing whether %s still takes writes: %s", v.Snap.LastLeader.Name, p)
@@ -55,12 +58,12 @@ func TestRegressionUnknownOldPrimaryLivenessBlocks(t *testing.T) {
 		t.Errorf("soon = 0: a blocked candidate must re-check every election tick")
 	}
 	// Evidence of death unblocks it.
-	v.OldPrimaryAlive = Dead
+	v.OldPrimary = refused
 	if p := Decide(v); !promotes(p) {
 		t.Errorf("with the old primary dead: %s, want a promotion", p)
 	}
 	// A manual failover overrides the ranking, not the fencing rule.
-	v.OldPrimaryAlive = LivenessUnknown
+	v.OldPrimary = OldPrimaryProbe{}
 	v.Snap.Request = &cluster.Request{Kind: cluster.KindFailover, To: "n2", RequestedBy: "test"}
 	if p := Decide(v); promotes(p) {
 		t.Fatalf("manual failover promoted without knowing whether n1 still takes writes: %s", p)

@@ -111,13 +111,15 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 			Reason: fmt.Sprintf("switchover to %s failed: it did not take over within %s; taking the primary role back",
 				h.Target, HandoffTimeout(v.Config))}, true
 	case h.Target:
-		switch {
-		case v.OldPrimaryAlive == Alive:
+		switch live, _ := OldPrimaryLiveness(v); {
+		case live == detector.Alive:
 			return Plan{State: stateOf(v), Soon: electionTick,
 				Reason: fmt.Sprintf("switchover from %s: its database still accepts writes; not promoting", r.From)}, true
 		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.LSN > h.FinalLSN:
-			return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote}, slotsFor(v),
-				{Kind: RecordFailover, Epoch: h.Epoch, History: "switchover"}, {Kind: ClearRequest}}),
+			ev := &cluster.Evidence{Kind: cluster.EvidenceHandoff,
+				Detail: fmt.Sprintf("%s stopped at %s and handed over to %s", r.From, h.FinalLSN, h.Target)}
+			return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
+				{Kind: RecordFailover, Epoch: h.Epoch, History: "switchover", Evidence: ev}, {Kind: ClearRequest}}),
 				State: cluster.StateStarting, Reason: fmt.Sprintf("switchover from %s: received past its final position %s; promoting", r.From, h.FinalLSN)}, true
 		case expired:
 			return Plan{State: stateOf(v), Reason: fmt.Sprintf("switchover from %s: did not receive its final position %s in time (have %s)",
@@ -148,18 +150,16 @@ func decideManualFailover(v View, r cluster.Request, health detector.Health) Pla
 			Reason: "manual failover to this member refused: it is tagged nofailover"}
 	case health != detector.Healthy || v.DB.Role != cluster.RoleReplica:
 		return Plan{State: stateOf(v), Soon: electionTick, Reason: "manual failover to this member: waiting for its database to run as a replica"}
-	case v.OldPrimaryAlive == Alive:
-		return Plan{State: cluster.StateRunning, Soon: electionTick,
-			Reason: "manual failover: the old primary still accepts writes; not promoting without fencing"}
-	case v.OldPrimaryAlive == LivenessUnknown && v.Snap.LastLeader != nil && v.Snap.LastLeader.Name != v.Self:
-		return Plan{State: cluster.StateRunning, Soon: electionTick,
-			Reason: "manual failover: cannot check whether the old primary still accepts writes; not promoting"}
+	}
+	ev, why := promotionEvidence(v)
+	if why != "" {
+		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: "manual failover: " + why}
 	}
 	var lost cluster.Epoch
 	if v.Snap.LastLeader != nil {
 		lost = v.Snap.LastLeader.Epoch
 	}
-	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader}, {Kind: Promote}, slotsFor(v),
-		{Kind: RecordFailover, Epoch: lost, History: "manual failover"}, {Kind: ClearRequest}}),
+	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
+		{Kind: RecordFailover, Epoch: lost, History: "manual failover", Evidence: ev}, {Kind: ClearRequest}}),
 		State: cluster.StateStarting, Reason: "manual failover to this member requested by " + r.RequestedBy}
 }

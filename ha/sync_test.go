@@ -121,7 +121,7 @@ func TestSyncElection(t *testing.T) {
 		// n3 is more advanced and preferred, but not synchronous.
 		v.Snap.Members[1].Position.LSN, v.Snap.Members[1].Tags.Priority = 0x6000000, 100
 		v.LeaderLostAt, v.ElectionOpenAt = v.Now.Add(-5*time.Second), v.Now.Add(-5*time.Second)
-		v.OldPrimaryAlive = Dead
+		v.OldPrimary = refused
 		v.Repl = nil
 		return v
 	}
@@ -129,7 +129,7 @@ func TestSyncElection(t *testing.T) {
 		t.Errorf("n3 (async, higher priority, more advanced): %s", got)
 	}
 	got := Decide(base("n2")).String()
-	if !strings.HasPrefix(got, "[acquire-leader, set-sync-standbys names=[] any, promote") {
+	if !strings.HasPrefix(got, "[acquire-leader evidence=refused, set-sync-standbys names=[] any, promote") {
 		t.Errorf("n2 (recorded synchronous standby): %s", got)
 	}
 	strict := base("n2")
@@ -140,7 +140,7 @@ func TestSyncElection(t *testing.T) {
 	}
 	on := base("n3")
 	on.Snap.Sync = &cluster.SyncState{Leader: "n1", Epoch: 7, Members: []string{}}
-	if got := Decide(on).String(); !strings.HasPrefix(got, "[acquire-leader, set-sync-standbys names=[] any, promote") {
+	if got := Decide(on).String(); !strings.HasPrefix(got, "[acquire-leader evidence=refused, set-sync-standbys names=[] any, promote") {
 		t.Errorf("on with an empty record (durability at risk) elects the best: %s", got)
 	}
 }

@@ -66,7 +66,16 @@ type Options struct {
 
 // reservedParameters are set from Options and may not appear in Parameters.
 var reservedParameters = []string{"port", "listen_addresses", "unix_socket_directories", "cluster_name", "data_directory",
-	"primary_conninfo", "primary_slot_name", "synchronous_standby_names", "max_slot_wal_keep_size"}
+	"primary_conninfo", "primary_slot_name", "synchronous_standby_names", "max_slot_wal_keep_size",
+	"wal_receiver_timeout"}
+
+// ReceiverTimeout is every member's wal_receiver_timeout. The liveness
+// rule counts a replica's stream as silent only after its receiver has
+// pinged the sender (at half of this) and got nothing back for a second
+// more, so it must stay well above a loaded machine's scheduling delay and
+// well below the ttl: 6s keeps a vanished host's failover within the
+// default ttl, and adds at most a second or two on the fast profile.
+const ReceiverTimeout = 6 * time.Second
 
 // defaultMaxSlotWALKeepSize is Options.MaxSlotWALKeepSize when empty.
 const defaultMaxSlotWALKeepSize = "1GB"

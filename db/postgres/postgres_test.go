@@ -213,8 +213,8 @@ func TestLifecycle(t *testing.T) {
 	if err := n1.StartPrimary(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatalf("StartPrimary on a running primary: %v", err)
 	}
-	if ok, err := n1.IsWritablePrimary(context.Background(), "127.0.0.1", n1.opts.Port); !ok || err != nil {
-		t.Fatalf("IsWritablePrimary(n1) = %v, %v; want true (SCRAM over TCP)", ok, err)
+	if a, err := n1.Ask(context.Background(), "127.0.0.1", n1.opts.Port); a != db.AnswerWritable || err != nil {
+		t.Fatalf("Ask(n1) = %v, %v; want writable (SCRAM over TCP)", a, err)
 	}
 
 	// Clone two replicas; they stream from n1 through their slots and
@@ -234,8 +234,15 @@ func TestLifecycle(t *testing.T) {
 	if err := n3.StartPrimary(ctxT(t, 5*time.Second)); err == nil || !strings.Contains(err.Error(), "promote") {
 		t.Fatalf("StartPrimary on a running replica = %v, want an error telling to promote", err)
 	}
-	if ok, err := n1.IsWritablePrimary(context.Background(), "127.0.0.1", n2.opts.Port); ok || err != nil {
-		t.Fatalf("IsWritablePrimary(n2 replica) = %v, %v; want false, nil", ok, err)
+	if a, err := n1.Ask(context.Background(), "127.0.0.1", n2.opts.Port); a != db.AnswerReadOnly || err != nil {
+		t.Fatalf("Ask(n2 replica) = %v, %v; want read-only, nil", a, err)
+	}
+	// The replica's receiver reports its stream: connected, a recent
+	// message, the reserved receiver timeout.
+	if st := probe(t, n2); !st.Streaming || st.UpstreamPort != n1.opts.Port || st.LastMessageAge < 0 ||
+		st.LastMessageAge > ReceiverTimeout || st.ReceiverTimeout != ReceiverTimeout {
+		t.Fatalf("n2's stream: streaming %v from port %d, last message %v ago, receiver timeout %v; want streaming from %d, under %v, %v",
+			st.Streaming, st.UpstreamPort, st.LastMessageAge, st.ReceiverTimeout, n1.opts.Port, ReceiverTimeout, ReceiverTimeout)
 	}
 	execSQL(t, n1, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 1000) g")
 	target := probe(t, n1).Position.LSN
@@ -253,8 +260,18 @@ func TestLifecycle(t *testing.T) {
 	if err := n1.Stop(ctxT(t, time.Second), db.StopFast); err != nil {
 		t.Fatalf("Stop on a stopped server: %v", err)
 	}
-	if ok, err := n2.IsWritablePrimary(ctxT(t, time.Second), "127.0.0.1", n1.opts.Port); ok || err == nil {
-		t.Fatalf("IsWritablePrimary(stopped n1) = %v, %v; want false with an error", ok, err)
+	if a, err := n2.Ask(ctxT(t, time.Second), "127.0.0.1", n1.opts.Port); a != db.AnswerRefused || err == nil {
+		t.Fatalf("Ask(stopped n1) = %v, %v; want connection refused with an error", a, err)
+	}
+	// A port where something accepts but never answers is no answer, not
+	// refused: a timeout proves nothing.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	if a, err := n2.Ask(ctxT(t, 5*time.Second), "127.0.0.1", silent.Addr().(*net.TCPAddr).Port); a != db.AnswerNone || err == nil {
+		t.Fatalf("Ask(a listener that never answers) = %v, %v; want no answer with an error", a, err)
 	}
 	checkFailedStart(t, n1)
 

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,10 +37,12 @@ SELECT r.rec,
   (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
   CASE WHEN NOT r.rec THEN NULL
        WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
-       ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END
+       ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END,
+  extract(epoch FROM clock_timestamp() - w.last_msg_receipt_time)::float8,
+  (SELECT setting::int FROM pg_settings WHERE name = 'wal_receiver_timeout')
 FROM (SELECT pg_is_in_recovery() AS rec OFFSET 0) r
 LEFT JOIN LATERAL (
-  SELECT status, sender_host, sender_port, received_tli FROM pg_stat_wal_receiver LIMIT 1
+  SELECT status, sender_host, sender_port, received_tli, last_msg_receipt_time FROM pg_stat_wal_receiver LIMIT 1
 ) w ON true`
 
 // Probe measures the server. A stopped server, or one that refuses
@@ -76,10 +79,11 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 		flush, walfile, recv, replay      *string
 		wStatus, wHost                    *string
 		wPort, wTLI, ckptTLI, minRecovTLI *int32
-		lagSeconds                        *float64
+		lagSeconds, msgAge                *float64
+		rcvTimeoutMS                      *int32
 	)
 	err := c.QueryRow(ctx, probeSQL).Scan(&rec, &flush, &walfile, &recv, &replay, &paused,
-		&wStatus, &wHost, &wPort, &wTLI, &ckptTLI, &minRecovTLI, &lagSeconds)
+		&wStatus, &wHost, &wPort, &wTLI, &ckptTLI, &minRecovTLI, &lagSeconds, &msgAge, &rcvTimeoutMS)
 	if err != nil {
 		return err
 	}
@@ -116,10 +120,14 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 	} else {
 		st.Position.Timeline = uint32(max(derefInt(ckptTLI), derefInt(minRecovTLI)))
 	}
-	if deref(wStatus) == "streaming" {
-		st.Streaming = true
-		st.UpstreamHost = deref(wHost)
-		st.UpstreamPort = int(derefInt(wPort))
+	// The sender's address is known once the receiver has connected; a
+	// receiver that lost its connection (or is reconnecting) has none.
+	st.UpstreamHost, st.UpstreamPort = deref(wHost), int(derefInt(wPort))
+	st.Streaming = deref(wStatus) == "streaming"
+	st.ReceiverTimeout = time.Duration(derefInt(rcvTimeoutMS)) * time.Millisecond
+	st.LastMessageAge = -1
+	if msgAge != nil {
+		st.LastMessageAge = time.Duration(max(*msgAge, 0) * float64(time.Second))
 	}
 	return nil
 }
@@ -138,30 +146,48 @@ func derefInt(i *int32) int32 {
 	return *i
 }
 
-// IsWritablePrimary connects to host:port with the superuser's credentials
-// and reports whether the server there is out of recovery. Without a
-// deadline in ctx, it gives up after one second.
-func (p *Postgres) IsWritablePrimary(ctx context.Context, host string, port int) (bool, error) {
+// Ask connects to host:port with the superuser's credentials and reports
+// whether the server there is out of recovery. Without a deadline in ctx,
+// it gives up after one second. Only a refused TCP connection (or a
+// missing unix socket) is AnswerRefused; a timeout, an authentication
+// error, "too many connections" and "the database system is starting up
+// / in recovery mode / shutting down" (SQLSTATE 57P03: a crashed primary
+// restarting by itself comes back writable) are AnswerNone.
+func (p *Postgres) Ask(ctx context.Context, host string, port int) (db.Answer, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, connectTimeout)
 		defer cancel()
 	}
+	where := net.JoinHostPort(host, strconv.Itoa(port))
 	cfg, err := p.connConfig(host, port)
 	if err != nil {
-		return false, p.errorf("is writable primary", "%s: %w", net.JoinHostPort(host, strconv.Itoa(port)), err)
+		return db.AnswerNone, p.errorf("ask", "%s: %w", where, err)
 	}
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return false, p.errorf("is writable primary", "%s: %w", net.JoinHostPort(host, strconv.Itoa(port)), err)
+		return classifyConnectError(err), p.errorf("ask", "%s: %w", where, err)
 	}
 	defer closeConn(c)
 	var writable bool
 	if err := c.QueryRow(ctx, "SELECT NOT pg_is_in_recovery()").Scan(&writable); err != nil {
-		return false, p.errorf("is writable primary", "%s: %w", net.JoinHostPort(host, strconv.Itoa(port)), err)
+		return db.AnswerNone, p.errorf("ask", "%s: %w", where, err)
 	}
-	return writable, nil
+	if writable {
+		return db.AnswerWritable, nil
+	}
+	return db.AnswerReadOnly, nil
+}
+
+// classifyConnectError is AnswerRefused only for a connection the peer's
+// kernel refused (nothing listens) or a unix socket that does not exist;
+// everything else proves nothing.
+func classifyConnectError(err error) db.Answer {
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+		return db.AnswerRefused
+	}
+	return db.AnswerNone
 }
 
 // connConfig is a connection to host:port as the superuser. A host that

@@ -132,11 +132,19 @@ func (p *Postgres) serverArgs() []string {
 	// wal_retrieve_retry_interval: a replica whose WAL receiver failed
 	// (upstream down, or its slot not created yet on a new primary)
 	// retries after this long; PostgreSQL's default is 5s.
+	//
+	// wal_receiver_timeout (reserved, see ReceiverTimeout): a replica's
+	// receiver pings a silent sender after half of it and drops the
+	// connection after all of it, so on a live primary, even an idle one
+	// whose agent is frozen, the last message is never older than about
+	// half of it. That is what makes a silent stream evidence for the
+	// liveness rule (detector.OldPrimary).
 	settings := map[string]string{
 		"hot_standby": "on", "wal_level": "replica", "max_wal_senders": "10",
 		"max_replication_slots": "10", "wal_log_hints": "on", "wal_keep_size": "128MB",
 		"wal_retrieve_retry_interval": "1s",
 		"max_slot_wal_keep_size":      o.MaxSlotWALKeepSize,
+		"wal_receiver_timeout":        strconv.Itoa(int(ReceiverTimeout/time.Millisecond)) + "ms",
 	}
 	for k, v := range o.Parameters {
 		settings[k] = v

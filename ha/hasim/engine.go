@@ -36,21 +36,28 @@ func (e *engine) d() *simDB { return &e.n.db }
 
 // Probe measures the database as db/postgres does.
 func (e *engine) Probe(context.Context) (db.Status, error) {
-	return e.n.db.status(e.n.alive), nil
+	return e.w.probe(e.n), nil
 }
 
-// IsWritablePrimary connects to the database at host:port.
-func (e *engine) IsWritablePrimary(_ context.Context, host string, port int) (bool, error) {
+// Ask connects to the database at host:port as db/postgres does, and
+// fails the same ways: a machine powered off or frozen, a hung postmaster
+// and an overloaded machine give no answer (timeouts), a stopped database
+// on a live machine refuses.
+func (e *engine) Ask(_ context.Context, host string, port int) (db.Answer, error) {
 	t := e.w.nodeAt(host, port)
 	switch {
 	case t == nil:
-		return false, fmt.Errorf("%s:%d: no such host", host, port)
-	case !t.alive || !t.db.running:
-		return false, fmt.Errorf("%s:%d: connection refused", host, port)
+		return db.AnswerNone, fmt.Errorf("%s:%d: no such host", host, port)
+	case !t.alive || t.frozen || t.db.hung || t.overloaded:
+		return db.AnswerNone, fmt.Errorf("%s:%d: timeout: context deadline exceeded", host, port)
+	case !t.db.running:
+		return db.AnswerRefused, fmt.Errorf("%s:%d: connect: connection refused", host, port)
 	case !t.db.accepting:
-		return false, fmt.Errorf("%s:%d: the database system is starting up", host, port)
+		return db.AnswerNone, fmt.Errorf("%s:%d: the database system is starting up (SQLSTATE 57P03)", host, port)
+	case t.db.standby:
+		return db.AnswerReadOnly, nil
 	}
-	return !t.db.standby, nil
+	return db.AnswerWritable, nil
 }
 
 // Initialize creates a database in the empty data directory and starts

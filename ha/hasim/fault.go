@@ -12,7 +12,9 @@ type FaultKind int
 const (
 	_ FaultKind = iota
 	// KillNode powers the node off: the agent dies and the database
-	// stops without a checkpoint.
+	// stops without a checkpoint. Nothing answers at its address any more
+	// (connections time out; open ones stay silent until the receivers'
+	// timeout), as a power loss looks from outside.
 	KillNode
 	// StartNode powers a killed node on: a fresh agent (no lease, no
 	// memory) starts; the database stays stopped until the agent starts it.
@@ -48,13 +50,43 @@ const (
 	Failover
 	// CancelRequest is the operator deleting the pending request.
 	CancelRequest
+	// Freeze stops the whole machine (a paused VM, SIGSTOP of every
+	// process): see node.frozen. Thaw resumes it; its agent runs in the
+	// same step, before anything is checked.
+	Freeze
+	Thaw
+	// Hang makes the member's postmaster hang: no new connection gets in
+	// (probes time out, receivers cannot reconnect), while its backends
+	// keep taking writes and its WAL senders keep streaming. Unhang ends
+	// it.
+	Hang
+	Unhang
+	// Overload makes connections to the member's database time out while
+	// it keeps working, as on a machine whose cores are saturated; Relieve
+	// ends it.
+	Overload
+	Relieve
+	// StoreOutage makes the store unreachable for every agent (etcd
+	// quorum lost); StoreReturn brings it back with every lease revoked at
+	// once, as etcd came back in the outage reported in issue 7.
+	StoreOutage
+	StoreReturn
+	// RevokeLeases revokes every lease at once, the store staying up.
+	RevokeLeases
+	// CrashNode kills every process of the node (agent and database) on a
+	// machine that stays up: connections to it are refused at once (what
+	// localcluster's KillNode does on one host). StartNode starts its
+	// agent again.
+	CrashNode
 )
 
 var faultNames = map[FaultKind]string{
 	KillNode: "kill-node", StartNode: "start-node", KillAgent: "kill-agent", StartAgent: "start-agent",
 	CrashDB: "crash-db", Partition: "partition", Heal: "heal", Pause: "pause", Resume: "resume",
 	FailStarts: "fail-starts", HealAll: "heal-all", Switchover: "switchover", Failover: "failover",
-	CancelRequest: "cancel-request",
+	CancelRequest: "cancel-request", Freeze: "freeze", Thaw: "thaw", Hang: "hang", Unhang: "unhang",
+	Overload: "overload", Relieve: "relieve", StoreOutage: "store-outage", StoreReturn: "store-return",
+	RevokeLeases: "revoke-leases", CrashNode: "crash-node",
 }
 
 // String names the kind.
@@ -90,13 +122,20 @@ func (f Fault) String() string {
 	return s
 }
 
+// insideMachine are the faults that act on a machine's processes.
+var insideMachine = map[FaultKind]bool{
+	KillAgent: true, StartAgent: true, CrashDB: true, Pause: true, Resume: true, FailStarts: true,
+	Hang: true, Unhang: true, CrashNode: true, StartNode: true,
+}
+
 // inject applies f to the world. Faults that do not apply (killing a dead
 // node) are no-ops.
 func (w *World) inject(f Fault) {
 	if f.Kind == HealAll {
 		w.logf("fault: %s", f)
+		w.storeDown = false
 		for _, n := range w.nodes {
-			n.paused, n.db.failStarts = false, 0
+			n.paused, n.db.failStarts, n.frozen, n.db.hung, n.overloaded = false, 0, false, false, false
 			w.setPartitioned(n, false)
 			if !n.alive || n.agentDown {
 				w.restartAgent(n, true)
@@ -114,9 +153,29 @@ func (w *World) inject(f Fault) {
 		w.logf("fault: %s", f)
 		w.store.DeleteRequest()
 		return
+	case StoreOutage, StoreReturn:
+		w.logf("fault: %s", f)
+		w.storeDown = f.Kind == StoreOutage
+		if !w.storeDown {
+			w.revokeAll()
+		}
+		for _, n := range w.nodes {
+			n.client.SetReachable(!n.partitioned && !w.storeDown)
+		}
+		return
+	case RevokeLeases:
+		w.logf("fault: %s", f)
+		w.revokeAll()
+		return
 	}
 	n := w.node(f.Member)
 	w.logf("fault: %s", f)
+	if n.frozen && insideMachine[f.Kind] {
+		// A frozen machine is a paused VM: nothing on it can be killed,
+		// paused or started until it is thawed (or powered off).
+		w.logf("%s is frozen: %s ignored", n.spec.Name, f.Kind)
+		return
+	}
 	switch f.Kind {
 	case KillNode:
 		if !n.alive {
@@ -124,12 +183,21 @@ func (w *World) inject(f Fault) {
 		}
 		n.alive = false
 		n.db.stop(true)
+	case CrashNode:
+		if !n.alive {
+			return
+		}
+		n.agentDown = true
+		n.db.stop(true)
 	case StartNode:
-		if n.alive {
+		if n.alive && !n.agentDown {
 			return
 		}
 		w.restartAgent(n, true)
 	case KillAgent:
+		if !n.agentDown && !n.paused {
+			n.agentGoneAt = w.now
+		}
 		n.agentDown = true
 	case StartAgent:
 		if n.alive && n.agentDown {
@@ -145,6 +213,9 @@ func (w *World) inject(f Fault) {
 	case Heal:
 		w.setPartitioned(n, false)
 	case Pause:
+		if !n.agentDown && !n.paused {
+			n.agentGoneAt = w.now
+		}
 		n.paused = true
 	case Resume:
 		if n.paused {
@@ -153,6 +224,28 @@ func (w *World) inject(f Fault) {
 		}
 	case FailStarts:
 		n.db.failStarts = f.N
+	case Freeze:
+		if !n.agentDown && !n.paused || w.now.Sub(n.agentGoneAt) > 3*time.Duration(w.cfg.Dynamic.LoopWait) {
+			n.frozen = n.alive
+		} else {
+			// The residual the liveness rule cannot see (detector.OldPrimary):
+			// an agent gone less than two loop_waits before its machine
+			// froze. Only fencing closes it; it is not simulated.
+			w.logf("%s: freeze ignored: its agent stopped %s ago", n.spec.Name, w.now.Sub(n.agentGoneAt))
+		}
+	case Thaw:
+		if n.frozen {
+			n.frozen, n.thawedAt = false, w.now
+			n.nextRound = w.now
+		}
+	case Hang:
+		n.db.hung = n.db.running
+	case Unhang:
+		n.db.hung = false
+	case Overload:
+		n.overloaded = true
+	case Relieve:
+		n.overloaded = false
 	}
 }
 
@@ -168,7 +261,7 @@ func (w *World) restartAgent(n *node, power bool) {
 // setPartitioned cuts n's agent off from the store, or heals it.
 func (w *World) setPartitioned(n *node, cut bool) {
 	n.partitioned = cut
-	n.client.SetReachable(!cut)
+	n.client.SetReachable(!cut && !w.storeDown)
 }
 
 // stop stops the server; immediate (or a crash) leaves crash recovery for
@@ -177,7 +270,7 @@ func (d *simDB) stop(immediate bool) {
 	if !d.running {
 		return
 	}
-	d.running, d.accepting, d.streaming = false, false, false
+	d.running, d.accepting, d.streaming, d.hung = false, false, false, false
 	d.stopPos = 0
 	if immediate {
 		d.crashed = true
@@ -195,4 +288,12 @@ func (d *simDB) start(now time.Time, cfg Config) error {
 		d.readyAt = now.Add(cfg.RecoveryTime)
 	}
 	return nil
+}
+
+// revokeAll revokes every lease at once and remembers them: the store broke
+// its promise (no lease ends before its TTL) that self-fencing relies on.
+func (w *World) revokeAll() {
+	for _, id := range w.store.RevokeAll() {
+		w.revoked[id] = true
+	}
 }

@@ -47,6 +47,13 @@ func randomFault(r *rand.Rand, names []string) Fault {
 	return f
 }
 
+// livenessFault picks one of the faults that make probes wrong.
+func livenessFault(r *rand.Rand, names []string) Fault {
+	kinds := []FaultKind{Freeze, Thaw, Thaw, Hang, Unhang, Overload, Relieve, StoreOutage, StoreReturn, StoreReturn,
+		RevokeLeases, CrashNode, StartNode}
+	return Fault{Kind: kinds[r.IntN(len(kinds))], Member: names[r.IntN(len(names))]}
+}
+
 // randomWorld runs one seed: random faults and repairs for randomSteps
 // steps, with invariants checked after each, then everything healed and
 // liveness checked. It returns the faults injected and any failure.
@@ -73,6 +80,10 @@ func randomWorld(seed uint64) (*World, []string, error) {
 		names[i] = s.Name
 	}
 	var injected []string
+	// The faults of issue 7 (a frozen machine, a hung postmaster, an
+	// overloaded one, a store outage whose end revokes every lease) come
+	// from a stream of their own too.
+	liveness := rand.New(rand.NewPCG(seed, 0x11fe))
 	for range randomSteps {
 		var fs []Fault
 		if r.IntN(20) == 0 {
@@ -80,6 +91,9 @@ func randomWorld(seed uint64) (*World, []string, error) {
 			if r.IntN(4) == 0 {
 				fs = append(fs, randomFault(r, names)) // double fault
 			}
+		}
+		if liveness.IntN(40) == 0 {
+			fs = append(fs, livenessFault(liveness, names))
 		}
 		for _, f := range fs {
 			injected = append(injected, fmt.Sprintf("+%s %s", w.Now().Add(w.cfg.Tick).Sub(Origin), f))

@@ -41,12 +41,13 @@ func TestRegressionFreshAgentDoesNotPromoteOverLiveOldPrimary(t *testing.T) {
 	}
 }
 
-// The same with the old primary's node dead instead: the fresh agents
-// probe it at last_leader's address, find it dead and elect one of them.
+// The same with the old primary's processes dead instead (its machine
+// up): the fresh agents probe it at last_leader's address, find it refusing
+// connections and elect one of them.
 func TestRegressionFreshAgentsElectAfterOldPrimaryDied(t *testing.T) {
 	w := New(three())
 	run(t, w, 10*time.Second)
-	run(t, w, 5*time.Second, Fault{Kind: KillNode, Member: "n1"}, Fault{Kind: KillAgent, Member: "n2"}, Fault{Kind: KillAgent, Member: "n3"})
+	run(t, w, 5*time.Second, Fault{Kind: CrashNode, Member: "n1"}, Fault{Kind: KillAgent, Member: "n2"}, Fault{Kind: KillAgent, Member: "n3"})
 	run(t, w, 10*time.Second)
 	run(t, w, time.Second, Fault{Kind: StartAgent, Member: "n2"})
 	run(t, w, 20*time.Second, Fault{Kind: StartAgent, Member: "n3"})
@@ -67,7 +68,7 @@ func TestRegressionFreshAgentsElectAfterOldPrimaryDied(t *testing.T) {
 func TestBugFreshAgentsRaceWorseCandidateWins(t *testing.T) {
 	w := New(three())
 	run(t, w, 10*time.Second)
-	run(t, w, 5*time.Second, Fault{Kind: KillNode, Member: "n1"}, Fault{Kind: KillAgent, Member: "n2"}, Fault{Kind: KillAgent, Member: "n3"})
+	run(t, w, 5*time.Second, Fault{Kind: CrashNode, Member: "n1"}, Fault{Kind: KillAgent, Member: "n2"}, Fault{Kind: KillAgent, Member: "n3"})
 	run(t, w, 10*time.Second)
 	run(t, w, 20*time.Second, Fault{Kind: StartAgent, Member: "n2"}, Fault{Kind: StartAgent, Member: "n3"})
 	expectLeader(t, w, "n2")

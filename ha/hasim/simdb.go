@@ -39,6 +39,15 @@ type simDB struct {
 	syncNames []string
 	syncAny   bool
 	slots     map[string]bool
+	// streamingFrom is the sender a streaming replica's receiver is
+	// connected to (it keeps the connection while the sender is silent,
+	// up to the receiver timeout), and lastMsg when the last message from
+	// it arrived.
+	streamingFrom string
+	lastMsg       time.Time
+	// hung is a postmaster that hangs: no new connection gets in, while
+	// the backends and WAL senders it already has keep working.
+	hung bool
 }
 
 func (d *simDB) String() string {
@@ -62,7 +71,7 @@ func (d *simDB) String() string {
 	return s
 }
 
-func (d *simDB) status(alive bool) db.Status {
+func (d *simDB) status(now time.Time, alive bool, receiverTimeout time.Duration) db.Status {
 	pos := cluster.Position{LSN: d.lsn, Timeline: d.timeline}
 	if !d.running && d.stopPos != 0 {
 		pos.LSN = d.stopPos
@@ -84,9 +93,14 @@ func (d *simDB) status(alive bool) db.Status {
 			st.ReceiveLSN, st.ReplayLSN = d.lsn, d.lsn
 		}
 	}
+	st.LastMessageAge = -1
+	if st.Accepting && d.standby {
+		st.ReceiverTimeout = receiverTimeout
+	}
 	if st.Accepting && d.standby && d.streaming {
 		st.Streaming = true
-		st.UpstreamHost, st.UpstreamPort = d.upstream, 5432
+		st.UpstreamHost, st.UpstreamPort = d.streamingFrom, 5432
+		st.LastMessageAge = now.Sub(d.lastMsg)
 	}
 	return st
 }
@@ -113,11 +127,15 @@ func canFollow(r, u *simDB) bool {
 	}
 }
 
-// advanceDB moves one database forward by a tick.
+// advanceDB moves one database forward by a tick. A frozen node's
+// database does not move at all.
 func (w *World) advanceDB(n *node) {
 	d := &n.db
 	if !n.alive || !d.running {
 		d.streaming = false
+		return
+	}
+	if n.frozen {
 		return
 	}
 	if !d.accepting && !w.now.Before(d.readyAt) {
@@ -135,20 +153,51 @@ func (w *World) advanceDB(n *node) {
 		return
 	}
 	was := d.streaming
-	d.streaming = false
-	if d.upstream != "" {
-		u := w.node(d.upstream)
-		if u != n && u.alive && u.db.running && u.db.accepting && canFollow(d, &u.db) {
-			d.streaming = true
-			if u.db.lsn > d.lsn+d.lag {
-				d.lsn = u.db.lsn - d.lag
-			}
-			if u.db.timeline > d.timeline {
-				d.timeline, d.forks = u.db.timeline, copyForks(u.db.forks)
-			}
-		}
-	}
+	w.stream(n)
 	if was != d.streaming {
 		w.logf("%s: streaming from %q: %v", n.spec.Name, d.upstream, d.streaming)
+	}
+}
+
+// stream moves a running replica's WAL receiver forward by a tick. A
+// connected receiver hears from a sender whose WAL senders run (even
+// behind a hung postmaster), loses the connection at once when the
+// sender's database stopped on a live machine (the kernel resets it), and
+// keeps a silent one (a machine powered off or frozen) until the
+// receiver timeout. A new connection needs a postmaster that lets it in.
+func (w *World) stream(n *node) {
+	d := &n.db
+	var u *node
+	if d.upstream != "" && d.upstream != n.spec.Name {
+		u = w.node(d.upstream)
+	}
+	if d.streaming && (u == nil || d.streamingFrom != u.spec.Name) {
+		d.streaming = false // repointed: the receiver restarts
+	}
+	if !d.streaming {
+		if u != nil && u.alive && !u.frozen && u.db.running && u.db.accepting && !u.db.hung && canFollow(d, &u.db) {
+			d.streaming, d.streamingFrom, d.lastMsg = true, u.spec.Name, w.now
+			w.catchUp(d, u)
+		}
+		return
+	}
+	switch {
+	case u.alive && !u.frozen && u.db.running && u.db.accepting && canFollow(d, &u.db):
+		d.lastMsg = w.now
+		w.catchUp(d, u)
+	case u.alive && !u.frozen:
+		d.streaming = false // the sender stopped or cannot serve this history: the connection closes
+	case w.now.Sub(d.lastMsg) >= w.cfg.ReceiverTimeout:
+		d.streaming = false // "terminating walreceiver due to timeout"
+	}
+}
+
+// catchUp brings replica d to within its lag of u's WAL.
+func (w *World) catchUp(d *simDB, u *node) {
+	if u.db.lsn > d.lsn+d.lag {
+		d.lsn = u.db.lsn - d.lag
+	}
+	if u.db.timeline > d.timeline {
+		d.timeline, d.forks = u.db.timeline, copyForks(u.db.forks)
 	}
 }

@@ -47,6 +47,9 @@ type Config struct {
 	// WritePerTick is how many WAL bytes a writable primary produces per
 	// tick (default 0x100).
 	WritePerTick cluster.LSN
+	// ReceiverTimeout is every replica's WAL receiver timeout (default
+	// 4s): a connected receiver keeps a silent sender that long.
+	ReceiverTimeout time.Duration
 	// Fresh starts from empty data directories and an uninitialized store;
 	// otherwise the first member leads a healthy cluster at the first
 	// step and every other member streams from it.
@@ -72,6 +75,9 @@ func (c *Config) defaults() {
 	if c.WritePerTick == 0 {
 		c.WritePerTick = 0x100
 	}
+	if c.ReceiverTimeout == 0 {
+		c.ReceiverTimeout = 4 * time.Second
+	}
 }
 
 // World is the simulated cluster. It is not safe for concurrent use.
@@ -86,6 +92,11 @@ type World struct {
 	violations []string
 	maxEpoch   cluster.Epoch
 	wakeRev    int64
+	// storeDown is a store outage: no agent reaches it.
+	storeDown bool
+	// revoked holds the leases the store revoked before their TTL ran out
+	// (faults RevokeLeases, StoreReturn).
+	revoked map[int64]bool
 	// Promotions lists "name@epoch" for every promotion, in order.
 	Promotions []string
 	// Switchovers lists "from->to@epoch" for every completed switchover.
@@ -120,6 +131,21 @@ type node struct {
 	paused    bool
 	// partitioned agents cannot reach the store.
 	partitioned bool
+	// frozen is a whole machine stopped (a VM paused, SIGSTOP of every
+	// process): its agent does nothing, its database moves nothing and
+	// acknowledges nothing, nobody reaches it, and every connection to it
+	// stays up but silent.
+	frozen bool
+	// overloaded is a machine so busy that connections to its database
+	// time out while it keeps working (and writing).
+	overloaded bool
+	// agentGoneAt is when the agent last died or was paused.
+	agentGoneAt time.Time
+	// thawedAt is when the machine was last thawed. In that step its
+	// agent runs before its database moves: the simulator assumes the
+	// agent's fence timer wins the race against a resumed database (on
+	// real machines nothing guarantees it; fencing does).
+	thawedAt    time.Time
 	incarnation int
 	nextRound   time.Time
 	nextRenew   time.Time
@@ -138,7 +164,7 @@ type node struct {
 // New builds a World.
 func New(cfg Config) *World {
 	cfg.defaults()
-	w := &World{cfg: cfg, now: Origin}
+	w := &World{cfg: cfg, now: Origin, revoked: map[int64]bool{}}
 	w.store = memstore.New(w.Now)
 	for _, s := range cfg.Members {
 		n := &node{spec: s, alive: true, db: simDB{lag: s.Lag}}
@@ -183,7 +209,7 @@ func (w *World) seed() {
 func (w *World) startAgent(n *node) {
 	n.incarnation++
 	n.client = w.store.Client(fmt.Sprintf("%s#%d", n.spec.Name, n.incarnation))
-	n.client.SetReachable(!n.partitioned)
+	n.client.SetReachable(!n.partitioned && !w.storeDown)
 	host, port := addr(n.spec.Name)
 	n.a = agent.New(agent.Options{
 		Cluster: "sim", Name: n.spec.Name, Tags: n.spec.Tags, Config: w.cfg.Dynamic,
@@ -251,7 +277,9 @@ func (w *World) Step(faults ...Fault) error {
 		w.inject(f)
 	}
 	for _, n := range w.nodes {
-		w.advanceDB(n)
+		if !n.thawedAt.Equal(w.now) {
+			w.advanceDB(n)
+		}
 	}
 	ctx := context.Background()
 	for _, n := range w.nodes {
@@ -263,7 +291,9 @@ func (w *World) Step(faults ...Fault) error {
 		}
 		n.a.Fence(ctx)
 	}
-	w.expire()
+	if !w.storeDown {
+		w.expire() // a store without quorum expires no lease
+	}
 	w.wakeOnChange()
 	k := len(w.nodes)
 	for i := range k {
@@ -311,7 +341,7 @@ func (w *World) expire() {
 			if n.client != e.Owner {
 				continue
 			}
-			if n.writable() && !n.agentDown && !n.paused {
+			if n.writable() && !n.agentDown && !n.paused && !n.frozen {
 				w.violate("lease %d of %s expired while its database is still a writable primary", e.ID, e.Owner.Name())
 			}
 		}
@@ -344,10 +374,17 @@ func (w *World) Run(d time.Duration) error {
 	return nil
 }
 
-func (n *node) agentRuns() bool { return n.alive && !n.agentDown && !n.paused }
+func (n *node) agentRuns() bool { return n.alive && !n.agentDown && !n.paused && !n.frozen }
 
+// writable reports whether n's database can acknowledge a write now: a
+// frozen machine cannot until it is thawed.
 func (n *node) writable() bool {
-	return n.alive && n.db.running && n.db.accepting && !n.db.standby
+	return n.alive && !n.frozen && n.db.running && n.db.accepting && !n.db.standby
+}
+
+// probe is what the agent's probe of its own database returns now.
+func (w *World) probe(n *node) db.Status {
+	return n.db.status(w.now, n.alive, w.cfg.ReceiverTimeout)
 }
 
 func (w *World) checkPrimaries() {
@@ -406,7 +443,7 @@ func (w *World) Status(name string) MemberStatus {
 	st := n.a.State()
 	id := n.client.LeaseID()
 	return MemberStatus{
-		Name: name, DB: n.db.status(n.alive), State: st.Self.State, Reason: st.Self.Reason, LastPlan: n.a.LastPlan(),
+		Name: name, DB: w.probe(n), State: st.Self.State, Reason: st.Self.Reason, LastPlan: n.a.LastPlan(),
 		LeaseID: id, HoldsLeader: l != nil && l.Name == name && l.Lease == id && id != 0 && w.store.LeaseAlive(id),
 		Alive: n.alive && !n.agentDown, Paused: n.paused, Partitioned: n.partitioned, Tracker: n.a.Tracker(),
 	}
@@ -417,8 +454,8 @@ func (w *World) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "t=+%s leader=%s\n", w.now.Sub(Origin), w.leaderString())
 	for _, n := range w.nodes {
-		fmt.Fprintf(&b, "  %s: alive=%v agentDown=%v paused=%v partitioned=%v db=%s plan=%s\n", n.spec.Name, n.alive,
-			n.agentDown, n.paused, n.partitioned, n.db.String(), n.a.LastPlan())
+		fmt.Fprintf(&b, "  %s: alive=%v agentDown=%v paused=%v frozen=%v hung=%v partitioned=%v db=%s plan=%s\n", n.spec.Name, n.alive,
+			n.agentDown, n.paused, n.frozen, n.db.hung, n.partitioned, n.db.String(), n.a.LastPlan())
 	}
 	return b.String()
 }
@@ -443,6 +480,15 @@ func (w *World) checkHoldsKey(n *node, what string) {
 	l := w.Leader()
 	id := n.client.LeaseID()
 	live := w.store.LeaseAlive(id)
+	if !live && w.revoked[id] && (l == nil || l.Lease == id) {
+		// The store revoked the lease before its TTL: until the agent
+		// notices (at its next renewal, or the next store write), its
+		// database can become writable without the key. Only the store
+		// broke the rules here; "at most one writable primary" still
+		// holds (a writable old primary is never promoted over).
+		w.logf("%s %s after the store revoked its lease %d (allowed until the agent notices)", n.spec.Name, what, id)
+		return
+	}
 	if l == nil || l.Name != n.spec.Name || id == 0 || l.Lease != id || !live {
 		w.violate("%s %s without holding the leader key (key %s, agent lease %d, lease live %v)",
 			n.spec.Name, what, w.leaderString(), id, live)
