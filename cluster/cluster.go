@@ -155,6 +155,10 @@ type Member struct {
 	ConnHost string `json:"conn_host"`
 	ConnPort int    `json:"conn_port"`
 	Tags     Tags   `json:"tags"`
+	// Diverged is true when the engine reports that this replica's history
+	// diverged from its upstream's (it holds WAL the leader lacks): it must
+	// be rewound or re-cloned and is never a healthy replica.
+	Diverged bool `json:"diverged,omitempty"`
 	// MeasuredAfterLossOf is the epoch of the leadership whose loss this
 	// record's position was measured after; 0 outside elections. Candidates
 	// compare only positions measured after the same loss.
