@@ -280,7 +280,7 @@ func lagBound(rawQuery string) (int64, error) {
 		return -1, nil
 	}
 	if len(vs) != 1 {
-		return 0, fmt.Errorf("parameter lag given %d times; give it once, %s", len(vs), lagForms)
+		return 0, fmt.Errorf("parameter lag given %d times; give it once: %s", len(vs), lagForms)
 	}
 	return parseLag(vs[0])
 }

@@ -28,9 +28,9 @@
 //	    the agent's Prometheus metrics (see package metrics), when
 //	    Options.Metrics is set; otherwise 404.
 //
-// The lag bound is a whole number of bytes, optionally followed by one of the
-// units B, kB, MB or GB (powers of 1024): lag=1048576 and lag=1MB are the same
-// bound. A malformed bound answers 400 so that a typo in a balancer's config
+// The lag bound is a whole number of bytes, optionally followed by a unit as
+// in the config file: B, kB, MB, GB or TB (powers of 1024, any case; KiB to
+// TiB too): lag=1048576 and lag=1MB are the same bound. A malformed bound answers 400 so that a typo in a balancer's config
 // shows up as a failing check with an explanation rather than as a silently
 // ignored limit.
 //

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/config"
 )
 
 // fakeSource returns a fixed State.
@@ -212,8 +213,12 @@ func TestParseLag(t *testing.T) {
 		"16mb":                16 << 20,
 		"1kB":                 1024,
 		"1KB":                 1024,
+		"1KiB":                1024,
 		"7B":                  7,
 		"2GB":                 2 << 30,
+		"1TB":                 1 << 40,
+		"3tb":                 3 << 40,
+		"2TiB":                2 << 40,
 		" 3 MB ":              3 << 20,
 		"8589934591GB":        8589934591 << 30,
 		"9223372036854775807": 1<<63 - 1,
@@ -224,13 +229,27 @@ func TestParseLag(t *testing.T) {
 			t.Errorf("parseLag(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	bad := []string{"", " ", "abc", "-1", "+1", "1.5MB", "16TB", "16M", "16 M B", "MB", "0x10", "1e6",
-		"8589934592GB", "9223372036854775808", "99999999999999999999999"}
+	bad := []string{"", " ", "abc", "-1", "+1", "1.5MB", "16PB", "16M", "16 M B", "MB", "0x10", "1e6",
+		"8589934592GB", "8388608TB", "9223372036854775808", "99999999999999999999999"}
 	for _, in := range bad {
 		if got, err := parseLag(in); err == nil {
 			t.Errorf("parseLag(%q) = %d, want an error", in, got)
-		} else if !strings.Contains(err.Error(), "lag") || !strings.Contains(err.Error(), "kB, MB or GB") {
+		} else if !strings.Contains(err.Error(), "parameter lag") || !strings.Contains(err.Error(), "GB or TB") {
 			t.Errorf("parseLag(%q) error %q does not name the parameter and the accepted forms", in, err)
+		}
+	}
+}
+
+// TestLagAcceptsWhatConfigAccepts: every byte size the config file takes
+// is a valid lag bound, with the same value.
+func TestLagAcceptsWhatConfigAccepts(t *testing.T) {
+	for _, s := range []string{"0", "64B", "512kB", "16MB", "1GB", "2TB", "1KiB", "3MiB", "4GiB", "5TiB", "16 mb", "7"} {
+		want, err := config.ParseByteSize(s)
+		if err != nil {
+			t.Fatalf("config.ParseByteSize(%q): %v", s, err)
+		}
+		if got, err := parseLag(s); err != nil || got != int64(want) {
+			t.Errorf("parseLag(%q) = %d, %v; config says %d", s, got, err, want)
 		}
 	}
 }
@@ -244,7 +263,7 @@ func TestBadLagIs400(t *testing.T) {
 	} {
 		h := newTestHandler(st)
 		for _, target := range []string{
-			"/replica?lag=abc", "/replica?lag=", "/replica?lag=-5", "/replica?lag=1.5GB", "/replica?lag=16TB",
+			"/replica?lag=abc", "/replica?lag=", "/replica?lag=-5", "/replica?lag=1.5GB", "/replica?lag=16PB",
 			"/replica?lag=1MB&lag=2MB", "/replica?lag=%zz", "/read-only?lag=lots",
 		} {
 			for _, m := range methods {
