@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 
+	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/config"
 )
 
@@ -19,4 +20,61 @@ func parseLag(s string) (int64, error) {
 		return 0, fmt.Errorf("invalid value for parameter lag: %w; %s", err, lagForms)
 	}
 	return int64(n), nil
+}
+
+// lagMode says which of a replica's positions its lag is measured from.
+type lagMode int
+
+const (
+	// lagApply measures from the replayed position: what a reader of the
+	// replica sees (Patroni's /replica?lag and /readiness?mode=apply).
+	lagApply lagMode = 1 + iota
+	// lagWrite measures from the received position (/readiness?mode=write).
+	lagWrite
+)
+
+// referenceLSN returns the WAL position a replica's lag is measured
+// against: the leader's published position, or, while no leader's record
+// can be read (the leader key expired, a failover is under way), the last
+// one this agent saw, as Patroni uses the last leader position it stored.
+// A failed primary writes nothing more; one whose agent died but whose
+// database runs may, and then a replica still streaming from it receives
+// that WAL, so the last seen position is the best bound available. It
+// reports false when neither is known.
+func referenceLSN(st *State) (cluster.LSN, bool) {
+	if st.Leader != nil {
+		for i := range st.Members {
+			if st.Members[i].Name == st.Leader.Name {
+				return st.Members[i].Position.LSN, true
+			}
+		}
+	}
+	if st.LastLeaderLSN != 0 {
+		return st.LastLeaderLSN, true
+	}
+	return 0, false
+}
+
+// replicaLag returns how many bytes of WAL the reference position holds
+// that this member has not replayed (lagApply) or received (lagWrite); 0
+// when it is level or ahead. It reports false when the reference is
+// unknown. A position the probe did not report falls back to the member's
+// furthest position.
+func replicaLag(st *State, mode lagMode) (int64, bool) {
+	ref, ok := referenceLSN(st)
+	if !ok {
+		return 0, false
+	}
+	m := &st.Self
+	pos := m.ReplayLSN
+	if mode == lagWrite {
+		pos = m.ReceiveLSN
+	}
+	if pos == 0 {
+		pos = m.Position.LSN
+	}
+	if pos >= ref {
+		return 0, true
+	}
+	return int64(ref - pos), true
 }

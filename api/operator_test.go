@@ -176,13 +176,15 @@ func TestOperatorDisabledWithoutToken(t *testing.T) {
 
 func TestReadEndpointsStayOpen(t *testing.T) {
 	h := opHandler(&fakeOperator{}, testToken)
-	for _, path := range []string{"/", "/status", "/cluster", "/liveness", "/health", "/replica", "/read-only"} {
+	for _, path := range []string{"/status", "/patroni", "/cluster", "/liveness", "/health", "/replica", "/read-only", "/readiness"} {
 		if rec := send(h, "GET", path, "", ""); rec.Code != 200 {
 			t.Errorf("GET %s without a token: %d", path, rec.Code)
 		}
 	}
-	if rec := send(h, "GET", "/primary", "", ""); rec.Code != 503 {
-		t.Errorf("GET /primary of a replica: %d", rec.Code)
+	for _, path := range []string{"/", "/primary"} {
+		if rec := send(h, "GET", path, "", ""); rec.Code != 503 {
+			t.Errorf("GET %s of a replica: %d", path, rec.Code)
+		}
 	}
 	if rec := send(h, "POST", "/primary", "", "Bearer "+testToken); rec.Code != 405 {
 		t.Errorf("POST /primary: %d", rec.Code)
