@@ -99,10 +99,11 @@
 // They require "Authorization: Bearer TOKEN" with the token of
 // api.token_file, compared in constant time: a missing token answers 401
 // with WWW-Authenticate: Bearer, a wrong one 403, and when no token is
-// configured every mutating request answers 403. A malformed body (not a
-// JSON object, an unknown field, a field of the wrong type, a bad
-// scheduled_at) answers 400 naming the field; a request the cluster's state
-// refuses answers 409 with the reason; a store that fails or does not
-// answer within 8 s answers 503. The request and the history name the
+// configured every mutating request answers 403. A malformed body answers
+// 400 naming the field: anything but a JSON object (null, an array, a
+// string, a number or a boolean; an empty body counts as {}), an unknown
+// field, a field of the wrong type, a bad scheduled_at. A request the
+// cluster's state refuses answers 409 with the reason; a store that fails
+// or does not answer within 8 s answers 503. The request and the history name the
 // requester as "api from ADDR" (see [Requester]).
 package api

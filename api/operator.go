@@ -366,8 +366,15 @@ func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, dst any, kn
 		writeError(w, r, http.StatusBadRequest, "read request body: "+err.Error())
 		return false
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
 		return true
+	}
+	if kind := nonObject(trimmed); kind != "" {
+		// Decoding null into a struct succeeds and leaves it empty: a
+		// body of null would otherwise start a switchover to anyone.
+		writeError(w, r, http.StatusBadRequest, fmt.Sprintf("the body must be a JSON object ({...}; known fields: %s), not %s", known, kind))
+		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -386,8 +393,6 @@ func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, dst any, kn
 	switch {
 	case errors.As(err, &typeErr) && typeErr.Field != "":
 		msg = fmt.Sprintf("field %s: want a JSON %s, got %s", typeErr.Field, typeErr.Type.Kind(), typeErr.Value)
-	case errors.As(err, &typeErr):
-		msg = fmt.Sprintf("the body must be a JSON object, not %s", typeErr.Value)
 	case errors.As(err, &syntaxErr):
 		msg = fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, err)
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -399,4 +404,26 @@ func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, dst any, kn
 	}
 	writeError(w, r, http.StatusBadRequest, msg)
 	return false
+}
+
+// nonObject names the kind of JSON value that data (trimmed, not empty)
+// starts with when it is not an object: "null", "an array", "a string",
+// "a number" or "a boolean"; "" for an object or something that is not
+// JSON at all (the decoder then explains the syntax error).
+func nonObject(data []byte) string {
+	switch c := data[0]; {
+	case c == '{':
+		return ""
+	case c == '[':
+		return "an array"
+	case c == '"':
+		return "a string"
+	case c == '-' || (c >= '0' && c <= '9'):
+		return "a number"
+	case bytes.Equal(data, []byte("null")):
+		return "null"
+	case bytes.Equal(data, []byte("true")), bytes.Equal(data, []byte("false")):
+		return "a boolean"
+	}
+	return ""
 }

@@ -348,7 +348,7 @@ func TestPauseResumeBodies(t *testing.T) {
 		{"/pause", "{}", 202, true},
 		{"/resume", "", 202, false},
 		{"/pause", `{"paused":true}`, 400, false},
-		{"/resume", `null`, 202, false},
+		{"/resume", `null`, 400, false},
 		{"/resume", `"yes"`, 400, false},
 	} {
 		op := &fakeOperator{}
@@ -363,6 +363,32 @@ func TestPauseResumeBodies(t *testing.T) {
 		want := fmt.Sprintf(`"paused":%t`, c.paused)
 		if !strings.Contains(rec.Body.String(), want) || len(op.Calls()) != 1 || op.Calls()[0].method != strings.TrimPrefix(c.path, "/") {
 			t.Errorf("%s: body %s, calls %+v", c.path, rec.Body, op.Calls())
+		}
+	}
+}
+
+// TestNonObjectBodies: a body that is JSON but not an object answers 400
+// on every mutating endpoint and changes nothing; decoded as is, null would
+// have left the request empty and started a switchover to anyone.
+func TestNonObjectBodies(t *testing.T) {
+	for _, m := range mutating {
+		for _, c := range []struct{ body, kind string }{
+			{"null", "not null"}, {" null\n", "not null"}, {"[]", "not an array"}, {`[{"to":"pg3"}]`, "not an array"},
+			{`"x"`, "not a string"}, {"1", "not a number"}, {"-1", "not a number"}, {"true", "not a boolean"},
+			{"false", "not a boolean"}, {`"{}"`, "not a string"},
+		} {
+			op := &fakeOperator{req: cluster.Request{From: "pg2"}}
+			rec := send(opHandler(op, testToken), m.method, m.path, c.body, "Bearer "+testToken)
+			if rec.Code != http.StatusBadRequest {
+				t.Errorf("%s %s %s: %d %s, want 400", m.method, m.path, c.body, rec.Code, rec.Body)
+				continue
+			}
+			if msg := errorOf(t, rec); !strings.Contains(msg, "must be a JSON object") || !strings.Contains(msg, c.kind) {
+				t.Errorf("%s %s %s: error %q does not say the body must be an object, %s", m.method, m.path, c.body, msg, c.kind)
+			}
+			if calls := op.Calls(); len(calls) != 0 {
+				t.Errorf("%s %s %s: operator called: %+v", m.method, m.path, c.body, calls)
+			}
 		}
 	}
 }
