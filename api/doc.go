@@ -103,7 +103,9 @@
 // 400 naming the field: anything but a JSON object (null, an array, a
 // string, a number or a boolean; an empty body counts as {}), an unknown
 // field, a field of the wrong type, a bad scheduled_at. A request the
-// cluster's state refuses answers 409 with the reason; a store that fails
-// or does not answer within 8 s answers 503. The request and the history name the
+// cluster's state refuses answers 409 with the reason, in the API's words
+// (package operator's refusals name hamgrctl's flags; the API rewrites them
+// as its JSON fields and requests, e.g. scheduled_at, DELETE /switchover);
+// a store that fails or does not answer within 8 s answers 503. The request and the history name the
 // requester as "api from ADDR" (see [Requester]).
 package api

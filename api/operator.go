@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -343,12 +344,39 @@ func (h *handler) checkLeader(w http.ResponseWriter, r *http.Request, name strin
 // store did not answer or failed).
 func (h *handler) operatorError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	if errors.Is(err, operator.ErrRefused) {
-		h.log.Info("api: "+what+" refused", "reason", err.Error(), "remote", r.RemoteAddr)
-		writeError(w, r, http.StatusConflict, err.Error())
+		msg := inAPIWords(err.Error())
+		h.log.Info("api: "+what+" refused", "reason", msg, "remote", r.RemoteAddr)
+		writeError(w, r, http.StatusConflict, msg)
 		return
 	}
 	h.log.Warn("api: "+what+" failed", "err", err, "remote", r.RemoteAddr)
 	writeError(w, r, http.StatusServiceUnavailable, fmt.Sprintf("%s failed, nothing is known to have changed; retry when the store is reachable: %v", what, err))
+}
+
+// apiWords rewrite the hamgrctl commands and flags that package operator's
+// refusals name (they are shared with hamgrctl, which words them for its
+// users) as the API's requests and JSON fields, in this order. The test
+// TestRefusalsNameAPIFields drives every refusal through the real operator
+// and fails if a flag remains.
+var apiWords = []struct {
+	re   *regexp.Regexp
+	repl string
+}{
+	{regexp.MustCompile(`\bfailover --to MEMBER\b`), `POST /failover with {"to": MEMBER}`},
+	{regexp.MustCompile(`\bswitchover --to (\S+)`), `POST /switchover with {"to": "$1"}`},
+	{regexp.MustCompile(`\bswitchover --cancel\b`), `DELETE /switchover`},
+	{regexp.MustCompile(`--at\b`), `scheduled_at`},
+	{regexp.MustCompile(`--to MEMBER\b`), `field to`},
+	{regexp.MustCompile(`--to\b`), `to`},
+	{regexp.MustCompile(`\brun list to see it\b`), `hamgrctl list shows it`},
+}
+
+// inAPIWords returns msg with apiWords applied.
+func inAPIWords(msg string) string {
+	for _, w := range apiWords {
+		msg = w.re.ReplaceAllString(msg, w.repl)
+	}
+	return msg
 }
 
 // decodeBody reads r's body, at most maxBodyBytes, into dst, a pointer to a
