@@ -277,7 +277,8 @@ func (c *Cluster) WaitLeader(ctx context.Context, except string) (*Node, error) 
 }
 
 // WaitHealthy waits until there is a leader and every other running member
-// answers /replica with 200 (streaming) and says so in its member record
+// answers /replica?replication_state=streaming with 200 and says so in its
+// member record
 // (role replica, state running, position within maximum_lag_on_failover of
 // the leader's), which is what operator requests check.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
@@ -296,8 +297,8 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 			if n == leader || !n.AgentRunning() {
 				continue
 			}
-			if code, _ := n.Check(ctx, "/replica"); code != 200 {
-				pending = n.Name + " to answer /replica with 200"
+			if code, _ := n.Check(ctx, "/replica?replication_state=streaming"); code != 200 {
+				pending = n.Name + " to answer /replica?replication_state=streaming with 200"
 				return false
 			}
 			m := s.Member(n.Name)
