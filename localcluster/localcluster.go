@@ -53,7 +53,8 @@ type Options struct {
 	BinDir string
 	// Timing is the cluster's timing (default DefaultTiming).
 	Timing cluster.DynamicConfig
-	// Tags per member name (default: priority 1).
+	// Tags per member name (default: priority 1); noloadbalance and custom
+	// tags are written to the config too.
 	Tags map[string]cluster.Tags
 	// Parameters are extra PostgreSQL settings for every member.
 	Parameters map[string]string
