@@ -270,106 +270,117 @@ func TestEndpointMatrix(t *testing.T) {
 	t.Logf("%d requests", n)
 }
 
-// TestEndpointCases pins the cases that matter most in words, so that a
-// mistake shared by the handler and expected() still shows.
+// Facts and States for endpointCases.
+var (
+	primary = facts{role: cluster.RolePrimary, accepting: true, holds: true}
+	replica = facts{role: cluster.RoleReplica, accepting: true, streaming: true, lag: 5}
+)
+
+// factsWith returns f changed by change.
+func factsWith(f facts, change func(*facts)) facts { change(&f); return f }
+
+// stateWith returns f's State changed by change.
+func stateWith(f facts, change func(*State)) State {
+	s := f.state()
+	change(&s)
+	return s
+}
+
+// failover is a replica's State after the leader key expired: no leader,
+// no leader record, lastLeader the last position seen of the old leader.
+func failover(lastLeader cluster.LSN, replayLag int64) State {
+	return stateWith(factsWith(replica, func(f *facts) { f.streaming = false; f.lag = replayLag }), func(s *State) {
+		s.Leader, s.Members, s.LastLeaderLSN, s.Sync = nil, s.Members[:1], lastLeader, nil
+	})
+}
+
+// endpointCases are the cases that matter most, in words, so that a mistake
+// shared by the handler and expected() still shows.
+var endpointCases = []struct {
+	name string
+	st   State
+	path string
+	want int
+}{
+	{"bare option httpchk: OPTIONS / on the primary", primary.state(), "/", 200},
+	{"bare option httpchk: OPTIONS / on a replica", replica.state(), "/", 503},
+	{"primary holding the key", primary.state(), "/primary", 200},
+	{"primary without the key is not the primary", factsWith(primary, func(f *facts) { f.holds = false }).state(), "/primary", 503},
+	{"primary without the key is not read-only either", factsWith(primary, func(f *facts) { f.holds = false }).state(), "/read-only", 503},
+	{"primary whose database is down", factsWith(primary, func(f *facts) { f.accepting = false }).state(), "/master", 503},
+	{"replica holding the key (promoting) is not the leader", factsWith(replica, func(f *facts) { f.holds = true }).state(), "/leader", 503},
+	{"no standby leader, even on the primary", primary.state(), "/standby-leader", 503},
+	{"primary is not a replica", primary.state(), "/replica", 503},
+	{"primary is read-only ok", primary.state(), "/read-only", 200},
+	{"primary ignores the lag bound on read-only", factsWith(primary, func(f *facts) { f.lag = -1 }).state(), "/read-only?lag=0", 200},
+	{"primary ignores tag filters", primary.state(), "/primary?tag_dc=west", 200},
+	{"primary with noloadbalance is read-only ok", factsWith(primary, func(f *facts) { f.noLB = true }).state(), "/read-only", 200},
+	{"streaming replica", replica.state(), "/replica", 200},
+	{"replica not streaming stays in the pool", factsWith(replica, func(f *facts) { f.streaming = false }).state(), "/replica", 200},
+	{"replica not streaming, streaming asked", factsWith(replica, func(f *facts) { f.streaming = false }).state(), "/replica?replication_state=streaming", 503},
+	{"replica still starting", factsWith(replica, func(f *facts) { f.starting = true }).state(), "/replica", 503},
+	{"diverged replica", factsWith(replica, func(f *facts) { f.diverged = true }).state(), "/replica", 503},
+	{"diverged replica is not read-only", factsWith(replica, func(f *facts) { f.diverged = true }).state(), "/read-only", 503},
+	{"diverged replica is not async", factsWith(replica, func(f *facts) { f.diverged = true }).state(), "/async", 503},
+	{"diverged replica is not ready", factsWith(replica, func(f *facts) { f.diverged = true }).state(), "/readiness", 503},
+	{"diverged replica's database is healthy", factsWith(replica, func(f *facts) { f.diverged = true }).state(), "/health", 200},
+	{"noloadbalance replica", factsWith(replica, func(f *facts) { f.noLB = true }).state(), "/replica", 503},
+	{"noloadbalance replica is healthy", factsWith(replica, func(f *facts) { f.noLB = true }).state(), "/health", 200},
+	{"noloadbalance replica is ready", factsWith(replica, func(f *facts) { f.noLB = true }).state(), "/readiness", 200},
+	{"replica not streaming is healthy", factsWith(replica, func(f *facts) { f.streaming = false }).state(), "/health", 200},
+	{"replica with unknown lag, no bound", factsWith(replica, func(f *facts) { f.lag = -1 }).state(), "/replica", 200},
+	{"replica with unknown lag, bound", factsWith(replica, func(f *facts) { f.lag = -1 }).state(), "/replica?lag=1TB", 503},
+	{"replica lag equal to bound", factsWith(replica, func(f *facts) { f.lag = 1024 }).state(), "/replica?lag=1kB", 200},
+	{"replica lag one byte over bound", factsWith(replica, func(f *facts) { f.lag = 1025 }).state(), "/replica?lag=1kB", 503},
+	{"replica lag 0 bound 0", factsWith(replica, func(f *facts) { f.lag = 0 }).state(), "/replica?lag=0", 200},
+	{"replica over bound on read-only", factsWith(replica, func(f *facts) { f.lag = 2048 }).state(), "/read-only?lag=1kB", 503},
+	{"lag is of replayed WAL: received all, replayed 2kB less",
+		stateWith(factsWith(replica, func(f *facts) { f.lag = 2048 }), func(s *State) { s.Self.LagBytes = 0 }), "/replica?lag=1kB", 503},
+	{"failover: lag against the last leader position, within", failover(refLSN, 1<<20), "/replica?lag=16MB", 200},
+	{"failover: lag against the last leader position, over", failover(refLSN, mb16+1), "/replica?lag=16MB", 503},
+	{"failover: no leader position ever seen", failover(0, 0), "/replica?lag=16MB", 503},
+	{"failover: running replica without a bound", failover(0, 0), "/replica", 200},
+	{"failover: not ready (not streaming)", failover(refLSN, 0), "/readiness", 503},
+	{"tag filter matches", replica.state(), "/replica?tag_dc=east", 200},
+	{"tag filter is case-sensitive", replica.state(), "/replica?tag_dc=East", 503},
+	{"every tag filter must match", replica.state(), "/replica?tag_dc=east&tag_rack=1", 503},
+	{"tag filter on priority", replica.state(), "/replica?tag_priority=1", 200},
+	{"tag filter on an unset boolean tag fails, as in Patroni", replica.state(), "/replica?tag_nofailover=false", 503},
+	{"tag filter on a set boolean tag", stateWith(replica, func(s *State) { s.Self.Tags.NoFailover = true }), "/replica?tag_nofailover=true", 200},
+	{"tag filter on health", replica.state(), "/health?tag_dc=west", 503},
+	{"tag filter on read-only of the primary", primary.state(), "/read-only?tag_dc=west", 503},
+	{"sync standby", factsWith(replica, func(f *facts) { f.sync = true }).state(), "/sync", 200},
+	{"sync standby is not async", factsWith(replica, func(f *facts) { f.sync = true }).state(), "/async", 503},
+	{"sync standby of an older epoch is async",
+		stateWith(factsWith(replica, func(f *facts) { f.sync = true }), func(s *State) { s.Sync.Epoch = 41 }), "/async", 200},
+	{"sync standby of an older epoch is not sync",
+		stateWith(factsWith(replica, func(f *facts) { f.sync = true }), func(s *State) { s.Sync.Epoch = 41 }), "/sync", 503},
+	{"sync standby while nobody holds the key",
+		stateWith(factsWith(replica, func(f *facts) { f.sync = true }), func(s *State) { s.Leader = nil }), "/sync", 200},
+	{"synchronous mode off: nobody is sync",
+		stateWith(factsWith(replica, func(f *facts) { f.sync = true }), func(s *State) { s.SyncMode = cluster.SyncOff }), "/synchronous", 503},
+	{"synchronous mode off: every replica is async",
+		stateWith(factsWith(replica, func(f *facts) { f.sync = true }), func(s *State) { s.SyncMode = "" }), "/asynchronous", 200},
+	{"primary is read-only-sync", primary.state(), "/read-only-sync", 200},
+	{"no quorum standbys with FIRST n", factsWith(replica, func(f *facts) { f.sync = true }).state(), "/quorum", 503},
+	{"read-only-quorum is the primary only", factsWith(replica, func(f *facts) { f.sync = true }).state(), "/read-only-quorum", 503},
+	{"read-only-quorum on the primary", primary.state(), "/read-only-quorum", 200},
+	{"leader key holder is ready even while its database restarts", factsWith(primary, func(f *facts) { f.accepting = false }).state(), "/readiness", 200},
+	{"primary without the key is not ready", factsWith(primary, func(f *facts) { f.holds = false }).state(), "/readiness", 503},
+	{"replica over maximum_lag_on_failover is not ready", factsWith(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness", 503},
+	{"readiness with a larger bound", factsWith(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness?lag=4MB", 200},
+	{"readiness mode=write counts received WAL", factsWith(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness?mode=write", 200},
+	{"readiness mode=apply is the default", factsWith(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness?mode=apply", 503},
+	{"database down: health", factsWith(replica, func(f *facts) { f.accepting = false }).state(), "/health", 503},
+	{"database down: liveness", factsWith(replica, func(f *facts) { f.accepting = false }).state(), "/liveness", 200},
+	{"database down: status", facts{role: cluster.RoleUnknown, lag: -1}.state(), "/status", 200},
+	{"unknown path", primary.state(), "/nope", 404},
+	{"prefix of a path", primary.state(), "/primaryx", 404},
+}
+
+// TestEndpointCases checks endpointCases with GET, HEAD and OPTIONS.
 func TestEndpointCases(t *testing.T) {
-	primary := facts{role: cluster.RolePrimary, accepting: true, holds: true}
-	replica := facts{role: cluster.RoleReplica, accepting: true, streaming: true, lag: 5}
-	with := func(f facts, change func(*facts)) facts { change(&f); return f }
-	st := func(f facts, change func(*State)) State {
-		s := f.state()
-		change(&s)
-		return s
-	}
-	failover := func(lastLeader cluster.LSN, replayLag int64) State {
-		// The leader key expired: no leader, no leader record, the last
-		// position seen of the old leader.
-		return st(with(replica, func(f *facts) { f.streaming = false; f.lag = replayLag }), func(s *State) {
-			s.Leader, s.Members, s.LastLeaderLSN, s.Sync = nil, s.Members[:1], lastLeader, nil
-		})
-	}
-	cases := []struct {
-		name string
-		st   State
-		path string
-		want int
-	}{
-		{"bare option httpchk: OPTIONS / on the primary", primary.state(), "/", 200},
-		{"bare option httpchk: OPTIONS / on a replica", replica.state(), "/", 503},
-		{"primary holding the key", primary.state(), "/primary", 200},
-		{"primary without the key is not the primary", with(primary, func(f *facts) { f.holds = false }).state(), "/primary", 503},
-		{"primary without the key is not read-only either", with(primary, func(f *facts) { f.holds = false }).state(), "/read-only", 503},
-		{"primary whose database is down", with(primary, func(f *facts) { f.accepting = false }).state(), "/master", 503},
-		{"replica holding the key (promoting) is not the leader", with(replica, func(f *facts) { f.holds = true }).state(), "/leader", 503},
-		{"no standby leader, even on the primary", primary.state(), "/standby-leader", 503},
-		{"primary is not a replica", primary.state(), "/replica", 503},
-		{"primary is read-only ok", primary.state(), "/read-only", 200},
-		{"primary ignores the lag bound on read-only", with(primary, func(f *facts) { f.lag = -1 }).state(), "/read-only?lag=0", 200},
-		{"primary ignores tag filters", primary.state(), "/primary?tag_dc=west", 200},
-		{"primary with noloadbalance is read-only ok", with(primary, func(f *facts) { f.noLB = true }).state(), "/read-only", 200},
-		{"streaming replica", replica.state(), "/replica", 200},
-		{"replica not streaming stays in the pool", with(replica, func(f *facts) { f.streaming = false }).state(), "/replica", 200},
-		{"replica not streaming, streaming asked", with(replica, func(f *facts) { f.streaming = false }).state(), "/replica?replication_state=streaming", 503},
-		{"replica still starting", with(replica, func(f *facts) { f.starting = true }).state(), "/replica", 503},
-		{"diverged replica", with(replica, func(f *facts) { f.diverged = true }).state(), "/replica", 503},
-		{"diverged replica is not read-only", with(replica, func(f *facts) { f.diverged = true }).state(), "/read-only", 503},
-		{"diverged replica is not async", with(replica, func(f *facts) { f.diverged = true }).state(), "/async", 503},
-		{"diverged replica is not ready", with(replica, func(f *facts) { f.diverged = true }).state(), "/readiness", 503},
-		{"diverged replica's database is healthy", with(replica, func(f *facts) { f.diverged = true }).state(), "/health", 200},
-		{"noloadbalance replica", with(replica, func(f *facts) { f.noLB = true }).state(), "/replica", 503},
-		{"noloadbalance replica is healthy", with(replica, func(f *facts) { f.noLB = true }).state(), "/health", 200},
-		{"noloadbalance replica is ready", with(replica, func(f *facts) { f.noLB = true }).state(), "/readiness", 200},
-		{"replica not streaming is healthy", with(replica, func(f *facts) { f.streaming = false }).state(), "/health", 200},
-		{"replica with unknown lag, no bound", with(replica, func(f *facts) { f.lag = -1 }).state(), "/replica", 200},
-		{"replica with unknown lag, bound", with(replica, func(f *facts) { f.lag = -1 }).state(), "/replica?lag=1TB", 503},
-		{"replica lag equal to bound", with(replica, func(f *facts) { f.lag = 1024 }).state(), "/replica?lag=1kB", 200},
-		{"replica lag one byte over bound", with(replica, func(f *facts) { f.lag = 1025 }).state(), "/replica?lag=1kB", 503},
-		{"replica lag 0 bound 0", with(replica, func(f *facts) { f.lag = 0 }).state(), "/replica?lag=0", 200},
-		{"replica over bound on read-only", with(replica, func(f *facts) { f.lag = 2048 }).state(), "/read-only?lag=1kB", 503},
-		{"lag is of replayed WAL: received all, replayed 2kB less",
-			st(with(replica, func(f *facts) { f.lag = 2048 }), func(s *State) { s.Self.LagBytes = 0 }), "/replica?lag=1kB", 503},
-		{"failover: lag against the last leader position, within", failover(refLSN, 1<<20), "/replica?lag=16MB", 200},
-		{"failover: lag against the last leader position, over", failover(refLSN, mb16+1), "/replica?lag=16MB", 503},
-		{"failover: no leader position ever seen", failover(0, 0), "/replica?lag=16MB", 503},
-		{"failover: running replica without a bound", failover(0, 0), "/replica", 200},
-		{"failover: not ready (not streaming)", failover(refLSN, 0), "/readiness", 503},
-		{"tag filter matches", replica.state(), "/replica?tag_dc=east", 200},
-		{"tag filter is case-sensitive", replica.state(), "/replica?tag_dc=East", 503},
-		{"every tag filter must match", replica.state(), "/replica?tag_dc=east&tag_rack=1", 503},
-		{"tag filter on priority", replica.state(), "/replica?tag_priority=1", 200},
-		{"tag filter on an unset boolean tag fails, as in Patroni", replica.state(), "/replica?tag_nofailover=false", 503},
-		{"tag filter on a set boolean tag", st(replica, func(s *State) { s.Self.Tags.NoFailover = true }), "/replica?tag_nofailover=true", 200},
-		{"tag filter on health", replica.state(), "/health?tag_dc=west", 503},
-		{"tag filter on read-only of the primary", primary.state(), "/read-only?tag_dc=west", 503},
-		{"sync standby", with(replica, func(f *facts) { f.sync = true }).state(), "/sync", 200},
-		{"sync standby is not async", with(replica, func(f *facts) { f.sync = true }).state(), "/async", 503},
-		{"sync standby of an older epoch is async",
-			st(with(replica, func(f *facts) { f.sync = true }), func(s *State) { s.Sync.Epoch = 41 }), "/async", 200},
-		{"sync standby of an older epoch is not sync",
-			st(with(replica, func(f *facts) { f.sync = true }), func(s *State) { s.Sync.Epoch = 41 }), "/sync", 503},
-		{"sync standby while nobody holds the key",
-			st(with(replica, func(f *facts) { f.sync = true }), func(s *State) { s.Leader = nil }), "/sync", 200},
-		{"synchronous mode off: nobody is sync",
-			st(with(replica, func(f *facts) { f.sync = true }), func(s *State) { s.SyncMode = cluster.SyncOff }), "/synchronous", 503},
-		{"synchronous mode off: every replica is async",
-			st(with(replica, func(f *facts) { f.sync = true }), func(s *State) { s.SyncMode = "" }), "/asynchronous", 200},
-		{"primary is read-only-sync", primary.state(), "/read-only-sync", 200},
-		{"no quorum standbys with FIRST n", with(replica, func(f *facts) { f.sync = true }).state(), "/quorum", 503},
-		{"read-only-quorum is the primary only", with(replica, func(f *facts) { f.sync = true }).state(), "/read-only-quorum", 503},
-		{"read-only-quorum on the primary", primary.state(), "/read-only-quorum", 200},
-		{"leader key holder is ready even while its database restarts", with(primary, func(f *facts) { f.accepting = false }).state(), "/readiness", 200},
-		{"primary without the key is not ready", with(primary, func(f *facts) { f.holds = false }).state(), "/readiness", 503},
-		{"replica over maximum_lag_on_failover is not ready", with(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness", 503},
-		{"readiness with a larger bound", with(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness?lag=4MB", 200},
-		{"readiness mode=write counts received WAL", with(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness?mode=write", 200},
-		{"readiness mode=apply is the default", with(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness?mode=apply", 503},
-		{"database down: health", with(replica, func(f *facts) { f.accepting = false }).state(), "/health", 503},
-		{"database down: liveness", with(replica, func(f *facts) { f.accepting = false }).state(), "/liveness", 200},
-		{"database down: status", facts{role: cluster.RoleUnknown, lag: -1}.state(), "/status", 200},
-		{"unknown path", primary.state(), "/nope", 404},
-		{"prefix of a path", primary.state(), "/primaryx", 404},
-	}
-	for _, c := range cases {
+	for _, c := range endpointCases {
 		t.Run(c.name, func(t *testing.T) {
 			h := newTestHandler(c.st)
 			for _, m := range methods {
