@@ -69,9 +69,10 @@ type Event struct {
 // Renew and Fence run on goroutines of their own, so that a slow round
 // cannot delay them.
 type Agent struct {
-	opts Options
-	log  *slog.Logger
-	clk  Clock
+	opts    Options
+	log     *slog.Logger
+	clk     Clock
+	started time.Time // when New ran, for the API's /liveness
 
 	mu            sync.Mutex
 	leaseID       int64
@@ -113,7 +114,7 @@ func New(opts Options) *Agent {
 	opts.Metrics = metricsOrNop(opts.Metrics)
 	return &Agent{
 		opts: opts, log: opts.Logger.With("member", opts.Name), clk: opts.Clock, cfg: opts.Config,
-		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1),
+		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), started: opts.Clock.Now(),
 	}
 }
 
@@ -215,6 +216,10 @@ func (a *Agent) State() api.State {
 		Cluster: a.opts.Cluster, Self: a.self, Accepting: a.accepting,
 		Leader: a.snap.Leader, Members: a.snap.Members, Paused: a.cfg.Paused,
 		StoreOK: a.storeOK, LastLoop: a.lastLoop, SyncMode: a.cfg.SynchronousMode, Sync: a.snap.Sync,
+		Config: a.cfg, Started: a.started,
+	}
+	if l := a.track.LastLeader; l != nil {
+		st.LastLeaderLSN = l.Position.LSN
 	}
 	st.HoldsLeader = a.holdsLeader != 0 && a.snap.Leader != nil && a.snap.Leader.Epoch == a.holdsLeader &&
 		a.clk.Now().Before(detector.FenceDeadline(a.lastRenewSent, a.cfg))

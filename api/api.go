@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -43,6 +42,18 @@ type State struct {
 	// of synchronous standbys (nil when none).
 	SyncMode cluster.SyncMode
 	Sync     *cluster.SyncState
+	// Config is the dynamic configuration the agent runs with: /liveness
+	// derives its bound from ttl and primary_start_timeout (see
+	// LivenessBound), /readiness takes maximum_lag_on_failover as its
+	// default lag bound.
+	Config cluster.DynamicConfig
+	// Started is when the agent started; /liveness measures from it until
+	// the first round completes. Zero when unknown.
+	Started time.Time
+	// LastLeaderLSN is the last WAL position the agent saw the leader
+	// publish (0 if none). Replica lag is measured against it while no
+	// leader's record can be read, as during a failover.
+	LastLeaderLSN cluster.LSN
 }
 
 // Source gives the handler the agent's current State. State is called once
@@ -77,10 +88,17 @@ const allowedMethods = "GET, HEAD, OPTIONS"
 type endpoint int
 
 const (
-	epPrimary endpoint = iota
+	epPrimary endpoint = 1 + iota
+	epStandbyLeader
 	epReplica
 	epReadOnly
+	epSync
+	epAsync
+	epReadOnlySync
+	epQuorum
+	epReadOnlyQuorum
 	epHealth
+	epReadiness
 	epLiveness
 	epStatus
 	epCluster
@@ -91,26 +109,38 @@ const (
 	epResume
 )
 
-// routes maps each served path to its endpoint. Paths are matched exactly,
-// after dropping one trailing slash.
+// routes maps each served path to its endpoint: Patroni's names (and its
+// aliases) for every check. Paths are matched exactly, after dropping one
+// trailing slash.
 var routes = map[string]endpoint{
-	"/primary":    epPrimary,
-	"/master":     epPrimary,
-	"/leader":     epPrimary,
-	"/read-write": epPrimary,
-	"/replica":    epReplica,
-	"/read-only":  epReadOnly,
-	"/health":     epHealth,
-	"/liveness":   epLiveness,
-	"/":           epStatus,
-	"/patroni":    epStatus,
-	"/status":     epStatus,
-	"/cluster":    epCluster,
-	"/metrics":    epMetrics,
-	"/switchover": epSwitchover,
-	"/failover":   epFailover,
-	"/pause":      epPause,
-	"/resume":     epResume,
+	"/":                      epPrimary, // Patroni: GET / is GET /primary
+	"/primary":               epPrimary,
+	"/master":                epPrimary,
+	"/leader":                epPrimary,
+	"/read-write":            epPrimary,
+	"/standby-leader":        epStandbyLeader,
+	"/standby_leader":        epStandbyLeader,
+	"/replica":               epReplica,
+	"/read-only":             epReadOnly,
+	"/synchronous":           epSync,
+	"/sync":                  epSync,
+	"/asynchronous":          epAsync,
+	"/async":                 epAsync,
+	"/read-only-sync":        epReadOnlySync,
+	"/read-only-synchronous": epReadOnlySync,
+	"/quorum":                epQuorum,
+	"/read-only-quorum":      epReadOnlyQuorum,
+	"/health":                epHealth,
+	"/readiness":             epReadiness,
+	"/liveness":              epLiveness,
+	"/patroni":               epStatus,
+	"/status":                epStatus,
+	"/cluster":               epCluster,
+	"/metrics":               epMetrics,
+	"/switchover":            epSwitchover,
+	"/failover":              epFailover,
+	"/pause":                 epPause,
+	"/resume":                epResume,
 }
 
 // handler is the http.Handler NewHandler returns.
@@ -203,7 +233,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.metrics.ServeHTTP(rw, r)
 	case epLiveness:
-		writeJSON(rw, r, http.StatusOK, map[string]bool{"alive": true})
+		h.serveLiveness(rw, r)
+	case epReadiness:
+		h.serveReadiness(rw, r)
 	case epCluster:
 		st := h.src.State()
 		writeJSON(rw, r, http.StatusOK, newClusterView(&st))
@@ -213,76 +245,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.serveCheck(rw, r, ep)
 	}
-}
-
-// serveCheck answers a health check endpoint: 200 or 503 with this member's
-// status, or 400 for a malformed lag bound.
-func (h *handler) serveCheck(w http.ResponseWriter, r *http.Request, ep endpoint) {
-	maxLag := int64(-1) // no bound
-	if ep == epReplica || ep == epReadOnly {
-		var err error
-		if maxLag, err = lagBound(r.URL.RawQuery); err != nil {
-			writeError(w, r, http.StatusBadRequest, err.Error())
-			return
-		}
-	}
-	st := h.src.State()
-	var ok bool
-	switch ep {
-	case epPrimary:
-		ok = isPrimary(&st)
-	case epReplica:
-		ok = isReplica(&st, maxLag)
-	case epReadOnly:
-		ok = isPrimary(&st) || isReplica(&st, maxLag)
-	case epHealth:
-		ok = st.Accepting
-	}
-	status := http.StatusServiceUnavailable
-	if ok {
-		status = http.StatusOK
-	}
-	writeJSON(w, r, status, h.newMemberStatus(&st))
-}
-
-// isPrimary reports whether this member is the cluster's writable primary:
-// its database is a primary that accepts connections and this agent holds
-// the leader key. A primary without the key (say, one that lost its lease
-// and has not yet demoted) must not receive writes.
-func isPrimary(st *State) bool {
-	return st.Self.Role == cluster.RolePrimary && st.Accepting && st.HoldsLeader
-}
-
-// isReplica reports whether this member is a healthy streaming replica and,
-// if maxLag is not negative, whether its lag is known and at most maxLag.
-func isReplica(st *State, maxLag int64) bool {
-	if st.Self.Role != cluster.RoleReplica || !st.Accepting || !st.Self.Streaming {
-		return false
-	}
-	if maxLag < 0 {
-		return true
-	}
-	return st.Self.LagBytes >= 0 && st.Self.LagBytes <= maxLag
-}
-
-// lagBound returns the lag query parameter of rawQuery in bytes, or -1 when
-// it is absent.
-func lagBound(rawQuery string) (int64, error) {
-	if rawQuery == "" {
-		return -1, nil
-	}
-	q, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return 0, fmt.Errorf("malformed query string %q: %v", rawQuery, err)
-	}
-	vs, ok := q["lag"]
-	if !ok {
-		return -1, nil
-	}
-	if len(vs) != 1 {
-		return 0, fmt.Errorf("parameter lag given %d times; give it once, %s", len(vs), lagForms)
-	}
-	return parseLag(vs[0])
 }
 
 // statusWriter remembers the status code written, for the request log.
@@ -357,15 +319,20 @@ type memberStatus struct {
 	ReceiveLSN *cluster.LSN   `json:"receive_lsn,omitempty"`
 	ReplayLSN  *cluster.LSN   `json:"replay_lsn,omitempty"`
 	// Lag is in bytes; null when unknown.
-	Lag       *int64       `json:"lag"`
-	Streaming bool         `json:"streaming"`
-	Upstream  string       `json:"upstream"`
-	APIURL    string       `json:"api_url"`
-	Host      string       `json:"host"`
-	Port      int          `json:"port"`
-	Tags      cluster.Tags `json:"tags"`
-	UpdatedAt *time.Time   `json:"updated_at"`
-	LastLoop  *time.Time   `json:"last_loop"`
+	Lag       *int64 `json:"lag"`
+	Streaming bool   `json:"streaming"`
+	// Diverged: the engine reports this replica's history diverged from
+	// its upstream's. SyncStandby: the leader's record lists this member
+	// as a synchronous standby (omitted when false, as Patroni does).
+	Diverged    bool         `json:"diverged"`
+	SyncStandby bool         `json:"sync_standby,omitempty"`
+	Upstream    string       `json:"upstream"`
+	APIURL      string       `json:"api_url"`
+	Host        string       `json:"host"`
+	Port        int          `json:"port"`
+	Tags        cluster.Tags `json:"tags"`
+	UpdatedAt   *time.Time   `json:"updated_at"`
+	LastLoop    *time.Time   `json:"last_loop"`
 	// LastLoopAge is the seconds since LastLoop; null when there was none.
 	LastLoopAge *float64 `json:"last_loop_age_seconds"`
 }
@@ -387,6 +354,8 @@ func (h *handler) newMemberStatus(st *State) memberStatus {
 		LSN:         m.Position.LSN,
 		Lag:         lagOf(m),
 		Streaming:   m.Streaming,
+		Diverged:    m.Diverged,
+		SyncStandby: isSyncStandby(st),
 		Upstream:    m.Upstream,
 		APIURL:      m.APIURL,
 		Host:        m.ConnHost,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/config"
 )
 
 // fakeSource returns a fixed State.
@@ -42,63 +43,154 @@ func do(t *testing.T, h http.Handler, method, target string) *httptest.ResponseR
 	return rec
 }
 
-// selfState builds a State for one member with the given facts.
-func selfState(role cluster.Role, accepting, holds, streaming bool, lag int64) State {
+// facts are what decides a member's check answers; state builds the State
+// an agent with these facts would give.
+type facts struct {
+	role                        cluster.Role
+	accepting, holds, streaming bool
+	// starting: the agent reports state starting instead of running.
+	starting bool
+	// diverged, noLB: the record's Diverged and the noloadbalance tag.
+	diverged, noLB bool
+	// sync: the current leader's sync record lists this member.
+	sync bool
+	// lag is how far replay trails the leader's published position; -1:
+	// unknown (no leader record and no last leader position).
+	lag int64
+}
+
+// refLSN is the leader's published position in states built from facts.
+const refLSN = cluster.LSN(0x5000000)
+
+func (f facts) state() State {
 	self := cluster.Member{
-		Name:      "pg1",
-		Role:      role,
-		State:     cluster.StateRunning,
-		Position:  cluster.Position{LSN: 0x3000060, Timeline: 2},
-		LagBytes:  lag,
-		Streaming: streaming,
-		APIURL:    "http://10.0.0.1:8008",
-		ConnHost:  "10.0.0.1",
-		ConnPort:  5432,
-		UpdatedAt: t0.Add(-time.Second),
+		Name:       "pg1",
+		Role:       f.role,
+		State:      cluster.StateRunning,
+		Position:   cluster.Position{LSN: refLSN, Timeline: 2},
+		ReceiveLSN: refLSN,
+		ReplayLSN:  refLSN,
+		LagBytes:   f.lag,
+		Streaming:  f.streaming,
+		Diverged:   f.diverged,
+		APIURL:     "http://10.0.0.1:8008",
+		ConnHost:   "10.0.0.1",
+		ConnPort:   5432,
+		Tags:       cluster.Tags{Priority: 1, NoLoadBalance: f.noLB, Custom: map[string]string{"dc": "east"}},
+		UpdatedAt:  t0.Add(-time.Second),
 	}
-	if role == cluster.RoleReplica {
-		self.Upstream = "pg2"
+	if f.starting {
+		self.State = cluster.StateStarting
 	}
+	if f.lag > 0 && !f.holds { // the key holder is its own reference
+		self.ReplayLSN = refLSN - cluster.LSN(f.lag)
+	}
+	leader := cluster.Member{Name: "pg2", Role: cluster.RolePrimary, State: cluster.StateRunning,
+		Position: cluster.Position{LSN: refLSN, Timeline: 2}, ConnHost: "10.0.0.2", ConnPort: 5432}
 	st := State{
 		Cluster:     "main",
 		Self:        self,
-		Accepting:   accepting,
-		HoldsLeader: holds,
-		Members:     []cluster.Member{self},
+		Accepting:   f.accepting,
+		HoldsLeader: f.holds,
 		StoreOK:     true,
 		LastLoop:    t0.Add(-2 * time.Second),
+		Started:     t0.Add(-time.Hour),
+		Config:      fastTiming,
+		SyncMode:    cluster.SyncOn,
+		Leader:      &cluster.Leader{Name: "pg2", Epoch: 42, Lease: 9},
+		Members:     []cluster.Member{self, leader},
 	}
-	if holds {
+	if f.role == cluster.RoleReplica {
+		st.Self.Upstream = "pg2"
+		st.Members[0] = st.Self
+	}
+	if f.holds {
 		st.Leader = &cluster.Leader{Name: "pg1", Epoch: 42, Lease: 7}
-	} else {
-		st.Leader = &cluster.Leader{Name: "pg2", Epoch: 42, Lease: 9}
+		st.Members = st.Members[:1]
+	} else if f.lag < 0 {
+		st.Members = st.Members[:1] // the leader's record cannot be read
+	}
+	st.Sync = &cluster.SyncState{Leader: st.Leader.Name, Epoch: 42, Members: []string{"pg3"}}
+	if f.sync {
+		st.Sync.Members = []string{"pg1", "pg3"}
 	}
 	return st
 }
 
+// fastTiming is the fast profile, with maximum_lag_on_failover 1MB.
+var fastTiming = cluster.DynamicConfig{
+	TTL: cluster.Duration(5 * time.Second), LoopWait: cluster.Duration(time.Second),
+	RetryTimeout: cluster.Duration(3 * time.Second), PrimaryStartTimeout: cluster.Duration(10 * time.Second),
+	MaximumLagOnFailover: 1 << 20,
+}
+
+// selfState builds a running member's State with the given facts.
+func selfState(role cluster.Role, accepting, holds, streaming bool, lag int64) State {
+	return facts{role: role, accepting: accepting, holds: holds, streaming: streaming, lag: lag}.state()
+}
+
 const mb16 = 16 << 20
 
-// expected is the specification, spelled out independently of the handler:
-// the status each path must answer for a member with these facts.
-func expected(path string, role cluster.Role, accepting, holds, streaming bool, lag int64) int {
-	primary := role == cluster.RolePrimary && accepting && holds
-	replica := role == cluster.RoleReplica && accepting && streaming
-	within16MB := lag >= 0 && lag <= mb16
+// expected is the specification, spelled out independently of the handler
+// from Patroni's do_GET and _readiness: the status each path must answer
+// for a member with facts f.
+func expected(path string, f facts) int {
+	primary := f.role == cluster.RolePrimary && f.accepting && f.holds
+	replica := f.role == cluster.RoleReplica && f.accepting && !f.starting && !f.diverged && !f.noLB
+	lagKnown, lag := f.holds || f.lag >= 0, max(f.lag, 0)
+	if f.holds {
+		lag = 0 // the leader's position is its own
+	}
+	within := func(bound int64) bool { return lagKnown && lag <= bound }
+	// readiness: the leader key's holder, or a streaming replica close
+	// enough (replay lag; received lag is always 0 in facts states).
+	ready := func(lagOK bool) bool {
+		return f.holds || (f.role == cluster.RoleReplica && f.accepting && !f.starting && !f.diverged && f.streaming && lagOK)
+	}
 	ok := false
 	switch path {
-	case "/primary", "/master", "/leader", "/read-write", "/primary/", "/primary?lag=garbage":
+	case "/", "/primary", "/master", "/leader", "/read-write", "/primary/", "/primary?lag=garbage",
+		"/primary?tag_dc=west", "/?replication_state=bogus":
 		ok = primary
-	case "/replica", "/replica/":
+	case "/standby-leader", "/standby_leader":
+		ok = false
+	case "/replica", "/replica/", "/replica?tag_dc=east", "/replica?foo=1", "/replica?mode=bogus":
 		ok = replica
-	case "/replica?lag=16MB", "/replica?lag=16777216", "/replica?lag=16384kB", "/replica?foo=1&lag=16mb":
-		ok = replica && within16MB
+	case "/replica?tag_dc=west", "/replica?tag_zone=a", "/replica?replication_state=in%20archive%20recovery":
+		ok = false
+	case "/replica?lag=16MB", "/replica?lag=16777216", "/replica?lag=16384kB", "/replica?foo=1&lag=16mb", "/replica?lag=16%20MiB":
+		ok = replica && within(mb16)
+	case "/replica?replication_state=streaming":
+		ok = replica && f.streaming
 	case "/read-only":
 		ok = primary || replica
 	case "/read-only?lag=16MB":
-		ok = primary || (replica && within16MB)
-	case "/health":
-		ok = accepting
-	case "/liveness", "/", "/patroni", "/status", "/cluster":
+		ok = primary || (replica && within(mb16))
+	case "/read-only?tag_dc=west":
+		ok = false
+	case "/sync", "/synchronous":
+		ok = f.sync && replica
+	case "/async", "/asynchronous":
+		ok = !f.sync && replica
+	case "/async?lag=16MB":
+		ok = !f.sync && replica && within(mb16)
+	case "/read-only-sync", "/read-only-synchronous":
+		ok = primary || (f.sync && replica)
+	case "/quorum":
+		ok = false
+	case "/read-only-quorum":
+		ok = primary
+	case "/health", "/health?lag=garbage":
+		ok = f.accepting
+	case "/health?tag_dc=west":
+		ok = false
+	case "/readiness", "/readiness?tag_dc=west":
+		ok = ready(within(1 << 20)) // maximum_lag_on_failover
+	case "/readiness?lag=16MB":
+		ok = ready(within(mb16))
+	case "/readiness?mode=write":
+		ok = ready(lagKnown)
+	case "/liveness", "/patroni", "/status", "/cluster":
 		ok = true
 	default:
 		panic("no expectation for " + path)
@@ -110,49 +202,67 @@ func expected(path string, role cluster.Role, accepting, holds, streaming bool, 
 }
 
 var checkPaths = []string{
-	"/primary", "/master", "/leader", "/read-write", "/primary/", "/primary?lag=garbage",
-	"/replica", "/replica/", "/replica?lag=16MB", "/replica?lag=16777216", "/replica?lag=16384kB", "/replica?foo=1&lag=16mb",
-	"/read-only", "/read-only?lag=16MB",
-	"/health", "/liveness", "/", "/patroni", "/status", "/cluster",
+	"/", "/primary", "/master", "/leader", "/read-write", "/primary/", "/primary?lag=garbage",
+	"/primary?tag_dc=west", "/?replication_state=bogus",
+	"/standby-leader", "/standby_leader",
+	"/replica", "/replica/", "/replica?tag_dc=east", "/replica?foo=1", "/replica?mode=bogus",
+	"/replica?tag_dc=west", "/replica?tag_zone=a", "/replica?replication_state=in%20archive%20recovery",
+	"/replica?lag=16MB", "/replica?lag=16777216", "/replica?lag=16384kB", "/replica?foo=1&lag=16mb", "/replica?lag=16%20MiB",
+	"/replica?replication_state=streaming",
+	"/read-only", "/read-only?lag=16MB", "/read-only?tag_dc=west",
+	"/sync", "/synchronous", "/async", "/asynchronous", "/async?lag=16MB",
+	"/read-only-sync", "/read-only-synchronous", "/quorum", "/read-only-quorum",
+	"/health", "/health?lag=garbage", "/health?tag_dc=west",
+	"/readiness", "/readiness?tag_dc=west", "/readiness?lag=16MB", "/readiness?mode=write",
+	"/liveness", "/patroni", "/status", "/cluster",
 }
 
 var methods = []string{http.MethodGet, http.MethodHead, http.MethodOptions}
 
-// TestEndpointMatrix checks every endpoint for every combination of role,
-// accepting, holding the leader key, streaming and lag, with GET, HEAD and
-// OPTIONS.
-func TestEndpointMatrix(t *testing.T) {
-	roles := []cluster.Role{cluster.RolePrimary, cluster.RoleReplica, cluster.RoleUnknown}
+// allFacts lists every combination of the facts that decide the checks.
+func allFacts() []facts {
+	var out []facts
 	bools := []bool{false, true}
-	lags := []int64{-1, 0, mb16, mb16 + 1}
-	n := 0
-	for _, role := range roles {
+	for _, role := range []cluster.Role{cluster.RolePrimary, cluster.RoleReplica, cluster.RoleUnknown} {
 		for _, accepting := range bools {
 			for _, holds := range bools {
 				for _, streaming := range bools {
-					for _, lag := range lags {
-						h := newTestHandler(selfState(role, accepting, holds, streaming, lag))
-						for _, path := range checkPaths {
-							want := expected(path, role, accepting, holds, streaming, lag)
-							for _, method := range methods {
-								n++
-								rec := do(t, h, method, path)
-								if rec.Code != want {
-									t.Errorf("%s %s with role=%v accepting=%v holds=%v streaming=%v lag=%d: got %d, want %d (body %s)",
-										method, path, role, accepting, holds, streaming, lag, rec.Code, want, rec.Body)
-								}
-								if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
-									t.Errorf("%s %s: Content-Type %q", method, path, ct)
-								}
-								if method == http.MethodHead && rec.Body.Len() != 0 {
-									t.Errorf("HEAD %s: body %q, want none", path, rec.Body)
-								}
-								if method == http.MethodOptions && rec.Header().Get("Allow") != "GET, HEAD, OPTIONS" {
-									t.Errorf("OPTIONS %s: Allow %q", path, rec.Header().Get("Allow"))
-								}
-							}
+					for _, lag := range []int64{-1, 0, 1 << 20, mb16, mb16 + 1} {
+						for _, other := range []facts{{}, {starting: true}, {diverged: true}, {noLB: true}, {sync: true}} {
+							f := other
+							f.role, f.accepting, f.holds, f.streaming, f.lag = role, accepting, holds, streaming, lag
+							out = append(out, f)
 						}
 					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestEndpointMatrix checks every check endpoint against the specification
+// for every combination of facts, with GET, HEAD and OPTIONS.
+func TestEndpointMatrix(t *testing.T) {
+	n := 0
+	for _, f := range allFacts() {
+		h := newTestHandler(f.state())
+		for _, path := range checkPaths {
+			want := expected(path, f)
+			for _, method := range methods {
+				n++
+				rec := do(t, h, method, path)
+				if rec.Code != want {
+					t.Errorf("%s %s with %+v: got %d, want %d (body %s)", method, path, f, rec.Code, want, rec.Body)
+				}
+				if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+					t.Errorf("%s %s: Content-Type %q", method, path, ct)
+				}
+				if method == http.MethodHead && rec.Body.Len() != 0 {
+					t.Errorf("HEAD %s: body %q, want none", path, rec.Body)
+				}
+				if method == http.MethodOptions && rec.Header().Get("Allow") != "GET, HEAD, OPTIONS" {
+					t.Errorf("OPTIONS %s: Allow %q", path, rec.Header().Get("Allow"))
 				}
 			}
 		}
@@ -160,39 +270,117 @@ func TestEndpointMatrix(t *testing.T) {
 	t.Logf("%d requests", n)
 }
 
-// TestEndpointCases pins the cases that matter most in words, so that a
-// mistake shared by the handler and expected() still shows.
+// Facts and States for endpointCases.
+var (
+	primary = facts{role: cluster.RolePrimary, accepting: true, holds: true}
+	replica = facts{role: cluster.RoleReplica, accepting: true, streaming: true, lag: 5}
+)
+
+// factsWith returns f changed by change.
+func factsWith(f facts, change func(*facts)) facts { change(&f); return f }
+
+// stateWith returns f's State changed by change.
+func stateWith(f facts, change func(*State)) State {
+	s := f.state()
+	change(&s)
+	return s
+}
+
+// failover is a replica's State after the leader key expired: no leader,
+// no leader record, lastLeader the last position seen of the old leader.
+func failover(lastLeader cluster.LSN, replayLag int64) State {
+	return stateWith(factsWith(replica, func(f *facts) { f.streaming = false; f.lag = replayLag }), func(s *State) {
+		s.Leader, s.Members, s.LastLeaderLSN, s.Sync = nil, s.Members[:1], lastLeader, nil
+	})
+}
+
+// endpointCases are the cases that matter most, in words, so that a mistake
+// shared by the handler and expected() still shows.
+var endpointCases = []struct {
+	name string
+	st   State
+	path string
+	want int
+}{
+	{"bare option httpchk: OPTIONS / on the primary", primary.state(), "/", 200},
+	{"bare option httpchk: OPTIONS / on a replica", replica.state(), "/", 503},
+	{"primary holding the key", primary.state(), "/primary", 200},
+	{"primary without the key is not the primary", factsWith(primary, func(f *facts) { f.holds = false }).state(), "/primary", 503},
+	{"primary without the key is not read-only either", factsWith(primary, func(f *facts) { f.holds = false }).state(), "/read-only", 503},
+	{"primary whose database is down", factsWith(primary, func(f *facts) { f.accepting = false }).state(), "/master", 503},
+	{"replica holding the key (promoting) is not the leader", factsWith(replica, func(f *facts) { f.holds = true }).state(), "/leader", 503},
+	{"no standby leader, even on the primary", primary.state(), "/standby-leader", 503},
+	{"primary is not a replica", primary.state(), "/replica", 503},
+	{"primary is read-only ok", primary.state(), "/read-only", 200},
+	{"primary ignores the lag bound on read-only", factsWith(primary, func(f *facts) { f.lag = -1 }).state(), "/read-only?lag=0", 200},
+	{"primary ignores tag filters", primary.state(), "/primary?tag_dc=west", 200},
+	{"primary with noloadbalance is read-only ok", factsWith(primary, func(f *facts) { f.noLB = true }).state(), "/read-only", 200},
+	{"streaming replica", replica.state(), "/replica", 200},
+	{"replica not streaming stays in the pool", factsWith(replica, func(f *facts) { f.streaming = false }).state(), "/replica", 200},
+	{"replica not streaming, streaming asked", factsWith(replica, func(f *facts) { f.streaming = false }).state(), "/replica?replication_state=streaming", 503},
+	{"replica still starting", factsWith(replica, func(f *facts) { f.starting = true }).state(), "/replica", 503},
+	{"diverged replica", factsWith(replica, func(f *facts) { f.diverged = true }).state(), "/replica", 503},
+	{"diverged replica is not read-only", factsWith(replica, func(f *facts) { f.diverged = true }).state(), "/read-only", 503},
+	{"diverged replica is not async", factsWith(replica, func(f *facts) { f.diverged = true }).state(), "/async", 503},
+	{"diverged replica is not ready", factsWith(replica, func(f *facts) { f.diverged = true }).state(), "/readiness", 503},
+	{"diverged replica's database is healthy", factsWith(replica, func(f *facts) { f.diverged = true }).state(), "/health", 200},
+	{"noloadbalance replica", factsWith(replica, func(f *facts) { f.noLB = true }).state(), "/replica", 503},
+	{"noloadbalance replica is healthy", factsWith(replica, func(f *facts) { f.noLB = true }).state(), "/health", 200},
+	{"noloadbalance replica is ready", factsWith(replica, func(f *facts) { f.noLB = true }).state(), "/readiness", 200},
+	{"replica not streaming is healthy", factsWith(replica, func(f *facts) { f.streaming = false }).state(), "/health", 200},
+	{"replica with unknown lag, no bound", factsWith(replica, func(f *facts) { f.lag = -1 }).state(), "/replica", 200},
+	{"replica with unknown lag, bound", factsWith(replica, func(f *facts) { f.lag = -1 }).state(), "/replica?lag=1TB", 503},
+	{"replica lag equal to bound", factsWith(replica, func(f *facts) { f.lag = 1024 }).state(), "/replica?lag=1kB", 200},
+	{"replica lag one byte over bound", factsWith(replica, func(f *facts) { f.lag = 1025 }).state(), "/replica?lag=1kB", 503},
+	{"replica lag 0 bound 0", factsWith(replica, func(f *facts) { f.lag = 0 }).state(), "/replica?lag=0", 200},
+	{"replica over bound on read-only", factsWith(replica, func(f *facts) { f.lag = 2048 }).state(), "/read-only?lag=1kB", 503},
+	{"lag is of replayed WAL: received all, replayed 2kB less",
+		stateWith(factsWith(replica, func(f *facts) { f.lag = 2048 }), func(s *State) { s.Self.LagBytes = 0 }), "/replica?lag=1kB", 503},
+	{"failover: lag against the last leader position, within", failover(refLSN, 1<<20), "/replica?lag=16MB", 200},
+	{"failover: lag against the last leader position, over", failover(refLSN, mb16+1), "/replica?lag=16MB", 503},
+	{"failover: no leader position ever seen", failover(0, 0), "/replica?lag=16MB", 503},
+	{"failover: running replica without a bound", failover(0, 0), "/replica", 200},
+	{"failover: not ready (not streaming)", failover(refLSN, 0), "/readiness", 503},
+	{"tag filter matches", replica.state(), "/replica?tag_dc=east", 200},
+	{"tag filter is case-sensitive", replica.state(), "/replica?tag_dc=East", 503},
+	{"every tag filter must match", replica.state(), "/replica?tag_dc=east&tag_rack=1", 503},
+	{"tag filter on priority", replica.state(), "/replica?tag_priority=1", 200},
+	{"tag filter on an unset boolean tag fails, as in Patroni", replica.state(), "/replica?tag_nofailover=false", 503},
+	{"tag filter on a set boolean tag", stateWith(replica, func(s *State) { s.Self.Tags.NoFailover = true }), "/replica?tag_nofailover=true", 200},
+	{"tag filter on health", replica.state(), "/health?tag_dc=west", 503},
+	{"tag filter on read-only of the primary", primary.state(), "/read-only?tag_dc=west", 503},
+	{"sync standby", factsWith(replica, func(f *facts) { f.sync = true }).state(), "/sync", 200},
+	{"sync standby is not async", factsWith(replica, func(f *facts) { f.sync = true }).state(), "/async", 503},
+	{"sync standby of an older epoch is async",
+		stateWith(factsWith(replica, func(f *facts) { f.sync = true }), func(s *State) { s.Sync.Epoch = 41 }), "/async", 200},
+	{"sync standby of an older epoch is not sync",
+		stateWith(factsWith(replica, func(f *facts) { f.sync = true }), func(s *State) { s.Sync.Epoch = 41 }), "/sync", 503},
+	{"sync standby while nobody holds the key",
+		stateWith(factsWith(replica, func(f *facts) { f.sync = true }), func(s *State) { s.Leader = nil }), "/sync", 200},
+	{"synchronous mode off: nobody is sync",
+		stateWith(factsWith(replica, func(f *facts) { f.sync = true }), func(s *State) { s.SyncMode = cluster.SyncOff }), "/synchronous", 503},
+	{"synchronous mode off: every replica is async",
+		stateWith(factsWith(replica, func(f *facts) { f.sync = true }), func(s *State) { s.SyncMode = "" }), "/asynchronous", 200},
+	{"primary is read-only-sync", primary.state(), "/read-only-sync", 200},
+	{"no quorum standbys with FIRST n", factsWith(replica, func(f *facts) { f.sync = true }).state(), "/quorum", 503},
+	{"read-only-quorum is the primary only", factsWith(replica, func(f *facts) { f.sync = true }).state(), "/read-only-quorum", 503},
+	{"read-only-quorum on the primary", primary.state(), "/read-only-quorum", 200},
+	{"leader key holder is ready even while its database restarts", factsWith(primary, func(f *facts) { f.accepting = false }).state(), "/readiness", 200},
+	{"primary without the key is not ready", factsWith(primary, func(f *facts) { f.holds = false }).state(), "/readiness", 503},
+	{"replica over maximum_lag_on_failover is not ready", factsWith(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness", 503},
+	{"readiness with a larger bound", factsWith(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness?lag=4MB", 200},
+	{"readiness mode=write counts received WAL", factsWith(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness?mode=write", 200},
+	{"readiness mode=apply is the default", factsWith(replica, func(f *facts) { f.lag = 2 << 20 }).state(), "/readiness?mode=apply", 503},
+	{"database down: health", factsWith(replica, func(f *facts) { f.accepting = false }).state(), "/health", 503},
+	{"database down: liveness", factsWith(replica, func(f *facts) { f.accepting = false }).state(), "/liveness", 200},
+	{"database down: status", facts{role: cluster.RoleUnknown, lag: -1}.state(), "/status", 200},
+	{"unknown path", primary.state(), "/nope", 404},
+	{"prefix of a path", primary.state(), "/primaryx", 404},
+}
+
+// TestEndpointCases checks endpointCases with GET, HEAD and OPTIONS.
 func TestEndpointCases(t *testing.T) {
-	cases := []struct {
-		name string
-		st   State
-		path string
-		want int
-	}{
-		{"primary holding the key", selfState(cluster.RolePrimary, true, true, false, 0), "/primary", 200},
-		{"primary without the key is not the primary", selfState(cluster.RolePrimary, true, false, false, 0), "/primary", 503},
-		{"primary without the key is not read-only either", selfState(cluster.RolePrimary, true, false, false, 0), "/read-only", 503},
-		{"primary whose database is down", selfState(cluster.RolePrimary, false, true, false, 0), "/master", 503},
-		{"replica holding the key is not the primary", selfState(cluster.RoleReplica, true, true, true, 0), "/leader", 503},
-		{"primary is not a replica", selfState(cluster.RolePrimary, true, true, false, 0), "/replica", 503},
-		{"primary is read-only ok", selfState(cluster.RolePrimary, true, true, false, 0), "/read-only", 200},
-		{"primary ignores the lag bound on read-only", selfState(cluster.RolePrimary, true, true, false, -1), "/read-only?lag=0", 200},
-		{"streaming replica", selfState(cluster.RoleReplica, true, false, true, 5), "/replica", 200},
-		{"replica not streaming", selfState(cluster.RoleReplica, true, false, false, 5), "/replica", 503},
-		{"replica not streaming is still healthy", selfState(cluster.RoleReplica, true, false, false, 5), "/health", 200},
-		{"replica with unknown lag, no bound", selfState(cluster.RoleReplica, true, false, true, -1), "/replica", 200},
-		{"replica with unknown lag, bound", selfState(cluster.RoleReplica, true, false, true, -1), "/replica?lag=1GB", 503},
-		{"replica lag equal to bound", selfState(cluster.RoleReplica, true, false, true, 1024), "/replica?lag=1kB", 200},
-		{"replica lag one byte over bound", selfState(cluster.RoleReplica, true, false, true, 1025), "/replica?lag=1kB", 503},
-		{"replica lag 0 bound 0", selfState(cluster.RoleReplica, true, false, true, 0), "/replica?lag=0", 200},
-		{"replica over bound on read-only", selfState(cluster.RoleReplica, true, false, true, 2048), "/read-only?lag=1kB", 503},
-		{"database down: health", selfState(cluster.RoleReplica, false, false, true, 0), "/health", 503},
-		{"database down: liveness", selfState(cluster.RoleReplica, false, false, true, 0), "/liveness", 200},
-		{"database down: status", selfState(cluster.RoleUnknown, false, false, false, -1), "/status", 200},
-		{"unknown path", selfState(cluster.RolePrimary, true, true, false, 0), "/nope", 404},
-		{"prefix of a path", selfState(cluster.RolePrimary, true, true, false, 0), "/primaryx", 404},
-	}
-	for _, c := range cases {
+	for _, c := range endpointCases {
 		t.Run(c.name, func(t *testing.T) {
 			h := newTestHandler(c.st)
 			for _, m := range methods {
@@ -204,6 +392,90 @@ func TestEndpointCases(t *testing.T) {
 	}
 }
 
+// TestLiveness: 503 once the loop has not completed a round for longer than
+// LivenessBound (from the agent's start until the first round), except
+// while paused.
+func TestLiveness(t *testing.T) {
+	bound := LivenessBound(fastTiming)
+	if bound != 20*time.Second {
+		t.Fatalf("LivenessBound(fast profile) = %v, want 2 × 5s + 10s", bound)
+	}
+	if b := LivenessBound(cluster.DynamicConfig{TTL: cluster.Duration(10 * time.Second), PrimaryStartTimeout: cluster.Duration(30 * time.Second)}); b != 50*time.Second {
+		t.Errorf("LivenessBound(default timing) = %v, want 50s", b)
+	}
+	base := selfState(cluster.RoleReplica, true, false, true, 0)
+	cases := []struct {
+		name   string
+		change func(*State)
+		want   int
+		age    float64 // -1: null
+	}{
+		{"round 2 s ago", func(s *State) {}, 200, 2},
+		{"round exactly the bound ago", func(s *State) { s.LastLoop = t0.Add(-bound) }, 200, 20},
+		{"round just over the bound ago", func(s *State) { s.LastLoop = t0.Add(-bound - time.Millisecond) }, 503, 20.001},
+		{"stuck, but paused", func(s *State) { s.LastLoop, s.Paused = t0.Add(-time.Hour), true }, 200, 3600},
+		{"no round yet, started just now", func(s *State) { s.LastLoop, s.Started = time.Time{}, t0.Add(-time.Second) }, 200, 1},
+		{"no round since a start long ago", func(s *State) { s.LastLoop, s.Started = time.Time{}, t0.Add(-time.Minute) }, 503, 60},
+		{"nothing known", func(s *State) { s.LastLoop, s.Started = time.Time{}, time.Time{} }, 200, -1},
+		{"no timing known", func(s *State) { s.LastLoop, s.Config = t0.Add(-time.Hour), cluster.DynamicConfig{} }, 200, 3600},
+		{"primary uses the same bound", func(s *State) {
+			*s = selfState(cluster.RolePrimary, true, true, false, 0)
+			s.LastLoop = t0.Add(-bound - time.Second)
+		}, 503, 21},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := base
+			c.change(&st)
+			rec := do(t, newTestHandler(st), http.MethodGet, "/liveness")
+			if rec.Code != c.want {
+				t.Fatalf("got %d, want %d: %s", rec.Code, c.want, rec.Body)
+			}
+			var v struct {
+				Alive bool     `json:"alive"`
+				Age   *float64 `json:"age_seconds"`
+				Limit float64  `json:"limit_seconds"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+				t.Fatal(err)
+			}
+			if v.Alive != (c.want == 200) || (c.age < 0) != (v.Age == nil) || (v.Age != nil && fmt.Sprintf("%.3f", *v.Age) != fmt.Sprintf("%.3f", c.age)) {
+				t.Errorf("body %s: want alive %t, age %v", rec.Body, c.want == 200, c.age)
+			}
+		})
+	}
+}
+
+// TestReadinessReason: a 503 from /readiness says why.
+func TestReadinessReason(t *testing.T) {
+	for _, c := range []struct {
+		f    facts
+		path string
+		has  string
+	}{
+		{facts{role: cluster.RoleReplica, accepting: false}, "/readiness", "does not accept connections"},
+		{facts{role: cluster.RolePrimary, accepting: true}, "/readiness", "runs as primary and this agent does not hold the leader key"},
+		{facts{role: cluster.RoleReplica, accepting: true, starting: true}, "/readiness", "state starting"},
+		{facts{role: cluster.RoleReplica, accepting: true, diverged: true, streaming: true}, "/readiness", "diverged"},
+		{facts{role: cluster.RoleReplica, accepting: true}, "/readiness", "does not stream"},
+		{facts{role: cluster.RoleReplica, accepting: true, streaming: true, lag: -1}, "/readiness", "lag cannot be measured"},
+		{facts{role: cluster.RoleReplica, accepting: true, streaming: true, lag: 2 << 20}, "/readiness", "replay lag 2097152 bytes exceeds the bound of 1048576 bytes"},
+		{facts{role: cluster.RoleReplica, accepting: true, streaming: true, lag: 2 << 20}, "/readiness?lag=1kB&mode=write", ""},
+	} {
+		rec := do(t, newTestHandler(c.f.state()), http.MethodGet, c.path)
+		var v struct {
+			Ready  bool   `json:"ready"`
+			Reason string `json:"reason"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+			t.Fatal(err)
+		}
+		if (c.has == "") != v.Ready || (c.has == "") != (rec.Code == 200) || !strings.Contains(v.Reason, c.has) || (c.has == "" && v.Reason != "") {
+			t.Errorf("%+v %s: %d %s, want reason %q", c.f, c.path, rec.Code, rec.Body, c.has)
+		}
+	}
+}
+
 func TestParseLag(t *testing.T) {
 	good := map[string]int64{
 		"0":                   0,
@@ -212,8 +484,12 @@ func TestParseLag(t *testing.T) {
 		"16mb":                16 << 20,
 		"1kB":                 1024,
 		"1KB":                 1024,
+		"1KiB":                1024,
 		"7B":                  7,
 		"2GB":                 2 << 30,
+		"1TB":                 1 << 40,
+		"3tb":                 3 << 40,
+		"2TiB":                2 << 40,
 		" 3 MB ":              3 << 20,
 		"8589934591GB":        8589934591 << 30,
 		"9223372036854775807": 1<<63 - 1,
@@ -224,51 +500,59 @@ func TestParseLag(t *testing.T) {
 			t.Errorf("parseLag(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	bad := []string{"", " ", "abc", "-1", "+1", "1.5MB", "16TB", "16M", "16 M B", "MB", "0x10", "1e6",
-		"8589934592GB", "9223372036854775808", "99999999999999999999999"}
+	bad := []string{"", " ", "abc", "-1", "+1", "1.5MB", "16PB", "16M", "16 M B", "MB", "0x10", "1e6",
+		"8589934592GB", "8388608TB", "9223372036854775808", "99999999999999999999999"}
 	for _, in := range bad {
 		if got, err := parseLag(in); err == nil {
 			t.Errorf("parseLag(%q) = %d, want an error", in, got)
-		} else if !strings.Contains(err.Error(), "lag") || !strings.Contains(err.Error(), "kB, MB or GB") {
+		} else if !strings.Contains(err.Error(), "parameter lag") || !strings.Contains(err.Error(), "GB or TB") {
 			t.Errorf("parseLag(%q) error %q does not name the parameter and the accepted forms", in, err)
 		}
 	}
 }
 
-// TestBadLagIs400 checks that a malformed bound answers 400 with an
-// explanation on every method, whatever the member's state.
-func TestBadLagIs400(t *testing.T) {
+// TestLagAcceptsWhatConfigAccepts: every byte size the config file takes
+// is a valid lag bound, with the same value.
+func TestLagAcceptsWhatConfigAccepts(t *testing.T) {
+	for _, s := range []string{"0", "64B", "512kB", "16MB", "1GB", "2TB", "1KiB", "3MiB", "4GiB", "5TiB", "16 mb", "7"} {
+		want, err := config.ParseByteSize(s)
+		if err != nil {
+			t.Fatalf("config.ParseByteSize(%q): %v", s, err)
+		}
+		if got, err := parseLag(s); err != nil || got != int64(want) {
+			t.Errorf("parseLag(%q) = %d, %v; config says %d", s, got, err, want)
+		}
+	}
+}
+
+// TestBadQueryIs400 checks that a malformed parameter of a check answers
+// 400 with an explanation on every method, whatever the member's state.
+func TestBadQueryIs400(t *testing.T) {
 	for _, st := range []State{
 		selfState(cluster.RoleReplica, true, false, true, 0),
 		selfState(cluster.RolePrimary, true, true, false, 0),
 	} {
 		h := newTestHandler(st)
-		for _, target := range []string{
-			"/replica?lag=abc", "/replica?lag=", "/replica?lag=-5", "/replica?lag=1.5GB", "/replica?lag=16TB",
-			"/replica?lag=1MB&lag=2MB", "/replica?lag=%zz", "/read-only?lag=lots",
+		for _, c := range []struct{ target, has string }{
+			{"/replica?lag=abc", "lag=16MB"}, {"/replica?lag=", "lag=16MB"}, {"/replica?lag=-5", "lag=16MB"},
+			{"/replica?lag=1.5GB", "lag=16MB"}, {"/replica?lag=16PB", "lag=16MB"}, {"/read-only?lag=lots", "lag=16MB"},
+			{"/async?lag=lots", "lag=16MB"}, {"/sync?lag=lots", "lag=16MB"}, {"/readiness?lag=lots", "lag=16MB"},
+			{"/replica?lag=1MB&lag=2MB", "parameter lag given 2 times"},
+			{"/replica?lag=%zz", "query"},
+			{"/replica?replication_state=stream", "replication_state"},
+			{"/replica?tag_=east", "tag_NAME=VALUE"},
+			{"/replica?tag_dc=east&tag_dc=west", "parameter tag_dc given 2 times"},
+			{"/health?tag_=x", "tag_NAME=VALUE"},
+			{"/readiness?mode=replay", "apply"},
 		} {
 			for _, m := range methods {
-				rec := do(t, h, m, target)
+				rec := do(t, h, m, c.target)
 				if rec.Code != http.StatusBadRequest {
-					t.Errorf("%s %s: got %d, want 400", m, target, rec.Code)
+					t.Errorf("%s %s: got %d, want 400", m, c.target, rec.Code)
 					continue
 				}
-				if m != http.MethodGet {
-					continue
-				}
-				var body map[string]string
-				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
-					t.Fatalf("%s: body %q: %v", target, rec.Body, err)
-				}
-				msg := body["error"]
-				if target == "/replica?lag=%zz" {
-					if !strings.Contains(msg, "query") {
-						t.Errorf("%s: error %q does not mention the query", target, msg)
-					}
-					continue
-				}
-				if !strings.Contains(msg, "lag") || !strings.Contains(msg, "16MB") || !strings.Contains(msg, "1048576") {
-					t.Errorf("%s: error %q does not name the parameter and its forms", target, msg)
+				if m == http.MethodGet && !strings.Contains(errorOf(t, rec), c.has) {
+					t.Errorf("%s: error %q does not say %q", c.target, errorOf(t, rec), c.has)
 				}
 			}
 		}
@@ -292,9 +576,9 @@ func TestMethodNotAllowed(t *testing.T) {
 
 func TestStatusBody(t *testing.T) {
 	st := selfState(cluster.RoleReplica, true, false, true, 4096)
-	st.Self.ReceiveLSN = 0x3000100
-	st.Self.Tags = cluster.Tags{NoFailover: true, Priority: 3}
-	st.Paused = true
+	st.Self.Position.LSN, st.Self.ReceiveLSN, st.Self.ReplayLSN = 0x3000060, 0x3000100, 0
+	st.Self.Tags = cluster.Tags{NoFailover: true, Priority: 3, Custom: map[string]string{"dc": "east"}}
+	st.Sync, st.Paused = nil, true
 	h := newTestHandler(st)
 	for _, path := range []string{"/", "/patroni", "/status", "/replica", "/primary", "/health", "/read-only"} {
 		rec := do(t, h, http.MethodGet, path)
@@ -306,8 +590,8 @@ func TestStatusBody(t *testing.T) {
 			"name": "pg1", "cluster": "main", "role": "replica", "state": "running", "reason": "",
 			"accepting": true, "holds_leader": false, "leader": "pg2", "epoch": 42.0, "paused": true,
 			"store_ok": true, "timeline": 2.0, "lsn": "0/3000060", "receive_lsn": "0/3000100", "lag": 4096.0,
-			"streaming": true, "upstream": "pg2", "api_url": "http://10.0.0.1:8008", "host": "10.0.0.1",
-			"port": 5432.0, "tags": map[string]any{"nofailover": true, "priority": 3.0},
+			"streaming": true, "diverged": false, "upstream": "pg2", "api_url": "http://10.0.0.1:8008", "host": "10.0.0.1",
+			"port": 5432.0, "tags": map[string]any{"nofailover": true, "priority": 3.0, "custom": map[string]any{"dc": "east"}},
 			"updated_at": "2026-03-04T05:06:06Z", "last_loop": "2026-03-04T05:06:05Z", "last_loop_age_seconds": 2.0,
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -330,11 +614,22 @@ func TestStatusBody(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || got["role"] != "unknown" {
 		t.Errorf("got %d role %v", rec.Code, got["role"])
 	}
+	// A diverged synchronous standby says both.
+	st = selfState(cluster.RoleReplica, true, false, true, 0)
+	st.Self.Diverged, st.Sync.Members = true, []string{"pg1"}
+	got = nil
+	rec = do(t, newTestHandler(st), http.MethodGet, "/patroni")
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["diverged"] != true || got["sync_standby"] != true {
+		t.Errorf("diverged %v sync_standby %v: %s", got["diverged"], got["sync_standby"], rec.Body)
+	}
 }
 
 func TestClusterJSON(t *testing.T) {
 	st := selfState(cluster.RoleReplica, true, false, true, 10)
-	st.Paused = true
+	st.Paused, st.SyncMode, st.Sync = true, "", nil
 	st.Leader = &cluster.Leader{Name: "b", Epoch: 1234567, Lease: 99}
 	st.Members = []cluster.Member{
 		{Name: "c", Role: cluster.RoleReplica, State: cluster.StateCannotFollow, Reason: "timeline diverged; run rewind",
@@ -430,16 +725,13 @@ func TestOneStatePerRequest(t *testing.T) {
 	for _, path := range checkPaths {
 		calls = 0
 		do(t, h, http.MethodGet, path)
-		want := 1
-		if path == "/liveness" {
-			want = 0
-		}
-		if calls != want {
-			t.Errorf("%s: %d calls to State, want %d", path, calls, want)
+		if calls != 1 {
+			t.Errorf("%s: %d calls to State, want 1", path, calls)
 		}
 	}
 	calls = 0
 	do(t, h, http.MethodGet, "/replica?lag=bad")
+	do(t, h, http.MethodGet, "/readiness?mode=bad")
 	do(t, h, http.MethodPost, "/primary")
 	if calls != 0 {
 		t.Errorf("rejected requests read the state %d times", calls)
@@ -456,8 +748,10 @@ func TestPanickingSource(t *testing.T) {
 	if !strings.Contains(logs.String(), "boom") {
 		t.Errorf("panic not logged: %q", logs.String())
 	}
-	if rec := do(t, h, http.MethodGet, "/liveness"); rec.Code != 200 {
-		t.Errorf("liveness with a broken source: %d", rec.Code)
+	// /liveness reads the State too: an agent that cannot give one is not
+	// alive.
+	if rec := do(t, h, http.MethodGet, "/liveness"); rec.Code != http.StatusInternalServerError {
+		t.Errorf("liveness with a broken source: %d, want 500", rec.Code)
 	}
 }
 

@@ -2,40 +2,79 @@ package api
 
 import (
 	"fmt"
-	"math"
-	"strconv"
-	"strings"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/config"
 )
 
 // lagForms describes the accepted forms of the lag parameter, for errors.
-const lagForms = "as a whole number of bytes optionally followed by a unit B, kB, MB or GB (powers of 1024), e.g. lag=1048576 or lag=16MB"
+const lagForms = "give a whole number of bytes optionally followed by a unit B, kB, MB, GB or TB (powers of 1024, as in the config file), e.g. lag=1048576 or lag=16MB"
 
-// lagUnits maps each accepted unit, lower-cased, to its size in bytes.
-var lagUnits = map[string]int64{
-	"":   1,
-	"b":  1,
-	"kb": 1 << 10,
-	"mb": 1 << 20,
-	"gb": 1 << 30,
+// parseLag parses a lag bound such as "16MB" or "1048576" into bytes. It
+// accepts exactly what the config file accepts for a byte size
+// (config.ParseByteSize): units B, kB, MB, GB, TB and KiB..TiB, any case,
+// optional spaces. Negative, fractional and overflowing values are errors.
+func parseLag(s string) (int64, error) {
+	n, err := config.ParseByteSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid value for parameter lag: %w; %s", err, lagForms)
+	}
+	return int64(n), nil
 }
 
-// parseLag parses a lag bound such as "16MB" or "1048576" into bytes. Units
-// are matched case-insensitively; spaces around the number and the unit are
-// ignored. Negative, fractional and overflowing values are errors.
-func parseLag(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := 0
-	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
-		i++
+// lagMode says which of a replica's positions its lag is measured from.
+type lagMode int
+
+const (
+	// lagApply measures from the replayed position: what a reader of the
+	// replica sees (Patroni's /replica?lag and /readiness?mode=apply).
+	lagApply lagMode = 1 + iota
+	// lagWrite measures from the received position (/readiness?mode=write).
+	lagWrite
+)
+
+// referenceLSN returns the WAL position a replica's lag is measured
+// against: the leader's published position, or, while no leader's record
+// can be read (the leader key expired, a failover is under way), the last
+// one this agent saw, as Patroni uses the last leader position it stored.
+// A failed primary writes nothing more; one whose agent died but whose
+// database runs may, and then a replica still streaming from it receives
+// that WAL, so the last seen position is the best bound available. It
+// reports false when neither is known.
+func referenceLSN(st *State) (cluster.LSN, bool) {
+	if st.Leader != nil {
+		for i := range st.Members {
+			if st.Members[i].Name == st.Leader.Name {
+				return st.Members[i].Position.LSN, true
+			}
+		}
 	}
-	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
-	mult, ok := lagUnits[unit]
-	if num == "" || !ok {
-		return 0, fmt.Errorf("invalid value %q for parameter lag: give it %s", s, lagForms)
+	if st.LastLeaderLSN != 0 {
+		return st.LastLeaderLSN, true
 	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("value %q for parameter lag is too large: give it %s", s, lagForms)
+	return 0, false
+}
+
+// replicaLag returns how many bytes of WAL the reference position holds
+// that this member has not replayed (lagApply) or received (lagWrite); 0
+// when it is level or ahead. It reports false when the reference is
+// unknown. A position the probe did not report falls back to the member's
+// furthest position.
+func replicaLag(st *State, mode lagMode) (int64, bool) {
+	ref, ok := referenceLSN(st)
+	if !ok {
+		return 0, false
 	}
-	return n * mult, nil
+	m := &st.Self
+	pos := m.ReplayLSN
+	if mode == lagWrite {
+		pos = m.ReceiveLSN
+	}
+	if pos == 0 {
+		pos = m.Position.LSN
+	}
+	if pos >= ref {
+		return 0, true
+	}
+	return int64(ref - pos), true
 }

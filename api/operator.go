@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -343,12 +344,39 @@ func (h *handler) checkLeader(w http.ResponseWriter, r *http.Request, name strin
 // store did not answer or failed).
 func (h *handler) operatorError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	if errors.Is(err, operator.ErrRefused) {
-		h.log.Info("api: "+what+" refused", "reason", err.Error(), "remote", r.RemoteAddr)
-		writeError(w, r, http.StatusConflict, err.Error())
+		msg := inAPIWords(err.Error())
+		h.log.Info("api: "+what+" refused", "reason", msg, "remote", r.RemoteAddr)
+		writeError(w, r, http.StatusConflict, msg)
 		return
 	}
 	h.log.Warn("api: "+what+" failed", "err", err, "remote", r.RemoteAddr)
 	writeError(w, r, http.StatusServiceUnavailable, fmt.Sprintf("%s failed, nothing is known to have changed; retry when the store is reachable: %v", what, err))
+}
+
+// apiWords rewrite the hamgrctl commands and flags that package operator's
+// refusals name (they are shared with hamgrctl, which words them for its
+// users) as the API's requests and JSON fields, in this order. The test
+// TestRefusalsNameAPIFields drives every refusal through the real operator
+// and fails if a flag remains.
+var apiWords = []struct {
+	re   *regexp.Regexp
+	repl string
+}{
+	{regexp.MustCompile(`\bfailover --to MEMBER\b`), `POST /failover with {"to": MEMBER}`},
+	{regexp.MustCompile(`\bswitchover --to (\S+)`), `POST /switchover with {"to": "$1"}`},
+	{regexp.MustCompile(`\bswitchover --cancel\b`), `DELETE /switchover`},
+	{regexp.MustCompile(`--at\b`), `scheduled_at`},
+	{regexp.MustCompile(`--to MEMBER\b`), `field to`},
+	{regexp.MustCompile(`--to\b`), `to`},
+	{regexp.MustCompile(`\brun list to see it\b`), `hamgrctl list shows it`},
+}
+
+// inAPIWords returns msg with apiWords applied.
+func inAPIWords(msg string) string {
+	for _, w := range apiWords {
+		msg = w.re.ReplaceAllString(msg, w.repl)
+	}
+	return msg
 }
 
 // decodeBody reads r's body, at most maxBodyBytes, into dst, a pointer to a
@@ -366,8 +394,15 @@ func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, dst any, kn
 		writeError(w, r, http.StatusBadRequest, "read request body: "+err.Error())
 		return false
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
 		return true
+	}
+	if kind := nonObject(trimmed); kind != "" {
+		// Decoding null into a struct succeeds and leaves it empty: a
+		// body of null would otherwise start a switchover to anyone.
+		writeError(w, r, http.StatusBadRequest, fmt.Sprintf("the body must be a JSON object ({...}; known fields: %s), not %s", known, kind))
+		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -386,8 +421,6 @@ func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, dst any, kn
 	switch {
 	case errors.As(err, &typeErr) && typeErr.Field != "":
 		msg = fmt.Sprintf("field %s: want a JSON %s, got %s", typeErr.Field, typeErr.Type.Kind(), typeErr.Value)
-	case errors.As(err, &typeErr):
-		msg = fmt.Sprintf("the body must be a JSON object, not %s", typeErr.Value)
 	case errors.As(err, &syntaxErr):
 		msg = fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, err)
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -399,4 +432,26 @@ func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, dst any, kn
 	}
 	writeError(w, r, http.StatusBadRequest, msg)
 	return false
+}
+
+// nonObject names the kind of JSON value that data (trimmed, not empty)
+// starts with when it is not an object: "null", "an array", "a string",
+// "a number" or "a boolean"; "" for an object or something that is not
+// JSON at all (the decoder then explains the syntax error).
+func nonObject(data []byte) string {
+	switch c := data[0]; {
+	case c == '{':
+		return ""
+	case c == '[':
+		return "an array"
+	case c == '"':
+		return "a string"
+	case c == '-' || (c >= '0' && c <= '9'):
+		return "a number"
+	case bytes.Equal(data, []byte("null")):
+		return "null"
+	case bytes.Equal(data, []byte("true")), bytes.Equal(data, []byte("false")):
+		return "a boolean"
+	}
+	return ""
 }

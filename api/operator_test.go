@@ -176,13 +176,15 @@ func TestOperatorDisabledWithoutToken(t *testing.T) {
 
 func TestReadEndpointsStayOpen(t *testing.T) {
 	h := opHandler(&fakeOperator{}, testToken)
-	for _, path := range []string{"/", "/status", "/cluster", "/liveness", "/health", "/replica", "/read-only"} {
+	for _, path := range []string{"/status", "/patroni", "/cluster", "/liveness", "/health", "/replica", "/read-only", "/readiness"} {
 		if rec := send(h, "GET", path, "", ""); rec.Code != 200 {
 			t.Errorf("GET %s without a token: %d", path, rec.Code)
 		}
 	}
-	if rec := send(h, "GET", "/primary", "", ""); rec.Code != 503 {
-		t.Errorf("GET /primary of a replica: %d", rec.Code)
+	for _, path := range []string{"/", "/primary"} {
+		if rec := send(h, "GET", path, "", ""); rec.Code != 503 {
+			t.Errorf("GET %s of a replica: %d", path, rec.Code)
+		}
 	}
 	if rec := send(h, "POST", "/primary", "", "Bearer "+testToken); rec.Code != 405 {
 		t.Errorf("POST /primary: %d", rec.Code)
@@ -346,7 +348,7 @@ func TestPauseResumeBodies(t *testing.T) {
 		{"/pause", "{}", 202, true},
 		{"/resume", "", 202, false},
 		{"/pause", `{"paused":true}`, 400, false},
-		{"/resume", `null`, 202, false},
+		{"/resume", `null`, 400, false},
 		{"/resume", `"yes"`, 400, false},
 	} {
 		op := &fakeOperator{}
@@ -361,6 +363,32 @@ func TestPauseResumeBodies(t *testing.T) {
 		want := fmt.Sprintf(`"paused":%t`, c.paused)
 		if !strings.Contains(rec.Body.String(), want) || len(op.Calls()) != 1 || op.Calls()[0].method != strings.TrimPrefix(c.path, "/") {
 			t.Errorf("%s: body %s, calls %+v", c.path, rec.Body, op.Calls())
+		}
+	}
+}
+
+// TestNonObjectBodies: a body that is JSON but not an object answers 400
+// on every mutating endpoint and changes nothing; decoded as is, null would
+// have left the request empty and started a switchover to anyone.
+func TestNonObjectBodies(t *testing.T) {
+	for _, m := range mutating {
+		for _, c := range []struct{ body, kind string }{
+			{"null", "not null"}, {" null\n", "not null"}, {"[]", "not an array"}, {`[{"to":"pg3"}]`, "not an array"},
+			{`"x"`, "not a string"}, {"1", "not a number"}, {"-1", "not a number"}, {"true", "not a boolean"},
+			{"false", "not a boolean"}, {`"{}"`, "not a string"},
+		} {
+			op := &fakeOperator{req: cluster.Request{From: "pg2"}}
+			rec := send(opHandler(op, testToken), m.method, m.path, c.body, "Bearer "+testToken)
+			if rec.Code != http.StatusBadRequest {
+				t.Errorf("%s %s %s: %d %s, want 400", m.method, m.path, c.body, rec.Code, rec.Body)
+				continue
+			}
+			if msg := errorOf(t, rec); !strings.Contains(msg, "must be a JSON object") || !strings.Contains(msg, c.kind) {
+				t.Errorf("%s %s %s: error %q does not say the body must be an object, %s", m.method, m.path, c.body, msg, c.kind)
+			}
+			if calls := op.Calls(); len(calls) != 0 {
+				t.Errorf("%s %s %s: operator called: %+v", m.method, m.path, c.body, calls)
+			}
 		}
 	}
 }
@@ -447,6 +475,9 @@ func TestMetricsEndpoint(t *testing.T) {
 type memStore struct {
 	mu   sync.Mutex
 	snap cluster.Snapshot
+	// racing makes CreateRequest fail as if another request had just been
+	// written.
+	racing bool
 }
 
 func (s *memStore) Load(context.Context) (cluster.Snapshot, error) {
@@ -458,7 +489,7 @@ func (s *memStore) Load(context.Context) (cluster.Snapshot, error) {
 func (s *memStore) CreateRequest(_ context.Context, r cluster.Request) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.snap.Request != nil {
+	if s.snap.Request != nil || s.racing {
 		return dcs.ErrRequestPending
 	}
 	s.snap.Request = &r
@@ -546,5 +577,77 @@ func TestWithRealOperator(t *testing.T) {
 	}
 	if rec := send(h, "POST", "/resume", "", auth); rec.Code != 202 || store.snap.Config.Paused {
 		t.Errorf("resume: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestRefusalsNameAPIFields drives each refusal of package operator through
+// the API: the 409 names the API's requests and JSON fields, never
+// hamgrctl's flags.
+func TestRefusalsNameAPIFields(t *testing.T) {
+	cfg := cluster.DynamicConfig{TTL: cluster.Duration(30 * time.Second), LoopWait: cluster.Duration(10 * time.Second), RetryTimeout: cluster.Duration(10 * time.Second)}
+	healthy := func() cluster.Snapshot {
+		return cluster.Snapshot{
+			Leader: &cluster.Leader{Name: "pg2", Epoch: 42},
+			Members: []cluster.Member{
+				{Name: "pg1", Role: cluster.RoleReplica, State: cluster.StateRunning, Streaming: true, Upstream: "pg2", Position: cluster.Position{LSN: 100, Timeline: 1}},
+				{Name: "pg2", Role: cluster.RolePrimary, State: cluster.StateRunning, Position: cluster.Position{LSN: 100, Timeline: 1}},
+			},
+			Config: &cfg,
+		}
+	}
+	pending := func() cluster.Snapshot {
+		s := healthy()
+		s.Request = &cluster.Request{Kind: cluster.KindSwitchover, From: "pg2", To: "pg1", RequestedAt: t0, RequestedBy: "hamgrctl on h"}
+		return s
+	}
+	noLeader := func() cluster.Snapshot { s := healthy(); s.Leader = nil; return s }
+	past := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
+	for _, c := range []struct {
+		name         string
+		snap         cluster.Snapshot
+		racing       bool
+		method, path string
+		body         string
+		has          string
+	}{
+		{"switchover without a leader", noLeader(), false, "POST", "/switchover", `{}`, `POST /failover with {"to": MEMBER}`},
+		{"switchover while one is pending", pending(), false, "POST", "/switchover", `{}`, "DELETE /switchover"},
+		{"switchover scheduled in the past", healthy(), false, "POST", "/switchover", `{"scheduled_at":"` + past + `"}`, "scheduled_at " + past + " is in the past"},
+		{"switchover racing another request", healthy(), true, "POST", "/switchover", `{}`, "hamgrctl list shows it"},
+		{"switchover to the primary", healthy(), false, "POST", "/switchover", `{"to":"pg2"}`, "pg2 is already the primary"},
+		{"failover with a healthy primary", healthy(), false, "POST", "/failover", `{"to":"pg1"}`, `use POST /switchover with {"to": "pg1"} for a planned change`},
+		{"failover while one is pending", func() cluster.Snapshot { s := pending(); s.Leader = nil; return s }(), false, "POST", "/failover", `{"to":"pg1"}`, "DELETE /switchover"},
+		{"cancel with nothing pending", healthy(), false, "DELETE", "/switchover", "", "no switchover or failover is pending"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			store := &memStore{snap: c.snap, racing: c.racing}
+			st := selfState(cluster.RoleReplica, true, false, true, 0)
+			h := NewHandler(fakeSource{st}, Options{Logger: quietLogger(), Operator: NewOperator(store), Token: testToken})
+			rec := send(h, c.method, c.path, c.body, "Bearer "+testToken)
+			msg := errorOf(t, rec)
+			if rec.Code != http.StatusConflict || !strings.Contains(msg, c.has) {
+				t.Errorf("%d %q, want 409 saying %q", rec.Code, msg, c.has)
+			}
+			if strings.Contains(msg, "--") {
+				t.Errorf("error %q names a hamgrctl flag", msg)
+			}
+		})
+	}
+}
+
+// TestInAPIWords pins the rewriting of each hamgrctl phrase.
+func TestInAPIWords(t *testing.T) {
+	for in, want := range map[string]string{
+		"refused: --at 2026-03-04T05:06:07Z is in the past":                                "refused: scheduled_at 2026-03-04T05:06:07Z is in the past",
+		"if the primary is down use failover --to MEMBER":                                  `if the primary is down use POST /failover with {"to": MEMBER}`,
+		"failover needs --to MEMBER: the member to promote":                                "failover needs field to: the member to promote",
+		"cancel it first with switchover --cancel":                                         "cancel it first with DELETE /switchover",
+		"pg1 is a healthy primary (epoch 3); use switchover --to pg2 for a planned change": `pg1 is a healthy primary (epoch 3); use POST /switchover with {"to": "pg2"} for a planned change`,
+		"another request was written just now; run list to see it":                         "another request was written just now; hamgrctl list shows it",
+		"pg3 is not a running replica (role unknown, state stopped)":                       "pg3 is not a running replica (role unknown, state stopped)",
+	} {
+		if got := inAPIWords(in); got != want {
+			t.Errorf("inAPIWords(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

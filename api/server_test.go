@@ -66,6 +66,8 @@ func TestServerOverHTTP(t *testing.T) {
 		{"GET", "/replica", 503}, {"HEAD", "/replica", 503}, {"OPTIONS", "/replica", 503},
 		{"OPTIONS", "/replica?lag=16MB", 503}, {"OPTIONS", "/replica?lag=sixteen", 400},
 		{"POST", "/primary", 405}, {"GET", "/cluster", 200},
+		{"OPTIONS", "/", 200}, {"HEAD", "/", 200}, {"HEAD", "/async", 503}, {"GET", "/liveness", 200},
+		{"GET", "/standby-leader", 503}, {"OPTIONS", "/replica?lag=1TB", 503},
 	} {
 		req, _ := http.NewRequest(c.method, base+c.path, nil)
 		resp, err := http.DefaultClient.Do(req)
@@ -207,6 +209,44 @@ func TestListenTLS(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode == 200 {
 			t.Error("plain HTTP answered 200 on the TLS port")
+		}
+	}
+}
+
+// TestBareHTTPCheck sends the request HAProxy's bare "option httpchk" sends
+// (OPTIONS / HTTP/1.0, no headers) over TCP: 200 from the primary only.
+func TestBareHTTPCheck(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		st   State
+		want string
+	}{
+		{"primary", selfState(cluster.RolePrimary, true, true, false, 0), "HTTP/1.0 200 OK"},
+		{"replica", selfState(cluster.RoleReplica, true, false, true, 0), "HTTP/1.0 503 Service Unavailable"},
+		{"primary without the key", selfState(cluster.RolePrimary, true, false, false, 0), "HTTP/1.0 503 Service Unavailable"},
+	} {
+		s, err := Listen("127.0.0.1:0", newTestHandler(c.st))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := serve(t, s)
+		conn, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "OPTIONS / HTTP/1.0\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		// HTTP/1.0 without keep-alive: the server closes after answering.
+		b, err := io.ReadAll(conn)
+		conn.Close()
+		stop()
+		if err != nil {
+			t.Fatalf("%s: read answer: %v", c.name, err)
+		}
+		if line, _, _ := strings.Cut(string(b), "\r\n"); line != c.want {
+			t.Errorf("%s: status line %q, want %q", c.name, line, c.want)
 		}
 	}
 }

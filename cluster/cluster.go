@@ -95,12 +95,20 @@ type Position struct {
 	Timeline uint32 `json:"timeline"`
 }
 
-// Tags are per-member flags that steer elections.
+// Tags are per-member flags that steer elections and load balancing.
 type Tags struct {
 	// NoFailover keeps the member from ever being elected.
 	NoFailover bool `json:"nofailover,omitempty"`
+	// NoLoadBalance keeps the member out of read pools: its API's replica
+	// checks (/replica, /read-only on a replica, /async, /sync, ...) never
+	// answer 200. It does not affect elections.
+	NoLoadBalance bool `json:"noloadbalance,omitempty"`
 	// Priority breaks ties between equally advanced candidates: higher wins.
 	Priority int `json:"priority"`
+	// Custom are the operator's own key/value tags (a data center, a rack),
+	// matched by the API's ?tag_KEY=VALUE filters; hamgr attaches no other
+	// meaning to them. Nil when there are none.
+	Custom map[string]string `json:"custom,omitempty"`
 }
 
 // MemberState is a short machine-readable word for what the agent is doing
@@ -147,6 +155,10 @@ type Member struct {
 	ConnHost string `json:"conn_host"`
 	ConnPort int    `json:"conn_port"`
 	Tags     Tags   `json:"tags"`
+	// Diverged is true when the engine reports that this replica's history
+	// diverged from its upstream's (it holds WAL the leader lacks): it must
+	// be rewound or re-cloned and is never a healthy replica.
+	Diverged bool `json:"diverged,omitempty"`
 	// MeasuredAfterLossOf is the epoch of the leadership whose loss this
 	// record's position was measured after; 0 outside elections. Candidates
 	// compare only positions measured after the same loss.

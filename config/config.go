@@ -234,13 +234,22 @@ type Timing struct {
 	MaximumLagOnFailover ByteSize `yaml:"maximum_lag_on_failover"`
 }
 
-// Tags are this member's election tags.
+// Tags are this member's election and load-balancing tags.
 type Tags struct {
 	// NoFailover keeps this member from ever being promoted.
 	NoFailover bool `yaml:"nofailover"`
+	// NoLoadBalance keeps this member out of read pools: the API's replica
+	// checks never answer 200 for it. Default false.
+	NoLoadBalance bool `yaml:"noloadbalance"`
 	// Priority breaks ties between equally advanced candidates, higher wins.
 	// Default 1; must be >= 0. A pointer so that an explicit 0 is kept.
 	Priority *int `yaml:"priority"`
+	// Custom are the operator's own tags, names to values (a data center,
+	// a rack), matched by the API's ?tag_NAME=VALUE filters. Names are
+	// letters, digits, '_', '-' and '.', and may not be one of the keys
+	// above; values are strings (a YAML number or boolean is kept as
+	// written).
+	Custom map[string]string `yaml:"custom"`
 }
 
 // Cluster returns the tags as published in the member record.
@@ -249,7 +258,14 @@ func (t Tags) Cluster() cluster.Tags {
 	if t.Priority != nil {
 		p = *t.Priority
 	}
-	return cluster.Tags{NoFailover: t.NoFailover, Priority: p}
+	ct := cluster.Tags{NoFailover: t.NoFailover, NoLoadBalance: t.NoLoadBalance, Priority: p}
+	if len(t.Custom) > 0 {
+		ct.Custom = make(map[string]string, len(t.Custom))
+		for k, v := range t.Custom {
+			ct.Custom[k] = v
+		}
+	}
+	return ct
 }
 
 // Log configures the agent's logging.

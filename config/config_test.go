@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hamgr/hamgr/cluster"
 )
 
 // minimal is the smallest valid configuration.
@@ -93,6 +95,33 @@ tags:
 	}
 	if *c.Tags.Priority != 0 || c.Tags.Cluster().Priority != 0 {
 		t.Errorf("priority = %d, want 0", *c.Tags.Priority)
+	}
+}
+
+func TestTags(t *testing.T) {
+	c := mustParse(t, minimal+`
+tags:
+  nofailover: true
+  noloadbalance: true
+  priority: 3
+  custom:
+    dc: east
+    rack: 12
+    ssd: true
+    empty: ""
+`)
+	got := c.Tags.Cluster()
+	want := cluster.Tags{NoFailover: true, NoLoadBalance: true, Priority: 3,
+		Custom: map[string]string{"dc": "east", "rack": "12", "ssd": "true", "empty": ""}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Tags.Cluster() = %+v, want %+v", got, want)
+	}
+	got.Custom["dc"] = "west"
+	if c.Tags.Custom["dc"] != "east" {
+		t.Error("Tags.Cluster() shares its Custom map with the config")
+	}
+	if d := Default().Tags.Cluster(); d.NoLoadBalance || d.Custom != nil {
+		t.Errorf("default tags %+v: want noloadbalance false and no custom tags", d)
 	}
 }
 
@@ -183,6 +212,15 @@ etcd: {endpoints: ["http://e:2379"]}`, true, []string{"postgresql.data_dir: requ
 		{"primary_start_timeout zero", "timing: {primary_start_timeout: 0s}\n", false, []string{"timing.primary_start_timeout: 0s must be greater than 0"}},
 		{"negative lag", "timing: {maximum_lag_on_failover: -1}\n", false, []string{"timing.maximum_lag_on_failover: -1 must not be negative"}},
 		{"negative priority", "tags: {priority: -1}\n", false, []string{"tags.priority: -1 must be 0 or greater"}},
+		{"custom tag at the top of tags", "tags: {dc: east}\n", false,
+			[]string{`unknown key "dc" in tags (known: nofailover, noloadbalance, priority, custom); your own tags go under tags.custom`}},
+		{"typo of a built-in tag", "tags: {noloadbalanse: true}\n", false, []string{`unknown key "noloadbalanse" in tags`, `did you mean "noloadbalance"?`}},
+		{"built-in tag under custom", "tags: {custom: {nofailover: 'true', priority: '2'}}\n", false,
+			[]string{`tags.custom.nofailover: "nofailover" is a built-in tag: set it as tags.nofailover`, `tags.custom.priority: "priority" is a built-in tag`}},
+		{"custom tag name", "tags: {custom: {'data center': east}}\n", false, []string{`tags.custom.data center: "data center" is not a valid tag name`}},
+		{"custom tag value not a scalar", "tags: {custom: {dc: [east, west]}}\n", false, []string{"tags.custom.dc: a list where a single value is expected"}},
+		{"custom tags not a mapping", "tags: {custom: east}\n", false, []string{"tags.custom:"}},
+		{"noloadbalance not a bool", "tags: {noloadbalance: maybe}\n", false, []string{"tags.noloadbalance:", "want true or false"}},
 		{"log level", "log: {level: verbose}\n", false, []string{`log.level: "verbose" is not a level`}},
 		{"log format", "log: {format: xml}\n", false, []string{`log.format: "xml" is not a format`}},
 		{"prefix trailing slash", "etcd: {endpoints: [\"http://e:2379\"], prefix: /hamgr/}\n", false, []string{"etcd.prefix: \"/hamgr/\" must not end with"}},

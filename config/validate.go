@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -42,9 +43,7 @@ func (c *Config) Validate() error {
 	c.validateAPI(&p)
 	c.validatePostgreSQL(&p)
 	c.validateTiming(&p)
-	if c.Tags.Priority != nil && *c.Tags.Priority < 0 {
-		p.add("tags.priority", "%d must be 0 or greater (higher wins ties between candidates)", *c.Tags.Priority)
-	}
+	c.validateTags(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -56,6 +55,30 @@ func (c *Config) Validate() error {
 		p.add("log.format", "%q is not a format: want text or json", c.Log.Format)
 	}
 	return errors.Join(p...)
+}
+
+// tagNameRE is what a custom tag's name may be made of: characters that
+// need no escaping in a query parameter (?tag_NAME=VALUE).
+var tagNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,63}$`)
+
+func (c *Config) validateTags(p *problems) {
+	if c.Tags.Priority != nil && *c.Tags.Priority < 0 {
+		p.add("tags.priority", "%d must be 0 or greater (higher wins ties between candidates)", *c.Tags.Priority)
+	}
+	names := make([]string, 0, len(c.Tags.Custom))
+	for k := range c.Tags.Custom {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	builtin := knownKeys(reflect.TypeOf(Tags{}))
+	for _, k := range names {
+		switch {
+		case slices.Contains(builtin, k):
+			p.add("tags.custom."+k, "%q is a built-in tag: set it as tags.%s, not under tags.custom", k, k)
+		case !tagNameRE.MatchString(k):
+			p.add("tags.custom."+k, "%q is not a valid tag name: want 1-63 letters, digits, '_', '-' or '.'", k)
+		}
+	}
 }
 
 func checkName(p *problems, key, v string) {

@@ -14,6 +14,12 @@ var (
 	byteSizeType = reflect.TypeOf(ByteSize(0))
 )
 
+// unknownKeyHints adds advice to the error for an unknown key in a section
+// (by path) where a newcomer's key most likely belongs somewhere else.
+var unknownKeyHints = map[string]string{
+	"tags": "your own tags go under tags.custom, e.g. tags: {custom: {dc: east}}",
+}
+
 // checkNode walks a YAML node against the Go type it will be decoded into and
 // reports, with line and key path, every unknown key and every value that
 // cannot be decoded. yaml.v3's strict mode would catch the same problems, but
@@ -55,6 +61,8 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) []error {
 				k.Line, k.Value, where(path), strings.Join(knownKeys(t), ", "))
 			if s := suggest(k.Value, knownKeys(t)); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
+			} else if h := unknownKeyHints[path]; h != "" {
+				msg += "; " + h
 			}
 			errs = append(errs, fmt.Errorf("%s", msg))
 			continue

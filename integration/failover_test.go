@@ -141,7 +141,7 @@ func waitRejoinedOrStopped(t *testing.T, c *localcluster.Cluster, name string) {
 	t.Helper()
 	var last string
 	err := localcluster.WaitFor(ctxFor(t, 60*time.Second), func() bool {
-		code, _ := c.Node(name).Check(context.Background(), "/replica")
+		code, _ := c.Node(name).Check(context.Background(), "/replica?replication_state=streaming")
 		if code == 200 {
 			last = "streaming replica"
 			return true

@@ -614,8 +614,8 @@ func TestOldPrimaryRejoinsByRewind(t *testing.T) {
 	if !strings.Contains(rw, "rewind_required=true") {
 		t.Errorf("pg_rewind found nothing to rewind although %s had WAL %s never received: %s", old.Name, tl.New, rw)
 	}
-	if code, _ := old.Check(context.Background(), "/replica"); code != 200 {
-		t.Fatalf("%s /replica = %d", old.Name, code)
+	if code, _ := old.Check(context.Background(), "/replica?replication_state=streaming"); code != 200 {
+		t.Fatalf("%s /replica?replication_state=streaming = %d", old.Name, code)
 	}
 	waitRowCount(t, c, old, 1, 30*time.Second, "SELECT count(*) FROM diverge WHERE id = 2 AND src = 'new-primary'")
 	waitRowCount(t, c, old, 0, 5*time.Second, "SELECT count(*) FROM diverge WHERE src = 'old-only'")

@@ -53,7 +53,8 @@ type Options struct {
 	BinDir string
 	// Timing is the cluster's timing (default DefaultTiming).
 	Timing cluster.DynamicConfig
-	// Tags per member name (default: priority 1).
+	// Tags per member name (default: priority 1); noloadbalance and custom
+	// tags are written to the config too.
 	Tags map[string]cluster.Tags
 	// Parameters are extra PostgreSQL settings for every member.
 	Parameters map[string]string
@@ -291,9 +292,11 @@ func (c *Cluster) WaitLeader(ctx context.Context, except string) (*Node, error) 
 }
 
 // WaitHealthy waits until there is a leader and every other running member
-// answers /replica with 200 (streaming) and says so in its member record
-// (role replica, state running, position within maximum_lag_on_failover of
-// the leader's), which is what operator requests check.
+// answers /readiness with 200 (a replica that streams and has replayed to
+// within maximum_lag_on_failover; unlike /replica, whatever its tags) and
+// says so in its member record (role replica, state running, position
+// within maximum_lag_on_failover of the leader's), which is what operator
+// requests check.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
 	leader, err := c.WaitLeader(ctx, "")
 	if err != nil {
@@ -310,8 +313,8 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 			if n == leader || !n.AgentRunning() {
 				continue
 			}
-			if code, _ := n.Check(ctx, "/replica"); code != 200 {
-				pending = n.Name + " to answer /replica with 200"
+			if code, _ := n.Check(ctx, "/readiness"); code != 200 {
+				pending = n.Name + " to answer /readiness with 200"
 				return false
 			}
 			m := s.Member(n.Name)

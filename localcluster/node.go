@@ -3,10 +3,12 @@ package localcluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -92,7 +94,13 @@ func (n *Node) configYAML(superFile, replFile string) string {
 	fmt.Fprintf(&b, "timing:\n  ttl: %s\n  loop_wait: %s\n  retry_timeout: %s\n  primary_start_timeout: %s\n  maximum_lag_on_failover: %d\n",
 		time.Duration(t.TTL), time.Duration(t.LoopWait), time.Duration(t.RetryTimeout),
 		time.Duration(t.PrimaryStartTimeout), t.MaximumLagOnFailover)
-	fmt.Fprintf(&b, "tags:\n  nofailover: %t\n  priority: %d\n", tags.NoFailover, prio)
+	fmt.Fprintf(&b, "tags:\n  nofailover: %t\n  noloadbalance: %t\n  priority: %d\n", tags.NoFailover, tags.NoLoadBalance, prio)
+	if len(tags.Custom) > 0 {
+		b.WriteString("  custom:\n")
+		for _, k := range slices.Sorted(maps.Keys(tags.Custom)) {
+			fmt.Fprintf(&b, "    %s: %q\n", k, tags.Custom[k])
+		}
+	}
 	b.WriteString("log:\n  level: info\n")
 	return b.String()
 }
