@@ -167,10 +167,6 @@ type Member struct {
 	// stream (replicas; nil when it never had one): the evidence the
 	// liveness rule reads when the old primary does not answer.
 	WAL *WALStream `json:"wal_stream,omitempty"`
-	// Diverged is true when the engine reports that this replica's history
-	// diverged from its upstream's (it holds WAL the leader lacks): it
-	// must be rewound or re-cloned and is never a healthy replica.
-	Diverged bool `json:"diverged,omitempty"`
 	// UpdatedAt is the agent's wall clock at publication, for humans only.
 	UpdatedAt time.Time `json:"updated_at"`
 }
