@@ -217,20 +217,24 @@ func (u User) Password() (string, error) {
 	return pw, nil
 }
 
-// Timing holds the failover timings. See the package documentation for the
-// rules and the "fast profile".
+// Timing holds the failover timings. Validate checks them with the
+// dynamic configuration's rules (cluster.DynamicConfig.Validate); see the
+// package documentation and the fast profile.
 type Timing struct {
-	// TTL is the leader lease. Default 10s.
+	// TTL is the leader lease. Default 10s; whole seconds, 3s to 10m, and
+	// greater than LoopWait + RetryTimeout.
 	TTL Duration `yaml:"ttl"`
-	// LoopWait is the pause between two runs of the agent's loop. Default 2s.
+	// LoopWait is the pause between two runs of the agent's loop. Default
+	// 2s; whole seconds, 1s to 1m.
 	LoopWait Duration `yaml:"loop_wait"`
-	// RetryTimeout bounds retrying store and database operations. Default 5s.
+	// RetryTimeout bounds retrying store and database operations. Default
+	// 5s; whole seconds, 1s to 5m.
 	RetryTimeout Duration `yaml:"retry_timeout"`
 	// PrimaryStartTimeout is how long a failed primary may take to restart
-	// before failover. Default 30s.
+	// before failover. Default 30s; whole seconds, 0 to 1h.
 	PrimaryStartTimeout Duration `yaml:"primary_start_timeout"`
 	// MaximumLagOnFailover is how far behind (in bytes) a replica may be and
-	// still be promoted. Default 1MB.
+	// still be promoted. Default 1MB; 0 to 1TB.
 	MaximumLagOnFailover ByteSize `yaml:"maximum_lag_on_failover"`
 }
 
