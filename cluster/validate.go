@@ -116,7 +116,7 @@ func (c DynamicConfig) Problems() []*ConfigError {
 	}
 	ttl, lw, rt := time.Duration(c.TTL), time.Duration(c.LoopWait), time.Duration(c.RetryTimeout)
 	ttlErr := checkSeconds("ttl", ttl, MinTTL, MaxTTL,
-		"a shorter lease cannot outlast loop_wait + retry_timeout (each at least 1s)",
+		"a shorter lease cannot outlast loop_wait + retry_timeout, each at least 1s",
 		"a longer ttl delays failover after a node crash by that long; typical values are 5s to 30s")
 	lwErr := checkSeconds("loop_wait", lw, MinLoopWait, MaxLoopWait,
 		"a shorter loop_wait makes every agent query and write etcd continuously",
