@@ -95,9 +95,10 @@ func (e Etcd) ClientEndpoints() []string {
 	return e.Endpoints
 }
 
-// Password reads the etcd password from PasswordFile; "" if none is set.
+// Password reads the etcd password from PasswordFile with ReadPassword
+// (a file other users may read or write is refused); "" if none is set.
 func (e Etcd) Password() (string, error) {
-	return User{Username: e.Username, PasswordFile: e.PasswordFile}.Password()
+	return ReadPassword("etcd.password_file", e.PasswordFile)
 }
 
 // EmbeddedEtcd configures a single-member etcd server run inside the agent.
@@ -200,21 +201,12 @@ type User struct {
 	PasswordFile string `yaml:"password_file"`
 }
 
-// Password reads PasswordFile and returns its contents without the trailing
-// newline, or "" if no file is set. Errors name the file, never its contents.
+// Password reads PasswordFile with ReadPassword, naming it "password_file"
+// in errors: its contents without the trailing newline, or "" if no file is
+// set. PostgreSQL.SuperuserPassword and ReplicationPassword name the full
+// key. Errors name the file, never its contents.
 func (u User) Password() (string, error) {
-	if u.PasswordFile == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(u.PasswordFile)
-	if err != nil {
-		return "", fmt.Errorf("read password file: %w", err)
-	}
-	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("password file %s is empty", u.PasswordFile)
-	}
-	return pw, nil
+	return ReadPassword("password_file", u.PasswordFile)
 }
 
 // Timing holds the failover timings. Validate checks them with the

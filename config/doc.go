@@ -19,8 +19,15 @@
 // tools that merely read the file on another host need not.
 //
 // Secrets are never stored in a [Config]: it holds only the names of password
-// and token files. [User.Password] reads a password when it is needed, and no
-// error or String output of this package includes a file's contents.
+// and token files. [ReadPassword] (behind [Etcd.Password],
+// [PostgreSQL.SuperuserPassword], [PostgreSQL.ReplicationPassword]) and
+// [API.Token] read a secret when it is needed, and refuse a file that other
+// users may read or write (o+r or o+w), naming the key, the file, its mode
+// and "chmod 600 FILE". [Config.CheckSecrets], run once at the agent's start,
+// does the same for every secret file at once and logs a warning for one
+// that its group may read, and for a TLS private key (key_file) that anyone
+// but its owner may read (keys are warned about, never refused). No error,
+// log line or String output of this package includes a file's contents.
 //
 // # Timing
 //

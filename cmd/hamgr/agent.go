@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -46,9 +45,13 @@ agent adopts it. See examples/hamgr.yml for every setting.`,
 			if err := cfg.CheckPaths(); err != nil {
 				return err
 			}
+			log := newLogger(cfg.Log)
+			if err := cfg.CheckSecrets(log); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return runAgent(ctx, cfg, newLogger(cfg.Log))
+			return runAgent(ctx, cfg, log)
 		},
 	}
 	c.Flags().StringVarP(&path, "config", "c", "", "path of the agent's YAML config file")
@@ -96,11 +99,11 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer store.Close()
 
 	pgc := cfg.PostgreSQL
-	superPass, err := pgc.Superuser.Password()
+	superPass, err := pgc.SuperuserPassword()
 	if err != nil {
 		return err
 	}
-	replPass, err := pgc.Replication.Password()
+	replPass, err := pgc.ReplicationPassword()
 	if err != nil {
 		return err
 	}
@@ -158,24 +161,18 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 }
 
 // readAPIToken returns the bearer token of the API's operator endpoints
-// from a.TokenFile, without surrounding whitespace; "" (endpoints disabled)
-// when no file is configured. An empty file is an error. The token itself
-// is never logged.
+// (config.API.Token: a file other users may read or write is refused, an
+// empty one too); "" (endpoints disabled) when no file is configured. The
+// token itself is never logged; CheckSecrets has already warned about a
+// group-readable file.
 func readAPIToken(a config.API, log *slog.Logger) (string, error) {
 	if a.TokenFile == "" {
 		log.Info("api operator endpoints disabled: api.token_file is not set")
 		return "", nil
 	}
-	b, err := os.ReadFile(a.TokenFile)
+	token, err := a.Token()
 	if err != nil {
-		return "", fmt.Errorf("api.token_file: %w", err)
-	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		return "", fmt.Errorf("api.token_file %s is empty: write the bearer token into it, or remove api.token_file to disable the operator endpoints", a.TokenFile)
-	}
-	if fi, err := os.Stat(a.TokenFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn("api.token_file is accessible to group or others; chmod 600 it", "file", a.TokenFile, "mode", fi.Mode().Perm().String())
+		return "", err
 	}
 	host, _, _ := net.SplitHostPort(a.Listen)
 	if ip := net.ParseIP(host); !a.TLS.Enabled() && host != "localhost" && (ip == nil || !ip.IsLoopback()) {

@@ -160,7 +160,11 @@ func (a *app) open() (*etcd.Store, error) {
 	}
 	var password string
 	if t.Username != "" {
-		if password, err = (config.User{Username: t.Username, PasswordFile: t.PasswordFile}).Password(); err != nil {
+		key := "etcd.password_file"
+		if a.conn.changed("etcd-password-file") {
+			key = "--etcd-password-file"
+		}
+		if password, err = config.ReadPassword(key, t.PasswordFile); err != nil {
 			return nil, fmt.Errorf("etcd password: %w", err)
 		}
 	}

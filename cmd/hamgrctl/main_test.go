@@ -324,3 +324,20 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// An etcd password file other users can read is refused before anything
+// is sent, naming the flag, the file, its mode and the fix.
+func TestWorldReadablePasswordFile(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "etcd.pw")
+	if err := os.WriteFile(pw, []byte("s3cr3t\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(pw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "", false, "list", "--cluster", "c", "--etcd", "http://127.0.0.1:1", "--etcd-user", "u", "--etcd-password-file", pw)
+	want := "--etcd-password-file: " + pw + " has mode 0644 (-rw-r--r--): other users can read or change the secret in it; refusing to use it: chmod 600 " + pw
+	if code != 1 || !strings.Contains(stderr, want) || strings.Contains(stderr, "s3cr3t") {
+		t.Errorf("exit %d, %q; want exit 1 and %q", code, stderr, want)
+	}
+}
