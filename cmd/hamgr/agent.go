@@ -68,35 +68,11 @@ func newLogger(l config.Log) *slog.Logger {
 
 // runAgent wires the configured parts together and runs until ctx ends.
 func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	endpoints := cfg.Etcd.Endpoints
-	if e := cfg.Etcd.Embedded; e != nil {
-		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		srv, err := etcdembed.Start(sctx, etcdembed.Options{Dir: e.Dir, ClientURL: e.ClientURL, PeerURL: e.PeerURL})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("start embedded etcd in %s: %w", e.Dir, err)
-		}
-		defer srv.Close()
-		endpoints = srv.Endpoints()
-		log.Warn("using an embedded single-member etcd: fine for demos, not highly available", "endpoints", endpoints)
-	}
-	etcdPass, err := cfg.Etcd.Password()
+	store, closeStore, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	etcdTLS, err := cfg.Etcd.TLS.ClientConfig()
-	if err != nil {
-		return fmt.Errorf("etcd.tls: %w", err)
-	}
-	store, err := etcd.New(etcd.Options{
-		Endpoints: endpoints, Prefix: cfg.Etcd.Prefix, Cluster: cfg.Cluster,
-		DialTimeout: time.Duration(cfg.Etcd.DialTimeout), Username: cfg.Etcd.Username, Password: etcdPass,
-		TLS: etcdTLS, Logger: log,
-	})
-	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
-	}
-	defer store.Close()
+	defer closeStore()
 
 	pgc := cfg.PostgreSQL
 	superPass, err := pgc.SuperuserPassword()
@@ -158,6 +134,64 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	_ = srv.Shutdown(sctx)
 	log.Info("agent stopped; PostgreSQL is left as it is")
 	return err
+}
+
+// openStore starts the embedded etcd when configured, creates the store
+// client with the etcd password and TLS, and checks every endpoint once
+// (checkEtcd). The returned func closes the store and the embedded etcd.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*etcd.Store, func(), error) {
+	endpoints := cfg.Etcd.Endpoints
+	closeEmbedded := func() {}
+	if e := cfg.Etcd.Embedded; e != nil {
+		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		srv, err := etcdembed.Start(sctx, etcdembed.Options{Dir: e.Dir, ClientURL: e.ClientURL, PeerURL: e.PeerURL})
+		cancel()
+		if err != nil {
+			return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", e.Dir, err)
+		}
+		closeEmbedded = srv.Close
+		endpoints = srv.Endpoints()
+		log.Warn("using an embedded single-member etcd: fine for demos, not highly available", "endpoints", endpoints)
+	}
+	etcdPass, err := cfg.Etcd.Password()
+	if err != nil {
+		closeEmbedded()
+		return nil, nil, err
+	}
+	etcdTLS, err := cfg.Etcd.TLS.ClientConfig()
+	if err != nil {
+		closeEmbedded()
+		return nil, nil, fmt.Errorf("etcd.tls: %w", err)
+	}
+	store, err := etcd.New(etcd.Options{
+		Endpoints: endpoints, Prefix: cfg.Etcd.Prefix, Cluster: cfg.Cluster,
+		DialTimeout: time.Duration(cfg.Etcd.DialTimeout), Username: cfg.Etcd.Username, Password: etcdPass,
+		TLS: etcdTLS, Logger: log,
+	})
+	if err != nil {
+		closeEmbedded()
+		return nil, nil, fmt.Errorf("etcd client: %w", err)
+	}
+	checkEtcd(ctx, store, endpoints, log)
+	return store, func() { store.Close(); closeEmbedded() }, nil
+}
+
+// checkEtcd dials every etcd endpoint once (bounded by etcd.dial_timeout)
+// and logs, for each that cannot be reached, why. The agent starts all the
+// same: etcd may come up later, and every failing request says the same.
+func checkEtcd(ctx context.Context, store *etcd.Store, endpoints []string, log *slog.Logger) {
+	err := store.CheckEndpoints(ctx)
+	if err == nil {
+		log.Info("etcd endpoints reachable", "endpoints", endpoints)
+		return
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		log.Error("etcd endpoint unreachable at start; the agent keeps retrying", "err", e)
+	}
 }
 
 // readAPIToken returns the bearer token of the API's operator endpoints

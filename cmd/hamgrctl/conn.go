@@ -214,7 +214,9 @@ func (a *app) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, a.conn.timeout)
 }
 
-// storeErr rewords a deadline error so the user knows where it came from.
+// storeErr rewords a deadline error so the user knows where it came from;
+// the store's error goes on to say, for each endpoint, why it could not be
+// used (connection refused, no such host, TLS handshake, timeout).
 func (a *app) storeErr(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("etcd at %s did not answer within %v (--timeout): %w", strings.Join(a.target.Endpoints, ","), a.conn.timeout, err)

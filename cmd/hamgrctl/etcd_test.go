@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -77,4 +78,26 @@ func TestConfigSetAgainstEtcd(t *testing.T) {
 		got.RetryTimeout != cluster.Duration(time.Second) || got.PrimaryStartTimeout != 0 || !strings.Contains(out, "ttl: 3s") {
 		t.Errorf("after set: %+v\n%s", got, out)
 	}
+}
+
+// hamgrctl against a closed loopback port says which endpoint it tried
+// and why it failed, not only "context deadline exceeded".
+func TestUnreachableEtcdNamed(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ep := "http://" + addr
+	code, _, stderr := runCLI(t, "", false, "list", "--cluster", "c", "--etcd", ep, "--timeout", "1s")
+	for _, want := range []string{
+		"etcd at " + ep + " did not answer within 1s (--timeout)",
+		ep + ": dial tcp " + addr + ": connect: connection refused (nothing listens there: is etcd running, and is this its client port?)",
+	} {
+		if code != 1 || !strings.Contains(stderr, want) {
+			t.Errorf("list against a closed port: exit %d, %q; want %q", code, stderr, want)
+		}
+	}
+	t.Logf("%s", stderr)
 }
