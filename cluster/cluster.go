@@ -417,28 +417,6 @@ func (s *SyncState) Has(name string) bool {
 	return false
 }
 
-// Validate reports the first impossible combination of timings.
-func (c DynamicConfig) Validate() error {
-	ttl, lw, rt := time.Duration(c.TTL), time.Duration(c.LoopWait), time.Duration(c.RetryTimeout)
-	switch {
-	case lw <= 0:
-		return fmt.Errorf("loop_wait %v: must be positive", lw)
-	case rt <= 0:
-		return fmt.Errorf("retry_timeout %v: must be positive", rt)
-	case ttl <= lw+rt:
-		return fmt.Errorf("ttl %v must be greater than loop_wait + retry_timeout (%v + %v = %v): a leader must notice it cannot renew and demote itself before its lease runs out", ttl, lw, rt, lw+rt)
-	case time.Duration(c.PrimaryStartTimeout) < 0:
-		return fmt.Errorf("primary_start_timeout %v: must not be negative", time.Duration(c.PrimaryStartTimeout))
-	case c.MaximumLagOnFailover < 0:
-		return fmt.Errorf("maximum_lag_on_failover %d: must not be negative", c.MaximumLagOnFailover)
-	case c.SynchronousMode != "" && c.SynchronousMode != SyncOff && !c.SynchronousMode.Enabled():
-		return fmt.Errorf("synchronous_mode %q: must be off, on or strict", c.SynchronousMode)
-	case c.SynchronousNodeCount < 0 || c.SynchronousNodeCount > 16:
-		return fmt.Errorf("synchronous_node_count %d: must be between 1 and 16", c.SynchronousNodeCount)
-	}
-	return nil
-}
-
 // HistoryEntry records one change of leadership.
 type HistoryEntry struct {
 	Epoch       Epoch    `json:"epoch"`

@@ -95,9 +95,10 @@ func (e Etcd) ClientEndpoints() []string {
 	return e.Endpoints
 }
 
-// Password reads the etcd password from PasswordFile; "" if none is set.
+// Password reads the etcd password from PasswordFile with ReadPassword
+// (a file other users may read or write is refused); "" if none is set.
 func (e Etcd) Password() (string, error) {
-	return User{Username: e.Username, PasswordFile: e.PasswordFile}.Password()
+	return ReadPassword("etcd.password_file", e.PasswordFile)
 }
 
 // EmbeddedEtcd configures a single-member etcd server run inside the agent.
@@ -200,37 +201,32 @@ type User struct {
 	PasswordFile string `yaml:"password_file"`
 }
 
-// Password reads PasswordFile and returns its contents without the trailing
-// newline, or "" if no file is set. Errors name the file, never its contents.
+// Password reads PasswordFile with ReadPassword, naming it "password_file"
+// in errors: its contents without the trailing newline, or "" if no file is
+// set. PostgreSQL.SuperuserPassword and ReplicationPassword name the full
+// key. Errors name the file, never its contents.
 func (u User) Password() (string, error) {
-	if u.PasswordFile == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(u.PasswordFile)
-	if err != nil {
-		return "", fmt.Errorf("read password file: %w", err)
-	}
-	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("password file %s is empty", u.PasswordFile)
-	}
-	return pw, nil
+	return ReadPassword("password_file", u.PasswordFile)
 }
 
-// Timing holds the failover timings. See the package documentation for the
-// rules and the "fast profile".
+// Timing holds the failover timings. Validate checks them with the
+// dynamic configuration's rules (cluster.DynamicConfig.Validate); see the
+// package documentation and the fast profile.
 type Timing struct {
-	// TTL is the leader lease. Default 10s.
+	// TTL is the leader lease. Default 10s; whole seconds, 3s to 10m, and
+	// greater than LoopWait + RetryTimeout.
 	TTL Duration `yaml:"ttl"`
-	// LoopWait is the pause between two runs of the agent's loop. Default 2s.
+	// LoopWait is the pause between two runs of the agent's loop. Default
+	// 2s; whole seconds, 1s to 1m.
 	LoopWait Duration `yaml:"loop_wait"`
-	// RetryTimeout bounds retrying store and database operations. Default 5s.
+	// RetryTimeout bounds retrying store and database operations. Default
+	// 5s; whole seconds, 1s to 5m.
 	RetryTimeout Duration `yaml:"retry_timeout"`
 	// PrimaryStartTimeout is how long a failed primary may take to restart
-	// before failover. Default 30s.
+	// before failover. Default 30s; whole seconds, 0 to 1h.
 	PrimaryStartTimeout Duration `yaml:"primary_start_timeout"`
 	// MaximumLagOnFailover is how far behind (in bytes) a replica may be and
-	// still be promoted. Default 1MB.
+	// still be promoted. Default 1MB; 0 to 1TB.
 	MaximumLagOnFailover ByteSize `yaml:"maximum_lag_on_failover"`
 }
 

@@ -201,16 +201,6 @@ etcd: {endpoints: ["http://e:2379"]}`, true, []string{"postgresql.data_dir: requ
 			[]string{"postgresql.connect_host: required because postgresql.listen_host \"0.0.0.0\""}},
 		{"star listen needs connect_host", "postgresql: {data_dir: /d, listen_host: '*', replication: {password_file: /pw}}\n", false,
 			[]string{"postgresql.connect_host: required"}},
-		{"ttl too short for loop", "timing: {ttl: 6s}\n", false,
-			[]string{"timing.ttl: 6s must be greater than timing.loop_wait + timing.retry_timeout (2s + 5s = 7s): the leader must notice"}},
-		{"ttl equal to sum", "timing: {ttl: 7s}\n", false, []string{"timing.ttl: 7s must be greater than"}},
-		{"ttl below etcd minimum", "timing: {ttl: 1s, loop_wait: 200ms, retry_timeout: 300ms}\n", false,
-			[]string{"timing.ttl: 1s must be at least 2s"}},
-		{"ttl fractional", "timing: {ttl: 10500ms}\n", false, []string{"timing.ttl: 10.5s must be a whole number of seconds"}},
-		{"loop_wait too small", "timing: {loop_wait: 50ms}\n", false, []string{"timing.loop_wait: 50ms must be at least 100ms"}},
-		{"retry_timeout zero", "timing: {retry_timeout: 0}\n", false, []string{"timing.retry_timeout: 0s must be greater than 0"}},
-		{"primary_start_timeout zero", "timing: {primary_start_timeout: 0s}\n", false, []string{"timing.primary_start_timeout: 0s must be greater than 0"}},
-		{"negative lag", "timing: {maximum_lag_on_failover: -1}\n", false, []string{"timing.maximum_lag_on_failover: -1 must not be negative"}},
 		{"negative priority", "tags: {priority: -1}\n", false, []string{"tags.priority: -1 must be 0 or greater"}},
 		{"custom tag at the top of tags", "tags: {dc: east}\n", false,
 			[]string{`unknown key "dc" in tags (known: nofailover, noloadbalance, priority, custom); your own tags go under tags.custom`}},
@@ -344,6 +334,58 @@ func TestFastProfile(t *testing.T) {
 	c := mustParse(t, minimal+"timing: {ttl: 5s, loop_wait: 1s, retry_timeout: 3s}\n")
 	if time.Duration(c.Timing.TTL) != 5*time.Second {
 		t.Errorf("ttl = %v", c.Timing.TTL)
+	}
+}
+
+// The timing section obeys the dynamic configuration's rules
+// (cluster.DynamicConfig.Validate), each problem named by its file key.
+func TestTimingRules(t *testing.T) {
+	valid := []string{
+		"{}", // the defaults: 10s, 2s, 5s, 30s, 1MB
+		"{ttl: 5s, loop_wait: 1s, retry_timeout: 3s, primary_start_timeout: 10s}", // the fast profile
+		"{ttl: 3s, loop_wait: 1s, retry_timeout: 1s}",
+		"{ttl: 10m, loop_wait: 1m, retry_timeout: 5m}",
+		"{ttl: 600, loop_wait: 60, retry_timeout: 300}",
+		"{primary_start_timeout: 0}",
+		"{primary_start_timeout: 1h}",
+		"{maximum_lag_on_failover: 0}",
+		"{maximum_lag_on_failover: 1TB}",
+	}
+	for _, v := range valid {
+		if _, err := Parse([]byte(merged(t, minimal, "timing: "+v+"\n"))); err != nil {
+			t.Errorf("timing %s: %v", v, err)
+		}
+	}
+	invalid := []struct{ yaml, want string }{
+		{"{ttl: 100000h}", "timing.ttl 100000h: must be at most 10m (a longer ttl delays failover after a node crash by that long"},
+		{"{ttl: 10h}", "timing.ttl 10h: must be at most 10m (a longer ttl delays failover after a node crash by that long; typical values are 5s to 30s; did you mean 10s?)"},
+		{"{ttl: 601}", "timing.ttl 10m1s: must be at most 10m"},
+		{"{ttl: 10500ms}", "timing.ttl 10.5s: must be a whole number of seconds, from 3s to 10m"},
+		{"{ttl: 2s, loop_wait: 1s, retry_timeout: 1s}", "timing.ttl 2s: must be at least 3s"},
+		{"{ttl: 6s}", "timing.ttl 6s: must be greater than loop_wait + retry_timeout (2s + 5s = 7s): a leader must notice it cannot renew and demote itself before its lease runs out; raise ttl to 8s or more"},
+		{"{ttl: 7s}", "timing.ttl 7s: must be greater than loop_wait + retry_timeout"},
+		{"{loop_wait: 1ns}", "timing.loop_wait 1ns: must be at least 1s (a shorter loop_wait makes every agent query and write etcd continuously)"},
+		{"{loop_wait: 500ms}", "timing.loop_wait 500ms: must be at least 1s"},
+		{"{loop_wait: 1500ms}", "timing.loop_wait 1.5s: must be a whole number of seconds, from 1s to 1m"},
+		{"{ttl: 10m, loop_wait: 61s}", "timing.loop_wait 1m1s: must be at most 1m"},
+		{"{retry_timeout: 0}", "timing.retry_timeout 0s: must be at least 1s"},
+		{"{ttl: 10m, retry_timeout: 301}", "timing.retry_timeout 5m1s: must be at most 5m"},
+		{"{primary_start_timeout: -1s}", "timing.primary_start_timeout -1s: must be at least 0s"},
+		{"{primary_start_timeout: 3601}", "timing.primary_start_timeout 1h0m1s: must be at most 1h"},
+		{"{primary_start_timeout: 1.5s}", "timing.primary_start_timeout 1.5s: must be a whole number of seconds"},
+		{"{maximum_lag_on_failover: -1}", "timing.maximum_lag_on_failover -1: must be from 0 to 1TB"},
+		{"{maximum_lag_on_failover: 2TB}", "timing.maximum_lag_on_failover 2199023255552 (2TB): must be from 0 to 1TB"},
+	}
+	for _, tt := range invalid {
+		_, err := Parse([]byte(merged(t, minimal, "timing: "+tt.yaml+"\n")))
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("timing %s:\n got %v\nwant one problem starting %q", tt.yaml, err, tt.want)
+			continue
+		}
+		var ce *cluster.ConfigError
+		if !errors.As(err, &ce) || !strings.HasPrefix(tt.want, "timing."+ce.Key+" ") {
+			t.Errorf("timing %s: %v does not carry the cluster rule's key", tt.yaml, err)
+		}
 	}
 }
 

@@ -19,22 +19,33 @@
 // tools that merely read the file on another host need not.
 //
 // Secrets are never stored in a [Config]: it holds only the names of password
-// and token files. [User.Password] reads a password when it is needed, and no
-// error or String output of this package includes a file's contents.
+// and token files. [ReadPassword] (behind [Etcd.Password],
+// [PostgreSQL.SuperuserPassword], [PostgreSQL.ReplicationPassword]) and
+// [API.Token] read a secret when it is needed, and refuse a file that other
+// users may read or write (o+r or o+w), naming the key, the file, its mode
+// and "chmod 600 FILE". [Config.CheckSecrets], run once at the agent's start,
+// does the same for every secret file at once and logs a warning for one
+// that its group may read, and for a TLS private key (key_file) that anyone
+// but its owner may read (keys are warned about, never refused). No error,
+// log line or String output of this package includes a file's contents.
 //
 // # Timing
 //
 // The timing section becomes the cluster-wide dynamic configuration
 // ([Config.Dynamic], [cluster.DynamicConfig]) when this agent bootstraps the
-// cluster. The rules are:
+// cluster, and is checked by the same function that checks the dynamic
+// configuration in etcd ([cluster.DynamicConfig.Validate]), so a file and a
+// hamgrctl config set can never disagree. The rules:
 //
+//   - ttl, loop_wait, retry_timeout and primary_start_timeout are whole
+//     seconds;
+//   - ttl is 3s to 10m, loop_wait 1s to 1m, retry_timeout 1s to 5m,
+//     primary_start_timeout 0 to 1h, maximum_lag_on_failover 0 to 1TB;
 //   - ttl (leader lease) must exceed loop_wait + retry_timeout, so that a
 //     leader that can no longer renew its lease notices and demotes itself
-//     before the lease expires and another member may be promoted;
-//   - ttl is at least 2s and a whole number of seconds (etcd leases have
-//     one-second granularity and a minimum);
-//   - loop_wait is at least 100ms;
-//   - retry_timeout and primary_start_timeout are positive.
+//     before the lease expires and another member may be promoted.
+//
+// The limits' comments in package cluster argue each bound.
 //
 // The defaults (ttl 10s, loop_wait 2s, retry_timeout 5s) detect a failed
 // primary within about 10-12 seconds. The "fast profile" halves that at the

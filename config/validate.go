@@ -11,15 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
-)
-
-// Limits enforced by Validate.
-const (
-	// MinTTL is etcd's minimum lease TTL.
-	MinTTL = 2 * time.Second
-	// MinLoopWait keeps the agent from spinning.
-	MinLoopWait = 100 * time.Millisecond
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
@@ -292,36 +283,12 @@ func (c *Config) validatePostgreSQL(p *problems) {
 
 var paramRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 
+// validateTiming applies the rules of the dynamic configuration
+// (cluster.DynamicConfig.Validate, the same rules hamgrctl, the API and
+// every agent apply to the config in etcd) to the timing section, each
+// problem named by its key in the file, timing.KEY.
 func (c *Config) validateTiming(p *problems) {
-	t := c.Timing
-	ttl, lw, rt := time.Duration(t.TTL), time.Duration(t.LoopWait), time.Duration(t.RetryTimeout)
-	n := len(*p)
-	if lw < MinLoopWait {
-		p.add("timing.loop_wait", "%v must be at least %v", lw, MinLoopWait)
-	}
-	if rt <= 0 {
-		p.add("timing.retry_timeout", "%v must be greater than 0", rt)
-	}
-	switch {
-	case ttl < MinTTL:
-		p.add("timing.ttl", "%v must be at least %v (etcd's minimum lease)", ttl, MinTTL)
-	case ttl%time.Second != 0:
-		p.add("timing.ttl", "%v must be a whole number of seconds (etcd leases have one-second granularity)", ttl)
-	}
-	if ttl <= lw+rt {
-		p.add("timing.ttl", "%v must be greater than timing.loop_wait + timing.retry_timeout (%v + %v = %v): the leader must notice it cannot renew and demote itself before its lease expires", ttl, lw, rt, lw+rt)
-	}
-	if t.PrimaryStartTimeout <= 0 {
-		p.add("timing.primary_start_timeout", "%v must be greater than 0", t.PrimaryStartTimeout)
-	}
-	if t.MaximumLagOnFailover < 0 {
-		p.add("timing.maximum_lag_on_failover", "%d must not be negative", int64(t.MaximumLagOnFailover))
-	}
-	// The cluster package's rules are the ones every agent applies to the
-	// dynamic configuration; they must never reject what passed here.
-	if len(*p) == n {
-		if err := c.Dynamic().Validate(); err != nil {
-			p.add("timing", "%v", err)
-		}
+	for _, e := range c.Dynamic().Problems() {
+		*p = append(*p, fmt.Errorf("timing.%w", e))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -192,20 +193,24 @@ var ConfigKeys = []string{"ttl", "loop_wait", "retry_timeout", "primary_start_ti
 	"synchronous_mode", "synchronous_node_count"}
 
 // SetConfig sets one dynamic config key from its text form, validates the
-// whole result and writes it; a bad value is refused with the key, the
-// value and what is allowed, and nothing is written.
+// whole result with cluster.DynamicConfig.Validate and writes it; a bad
+// value is refused with the key, the value, the allowed range and the fix,
+// and nothing is written (see Check). Pause and Resume use it too, so a
+// stored config that already breaks the rules must be fixed first: agents
+// ignore an invalid config, so writing paused into one would not pause them.
 func (o *Operator) SetConfig(ctx context.Context, key, value string) (cluster.DynamicConfig, error) {
 	c, err := o.Store.UpdateConfig(ctx, func(cur cluster.DynamicConfig) (cluster.DynamicConfig, error) {
-		if err := Apply(&cur, key, value); err != nil {
+		next := cur
+		if err := Apply(&next, key, value); err != nil {
 			return cur, err
 		}
-		if err := cur.Validate(); err != nil {
-			return cur, refuse("%s=%s: %v", key, value, err)
+		if err := Check(cur, next, key+"="+value); err != nil {
+			return cur, err
 		}
-		return cur, nil
+		return next, nil
 	})
 	if errors.Is(err, dcs.ErrNoConfig) {
-		return c, refuse("%v", err)
+		return c, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	if err != nil && !errors.Is(err, ErrRefused) {
 		return c, fmt.Errorf("write config: %w", err)
@@ -213,19 +218,53 @@ func (o *Operator) SetConfig(ctx context.Context, key, value string) (cluster.Dy
 	return c, err
 }
 
-// Apply sets key in c from its text form.
+// Check validates next, the stored config cur with the change described
+// by what ("ttl=10h loop_wait=1s") applied, with cluster.DynamicConfig's
+// rules. It returns nil or an ErrRefused error listing each broken rule
+// (key, value, range, fix); rules that cur already broke and the change
+// left as they were are listed apart, as problems of the stored config to
+// fix in the same command. hamgrctl config set and edit, and SetConfig,
+// call it before they write.
+func Check(cur, next cluster.DynamicConfig, what string) error {
+	probs := next.Problems()
+	if len(probs) == 0 {
+		return nil
+	}
+	old := map[string]string{}
+	for _, p := range cur.Problems() {
+		old[p.Key] = p.Value
+	}
+	var mine, stored []string
+	for _, p := range probs {
+		if v, ok := old[p.Key]; ok && v == p.Value {
+			stored = append(stored, p.Error())
+		} else {
+			mine = append(mine, p.Error())
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: ", what)
+	if len(mine) > 0 {
+		b.WriteString(strings.Join(mine, "; "))
+	}
+	if len(stored) > 0 {
+		if len(mine) > 0 {
+			b.WriteString("; besides, ")
+		}
+		fmt.Fprintf(&b, "the config in etcd already breaks these rules (written by an older hamgr or by hand; agents ignore it and keep their previous config until it is fixed): %s; set these keys in the same command",
+			strings.Join(stored, "; "))
+	}
+	return refuse("%s", b.String())
+}
+
+// Apply sets key in c from its text form. It parses only (a Go duration or
+// whole seconds, a byte size, a bool, a word, a number); whether the value
+// is allowed is for cluster.DynamicConfig.Validate (see Check) to say.
 func Apply(c *cluster.DynamicConfig, key, value string) error {
 	dur := func(dst *cluster.Duration) error {
-		d, err := time.ParseDuration(value)
+		d, err := parseDuration(value)
 		if err != nil {
-			if n, err2 := strconv.Atoi(value); err2 == nil {
-				d = time.Duration(n) * time.Second
-			} else {
-				return refuse("%s=%q: not a duration; use a Go duration like 10s or 500ms, or whole seconds", key, value)
-			}
-		}
-		if d <= 0 {
-			return refuse("%s=%q: must be positive", key, value)
+			return refuse("%s=%q: %v", key, value, err)
 		}
 		*dst = cluster.Duration(d)
 		return nil
@@ -252,15 +291,13 @@ func Apply(c *cluster.DynamicConfig, key, value string) error {
 		}
 		c.Paused = b
 	case "synchronous_mode":
-		m := cluster.SyncMode(strings.ToLower(value))
-		if m != cluster.SyncOff && !m.Enabled() {
-			return refuse("%s=%q: want off, on or strict", key, value)
-		}
-		c.SynchronousMode = m
+		c.SynchronousMode = cluster.SyncMode(strings.ToLower(strings.TrimSpace(value)))
 	case "synchronous_node_count":
-		n, err := strconv.Atoi(value)
-		if err != nil || n < 1 || n > 16 {
-			return refuse("%s=%q: want a whole number from 1 to 16", key, value)
+		n, err := strconv.Atoi(strings.TrimSpace(value))
+		if err != nil || n == 0 {
+			// 0 is how the store writes "unset" (1): refuse it rather than
+			// store a value that reads back as something else.
+			return refuse("%s=%q: want a whole number from 1 to %d", key, value, cluster.MaxSynchronousNodeCount)
 		}
 		c.SynchronousNodeCount = n
 	default:
@@ -269,6 +306,23 @@ func Apply(c *cluster.DynamicConfig, key, value string) error {
 		return refuse("unknown config key %q (known: %s)", key, strings.Join(keys, ", "))
 	}
 	return nil
+}
+
+// parseDuration reads a Go duration ("10s", "1m30s") or a whole number of
+// seconds ("10").
+func parseDuration(value string) (time.Duration, error) {
+	s := strings.TrimSpace(value)
+	if d, err := time.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, errors.New("not a duration, or out of range; use whole seconds such as 10s, 1m or 10")
+	}
+	if n > math.MaxInt64/int64(time.Second) || n < math.MinInt64/int64(time.Second) {
+		return 0, errors.New("too large a duration; use whole seconds such as 10s, 1m or 10")
+	}
+	return time.Duration(n) * time.Second, nil
 }
 
 // ParseBytes parses a byte count: a whole number, optionally followed by

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -46,9 +45,13 @@ agent adopts it. See examples/hamgr.yml for every setting.`,
 			if err := cfg.CheckPaths(); err != nil {
 				return err
 			}
+			log := newLogger(cfg.Log)
+			if err := cfg.CheckSecrets(log); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return runAgent(ctx, cfg, newLogger(cfg.Log))
+			return runAgent(ctx, cfg, log)
 		},
 	}
 	c.Flags().StringVarP(&path, "config", "c", "", "path of the agent's YAML config file")
@@ -65,42 +68,18 @@ func newLogger(l config.Log) *slog.Logger {
 
 // runAgent wires the configured parts together and runs until ctx ends.
 func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	endpoints := cfg.Etcd.Endpoints
-	if e := cfg.Etcd.Embedded; e != nil {
-		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		srv, err := etcdembed.Start(sctx, etcdembed.Options{Dir: e.Dir, ClientURL: e.ClientURL, PeerURL: e.PeerURL})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("start embedded etcd in %s: %w", e.Dir, err)
-		}
-		defer srv.Close()
-		endpoints = srv.Endpoints()
-		log.Warn("using an embedded single-member etcd: fine for demos, not highly available", "endpoints", endpoints)
-	}
-	etcdPass, err := cfg.Etcd.Password()
+	store, closeStore, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	etcdTLS, err := cfg.Etcd.TLS.ClientConfig()
-	if err != nil {
-		return fmt.Errorf("etcd.tls: %w", err)
-	}
-	store, err := etcd.New(etcd.Options{
-		Endpoints: endpoints, Prefix: cfg.Etcd.Prefix, Cluster: cfg.Cluster,
-		DialTimeout: time.Duration(cfg.Etcd.DialTimeout), Username: cfg.Etcd.Username, Password: etcdPass,
-		TLS: etcdTLS, Logger: log,
-	})
-	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
-	}
-	defer store.Close()
+	defer closeStore()
 
 	pgc := cfg.PostgreSQL
-	superPass, err := pgc.Superuser.Password()
+	superPass, err := pgc.SuperuserPassword()
 	if err != nil {
 		return err
 	}
-	replPass, err := pgc.Replication.Password()
+	replPass, err := pgc.ReplicationPassword()
 	if err != nil {
 		return err
 	}
@@ -157,25 +136,77 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return err
 }
 
+// openStore starts the embedded etcd when configured, creates the store
+// client with the etcd password and TLS, and checks every endpoint once
+// (checkEtcd). The returned func closes the store and the embedded etcd.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*etcd.Store, func(), error) {
+	endpoints := cfg.Etcd.Endpoints
+	closeEmbedded := func() {}
+	if e := cfg.Etcd.Embedded; e != nil {
+		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		srv, err := etcdembed.Start(sctx, etcdembed.Options{Dir: e.Dir, ClientURL: e.ClientURL, PeerURL: e.PeerURL})
+		cancel()
+		if err != nil {
+			return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", e.Dir, err)
+		}
+		closeEmbedded = srv.Close
+		endpoints = srv.Endpoints()
+		log.Warn("using an embedded single-member etcd: fine for demos, not highly available", "endpoints", endpoints)
+	}
+	etcdPass, err := cfg.Etcd.Password()
+	if err != nil {
+		closeEmbedded()
+		return nil, nil, err
+	}
+	etcdTLS, err := cfg.Etcd.TLS.ClientConfig()
+	if err != nil {
+		closeEmbedded()
+		return nil, nil, fmt.Errorf("etcd.tls: %w", err)
+	}
+	store, err := etcd.New(etcd.Options{
+		Endpoints: endpoints, Prefix: cfg.Etcd.Prefix, Cluster: cfg.Cluster,
+		DialTimeout: time.Duration(cfg.Etcd.DialTimeout), Username: cfg.Etcd.Username, Password: etcdPass,
+		TLS: etcdTLS, Logger: log,
+	})
+	if err != nil {
+		closeEmbedded()
+		return nil, nil, fmt.Errorf("etcd client: %w", err)
+	}
+	checkEtcd(ctx, store, endpoints, log)
+	return store, func() { store.Close(); closeEmbedded() }, nil
+}
+
+// checkEtcd dials every etcd endpoint once (bounded by etcd.dial_timeout)
+// and logs, for each that cannot be reached, why. The agent starts all the
+// same: etcd may come up later, and every failing request says the same.
+func checkEtcd(ctx context.Context, store *etcd.Store, endpoints []string, log *slog.Logger) {
+	err := store.CheckEndpoints(ctx)
+	if err == nil {
+		log.Info("etcd endpoints reachable", "endpoints", endpoints)
+		return
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		log.Error("etcd endpoint unreachable at start; the agent keeps retrying", "err", e)
+	}
+}
+
 // readAPIToken returns the bearer token of the API's operator endpoints
-// from a.TokenFile, without surrounding whitespace; "" (endpoints disabled)
-// when no file is configured. An empty file is an error. The token itself
-// is never logged.
+// (config.API.Token: a file other users may read or write is refused, an
+// empty one too); "" (endpoints disabled) when no file is configured. The
+// token itself is never logged; CheckSecrets has already warned about a
+// group-readable file.
 func readAPIToken(a config.API, log *slog.Logger) (string, error) {
 	if a.TokenFile == "" {
 		log.Info("api operator endpoints disabled: api.token_file is not set")
 		return "", nil
 	}
-	b, err := os.ReadFile(a.TokenFile)
+	token, err := a.Token()
 	if err != nil {
-		return "", fmt.Errorf("api.token_file: %w", err)
-	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		return "", fmt.Errorf("api.token_file %s is empty: write the bearer token into it, or remove api.token_file to disable the operator endpoints", a.TokenFile)
-	}
-	if fi, err := os.Stat(a.TokenFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn("api.token_file is accessible to group or others; chmod 600 it", "file", a.TokenFile, "mode", fi.Mode().Perm().String())
+		return "", err
 	}
 	host, _, _ := net.SplitHostPort(a.Listen)
 	if ip := net.ParseIP(host); !a.TLS.Enabled() && host != "localhost" && (ip == nil || !ip.IsLoopback()) {

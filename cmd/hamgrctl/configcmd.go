@@ -29,20 +29,24 @@ func (a *app) configCmd() *cobra.Command {
 reads from etcd:
 
   ttl                      leader lease; a dead primary is replaced about
-                           this long after it stopped renewing
+                           this long after it stopped renewing (3s to 10m)
   loop_wait                pause between two rounds of each agent's loop
+                           (1s to 1m)
   retry_timeout            how long store and database operations are retried
+                           (1s to 5m)
   primary_start_timeout    how long a stopped primary may take to restart in
-                           place before the leader key is released
+                           place before the leader key is released (0 to 1h)
   maximum_lag_on_failover  bytes a replica may lag and still be promoted
-                           automatically (or be a switchover target)
+                           automatically, or be a switchover target (0 to 1TB)
   paused                   true suspends automatic failover (see pause)
   synchronous_mode         off, on (commits wait for synchronous standbys
                            while one is healthy) or strict (they always wait)
-  synchronous_node_count   how many standbys confirm each commit (1-16)
+  synchronous_node_count   how many standbys confirm each commit (1 to 16)
 
-ttl must be greater than loop_wait + retry_timeout, so that a leader that
-cannot renew its lease stops its database before the lease expires.
+The four durations are whole seconds. ttl must be greater than loop_wait +
+retry_timeout, so that a leader that cannot renew its lease stops its
+database before the lease expires. The agents' config files are checked by
+the same rules.
 
 The timing section of an agent's config file is used only when that agent
 bootstraps a new cluster; afterwards the values in etcd rule, and these
@@ -88,10 +92,12 @@ func (a *app) configSetCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "set KEY=VALUE [KEY=VALUE...]",
 		Short: "Change one or more dynamic config keys, all or nothing",
-		Long: `Change dynamic config keys. Durations take Go syntax (10s, 1m30s, 500ms)
-or whole seconds; maximum_lag_on_failover takes bytes, optionally with B,
-kB, MB, GB or TB (powers of 1024: 16MB = 16777216); paused takes true or
-false; synchronous_mode off, on or strict; synchronous_node_count 1 to 16.
+		Long: `Change dynamic config keys. Durations take Go syntax (10s, 1m30s) or a
+number of seconds, and must be whole seconds: ttl 3s to 10m, loop_wait 1s
+to 1m, retry_timeout 1s to 5m, primary_start_timeout 0 to 1h.
+maximum_lag_on_failover takes bytes, optionally with B, kB, MB, GB or TB
+(powers of 1024: 16MB = 16777216), 0 to 1TB; paused takes true or false;
+synchronous_mode off, on or strict; synchronous_node_count 1 to 16.
 
 All the changes are applied to the current config and the result is
 validated as a whole before one write: either every key changes or none
@@ -118,8 +124,8 @@ A refused change names the key and what is allowed, and writes nothing.`,
 					return err
 				}
 			}
-			if err := next.Validate(); err != nil {
-				return fmt.Errorf("%w: %s: %v", operator.ErrRefused, joinAssignments(as), err)
+			if err := operator.Check(cur, next, joinAssignments(as)); err != nil {
+				return fmt.Errorf("%w; nothing was written", err)
 			}
 			if next == cur {
 				fmt.Fprintln(a.stdout, "No change: the config already has these values.")
@@ -167,8 +173,9 @@ refused rather than overwrite theirs: run it again.`,
 			defer os.RemoveAll(dir)
 			path := filepath.Join(dir, a.target.Cluster+".yaml")
 			header := fmt.Sprintf("# Dynamic config of cluster %s. Save and quit to apply; lines starting with # are ignored.\n"+
-				"# Durations: 10s, 500ms or whole seconds. maximum_lag_on_failover: bytes or 16MB (1024-based).\n"+
-				"# ttl must be greater than loop_wait + retry_timeout.\n", a.target.Cluster)
+				"# Durations in whole seconds (10s, 1m or 10): ttl 3s-10m, loop_wait 1s-1m, retry_timeout 1s-5m,\n"+
+				"# primary_start_timeout 0-1h; ttl must be greater than loop_wait + retry_timeout.\n"+
+				"# maximum_lag_on_failover: bytes or 16MB (1024-based), 0-1TB. synchronous_node_count: 1-16.\n", a.target.Cluster)
 			if err := os.WriteFile(path, []byte(renderConfigYAML(cur, header)), 0o600); err != nil {
 				return err
 			}
@@ -244,8 +251,8 @@ func applyEdited(cur cluster.DynamicConfig, doc []byte) (cluster.DynamicConfig, 
 			return cur, fmt.Errorf("%w; nothing was written", err)
 		}
 	}
-	if err := next.Validate(); err != nil {
-		return cur, fmt.Errorf("%w: %v; nothing was written", operator.ErrRefused, err)
+	if err := operator.Check(cur, next, "the edited config"); err != nil {
+		return cur, fmt.Errorf("%w; nothing was written", err)
 	}
 	return next, nil
 }

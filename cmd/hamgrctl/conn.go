@@ -160,7 +160,11 @@ func (a *app) open() (*etcd.Store, error) {
 	}
 	var password string
 	if t.Username != "" {
-		if password, err = (config.User{Username: t.Username, PasswordFile: t.PasswordFile}).Password(); err != nil {
+		key := "etcd.password_file"
+		if a.conn.changed("etcd-password-file") {
+			key = "--etcd-password-file"
+		}
+		if password, err = config.ReadPassword(key, t.PasswordFile); err != nil {
 			return nil, fmt.Errorf("etcd password: %w", err)
 		}
 	}
@@ -210,7 +214,9 @@ func (a *app) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, a.conn.timeout)
 }
 
-// storeErr rewords a deadline error so the user knows where it came from.
+// storeErr rewords a deadline error so the user knows where it came from;
+// the store's error goes on to say, for each endpoint, why it could not be
+// used (connection refused, no such host, TLS handshake, timeout).
 func (a *app) storeErr(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("etcd at %s did not answer within %v (--timeout): %w", strings.Join(a.target.Endpoints, ","), a.conn.timeout, err)

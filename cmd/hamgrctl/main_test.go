@@ -73,8 +73,8 @@ func TestParseAssignments(t *testing.T) {
 func TestApplyEdited(t *testing.T) {
 	cur := cluster.DynamicConfig{TTL: cluster.Duration(10 * time.Second), LoopWait: cluster.Duration(2 * time.Second),
 		RetryTimeout: cluster.Duration(5 * time.Second), MaximumLagOnFailover: 1 << 20}
-	// Untouched (including primary_start_timeout 0s, which Apply would
-	// refuse as text) is no change.
+	// Untouched (including synchronous_node_count, stored as 0 and shown
+	// as 1) is no change.
 	if next, err := applyEdited(cur, []byte(renderConfigYAML(cur, "# header\n"))); err != nil || next != cur {
 		t.Fatalf("unchanged edit: %+v, %v", next, err)
 	}
@@ -98,7 +98,16 @@ func TestApplyEdited(t *testing.T) {
 		}
 	}
 	for doc, key := range map[string]string{
-		"ttl: 1s\n":                       "ttl",
+		"ttl: 1s\n":                       "ttl 1s: must be at least 3s",
+		"ttl: 100000h\n":                  "ttl 100000h: must be at most 10m",
+		"ttl: 10.5s\n":                    "ttl 10.5s: must be a whole number of seconds",
+		"ttl: 7s\n":                       "ttl 7s: must be greater than loop_wait + retry_timeout",
+		"loop_wait: 1ns\n":                "loop_wait 1ns: must be at least 1s",
+		"loop_wait: 2m\n":                 "loop_wait 2m: must be at most 1m",
+		"retry_timeout: 0\n":              "retry_timeout 0s: must be at least 1s",
+		"primary_start_timeout: 2h\n":     "primary_start_timeout 2h: must be at most 1h",
+		"maximum_lag_on_failover: 2TB\n":  "maximum_lag_on_failover 2199023255552 (2TB): must be from 0 to 1TB",
+		"synchronous_node_count: 17\n":    "synchronous_node_count 17: must be from 1 to 16",
 		"loop_wait: soon\n":               "loop_wait",
 		"maximum_lag_on_failover: lots\n": "maximum_lag_on_failover",
 		"paused: maybe\n":                 "paused",
@@ -108,8 +117,16 @@ func TestApplyEdited(t *testing.T) {
 		"ttl: [\n":                        "YAML",
 	} {
 		_, err := applyEdited(cur, []byte(doc))
-		if err == nil || !strings.Contains(err.Error(), key) || !errors.Is(err, operator.ErrRefused) {
+		if err == nil || !strings.Contains(err.Error(), key) || !errors.Is(err, operator.ErrRefused) ||
+			!strings.HasSuffix(err.Error(), "; nothing was written") {
 			t.Errorf("edit %q: err %v, want a refusal naming %s", doc, err, key)
+		}
+	}
+	// The edges themselves are accepted.
+	for _, doc := range []string{"ttl: 10m\n", "ttl: 3s\nloop_wait: 1s\nretry_timeout: 1s\n", "primary_start_timeout: 0\n",
+		"primary_start_timeout: 1h\n", "maximum_lag_on_failover: 1TB\n", "synchronous_node_count: 16\n", "ttl: 70s\nloop_wait: 1m\n"} {
+		if _, err := applyEdited(cur, []byte(doc)); err != nil {
+			t.Errorf("edit %q: %v", doc, err)
 		}
 	}
 }
@@ -305,5 +322,22 @@ func TestHumanBytes(t *testing.T) {
 		if got := humanBytes(n); got != want {
 			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// An etcd password file other users can read is refused before anything
+// is sent, naming the flag, the file, its mode and the fix.
+func TestWorldReadablePasswordFile(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "etcd.pw")
+	if err := os.WriteFile(pw, []byte("s3cr3t\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(pw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "", false, "list", "--cluster", "c", "--etcd", "http://127.0.0.1:1", "--etcd-user", "u", "--etcd-password-file", pw)
+	want := "--etcd-password-file: " + pw + " has mode 0644 (-rw-r--r--): other users can read or change the secret in it; refusing to use it: chmod 600 " + pw
+	if code != 1 || !strings.Contains(stderr, want) || strings.Contains(stderr, "s3cr3t") {
+		t.Errorf("exit %d, %q; want exit 1 and %q", code, stderr, want)
 	}
 }

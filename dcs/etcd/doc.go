@@ -20,4 +20,18 @@
 // (KeepAliveOnce); the client's background keep-alive loop is never
 // started, so the agent times every renewal itself and can fence itself
 // when renewals fail.
+//
+// # Errors that name the endpoint
+//
+// The etcd client fails a request it could not send with a bare "context
+// deadline exceeded": gRPC waits for a connection until the deadline and the
+// client drops gRPC's reason. The store therefore dials for gRPC itself and
+// records how the last connection attempt to each endpoint ended (and, for
+// an all-https endpoint list, each TLS handshake). A request that gets no
+// answer is reported with every endpoint and why it could not be used:
+// connection refused, no such host, a dial timeout, a TLS handshake error,
+// or connected but silent. This costs no extra network round trip and never
+// delays the caller. Store.CheckEndpoints dials every endpoint once, on
+// demand (the agent does at start). With HTTPS_PROXY set, gRPC's own dialer
+// (which honours the proxy) is kept and requests say less.
 package etcd

@@ -36,7 +36,7 @@ func (s *Store) putRequest(ctx context.Context, op string, r cluster.Request, cm
 	defer cancel()
 	resp, err := cli.Txn(rctx).If(cmp).Then(clientv3.OpPut(key, string(v))).Commit()
 	if err != nil {
-		return opErr(op, key, err)
+		return s.opErr(op, key, err)
 	}
 	if !resp.Succeeded {
 		if op == "create request" {
@@ -57,7 +57,7 @@ func (s *Store) ClearRequest(ctx context.Context) error {
 	rctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	if _, err := cli.Delete(rctx, key); err != nil {
-		return opErr("clear request", key, err)
+		return s.opErr("clear request", key, err)
 	}
 	return nil
 }
@@ -83,7 +83,7 @@ func (s *Store) SetSync(ctx context.Context, l cluster.Leader, members []string)
 		If(clientv3.Compare(clientv3.CreateRevision(s.key(keyLeader)), "=", int64(l.Epoch))).
 		Then(clientv3.OpPut(key, string(v))).Commit()
 	if err != nil {
-		return opErr("set sync", key, err)
+		return s.opErr("set sync", key, err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("etcd set sync %s: %s no longer holds the leader key of epoch %d", key, l.Name, l.Epoch)

@@ -75,6 +75,7 @@ type Options struct {
 // Store is a dcs.Store backed by etcd. It is safe for concurrent use.
 type Store struct {
 	cfg        clientv3.Config
+	dials      *dialLog
 	base       string // "<prefix>/<cluster>/"
 	reqTimeout time.Duration
 	log        *slog.Logger
@@ -117,7 +118,9 @@ func New(opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	dials := newDialLog(append([]string(nil), opts.Endpoints...), opts.DialTimeout)
 	s := &Store{
+		dials: dials,
 		cfg: clientv3.Config{
 			Endpoints:            append([]string(nil), opts.Endpoints...),
 			DialTimeout:          opts.DialTimeout,
@@ -126,6 +129,7 @@ func New(opts Options) (*Store, error) {
 			Username:             opts.Username,
 			Password:             opts.Password,
 			TLS:                  opts.TLS,
+			DialOptions:          dials.dialOptions(opts.TLS),
 			Logger:               zap.NewNop(),
 		},
 		base:       prefix + "/" + opts.Cluster + "/",
@@ -152,6 +156,9 @@ func (s *Store) client() (*clientv3.Client, error) {
 	if s.cli == nil {
 		cli, err := clientv3.New(s.cfg)
 		if err != nil {
+			if unreachable(err) {
+				return nil, fmt.Errorf("etcd store: connect and authenticate to %v: %w; endpoints: %s", s.cfg.Endpoints, err, s.dials.report())
+			}
 			return nil, fmt.Errorf("etcd store: connect to %v: %w", s.cfg.Endpoints, err)
 		}
 		s.cli = cli
@@ -194,10 +201,15 @@ func (s *Store) reqCtx(ctx context.Context) (context.Context, context.CancelFunc
 }
 
 // opErr wraps err with the operation and key. A missing lease becomes
-// dcs.ErrLeaseLost (the etcd error stays in the chain too).
-func opErr(op, key string, err error) error {
+// dcs.ErrLeaseLost (the etcd error stays in the chain too). A request that
+// got no answer (deadline, unavailable) also says, for every endpoint, how
+// the last connection attempt to it went.
+func (s *Store) opErr(op, key string, err error) error {
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return fmt.Errorf("etcd %s %s: %w: %w", op, key, dcs.ErrLeaseLost, err)
+	}
+	if unreachable(err) {
+		return fmt.Errorf("etcd %s %s: %w; endpoints: %s", op, key, err, s.dials.report())
 	}
 	return fmt.Errorf("etcd %s %s: %w", op, key, err)
 }
@@ -218,7 +230,7 @@ func (s *Store) Grant(ctx context.Context, ttl time.Duration) error {
 	defer cancel()
 	resp, err := cli.Grant(rctx, secs)
 	if err != nil {
-		return opErr("grant lease", fmt.Sprintf("ttl=%ds", secs), err)
+		return s.opErr("grant lease", fmt.Sprintf("ttl=%ds", secs), err)
 	}
 	s.leaseMu.Lock()
 	old := s.lease
@@ -248,7 +260,7 @@ func (s *Store) KeepAlive(ctx context.Context) error {
 	rctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	if _, err := cli.KeepAliveOnce(rctx, id); err != nil {
-		return opErr("keepalive", fmt.Sprintf("lease=%x", int64(id)), err)
+		return s.opErr("keepalive", fmt.Sprintf("lease=%x", int64(id)), err)
 	}
 	return nil
 }
@@ -331,7 +343,7 @@ func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader, after
 		Else(clientv3.OpGet(key), clientv3.OpGet(lastKey)).
 		Commit()
 	if err != nil {
-		return cluster.Leader{}, false, opErr("acquire leader", key, err)
+		return cluster.Leader{}, false, s.opErr("acquire leader", key, err)
 	}
 	if resp.Succeeded {
 		return cluster.Leader{Name: name, Epoch: cluster.Epoch(resp.Header.Revision), Lease: int64(lease)}, true, nil
@@ -366,7 +378,7 @@ func (s *Store) ReleaseLeader(ctx context.Context, l cluster.Leader) error {
 		Then(clientv3.OpDelete(key)).
 		Commit()
 	if err != nil {
-		return opErr("release leader", key, err)
+		return s.opErr("release leader", key, err)
 	}
 	if !resp.Succeeded {
 		s.log.Debug("release leader: not held by this epoch", "epoch", l.Epoch)
@@ -393,7 +405,7 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 		clientv3.OpGet(s.key(keySync)),
 	).Commit()
 	if err != nil {
-		return cluster.Snapshot{}, opErr("load", s.base, err)
+		return cluster.Snapshot{}, s.opErr("load", s.base, err)
 	}
 	kvs := func(i int) []*mvccpb.KeyValue { return resp.Responses[i].GetResponseRange().GetKvs() }
 	snap := cluster.Snapshot{Revision: resp.Header.Revision}
@@ -465,7 +477,7 @@ func (s *Store) PublishMember(ctx context.Context, m cluster.Member) error {
 	rctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	if _, err := cli.Put(rctx, key, string(v), clientv3.WithLease(lease)); err != nil {
-		return opErr("publish member", key, err)
+		return s.opErr("publish member", key, err)
 	}
 	return nil
 }
@@ -498,7 +510,7 @@ func (s *Store) Initialize(ctx context.Context, name string, cfg cluster.Dynamic
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
-		return "", opErr("initialize", key, err)
+		return "", s.opErr("initialize", key, err)
 	}
 	if resp.Succeeded {
 		return name, nil
@@ -528,7 +540,7 @@ func (s *Store) SetConfig(ctx context.Context, cfg cluster.DynamicConfig) error 
 	rctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	if _, err := cli.Put(rctx, key, string(v)); err != nil {
-		return opErr("set config", key, err)
+		return s.opErr("set config", key, err)
 	}
 	return nil
 }
@@ -549,7 +561,7 @@ func (s *Store) UpdateConfig(ctx context.Context, fn func(cur cluster.DynamicCon
 		resp, err := cli.Get(rctx, key)
 		cancel()
 		if err != nil {
-			return cluster.DynamicConfig{}, opErr("read config", key, err)
+			return cluster.DynamicConfig{}, s.opErr("read config", key, err)
 		}
 		if len(resp.Kvs) == 0 {
 			return cluster.DynamicConfig{}, fmt.Errorf("etcd update config %s: %w", key, dcs.ErrNoConfig)
@@ -576,7 +588,7 @@ func (s *Store) UpdateConfig(ctx context.Context, fn func(cur cluster.DynamicCon
 			Commit()
 		cancel()
 		if err != nil {
-			return cur, opErr("update config", key, err)
+			return cur, s.opErr("update config", key, err)
 		}
 		if tx.Succeeded {
 			return next, nil
@@ -607,7 +619,7 @@ func (s *Store) AppendHistory(ctx context.Context, e cluster.HistoryEntry) error
 	rctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	if _, err := cli.Put(rctx, key, string(v)); err != nil {
-		return opErr("append history", key, err)
+		return s.opErr("append history", key, err)
 	}
 	return nil
 }
@@ -624,7 +636,7 @@ func (s *Store) History(ctx context.Context) ([]cluster.HistoryEntry, error) {
 	defer cancel()
 	resp, err := cli.Get(rctx, prefix, clientv3.WithPrefix())
 	if err != nil {
-		return nil, opErr("history", prefix, err)
+		return nil, s.opErr("history", prefix, err)
 	}
 	out := make([]cluster.HistoryEntry, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
