@@ -90,16 +90,17 @@ type Agent struct {
 	lastLoop         time.Time
 
 	// loop-only state
-	track          ha.Tracker // what the View remembers between rounds
-	lastPlan       string
-	lastPlanKey    string
-	lastPlanLogged time.Time
-	lastLiveness   string
-	electedAt      time.Time
-	notBefore      time.Time            // no round before this (backoff after a failed action)
-	lastSeen       map[string]time.Time // member → last time seen (for slot housekeeping)
-	syncTracker    lagmon.SyncTracker
-	wake           chan struct{}
+	cfgGate, leaseGate cluster.ConfigGate // round only; not safe for concurrent use
+	track              ha.Tracker         // what the View remembers between rounds
+	lastPlan           string
+	lastPlanKey        string
+	lastPlanLogged     time.Time
+	lastLiveness       string
+	electedAt          time.Time
+	notBefore          time.Time            // no round before this (backoff after a failed action)
+	lastSeen           map[string]time.Time // member → last time seen (for slot housekeeping)
+	syncTracker        lagmon.SyncTracker
+	wake               chan struct{}
 }
 
 // New returns an agent; it does nothing until Run (or its step functions)

@@ -30,12 +30,8 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 
 	snap, storeOK := a.publishAndLoad(ctx, storeTimeout, st)
 	if storeOK {
-		if snap.Config != nil && snap.Config.Validate() == nil {
-			a.mu.Lock()
-			ttl := a.cfg.TTL
-			a.cfg = *snap.Config
-			a.cfg.TTL = ttl // a new TTL applies to the next lease only
-			a.mu.Unlock()
+		if snap.Config != nil {
+			a.applyConfig(*snap.Config)
 			cfg = a.config()
 		}
 		a.mu.Lock()
@@ -126,6 +122,32 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 		wait = min(wait, soon)
 	}
 	return wait
+}
+
+// applyConfig adopts the dynamic config read from the store, unless it
+// breaks the rules (written by an older hamgr, or by hand: the agent keeps
+// what it had and says so once). A new ttl applies to the next lease only
+// (it is granted at a restart), and a loop_wait or retry_timeout that
+// would put the fence deadline past the current lease's expiry waits for
+// it too: the fence deadline must stay before ttl (rule 2).
+func (a *Agent) applyConfig(c cluster.DynamicConfig) {
+	if report, err := a.cfgGate.Admit(c); err != nil {
+		if report {
+			a.log.Error("the dynamic config in etcd breaks the rules; keeping the previous one until it is fixed (hamgrctl config set KEY=VALUE)",
+				"err", err)
+		}
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c.TTL = a.cfg.TTL
+	if report, err := a.leaseGate.Admit(c); err != nil {
+		if report {
+			a.log.Warn("the new loop_wait and retry_timeout wait for a lease with the new ttl (restart the agent to apply them)", "err", err)
+		}
+		c.LoopWait, c.RetryTimeout = a.cfg.LoopWait, a.cfg.RetryTimeout
+	}
+	a.cfg = c
 }
 
 func leaderName(l *cluster.Leader) string {
