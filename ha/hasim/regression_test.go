@@ -174,3 +174,24 @@ func TestRegressionFailedFirstStartIsRetried(t *testing.T) {
 	}
 	expectLeader(t, w, ps[0])
 }
+
+// Regression (safety): a new loop_wait and retry_timeout used to apply at
+// once while the lease kept the ttl it was granted with, so after raising
+// all three the fence deadline (last renewal + loop_wait + retry_timeout)
+// fell after the lease's expiry: a leader cut off from the store went on
+// writing after its lease ran out. They now wait for a lease with the new
+// ttl.
+func TestRegressionTimingChangeKeepsFenceBeforeExpiry(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	cfg := *w.store.Snapshot().Config
+	cfg.TTL, cfg.LoopWait, cfg.RetryTimeout = cluster.Duration(30*time.Second), cluster.Duration(10*time.Second), cluster.Duration(15*time.Second)
+	w.store.SetDynamicConfig(cfg)
+	run(t, w, 5*time.Second)
+	// The leader is cut off: it must stop writing before its 3s lease
+	// (granted before the change) runs out; the expiry invariant checks it.
+	run(t, w, 10*time.Second, Fault{Kind: Partition, Member: "n1"})
+	if ps := w.Primaries(); len(ps) > 0 && ps[0] == "n1" {
+		t.Fatalf("n1 still writable after being cut off\n%s", w.Summary())
+	}
+}
