@@ -1,7 +1,9 @@
 package postgres
 
 import (
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -96,5 +98,51 @@ Min recovery ending loc's timeline:   2
 	}
 	if _, err := parseControlData("garbage"); err == nil {
 		t.Errorf("garbage parsed")
+	}
+}
+
+func TestDivergedFromTimelineHistory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "pg_wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := &Postgres{opts: Options{DataDir: dir}, log: slog.New(slog.DiscardHandler)}
+	write := func(name, body string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "pg_wal", name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := func(tli uint32, lsn string) cluster.Position {
+		l, err := cluster.ParseLSN(lsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cluster.Position{LSN: l, Timeline: tli}
+	}
+	if got := p.diverged(at(1, "0/40B4B90")); got != "" {
+		t.Fatalf("no history files: %q, want not diverged", got)
+	}
+	// What a replica's receiver fetched from a primary promoted at
+	// 0/4018000 on timeline 1 (the reproduction of issue 7, point 3).
+	write("00000002.history", "1\t0/4018000\tno recovery target specified\n")
+	cases := []struct {
+		pos  cluster.Position
+		want string
+	}{
+		{at(1, "0/40B4B90"), "timeline 2 forked off timeline 1 at 0/4018000, before this server's position 0/40B4B90"},
+		{at(1, "0/4018000"), ""}, // exactly at the fork: it can follow
+		{at(1, "0/3000000"), ""},
+		{at(2, "0/5000000"), ""}, // already on the newest timeline
+	}
+	for _, c := range cases {
+		if got := p.diverged(c.pos); got != c.want {
+			t.Errorf("diverged(%v) = %q, want %q", c.pos, got, c.want)
+		}
+	}
+	// A newer timeline whose history skips this server's (a sibling branch).
+	write("00000004.history", "1\t0/3000000\tx\n3\t0/6000000\ty\n")
+	if got := p.diverged(at(2, "0/5000000")); !strings.Contains(got, "does not contain this server's timeline 2") {
+		t.Errorf("sibling timeline: %q", got)
 	}
 }

@@ -1,12 +1,14 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,10 +41,11 @@ SELECT r.rec,
        WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
        ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END,
   extract(epoch FROM clock_timestamp() - w.last_msg_receipt_time)::float8,
-  (SELECT setting::int FROM pg_settings WHERE name = 'wal_receiver_timeout')
+  (SELECT setting::int FROM pg_settings WHERE name = 'wal_receiver_timeout'),
+  w.pid
 FROM (SELECT pg_is_in_recovery() AS rec OFFSET 0) r
 LEFT JOIN LATERAL (
-  SELECT status, sender_host, sender_port, received_tli, last_msg_receipt_time FROM pg_stat_wal_receiver LIMIT 1
+  SELECT status, sender_host, sender_port, received_tli, last_msg_receipt_time, pid FROM pg_stat_wal_receiver LIMIT 1
 ) w ON true`
 
 // Probe measures the server. A stopped server, or one that refuses
@@ -58,6 +61,9 @@ func (p *Postgres) Probe(ctx context.Context) (db.Status, error) {
 		err := p.withConn(ctx, func(c *pgx.Conn) error { return p.measure(ctx, c, &st) })
 		if err == nil {
 			st.Accepting = true
+			if st.Role == cluster.RolePrimary {
+				st.Stalled = p.checkFresh(ctx)
+			}
 			return st, nil
 		}
 		st = db.Status{HasData: st.HasData, Running: true, Err: p.errorf("probe", "%w", err)}
@@ -80,10 +86,10 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 		wStatus, wHost                    *string
 		wPort, wTLI, ckptTLI, minRecovTLI *int32
 		lagSeconds, msgAge                *float64
-		rcvTimeoutMS                      *int32
+		rcvTimeoutMS, rcvPID              *int32
 	)
 	err := c.QueryRow(ctx, probeSQL).Scan(&rec, &flush, &walfile, &recv, &replay, &paused,
-		&wStatus, &wHost, &wPort, &wTLI, &ckptTLI, &minRecovTLI, &lagSeconds, &msgAge, &rcvTimeoutMS)
+		&wStatus, &wHost, &wPort, &wTLI, &ckptTLI, &minRecovTLI, &lagSeconds, &msgAge, &rcvTimeoutMS, &rcvPID)
 	if err != nil {
 		return err
 	}
@@ -124,12 +130,31 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 	// receiver that lost its connection (or is reconnecting) has none.
 	st.UpstreamHost, st.UpstreamPort = deref(wHost), int(derefInt(wPort))
 	st.Streaming = deref(wStatus) == "streaming"
+	if st.Diverged = p.diverged(st.Position); st.Diverged != "" {
+		st.Streaming = false // a receiver that reconnects reports streaming for a moment each time
+	}
 	st.ReceiverTimeout = time.Duration(derefInt(rcvTimeoutMS)) * time.Millisecond
 	st.LastMessageAge = -1
-	if msgAge != nil {
+	if msgAge != nil && !processStopped(int(derefInt(rcvPID))) {
+		// A receiver that is itself stopped (SIGSTOP, a debugger)
+		// receives nothing however alive its sender: its age says
+		// nothing about the sender.
 		st.LastMessageAge = time.Duration(max(*msgAge, 0) * float64(time.Second))
 	}
 	return nil
+}
+
+// processStopped reports whether pid is a stopped process (state T or t).
+func processStopped(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i >= 0 && i+2 < len(stat) && (stat[i+2] == 'T' || stat[i+2] == 't')
 }
 
 func deref(s *string) string {
@@ -368,4 +393,110 @@ func parseControlData(out string) (controlData, error) {
 		cd.MinRecovTLI = uint32(tli)
 	}
 	return cd, nil
+}
+
+// diverged reads the timeline history files in pg_wal (the WAL receiver
+// fetches its upstream's when it connects) and reports how a server at pos
+// diverged from the newest of them: that newest timeline's history does
+// not contain pos's timeline, or left it before pos. "" when it has not, or
+// when there is no newer history to compare with.
+func (p *Postgres) diverged(pos cluster.Position) string {
+	newest, path := uint32(0), ""
+	entries, err := os.ReadDir(p.path("pg_wal"))
+	if err != nil {
+		return ""
+	}
+	for _, e := range entries {
+		var tli uint32
+		if n, _ := fmt.Sscanf(e.Name(), "%08X.history", &tli); n == 1 && len(e.Name()) == len("00000002.history") && tli > newest {
+			newest, path = tli, e.Name()
+		}
+	}
+	if newest <= pos.Timeline {
+		return ""
+	}
+	b, err := os.ReadFile(p.path(filepath.Join("pg_wal", path)))
+	if err != nil {
+		return ""
+	}
+	switches, err := parseTimelineHistory(string(b))
+	if err != nil {
+		p.log.Warn("unreadable timeline history file", "file", path, "err", err)
+		return ""
+	}
+	end, ok := switches[pos.Timeline]
+	switch {
+	case !ok:
+		return fmt.Sprintf("timeline %d's history does not contain this server's timeline %d", newest, pos.Timeline)
+	case pos.LSN > end:
+		return fmt.Sprintf("timeline %d forked off timeline %d at %s, before this server's position %s", newest, pos.Timeline, end, pos.LSN)
+	}
+	return ""
+}
+
+// parseTimelineHistory parses a timeline history file: one line per
+// ancestor timeline, "<tli>\t<switchpoint LSN>\t<reason>", returning each
+// ancestor's switchpoint (where the next timeline forked off it).
+func parseTimelineHistory(s string) (map[uint32]cluster.LSN, error) {
+	out := map[uint32]cluster.LSN{}
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		tli, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("timeline %q: %w", f[0], err)
+		}
+		lsn, err := cluster.ParseLSN(f[1])
+		if err != nil {
+			return nil, err
+		}
+		out[uint32(tli)] = lsn
+	}
+	return out, nil
+}
+
+// freshCheckTimeout bounds checkFresh. A stall counts only once it has
+// lasted primary_start_timeout (detector.Local), so one slow answer on a
+// loaded machine costs nothing.
+const freshCheckTimeout = 3 * time.Second
+
+// checkFresh opens a new connection to the local primary and commits a
+// tiny write on it (a transactional logical message, which touches no
+// table; synchronous_commit local, so it waits for the local disk and never
+// for a synchronous standby). It returns why that could not be done within
+// freshCheckTimeout — a postmaster that lets no new session in, a disk or
+// WAL volume that takes no commit — or "" when it could, or when the
+// server answered with an error that shows it alive (too many
+// connections, shutting down). The agent's own pooled connection keeps
+// answering through such stalls, which is why this check exists.
+func (p *Postgres) checkFresh(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, freshCheckTimeout)
+	defer cancel()
+	start := time.Now()
+	cfg, err := p.connConfig(p.localHost(), p.opts.Port)
+	if err != nil {
+		return ""
+	}
+	cfg.ConnectTimeout = freshCheckTimeout
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return stallReason("a new connection", err, start)
+	}
+	defer closeConn(c)
+	_, err = c.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = local; SELECT pg_logical_emit_message(true, 'hamgr', 'probe'); COMMIT")
+	if err != nil {
+		return stallReason("a committed write", err, start)
+	}
+	return ""
+}
+
+// stallReason says why what failed, unless the error shows a live server.
+func stallReason(what string, err error, start time.Time) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "53300" || pgErr.Code == "57P03" || pgErr.Code == "57P01") {
+		return "" // too many connections, starting up or shutting down: it answers
+	}
+	return fmt.Sprintf("%s did not complete in %s: %v", what, time.Since(start).Round(10*time.Millisecond), err)
 }
