@@ -51,6 +51,10 @@ type Options struct {
 	// Metrics, if set, receives the agent's measurements (see package
 	// metrics); nil discards them.
 	Metrics Metrics
+	// Background runs the long actions (clone, re-clone, pg_rewind) while
+	// the loop goes on; nil runs each on a goroutine of its own. The
+	// simulator runs them at once.
+	Background func(fn func())
 }
 
 // Event is a notable step, with the agent's time.
@@ -74,6 +78,8 @@ type Agent struct {
 	clk     Clock
 	started time.Time // when New ran, for the API's /liveness
 
+	fenceMu sync.Mutex // serializes Fence
+
 	mu            sync.Mutex
 	leaseID       int64
 	lastRenewSent time.Time
@@ -87,6 +93,7 @@ type Agent struct {
 	self             cluster.Member
 	accepting        bool
 	probedAt         time.Time // when the latest probe of the database returned
+	busy             string    // the long action running in the background ("": none)
 	lastLoop         time.Time
 
 	// loop-only state
@@ -113,6 +120,9 @@ func New(opts Options) *Agent {
 		opts.Clock = realClock{}
 	}
 	opts.Metrics = metricsOrNop(opts.Metrics)
+	if opts.Background == nil {
+		opts.Background = func(fn func()) { go fn() }
+	}
 	return &Agent{
 		opts: opts, log: opts.Logger.With("member", opts.Name), clk: opts.Clock, cfg: opts.Config,
 		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), started: opts.Clock.Now(),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/dcs"
 	"github.com/hamgr/hamgr/detector"
@@ -60,36 +61,149 @@ func (a *Agent) Renew(ctx context.Context) time.Duration {
 	return next
 }
 
+// resumeGap is how far past its fence deadline the fence timer must find
+// itself for the agent to count as having been frozen (SIGSTOP, a paused
+// VM) rather than cut off while running: its timer ticks every 50ms.
+const resumeGap = time.Second
+
 // Fence is rule 2 of package ha, enforced on its own timer so that a loop
 // round blocked on a slow store or database cannot delay it: a leader
-// whose renewals have failed until its fence deadline stops its database
-// at once, whatever the database is doing (even crash recovery, when it is
-// not yet known to be a primary).
+// whose renewals have failed until its fence deadline stops its database,
+// whatever the database is doing (even crash recovery, when it is not yet
+// known to be a primary). Fences are serialized; Round calls Fence first
+// too, so no decision is taken on a view the fence is about to change.
+//
+// A leader that was running when its deadline came (cut off from the store)
+// stops with db.StopFence, within what is left of its lease: writes stop at
+// once, and the WAL already written still reaches the replicas when the
+// shutdown has time to finish. A leader that finds itself long past its
+// deadline was frozen; see fenceAfterResume.
 func (a *Agent) Fence(ctx context.Context) {
+	a.fenceMu.Lock()
+	defer a.fenceMu.Unlock()
 	now := a.clk.Now()
 	a.mu.Lock()
-	due := a.holdsLeader != 0 && !a.lastRenewSent.IsZero() &&
-		!now.Before(detector.FenceDeadline(a.lastRenewSent, a.cfg))
-	epoch := a.holdsLeader
+	deadline := detector.FenceDeadline(a.lastRenewSent, a.cfg)
+	due := a.holdsLeader != 0 && !a.lastRenewSent.IsZero() && !now.Before(deadline)
+	epoch, cfg, sent := a.holdsLeader, a.cfg, a.lastRenewSent
 	a.mu.Unlock()
 	if !due {
 		return
 	}
+	if now.Sub(deadline) > resumeGap {
+		a.fenceAfterResume(ctx, epoch, cfg)
+		return
+	}
 	a.log.Error("self-fencing: lease not renewed in time; stopping the database before the lease can expire",
-		"epoch", epoch)
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err := a.opts.DB.Stop(sctx, db.StopImmediate)
+		"epoch", epoch, "lease_expires_at_the_earliest", sent.Add(time.Duration(cfg.TTL)).Format(time.RFC3339Nano))
+	// The lease cannot expire before sent + ttl on this clock; the fence
+	// stop kills whatever is left shortly before that.
+	margin := min(500*time.Millisecond, (time.Duration(cfg.TTL)-time.Duration(cfg.LoopWait)-time.Duration(cfg.RetryTimeout))/2)
+	sctx, cancel := context.WithDeadline(ctx, sent.Add(time.Duration(cfg.TTL)-margin))
+	err := a.opts.DB.Stop(sctx, db.StopFence)
 	cancel()
 	if err != nil {
 		a.log.Error("self-fencing stop failed", "err", err)
 		return
 	}
-	a.emit("self-fenced: stopped database")
+	a.fenced(epoch, "self-fenced: stopped database")
+}
+
+// fenced records that the database was stopped for epoch.
+func (a *Agent) fenced(epoch cluster.Epoch, what string) {
+	a.emit(what)
 	a.opts.Metrics.SelfFence()
 	a.mu.Lock()
-	a.holdsLeader = 0
+	if a.holdsLeader == epoch {
+		a.holdsLeader = 0
+	}
 	a.mu.Unlock()
 	a.poke()
+}
+
+// fenceAfterResume handles a leader that resumes long past its fence
+// deadline: the agent was frozen (SIGSTOP, a paused VM) or starved, and
+// its database may have been taking writes all along (only the agent was
+// frozen) or just resumed with it. Someone may have been promoted
+// meanwhile — or nobody (the replicas saw the old primary's WAL still
+// flowing and refused to promote without proof). It suspends every
+// process of the database at once (nothing is acknowledged from then on),
+// asks the store, and then resumes the database if the key is still its
+// own (the lease survived) or can be taken back under a new epoch because
+// nobody led after it (last_leader unchanged); otherwise, or if the store
+// does not answer in time, it kills the database.
+func (a *Agent) fenceAfterResume(ctx context.Context, epoch cluster.Epoch, cfg cluster.DynamicConfig) {
+	a.log.Warn("resumed past the fence deadline: suspending the database while asking the store whether the leader key is still ours", "epoch", epoch)
+	if err := a.opts.DB.Suspend(ctx); err != nil {
+		a.log.Error("cannot suspend the database; stopping it", "err", err)
+	}
+	ok, why := a.reclaim(ctx, epoch, cfg)
+	if ok {
+		if err := a.opts.DB.Resume(ctx); err != nil {
+			a.log.Error("cannot resume the suspended database", "err", err)
+		}
+		a.log.Info("kept the primary after resuming", "why", why)
+		a.emit("resumed: kept the primary (" + why + ")")
+		a.poke()
+		return
+	}
+	a.log.Error("fencing after resume: stopping the database", "why", why, "epoch", epoch)
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := a.opts.DB.Stop(sctx, db.StopImmediate)
+	cancel()
+	if err != nil {
+		a.log.Error("fencing stop failed", "err", err)
+		return
+	}
+	a.fenced(epoch, "fenced after resume: stopped database ("+why+")")
+}
+
+// reclaim asks the store, within a short deadline, whether this agent
+// still leads at epoch, or may lead again because nobody led after it;
+// it takes the key back in the second case. It says why not otherwise.
+func (a *Agent) reclaim(ctx context.Context, epoch cluster.Epoch, cfg cluster.DynamicConfig) (bool, string) {
+	cctx, cancel := context.WithTimeout(ctx, min(time.Duration(cfg.RetryTimeout)/2, 2*time.Second))
+	defer cancel()
+	store := a.opts.Store
+	sent := a.clk.Now()
+	err := store.KeepAlive(cctx)
+	if err != nil && !errors.Is(err, dcs.ErrLeaseLost) {
+		return false, "the store does not answer: " + err.Error()
+	}
+	snap, lerr := store.Load(cctx)
+	if lerr != nil {
+		return false, "the store does not answer: " + lerr.Error()
+	}
+	a.mu.Lock()
+	lease := a.leaseID
+	a.mu.Unlock()
+	if err == nil {
+		if l := snap.Leader; l != nil && l.Epoch == epoch && l.Lease == lease {
+			a.mu.Lock()
+			a.lastRenewSent, a.nextRenew = sent, sent.Add(time.Duration(cfg.LoopWait))
+			a.mu.Unlock()
+			return true, "the lease was still alive"
+		}
+		return false, "the leader key is not ours any more"
+	}
+	switch ll := snap.LastLeader; {
+	case snap.Leader != nil:
+		return false, fmt.Sprintf("%s leads at epoch %d", snap.Leader.Name, snap.Leader.Epoch)
+	case ll == nil || ll.Name != a.opts.Name || ll.Epoch != epoch:
+		return false, "another member led after this one"
+	}
+	if err := store.Grant(cctx, time.Duration(cfg.TTL)); err != nil {
+		return false, "cannot grant a new lease: " + err.Error()
+	}
+	l, ok, err := store.AcquireLeader(cctx, cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort}, epoch)
+	if err != nil || !ok {
+		return false, fmt.Sprintf("could not take the leader key back (%v, held by %s)", err, l.Name)
+	}
+	a.mu.Lock()
+	a.leaseID, a.lastRenewSent, a.nextRenew, a.holdsLeader = store.LeaseID(), sent, sent.Add(time.Duration(cfg.LoopWait)), l.Epoch
+	a.mu.Unlock()
+	a.log.Info("acquired leader key", "epoch", l.Epoch, "reason", "resumed; nobody took over")
+	return true, fmt.Sprintf("nobody took over; took the leader key back at epoch %d", l.Epoch)
 }
 
 // ensureLease grants a session lease when the agent has none.

@@ -19,6 +19,9 @@ import (
 // starts before NotBefore.
 func (a *Agent) Round(ctx context.Context) time.Duration {
 	defer a.observeRound(a.opts.Metrics, a.clk.Now())
+	// A fence due now acts before anything is decided (after a freeze the
+	// round and the fence timer wake together).
+	a.Fence(ctx)
 	cfg := a.config()
 	storeTimeout := time.Duration(cfg.RetryTimeout) / 2
 	now := a.clk.Now()
@@ -57,7 +60,7 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	view := a.track.View(ha.View{
 		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
 		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent,
-		UseRewind: a.opts.UseRewind, AllowReclone: a.opts.AllowReclone,
+		UseRewind: a.opts.UseRewind, AllowReclone: a.opts.AllowReclone, Busy: a.busy,
 	})
 	a.mu.Unlock()
 	if st.Accepting && st.Role == cluster.RolePrimary && view.Snap.Leader != nil && view.Snap.Leader.Name == a.opts.Name {
@@ -257,6 +260,13 @@ func (a *Agent) probeOldPrimary(ctx context.Context, s cluster.Snapshot) ha.OldP
 // it returns the action that failed, and whether one did.
 func (a *Agent) execute(ctx context.Context, v ha.View, p ha.Plan) (ha.Action, bool) {
 	for _, act := range p.Actions {
+		if long(act.Kind) {
+			// It copies or rewrites the database: minutes, during which
+			// the loop must go on. It ends the plan; the rounds after it
+			// decide what comes next.
+			a.runInBackground(ctx, v, p, act)
+			return ha.Action{}, false
+		}
 		err := a.do(ctx, v, p, act)
 		a.mu.Lock()
 		a.track.ActionDone(v, p, act, err)
@@ -307,17 +317,17 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		a.emit("cloning from " + act.Upstream.Name)
 		return a.opts.DB.Clone(dctx, *act.Upstream)
 	case ha.StartPrimary:
-		dctx, cancel := context.WithTimeout(ctx, max(time.Duration(cfg.PrimaryStartTimeout), 5*time.Second))
+		dctx, cancel := context.WithTimeout(ctx, startWait(cfg))
 		defer cancel()
-		err := a.opts.DB.StartPrimary(dctx)
+		err := a.startedOrStarting(a.opts.DB.StartPrimary(dctx))
 		if err == nil {
 			a.emit("restarted primary database")
 		}
 		return err
 	case ha.StartReplica:
-		dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		dctx, cancel := context.WithTimeout(ctx, startWait(cfg))
 		defer cancel()
-		err := a.opts.DB.StartReplica(dctx, act.Upstream)
+		err := a.startedOrStarting(a.opts.DB.StartReplica(dctx, act.Upstream))
 		if err == nil && act.Upstream != nil {
 			a.emit("started as replica of " + act.Upstream.Name)
 		}
@@ -451,6 +461,23 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 	return errors.New("unknown action " + act.String())
 }
 
+// startWait bounds how long a round waits for a database to start: a
+// crash recovery may take much longer, and the loop goes on meanwhile
+// (publishing, deciding; the start timeout is counted by
+// detector.Local).
+func startWait(cfg cluster.DynamicConfig) time.Duration {
+	return max(2*time.Duration(cfg.LoopWait), 3*time.Second)
+}
+
+// startedOrStarting turns a start that is still under way into success.
+func (a *Agent) startedOrStarting(err error) error {
+	if errors.Is(err, db.ErrStillStarting) {
+		a.log.Info("database still starting; the loop goes on", "err", err)
+		return nil
+	}
+	return err
+}
+
 // handoff records, in the pending switchover request, the position at
 // which this stopped primary ended, for target to catch up to.
 func (a *Agent) handoff(ctx context.Context, v ha.View, target string) error {
@@ -521,6 +548,36 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) er
 	a.opts.Metrics.Failover(kind, e.Steps)
 	a.log.Info(kind+" complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
 	return nil
+}
+
+// long reports whether an action of kind k may take minutes.
+func long(k ha.ActionKind) bool {
+	return k == ha.Clone || k == ha.Reclone || k == ha.Rewind
+}
+
+// runInBackground runs a long action through Options.Background and
+// records it as the agent's busy action until it ends; a failure backs off
+// as a failed action of a round does.
+func (a *Agent) runInBackground(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) {
+	a.mu.Lock()
+	a.busy = fmt.Sprintf("%s since %s", act, a.clk.Now().UTC().Format(time.RFC3339))
+	a.mu.Unlock()
+	a.opts.Background(func() {
+		err := a.do(ctx, v, p, act)
+		a.mu.Lock()
+		a.track.ActionDone(v, p, act, err)
+		a.busy = ""
+		if err != nil {
+			a.notBefore = a.clk.Now().Add(a.track.BackOff(act, a.cfg))
+		}
+		a.mu.Unlock()
+		if err != nil {
+			a.log.Warn("action failed", "action", act.String(), "err", err)
+		} else {
+			a.log.Info("action done", "action", act.String())
+		}
+		a.poke()
+	})
 }
 
 // logOldPrimary logs, once per change, what the probe of the old primary

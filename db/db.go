@@ -48,6 +48,18 @@ type Status struct {
 	// pings a silent sender after half of it and drops the connection
 	// after all of it (0: unknown or disabled).
 	ReceiverTimeout time.Duration
+	// Stalled, when not empty, says how a running primary that still
+	// answers on the agent's own connection failed the probe's fresh
+	// connection and small committed write (a hung postmaster, a stalled
+	// disk, a full WAL volume): it cannot take new sessions or commit.
+	Stalled string
+	// Diverged, when not empty, says how this server's history left the
+	// newest history of its upstream that it holds (PostgreSQL: the
+	// upstream's timeline forked off this server's timeline before the
+	// WAL this server has): it cannot follow that upstream and must be
+	// rewound or cloned again. Reported by the engine from the server's
+	// own state, never guessed from the stream.
+	Diverged string
 	// LastMessageAge is how long before the probe, by the server's own
 	// clock, its WAL receiver last received a message from its sender (WAL
 	// or a keepalive); -1 when unknown (no receiver, or nothing received
@@ -108,10 +120,24 @@ const (
 	_ StopMode = iota
 	// StopFast rolls back sessions and writes a shutdown checkpoint.
 	StopFast
-	// StopImmediate kills every backend at once, with no checkpoint:
-	// the fastest way to stop acknowledging writes (self-fencing).
+	// StopImmediate kills every backend at once, with no checkpoint. A
+	// server that does not go at once (a hung or stopped postmaster) has
+	// every one of its processes killed.
 	StopImmediate
+	// StopFence stops acknowledging writes at once and is stopped by the
+	// context's deadline whatever it takes: a fast shutdown (sessions end
+	// at once, new ones are refused, the WAL senders ship what was written
+	// to the replicas before they exit), turned into killing every
+	// process of the server if the postmaster does not react or the
+	// deadline comes first. Self-fencing uses it.
+	StopFence
 )
+
+// ErrStillStarting is returned by StartPrimary and StartReplica when the
+// context ends while the server process runs but has not finished
+// starting (crash recovery, a long replay): not a failure. The caller
+// looks again later; a server that exits during its start is an error.
+var ErrStillStarting = errors.New("database is still starting")
 
 // ErrNotRunning is returned by operations that need a running server.
 var ErrNotRunning = errors.New("database is not running")
@@ -145,11 +171,14 @@ type Controller interface {
 	// Clone fills an empty data directory with a copy of upstream
 	// (pg_basebackup), ready to start as its replica.
 	Clone(ctx context.Context, up Upstream) error
-	// StartPrimary starts the server as a primary. If the data directory
-	// holds a replica it is started as one and must be promoted instead.
+	// StartPrimary starts the server as a primary and waits until it
+	// takes writes, or returns ErrStillStarting when ctx ends first while
+	// it is still starting. A data directory that holds a replica is
+	// refused: it must be started as one and promoted.
 	StartPrimary(ctx context.Context) error
 	// StartReplica starts the server as a replica of up (nil: a replica
-	// with no upstream, read-only).
+	// with no upstream, read-only) and waits until it takes read-only
+	// connections, or returns ErrStillStarting as StartPrimary does.
 	StartReplica(ctx context.Context, up *Upstream) error
 	// Stop stops the server; a stopped server is not an error.
 	Stop(ctx context.Context, mode StopMode) error
@@ -158,6 +187,12 @@ type Controller interface {
 	Promote(ctx context.Context) error
 	// Follow repoints a running replica at up without a restart.
 	Follow(ctx context.Context, up Upstream) error
+	// Suspend stops every process of the server at once (SIGSTOP), so it
+	// acknowledges nothing until Resume or Stop; it is instantaneous and
+	// changes nothing on disk. A stopped server is not an error.
+	Suspend(ctx context.Context) error
+	// Resume continues a suspended server.
+	Resume(ctx context.Context) error
 	// Exited returns a channel that receives a value each time the server
 	// process is seen to exit, so the caller can react at once instead of
 	// waiting for its next probe.

@@ -99,12 +99,21 @@ func (h Health) String() string {
 const MaxFailedStarts = 2
 
 // Local classifies the local database. downSince is when it was first seen
-// not answering (zero when it answers); failedStarts counts consecutive
-// failed start attempts.
+// not answering, or stalled (zero when it answers); failedStarts counts
+// consecutive failed start attempts. A stalled database (db.Status.Stalled:
+// it answers on an old connection but takes no new session or commit) is
+// treated like one that does not answer, but it keeps its role while
+// within startTimeout: a stall on a busy machine may pass; one that lasts
+// is a hung server and as unrecoverable as a crashed one.
 func Local(st db.Status, now, downSince time.Time, startTimeout time.Duration, failedStarts int) Health {
 	switch {
 	case !st.HasData && !st.Running:
 		return Empty
+	case st.Running && st.Accepting && st.Stalled != "":
+		if !downSince.IsZero() && now.Sub(downSince) >= startTimeout {
+			return Unrecoverable
+		}
+		return Healthy
 	case st.Running && st.Accepting:
 		return Healthy
 	case failedStarts >= MaxFailedStarts:

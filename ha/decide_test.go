@@ -23,7 +23,7 @@ import (
 //	     [failed-starts=N] [store=down] [uninitialized]
 //	     [old-primary=alive|dead|refused|read-only|timeout|unknown]
 //	     [last-lsn=0/5000000] [released=E] [cannot-follow=E]
-//	     [not-streaming-since=T] [nofailover] [paused] [max-lag=N]
+//	     [nofailover] [paused] [max-lag=N]
 //	     [open=T] [handoff-seen=T]
 //	     [ttl=30s] [loop-wait=10s] [retry-timeout=10s] [start-timeout=20s]
 //	<lines describing the world, see below>
@@ -31,7 +31,7 @@ import (
 //	health=<detector.Local> leader=<detector.Leader>
 //
 //	  db empty | db stopped [lsn=..] [tl=N]
-//	  db running [accepting] role=primary|replica lsn=.. [tl=N] [streaming upstream=n1]
+//	  db running [accepting] role=primary|replica lsn=.. [tl=N] [streaming] [upstream=n1] [diverged]
 //	  leader n1 epoch=4 lease=9 | leader none [last=n1@4 [addr=host:port]]
 //	  member n1 role=primary|replica|unknown lsn=.. [tl=N] [state=running]
 //	         [after=E] [nofailover] [priority=N] [noaddr] [streaming] [upstream=n1]
@@ -223,8 +223,6 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 			v.RewindError = x
 		case "cannot-follow":
 			v.CannotFollowEpoch = cluster.Epoch(num(t, x))
-		case "not-streaming-since":
-			v.NotStreamingSince = at(t, x)
 		case "open":
 			v.ElectionOpenAt = at(t, x)
 		case "handoff-seen":
@@ -291,6 +289,9 @@ func (s *scenario) world(t *testing.T, line string) {
 			}
 			if up := kv["upstream"]; up != "" {
 				st.UpstreamHost, st.UpstreamPort = up, 5432
+			}
+			if has("diverged") {
+				st.Diverged = "timeline 2 forked off timeline 1 at 0/5000000, before this server's position 0/6000000"
 			}
 		}
 		s.v.DB = st

@@ -64,9 +64,6 @@ type View struct {
 	// CannotFollowEpoch is the leader epoch this member found it cannot
 	// follow (diverged timeline); it stays stopped while that epoch leads.
 	CannotFollowEpoch cluster.Epoch
-	// NotStreamingSince is when this replica was first seen running but not
-	// streaming from the leader (zero while streaming).
-	NotStreamingSince time.Time
 	// ElectionOpenAt is when this agent first saw, during the current
 	// leader loss, that the old primary no longer takes writes; the
 	// fallback to worse-ranked candidates is timed from it, so a long wait
@@ -98,6 +95,10 @@ type View struct {
 	// handoff (zero when there is none); the handoff expires HandoffTimeout
 	// later on this agent's own clock.
 	HandoffSeenAt time.Time
+	// Busy describes the long action (a clone, re-clone or pg_rewind) the
+	// agent runs in the background; "" when none. Nothing else is done to
+	// the database meanwhile.
+	Busy string
 }
 
 // ActionKind names an action.
@@ -255,9 +256,6 @@ func (p Plan) String() string {
 const (
 	// electionTick is how often a waiting candidate re-decides.
 	electionTick = 200 * time.Millisecond
-	// notStreamingLimit is how long a replica may run without streaming
-	// from a healthy leader before it is judged unable to follow.
-	notStreamingLimit = 15 * time.Second
 )
 
 // freshWait bounds how long candidates wait for every live member to
@@ -317,6 +315,9 @@ func Decide(v View) Plan {
 	}
 	if !v.StoreOK {
 		return decideWithoutStore(v, ls, isPrimary)
+	}
+	if v.Busy != "" {
+		return Plan{State: cluster.StateBootstrapping, Reason: "busy: " + v.Busy}
 	}
 	if v.Snap.Initialized == "" {
 		return decideBootstrap(v, health)
@@ -383,6 +384,14 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 	}
 	switch health {
 	case detector.Healthy:
+		if isPrimary && v.DB.Stalled != "" {
+			// It answers on the agent's old connection only: say so, and
+			// wait (no action would complete) until it recovers or the
+			// stall lasts primary_start_timeout (then Unrecoverable).
+			return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: fmt.Sprintf(
+				"DATABASE STALLED since %s: %s; the leader key is released if it lasts primary_start_timeout (%s)",
+				v.DBDownSince.UTC().Format(time.RFC3339), v.DB.Stalled, time.Duration(v.Config.PrimaryStartTimeout))}
+		}
 		if isPrimary {
 			if p, ok := decideSlots(v); ok {
 				return p
@@ -402,6 +411,14 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 	case detector.Starting:
 		return Plan{State: cluster.StateStarting, Reason: "database is starting (crash recovery?)", Soon: electionTick}
 	case detector.Down:
+		if v.DB.HasData && !v.DB.WasPrimary {
+			// The data directory under the key holds a replica (it was
+			// restarted read-only after a release, or stopped before its
+			// promotion): a primary start refuses it. Start it read-only;
+			// the next round finishes the promotion.
+			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateStarting,
+				Reason: fmt.Sprintf("the database under the leader key is a stopped replica; starting it read-only to promote it (attempt %d)", v.FailedStarts+1)}
+		}
 		return Plan{Actions: []Action{{Kind: StartPrimary}}, State: cluster.StateStarting,
 			Reason: fmt.Sprintf("primary database is down; restarting it in place (attempt %d)", v.FailedStarts+1)}
 	default: // Unrecoverable
@@ -475,14 +492,17 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 		if v.DB.Streaming && v.DB.UpstreamPort == up.Port && v.DB.UpstreamHost == up.Host {
 			return Plan{State: cluster.StateRunning}
 		}
-		if !v.NotStreamingSince.IsZero() && v.Now.Sub(v.NotStreamingSince) >= notStreamingLimit {
-			if p, ok := rejoin(v, up, []Action{{Kind: Stop, Mode: db.StopFast}},
-				fmt.Sprintf("not streaming from %s for %s; its timeline has probably diverged", l.Name, notStreamingLimit)); ok {
+		if v.DB.Diverged != "" && v.DB.UpstreamPort == up.Port && v.DB.UpstreamHost == up.Host {
+			// The engine says this database's history left the
+			// leader's: it holds WAL the leader lacks and can never
+			// stream from it as it is.
+			why := fmt.Sprintf("diverged from %s (%s)", l.Name, v.DB.Diverged)
+			if p, ok := rejoin(v, up, []Action{{Kind: Stop, Mode: db.StopFast}}, why); ok {
 				return p
 			}
 			return Plan{Actions: []Action{{Kind: MarkCannotFollow, Epoch: l.Epoch}, {Kind: Stop, Mode: db.StopFast}},
 				State:  cluster.StateCannotFollow,
-				Reason: fmt.Sprintf("not streaming from %s for %s; its timeline has probably diverged and neither pg_rewind nor a re-clone is allowed (postgresql.use_pg_rewind, postgresql.reclone_on_rewind_failure)", l.Name, notStreamingLimit)}
+				Reason: why + " and neither pg_rewind nor a re-clone is allowed (postgresql.use_pg_rewind, postgresql.reclone_on_rewind_failure)"}
 		}
 		return Plan{Actions: []Action{{Kind: Follow, Upstream: up}}, State: cluster.StateRunning,
 			Reason: "following " + up.Name}

@@ -23,14 +23,13 @@ type Tracker struct {
 	// Self is this member's name.
 	Self string
 	// DownSince, FailedStarts, LeaderLostAt, ReleasedEpoch,
-	// CannotFollowEpoch, NotStreamingSince, ElectionOpenAt, HandoffSeenAt,
+	// CannotFollowEpoch, ElectionOpenAt, HandoffSeenAt,
 	// RewindEpoch and RewindError are the View fields of the same names.
 	DownSince         time.Time
 	FailedStarts      int
 	LeaderLostAt      time.Time
 	ReleasedEpoch     cluster.Epoch
 	CannotFollowEpoch cluster.Epoch
-	NotStreamingSince time.Time
 	ElectionOpenAt    time.Time
 	HandoffSeenAt     time.Time
 	RewindEpoch       cluster.Epoch
@@ -68,7 +67,17 @@ type StreamObservation struct {
 	SilenceSeen bool
 	// Timeout is the receiver's timeout as last reported.
 	Timeout time.Duration
+
+	// The previous probe: when, and the last message's age then (-1: not
+	// connected, or unknown).
+	prevAt  time.Time
+	prevAge time.Duration
 }
+
+// silenceConfirmGap bounds the time between the two probes that confirm a
+// silence: the agent must have been running all along (a witness whose own
+// machine was frozen sees a stale age once, before its receiver catches up).
+const silenceConfirmGap = 5 * time.Second
 
 // silenceSlack is how far past its ping interval (half the receiver
 // timeout) a connected receiver's last message must be for the silence to
@@ -89,16 +98,26 @@ func (o *StreamObservation) observe(now time.Time, st db.Status) {
 	if st.ReceiverTimeout > 0 {
 		o.Timeout = st.ReceiverTimeout
 	}
+	prevAt, prevAge := o.prevAt, o.prevAge
+	o.prevAt, o.prevAge = now, -1
 	if !o.Connected || st.LastMessageAge < 0 {
 		return
 	}
+	o.prevAge = st.LastMessageAge
 	if at := now.Add(-st.LastMessageAge); at.After(o.HeardAt) {
-		if !o.HeardAt.IsZero() && at.Sub(o.HeardAt) > time.Millisecond {
+		if !o.HeardAt.IsZero() && at.Sub(o.HeardAt) > 100*time.Millisecond {
 			o.SilenceSeen = false // a new message since the silence
 		}
 		o.HeardAt = at
 	}
-	if o.Timeout > 0 && st.LastMessageAge > o.Timeout/2+silenceSlack {
+	// The silence counts as seen when two probes, with this agent running
+	// in between, both found the connection up and the last message older
+	// than the ping interval plus the slack, the second as much older as
+	// the time between them: nothing arrived in between.
+	threshold := o.Timeout/2 + silenceSlack
+	gap := now.Sub(prevAt)
+	if o.Timeout > 0 && st.LastMessageAge > threshold && prevAge > threshold &&
+		gap > 0 && gap <= silenceConfirmGap && st.LastMessageAge >= prevAge+gap-100*time.Millisecond {
 		o.SilenceSeen = true
 	}
 }
@@ -146,7 +165,7 @@ func (t *Tracker) Record(now time.Time, base cluster.Member, prev cluster.Snapsh
 		Name: base.Name, Role: st.Role, State: base.State, Reason: base.Reason,
 		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN,
 		Streaming: st.Streaming, APIURL: base.APIURL, ConnHost: base.ConnHost, ConnPort: base.ConnPort,
-		Tags: base.Tags, LagBytes: -1, LagSeconds: -1, UpdatedAt: base.UpdatedAt,
+		Tags: base.Tags, LagBytes: -1, LagSeconds: -1, UpdatedAt: base.UpdatedAt, Diverged: st.Diverged != "",
 	}
 	if st.Role == cluster.RoleReplica {
 		m.LagSeconds = st.ReplayLagSeconds
@@ -228,30 +247,22 @@ func (t *Tracker) ObserveLeader(now time.Time, s cluster.Snapshot) (lost bool) {
 // when a replica of another leader has not streamed, from probe st and
 // snapshot s taken at now.
 func (t *Tracker) ObserveDB(now time.Time, st db.Status, s cluster.Snapshot) {
-	if st.Accepting || !st.HasData {
+	if st.Accepting && st.Stalled == "" || !st.HasData {
 		t.DownSince, t.FailedStarts = time.Time{}, 0
 	} else if t.DownSince.IsZero() {
 		t.DownSince = now
 	}
 	t.Stream.observe(now, st)
-	following := s.Leader != nil && s.Leader.Name != t.Self
-	if following && st.Accepting && st.Role == cluster.RoleReplica && !st.Streaming {
-		if t.NotStreamingSince.IsZero() {
-			t.NotStreamingSince = now
-		}
-	} else {
-		t.NotStreamingSince = time.Time{}
-	}
 }
 
 // View returns v with the tracked fields filled in (DBDownSince,
 // FailedStarts, LeaderLostAt, LastLeaderLSN, ReleasedEpoch,
-// CannotFollowEpoch, NotStreamingSince, HandoffSeenAt, RewindEpoch,
+// CannotFollowEpoch, HandoffSeenAt, RewindEpoch,
 // RewindError). ElectionOpenAt is filled by ObserveOldPrimary.
 func (t *Tracker) View(v View) View {
 	v.DBDownSince, v.FailedStarts, v.LeaderLostAt = t.DownSince, t.FailedStarts, t.LeaderLostAt
 	v.ReleasedEpoch, v.CannotFollowEpoch = t.ReleasedEpoch, t.CannotFollowEpoch
-	v.NotStreamingSince, v.HandoffSeenAt = t.NotStreamingSince, t.HandoffSeenAt
+	v.HandoffSeenAt = t.HandoffSeenAt
 	v.RewindEpoch, v.RewindError = t.RewindEpoch, t.RewindError
 	if t.LastLeader != nil {
 		v.LastLeaderLSN = t.LastLeader.Position.LSN

@@ -230,9 +230,18 @@ func (p *Postgres) StartPrimary(ctx context.Context) error {
 	p.opMu.Lock()
 	defer p.opMu.Unlock()
 	if err := p.startPrimary(ctx); err != nil {
-		return fmt.Errorf("postgres member %q: %w", p.opts.Name, err)
+		return fmt.Errorf("postgres member %q: %w", p.opts.Name, p.stillStarting(ctx, err))
 	}
 	return nil
+}
+
+// stillStarting turns err into one that wraps db.ErrStillStarting when it
+// came from ctx ending while the server process still runs.
+func (p *Postgres) stillStarting(ctx context.Context, err error) error {
+	if ctx.Err() != nil && p.running() != nil {
+		return fmt.Errorf("%w: %w", db.ErrStillStarting, err)
+	}
+	return err
 }
 
 func (p *Postgres) startPrimary(ctx context.Context) error {
@@ -269,7 +278,7 @@ func (p *Postgres) StartReplica(ctx context.Context, up *db.Upstream) error {
 	}
 	if s := p.running(); s != nil {
 		if err := p.waitReady(ctx, s, cluster.RoleReplica); err != nil {
-			return p.errorf("start replica", "%w", err)
+			return p.errorf("start replica", "%w", p.stillStarting(ctx, err))
 		}
 		if up == nil {
 			return nil
@@ -284,7 +293,7 @@ func (p *Postgres) StartReplica(ctx context.Context, up *db.Upstream) error {
 		err = p.waitReady(ctx, s, cluster.RoleReplica)
 	}
 	if err != nil {
-		return p.errorf("start replica", "%w", err)
+		return p.errorf("start replica", "%w", p.stillStarting(ctx, err))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -277,53 +278,189 @@ func (p *Postgres) exitError(s *server) error {
 		s.pid, status, p.opts.LogFile, p.logTail(10))
 }
 
-// Stop stops the server: StopFast sends SIGINT (fast shutdown, with a
-// checkpoint), StopImmediate SIGQUIT (no checkpoint). It waits until the
-// postmaster is gone or ctx ends; when ctx ends during an immediate stop the
-// postmaster is sent SIGKILL. A stopped server is not an error.
+// Stop stops the server. StopFast sends SIGINT (fast shutdown, with a
+// checkpoint) and waits until the postmaster is gone or ctx ends (an
+// error). StopImmediate sends SIGQUIT and, if the server is not gone
+// within immediateGrace (a hung or stopped postmaster never reacts),
+// kills every process of the server. StopFence sends SIGINT, kills every
+// process at once if the postmaster does not start shutting down within
+// fenceReactTime, and otherwise waits for the shutdown until shortly
+// before ctx's deadline, then kills everything. A stopped server is not an
+// error.
 func (p *Postgres) Stop(ctx context.Context, mode db.StopMode) error {
 	p.opMu.Lock()
 	defer p.opMu.Unlock()
 	return p.stop(ctx, mode)
 }
 
+// Timing of Stop's escalation.
+const (
+	// immediateGrace is how long an immediate shutdown may take before
+	// every process is killed.
+	immediateGrace = time.Second
+	// fenceReactTime is how soon a postmaster told to shut down must say
+	// so in postmaster.pid; fenceMargin is how long before the deadline a
+	// fence stops waiting for the fast shutdown.
+	fenceReactTime = 200 * time.Millisecond
+	fenceMargin    = 200 * time.Millisecond
+)
+
 // stop is Stop; the caller holds opMu.
 func (p *Postgres) stop(ctx context.Context, mode db.StopMode) error {
-	var sig syscall.Signal
-	switch mode {
-	case db.StopFast:
-		sig = syscall.SIGINT
-	case db.StopImmediate:
-		sig = syscall.SIGQUIT
-	default:
-		return p.errorf("stop", "unknown stop mode %d", mode)
-	}
 	s := p.running()
 	if s == nil {
 		return nil
 	}
 	defer p.dropConn()
-	p.log.Info("stopping server", "pid", s.pid, "signal", sig.String())
 	s.stopping.Store(true)
+	switch mode {
+	case db.StopFast:
+		if err := p.signal(s, syscall.SIGINT); err != nil {
+			return err
+		}
+		select {
+		case <-s.done:
+			return nil
+		case <-ctx.Done():
+			return p.errorf("stop", "server (pid %d) still running: %w", s.pid, ctx.Err())
+		}
+	case db.StopImmediate:
+		if err := p.signal(s, syscall.SIGQUIT); err != nil {
+			return err
+		}
+		return p.waitOrKill(ctx, s, time.Now().Add(immediateGrace))
+	case db.StopFence:
+		if err := p.signal(s, syscall.SIGINT); err != nil {
+			return err
+		}
+		if !p.shuttingDown(ctx, s) {
+			p.log.Error("postmaster does not react to the shutdown request; killing every process of the server", "pid", s.pid)
+			return p.waitOrKill(ctx, s, time.Now())
+		}
+		deadline := time.Now().Add(immediateGrace)
+		if dl, ok := ctx.Deadline(); ok {
+			deadline = dl.Add(-fenceMargin)
+		}
+		return p.waitOrKill(ctx, s, deadline)
+	}
+	return p.errorf("stop", "unknown stop mode %d", mode)
+}
+
+func (p *Postgres) signal(s *server, sig syscall.Signal) error {
+	p.log.Info("stopping server", "pid", s.pid, "signal", sig.String())
 	if err := syscall.Kill(s.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return p.errorf("stop", "signal pid %d: %v", s.pid, err)
 	}
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
+	return nil
+}
+
+// shuttingDown waits up to fenceReactTime for the postmaster to record
+// that it is shutting down; a stopped (SIGSTOP) or hung postmaster does
+// not.
+func (p *Postgres) shuttingDown(ctx context.Context, s *server) bool {
+	until := time.Now().Add(fenceReactTime)
+	for {
+		if !s.alive() || p.pidFileStatus() == "stopping" {
+			return true
+		}
+		if time.Now().After(until) || processStopped(s.pid) {
+			return false
+		}
+		select {
+		case <-s.done:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	if mode != db.StopImmediate {
-		return p.errorf("stop", "server (pid %d) still running: %w", s.pid, ctx.Err())
+}
+
+// waitOrKill waits for s to exit until deadline (or ctx's end), then kills
+// every process of the server and waits for the postmaster to be gone.
+func (p *Postgres) waitOrKill(ctx context.Context, s *server, deadline time.Time) error {
+	if d := time.Until(deadline); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-s.done:
+			return nil
+		case <-t.C:
+		case <-ctx.Done():
+		}
 	}
-	p.log.Warn("immediate stop timed out; killing postmaster", "pid", s.pid)
-	_ = syscall.Kill(s.pid, syscall.SIGKILL)
+	if pids := p.killAll(s); len(pids) > 0 {
+		p.log.Warn("killed every process of the server", "pids", fmt.Sprint(pids))
+	}
 	select {
 	case <-s.done:
 		return nil
 	case <-time.After(2 * time.Second):
-		return p.errorf("stop", "server (pid %d) survived SIGKILL: %w", s.pid, ctx.Err())
+		return p.errorf("stop", "server (pid %d) survived SIGKILL", s.pid)
 	}
+}
+
+// killAll sends SIGKILL to every process of the server (serverPIDs; a
+// stopped process dies too) and returns their pids.
+func (p *Postgres) killAll(s *server) []int {
+	pids := p.serverPIDs(s)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return pids
+}
+
+// serverPIDs lists the postmaster, its children and any other postgres
+// process working in the data directory.
+func (p *Postgres) serverPIDs(s *server) []int {
+	pids := []int{s.pid}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", s.pid, s.pid)); err == nil {
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	for _, pid := range p.orphans() {
+		if !slices.Contains(pids, pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// Suspend sends SIGSTOP to every process of the server: it acknowledges
+// nothing until Resume (or Stop, whose SIGKILL reaches stopped processes).
+func (p *Postgres) Suspend(context.Context) error { return p.signalAll(syscall.SIGSTOP) }
+
+// Resume sends SIGCONT to every process of the server.
+func (p *Postgres) Resume(context.Context) error { return p.signalAll(syscall.SIGCONT) }
+
+func (p *Postgres) signalAll(sig syscall.Signal) error {
+	s := p.running()
+	if s == nil {
+		return nil
+	}
+	pids := p.serverPIDs(s)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, sig)
+	}
+	p.log.Info("signalled every process of the server", "signal", sig.String(), "pids", fmt.Sprint(pids))
+	return nil
+}
+
+// pidFileStatus is the postmaster's status line in postmaster.pid
+// ("starting", "stopping", "ready", "standby"; "" when unreadable).
+func (p *Postgres) pidFileStatus() string {
+	b, err := os.ReadFile(p.path("postmaster.pid"))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 8 {
+		return ""
+	}
+	return strings.TrimSpace(lines[7])
 }
 
 // command returns a PostgreSQL tool command that runs as the data dir owner.

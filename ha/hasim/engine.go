@@ -48,7 +48,7 @@ func (e *engine) Ask(_ context.Context, host string, port int) (db.Answer, error
 	switch {
 	case t == nil:
 		return db.AnswerNone, fmt.Errorf("%s:%d: no such host", host, port)
-	case !t.alive || t.frozen || t.db.hung || t.overloaded:
+	case !t.alive || t.dbFrozen() || t.db.hung || t.overloaded:
 		return db.AnswerNone, fmt.Errorf("%s:%d: timeout: context deadline exceeded", host, port)
 	case !t.db.running:
 		return db.AnswerRefused, fmt.Errorf("%s:%d: connect: connection refused", host, port)
@@ -141,10 +141,10 @@ func (e *engine) StartReplica(_ context.Context, up *db.Upstream) error {
 // Stop stops the server; a fast stop of a writable primary writes a
 // shutdown checkpoint that reaches its streaming replicas first.
 func (e *engine) Stop(_ context.Context, mode db.StopMode) error {
-	if mode == db.StopFast && e.n.writable() {
+	if (mode == db.StopFast || mode == db.StopFence) && e.n.writable() {
 		e.w.shutdownCheckpoint(e.n)
 	}
-	e.d().stop(mode == db.StopImmediate)
+	e.d().stop(mode == db.StopImmediate || e.d().suspended)
 	return nil
 }
 
@@ -184,6 +184,21 @@ func (e *engine) Follow(_ context.Context, up db.Upstream) error {
 		return fmt.Errorf("follow %s: %w", up.Name, db.ErrNotRunning)
 	}
 	d.upstream = up.Name
+	return nil
+}
+
+// Suspend stops every process of the database: it acknowledges nothing
+// and its WAL senders fall silent until Resume.
+func (e *engine) Suspend(context.Context) error {
+	if e.d().running {
+		e.d().suspended = true
+	}
+	return nil
+}
+
+// Resume continues a suspended database.
+func (e *engine) Resume(context.Context) error {
+	e.d().suspended = false
 	return nil
 }
 

@@ -135,6 +135,9 @@ func (w *World) inject(f Fault) {
 		w.logf("fault: %s", f)
 		w.storeDown = false
 		for _, n := range w.nodes {
+			if n.frozen {
+				n.thawedAt = w.now
+			}
 			n.paused, n.db.failStarts, n.frozen, n.db.hung, n.overloaded = false, 0, false, false, false
 			w.setPartitioned(n, false)
 			if !n.alive || n.agentDown {
@@ -270,7 +273,7 @@ func (d *simDB) stop(immediate bool) {
 	if !d.running {
 		return
 	}
-	d.running, d.accepting, d.streaming, d.hung = false, false, false, false
+	d.running, d.accepting, d.streaming, d.hung, d.suspended = false, false, false, false, false
 	d.stopPos = 0
 	if immediate {
 		d.crashed = true

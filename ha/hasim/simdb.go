@@ -48,6 +48,8 @@ type simDB struct {
 	// hung is a postmaster that hangs: no new connection gets in, while
 	// the backends and WAL senders it already has keep working.
 	hung bool
+	// suspended: every process stopped by the agent (db.Controller.Suspend).
+	suspended bool
 }
 
 func (d *simDB) String() string {
@@ -135,7 +137,7 @@ func (w *World) advanceDB(n *node) {
 		d.streaming = false
 		return
 	}
-	if n.frozen {
+	if n.dbFrozen() {
 		return
 	}
 	if !d.accepting && !w.now.Before(d.readyAt) {
@@ -175,17 +177,17 @@ func (w *World) stream(n *node) {
 		d.streaming = false // repointed: the receiver restarts
 	}
 	if !d.streaming {
-		if u != nil && u.alive && !u.frozen && u.db.running && u.db.accepting && !u.db.hung && canFollow(d, &u.db) {
+		if u != nil && u.alive && !u.dbFrozen() && u.db.running && u.db.accepting && !u.db.hung && canFollow(d, &u.db) {
 			d.streaming, d.streamingFrom, d.lastMsg = true, u.spec.Name, w.now
 			w.catchUp(d, u)
 		}
 		return
 	}
 	switch {
-	case u.alive && !u.frozen && u.db.running && u.db.accepting && canFollow(d, &u.db):
+	case u.alive && !u.dbFrozen() && u.db.running && u.db.accepting && canFollow(d, &u.db):
 		d.lastMsg = w.now
 		w.catchUp(d, u)
-	case u.alive && !u.frozen:
+	case u.alive && !u.dbFrozen():
 		d.streaming = false // the sender stopped or cannot serve this history: the connection closes
 	case w.now.Sub(d.lastMsg) >= w.cfg.ReceiverTimeout:
 		d.streaming = false // "terminating walreceiver due to timeout"

@@ -216,6 +216,7 @@ func (w *World) startAgent(n *node) {
 		DB: n.eng, Store: n.client, ConnHost: host, ConnPort: port,
 		Logger: slog.New(&logHandler{w: w}), Clock: worldClock{w},
 		UseRewind: n.spec.UseRewind, AllowReclone: n.spec.AllowReclone,
+		Background: func(fn func()) { fn() }, // the simulated clock does not move during an action
 	})
 	n.nextRound, n.nextRenew = w.now, w.now
 }
@@ -379,12 +380,31 @@ func (n *node) agentRuns() bool { return n.alive && !n.agentDown && !n.paused &&
 // writable reports whether n's database can acknowledge a write now: a
 // frozen machine cannot until it is thawed.
 func (n *node) writable() bool {
-	return n.alive && !n.frozen && n.db.running && n.db.accepting && !n.db.standby
+	return n.alive && !n.dbFrozen() && n.db.running && n.db.accepting && !n.db.standby
 }
 
-// probe is what the agent's probe of its own database returns now.
+// dbFrozen reports whether n's database moves nothing: its machine is
+// frozen, or its agent suspended it.
+func (n *node) dbFrozen() bool { return n.frozen || n.db.suspended }
+
+// probe is what the agent's probe of its own database returns now. A
+// replica whose receiver reached its upstream holds the upstream's
+// timeline history and reports when its own history left it (db/postgres
+// reads the history files its receiver fetched).
 func (w *World) probe(n *node) db.Status {
-	return n.db.status(w.now, n.alive, w.cfg.ReceiverTimeout)
+	st := n.db.status(w.now, n.alive, w.cfg.ReceiverTimeout)
+	d := &n.db
+	if st.Accepting && !d.standby && d.hung {
+		st.Stalled = "a new connection did not complete in 3s: timeout"
+	}
+	if !st.Accepting || !d.standby || d.upstream == "" || d.upstream == n.spec.Name {
+		return st
+	}
+	if u := w.node(d.upstream); u.alive && !u.dbFrozen() && u.db.running && u.db.accepting && !canFollow(d, &u.db) {
+		st.Diverged = fmt.Sprintf("%s's history (timeline %d) left this replica's timeline %d before %s", u.spec.Name, u.db.timeline, d.timeline, d.lsn)
+		st.UpstreamHost, st.UpstreamPort = d.upstream, 5432
+	}
+	return st
 }
 
 func (w *World) checkPrimaries() {
