@@ -158,7 +158,8 @@ func (p *Postgres) ensureReplicationRole(ctx context.Context) error {
 }
 
 // Clone fills an empty (or absent) DataDir with a copy of up, made by
-// pg_basebackup as the replication role, and leaves it stopped, ready for
+// pg_basebackup as the replication role, and leaves it stopped as up's
+// replica (standby.signal and primary_conninfo written), ready for
 // StartReplica. On failure the partial copy is removed.
 func (p *Postgres) Clone(ctx context.Context, up db.Upstream) error {
 	p.opMu.Lock()
@@ -190,6 +191,13 @@ func (p *Postgres) Clone(ctx context.Context, up db.Upstream) error {
 		}
 		return p.errorf("clone", "pg_basebackup from %s (%s:%d): %w:\n%s",
 			up.Name, up.Host, up.Port, err, lastLines(stderr.String(), 10))
+	}
+	// A copy of the upstream is its replica: mark it so (standby.signal,
+	// primary_conninfo), so that it can never start as a primary, and so
+	// that whoever looks next sees a stopped replica, not a stopped
+	// former primary.
+	if err := p.writeReplicaConf(&up); err != nil {
+		return p.errorf("clone", "after pg_basebackup: %w", err)
 	}
 	p.log.Info("cloned from upstream", "upstream", up.Name, "took", time.Since(start).Round(time.Millisecond))
 	return nil
