@@ -27,8 +27,10 @@ type Operator interface {
 	Switchover(ctx context.Context, to string, at time.Time) (cluster.Request, error)
 	// Cancel drops the pending request and returns it.
 	Cancel(ctx context.Context) (cluster.Request, error)
-	// Failover makes to the new primary when there is no healthy one.
-	Failover(ctx context.Context, to string) error
+	// Failover makes to the new primary when there is no healthy one;
+	// confirmedDown, when set, is the old primary the operator confirms
+	// can no longer take writes.
+	Failover(ctx context.Context, to, confirmedDown string) error
 	// Pause suspends automatic failover.
 	Pause(ctx context.Context) error
 	// Resume re-enables automatic failover.
@@ -60,8 +62,8 @@ func (s storeOperator) Cancel(ctx context.Context) (cluster.Request, error) {
 }
 
 // Failover calls operator.Operator.Failover.
-func (s storeOperator) Failover(ctx context.Context, to string) error {
-	return s.op(ctx).Failover(ctx, to)
+func (s storeOperator) Failover(ctx context.Context, to, confirmedDown string) error {
+	return s.op(ctx).Failover(ctx, to, confirmedDown)
 }
 
 // Pause calls operator.Operator.Pause.
@@ -190,6 +192,9 @@ type failoverBody struct {
 	To        string `json:"to"`
 	Candidate string `json:"candidate"`
 	Leader    string `json:"leader"`
+	// ConfirmDown is the old primary the operator confirms cannot take
+	// writes any more (cluster.Request.ConfirmedDown).
+	ConfirmDown string `json:"confirm_down"`
 }
 
 // emptyBody is the body of the endpoints that take no parameters: nothing,
@@ -264,7 +269,7 @@ func (h *handler) serveCancel(ctx context.Context, w http.ResponseWriter, r *htt
 
 func (h *handler) serveFailover(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	var b failoverBody
-	if !h.decodeBody(w, r, &b, "to, candidate, leader") {
+	if !h.decodeBody(w, r, &b, "to, candidate, leader, confirm_down") {
 		return
 	}
 	to, ok := target(w, r, b.To, b.Candidate)
@@ -278,12 +283,12 @@ func (h *handler) serveFailover(ctx context.Context, w http.ResponseWriter, r *h
 	if b.Leader != "" && !h.checkLeader(w, r, b.Leader, false) {
 		return
 	}
-	if err := h.op.Failover(ctx, to); err != nil {
+	if err := h.op.Failover(ctx, to, b.ConfirmDown); err != nil {
 		h.operatorError(w, r, "failover", err)
 		return
 	}
 	who := Requester(ctx)
-	h.log.Info("api: manual failover requested", "to", to, "by", who)
+	h.log.Info("api: manual failover requested", "to", to, "by", who, "confirm_down", b.ConfirmDown)
 	writeJSON(w, r, http.StatusAccepted, requestView{
 		Kind: cluster.KindFailover, To: to, RequestedBy: who,
 		Message: fmt.Sprintf("failover to %s requested; %s promotes at its next loop round", to, to),

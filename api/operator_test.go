@@ -60,9 +60,16 @@ func (f *fakeOperator) Cancel(ctx context.Context) (cluster.Request, error) {
 	return f.req, f.err
 }
 
-func (f *fakeOperator) Failover(ctx context.Context, to string) error {
-	f.record(ctx, "failover", to, time.Time{})
+func (f *fakeOperator) Failover(ctx context.Context, to, confirmedDown string) error {
+	f.record(ctx, "failover", to+confirmSuffix(confirmedDown), time.Time{})
 	return f.err
+}
+
+func confirmSuffix(down string) string {
+	if down == "" {
+		return ""
+	}
+	return " confirm_down=" + down
 }
 
 func (f *fakeOperator) Pause(ctx context.Context) error {
@@ -306,6 +313,7 @@ func TestFailoverBody(t *testing.T) {
 		{`{"to":"pg3"}`, 202, "pg3", ""},
 		{`{"candidate":"pg3"}`, 202, "pg3", ""},
 		{`{"candidate":"pg3","leader":"pg2"}`, 202, "pg3", ""},
+		{`{"to":"pg3","confirm_down":"pg1"}`, 202, "pg3 confirm_down=pg1", ""},
 		{``, 400, "", "field to"},
 		{`{}`, 400, "", "candidate"},
 		{`{"to":""}`, 400, "", "field to"},

@@ -231,11 +231,17 @@ const (
 	// EvidenceReleased: the old primary stopped its database and released
 	// the key itself.
 	EvidenceReleased
+	// EvidenceOperator: an operator's manual failover confirmed that the
+	// old primary can no longer take writes (it was powered off or cut off
+	// by hand), where the liveness rule had no proof. The operator
+	// answers for it.
+	EvidenceOperator
 )
 
 var evidenceNames = map[EvidenceKind]string{
 	EvidenceNone: "none", EvidenceRefused: "refused", EvidenceReadOnly: "read-only",
 	EvidenceStreamsSilent: "streams-silent", EvidenceHandoff: "handoff", EvidenceReleased: "released",
+	EvidenceOperator: "operator",
 }
 
 // String names the kind as in JSON.
@@ -472,6 +478,11 @@ type Request struct {
 	RequestedBy string `json:"requested_by,omitempty"`
 	// Handoff is set by the old leader once it has stopped writes.
 	Handoff *Handoff `json:"handoff,omitempty"`
+	// ConfirmedDown names the old primary that the operator of a manual
+	// failover confirmed can no longer take writes (powered off, cut off):
+	// the failover then proceeds without the liveness rule's proof, but
+	// never over an old primary that answers as writable.
+	ConfirmedDown string `json:"confirmed_down,omitempty"`
 }
 
 // Handoff is the old leader's half of a switchover: it stopped taking

@@ -152,6 +152,11 @@ func decideManualFailover(v View, r cluster.Request, health detector.Health) Pla
 		return Plan{State: stateOf(v), Soon: electionTick, Reason: "manual failover to this member: waiting for its database to run as a replica"}
 	}
 	ev, why := promotionEvidence(v)
+	if live, _ := OldPrimaryLiveness(v); why != "" && live != detector.Alive &&
+		r.ConfirmedDown != "" && v.Snap.LastLeader != nil && r.ConfirmedDown == v.Snap.LastLeader.Name {
+		ev, why = &cluster.Evidence{Kind: cluster.EvidenceOperator, Detail: fmt.Sprintf(
+			"%s confirmed that %s can no longer take writes (no proof otherwise: %s)", r.RequestedBy, r.ConfirmedDown, why)}, ""
+	}
 	if why != "" {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: "manual failover: " + why}
 	}

@@ -146,7 +146,7 @@ func TestOperatorRefusalsPauseAndManualFailover(t *testing.T) {
 			t.Logf("switchover to %s refused: %v", r.to, err)
 		}
 	}
-	if err := op.Failover(context.Background(), "n2"); !errors.Is(err, operator.ErrRefused) || !strings.Contains(err.Error(), "use switchover") {
+	if err := op.Failover(context.Background(), "n2", ""); !errors.Is(err, operator.ErrRefused) || !strings.Contains(err.Error(), "use switchover") {
 		t.Errorf("failover with a healthy primary: err %v, want a refusal pointing to switchover", err)
 	}
 	if _, err := op.SetConfig(context.Background(), "ttl", "1s"); !errors.Is(err, operator.ErrRefused) || !strings.Contains(err.Error(), "ttl") {
@@ -166,10 +166,10 @@ func TestOperatorRefusalsPauseAndManualFailover(t *testing.T) {
 		t.Fatalf("leader %s elected while paused", s.Leader.Name)
 	}
 	// Manual failover to the nofailover member is refused, to n2 works.
-	if err := op.Failover(context.Background(), "n3"); !errors.Is(err, operator.ErrRefused) || !strings.Contains(err.Error(), "nofailover") {
+	if err := op.Failover(context.Background(), "n3", ""); !errors.Is(err, operator.ErrRefused) || !strings.Contains(err.Error(), "nofailover") {
 		t.Errorf("failover to a nofailover member: err %v, want a refusal", err)
 	}
-	if err := op.Failover(context.Background(), "n2"); err != nil {
+	if err := op.Failover(context.Background(), "n2", ""); err != nil {
 		t.Fatal(err)
 	}
 	n, _ := leaderNot(t, c, old.Name)

@@ -134,7 +134,10 @@ func (o *Operator) Cancel(ctx context.Context) (cluster.Request, error) {
 // Failover makes to the new primary when there is no healthy primary. It
 // is refused while a healthy primary holds the leader key (use
 // switchover), when to is not a running replica, or is tagged nofailover.
-func (o *Operator) Failover(ctx context.Context, to string) error {
+// confirmedDown, when set, must name the old primary (last_leader): the
+// operator confirms it can no longer take writes, so the promotion does
+// not wait for the liveness rule's proof (see cluster.Request).
+func (o *Operator) Failover(ctx context.Context, to, confirmedDown string) error {
 	if to == "" {
 		return refuse("failover needs --to MEMBER: the member to promote")
 	}
@@ -159,7 +162,18 @@ func (o *Operator) Failover(ctx context.Context, to string) error {
 	case m.Role != cluster.RoleReplica || m.State != cluster.StateRunning:
 		return refuse("%s is not a running replica (role %s, state %s)", to, m.Role, m.State)
 	}
-	r := cluster.Request{Kind: cluster.KindFailover, To: to, RequestedAt: o.now().UTC(), RequestedBy: o.Who}
+	if confirmedDown != "" {
+		switch {
+		case s.LastLeader == nil:
+			return refuse("confirm_down %s: this cluster has had no leader to confirm down", confirmedDown)
+		case confirmedDown != s.LastLeader.Name:
+			return refuse("confirm_down %s: the old primary is %s; confirm that one (or nothing)", confirmedDown, s.LastLeader.Name)
+		case confirmedDown == to:
+			return refuse("confirm_down %s: that is the member to promote", confirmedDown)
+		}
+	}
+	r := cluster.Request{Kind: cluster.KindFailover, To: to, RequestedAt: o.now().UTC(), RequestedBy: o.Who,
+		ConfirmedDown: confirmedDown}
 	if err := o.Store.CreateRequest(ctx, r); err != nil {
 		return fmt.Errorf("write the failover request: %w", err)
 	}

@@ -167,11 +167,11 @@ func (a *app) cancelRequest(ctx context.Context) error {
 }
 
 func (a *app) failoverCmd() *cobra.Command {
-	var to string
+	var to, confirmDown string
 	var force, wait bool
 	var waitTimeout time.Duration
 	c := &cobra.Command{
-		Use:   "failover --to MEMBER [--force] [--wait=false]",
+		Use:   "failover --to MEMBER [--confirm-down OLD] [--force] [--wait=false]",
 		Short: "Promote a chosen replica when there is no healthy primary",
 		Long: `Make MEMBER the new primary when the cluster has no healthy primary.
 
@@ -185,8 +185,16 @@ What is and is not checked: MEMBER must be a running replica and not
 tagged nofailover. The lag limit is NOT applied: WAL the old primary had
 and MEMBER lacks is lost, and the old primary will need a re-clone or
 pg_rewind if it comes back with it. The fencing rule still holds: MEMBER
-promotes only once the old primary no longer answers as a writable
-primary.
+promotes only once there is proof that the old primary takes no writes (a
+refused connection, a read-only answer, or the replicas' WAL streams gone
+silent while its agent could still fence it).
+
+When there is no such proof (the old primary's machine vanished after the
+replicas' agents restarted, or its agent was dead before its machine went
+silent) and you know it cannot write (you powered it off, or cut it off),
+say so with --confirm-down OLD, naming the old primary: the promotion then
+relies on your word, recorded in the history. It is still refused while the
+old primary answers as a writable primary.
 
 It asks for confirmation unless --force is given (needed without a
 terminal), then waits (--wait, up to --wait-timeout) for the new leader.`,
@@ -209,11 +217,14 @@ terminal), then waits (--wait, up to --wait-timeout) for the new leader.`,
 				oldEpoch, old = snap.LastLeader.Epoch, snap.LastLeader.Name
 			}
 			q := fmt.Sprintf("Fail over to %s? It is promoted even if it lags behind the old primary: WAL it lacks is lost.", to)
+			if confirmDown != "" {
+				q += fmt.Sprintf(" You confirm that %s can no longer take writes: if it can, two primaries take writes.", confirmDown)
+			}
 			if err := a.confirm(q, force); err != nil {
 				return err
 			}
 			rctx, done := a.reqCtx(ctx)
-			err = op.Failover(rctx, to)
+			err = op.Failover(rctx, to, confirmDown)
 			done()
 			if err != nil {
 				return a.storeErr(err)
@@ -228,6 +239,7 @@ terminal), then waits (--wait, up to --wait-timeout) for the new leader.`,
 	}
 	f := c.Flags()
 	f.StringVar(&to, "to", "", "the replica to promote (required)")
+	f.StringVar(&confirmDown, "confirm-down", "", "the old primary, which you confirm can no longer take writes (powered off, cut off)")
 	f.BoolVarP(&force, "force", "f", false, "do not ask for confirmation")
 	f.BoolVar(&wait, "wait", true, "wait for the new leader and print the result")
 	f.DurationVar(&waitTimeout, "wait-timeout", 60*time.Second, "how long --wait waits")

@@ -105,6 +105,9 @@ type Fault struct {
 	N int
 	// After schedules a Switchover.
 	After time.Duration
+	// ConfirmDown is a Failover's confirmation that the old primary is
+	// down (cluster.Request.ConfirmedDown).
+	ConfirmDown string
 }
 
 // String renders the fault for logs.

@@ -134,3 +134,27 @@ func TestPausedAgentKeepsItsPrimaryOnResume(t *testing.T) {
 		t.Errorf("n1 stopped its database after resuming\n%s", strings.Join(w.Log(), "\n"))
 	}
 }
+
+// The primary's machine loses power; the replicas' agents restart after
+// their receivers dropped the silent connection: nobody has proof, so
+// nobody promotes. The operator, who knows the machine is off, fails over
+// with --confirm-down; the promotion records the operator as its evidence.
+func TestPowerLossWithoutProofNeedsTheOperator(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	run(t, w, 10*time.Second, Fault{Kind: KillNode, Member: "n1"}, Fault{Kind: KillAgent, Member: "n2"}, Fault{Kind: KillAgent, Member: "n3"})
+	run(t, w, 20*time.Second, Fault{Kind: StartAgent, Member: "n2"}, Fault{Kind: StartAgent, Member: "n3"})
+	noPromotions(t, w)
+	if r := w.Status("n2").Reason; !strings.Contains(r, "no proof") {
+		t.Errorf("n2's reason %q, want the no-proof refusal", r)
+	}
+	run(t, w, 10*time.Second, Fault{Kind: Failover, Member: "n3"})
+	noPromotions(t, w) // a manual failover without the confirmation needs the proof too
+	run(t, w, 10*time.Second, Fault{Kind: CancelRequest})
+	run(t, w, 10*time.Second, Fault{Kind: Failover, Member: "n3", ConfirmDown: "n1"})
+	expectLeader(t, w, "n3")
+	h := w.History()
+	if len(h) != 1 || h[0].Evidence == nil || h[0].Evidence.Kind != cluster.EvidenceOperator {
+		t.Fatalf("history %+v, want a manual failover on the operator's confirmation", h)
+	}
+}

@@ -92,7 +92,7 @@ func (w *World) operatorRequest(f Fault) {
 			r.At = w.now.Add(f.After)
 		}
 	case Failover:
-		r.Kind = cluster.KindFailover
+		r.Kind, r.ConfirmedDown = cluster.KindFailover, f.ConfirmDown
 	}
 	if err := w.store.PutRequest(r); err != nil {
 		w.logf("operator: %s refused: %v", f, err)
