@@ -454,7 +454,11 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 			return a.opts.DB.Clone(dctx, *act.Upstream)
 		}
 		a.emit("rewinding from " + act.Upstream.Name)
-		return r.Rewind(dctx, *act.Upstream) // recorded by ha.Tracker.ActionDone
+		res, err := r.Rewind(dctx, *act.Upstream) // recorded by ha.Tracker.ActionDone
+		if err == nil && res.Required && res.DivergedAt > 0 && res.WALEnd > res.DivergedAt {
+			a.recordDiscard(ctx, v, res)
+		}
+		return err
 	case ha.MarkCannotFollow:
 		return nil // recorded by ha.Tracker.ActionDone
 	}
@@ -485,18 +489,18 @@ func (a *Agent) handoff(ctx context.Context, v ha.View, target string) error {
 		return errors.New("handoff: no pending request or leader")
 	}
 	st := a.probe(ctx)
-	if st.Running || st.Position.LSN == 0 {
-		return fmt.Errorf("handoff: cannot read the final position of the stopped database (running=%t)", st.Running)
+	if st.Running || st.Checkpoint == 0 {
+		return fmt.Errorf("handoff: cannot read the shutdown checkpoint of the stopped database (running=%t)", st.Running)
 	}
 	r := *v.Snap.Request
-	r.Handoff = &cluster.Handoff{Target: target, FinalLSN: st.Position.LSN, Epoch: v.Snap.Leader.Epoch, StoppedAt: a.clk.Now().UTC()}
+	r.Handoff = &cluster.Handoff{Target: target, FinalLSN: st.Checkpoint, Epoch: v.Snap.Leader.Epoch, StoppedAt: a.clk.Now().UTC()}
 	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
 	defer cancel()
 	if err := a.opts.Store.UpdateRequest(sctx, r); err != nil {
 		return fmt.Errorf("handoff to %s: %w", target, err)
 	}
-	a.log.Info("switchover: stopped writes, handing over", "target", target, "final_lsn", st.Position.LSN)
-	a.emit("switchover: stopped at " + st.Position.LSN.String() + ", handing over to " + target)
+	a.log.Info("switchover: stopped writes, handing over", "target", target, "final_lsn", st.Checkpoint)
+	a.emit("switchover: stopped at " + st.Checkpoint.String() + ", handing over to " + target)
 	return nil
 }
 
@@ -525,9 +529,14 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) er
 	if r := v.Snap.Request; r != nil && r.Handoff != nil {
 		e.OldPosition.LSN = r.Handoff.FinalLSN
 	}
-	if e.OldPosition.LSN > e.NewPosition.LSN {
-		e.DataLossBytes = int64(e.OldPosition.LSN - e.NewPosition.LSN)
+	e.DataLoss = dataLoss(v, act, e.OldPrimary)
+	if e.DataLoss.How == cluster.DataLossFinalPosition {
+		e.OldPosition = v.Snap.Member(e.OldPrimary).Position
 	}
+	if e.DataLoss.How != cluster.DataLossHandoff && e.OldPosition.LSN > e.NewPosition.LSN {
+		e.DataLoss.Bytes = int64(e.OldPosition.LSN - e.NewPosition.LSN)
+	}
+	e.DataLossBytes = e.DataLoss.Bytes
 	if act.Evidence != nil && act.Evidence.Kind != cluster.EvidenceNone {
 		ev := *act.Evidence
 		e.Evidence = &ev
@@ -578,6 +587,56 @@ func (a *Agent) runInBackground(ctx context.Context, v ha.View, p ha.Plan, act h
 		}
 		a.poke()
 	})
+}
+
+// dataLoss says how a promotion's data loss is measured: none for a
+// switchover (the handoff); exact when the old primary's agent published
+// its stopped database's position after the loss (the end of its WAL);
+// otherwise a lower bound, from the last position it published while it
+// led, made exact later by its pg_rewind (recordDiscard).
+func dataLoss(v ha.View, act ha.Action, old string) *cluster.DataLoss {
+	if act.History == "switchover" {
+		return &cluster.DataLoss{How: cluster.DataLossHandoff, Detail: "switchover: promoted past the old primary's final position"}
+	}
+	if m := v.Snap.Member(old); m != nil && v.Snap.LastLeader != nil && m.MeasuredAfterLossOf == v.Snap.LastLeader.Epoch &&
+		m.Role == cluster.RoleUnknown && m.Position.LSN != 0 {
+		return &cluster.DataLoss{How: cluster.DataLossFinalPosition,
+			Detail: fmt.Sprintf("%s's stopped database ended at %s", old, m.Position.LSN)}
+	}
+	return &cluster.DataLoss{How: cluster.DataLossLowerBound,
+		Detail: fmt.Sprintf("at least: %s's last published position was %s; exact when it rejoins by pg_rewind", old, v.LastLeaderLSN)}
+}
+
+// recordDiscard writes what this member's pg_rewind discarded into the
+// history entry of the failover away from it, replacing a lower bound.
+func (a *Agent) recordDiscard(ctx context.Context, v ha.View, res db.RewindResult) {
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
+	defer cancel()
+	hist, err := a.opts.Store.History(sctx)
+	if err != nil {
+		a.log.Warn("cannot read the history to record what pg_rewind discarded", "err", err)
+		return
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		e := hist[i]
+		if e.OldPrimary != a.opts.Name {
+			continue
+		}
+		if e.DataLoss != nil && e.DataLoss.How != cluster.DataLossLowerBound {
+			return
+		}
+		bytes := int64(res.WALEnd - res.DivergedAt)
+		e.DataLoss = &cluster.DataLoss{Bytes: bytes, How: cluster.DataLossRewind,
+			Detail: fmt.Sprintf("%s's pg_rewind discarded its WAL from %s (where it diverged) to %s", a.opts.Name, res.DivergedAt, res.WALEnd)}
+		e.DataLossBytes = bytes
+		if err := a.opts.Store.AppendHistory(sctx, e); err != nil {
+			a.log.Warn("cannot record what pg_rewind discarded", "epoch", e.Epoch, "err", err)
+			return
+		}
+		a.log.Warn("pg_rewind discarded WAL that the new primary never had", "bytes", bytes, "epoch", e.Epoch,
+			"diverged_at", res.DivergedAt, "wal_end", res.WALEnd)
+		return
+	}
 }
 
 // logOldPrimary logs, once per change, what the probe of the old primary

@@ -443,6 +443,69 @@ type HistoryEntry struct {
 	// Evidence is what proved the old primary could no longer take
 	// writes when this member was promoted.
 	Evidence *Evidence `json:"evidence,omitempty"`
+	// DataLoss says how DataLossBytes was found; nil in entries of older
+	// agents (then DataLossBytes came from the last position the new
+	// primary saw the old one publish).
+	DataLoss *DataLoss `json:"data_loss,omitempty"`
+}
+
+// DataLossHow says how a leadership change's data loss was measured.
+type DataLossHow int
+
+// How data loss is measured.
+const (
+	// DataLossLowerBound: the old primary's last position published while
+	// it led; its WAL ended there or later, so the loss is at least this.
+	// It becomes exact when the old primary rejoins by pg_rewind.
+	DataLossLowerBound DataLossHow = iota + 1
+	// DataLossFinalPosition: the old primary's agent published where its
+	// WAL ended (its database stopped) before the new primary promoted:
+	// exact.
+	DataLossFinalPosition
+	// DataLossRewind: the old primary's pg_rewind found where its history
+	// diverged from the new primary's and how far its WAL went past that:
+	// exact, the WAL it discarded.
+	DataLossRewind
+	// DataLossHandoff: a switchover, which promotes only past the old
+	// primary's final position: none.
+	DataLossHandoff
+)
+
+var dataLossNames = map[DataLossHow]string{
+	DataLossLowerBound: "lower-bound", DataLossFinalPosition: "final-position", DataLossRewind: "rewind",
+	DataLossHandoff: "handoff",
+}
+
+// String names the way as in JSON.
+func (h DataLossHow) String() string {
+	if s, ok := dataLossNames[h]; ok {
+		return s
+	}
+	return "unknown"
+}
+
+// MarshalText encodes the way by name.
+func (h DataLossHow) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText decodes a name; an unknown one decodes to 0 (unknown).
+func (h *DataLossHow) UnmarshalText(b []byte) error {
+	*h = 0
+	for k, name := range dataLossNames {
+		if name == string(b) {
+			*h = k
+		}
+	}
+	return nil
+}
+
+// DataLoss is what a leadership change lost of the old primary's WAL, and
+// how that was found. In synchronous mode it counts WAL of commits that
+// were never acknowledged (the synchronous standby holds every
+// acknowledged one).
+type DataLoss struct {
+	Bytes  int64       `json:"bytes"`
+	How    DataLossHow `json:"how"`
+	Detail string      `json:"detail,omitempty"`
 }
 
 // Step is one timed step of a failover.

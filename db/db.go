@@ -23,8 +23,15 @@ type Status struct {
 	Role cluster.Role
 	// Position is the flushed WAL position on a primary, the furthest of
 	// received and replayed WAL on a replica. When the server is stopped it
-	// is the checkpoint read from its control data, if any.
-	Position   cluster.Position
+	// is the furthest its files prove: for a data directory last run as a
+	// primary the end of its WAL (what the election compares, and what
+	// a failover without it loses), else the checkpoint or minimum
+	// recovery point of its control data.
+	Position cluster.Position
+	// Checkpoint is a stopped server's latest checkpoint location (after
+	// a fast shutdown: the shutdown checkpoint, which a switchover hands
+	// over); 0 while it runs.
+	Checkpoint cluster.LSN
 	ReceiveLSN cluster.LSN
 	ReplayLSN  cluster.LSN
 	// Streaming is true when a replica's WAL receiver streams from Upstream.
@@ -240,6 +247,18 @@ type Slot struct {
 	WALStatus string
 }
 
+// RewindResult is what a rewind found.
+type RewindResult struct {
+	// Required is false when the local history had not diverged ("no
+	// rewind required"): nothing was discarded.
+	Required bool
+	// DivergedAt is where the local history left the upstream's, and
+	// WALEnd where the local WAL ended before the rewind: the WAL past
+	// DivergedAt was discarded. Zero when unknown.
+	DivergedAt cluster.LSN
+	WALEnd     cluster.LSN
+}
+
 // Replication manages replication on the local server: the synchronous
 // standby setting and replication slots on a primary, and pg_rewind of a
 // stopped former primary. Engines implement it alongside Database.
@@ -262,7 +281,7 @@ type Replication interface {
 	// Rewind synchronizes the stopped local data directory with up
 	// (pg_rewind, after a CHECKPOINT on up) and leaves it stopped, ready
 	// to StartReplica(up). It fails when the server runs.
-	Rewind(ctx context.Context, up Upstream) error
+	Rewind(ctx context.Context, up Upstream) (RewindResult, error)
 	// RemoveData deletes the stopped server's data so it can be cloned
 	// again. It fails when the server runs.
 	RemoveData(ctx context.Context) error

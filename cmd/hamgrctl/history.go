@@ -59,7 +59,7 @@ func writeHistory(a *app, hist []cluster.HistoryEntry) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "EPOCH\tPROMOTED AT\tKIND\tFROM\tTO\tDATA LOSS\tSTEPS\tREASON")
+	fmt.Fprintln(tw, "EPOCH\tPROMOTED AT\tKIND\tFROM\tTO\tDATA LOSS\tEVIDENCE\tSTEPS\tREASON")
 	for _, h := range hist {
 		at := "-"
 		if !h.PromotedAt.IsZero() {
@@ -70,11 +70,20 @@ func writeHistory(a *app, hist []cluster.HistoryEntry) error {
 			steps = append(steps, fmt.Sprintf("%s %s", s.Name, time.Duration(s.Duration).Round(time.Millisecond)))
 		}
 		loss := humanBytes(h.DataLossBytes)
-		if h.DataLossBytes < 0 {
+		switch {
+		case h.DataLossBytes < 0:
 			loss = "unknown"
+		case h.DataLoss != nil && h.DataLoss.How == cluster.DataLossLowerBound:
+			loss = ">= " + loss + " (until the old primary rejoins)"
+		case h.DataLoss != nil:
+			loss += " (" + h.DataLoss.How.String() + ")"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Epoch, at, dash(h.Kind), dash(h.OldPrimary), dash(h.NewPrimary),
-			loss, dash(strings.Join(steps, ", ")), dash(h.Reason))
+		evidence := "-"
+		if h.Evidence != nil {
+			evidence = h.Evidence.Kind.String()
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Epoch, at, dash(h.Kind), dash(h.OldPrimary), dash(h.NewPrimary),
+			loss, evidence, dash(strings.Join(steps, ", ")), dash(h.Reason))
 	}
 	return tw.Flush()
 }

@@ -146,3 +146,20 @@ func TestDivergedFromTimelineHistory(t *testing.T) {
 		t.Errorf("sibling timeline: %q", got)
 	}
 }
+
+func TestParseWALEndAndDivergence(t *testing.T) {
+	end, ok := parseWALEnd("pg_waldump: error: error in WAL record at 0/1526058: invalid record length at 0/15261F0: wanted 24, got 0\n")
+	if !ok || end.String() != "0/15261F0" {
+		t.Errorf("parseWALEnd = %s %v, want 0/15261F0", end, ok)
+	}
+	if _, ok := parseWALEnd("pg_waldump: error: could not find file \"000000010000000000000002\": No such file or directory\n"); ok {
+		t.Error("parseWALEnd found an end in a missing-file error")
+	}
+	out := "pg_rewind: servers diverged at WAL location 0/3000148 on timeline 1\npg_rewind: rewinding from last common checkpoint at 0/2000060 on timeline 1\npg_rewind: Done!\n"
+	if got := parseDivergence(out); got.String() != "0/3000148" {
+		t.Errorf("parseDivergence = %s, want 0/3000148", got)
+	}
+	if got := parseDivergence("pg_rewind: no rewind required\n"); got != 0 {
+		t.Errorf("parseDivergence(no rewind required) = %s, want 0", got)
+	}
+}

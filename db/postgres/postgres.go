@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
 )
 
@@ -101,9 +102,11 @@ type Postgres struct {
 	connMu sync.Mutex // guards conn and is held while it is in use
 	conn   *pgx.Conn
 
-	ctlMu    sync.Mutex // guards the pg_controldata cache
-	ctlStamp string
-	ctlPos   controlData
+	ctlMu       sync.Mutex // guards the pg_controldata and WAL end caches
+	ctlStamp    string
+	ctlPos      controlData
+	walEndStamp string // the control data stamp walEndLSN was read at
+	walEndLSN   cluster.LSN
 }
 
 var (

@@ -74,9 +74,57 @@ func (p *Postgres) Probe(ctx context.Context) (db.Status, error) {
 		if err != nil {
 			return st, err
 		}
-		st.Position = cd.Position()
+		st.Position, st.Checkpoint = cd.Position(), cd.Checkpoint
+		if st.WasPrimary {
+			if end, ok := p.walEnd(ctx, cd); ok && end > st.Position.LSN {
+				st.Position.LSN = end
+			}
+		}
 	}
 	return st, nil
+}
+
+// walEnd reads where the WAL of a stopped former primary ends: pg_waldump
+// from the latest checkpoint's redo location to the first invalid record
+// (after an immediate stop or a crash the WAL goes past the checkpoint by
+// whatever was written since). Cached like the control data; false when
+// it cannot tell.
+func (p *Postgres) walEnd(ctx context.Context, cd controlData) (cluster.LSN, bool) {
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	if p.walEndStamp == p.ctlStamp && p.walEndStamp != "" {
+		return p.walEndLSN, p.walEndLSN != 0
+	}
+	p.walEndStamp, p.walEndLSN = p.ctlStamp, 0
+	if cd.Redo == 0 || cd.CheckpointTLI == 0 {
+		return 0, false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := p.command(cctx, "pg_waldump", "-p", p.path("pg_wal"), "-t", strconv.Itoa(int(cd.CheckpointTLI)), "-s", cd.Redo.String(), "-q")
+	cmd.Env = append(cmd.Env, "LC_ALL=C")
+	out, _ := cmd.CombinedOutput() // it always exits with an error at the end of the WAL
+	end, ok := parseWALEnd(string(out))
+	if ok {
+		p.walEndLSN = end
+	}
+	return end, ok
+}
+
+// parseWALEnd finds the end of valid WAL in pg_waldump's message, "error
+// in WAL record at 0/1526058: invalid record length at 0/15261F0: wanted
+// 24, got 0": the last location named.
+func parseWALEnd(out string) (cluster.LSN, bool) {
+	i := strings.LastIndex(out, " at ")
+	if i < 0 || !strings.Contains(out, "error in WAL record") {
+		return 0, false
+	}
+	rest := out[i+len(" at "):]
+	if j := strings.IndexAny(rest, ": \n"); j >= 0 {
+		rest = rest[:j]
+	}
+	lsn, err := cluster.ParseLSN(rest)
+	return lsn, err == nil && lsn != 0
 }
 
 func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) error {
@@ -314,6 +362,7 @@ func closeConn(c *pgx.Conn) {
 type controlData struct {
 	State         string
 	Checkpoint    cluster.LSN
+	Redo          cluster.LSN
 	CheckpointTLI uint32
 	MinRecovery   cluster.LSN
 	MinRecovTLI   uint32
@@ -378,6 +427,9 @@ func parseControlData(out string) (controlData, error) {
 		return cd, err
 	}
 	if cd.MinRecovery, err = cluster.ParseLSN(kv["Minimum recovery ending location"]); err != nil {
+		return cd, err
+	}
+	if cd.Redo, err = cluster.ParseLSN(kv["Latest checkpoint's REDO location"]); err != nil {
 		return cd, err
 	}
 	tli, err := strconv.ParseUint(kv["Latest checkpoint's TimeLineID"], 10, 32)

@@ -517,47 +517,72 @@ const rewindCheckpointTimeout = 60 * time.Second
 // after a failure midway the data directory may be unusable and must be
 // cloned again. It fails when the server runs. Cancelling ctx kills
 // pg_rewind.
-func (p *Postgres) Rewind(ctx context.Context, up db.Upstream) error {
+func (p *Postgres) Rewind(ctx context.Context, up db.Upstream) (db.RewindResult, error) {
 	const op = "rewind"
 	p.opMu.Lock()
 	defer p.opMu.Unlock()
+	var res db.RewindResult
 	if up.Host == "" || up.Port <= 0 {
-		return p.errorf(op, "upstream %q has no host or port", up.Name)
+		return res, p.errorf(op, "upstream %q has no host or port", up.Name)
 	}
 	if !p.hasData() {
-		return p.errorf(op, "no database cluster in %s", p.opts.DataDir)
+		return res, p.errorf(op, "no database cluster in %s", p.opts.DataDir)
 	}
 	if s := p.running(); s != nil {
-		return p.errorf(op, "server is running (pid %d): stop it first", s.pid)
+		return res, p.errorf(op, "server is running (pid %d): stop it first", s.pid)
 	}
 	if err := p.reapOrphans(ctx); err != nil {
-		return p.errorf(op, "%w", err)
+		return res, p.errorf(op, "%w", err)
 	}
 	start := time.Now()
 	if err := p.checkpointUpstream(ctx, up); err != nil {
-		return p.errorf(op, "CHECKPOINT on upstream %s (%s:%d): %w: %w", up.Name, up.Host, up.Port, db.ErrUpstreamUnavailable, err)
+		return res, p.errorf(op, "CHECKPOINT on upstream %s (%s:%d): %w: %w", up.Name, up.Host, up.Port, db.ErrUpstreamUnavailable, err)
 	}
 	cd, err := p.controlData(ctx)
 	if err != nil {
-		return err // names the member and the operation
+		return res, err // names the member and the operation
+	}
+	if end, ok := p.walEnd(ctx, cd); ok {
+		res.WALEnd = end
 	}
 	if clean := cd.State == "shut down" || cd.State == "shut down in recovery"; !clean && exists(p.path("standby.signal")) {
 		if err := p.recoverAsStandby(ctx); err != nil {
-			return p.errorf(op, "crash recovery in standby mode (data directory state %q): %w", cd.State, err)
+			return res, p.errorf(op, "crash recovery in standby mode (data directory state %q): %w", cd.State, err)
 		}
 	}
 	out, err := p.runRewind(ctx, up)
 	if err != nil {
-		return p.errorf(op, "pg_rewind from %s (%s:%d) (data directory state %q): %w:\n%s",
+		return res, p.errorf(op, "pg_rewind from %s (%s:%d) (data directory state %q): %w:\n%s",
 			up.Name, up.Host, up.Port, cd.State, err, lastLines(out, 10))
 	}
 	if err := p.writeReplicaConf(&up); err != nil {
-		return p.errorf(op, "after pg_rewind: %w", err)
+		return res, p.errorf(op, "after pg_rewind: %w", err)
 	}
+	res.Required = !strings.Contains(out, "no rewind required")
+	res.DivergedAt = parseDivergence(out)
 	p.log.Info("rewound from upstream", "upstream", up.Name, "state_before", cd.State,
-		"rewind_required", !strings.Contains(out, "no rewind required"),
+		"rewind_required", res.Required, "diverged_at", res.DivergedAt, "wal_end_before", res.WALEnd,
 		"took", time.Since(start).Round(time.Millisecond))
-	return nil
+	return res, nil
+}
+
+// parseDivergence finds "servers diverged at WAL location 0/3000148 on
+// timeline 1" in pg_rewind's output (0 when absent).
+func parseDivergence(out string) cluster.LSN {
+	const marker = "servers diverged at WAL location "
+	i := strings.Index(out, marker)
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(out[i+len(marker):])
+	if len(f) == 0 {
+		return 0
+	}
+	lsn, err := cluster.ParseLSN(f[0])
+	if err != nil {
+		return 0
+	}
+	return lsn
 }
 
 // recoverAsStandby starts the stopped server as a replica without an

@@ -386,11 +386,13 @@ func TestRewind(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitExited(t, n1, time.Second)
-	if st := probe(t, n1); st.Running || !st.WasPrimary || st.Position.Timeline != 1 {
-		t.Fatalf("killed primary n1: %+v", st)
+	// A killed primary reports where its WAL ends (pg_waldump), past
+	// its last checkpoint.
+	if st := probe(t, n1); st.Running || !st.WasPrimary || st.Position.Timeline != 1 || st.Checkpoint == 0 || st.Position.LSN <= st.Checkpoint {
+		t.Fatalf("killed primary n1: %+v, want its WAL end past its checkpoint", st)
 	}
 	up2 := upstream(n2)
-	if err := n2.Rewind(ctxT(t, 5*time.Second), up1); err == nil || !strings.Contains(err.Error(), "running") {
+	if _, err := n2.Rewind(ctxT(t, 5*time.Second), up1); err == nil || !strings.Contains(err.Error(), "running") {
 		t.Fatalf("Rewind on a running server = %v, want an error", err)
 	}
 
@@ -403,7 +405,11 @@ func TestRewind(t *testing.T) {
 		}
 		committed <- err
 	}()
-	timed(t, "n1 rewind after SIGKILL", func() error { return n1.Rewind(ctxT(t, 60*time.Second), up2) })
+	var res db.RewindResult
+	timed(t, "n1 rewind after SIGKILL", func() (err error) { res, err = n1.Rewind(ctxT(t, 60*time.Second), up2); return err })
+	if !res.Required || res.DivergedAt == 0 || res.WALEnd == 0 {
+		t.Fatalf("rewind result %+v: want required, with where it diverged and where its WAL ended", res)
+	}
 	if st := probe(t, n1); st.Running || st.WasPrimary {
 		t.Fatalf("n1 after rewind: %+v", st)
 	}
@@ -451,7 +457,10 @@ func TestRewind(t *testing.T) {
 		t.Fatal(err)
 	}
 	execSQL(t, n2, "INSERT INTO t VALUES (3, 'after')")
-	timed(t, "n1 rewind after SIGKILL as a replica", func() error { return n1.Rewind(ctxT(t, 60*time.Second), up2) })
+	timed(t, "n1 rewind after SIGKILL as a replica", func() (err error) { res, err = n1.Rewind(ctxT(t, 60*time.Second), up2); return err })
+	if res.Required {
+		t.Fatalf("rewind of a replica on the new timeline: %+v, want no rewind required", res)
+	}
 	b, _ = os.ReadFile(n1.opts.LogFile)
 	if !strings.Contains(string(b), "no rewind required") {
 		t.Fatalf("pg_rewind of the crashed replica; log:\n%s", lastLines(string(b), 30))

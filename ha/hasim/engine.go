@@ -287,7 +287,7 @@ func (e *engine) DropSlots(_ context.Context, members []string) error {
 }
 
 // Rewind runs the simulated pg_rewind against up.
-func (e *engine) Rewind(_ context.Context, up db.Upstream) error {
+func (e *engine) Rewind(_ context.Context, up db.Upstream) (db.RewindResult, error) {
 	return e.w.doRewind(e.n, e.w.node(up.Name))
 }
 

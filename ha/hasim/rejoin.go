@@ -90,21 +90,26 @@ func (w *World) rewind(n, u *node) (required bool, err error) {
 // doRewind executes db.Replication.Rewind of n's database from u and
 // records it in World.Rewinds or World.RewindFailures, with the leader
 // epoch it happened in.
-func (w *World) doRewind(n, u *node) error {
+func (w *World) doRewind(n, u *node) (db.RewindResult, error) {
 	epoch := cluster.Epoch(0)
 	if l := w.Leader(); l != nil {
 		epoch = l.Epoch
 	}
 	what := fmt.Sprintf("%s<-%s@%d", n.spec.Name, u.spec.Name, epoch)
+	res := db.RewindResult{WALEnd: n.db.lsn}
+	if fork, ok := u.db.forks[n.db.timeline]; ok {
+		res.DivergedAt = fork
+	}
 	required, err := w.rewind(n, u)
 	if err != nil {
 		w.RewindFailures = append(w.RewindFailures, what)
-		return err
+		return db.RewindResult{}, err
 	}
+	res.Required = required
 	if !required {
 		what += noRewindRequired
 	}
 	w.Rewinds = append(w.Rewinds, what)
 	w.logf("%s: REWOUND from %s, rewind required %v (%s)", n.spec.Name, u.spec.Name, required, n.db.String())
-	return nil
+	return res, nil
 }

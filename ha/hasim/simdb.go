@@ -74,19 +74,26 @@ func (d *simDB) String() string {
 }
 
 func (d *simDB) status(now time.Time, alive bool, receiverTimeout time.Duration) db.Status {
+	// A stopped server reports the end of its WAL (db/postgres reads it
+	// with pg_waldump) and its latest checkpoint: the shutdown checkpoint
+	// after a fast stop.
 	pos := cluster.Position{LSN: d.lsn, Timeline: d.timeline}
-	if !d.running && d.stopPos != 0 {
-		pos.LSN = d.stopPos
+	var ckpt cluster.LSN
+	if !d.running && d.hasData {
+		ckpt = d.lsn
+		if d.stopPos != 0 {
+			ckpt = d.stopPos
+		}
 	}
 	// A stopped data directory without standby.signal was last run as a
 	// primary (what the postgres prober reads from the files).
 	wasPrimary := d.hasData && !d.standby && !d.running
 	if !alive {
-		return db.Status{HasData: d.hasData, Position: pos, WasPrimary: wasPrimary}
+		return db.Status{HasData: d.hasData, Position: pos, Checkpoint: ckpt, WasPrimary: wasPrimary}
 	}
 	st := db.Status{
 		Running: d.running, Accepting: d.running && d.accepting, HasData: d.hasData,
-		Position: pos, WasPrimary: wasPrimary,
+		Position: pos, Checkpoint: ckpt, WasPrimary: wasPrimary,
 	}
 	if st.Accepting {
 		st.Role = cluster.RolePrimary
