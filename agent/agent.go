@@ -55,7 +55,28 @@ type Options struct {
 	// the loop goes on; nil runs each on a goroutine of its own. The
 	// simulator runs them at once.
 	Background func(fn func())
+	// OnStop is what Run does with the database when its context ends
+	// (default OnStopHandover).
+	OnStop OnStop
 }
+
+// OnStop is what a clean stop of the agent does with its database.
+type OnStop int
+
+// On-stop modes.
+const (
+	// OnStopHandover: a primary switches over to the best replica (no
+	// acknowledged write is lost), then its database stops; a replica's
+	// database stops. Without a replica to hand over to it is OnStopStop.
+	OnStopHandover OnStop = iota
+	// OnStopStop: the database stops (fast shutdown) and a primary
+	// releases the leader key, so a replica that received everything takes
+	// over.
+	OnStopStop
+	// OnStopLeaveRunning: the database keeps running; a restarted agent
+	// adopts it. A primary has no leader key meanwhile.
+	OnStopLeaveRunning
+)
 
 // Event is a notable step, with the agent's time.
 type Event struct {
@@ -136,36 +157,38 @@ const (
 	fenceTick = 50 * time.Millisecond
 )
 
-// Run loops until ctx ends. It returns nil on cancellation; it never stops
-// the database on the way out (a restarted agent adopts it).
+// Run loops until ctx ends, then stops as Options.OnStop says (a primary
+// hands over, or stops and releases the key, or PostgreSQL is left
+// running for a restarted agent to adopt) and returns nil.
 func (a *Agent) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+	// The renewer, the fence timer and the stop itself outlive ctx: a
+	// primary must keep its lease while it hands over.
+	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	changes := a.opts.Store.Changes(ctx)
+	changes := a.opts.Store.Changes(inner)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		for sleep(ctx, min(a.Renew(ctx), renewTick)) {
+		for sleep(inner, min(a.Renew(inner), renewTick)) {
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		for {
-			a.Fence(ctx)
-			if !sleep(ctx, fenceTick) {
+			a.Fence(inner)
+			if !sleep(inner, fenceTick) {
 				return
 			}
 		}
 	}()
 	defer wg.Wait()
+	defer cancel()
 	exited := a.opts.DB.Exited()
-	for {
-		t := time.NewTimer(a.Round(ctx))
+	for ctx.Err() == nil {
+		t := time.NewTimer(a.Round(inner))
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return nil
 		case <-t.C:
 		case <-changes:
 		case at := <-exited:
@@ -174,10 +197,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.wake:
 		}
 		t.Stop()
-		if !sleep(ctx, a.NotBefore().Sub(a.clk.Now())) {
-			return nil
-		}
+		sleep(ctx, a.NotBefore().Sub(a.clk.Now()))
 	}
+	a.stop(inner)
+	return nil
 }
 
 // sleep waits d (not at all when d <= 0) and reports false when ctx ended.

@@ -63,7 +63,22 @@ type Config struct {
 	Tags Tags `yaml:"tags"`
 	// Log configures the agent's own logging.
 	Log Log `yaml:"log"`
+	// OnStop is what a clean stop of the agent (SIGTERM, systemctl stop)
+	// does with PostgreSQL: "handover" (default: a primary switches over
+	// to the best replica, then everything stops), "stop" (PostgreSQL
+	// stops; a primary releases the leader key, so a replica takes over
+	// with everything it wrote) or "leave-running" (PostgreSQL keeps
+	// running; the primary has no leader key until the agent is back).
+	// While the cluster is paused PostgreSQL is always left running.
+	OnStop string `yaml:"on_stop"`
 }
+
+// On-stop modes (Config.OnStop).
+const (
+	OnStopHandover     = "handover"
+	OnStopStop         = "stop"
+	OnStopLeaveRunning = "leave-running"
+)
 
 // Etcd says how the agent reaches etcd. Exactly one of Endpoints and Embedded
 // must be set.
@@ -312,8 +327,9 @@ func Default() *Config {
 			PrimaryStartTimeout:  Duration(DefaultPrimaryStartTimeout),
 			MaximumLagOnFailover: DefaultMaximumLagOnFailover,
 		},
-		Tags: Tags{Priority: &prio},
-		Log:  Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Tags:   Tags{Priority: &prio},
+		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		OnStop: OnStopHandover,
 	}
 }
 
@@ -358,6 +374,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	setStr(&c.Log.Level, d.Log.Level)
 	setStr(&c.Log.Format, d.Log.Format)
+	setStr(&c.OnStop, d.OnStop)
 	c.applyDerived()
 }
 

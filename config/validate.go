@@ -45,6 +45,11 @@ func (c *Config) Validate() error {
 	default:
 		p.add("log.format", "%q is not a format: want text or json", c.Log.Format)
 	}
+	switch c.OnStop {
+	case OnStopHandover, OnStopStop, OnStopLeaveRunning:
+	default:
+		p.add("on_stop", "%q: want %s, %s or %s", c.OnStop, OnStopHandover, OnStopStop, OnStopLeaveRunning)
+	}
 	return errors.Join(p...)
 }
 

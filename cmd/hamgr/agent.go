@@ -31,8 +31,11 @@ func agentCmd() *cobra.Command {
 
 The agent starts, stops, promotes and repoints the local PostgreSQL as the
 cluster needs, holds or watches the leader key in etcd, and serves the HTTP
-health endpoints. Stopping the agent leaves PostgreSQL running; a restarted
-agent adopts it. See examples/hamgr.yml for every setting.`,
+health endpoints. A clean stop (SIGTERM, SIGINT) does what on_stop says:
+by default a primary hands over to the best replica first, then PostgreSQL
+stops. With on_stop: leave-running (or while the cluster is paused)
+PostgreSQL keeps running and a restarted agent adopts it. See
+examples/hamgr.yml for every setting.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if path == "" {
@@ -100,6 +103,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Cluster: cfg.Cluster, Name: cfg.Name, Tags: cfg.Tags.Cluster(), Config: cfg.Dynamic(),
 		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
 		Logger: log, Metrics: mx, UseRewind: pgc.Rewind(), AllowReclone: pgc.RecloneOnRewindFailure,
+		OnStop: onStop(cfg.OnStop),
 	})
 	// Operator endpoints (bearer token from api.token_file) and /metrics.
 	token, err := readAPIToken(cfg.API, log)
@@ -132,8 +136,19 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
-	log.Info("agent stopped; PostgreSQL is left as it is")
+	log.Info("agent stopped", "on_stop", cfg.OnStop)
 	return err
+}
+
+// onStop maps the config file's on_stop to the agent's mode.
+func onStop(s string) agent.OnStop {
+	switch s {
+	case config.OnStopStop:
+		return agent.OnStopStop
+	case config.OnStopLeaveRunning:
+		return agent.OnStopLeaveRunning
+	}
+	return agent.OnStopHandover
 }
 
 // openStore starts the embedded etcd when configured, creates the store
