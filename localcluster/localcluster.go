@@ -385,3 +385,18 @@ func processAlive(pid int) bool {
 	}
 	return true
 }
+
+// BlockEtcd cuts every agent off from etcd (their requests hang, as
+// without an etcd quorum); UnblockEtcd heals them all.
+func (c *Cluster) BlockEtcd() {
+	for _, n := range c.Nodes {
+		n.BlockEtcd()
+	}
+}
+
+// UnblockEtcd lets every agent reach etcd again.
+func (c *Cluster) UnblockEtcd() {
+	for _, n := range c.Nodes {
+		n.UnblockEtcd()
+	}
+}

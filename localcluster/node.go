@@ -285,3 +285,66 @@ func (n *Node) WipeData() error {
 	}
 	return os.RemoveAll(n.DataDir)
 }
+
+// SignalAgentGroup sends sig to the agent's process group: the agent and
+// the postmaster it started (PostgreSQL's backends and WAL senders run in
+// sessions of their own and are not reached). SIGSTOP then freezes the
+// agent and the postmaster while existing sessions keep committing.
+func (n *Node) SignalAgentGroup(sig syscall.Signal) error {
+	pid := n.AgentPID()
+	if pid == 0 {
+		return fmt.Errorf("localcluster: agent %s is not running", n.Name)
+	}
+	if err := syscall.Kill(-pid, sig); err != nil {
+		return fmt.Errorf("localcluster: signal process group of agent %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// SignalPostmaster sends sig to the postmaster only.
+func (n *Node) SignalPostmaster(sig syscall.Signal) error {
+	pid := n.PostmasterPID()
+	if pid == 0 || !processAlive(pid) {
+		return fmt.Errorf("localcluster: %s has no running postmaster", n.Name)
+	}
+	return syscall.Kill(pid, sig)
+}
+
+// SignalNode sends sig to every process of the node: the agent and every
+// postgres process working in its data directory. SIGSTOP freezes the
+// whole node (a paused VM, as seen from outside: connections stay open and
+// silent, new ones time out); SIGCONT thaws it.
+func (n *Node) SignalNode(sig syscall.Signal) error {
+	pids := n.nodePIDs()
+	if len(pids) == 0 {
+		return fmt.Errorf("localcluster: %s has no processes", n.Name)
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, sig)
+	}
+	return nil
+}
+
+// nodePIDs lists the agent and every process whose working directory is
+// the node's data directory (the postmaster and all its children).
+func (n *Node) nodePIDs() []int {
+	var pids []int
+	if pid := n.AgentPID(); pid > 0 {
+		pids = append(pids, pid)
+	}
+	dir := n.DataDir
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == dir {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}

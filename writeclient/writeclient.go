@@ -227,6 +227,16 @@ type Result struct {
 	Gaps []Gap
 	// Started and Stopped bound the write loop.
 	Started, Stopped time.Time
+	// Acks lists every acknowledged write, in ack order: id, when the
+	// acknowledgement arrived, and the port of the server that gave it.
+	Acks []Ack
+}
+
+// Ack is one acknowledged write.
+type Ack struct {
+	ID   int64
+	At   time.Time
+	Port int
 }
 
 // OutageAround returns the duration of the gap around the fault time t: the
@@ -417,8 +427,10 @@ func (c *Client) Stop() Result {
 			Started:   c.startedAt,
 			Stopped:   c.stoppedAt,
 		}
+		r.Acks = make([]Ack, len(c.acks))
 		for i, a := range c.acks {
 			r.AckedIDs[i] = a.id
+			r.Acks[i] = Ack{ID: a.id, At: a.at, Port: a.port}
 		}
 		r.LongestGap, r.Gaps = computeGaps(c.acks, c.opts.gapThreshold(), c.failing, c.stoppedAt)
 		c.result = &r

@@ -1,0 +1,286 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/localcluster"
+)
+
+// Issue 7: only proof counts as dead. Every test writes through the
+// multi-host string and straight to each member, and checks that no old
+// primary acknowledged a write after the new primary's first.
+
+// silenceBound is the stream silence bound of the fast profile:
+// max(ttl - loop_wait, wal_receiver_timeout 6s).
+func silenceBound() time.Duration {
+	t := localcluster.FastTiming
+	return max(time.Duration(t.TTL)-time.Duration(t.LoopWait), 6*time.Second)
+}
+
+// The primary's agent and postmaster are frozen (SIGSTOP of the agent's
+// process group) for more than twice the ttl, while its backends and WAL
+// senders keep going: a new connection times out, the replicas still hear
+// its WAL, nobody is promoted, and the primary kept acknowledging writes on
+// its sessions all along. Resumed, its agent takes its key back.
+func TestFrozenAgentAndPostmasterNoPromotion(t *testing.T) {
+	c := startCluster(t, localcluster.Options{})
+	mon := monitorPrimaries(t, c)
+	old, lead := leader(t, c)
+	w := startWriters(t, c, "frozen_pm")
+	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+50); err != nil {
+		t.Fatal(err)
+	}
+	ttl := time.Duration(localcluster.FastTiming.TTL)
+	t0 := time.Now()
+	if err := old.SignalAgentGroup(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = old.SignalAgentGroup(syscall.SIGCONT) })
+	err := localcluster.WaitFor(ctxFor(t, ttl+10*time.Second), func() bool {
+		s, err := c.Snapshot(context.Background())
+		return err == nil && s.Leader == nil
+	})
+	if err != nil {
+		t.Fatalf("the frozen leader's key did not expire: %v", err)
+	}
+	hold := 2*ttl + silenceBound()
+	noLeaderBut(t, c, old.Name, hold-time.Since(t0))
+	for _, n := range others(c, old.Name) {
+		waitReason(t, c, n.Name, "gave no answer|is the better candidate|not a failover candidate", 10*time.Second)
+	}
+	if err := old.SignalAgentGroup(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	n, l := leaderNot(t, c, "")
+	if n.Name != old.Name || l.Epoch <= lead.Epoch {
+		t.Fatalf("leader after the resume: %s@%d, want %s again at an epoch above %d", n.Name, l.Epoch, old.Name, lead.Epoch)
+	}
+	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+20); err != nil {
+		t.Fatal(err)
+	}
+	a := w.stop()
+	during := a.between(old.Name, t0.Add(time.Second), resumed)
+	t.Logf("frozen %v; %s acknowledged %d writes on its existing sessions meanwhile", resumed.Sub(t0).Round(time.Millisecond), old.Name, during)
+	if during == 0 {
+		t.Errorf("no write acknowledged by %s while its agent and postmaster were frozen: the fault did not hit as intended", old.Name)
+	}
+	for _, m := range others(c, old.Name) {
+		if k := a.byMember[m.Name]; len(k) > 0 {
+			t.Errorf("%s acknowledged %d writes: it was never to be writable", m.Name, len(k))
+		}
+	}
+	if missing := verifyNoLoss(t, w.allOpt, a.all.AckedIDs); len(missing) > 0 {
+		t.Errorf("%d acknowledged writes lost: %v", len(missing), missing)
+	}
+	_ = mon
+}
+
+// The primary's agent dies on a machine whose cores are saturated: probes
+// of its database time out, its WAL still reaches the replicas, nobody is
+// promoted. Restarted, the agent takes the key back.
+func TestAgentDeathOnSaturatedMachineNoPromotion(t *testing.T) {
+	c := startCluster(t, localcluster.Options{})
+	monitorPrimaries(t, c)
+	old, lead := leader(t, c)
+	w := startWriters(t, c, "saturated")
+	ttl := time.Duration(localcluster.FastTiming.TTL)
+	hold := 2*ttl + silenceBound()
+	saturate(t, hold+ttl)
+	if err := old.KillAgent(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	noLeaderBut(t, c, old.Name, hold)
+	if err := old.StartAgent(); err != nil {
+		t.Fatal(err)
+	}
+	n, l := leaderNot(t, c, "")
+	if n.Name != old.Name || l.Epoch <= lead.Epoch {
+		t.Fatalf("leader after the agent restarted: %s@%d, want %s again above epoch %d", n.Name, l.Epoch, old.Name, lead.Epoch)
+	}
+	a := w.stop()
+	for _, m := range others(c, old.Name) {
+		if k := a.byMember[m.Name]; len(k) > 0 {
+			t.Errorf("%s acknowledged %d writes: it was never to be writable", m.Name, len(k))
+		}
+	}
+	if missing := verifyNoLoss(t, w.allOpt, a.all.AckedIDs); len(missing) > 0 {
+		t.Errorf("%d acknowledged writes lost: %v", len(missing), missing)
+	}
+}
+
+// The primary's machine vanishes: every process frozen (connections stay
+// open and silent, new ones time out: no refusal anywhere), then killed. It
+// is failed over on the replicas' evidence, within the ttl plus the stream
+// silence bound, and the history says so.
+func TestVanishedPrimaryFailsOverOnStreamSilence(t *testing.T) {
+	c := startCluster(t, localcluster.Options{})
+	monitorPrimaries(t, c)
+	old, _ := leader(t, c)
+	w := startWriters(t, c, "vanished")
+	t0 := time.Now()
+	if err := old.SignalNode(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = old.SignalNode(syscall.SIGKILL) })
+	ttl := time.Duration(localcluster.FastTiming.TTL)
+	tl, err := c.ObservePromotion(ctxFor(t, ttl+silenceBound()+30*time.Second), old.Name, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("vanished primary: new primary %s promoted %v after the freeze (ttl %v, silence bound %v)", tl.New, tl.Promoted, ttl, silenceBound())
+	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+20); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.SignalNode(syscall.SIGKILL); err != nil { // the machine is gone for good
+		t.Fatal(err)
+	}
+	a := w.stop()
+	if n, first := a.splitBrain(old.Name, tl.New, t0); n > 0 {
+		t.Errorf("%d writes acknowledged by %s after %s's first at %s", n, old.Name, tl.New, first.Format("15:04:05.000"))
+	}
+	hist, err := c.Store.History(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hist[len(hist)-1]
+	if h.Evidence == nil || h.Evidence.Kind != cluster.EvidenceStreamsSilent {
+		t.Fatalf("history %+v: want the promotion's evidence to be the stream silence", h)
+	}
+	t.Logf("evidence: %s", h.Evidence)
+}
+
+// In synchronous mode a frozen machine (a paused VM) is failed over, and
+// when it thaws it never acknowledges a write: its synchronous standby is
+// the new primary or follows it, and its agent fences it. Nothing
+// acknowledged is lost.
+func TestFrozenPrimaryThawsWithoutSplitBrainInSyncMode(t *testing.T) {
+	c := startCluster(t, localcluster.Options{})
+	setConfig(t, c, "synchronous_mode", "on")
+	waitSyncRecord(t, c, 30*time.Second)
+	monitorPrimaries(t, c)
+	old, _ := leader(t, c)
+	w := startWriters(t, c, "thaw")
+	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+50); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if err := old.SignalNode(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = old.SignalNode(syscall.SIGCONT) })
+	ttl := time.Duration(localcluster.FastTiming.TTL)
+	tl, err := c.ObservePromotion(ctxFor(t, ttl+silenceBound()+30*time.Second), old.Name, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+20); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.SignalNode(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitRejoinedOrStopped(t, c, old.Name)
+	a := w.stop()
+	if n, first := a.splitBrain(old.Name, tl.New, t0); n > 0 {
+		t.Errorf("%d writes acknowledged by the thawed %s after %s's first at %s", n, old.Name, tl.New, first.Format("15:04:05.000"))
+	}
+	if missing := verifyNoLoss(t, w.allOpt, a.all.AckedIDs); len(missing) > 0 {
+		t.Errorf("synchronous mode: %d acknowledged writes lost: %v", len(missing), missing)
+	}
+}
+
+// The primary's postmaster hangs while its agent lives: its agent sees its
+// own database stalled (no new session gets in), and once the stall has
+// lasted primary_start_timeout it kills every process of the server and
+// releases the key; a replica takes over on the refused connection, and
+// the old primary's sessions acknowledged nothing after that.
+func TestHungPostmasterIsKilledAndReleased(t *testing.T) {
+	c := startCluster(t, localcluster.Options{})
+	monitorPrimaries(t, c)
+	old, _ := leader(t, c)
+	w := startWriters(t, c, "hung")
+	hung := old.PostgresPIDs()
+	t0 := time.Now()
+	if err := old.SignalPostmaster(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = old.SignalPostmaster(syscall.SIGCONT) })
+	waitReason(t, c, old.Name, "DATABASE STALLED", 30*time.Second)
+	tl, err := c.ObservePromotion(ctxFor(t, time.Duration(localcluster.FastTiming.PrimaryStartTimeout)+time.Minute), old.Name, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+20); err != nil {
+		t.Fatal(err)
+	}
+	a := w.stop()
+	if n, first := a.splitBrain(old.Name, tl.New, t0); n > 0 {
+		t.Errorf("%d writes acknowledged by the hung %s after %s's first at %s", n, old.Name, tl.New, first.Format("15:04:05.000"))
+	}
+	for _, pid := range hung {
+		if err := syscall.Kill(pid, 0); err == nil && processRunning(pid) {
+			t.Errorf("process %d of the hung server is left (of %v)", pid, hung)
+		}
+	}
+	t.Logf("hung postmaster: %s promoted %v after the hang", tl.New, tl.Promoted)
+}
+
+// A clean stop of the primary's agent (SIGTERM, what systemctl stop sends)
+// hands over: a replica becomes the primary with everything acknowledged,
+// the old primary's PostgreSQL is stopped, and the agent exits.
+func TestCleanStopOfThePrimaryHandsOver(t *testing.T) {
+	c := startCluster(t, localcluster.Options{})
+	monitorPrimaries(t, c)
+	old, lead := leader(t, c)
+	w := startWriters(t, c, "stop")
+	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+50); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if err := old.KillAgent(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	n, l := leaderNot(t, c, old.Name)
+	if l.Epoch <= lead.Epoch {
+		t.Fatalf("new leader %s at epoch %d, want above %d", n.Name, l.Epoch, lead.Epoch)
+	}
+	err := localcluster.WaitFor(ctxFor(t, 2*time.Duration(localcluster.FastTiming.TTL)+30*time.Second), func() bool {
+		return !old.AgentRunning() && len(old.PostgresPIDs()) == 0
+	})
+	if err != nil {
+		t.Fatalf("the stopped agent or its PostgreSQL is still running: agent %v, postgres %v", old.AgentRunning(), old.PostgresPIDs())
+	}
+	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+20); err != nil {
+		t.Fatal(err)
+	}
+	a := w.stop()
+	if missing := verifyNoLoss(t, w.allOpt, a.all.AckedIDs); len(missing) > 0 {
+		t.Errorf("%d acknowledged writes lost in the handover: %v", len(missing), missing)
+	}
+	hist, err := c.Store.History(context.Background())
+	if err != nil || len(hist) == 0 || hist[len(hist)-1].Kind != "switchover" {
+		t.Fatalf("history %+v (%v): want a switchover", hist, err)
+	}
+	if !strings.Contains(hist[len(hist)-1].Reason, "on_stop") {
+		t.Errorf("the switchover's reason %q does not say the agent's stop asked for it", hist[len(hist)-1].Reason)
+	}
+	t.Logf("clean stop: %s leads at epoch %d, %v after SIGTERM", n.Name, l.Epoch, time.Since(t0).Round(time.Millisecond))
+}
+
+// processRunning reports whether pid exists and is not a zombie.
+func processRunning(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
