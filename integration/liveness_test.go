@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/localcluster"
 )
@@ -283,4 +286,110 @@ func processRunning(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+// etcd is out (every agent cut off) long enough for the primary to fence
+// itself, and comes back with every lease revoked at once, as seen in
+// issue 7. The fenced old primary, which holds the most WAL, takes its own
+// key back: no needless failover, and no acknowledged write lost (its fence
+// was a fast shutdown, so its last WAL reached the replicas too).
+func TestEtcdReturnRevokingEveryLeaseNoNeedlessFailover(t *testing.T) {
+	c := startCluster(t, localcluster.Options{})
+	mon := monitorPrimaries(t, c)
+	old, lead := leader(t, c)
+	w := startWriters(t, c, "etcd_return")
+	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+50); err != nil {
+		t.Fatal(err)
+	}
+	c.BlockEtcd()
+	t.Cleanup(c.UnblockEtcd)
+	ft := localcluster.FastTiming
+	// The leader fences by loop_wait + retry_timeout after its last renewal.
+	err := localcluster.WaitFor(ctxFor(t, time.Duration(ft.LoopWait+ft.RetryTimeout)+20*time.Second), func() bool {
+		return time.Since(mon.lastWritable(old.Name)) > time.Second
+	})
+	if err != nil {
+		t.Fatalf("%s did not fence itself while etcd was out: %v", old.Name, err)
+	}
+	revokeEveryLease(t, c)
+	c.UnblockEtcd()
+	n, l := leaderNot(t, c, "")
+	if n.Name != old.Name || l.Epoch <= lead.Epoch {
+		t.Fatalf("leader after etcd's return: %s@%d, want %s again (it holds the most WAL) above epoch %d", n.Name, l.Epoch, old.Name, lead.Epoch)
+	}
+	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+20); err != nil {
+		t.Fatal(err)
+	}
+	a := w.stop()
+	if missing := verifyNoLoss(t, w.allOpt, a.all.AckedIDs); len(missing) > 0 {
+		t.Errorf("%d acknowledged writes lost: %v", len(missing), missing)
+	}
+	hist, err := c.Store.History(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hist {
+		if h.Epoch > lead.Epoch && h.Kind == "failover" {
+			t.Errorf("needless failover recorded: %+v", h)
+		}
+	}
+}
+
+// revokeEveryLease revokes every lease of the embedded etcd at once.
+func revokeEveryLease(t *testing.T, c *localcluster.Cluster) {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := ctxFor(t, 10*time.Second)
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases.Leases {
+		if _, err := cli.Revoke(ctx, l.ID); err != nil {
+			t.Fatalf("revoke lease %x: %v", l.ID, err)
+		}
+	}
+	t.Logf("revoked %d leases", len(leases.Leases))
+}
+
+// The primary is cut off from etcd past the ttl: it fences itself, a
+// replica takes over, and its member record and lease are gone. Healed, it
+// is back as a streaming replica quickly (issue 7, point 5: it took 140 s):
+// its record returns first, the new leader creates its slot, and no action
+// blocks its loop.
+func TestPartitionedPrimaryRejoinsQuicklyAfterTheHeal(t *testing.T) {
+	c := startCluster(t, localcluster.Options{})
+	monitorPrimaries(t, c)
+	old, _ := leader(t, c)
+	w, _ := writer(t, c, "partition_rejoin")
+	old.BlockEtcd()
+	t.Cleanup(old.UnblockEtcd)
+	if _, err := c.ObserveFailover(ctxFor(t, time.Minute), old.Name, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Its lease (and with it its member record) expires on etcd.
+	err := localcluster.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+		s, err := c.Snapshot(context.Background())
+		return err == nil && s.Member(old.Name) == nil
+	})
+	if err != nil {
+		t.Fatalf("%s's member record did not expire while it was cut off: %v", old.Name, err)
+	}
+	healed := time.Now()
+	old.UnblockEtcd()
+	ttl := time.Duration(localcluster.FastTiming.TTL)
+	err = localcluster.WaitFor(ctxFor(t, 3*ttl+30*time.Second), func() bool {
+		code, _ := old.Check(context.Background(), "/replica?replication_state=streaming")
+		return code == 200
+	})
+	if err != nil {
+		waitReason(t, c, old.Name, "-", time.Second) // prints its state
+		t.Fatalf("%s does not stream %v after the heal", old.Name, time.Since(healed).Round(time.Second))
+	}
+	t.Logf("%s streams again %v after the heal", old.Name, time.Since(healed).Round(100*time.Millisecond))
+	w.Stop()
 }

@@ -62,6 +62,10 @@ type Options struct {
 	// bearer token (written to a 0600 file named by api.token_file).
 	APIToken string
 	Logger   *slog.Logger
+	// Prepare, if set, is called for each member after its directory and
+	// config are written and before any agent starts (a test may break
+	// the first start of a member, say). A non-nil error stops Start.
+	Prepare func(n *Node) error
 }
 
 // Cluster is a running local cluster.
@@ -136,6 +140,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 		c.Nodes = append(c.Nodes, n)
+	}
+	if opts.Prepare != nil {
+		for _, n := range c.Nodes {
+			if err := opts.Prepare(n); err != nil {
+				return nil, fmt.Errorf("localcluster: prepare %s: %w", n.Name, err)
+			}
+		}
 	}
 	// The first member bootstraps; the others clone from it.
 	if err := c.Nodes[0].StartAgent(); err != nil {
