@@ -521,6 +521,9 @@ func (s *memStore) ClearRequest(context.Context) error {
 func (s *memStore) Initialize(context.Context, string, cluster.DynamicConfig) (string, error) {
 	return "", errors.New("not used")
 }
+func (s *memStore) ResetBootstrap(context.Context, string) (string, error) {
+	return "", errors.New("not used")
+}
 
 func (s *memStore) SetConfig(_ context.Context, c cluster.DynamicConfig) error {
 	s.mu.Lock()

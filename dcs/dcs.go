@@ -8,7 +8,7 @@
 //	<prefix>/<cluster>/last_leader    persistent copy of the latest leader record (no lease)
 //	<prefix>/<cluster>/members/<name> member record, bound to that member's lease
 //	<prefix>/<cluster>/config         dynamic cluster config (JSON)
-//	<prefix>/<cluster>/initialize     name of the member that bootstrapped the cluster
+//	<prefix>/<cluster>/initialize     name of the member that bootstrapped the cluster (released only before anyone led)
 //	<prefix>/<cluster>/history/<epoch as 20 digits> history entry (JSON)
 //	<prefix>/<cluster>/request        pending switchover or failover request (JSON)
 //	<prefix>/<cluster>/sync           the leader's synchronous standbys (JSON)
@@ -79,12 +79,39 @@ var ErrEpochChanged = errors.New("another leadership began since the decision")
 // prefix is wrong).
 var ErrNoConfig = errors.New("the cluster has no dynamic config yet (not bootstrapped, or wrong cluster name or prefix?)")
 
+// ErrLeaderExisted is returned by ConfigStore.ResetBootstrap when the
+// cluster has had a leader: its bootstrap claim is final, since releasing
+// it would let a second, different database be bootstrapped over the one
+// that led.
+var ErrLeaderExisted = errors.New("the cluster has had a leader: its bootstrap claim is final")
+
+// ErrNotClaimed is returned by ConfigStore.ResetBootstrap when no member
+// has claimed the bootstrap of the cluster.
+var ErrNotClaimed = errors.New("no member has claimed the bootstrap of the cluster")
+
+// ErrClaimChanged is returned by ConfigStore.ResetBootstrap when the
+// bootstrap claim is held by another member than the one to release.
+var ErrClaimChanged = errors.New("the bootstrap claim is held by another member")
+
 // ConfigStore holds the dynamic configuration and the bootstrap claim.
 type ConfigStore interface {
 	// Initialize claims the right to bootstrap the cluster for name and
 	// writes cfg as the dynamic config, if no one has claimed it yet. It
 	// returns the claimant's name (name itself when the claim succeeded).
 	Initialize(ctx context.Context, name string, cfg cluster.DynamicConfig) (string, error)
+	// ResetBootstrap releases claimant's bootstrap claim (deletes the
+	// initialize key), so that the next Initialize succeeds, only if
+	// nobody has ever led the cluster. One transaction checks that
+	// initialize still names claimant and that leader, last_leader and
+	// every history entry are absent (last_leader is written with every
+	// leader key and never deleted; history is checked too in case it
+	// was deleted by hand), and deletes it; nothing else is written, so
+	// the dynamic config stays until the next claimant's Initialize
+	// replaces it. It returns the claim the store held: claimant when it
+	// was released, else the current claimant ("" when none) with an
+	// error wrapping, in this order of precedence, ErrLeaderExisted,
+	// ErrNotClaimed or ErrClaimChanged.
+	ResetBootstrap(ctx context.Context, claimant string) (string, error)
 	// SetConfig replaces the dynamic config.
 	SetConfig(ctx context.Context, cfg cluster.DynamicConfig) error
 	// UpdateConfig reads the dynamic config, passes it to fn and writes

@@ -27,6 +27,9 @@ func (s *configStore) ClearRequest(context.Context) error                   { re
 func (s *configStore) Initialize(context.Context, string, cluster.DynamicConfig) (string, error) {
 	return "", errors.New("not used")
 }
+func (s *configStore) ResetBootstrap(context.Context, string) (string, error) {
+	return "", errors.New("not used")
+}
 func (s *configStore) SetConfig(_ context.Context, c cluster.DynamicConfig) error {
 	s.cfg = &c
 	s.writes++

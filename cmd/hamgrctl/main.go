@@ -3,7 +3,9 @@
 // (switchover, failover, pause, resume, config set and edit) by writing
 // them to etcd, where the hamgr agents act on them. Every request is
 // validated by package operator, exactly as the agents' API does, so a
-// refused request writes nothing.
+// refused request writes nothing. bootstrap reset, which only an operator
+// may decide, releases the bootstrap claim of a new cluster nobody has led
+// (dcs.ConfigStore.ResetBootstrap checks that in the same transaction).
 //
 // hamgrctl talks to etcd only, never to the agents or to PostgreSQL. It
 // finds etcd through an agent's config file (--config, or the
@@ -141,8 +143,9 @@ or with flags (which also override the file):
 
 Safe to run at any time: list, history, config show (they only read).
 Changes the cluster: switchover, failover, pause, resume, config set,
-config edit. Each of those is checked against the cluster's current state
-first; a refused request prints why and writes nothing.
+config edit, bootstrap reset. Each of those is checked against the
+cluster's current state first; a refused request prints why and writes
+nothing.
 
 Exit status: 0 success, 1 refused or failed, 2 usage error.`,
 		Version:       version,
@@ -156,6 +159,6 @@ Exit status: 0 success, 1 refused or failed, 2 usage error.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	a.conn.register(root)
 	root.AddCommand(a.listCmd(), a.switchoverCmd(), a.failoverCmd(), a.pauseCmd(true), a.pauseCmd(false),
-		a.historyCmd(), a.configCmd())
+		a.historyCmd(), a.configCmd(), a.bootstrapCmd())
 	return root, a
 }

@@ -25,6 +25,8 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("Leadership", func(t *testing.T) { testLeadership(t, newStores(t, 2)) })
 	t.Run("Members", func(t *testing.T) { testMembers(t, newStores(t, 2)) })
 	t.Run("Config", func(t *testing.T) { testConfig(t, newStores(t, 2)) })
+	t.Run("ResetBootstrap", func(t *testing.T) { testResetBootstrap(t, newStores(t, 2)) })
+	t.Run("ResetBootstrapAfterHistory", func(t *testing.T) { testResetBootstrapAfterHistory(t, newStores(t, 1)[0]) })
 	t.Run("History", func(t *testing.T) { testHistory(t, newStores(t, 1)[0]) })
 	t.Run("Requests", func(t *testing.T) { testRequests(t, newStores(t, 2)) })
 	t.Run("Sync", func(t *testing.T) { testSync(t, newStores(t, 2)) })
@@ -188,6 +190,77 @@ func testConfig(t *testing.T, s []dcs.Store) {
 	if snap := load(t, s2); snap.Config == nil || *snap.Config != next {
 		t.Fatalf("config %+v, want %+v", snap.Config, next)
 	}
+}
+
+// resetRefused checks that ResetBootstrap(claimant) fails with want,
+// reports got as the claim it found, and leaves the claim as it was.
+func resetRefused(t *testing.T, s dcs.Store, claimant string, want error, got string) {
+	t.Helper()
+	before := load(t, s)
+	cur, err := s.ResetBootstrap(ctxFor(t), claimant)
+	if !errors.Is(err, want) || cur != got {
+		t.Fatalf("ResetBootstrap(%q): got %q, %v; want %q and %v", claimant, cur, err, got, want)
+	}
+	if after := load(t, s); after.Initialized != before.Initialized {
+		t.Fatalf("refused ResetBootstrap(%q) changed the claim from %q to %q", claimant, before.Initialized, after.Initialized)
+	}
+}
+
+// The bootstrap claim can be released only while nobody has ever led:
+// once a leader existed (even after it released the key) it is final.
+func testResetBootstrap(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	s1, s2 := s[0], s[1]
+	resetRefused(t, s1, "n1", dcs.ErrNotClaimed, "")
+	if _, err := s1.ResetBootstrap(ctx, ""); err == nil {
+		t.Fatal("ResetBootstrap of an empty claimant succeeded")
+	}
+	cfg1 := ValidConfig()
+	if got, err := s1.Initialize(ctx, "n1", cfg1); err != nil || got != "n1" {
+		t.Fatalf("Initialize: %q, %v", got, err)
+	}
+	resetRefused(t, s2, "n2", dcs.ErrClaimChanged, "n1")
+	got, err := s2.ResetBootstrap(ctx, "n1")
+	if err != nil || got != "n1" {
+		t.Fatalf("ResetBootstrap(n1) of a cluster nobody led: %q, %v; want n1 released", got, err)
+	}
+	if snap := load(t, s1); snap.Initialized != "" || snap.Config == nil || *snap.Config != cfg1 {
+		t.Fatalf("after reset: claim %q, config %+v; want no claim and the config kept", snap.Initialized, snap.Config)
+	}
+	resetRefused(t, s2, "n1", dcs.ErrNotClaimed, "")
+	// The next claimant bootstraps with its own config.
+	cfg2 := ValidConfig()
+	cfg2.MaximumLagOnFailover = 999
+	if got, err := s2.Initialize(ctx, "n2", cfg2); err != nil || got != "n2" {
+		t.Fatalf("Initialize after reset: %q, %v; want n2 to claim", got, err)
+	}
+	if snap := load(t, s1); snap.Initialized != "n2" || snap.Config == nil || *snap.Config != cfg2 {
+		t.Fatalf("after the new claim: %q %+v, want n2 %+v", snap.Initialized, snap.Config, cfg2)
+	}
+	must(t, s2.Grant(ctx, 10*time.Second))
+	l, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, 0)
+	if err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	resetRefused(t, s1, "n2", dcs.ErrLeaderExisted, "n2")
+	// A leader that existed counts as much as one that holds the key, and
+	// takes precedence over a claimant mismatch.
+	must(t, s2.ReleaseLeader(ctx, l))
+	if snap := load(t, s1); snap.Leader != nil || snap.LastLeader == nil {
+		t.Fatalf("after release: leader %+v, last_leader %+v", snap.Leader, snap.LastLeader)
+	}
+	resetRefused(t, s1, "n2", dcs.ErrLeaderExisted, "n2")
+	resetRefused(t, s1, "n1", dcs.ErrLeaderExisted, "n2")
+}
+
+// A history entry, too, proves that someone led.
+func testResetBootstrapAfterHistory(t *testing.T, s dcs.Store) {
+	ctx := ctxFor(t)
+	if _, err := s.Initialize(ctx, "n1", ValidConfig()); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.AppendHistory(ctx, cluster.HistoryEntry{Epoch: 5, Kind: "failover", NewPrimary: "n1"}))
+	resetRefused(t, s, "n1", dcs.ErrLeaderExisted, "n1")
 }
 
 func testHistory(t *testing.T, s dcs.Store) {

@@ -522,6 +522,58 @@ func (s *Store) Initialize(ctx context.Context, name string, cfg cluster.Dynamic
 	return string(kvs[0].Value), nil
 }
 
+// ResetBootstrap implements dcs.ConfigStore: it deletes initialize in one
+// transaction conditioned on its value being claimant and on leader,
+// last_leader and every history/ key having create revision 0 (absent).
+// When the condition fails, the same transaction reads those keys to say
+// why.
+func (s *Store) ResetBootstrap(ctx context.Context, claimant string) (string, error) {
+	key := s.key(keyInitialize)
+	if claimant == "" {
+		return "", fmt.Errorf("etcd reset bootstrap %s: empty claimant", key)
+	}
+	cli, err := s.client()
+	if err != nil {
+		return "", err
+	}
+	leaderKey, lastKey, histKey := s.key(keyLeader), s.key(keyLastLeader), s.key(keyHistory)
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.Value(key), "=", claimant),
+			clientv3.Compare(clientv3.CreateRevision(leaderKey), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(lastKey), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(histKey), "=", 0).WithPrefix()).
+		Then(clientv3.OpDelete(key)).
+		Else(clientv3.OpGet(key), clientv3.OpGet(leaderKey), clientv3.OpGet(lastKey),
+			clientv3.OpGet(histKey, clientv3.WithPrefix(), clientv3.WithLimit(1), clientv3.WithKeysOnly())).
+		Commit()
+	if err != nil {
+		return "", s.opErr("reset bootstrap", key, err)
+	}
+	if resp.Succeeded {
+		return claimant, nil
+	}
+	kvs := func(i int) []*mvccpb.KeyValue { return resp.Responses[i].GetResponseRange().GetKvs() }
+	cur := ""
+	if kv := kvs(0); len(kv) > 0 {
+		cur = string(kv[0].Value)
+	}
+	switch {
+	case len(kvs(1)) > 0:
+		l := s.decodeLeader(kvs(1)[0])
+		return cur, fmt.Errorf("etcd reset bootstrap %s: %s leads at epoch %d: %w", key, l.Name, l.Epoch, dcs.ErrLeaderExisted)
+	case len(kvs(2)) > 0:
+		ll := s.decodeLastLeader(kvs(2)[0])
+		return cur, fmt.Errorf("etcd reset bootstrap %s: %s led at epoch %d: %w", key, ll.Name, ll.Epoch, dcs.ErrLeaderExisted)
+	case len(kvs(3)) > 0:
+		return cur, fmt.Errorf("etcd reset bootstrap %s: history entry %s exists: %w", key, kvs(3)[0].Key, dcs.ErrLeaderExisted)
+	case cur == "":
+		return "", fmt.Errorf("etcd reset bootstrap %s: %w", key, dcs.ErrNotClaimed)
+	}
+	return cur, fmt.Errorf("etcd reset bootstrap %s: claimed by %s, not %s: %w", key, cur, claimant, dcs.ErrClaimChanged)
+}
+
 // SetConfig validates cfg and replaces the dynamic config. An invalid cfg
 // is refused with the validation error and nothing is written.
 func (s *Store) SetConfig(ctx context.Context, cfg cluster.DynamicConfig) error {

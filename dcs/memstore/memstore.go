@@ -484,6 +484,36 @@ func (k *Client) Initialize(ctx context.Context, name string, cfg cluster.Dynami
 	return name, nil
 }
 
+// ResetBootstrap releases claimant's bootstrap claim if nobody has ever
+// led: no leader, no last_leader, no history entry.
+func (k *Client) ResetBootstrap(ctx context.Context, claimant string) (string, error) {
+	if err := k.check(ctx); err != nil {
+		return "", fmt.Errorf("memstore reset bootstrap: %w", err)
+	}
+	if claimant == "" {
+		return "", errors.New("memstore reset bootstrap: empty claimant")
+	}
+	c := k.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.initialize
+	switch {
+	case c.leader != nil:
+		return cur, fmt.Errorf("memstore reset bootstrap: %s leads at epoch %d: %w", c.leader.name, c.leader.create, dcs.ErrLeaderExisted)
+	case c.lastLeader != nil:
+		return cur, fmt.Errorf("memstore reset bootstrap: a leader was elected at epoch %d: %w", c.lastMod, dcs.ErrLeaderExisted)
+	case len(c.history) > 0:
+		return cur, fmt.Errorf("memstore reset bootstrap: %d history entries exist: %w", len(c.history), dcs.ErrLeaderExisted)
+	case cur == "":
+		return "", fmt.Errorf("memstore reset bootstrap: %w", dcs.ErrNotClaimed)
+	case cur != claimant:
+		return cur, fmt.Errorf("memstore reset bootstrap: claimed by %s, not %s: %w", cur, claimant, dcs.ErrClaimChanged)
+	}
+	c.initialize = ""
+	c.bump(true)
+	return claimant, nil
+}
+
 // SetConfig replaces the dynamic config.
 func (k *Client) SetConfig(ctx context.Context, cfg cluster.DynamicConfig) error {
 	if err := k.check(ctx); err != nil {
