@@ -304,9 +304,14 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		if who != a.opts.Name {
 			return fmt.Errorf("cluster bootstrap claimed by %s", who)
 		}
-		if v.DB.HasData {
+		if v.DB.HasData && v.Snap.Initialized != a.opts.Name {
+			// An existing database claims a cluster the store forgot:
+			// register it as it is.
 			return nil
 		}
+		// A new database, or the retry of a bootstrap whose first start
+		// failed: Initialize keeps an existing data directory, starts it
+		// and creates the replication role.
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		a.emit("initializing a new database")

@@ -544,12 +544,13 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 	if health != detector.Healthy {
 		if bootstrapClaimant(v) && v.DB.HasData && !v.DB.Running {
 			// The first start of the new cluster's database failed (say
-			// its port was taken) before anyone led: take the key and
-			// let the leader's rules restart it (and release the key
-			// if it never comes up), rather than wait for a leader that
-			// can only be this member.
-			return Plan{Actions: []Action{{Kind: AcquireLeader}}, State: cluster.StateStarting,
-				Reason: "new cluster: the first database is not running; taking the leader key to start it"}
+			// its port was taken) before anyone led: finish the
+			// bootstrap (start it, create the replication role) and take
+			// the key, rather than wait for a leader that can only be
+			// this member. A start that fails again is retried after
+			// the back-off.
+			return Plan{Actions: []Action{{Kind: Initialize}, {Kind: AcquireLeader}}, State: cluster.StateBootstrapping,
+				Reason: "new cluster: the first start of the first database failed; starting it again"}
 		}
 		if lastIsSelf && last != nil && v.ReleasedEpoch != last.Epoch && v.DB.HasData && (!v.DB.Running || health == detector.Starting) {
 			// We were the last leader (the agent or node restarted, or

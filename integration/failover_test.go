@@ -272,15 +272,17 @@ func TestOldPrimaryReturns(t *testing.T) {
 	w.Stop()
 }
 
-// (h) Only the primary's agent dies while its PostgreSQL keeps running:
-// replicas do not promote away a live primary, and a restarted agent takes
-// the leader key back.
+// (h) Only the primary's agent dies (or is frozen) while its PostgreSQL
+// keeps running: replicas do not promote away a live primary, and a
+// restarted (or resumed) agent takes the leader key back, its database
+// untouched.
 func TestPrimaryAgentDeathKeepsSinglePrimary(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGSTOP} {
 		t.Run(sig.String(), func(t *testing.T) {
 			c := startCluster(t, localcluster.Options{})
 			monitorPrimaries(t, c)
 			old, lead := leader(t, c)
+			pm := old.PostmasterPID()
 			w, _ := writer(t, c, "agent_death")
 			if err := old.KillAgent(sig); err != nil {
 				t.Fatal(err)
@@ -294,7 +296,7 @@ func TestPrimaryAgentDeathKeepsSinglePrimary(t *testing.T) {
 				t.Fatalf("leader key did not expire: %v", err)
 			}
 			for _, n := range others(c, old.Name) {
-				waitReason(t, c, n.Name, "still accepts writes", 15*time.Second)
+				waitReason(t, c, n.Name, "still accepts writes|is the better candidate", 15*time.Second)
 			}
 			if err := w.WaitAcked(ctxFor(t, 10*time.Second), w.Acked()+20); err != nil {
 				t.Errorf("the old primary stopped taking writes: %v", err)
@@ -312,10 +314,13 @@ func TestPrimaryAgentDeathKeepsSinglePrimary(t *testing.T) {
 				// A restarted agent finds its postgres still primary and no
 				// newer epoch: it takes the key back.
 				t.Fatalf("leader after the agent restarted: %s@%d, want %s with an epoch above %d", n.Name, l.Epoch, old.Name, lead.Epoch)
-			case sig == syscall.SIGSTOP && l.Epoch <= lead.Epoch:
-				// A resumed agent finds its fence deadline long past and
-				// stops its database first; a replica is then elected.
-				t.Fatalf("leader after the agent resumed: %s@%d, want a new epoch above %d", n.Name, l.Epoch, lead.Epoch)
+			case sig == syscall.SIGSTOP && (n.Name != old.Name || l.Epoch <= lead.Epoch || old.PostmasterPID() != pm):
+				// A resumed agent finds its fence deadline long past: it
+				// suspends its database, sees nobody took over (the
+				// replicas heard its WAL and had no proof) and takes its
+				// key back without stopping it (issue 7, point 6).
+				t.Fatalf("leader after the agent resumed: %s@%d (postmaster %d, was %d); want %s again above epoch %d, its database never stopped",
+					n.Name, l.Epoch, old.PostmasterPID(), pm, old.Name, lead.Epoch)
 			}
 			t.Logf("after the agent returned (%s): leader %s at epoch %d", sig, n.Name, l.Epoch)
 			w.Stop()

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -125,9 +124,10 @@ func noLeaderBut(t *testing.T, c *localcluster.Cluster, allowed string, d time.D
 	}
 }
 
-// saturate keeps every core busy for d with 8 busy processes per core
-// (coreutils timeout bounds each), as on the loaded machine of issue 7
-// (load average 15-30), and stops them when the test ends.
+// saturate keeps every core busy for d with 8 busy processes per core,
+// as on the loaded machine of issue 7 (load average 15-30). Each is killed
+// after d, when the test ends, or when the test process dies (Pdeathsig),
+// whichever comes first.
 func saturate(t *testing.T, d time.Duration) {
 	t.Helper()
 	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
@@ -135,15 +135,17 @@ func saturate(t *testing.T, d time.Duration) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { null.Close() })
-	secs := strconv.Itoa(int(d.Seconds()) + 1)
 	for range 8 * runtime.NumCPU() {
-		cmd := exec.Command("timeout", secs, "yes")
+		cmd := exec.Command("yes")
 		cmd.Stdout = null
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start load: %v", err)
 		}
+		stop := time.AfterFunc(d, func() { _ = cmd.Process.Kill() })
 		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGKILL)
+			stop.Stop()
+			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		})
 	}

@@ -393,3 +393,125 @@ func TestPartitionedPrimaryRejoinsQuicklyAfterTheHeal(t *testing.T) {
 	t.Logf("%s streams again %v after the heal", old.Name, time.Since(healed).Round(100*time.Millisecond))
 	w.Stop()
 }
+
+// A replica that replayed the old primary's WAL past the point where the
+// new primary's timeline forked (issue 7, point 3) is detected from its
+// own state, is never reported as a healthy replica, and is rewound: it
+// ends up streaming the new timeline without the WAL only it had.
+func TestDivergedReplicaIsRewoundAndNeverHealthy(t *testing.T) {
+	c := startCluster(t, localcluster.Options{})
+	monitorPrimaries(t, c)
+	old, _ := leader(t, c)
+	if old.Name != "n1" {
+		t.Fatalf("expected n1 to bootstrap, leader is %s", old.Name)
+	}
+	setConfig(t, c, "paused", "true") // the operator chooses the new primary
+	behind, ahead := c.Node("n2"), c.Node("n3")
+	wr := walReceiverPID(t, c, behind)
+	if err := syscall.Kill(wr, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(wr, syscall.SIGKILL) })
+	w, _ := writer(t, c, "diverge")
+	if err := w.WaitAcked(ctxFor(t, 30*time.Second), w.Acked()+200); err != nil {
+		t.Fatal(err)
+	}
+	w.Stop()
+	waitCaughtUpOne(t, c, old, ahead)
+	old.KillNode()
+	// Kill the frozen receiver rather than thaw it: WAL still in its
+	// socket buffer would let n2 catch up.
+	_ = syscall.Kill(wr, syscall.SIGKILL)
+	err := localcluster.WaitFor(ctxFor(t, time.Duration(localcluster.FastTiming.TTL)+10*time.Second), func() bool {
+		s, err := c.Snapshot(context.Background())
+		return err == nil && s.Leader == nil
+	})
+	if err != nil {
+		t.Fatalf("the dead leader's key did not expire: %v", err)
+	}
+	// The operator promotes the replica that is behind: the new timeline
+	// forks before what n3 has.
+	if err := newOperator(c).Failover(context.Background(), behind.Name, ""); err != nil {
+		t.Fatalf("failover to %s: %v", behind.Name, err)
+	}
+	if _, err := c.WaitLeader(ctxFor(t, time.Minute), old.Name); err != nil {
+		t.Fatal(err)
+	}
+	healthyWhileDiverged, sawDiverged := 0, false
+	err = localcluster.WaitFor(ctxFor(t, 3*time.Duration(localcluster.FastTiming.TTL)+time.Minute), func() bool {
+		s, err := c.Snapshot(context.Background())
+		if err != nil {
+			return false
+		}
+		m := s.Member(ahead.Name)
+		code, _ := ahead.Check(context.Background(), "/replica")
+		if m != nil && m.Diverged {
+			sawDiverged = true
+			if code == 200 {
+				healthyWhileDiverged++
+			}
+		}
+		streaming, _ := ahead.Check(context.Background(), "/replica?replication_state=streaming")
+		return streaming == 200 && m != nil && m.Upstream == behind.Name && !m.Diverged && m.Position.Timeline >= 2
+	})
+	if err != nil {
+		waitReason(t, c, ahead.Name, "-", time.Second)
+		t.Fatalf("%s does not stream from %s on the new timeline: %v", ahead.Name, behind.Name, err)
+	}
+	// The engine found the divergence from the replica's own state (the
+	// timeline history its receiver fetched), and said so.
+	if b, _ := os.ReadFile(ahead.AgentLog); !strings.Contains(string(b), "diverged from "+behind.Name+" (timeline") {
+		t.Errorf("%s's agent never said it diverged from %s; its log:\n%s", ahead.Name, behind.Name, lastLogLines(string(b), 20))
+	}
+	t.Logf("diverged replica: its record said diverged in %v of the polls", sawDiverged)
+	if healthyWhileDiverged > 0 {
+		t.Errorf("%s answered /replica 200 %d times while its record said diverged", ahead.Name, healthyWhileDiverged)
+	}
+	setConfig(t, c, "paused", "false")
+}
+
+// lastLogLines returns the last n lines of a log.
+func lastLogLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// The first member's first start fails (the postgres user cannot write
+// its socket directory): the bootstrap is not stuck for good (issue 7,
+// point 7). Once the cause is fixed the claimant starts its database,
+// leads, and the others clone from it.
+func TestFailedFirstBootstrapIsRetried(t *testing.T) {
+	fixed := make(chan struct{})
+	opts := localcluster.Options{Prepare: func(n *localcluster.Node) error {
+		if n.Name != "n1" {
+			return nil
+		}
+		// The socket directory is the member's directory: read-only for
+		// the postgres user, the server cannot create its socket.
+		if err := os.Chmod(n.Dir, 0o555); err != nil {
+			return err
+		}
+		go func() {
+			defer close(fixed)
+			_ = localcluster.WaitFor(ctxFor(t, 2*time.Minute), func() bool {
+				b, _ := os.ReadFile(n.AgentLog)
+				return strings.Contains(string(b), "during start")
+			})
+			_ = os.Chmod(n.Dir, 0o755) // the operator fixes the cause
+		}()
+		return nil
+	}}
+	c := startCluster(t, opts)
+	<-fixed
+	n, _ := leader(t, c)
+	if n.Name != "n1" {
+		t.Fatalf("leader %s, want n1, the member that claimed the bootstrap", n.Name)
+	}
+	b, _ := os.ReadFile(n.AgentLog)
+	if !strings.Contains(string(b), "during start") {
+		t.Fatalf("n1's first start did not fail as intended; its log:\n%s", lastLogLines(string(b), 20))
+	}
+}
