@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hamgr/hamgr/localcluster"
@@ -93,6 +94,21 @@ var faults = map[string]fault{
 		Outage:         outageAround,
 		OutageMethod:   "the gap between acknowledged writes that contains the fault (Result.OutageAround)",
 		Restore:        rejoinOld,
+	},
+	"node-vanish": {
+		Name: "node-vanish",
+		Describe: "every process of the primary's node stopped at once (SIGSTOP: as a power loss or a cut cable looks from " +
+			"outside: connections go silent and time out, nothing refuses), killed after the failover; asynchronous replication",
+		ExpectFailover: true,
+		Inject: func(_ context.Context, _ *localcluster.Cluster, p *localcluster.Node) error {
+			return p.SignalNode(syscall.SIGSTOP)
+		},
+		Outage:       outageAround,
+		OutageMethod: "the gap between acknowledged writes that contains the fault (Result.OutageAround)",
+		Restore: func(ctx context.Context, c *localcluster.Cluster, old *localcluster.Node, r *runResult) error {
+			_ = old.SignalNode(syscall.SIGKILL) // the machine is gone; then it comes back empty-handed
+			return rejoinOld(ctx, c, old, r)
+		},
 	},
 	"postmaster-crash": {
 		Name:           "postmaster-crash",
