@@ -50,7 +50,8 @@ func StreamSilenceBound(w cluster.WALStream, cfg cluster.DynamicConfig) time.Dur
 
 // OldPrimary is the liveness rule: only proof counts as dead, never a
 // timeout. Given what the old primary's database at host:port answered
-// (a) and the member records of every other member (witnesses):
+// (a; the agent logs its error) and the member records of every other
+// member (witnesses):
 //
 //   - AnswerWritable: Alive.
 //
@@ -88,12 +89,12 @@ func StreamSilenceBound(w cluster.WALStream, cfg cluster.DynamicConfig) time.Dur
 //
 // The evidence says which proof held, in words fit for the log and the
 // history entry.
-func OldPrimary(a db.Answer, err string, host string, port int, witnesses []cluster.Member, cfg cluster.DynamicConfig) (Liveness, cluster.Evidence) {
+func OldPrimary(a db.Answer, host string, port int, witnesses []cluster.Member, cfg cluster.DynamicConfig) (Liveness, cluster.Evidence) {
 	switch a {
 	case db.AnswerWritable:
 		return Alive, cluster.Evidence{}
 	case db.AnswerRefused:
-		return Dead, cluster.Evidence{Kind: cluster.EvidenceRefused, Detail: fmt.Sprintf("%s:%d refused the connection (%s)", host, port, err)}
+		return Dead, cluster.Evidence{Kind: cluster.EvidenceRefused, Detail: fmt.Sprintf("%s:%d refused the connection", host, port)}
 	case db.AnswerReadOnly:
 		return Dead, cluster.Evidence{Kind: cluster.EvidenceReadOnly, Detail: fmt.Sprintf("%s:%d answered in recovery (read-only)", host, port)}
 	case db.AnswerNone:
@@ -127,7 +128,7 @@ func OldPrimary(a db.Answer, err string, host string, port int, witnesses []clus
 	if len(seen) == 0 {
 		return Unknown, cluster.Evidence{}
 	}
-	detail := fmt.Sprintf("%s:%d gave no answer (%s); WAL stream silence seen by %s", host, port, err, strings.Join(seen, ", "))
+	detail := fmt.Sprintf("%s:%d gave no answer; WAL stream silence seen by %s", host, port, strings.Join(seen, ", "))
 	if len(abstain) > 0 {
 		detail += "; no stream evidence from " + strings.Join(abstain, ", ")
 	}

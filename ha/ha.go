@@ -663,7 +663,7 @@ func OldPrimaryLiveness(v View) (detector.Liveness, cluster.Evidence) {
 			witnesses = append(witnesses, m)
 		}
 	}
-	return detector.OldPrimary(p.Answer, p.Err, p.Host, p.Port, witnesses, v.Config)
+	return detector.OldPrimary(p.Answer, p.Host, p.Port, witnesses, v.Config)
 }
 
 // promotionEvidence is rule 3's check before promoting over the last

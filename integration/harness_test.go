@@ -260,9 +260,7 @@ func waitCaughtUp(t *testing.T, c *localcluster.Cluster, primary *localcluster.N
 func waitCaughtUpOne(t *testing.T, c *localcluster.Cluster, primary *localcluster.Node, replicas ...*localcluster.Node) {
 	t.Helper()
 	ctx := ctxFor(t, 30*time.Second)
-	conn := func(n *localcluster.Node) (*pgx.Conn, error) {
-		return pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres connect_timeout=1 sslmode=disable", n.PGPort, c.SuperPassword))
-	}
+	conn := func(n *localcluster.Node) (*pgx.Conn, error) { return pgConnect(ctx, c, n) }
 	pc, err := conn(primary)
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +319,7 @@ func waitReason(t *testing.T, c *localcluster.Cluster, name, want string, d time
 func walReceiverPID(t *testing.T, c *localcluster.Cluster, n *localcluster.Node) int {
 	t.Helper()
 	ctx := ctxFor(t, 10*time.Second)
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres sslmode=disable", n.PGPort, c.SuperPassword))
+	conn, err := pgConnect(ctx, c, n)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -191,10 +191,23 @@ func waitRejoinedByRewind(t *testing.T, c *localcluster.Cluster, n *localcluster
 	return rw[len(rw)-1]
 }
 
-// pgConnect connects to n's PostgreSQL as the superuser.
+// pgConnect connects to n's PostgreSQL as the superuser, trying again
+// (each attempt bounded by 5s) until ctx ends: on a loaded machine one
+// connection may take seconds, and that is no failure of hamgr's.
 func pgConnect(ctx context.Context, c *localcluster.Cluster, n *localcluster.Node) (*pgx.Conn, error) {
-	return pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres connect_timeout=2 sslmode=disable",
-		n.PGPort, c.SuperPassword))
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres connect_timeout=5 sslmode=disable",
+		n.PGPort, c.SuperPassword)
+	for {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil || ctx.Err() != nil {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // mustExec runs sql on n.

@@ -115,6 +115,9 @@ func writeFailoverReport(out io.Writer, r failoverReport) error {
 			fmt.Fprintf(out, " %s %s", s.Name, round(time.Duration(s.Duration)))
 		}
 		fmt.Fprintln(out)
+		if h.Evidence != nil {
+			fmt.Fprintf(out, "evidence that %s took no more writes: %s\n", h.OldPrimary, h.Evidence)
+		}
 	}
 	_, err := fmt.Fprintln(out)
 	return err

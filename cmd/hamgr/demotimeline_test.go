@@ -71,7 +71,8 @@ func demoReport(w writeOutage) failoverReport {
 		History: &cluster.HistoryEntry{Epoch: 2426, Kind: "failover", OldPrimary: "n1", NewPrimary: "n2",
 			Reason: "leader key of epoch 4 was lost", Steps: []cluster.Step{
 				{Name: "elect", Duration: cluster.Duration(10 * time.Millisecond)},
-				{Name: "promote", Duration: cluster.Duration(110 * time.Millisecond)}}},
+				{Name: "promote", Duration: cluster.Duration(110 * time.Millisecond)}},
+			Evidence: &cluster.Evidence{Kind: cluster.EvidenceRefused, Detail: "127.0.0.1:5001 refused the connection"}},
 	}
 }
 
@@ -92,6 +93,7 @@ Failover timeline (from the kill of n1):
 
 245 writes acknowledged, 0 of them lost (asynchronous replication loses at most what had not reached a replica)
 history: epoch 2426 failover n1 -> n2: leader key of epoch 4 was lost; steps: elect 10ms promote 110ms
+evidence that n1 took no more writes: refused: 127.0.0.1:5001 refused the connection
 
 `
 	if got := b.String(); got != want {
