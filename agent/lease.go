@@ -46,6 +46,7 @@ func (a *Agent) Renew(ctx context.Context) time.Duration {
 		if a.leaseID == id {
 			a.leaseID = 0
 		}
+		a.track.LeaseLost(now)
 		a.opts.Metrics.StoreError(opLeaseLost)
 		a.log.Warn("lease lost", "lease", fmt.Sprintf("%x", id))
 	default:

@@ -189,13 +189,22 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 		UpdatedAt: a.clk.Now().UTC(), State: a.self.State, Reason: a.self.Reason,
 	}, a.snap, st)
 	a.self = m
-	leased := a.leaseID != 0
+	lease := a.leaseID
 	a.mu.Unlock()
 
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if leased {
-		if err := a.opts.Store.PublishMember(sctx, m); err != nil {
+	if lease != 0 {
+		if err := a.opts.Store.PublishMember(sctx, m); errors.Is(err, dcs.ErrLeaseLost) {
+			// Revoked: the next round grants a new lease at once.
+			a.mu.Lock()
+			if a.leaseID == lease {
+				a.leaseID = 0
+			}
+			a.track.LeaseLost(a.clk.Now())
+			a.mu.Unlock()
+			a.log.Warn("lease lost", "while", "publishing the member record")
+		} else if err != nil {
 			a.opts.Metrics.StoreError(opPublish)
 			a.log.Warn("publish member record failed", "err", err)
 		}
@@ -279,6 +288,7 @@ func (a *Agent) execute(ctx context.Context, v ha.View, p ha.Plan) (ha.Action, b
 				// at once, grants a new one and tries again.
 				a.mu.Lock()
 				a.leaseID, a.leaseLostInRound = 0, true
+				a.track.LeaseLost(a.clk.Now())
 				a.mu.Unlock()
 			}
 			return act, true

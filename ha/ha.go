@@ -69,6 +69,18 @@ type View struct {
 	// fallback to worse-ranked candidates is timed from it, so a long wait
 	// for a live old primary does not let a worse candidate jump the queue.
 	ElectionOpenAt time.Time
+	// LeaseLostAt is when this agent last found its own session lease
+	// gone (zero: never). Lost together with the leader key, it says the
+	// store dropped every lease at once (an etcd restart or a revocation),
+	// so every member's record must come back before an election.
+	LeaseLostAt time.Time
+	// Peers names the members whose records the agent saw while there was
+	// a leader (the last such snapshot).
+	Peers []string
+	// LastLeaderFreshAt is when the agent first saw, in the current leader
+	// loss, the last leader's record with a position measured after it
+	// (zero: not yet).
+	LastLeaderFreshAt time.Time
 	// Repl is the leader's view of its standbys (nil unless this member
 	// runs a primary and synchronous mode is on).
 	Repl *db.ReplicationStatus
@@ -625,6 +637,9 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 			}
 		}
 	}
+	if why := missingPeer(v, lost, waited); why != "" {
+		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why}
+	}
 	idx := res.Index(v.Self)
 	if idx < 0 {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: noCandidateReason(v.Self, res)}
@@ -710,7 +725,12 @@ func mayRetake(m cluster.Member) bool {
 // the election opened. It returns why to wait, or "".
 func lastLeaderFirst(v View, last *cluster.LastLeader, res election.Result) string {
 	best, ok := res.Best()
-	if last == nil || !ok || v.ElectionOpenAt.IsZero() || v.Now.Sub(v.ElectionOpenAt) >= candidateTimeout(v.Config) {
+	opened := v.ElectionOpenAt
+	if v.LastLeaderFreshAt.After(opened) {
+		// Back only after the election opened: its turn counts from then.
+		opened = v.LastLeaderFreshAt
+	}
+	if last == nil || !ok || v.ElectionOpenAt.IsZero() || v.Now.Sub(opened) >= candidateTimeout(v.Config) {
 		return ""
 	}
 	m := v.Snap.Member(last.Name)
@@ -725,6 +745,33 @@ func lastLeaderFirst(v View, last *cluster.LastLeader, res election.Result) stri
 		last.Epoch, last.Name, m.Position.LSN, best.Name, best.Position.LSN)
 }
 
+// storeDroppedLeases reports whether this agent lost its own lease in the
+// current leader loss (or up to a ttl before it): the store dropped the
+// leases of everyone, not just the leader's.
+func storeDroppedLeases(v View) bool {
+	return !v.LeaseLostAt.IsZero() && !v.LeaderLostAt.IsZero() &&
+		v.LeaseLostAt.After(v.LeaderLostAt.Add(-time.Duration(v.Config.TTL)))
+}
+
+// missingPeer: when the store dropped every lease at once, every member's
+// record went with it, the old primary's too; the first agent to publish
+// again must not win an election among the records that happen to be
+// back. Candidates wait, bounded by freshWait plus one candidate turn
+// from the loss, for every member seen before it (Peers) to publish again.
+// After a crash of the leader alone the other records stay, so this costs
+// nothing there. It returns why to wait, or "".
+func missingPeer(v View, lost cluster.Epoch, waited time.Duration) string {
+	if !storeDroppedLeases(v) || waited >= freshWait(v.Config)+candidateTimeout(v.Config) {
+		return ""
+	}
+	for _, name := range v.Peers {
+		if name != v.Self && v.Snap.Member(name) == nil {
+			return fmt.Sprintf("election for epoch %d: the store dropped every lease; waiting for %s to publish its record again", lost, name)
+		}
+	}
+	return ""
+}
+
 func noCandidateReason(self string, res election.Result) string {
 	if len(res.Candidates) > 0 {
 		for _, e := range res.Excluded {
@@ -737,6 +784,9 @@ func noCandidateReason(self string, res election.Result) string {
 		var parts []string
 		for _, e := range res.Excluded {
 			parts = append(parts, e.Name+": "+e.Reason)
+		}
+		if len(parts) == 0 {
+			return "NO FAILOVER CANDIDATE: no member record in the store"
 		}
 		return "NO FAILOVER CANDIDATE: " + strings.Join(parts, "; ")
 	}

@@ -46,6 +46,11 @@ type Tracker struct {
 	// a read in which the leader's member record differed from the one
 	// before (a live agent republishes it every loop_wait).
 	LeaderSeenAt time.Time
+	// LeaseLostAt, Peers and LastLeaderFreshAt are the View fields of the
+	// same names (LeaseLost, ObserveLeader).
+	LeaseLostAt       time.Time
+	Peers             []string
+	LastLeaderFreshAt time.Time
 
 	handoffKey string
 }
@@ -226,13 +231,22 @@ func (t *Tracker) ObserveLeader(now time.Time, s cluster.Snapshot) (lost bool) {
 		t.handoffKey, t.HandoffSeenAt = "", time.Time{}
 	}
 	if s.Leader == nil {
+		if ll := s.LastLeader; ll != nil && t.LastLeaderFreshAt.IsZero() {
+			if m := s.Member(ll.Name); m != nil && m.MeasuredAfterLossOf == ll.Epoch {
+				t.LastLeaderFreshAt = now
+			}
+		}
 		if t.LeaderLostAt.IsZero() {
 			t.LeaderLostAt = now
 			return true
 		}
 		return false
 	}
-	t.LeaderLostAt, t.ElectionOpenAt = time.Time{}, time.Time{}
+	t.LeaderLostAt, t.ElectionOpenAt, t.LastLeaderFreshAt = time.Time{}, time.Time{}, time.Time{}
+	t.Peers = t.Peers[:0]
+	for _, m := range s.Members {
+		t.Peers = append(t.Peers, m.Name)
+	}
 	if m := s.Member(s.Leader.Name); m != nil {
 		if old := t.LastLeader; old == nil || old.Name != m.Name || !old.UpdatedAt.Equal(m.UpdatedAt) {
 			t.LeaderSeenAt = now
@@ -242,6 +256,10 @@ func (t *Tracker) ObserveLeader(now time.Time, s cluster.Snapshot) (lost bool) {
 	}
 	return false
 }
+
+// LeaseLost records that this agent found its own session lease gone at
+// now.
+func (t *Tracker) LeaseLost(now time.Time) { t.LeaseLostAt = now }
 
 // ObserveDB maintains since when the database has been down and since
 // when a replica of another leader has not streamed, from probe st and
@@ -257,13 +275,15 @@ func (t *Tracker) ObserveDB(now time.Time, st db.Status, s cluster.Snapshot) {
 
 // View returns v with the tracked fields filled in (DBDownSince,
 // FailedStarts, LeaderLostAt, LastLeaderLSN, ReleasedEpoch,
-// CannotFollowEpoch, HandoffSeenAt, RewindEpoch,
-// RewindError). ElectionOpenAt is filled by ObserveOldPrimary.
+// CannotFollowEpoch, HandoffSeenAt, RewindEpoch, RewindError, LeaseLostAt,
+// Peers, LastLeaderFreshAt). ElectionOpenAt is filled by ObserveOldPrimary.
 func (t *Tracker) View(v View) View {
 	v.DBDownSince, v.FailedStarts, v.LeaderLostAt = t.DownSince, t.FailedStarts, t.LeaderLostAt
 	v.ReleasedEpoch, v.CannotFollowEpoch = t.ReleasedEpoch, t.CannotFollowEpoch
 	v.HandoffSeenAt = t.HandoffSeenAt
 	v.RewindEpoch, v.RewindError = t.RewindEpoch, t.RewindError
+	v.LeaseLostAt, v.LastLeaderFreshAt = t.LeaseLostAt, t.LastLeaderFreshAt
+	v.Peers = append([]string(nil), t.Peers...)
 	if t.LastLeader != nil {
 		v.LastLeaderLSN = t.LastLeader.Position.LSN
 	}

@@ -241,3 +241,46 @@ func TestBugFencedLastLeaderNeverTakesTheKeyBack(t *testing.T) {
 		t.Fatalf("last leader, database stopped by the fence 50s ago, no newer epoch: %s, want [acquire-leader]", p)
 	}
 }
+
+// Issue 7, point 4: etcd came back having dropped every lease, with every
+// member record. n3 published again first and saw only itself: it won an
+// election the old primary n1 (stopped, holding the most WAL) would have
+// taken back (integration.TestEtcdReturnRevokingEveryLeaseNoNeedlessFailover).
+// A candidate that lost its own lease with the leader's now waits, bounded,
+// for every member seen before the loss; after a crash of the leader alone
+// (its own lease intact) it does not wait for the old primary's record.
+func TestRegressionStoreDroppedEveryLeaseWaitsForEveryRecord(t *testing.T) {
+	v := electionView("n3", 0x4000000, 61*time.Second)
+	v.ElectionOpenAt = v.Now
+	v.Snap.Members = v.Snap.Members[1:] // only n3's record is back
+	v.Peers = []string{"n1", "n2", "n3"}
+	v.LeaseLostAt = v.LeaderLostAt
+	p := Decide(v)
+	if promotes(p) || !strings.Contains(p.Reason, "waiting for n1 to publish its record again") {
+		t.Fatalf("the store dropped every lease and only n3's record is back: %s, want a wait for n1", p)
+	}
+	// Bounded: after freshWait plus a candidate turn it goes ahead.
+	late := v
+	late.Now = v.LeaderLostAt.Add(freshWait(v.Config) + candidateTimeout(v.Config))
+	late.ElectionOpenAt = v.LeaderLostAt
+	if p := Decide(late); !promotes(p) {
+		t.Fatalf("n1 never came back: %s, want n3 to promote once the wait is over", p)
+	}
+	// The leader crashed alone: this candidate's lease is intact.
+	crash := v
+	crash.LeaseLostAt = time.Time{}
+	if p := Decide(crash); !promotes(p) {
+		t.Fatalf("only the leader's lease expired: %s, want no wait for its record", p)
+	}
+	// n1's record back, stopped, with more WAL: it takes its key back
+	// first, its turn counted from its return.
+	back := v
+	back.Snap.Members = append([]cluster.Member{{Name: "n1", Role: cluster.RoleUnknown, State: cluster.StateStarting,
+		Position: cluster.Position{LSN: 0x6000000, Timeline: 1}, MeasuredAfterLossOf: 4}}, electionView("n2", 0, 0).Snap.Members...)
+	back.Now = v.LeaderLostAt.Add(freshWait(v.Config) + time.Second)
+	back.ElectionOpenAt = v.LeaderLostAt
+	back.LastLeaderFreshAt = back.Now
+	if p := Decide(back); promotes(p) || !strings.Contains(p.Reason, "takes its key back first") {
+		t.Fatalf("n1 is back with the most WAL: %s, want n3 to let it take its key back", p)
+	}
+}
