@@ -586,6 +586,13 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateStarting,
 				Reason: "no leader; starting as a read-only replica to take part in the election"}
 		}
+		if health == detector.Unrecoverable && v.DB.HasData && !v.DB.Running {
+			// Its starts failed (or it has been down past the start
+			// timeout): nothing else can bring it back into an election,
+			// so keep trying, paced by the back-off.
+			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateCrashed,
+				Reason: fmt.Sprintf("no leader; the database does not start (%d failed attempts); retrying read-only to take part in the election — see the database log", v.FailedStarts)}
+		}
 		return Plan{State: stateOf(v), Reason: "no leader; database not ready", Soon: electionTick}
 	}
 	if lastIsSelf && last != nil && !v.Tags.NoFailover {

@@ -284,3 +284,20 @@ func TestRegressionStoreDroppedEveryLeaseWaitsForEveryRecord(t *testing.T) {
 		t.Fatalf("n1 is back with the most WAL: %s, want n3 to let it take its key back", p)
 	}
 }
+
+// BUG (liveness, hasim seed 3550 of TestRandomFaults): with no leader, a
+// replica whose injected start failures had used up MaxFailedStarts was
+// Unrecoverable and planned nothing ("no leader; database not ready") for
+// good, after the faults had healed; the only other member with data was
+// tagged nofailover, so the cluster never had a leader again. It now keeps
+// retrying the read-only start, paced by the back-off.
+func TestBugUnrecoverableReplicaWithoutLeaderNeverRetries(t *testing.T) {
+	v := electionView("n3", 0x4000000, 100*time.Second)
+	v.DB = db.Status{HasData: true, Position: cluster.Position{LSN: 0x4000000, Timeline: 1}}
+	v.FailedStarts = 3
+	v.DBDownSince = origin.Add(50 * time.Second)
+	p := Decide(v)
+	if len(p.Actions) != 1 || p.Actions[0].Kind != StartReplica {
+		t.Fatalf("stopped replica, no leader, starts failed: %s, want [start-replica]", p)
+	}
+}

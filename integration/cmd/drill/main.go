@@ -24,6 +24,11 @@
 // times -latency-writes single-row INSERTs, back to back, over one
 // connection to the primary.
 //
+// By default (-settings production) every member runs with PostgreSQL's
+// shipped durability settings (fsync on) and each new cluster is loaded
+// with pgbench data (-scale, 20 by default: about 320 MB) before its first
+// run; -settings test runs them as the test suite does (fsync off).
+//
 // The report goes to stdout, progress to stderr. Cluster directories (with
 // the agents' logs in <dir>/n*/agent.log) are removed at the end unless
 // -keep-dir is given or a run in them misbehaved.
@@ -83,11 +88,14 @@ type options struct {
 	verbose  bool
 	// latencyWrites is the number of INSERTs of one commit latency run.
 	latencyWrites int
+	// settings are the PostgreSQL settings and data of every cluster.
+	settings settings
 }
 
 func mainErr() int {
 	var o options
-	var faultList, profileName string
+	var faultList, profileName, settingsName string
+	var scale int
 	flag.IntVar(&o.runs, "n", 5, "runs per fault and profile")
 	flag.StringVar(&faultList, "faults", "node-crash,postmaster-crash", "comma-separated faults and measurements: "+strings.Join(faultNames(), ", "))
 	flag.IntVar(&o.latencyWrites, "latency-writes", 2000, "INSERTs per commit latency run (each run is also bounded to 2 minutes)")
@@ -97,6 +105,8 @@ func mainErr() int {
 	flag.StringVar(&o.jsonFile, "json", "", "also write the raw per-run results to this file")
 	flag.BoolVar(&o.keepDir, "keep-dir", false, "keep every cluster directory (agent logs in <dir>/n*/agent.log)")
 	flag.BoolVar(&o.verbose, "v", false, "log the write client's connection and outage transitions")
+	flag.StringVar(&settingsName, "settings", "production", "PostgreSQL settings: production (fsync on, as shipped) or test (fsync off, as the test suite runs)")
+	flag.IntVar(&scale, "scale", 20, "pgbench scale factor of the data loaded into every cluster before its first run (0: none; 1 is about 16 MB)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if flag.NArg() > 0 {
@@ -105,6 +115,11 @@ func mainErr() int {
 	}
 	if o.runs < 1 {
 		fmt.Fprintln(os.Stderr, "drill: -n must be at least 1")
+		return 2
+	}
+	var err error
+	if o.settings, err = newSettings(settingsName, scale); err != nil || scale < 0 {
+		fmt.Fprintf(os.Stderr, "drill: %v (-scale must be 0 or more)\n", err)
 		return 2
 	}
 	if o.latencyWrites < 1 {
@@ -179,6 +194,8 @@ type environment struct {
 	Go       string    `json:"go"`
 	HamgrRev string    `json:"hamgr_revision"`
 	HamgrBin string    `json:"hamgr_binary"`
+	// Settings describes the PostgreSQL settings and data (-settings).
+	Settings string `json:"settings"`
 	// HamgrVersion is the output of "hamgr version" for a binary given
 	// with -hamgr (HamgrRev is then empty: the checkout may differ).
 	HamgrVersion string `json:"hamgr_version,omitempty"`
@@ -200,7 +217,7 @@ func runDrill(ctx context.Context, o options, log *slog.Logger) ([]runResult, *e
 	}
 	env := &environment{Command: commandLine(), Started: time.Now(), CPUs: nproc(), Kernel: kernel(),
 		Postgres: postgresVersion(ctx, o.binDir), Go: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
-		HamgrRev: gitRevision(ctx), LoadStart: loadavg()}
+		HamgrRev: gitRevision(ctx), LoadStart: loadavg(), Settings: o.settings.String()}
 	defer func() { env.Duration, env.LoadEnd = secs(time.Since(env.Started)), loadavg() }()
 
 	base, err := os.MkdirTemp("", "hamgr-drill-")
@@ -246,7 +263,7 @@ func runDrill(ctx context.Context, o options, log *slog.Logger) ([]runResult, *e
 	if o.verbose {
 		wlog = log
 	}
-	d := &drill{hamgrBin: env.HamgrBin, binDir: o.binDir, baseDir: base, log: log, wlog: wlog}
+	d := &drill{hamgrBin: env.HamgrBin, binDir: o.binDir, baseDir: base, log: log, wlog: wlog, settings: o.settings}
 	var results []runResult
 	for _, p := range o.profiles {
 		for _, f := range o.faults {

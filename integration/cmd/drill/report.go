@@ -101,6 +101,7 @@ func writeReport(w io.Writer, env environment, o options, results []runResult) {
 		fmt.Fprintf(w, "profile:   %-8s ttl %s, loop_wait %s, retry_timeout %s, primary_start_timeout %s\n", p.Name,
 			time.Duration(t.TTL), time.Duration(t.LoopWait), time.Duration(t.RetryTimeout), time.Duration(t.PrimaryStartTimeout))
 	}
+	fmt.Fprintf(w, "settings:  %s\n", o.settings)
 	fmt.Fprintln(w, "load:      (faults) one client, multi-host target_session_attrs=read-write over the 3 members, one INSERT every 10 ms")
 	for _, f := range o.faults {
 		if f.Latency {

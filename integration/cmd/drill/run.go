@@ -121,13 +121,17 @@ type drill struct {
 	hamgrBin, binDir, baseDir string
 	log                       *slog.Logger
 	wlog                      *slog.Logger // write client logger
+	settings                  settings
 }
 
 // startSlot starts a fresh 3-member cluster for profile × fault.
 func (d *drill) startSlot(ctx context.Context, p profile, f fault, index int) (*slot, error) {
 	dir := filepath.Join(d.baseDir, fmt.Sprintf("%s-%s-%d", p.Name, f.Name, index))
 	opts := localcluster.Options{Dir: dir, Members: 3, HamgrBin: d.hamgrBin, BinDir: d.binDir,
-		Timing: p.Timing, Logger: slog.New(slog.DiscardHandler)}
+		Timing: p.Timing, Logger: slog.New(slog.DiscardHandler), Parameters: map[string]string{}}
+	for k, v := range d.settings.Parameters {
+		opts.Parameters[k] = v
+	}
 	if f.Configure != nil {
 		f.Configure(&opts)
 	}
@@ -143,6 +147,13 @@ func (d *drill) startSlot(ctx context.Context, p profile, f fault, index int) (*
 		if err := f.Setup(sctx, c); err != nil {
 			c.Close()
 			return &slot{dir: dir, index: index, keep: true}, fmt.Errorf("set up cluster in %s: %w", dir, err)
+		}
+	}
+	if d.settings.Scale > 0 {
+		d.log.Info("loading pgbench data", "scale", d.settings.Scale, "cluster", index)
+		if err := d.settings.load(ctx, c, d.binDir); err != nil {
+			c.Close()
+			return &slot{dir: dir, index: index, keep: true}, fmt.Errorf("cluster in %s: %w", dir, err)
 		}
 	}
 	return &slot{c: c, dir: dir, index: index}, nil
