@@ -56,6 +56,11 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	}
 
 	a.mu.Lock()
+	if storeOK {
+		a.track.StoreReachable(now)
+	} else {
+		a.track.StoreUnreachable(now)
+	}
 	a.track.ObserveDB(a.probedAt, st, snap)
 	view := a.track.View(ha.View{
 		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,

@@ -301,3 +301,51 @@ func TestBugUnrecoverableReplicaWithoutLeaderNeverRetries(t *testing.T) {
 		t.Fatalf("stopped replica, no leader, starts failed: %s, want [start-replica]", p)
 	}
 }
+
+// Regression (3-member etcd quorum loss, integration
+// TestEtcdQuorumLossOnThreeMembersIsSafe; hasim
+// TestStoreReturnKeepingLeasesAfterLongOutageNoNeedlessFailover): etcd
+// lost its quorum for longer than primary_start_timeout, the leader's fence
+// stopped its database, and etcd came back with the leader's lease alive
+// (a new etcd leader extends every lease). The down clock had run through
+// the outage, when the agent could not start its database, so the leader
+// found its health Unrecoverable with 0 failed starts and released the key:
+// a needless failover. The clock now pauses while the store is out.
+func TestRegressionStoreOutageDoesNotCountAgainstPrimaryStartTimeout(t *testing.T) {
+	tr := Tracker{Self: "n1"}
+	down := db.Status{HasData: true, WasPrimary: true, Position: cluster.Position{LSN: 0x5000000, Timeline: 1}}
+	at := func(s int) time.Time { return origin.Add(time.Duration(s) * time.Second) }
+
+	// Down at 10s, store lost at 12s, back at 40s: 2s of the clock ran.
+	tr.ObserveDB(at(10), down, cluster.Snapshot{})
+	for s := 12; s < 40; s += 2 {
+		tr.StoreUnreachable(at(s))
+		tr.ObserveDB(at(s), down, cluster.Snapshot{})
+	}
+	tr.StoreReachable(at(40))
+	tr.ObserveDB(at(40), down, cluster.Snapshot{})
+	if want := at(38); !tr.DownSince.Equal(want) {
+		t.Fatalf("down clock after the outage starts at %s, want %s (2s counted before the outage)", tr.DownSince.Sub(origin), want.Sub(origin))
+	}
+
+	// The decision: holding the key on its lease, database down 2s of a
+	// 20s primary_start_timeout: restart it in place.
+	v := releasedView(40 * time.Second)
+	v.ReleasedEpoch, v.LeaderLostAt = 0, time.Time{}
+	v.DB = down
+	v.Snap.Leader = &cluster.Leader{Name: "n1", Epoch: 4, Lease: v.LeaseID}
+	v = tr.View(v)
+	if p := Decide(v); len(p.Actions) != 1 || p.Actions[0].Kind != StartPrimary {
+		t.Fatalf("leader after the store outage, database stopped by its fence: %s, want [start-primary]", p)
+	}
+
+	// Down first seen during the outage (the fence stopped it): the clock
+	// starts when the store is back.
+	tr = Tracker{Self: "n1"}
+	tr.StoreUnreachable(at(12))
+	tr.ObserveDB(at(16), down, cluster.Snapshot{})
+	tr.StoreReachable(at(40))
+	if !tr.DownSince.Equal(at(40)) || !tr.StoreLostAt.IsZero() {
+		t.Fatalf("down since %s, store lost at %v; want 40s and none", tr.DownSince.Sub(origin), tr.StoreLostAt)
+	}
+}

@@ -139,6 +139,18 @@ func (c *Cluster) RevokeAll() []int64 {
 	return ids
 }
 
+// RenewAll gives every lease its full TTL again from the clock's time, as
+// etcd does when a quorum returns: its newly elected leader extends every
+// lease (the lessor's Promote), so no lease expires for the outage's sake.
+func (c *Cluster) RenewAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	for _, l := range c.leases {
+		l.expires = now.Add(l.ttl)
+	}
+}
+
 // LeaseAlive reports whether lease id exists.
 func (c *Cluster) LeaseAlive(id int64) bool {
 	c.mu.Lock()

@@ -78,6 +78,11 @@ const (
 	// localcluster's KillNode does on one host). StartNode starts its
 	// agent again.
 	CrashNode
+	// StoreReturnRenewing ends a StoreOutage as a real etcd cluster does
+	// when its quorum returns: every lease gets its full TTL again (the
+	// new etcd leader extends them all), so the leader key outlives an
+	// outage of any length unless its agent lets its lease run out.
+	StoreReturnRenewing
 )
 
 var faultNames = map[FaultKind]string{
@@ -86,7 +91,7 @@ var faultNames = map[FaultKind]string{
 	FailStarts: "fail-starts", HealAll: "heal-all", Switchover: "switchover", Failover: "failover",
 	CancelRequest: "cancel-request", Freeze: "freeze", Thaw: "thaw", Hang: "hang", Unhang: "unhang",
 	Overload: "overload", Relieve: "relieve", StoreOutage: "store-outage", StoreReturn: "store-return",
-	RevokeLeases: "revoke-leases", CrashNode: "crash-node",
+	RevokeLeases: "revoke-leases", CrashNode: "crash-node", StoreReturnRenewing: "store-return-renewing",
 }
 
 // String names the kind.
@@ -159,11 +164,14 @@ func (w *World) inject(f Fault) {
 		w.logf("fault: %s", f)
 		w.store.DeleteRequest()
 		return
-	case StoreOutage, StoreReturn:
+	case StoreOutage, StoreReturn, StoreReturnRenewing:
 		w.logf("fault: %s", f)
 		w.storeDown = f.Kind == StoreOutage
-		if !w.storeDown {
+		switch f.Kind {
+		case StoreReturn:
 			w.revokeAll()
+		case StoreReturnRenewing:
+			w.store.RenewAll()
 		}
 		for _, n := range w.nodes {
 			n.client.SetReachable(!n.partitioned && !w.storeDown)

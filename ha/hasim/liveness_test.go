@@ -119,6 +119,31 @@ func TestStoreReturnWithLeasesRevokedNoNeedlessFailover(t *testing.T) {
 	expectLeader(t, w, "n1")
 }
 
+// etcd loses its quorum for longer than primary_start_timeout (3s here)
+// and comes back as a real etcd cluster does, every lease extended to its
+// full TTL: the leader key is still the fenced old primary's. Its agent
+// restarts its database as the primary; it does not count the outage,
+// when it could not start it, against primary_start_timeout and release
+// the key as if the database would not come back (the needless failover
+// the 3-member etcd quorum-loss test found).
+func TestStoreReturnKeepingLeasesAfterLongOutageNoNeedlessFailover(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	run(t, w, 10*time.Second, Fault{Kind: StoreOutage})
+	if ps := w.Primaries(); len(ps) != 0 {
+		t.Fatalf("primaries %v during the outage, want none (the leader fences itself)", ps)
+	}
+	run(t, w, 15*time.Second, Fault{Kind: StoreReturnRenewing})
+	noPromotions(t, w)
+	expectLeader(t, w, "n1")
+	if h := w.History(); len(h) != 0 {
+		t.Errorf("history %+v, want no new leadership", h)
+	}
+	if log := strings.Join(w.Log(), "\n"); strings.Contains(log, "did not come back") {
+		t.Errorf("n1 gave up its database after the outage\n%s", log)
+	}
+}
+
 // Only the primary's agent pauses, longer than the ttl: nobody may promote
 // (its WAL flows), and on resume it keeps its primary rather than stopping
 // it (issue 7, point 6).

@@ -49,7 +49,7 @@ func randomFault(r *rand.Rand, names []string) Fault {
 
 // livenessFault picks one of the faults that make probes wrong.
 func livenessFault(r *rand.Rand, names []string) Fault {
-	kinds := []FaultKind{Freeze, Thaw, Thaw, Hang, Unhang, Overload, Relieve, StoreOutage, StoreReturn, StoreReturn,
+	kinds := []FaultKind{Freeze, Thaw, Thaw, Hang, Unhang, Overload, Relieve, StoreOutage, StoreReturn, StoreReturnRenewing,
 		RevokeLeases, CrashNode, StartNode}
 	return Fault{Kind: kinds[r.IntN(len(kinds))], Member: names[r.IntN(len(names))]}
 }
