@@ -22,7 +22,7 @@ type Metrics interface {
 	ProbeError()
 	// Failover counts a leadership change completed by this member's
 	// promotion and records its steps.
-	Failover(kind string, steps []cluster.Step)
+	Failover(kind cluster.HistoryKind, steps []cluster.Step)
 	// SelfFence counts a self-fencing stop of the local database.
 	SelfFence()
 	// ObserveSync records the leader's recorded synchronous standbys and
@@ -47,7 +47,7 @@ func (NopMetrics) StoreError(string) {}
 func (NopMetrics) ProbeError() {}
 
 // Failover does nothing.
-func (NopMetrics) Failover(string, []cluster.Step) {}
+func (NopMetrics) Failover(cluster.HistoryKind, []cluster.Step) {}
 
 // SelfFence does nothing.
 func (NopMetrics) SelfFence() {}

@@ -525,7 +525,7 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) er
 	epoch, elected := a.holdsLeader, a.electedAt
 	a.mu.Unlock()
 	now := a.clk.Now()
-	kind, reason := "failover", fmt.Sprintf("leader key of epoch %d was lost", lost)
+	kind, reason := cluster.HistoryFailover, fmt.Sprintf("leader key of epoch %d was lost", lost)
 	if act.History != "" {
 		kind = act.History
 		if r := v.Snap.Request; r != nil {
@@ -570,7 +570,7 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) er
 		a.log.Error("could not record failover history", "epoch", epoch, "err", err)
 	}
 	a.opts.Metrics.Failover(kind, e.Steps)
-	a.log.Info(kind+" complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
+	a.log.Info(string(kind)+" complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
 	return nil
 }
 
@@ -610,7 +610,7 @@ func (a *Agent) runInBackground(ctx context.Context, v ha.View, p ha.Plan, act h
 // otherwise a lower bound, from the last position it published while it
 // led, made exact later by its pg_rewind (recordDiscard).
 func dataLoss(v ha.View, act ha.Action, old string) *cluster.DataLoss {
-	if act.History == "switchover" {
+	if act.History == cluster.HistorySwitchover {
 		return &cluster.DataLoss{How: cluster.DataLossHandoff, Detail: "switchover: promoted past the old primary's final position"}
 	}
 	if m := v.Snap.Member(old); m != nil && v.Snap.LastLeader != nil && m.MeasuredAfterLossOf == v.Snap.LastLeader.Epoch &&

@@ -192,8 +192,9 @@ type Action struct {
 	// Target is the member a Handoff gives the leader key to.
 	Target string
 	// History is the kind of a RecordFailover entry when it is not an
-	// automatic failover ("switchover", "manual failover").
-	History string
+	// automatic failover (cluster.HistorySwitchover,
+	// cluster.HistoryManualFailover).
+	History cluster.HistoryKind
 	// Names and AnyStandby configure SetSyncStandbys and SetSyncRecord.
 	Names      []string
 	AnyStandby bool

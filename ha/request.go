@@ -119,7 +119,7 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 			ev := &cluster.Evidence{Kind: cluster.EvidenceHandoff,
 				Detail: fmt.Sprintf("%s stopped at %s and handed over to %s", r.From, h.FinalLSN, h.Target)}
 			return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
-				{Kind: RecordFailover, Epoch: h.Epoch, History: "switchover", Evidence: ev}, {Kind: ClearRequest}}),
+				{Kind: RecordFailover, Epoch: h.Epoch, History: cluster.HistorySwitchover, Evidence: ev}, {Kind: ClearRequest}}),
 				State: cluster.StateStarting, Reason: fmt.Sprintf("switchover from %s: received past its final position %s; promoting", r.From, h.FinalLSN)}, true
 		case expired:
 			return Plan{State: stateOf(v), Reason: fmt.Sprintf("switchover from %s: did not receive its final position %s in time (have %s)",
@@ -165,6 +165,6 @@ func decideManualFailover(v View, r cluster.Request, health detector.Health) Pla
 		lost = v.Snap.LastLeader.Epoch
 	}
 	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
-		{Kind: RecordFailover, Epoch: lost, History: "manual failover", Evidence: ev}, {Kind: ClearRequest}}),
+		{Kind: RecordFailover, Epoch: lost, History: cluster.HistoryManualFailover, Evidence: ev}, {Kind: ClearRequest}}),
 		State: cluster.StateStarting, Reason: "manual failover to this member requested by " + r.RequestedBy}
 }

@@ -15,9 +15,9 @@ import (
 // Failover kinds, as recorded in the cluster history and as values of the
 // kind label of hamgr_failovers_total.
 const (
-	KindFailover       = "failover"
-	KindSwitchover     = "switchover"
-	KindManualFailover = "manual failover"
+	KindFailover       = cluster.HistoryFailover
+	KindSwitchover     = cluster.HistorySwitchover
+	KindManualFailover = cluster.HistoryManualFailover
 )
 
 // StoreOps are the op label values of hamgr_etcd_errors_total that are
@@ -110,8 +110,8 @@ func New(clusterName, member string) *Metrics {
 	m.setRole(cluster.RoleUnknown)
 	m.lagBytes.Set(math.NaN())
 	m.replayLag.Set(math.NaN())
-	for _, k := range []string{KindFailover, KindSwitchover, KindManualFailover} {
-		m.failovers.WithLabelValues(k)
+	for _, k := range []cluster.HistoryKind{KindFailover, KindSwitchover, KindManualFailover} {
+		m.failovers.WithLabelValues(string(k))
 	}
 	for _, op := range StoreOps {
 		m.storeErrors.WithLabelValues(op)
@@ -204,14 +204,14 @@ func (m *Metrics) ProbeError() {
 // promotion, of kind (KindFailover, KindSwitchover or KindManualFailover;
 // an empty kind counts as KindFailover), and replaces the step durations of
 // the previous one with steps.
-func (m *Metrics) Failover(kind string, steps []cluster.Step) {
+func (m *Metrics) Failover(kind cluster.HistoryKind, steps []cluster.Step) {
 	if m == nil {
 		return
 	}
 	if kind == "" {
 		kind = KindFailover
 	}
-	m.failovers.WithLabelValues(kind).Inc()
+	m.failovers.WithLabelValues(string(kind)).Inc()
 	if kind == KindSwitchover {
 		m.switchovers.Inc()
 	}
