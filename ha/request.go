@@ -41,7 +41,7 @@ func decideLeaderRequest(v View, r cluster.Request) Plan {
 		return Plan{State: cluster.StateRunning, Soon: min(r.At.Sub(v.Now), time.Duration(v.Config.LoopWait)),
 			Reason: fmt.Sprintf("switchover to %s scheduled at %s", targetName(r.To), r.At.UTC().Format(time.RFC3339))}
 	}
-	target, why := SwitchoverTarget(v.Snap, v.Self, r.To, v.Config.MaximumLagOnFailover, v.DB.Position.LSN)
+	target, why := election.SwitchoverTarget(v.Snap, v.Self, r.To, v.Config.MaximumLagOnFailover, v.DB.Position.LSN)
 	if target == "" {
 		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning, Reason: "switchover refused: " + why}
 	}
@@ -54,39 +54,6 @@ func targetName(to string) string {
 		return "the best replica"
 	}
 	return to
-}
-
-// SwitchoverTarget picks the member a switchover from leader should hand
-// over to: to, if it is a running, streaming replica that is not tagged
-// nofailover and lags at most maxLag behind the primary's position lsn; or,
-// when to is empty, the best such replica. It returns "" and the reason
-// when there is none. hamgrctl and the API use it to refuse bad requests
-// before they are written.
-func SwitchoverTarget(s cluster.Snapshot, leader, to string, maxLag int64, lsn cluster.LSN) (string, string) {
-	res := election.Rank(s.Members, election.Options{OldPrimary: leader, MaximumLag: maxLag, ReferenceLSN: lsn})
-	for _, m := range res.Candidates {
-		if to != "" && m.Name != to {
-			continue
-		}
-		if !m.Streaming || m.Upstream != leader {
-			if to != "" {
-				return "", fmt.Sprintf("%s does not stream from %s", to, leader)
-			}
-			continue
-		}
-		return m.Name, ""
-	}
-	if to != "" {
-		if s.Member(to) == nil {
-			return "", fmt.Sprintf("no member called %s is alive", to)
-		}
-		for _, e := range res.Excluded {
-			if e.Name == to {
-				return "", fmt.Sprintf("%s is not a candidate: %s", to, e.Reason)
-			}
-		}
-	}
-	return "", "no replica is streaming and caught up enough to take over"
 }
 
 // decideHandoff: no leader key, and a switchover's handoff is recorded.
