@@ -79,8 +79,8 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	a.logPlan(now, plan, snap)
 	failedAct, failed := a.execute(ctx, view, plan)
 	a.mu.Lock()
-	changed := a.self.State != plan.State || a.self.Reason != plan.Reason
-	a.self.State, a.self.Reason = plan.State, plan.Reason
+	changed := a.self.State != plan.State || a.self.Reason != plan.Reason || a.self.Problem != plan.Problem
+	a.self.State, a.self.Reason, a.self.Problem = plan.State, plan.Reason, plan.Problem
 	a.lastLoop = a.clk.Now()
 	a.mu.Unlock()
 	if len(plan.Actions) == 0 && changed {
@@ -186,7 +186,7 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 	a.mu.Lock()
 	m := a.track.Record(a.clk.Now(), cluster.Member{
 		Name: a.opts.Name, Tags: a.opts.Tags, APIURL: a.opts.APIURL, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
-		UpdatedAt: a.clk.Now().UTC(), State: a.self.State, Reason: a.self.Reason,
+		UpdatedAt: a.clk.Now().UTC(), State: a.self.State, Reason: a.self.Reason, Problem: a.self.Problem,
 	}, a.snap, st)
 	a.self = m
 	lease := a.leaseID

@@ -266,11 +266,14 @@ type memberStatus struct {
 	Name    string `json:"name"`
 	Cluster string `json:"cluster"`
 	// Role is the database's role: "primary", "replica" or "unknown".
-	Role        string              `json:"role"`
-	State       cluster.MemberState `json:"state"`
-	Reason      string              `json:"reason"`
-	Accepting   bool                `json:"accepting"`
-	HoldsLeader bool                `json:"holds_leader"`
+	Role   string              `json:"role"`
+	State  cluster.MemberState `json:"state"`
+	Reason string              `json:"reason"`
+	// Problem is the code of the condition Reason describes when an
+	// operator should look (cluster.ProblemTable); absent when none.
+	Problem     cluster.Problem `json:"problem,omitempty"`
+	Accepting   bool            `json:"accepting"`
+	HoldsLeader bool            `json:"holds_leader"`
 	// Leader and Epoch are null when no one holds the leader key.
 	Leader     *string        `json:"leader"`
 	Epoch      *cluster.Epoch `json:"epoch"`
@@ -308,6 +311,7 @@ func (h *handler) newMemberStatus(st *State) memberStatus {
 		Role:        m.Role.String(),
 		State:       m.State,
 		Reason:      m.Reason,
+		Problem:     m.Problem,
 		Accepting:   st.Accepting,
 		HoldsLeader: st.HoldsLeader,
 		Paused:      st.Paused,
@@ -354,7 +358,8 @@ type clusterView struct {
 	Paused bool           `json:"paused"`
 	// SynchronousMode is off, on or strict; SynchronousStandbys the members
 	// recorded as holding every acknowledged commit for the current epoch.
-	// DurabilityAtRisk is true in mode on with none (running asynchronously).
+	// DurabilityAtRisk is true when the leader's record reports
+	// cluster.ProblemDurabilityAtRisk (mode on, running asynchronously).
 	SynchronousMode     string          `json:"synchronous_mode"`
 	SynchronousStandbys []string        `json:"synchronous_standbys"`
 	DurabilityAtRisk    bool            `json:"durability_at_risk"`
@@ -368,6 +373,7 @@ type clusterMember struct {
 	Role      string              `json:"role"`
 	State     cluster.MemberState `json:"state"`
 	Reason    string              `json:"reason"`
+	Problem   cluster.Problem     `json:"problem,omitempty"`
 	APIURL    string              `json:"api_url"`
 	Host      string              `json:"host"`
 	Port      int                 `json:"port"`
@@ -402,7 +408,13 @@ func newClusterView(st *State) clusterView {
 	if st.Sync != nil && st.Leader != nil && st.Sync.Epoch == st.Leader.Epoch {
 		v.SynchronousStandbys = append(v.SynchronousStandbys, st.Sync.Members...)
 	}
-	v.DurabilityAtRisk = st.SyncMode == cluster.SyncOn && st.Leader != nil && len(v.SynchronousStandbys) == 0
+	if st.Leader != nil {
+		for _, m := range st.Members {
+			if m.Name == st.Leader.Name {
+				v.DurabilityAtRisk = m.Problem == cluster.ProblemDurabilityAtRisk
+			}
+		}
+	}
 	for i := range st.Members {
 		m := &st.Members[i]
 		role := m.Role.String()
@@ -414,6 +426,7 @@ func newClusterView(st *State) clusterView {
 			Role:      role,
 			State:     m.State,
 			Reason:    m.Reason,
+			Problem:   m.Problem,
 			APIURL:    m.APIURL,
 			Host:      m.ConnHost,
 			Port:      m.ConnPort,

@@ -134,7 +134,11 @@ type Member struct {
 	Role  Role        `json:"role"`
 	State MemberState `json:"state"`
 	// Reason explains State in words an operator can act on (empty when healthy).
-	Reason   string   `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Problem names the condition Reason describes when an operator should
+	// look (see ProblemTable); absent when there is none, and in records
+	// written before problem codes existed.
+	Problem  Problem  `json:"problem,omitempty"`
 	Position Position `json:"position"`
 	// ReceiveLSN and ReplayLSN are a replica's received and replayed WAL.
 	ReceiveLSN LSN `json:"receive_lsn,omitempty"`

@@ -216,7 +216,7 @@ func TestHungPostmasterIsKilledAndReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = old.SignalPostmaster(syscall.SIGCONT) })
-	waitReason(t, c, old.Name, "DATABASE STALLED", 30*time.Second)
+	waitProblem(t, c, old.Name, cluster.ProblemDatabaseStalled, 30*time.Second)
 	tl, err := c.ObservePromotion(ctxFor(t, time.Duration(localcluster.FastTiming.PrimaryStartTimeout)+time.Minute), old.Name, t0)
 	if err != nil {
 		t.Fatal(err)

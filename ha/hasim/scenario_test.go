@@ -152,8 +152,8 @@ func TestAgentPausedWithDatabaseAlive(t *testing.T) {
 	if len(w.Promotions) != 0 {
 		t.Fatalf("promoted while the old primary accepts writes: %v", w.Promotions)
 	}
-	if r := w.Status("n2").Reason; !strings.Contains(r, "still accepts writes") {
-		t.Errorf("n2 reason = %q, want the not-promoting-without-fencing reason", r)
+	if s := w.Status("n2"); s.Problem != cluster.ProblemOldPrimaryWritable {
+		t.Errorf("n2 problem = %q (reason %q), want %s", s.Problem, s.Reason, cluster.ProblemOldPrimaryWritable)
 	}
 	run(t, w, 20*time.Second, Fault{Kind: Resume, Member: "n1"})
 	ps := w.Primaries()
