@@ -625,6 +625,15 @@ func TestStatusBody(t *testing.T) {
 	if got["diverged"] != true || got["sync_standby"] != true {
 		t.Errorf("diverged %v sync_standby %v: %s", got["diverged"], got["sync_standby"], rec.Body)
 	}
+	// A problem appears as its code, beside the reason.
+	st.Self.Problem, st.Self.Reason = cluster.ProblemDatabaseNotStarting, "database does not start (5 failed attempts)"
+	rec = do(t, newTestHandler(st), http.MethodGet, "/health")
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["problem"] != "database_not_starting" || got["reason"] != st.Self.Reason {
+		t.Errorf("problem %v reason %v, want database_not_starting and the reason", got["problem"], got["reason"])
+	}
 }
 
 func TestClusterJSON(t *testing.T) {
