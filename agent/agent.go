@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hamgr/hamgr/api"
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/dcs"
@@ -242,11 +241,12 @@ func (a *Agent) emit(what string) {
 	}
 }
 
-// State is the agent's current view for the HTTP API.
-func (a *Agent) State() api.State {
+// State is the agent's current status for the HTTP API (it implements
+// api.Source).
+func (a *Agent) State() cluster.AgentStatus {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	st := api.State{
+	st := cluster.AgentStatus{
 		Cluster: a.opts.Cluster, Self: a.self, Accepting: a.accepting,
 		Leader: a.snap.Leader, Members: a.snap.Members, Paused: a.cfg.Paused,
 		StoreOK: a.storeOK, LastLoop: a.lastLoop, SyncMode: a.cfg.SynchronousMode, Sync: a.snap.Sync,

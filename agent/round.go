@@ -84,8 +84,8 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	a.logPlan(now, plan, snap)
 	failedAct, failed := a.execute(ctx, view, plan)
 	a.mu.Lock()
-	changed := a.self.State != plan.State || a.self.Reason != plan.Reason
-	a.self.State, a.self.Reason = plan.State, plan.Reason
+	changed := a.self.State != plan.State || a.self.Reason != plan.Reason || a.self.Problem != plan.Problem
+	a.self.State, a.self.Reason, a.self.Problem = plan.State, plan.Reason, plan.Problem
 	a.lastLoop = a.clk.Now()
 	a.mu.Unlock()
 	if len(plan.Actions) == 0 && changed {
@@ -191,7 +191,7 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 	a.mu.Lock()
 	m := a.track.Record(a.clk.Now(), cluster.Member{
 		Name: a.opts.Name, Tags: a.opts.Tags, APIURL: a.opts.APIURL, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
-		UpdatedAt: a.clk.Now().UTC(), State: a.self.State, Reason: a.self.Reason,
+		UpdatedAt: a.clk.Now().UTC(), State: a.self.State, Reason: a.self.Reason, Problem: a.self.Problem,
 	}, a.snap, st)
 	a.self = m
 	lease := a.leaseID
@@ -530,7 +530,7 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) er
 	epoch, elected := a.holdsLeader, a.electedAt
 	a.mu.Unlock()
 	now := a.clk.Now()
-	kind, reason := "failover", fmt.Sprintf("leader key of epoch %d was lost", lost)
+	kind, reason := cluster.HistoryFailover, fmt.Sprintf("leader key of epoch %d was lost", lost)
 	if act.History != "" {
 		kind = act.History
 		if r := v.Snap.Request; r != nil {
@@ -575,7 +575,7 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) er
 		a.log.Error("could not record failover history", "epoch", epoch, "err", err)
 	}
 	a.opts.Metrics.Failover(kind, e.Steps)
-	a.log.Info(kind+" complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
+	a.log.Info(string(kind)+" complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
 	return nil
 }
 
@@ -615,7 +615,7 @@ func (a *Agent) runInBackground(ctx context.Context, v ha.View, p ha.Plan, act h
 // otherwise a lower bound, from the last position it published while it
 // led, made exact later by its pg_rewind (recordDiscard).
 func dataLoss(v ha.View, act ha.Action, old string) *cluster.DataLoss {
-	if act.History == "switchover" {
+	if act.History == cluster.HistorySwitchover {
 		return &cluster.DataLoss{How: cluster.DataLossHandoff, Detail: "switchover: promoted past the old primary's final position"}
 	}
 	if m := v.Snap.Member(old); m != nil && v.Snap.LastLeader != nil && m.MeasuredAfterLossOf == v.Snap.LastLeader.Epoch &&

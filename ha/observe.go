@@ -171,7 +171,7 @@ func LostEpoch(s cluster.Snapshot) cluster.Epoch {
 // absent is marked as measured after the loss of prev's last leader.
 func (t *Tracker) Record(now time.Time, base cluster.Member, prev cluster.Snapshot, st db.Status) cluster.Member {
 	m := cluster.Member{
-		Name: base.Name, Role: st.Role, State: base.State, Reason: base.Reason,
+		Name: base.Name, Role: st.Role, State: base.State, Reason: base.Reason, Problem: base.Problem,
 		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN,
 		Streaming: st.Streaming, APIURL: base.APIURL, ConnHost: base.ConnHost, ConnPort: base.ConnPort,
 		Tags: base.Tags, LagBytes: -1, LagSeconds: -1, UpdatedAt: base.UpdatedAt, Diverged: st.Diverged != "",

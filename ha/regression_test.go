@@ -51,8 +51,8 @@ func TestRegressionUnknownOldPrimaryLivenessBlocks(t *testing.T) {
 	if promotes(p) {
 		t.Fatalf("promoted without knowing whether %s still takes writes: %s", v.Snap.LastLeader.Name, p)
 	}
-	if want := "cannot check whether the old primary n1 still accepts writes"; !strings.Contains(p.Reason, want) {
-		t.Errorf("reason %q, want it to contain %q", p.Reason, want)
+	if p.Problem != cluster.ProblemOldPrimaryNotProvenDead {
+		t.Errorf("problem %q (reason %q), want %q", p.Problem, p.Reason, cluster.ProblemOldPrimaryNotProvenDead)
 	}
 	if p.Soon == 0 {
 		t.Errorf("soon = 0: a blocked candidate must re-check every election tick")
@@ -65,8 +65,9 @@ func TestRegressionUnknownOldPrimaryLivenessBlocks(t *testing.T) {
 	// A manual failover overrides the ranking, not the fencing rule.
 	v.OldPrimary = OldPrimaryProbe{}
 	v.Snap.Request = &cluster.Request{Kind: cluster.KindFailover, To: "n2", RequestedBy: "test"}
-	if p := Decide(v); promotes(p) {
-		t.Fatalf("manual failover promoted without knowing whether n1 still takes writes: %s", p)
+	if p := Decide(v); promotes(p) || p.Problem != cluster.ProblemOldPrimaryNotProvenDead {
+		t.Fatalf("manual failover without knowing whether n1 still takes writes: %s, want no promotion and problem %s",
+			p, cluster.ProblemOldPrimaryNotProvenDead)
 	}
 	// With no last leader there is no old primary to check.
 	v.Snap.Request = nil
@@ -123,9 +124,9 @@ func TestRegressionNoFailoverCandidateLoud(t *testing.T) {
 		if promotes(p) {
 			t.Fatalf("%s promoted although it lags: %s", self, p)
 		}
-		if !strings.HasPrefix(p.Reason, "NO FAILOVER CANDIDATE: ") || !strings.Contains(p.Reason, "n2: ") ||
+		if p.Problem != cluster.ProblemNoFailoverCandidate || !strings.Contains(p.Reason, "n2: ") ||
 			!strings.Contains(p.Reason, "n3: ") {
-			t.Errorf("%s: reason %q does not say that the cluster has no failover candidate, naming every member", self, p.Reason)
+			t.Errorf("%s: %s does not say that the cluster has no failover candidate, naming every member", self, p)
 		}
 	}
 	// With a candidate elsewhere, an excluded member names only its own
@@ -133,8 +134,8 @@ func TestRegressionNoFailoverCandidateLoud(t *testing.T) {
 	v := electionView("n3", 0x4000000, 62*time.Second)
 	v.Config.MaximumLagOnFailover = 1 << 20
 	v.LastLeaderLSN = 0x5000000
-	if p := Decide(v); !strings.HasPrefix(p.Reason, "not a failover candidate: ") {
-		t.Errorf("n3 excluded, n2 a candidate: reason %q, want its own exclusion", p.Reason)
+	if p := Decide(v); p.Problem != cluster.ProblemNone || !strings.HasPrefix(p.Reason, "not a failover candidate: ") {
+		t.Errorf("n3 excluded, n2 a candidate: %s, want its own exclusion and no problem", p)
 	}
 }
 

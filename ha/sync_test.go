@@ -72,12 +72,20 @@ func TestDecideSync(t *testing.T) {
 		{"on: no healthy standby: asynchronous, and loud", func(v *View) {
 			v.Repl.SyncNames = []string{"n2"}
 			v.Snap.Members = v.Snap.Members[:1]
-		}, "[set-sync-standbys names=[]] state=running reason=DURABILITY AT RISK"},
+		}, "[set-sync-standbys names=[]] state=running problem=durability_at_risk reason=DURABILITY AT RISK"},
+		{"on: no healthy standby, server asynchronous: stays loud", func(v *View) {
+			v.Snap.Members = v.Snap.Members[:1]
+		}, "[] state=running problem=durability_at_risk reason=DURABILITY AT RISK"},
 		{"strict: no healthy standby: commits wait for any", func(v *View) {
 			v.Config.SynchronousMode = cluster.SyncStrict
 			v.Repl.SyncNames = []string{"n2"}
 			v.Snap.Members = v.Snap.Members[:1]
-		}, "[set-sync-standbys names=[] any]"},
+		}, "[set-sync-standbys names=[] any] state=running problem=writes_blocked"},
+		{"strict: no healthy standby, commits waiting: stays loud", func(v *View) {
+			v.Config.SynchronousMode = cluster.SyncStrict
+			v.Repl.SyncAny = true
+			v.Snap.Members = v.Snap.Members[:1]
+		}, "[] state=running problem=writes_blocked"},
 		{"a record of an earlier epoch is replaced by an empty one of this epoch", func(v *View) {
 			v.Snap.Sync = &cluster.SyncState{Leader: "n0", Epoch: 3, Members: []string{"n1"}}
 		}, "[set-sync-record names=[]]"},
@@ -135,8 +143,8 @@ func TestSyncElection(t *testing.T) {
 	strict := base("n2")
 	strict.Config.SynchronousMode = cluster.SyncStrict
 	strict.Snap.Sync = nil
-	if got := Decide(strict).String(); !strings.Contains(got, "NO FAILOVER CANDIDATE: synchronous_mode strict") {
-		t.Errorf("strict without a record: %s", got)
+	if p := Decide(strict); p.Problem != cluster.ProblemNoFailoverCandidate || !strings.Contains(p.Reason, "synchronous_mode strict") {
+		t.Errorf("strict without a record: %s", p)
 	}
 	on := base("n3")
 	on.Snap.Sync = &cluster.SyncState{Leader: "n1", Epoch: 7, Members: []string{}}
@@ -159,7 +167,7 @@ func TestDecideSlots(t *testing.T) {
 		t.Errorf("stale slot: %s", got)
 	}
 	v.StaleSlots, v.LostSlots = nil, []string{"n3"}
-	if got := Decide(v).String(); !strings.Contains(got, "replication slots of [n3] were invalidated") {
-		t.Errorf("lost slot: %s", got)
+	if p := Decide(v); p.Problem != cluster.ProblemReplicationSlotLost || !strings.Contains(p.Reason, "replication slots of [n3] were invalidated") {
+		t.Errorf("lost slot: %s", p)
 	}
 }

@@ -29,8 +29,8 @@ func TestFrozenAgentAndPostmasterNoPromotion(t *testing.T) {
 	if ps := w.Primaries(); len(ps) != 1 || ps[0] != "n1" {
 		t.Fatalf("primaries %v, want n1 still writable", ps)
 	}
-	if r := w.Status("n2").Reason; !strings.Contains(r, "gave no answer") {
-		t.Errorf("n2's reason %q, want the no-proof refusal", r)
+	if s := w.Status("n2"); s.Problem != cluster.ProblemOldPrimaryNotProvenDead || !strings.Contains(s.Reason, "gave no answer") {
+		t.Errorf("n2's problem %q, reason %q: want the no-proof refusal", s.Problem, s.Reason)
 	}
 	run(t, w, 10*time.Second, Fault{Kind: Resume, Member: "n1"}, Fault{Kind: Unhang, Member: "n1"})
 	noPromotions(t, w)
@@ -97,7 +97,7 @@ func TestHungPostmasterIsReleased(t *testing.T) {
 	run(t, w, 10*time.Second)
 	run(t, w, 15*time.Second, Fault{Kind: Hang, Member: "n1"})
 	expectLeader(t, w, "n2")
-	if !strings.Contains(strings.Join(w.Log(), "\n"), "DATABASE STALLED") {
+	if !strings.Contains(strings.Join(w.Log(), "\n"), "problem="+string(cluster.ProblemDatabaseStalled)) {
 		t.Errorf("n1 never said its database stalled\n%s", strings.Join(w.Log(), "\n"))
 	}
 }
@@ -170,8 +170,8 @@ func TestPowerLossWithoutProofNeedsTheOperator(t *testing.T) {
 	run(t, w, 10*time.Second, Fault{Kind: KillNode, Member: "n1"}, Fault{Kind: KillAgent, Member: "n2"}, Fault{Kind: KillAgent, Member: "n3"})
 	run(t, w, 20*time.Second, Fault{Kind: StartAgent, Member: "n2"}, Fault{Kind: StartAgent, Member: "n3"})
 	noPromotions(t, w)
-	if r := w.Status("n2").Reason; !strings.Contains(r, "no proof") {
-		t.Errorf("n2's reason %q, want the no-proof refusal", r)
+	if s := w.Status("n2"); s.Problem != cluster.ProblemOldPrimaryNotProvenDead {
+		t.Errorf("n2's problem %q (reason %q), want the no-proof refusal", s.Problem, s.Reason)
 	}
 	run(t, w, 10*time.Second, Fault{Kind: Failover, Member: "n3"})
 	noPromotions(t, w) // a manual failover without the confirmation needs the proof too

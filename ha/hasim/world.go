@@ -440,9 +440,10 @@ type MemberStatus struct {
 	Name string
 	// DB is what a probe of the member's database returns now.
 	DB db.Status
-	// State and Reason are the agent's last plan's.
-	State  cluster.MemberState
-	Reason string
+	// State, Reason and Problem are the agent's last plan's.
+	State   cluster.MemberState
+	Reason  string
+	Problem cluster.Problem
 	// LastPlan is the agent's last plan, rendered.
 	LastPlan string
 	// LeaseID is the agent's current lease; HoldsLeader is whether the
@@ -463,7 +464,7 @@ func (w *World) Status(name string) MemberStatus {
 	st := n.a.State()
 	id := n.client.LeaseID()
 	return MemberStatus{
-		Name: name, DB: w.probe(n), State: st.Self.State, Reason: st.Self.Reason, LastPlan: n.a.LastPlan(),
+		Name: name, DB: w.probe(n), State: st.Self.State, Reason: st.Self.Reason, Problem: st.Self.Problem, LastPlan: n.a.LastPlan(),
 		LeaseID: id, HoldsLeader: l != nil && l.Name == name && l.Lease == id && id != 0 && w.store.LeaseAlive(id),
 		Alive: n.alive && !n.agentDown, Paused: n.paused, Partitioned: n.partitioned, Tracker: n.a.Tracker(),
 	}
