@@ -10,8 +10,10 @@ import (
 	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/dcs"
 	"github.com/hamgr/hamgr/detector"
+	"github.com/hamgr/hamgr/discovery"
 	"github.com/hamgr/hamgr/ha"
 	"github.com/hamgr/hamgr/lagmon"
+	"github.com/hamgr/hamgr/stonith"
 )
 
 // Clock is the agent's source of time. Every time the agent reads, for
@@ -57,6 +59,13 @@ type Options struct {
 	// OnStop is what Run does with the database when its context ends
 	// (default OnStopHandover).
 	OnStop OnStop
+	// Fencer, if set, fences the old primary in the fence step of a
+	// promotion over it (before this member's database is promoted);
+	// nil relies on the liveness evidence alone.
+	Fencer stonith.Fencer
+	// Publishers run, in order, in the publish step of a promotion
+	// (after the database is promoted, before the promotion is recorded).
+	Publishers []discovery.Publisher
 }
 
 // OnStop is what a clean stop of the agent does with its database.
@@ -123,7 +132,7 @@ type Agent struct {
 	lastPlanKey        string
 	lastPlanLogged     time.Time
 	lastLiveness       string
-	electedAt          time.Time
+	promotedAt         time.Time            // when this agent last promoted its database
 	notBefore          time.Time            // no round before this (backoff after a failed action)
 	lastSeen           map[string]time.Time // member → last time seen (for slot housekeeping)
 	syncTracker        lagmon.SyncTracker

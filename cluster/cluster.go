@@ -296,6 +296,10 @@ type Leader struct {
 	Epoch Epoch  `json:"epoch"`
 	// Lease identifies the store lease the key is bound to.
 	Lease int64 `json:"lease"`
+	// Promotion is the record of the promotion the key was taken for,
+	// kept in the key's value (nil: the key was not taken to promote, or
+	// by an older hamgr).
+	Promotion *Promotion `json:"promotion,omitempty"`
 }
 
 // LastLeader is the persistent (lease-less) record of the latest leadership;

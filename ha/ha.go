@@ -111,6 +111,10 @@ type View struct {
 	// agent runs in the background; "" when none. Nothing else is done to
 	// the database meanwhile.
 	Busy string
+	// Fencing is set when the agent has a fencer (package stonith): a
+	// promotion over another member then fences it (the Fence step)
+	// before it promotes. Without one the liveness evidence stands alone.
+	Fencing bool
 }
 
 // ActionKind names an action.
@@ -133,12 +137,16 @@ const (
 	Promote
 	// Follow repoints the running replica at Upstream.
 	Follow
-	// AcquireLeader tries to create the leader key; if it fails the rest of
-	// the plan is skipped.
+	// AcquireLeader tries to create the leader key, with Promotion (if
+	// set) as the record of the promotion it is taken for; if it fails the
+	// rest of the plan is skipped.
 	AcquireLeader
 	// ReleaseLeader deletes the leader key Leader (if still that epoch).
 	ReleaseLeader
-	// RecordFailover writes a history entry for the promotion just made.
+	// RecordFailover is a promotion's last step: it writes the history
+	// entry from the leader key's promotion record (none for kind ""),
+	// clears the operator request the promotion served, and marks the
+	// record complete.
 	RecordFailover
 	// MarkCannotFollow remembers that this member cannot follow the
 	// current leader's epoch.
@@ -161,6 +169,17 @@ const (
 	Reclone
 	// DropSlots drops the replication slots of the members in Names.
 	DropSlots
+	// BeginPromotion writes Promotion as the record of the promotion the
+	// held leader key is for (a key taken without one: by an older hamgr).
+	BeginPromotion
+	// Fence fences Target, the old primary, through the agent's fencer
+	// and marks the promotion's fence step done. It runs after the key is
+	// taken and before the database is promoted, at most once per
+	// promotion.
+	Fence
+	// Publish tells the agent's publishers (discovery) that this member
+	// is the primary, and has each read its change back.
+	Publish
 )
 
 var actionNames = map[ActionKind]string{
@@ -171,6 +190,7 @@ var actionNames = map[ActionKind]string{
 	Handoff: "handoff", ClearRequest: "clear-request",
 	SetSyncStandbys: "set-sync-standbys", SetSyncRecord: "set-sync-record",
 	CreateSlots: "create-slots", DropSlots: "drop-slots", Rewind: "rewind", Reclone: "reclone",
+	BeginPromotion: "begin-promotion", Fence: "fence", Publish: "publish",
 }
 
 // String names the kind.
@@ -202,6 +222,8 @@ type Action struct {
 	// primary, and its RecordFailover, relied on; the agent logs it and
 	// the history entry records it.
 	Evidence *cluster.Evidence
+	// Promotion is the record an AcquireLeader or BeginPromotion writes.
+	Promotion *cluster.Promotion
 }
 
 // String renders the action for logs and scenario tests.
@@ -231,6 +253,9 @@ func (a Action) String() string {
 	}
 	if a.Evidence != nil && a.Evidence.Kind != cluster.EvidenceNone {
 		fmt.Fprintf(&b, " evidence=%s", a.Evidence.Kind)
+	}
+	if a.Promotion != nil {
+		fmt.Fprintf(&b, " promotion=%q", a.Promotion.String())
 	}
 	if a.Kind == SetSyncStandbys || a.Kind == SetSyncRecord || a.Kind == CreateSlots || a.Kind == DropSlots {
 		fmt.Fprintf(&b, " names=[%s]", strings.Join(a.Names, ","))
@@ -402,6 +427,9 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}, {Kind: ReleaseLeader, Leader: &l}},
 			State: cluster.StateStopped, Reason: fmt.Sprintf("manual failover to %s requested while this primary is not healthy; released the leader key", r.To)}
 	}
+	if p, ok := resumePromotion(v, health, isPrimary); ok {
+		return p
+	}
 	switch health {
 	case detector.Healthy:
 		if isPrimary && v.DB.Stalled != "" {
@@ -426,9 +454,9 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 			}
 			return p
 		}
-		// Holding the key with a replica: finish the promotion (rule 3's
-		// key is held; the old primary was checked before acquiring).
-		return Plan{Actions: []Action{{Kind: Promote}}, State: cluster.StateStarting, Reason: "promoting: this member holds the leader key"}
+		// A healthy replica under the key is promoted by
+		// resumePromotion.
+		return Plan{State: stateOf(v), Reason: "holding the leader key with a database that is neither primary nor replica"}
 	case detector.Starting:
 		return Plan{State: cluster.StateStarting, Reason: "database is starting (crash recovery?)", Soon: electionTick}
 	case detector.Down:
@@ -465,7 +493,7 @@ func decideStaleSelf(v View, health detector.Health) Plan {
 		return Plan{Actions: []Action{{Kind: ReleaseLeader, Leader: &l}}, State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
 			Reason: "releasing the leader key left by this member's previous run: its database does not start"}
 	}
-	return Plan{Actions: []Action{{Kind: ReleaseLeader, Leader: &l}, {Kind: AcquireLeader}}, State: stateOf(v),
+	return Plan{Actions: []Action{{Kind: ReleaseLeader, Leader: &l}, {Kind: AcquireLeader, Promotion: CarryPromotion(l)}}, State: stateOf(v),
 		Reason: fmt.Sprintf("taking back the leader key of epoch %d held by this member's previous lease", l.Epoch)}
 }
 
@@ -518,6 +546,14 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 			// leader's: it holds WAL the leader lacks and can never
 			// stream from it as it is.
 			why := fmt.Sprintf("diverged from %s (%s)", l.Name, v.DB.Diverged)
+			if lm := v.Snap.Member(l.Name); (v.UseRewind || v.AllowReclone) &&
+				(lm == nil || lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning) {
+				// As for a former primary: the one rewind of the epoch
+				// against a leader not yet promoted would find nothing to
+				// do and be used up (hasim seed 96).
+				return Plan{State: cluster.StateRunning, Soon: electionTick,
+					Reason: why + fmt.Sprintf(": waiting for %s to run as primary before rejoining it", l.Name)}
+			}
 			if p, ok := rejoin(v, up, []Action{{Kind: Stop, Mode: db.StopFast}}, why); ok {
 				return p
 			}
@@ -609,7 +645,7 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 		// after a release): no newer epoch exists and it holds everything
 		// it wrote. Others had their turn first.
 		if !v.LeaderLostAt.IsZero() && v.Now.Sub(v.LeaderLostAt) >= freshWait(v.Config)+candidateTimeout(v.Config) {
-			return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: Promote}}, State: cluster.StateStarting,
+			return Plan{Actions: promotionPlan(v, newPromotion(v, "", last.Epoch, "", nil)), State: cluster.StateStarting,
 				Reason: "no other member took over after this member released the leader key; leading again"}
 		}
 		return Plan{State: cluster.StateRunning, Soon: electionTick,
@@ -675,8 +711,7 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	if why != "" {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why, Problem: problem}
 	}
-	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
-		{Kind: RecordFailover, Epoch: lost, Evidence: ev}}),
+	return Plan{Actions: promotionPlan(v, newPromotion(v, cluster.HistoryFailover, lost, oldName, ev)),
 		State: cluster.StateStarting, Reason: fmt.Sprintf("elected after the loss of epoch %d; promoting (%s)", lost, ev.Kind)}
 }
 

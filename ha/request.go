@@ -86,8 +86,7 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.LSN > h.FinalLSN:
 			ev := &cluster.Evidence{Kind: cluster.EvidenceHandoff,
 				Detail: fmt.Sprintf("%s stopped at %s and handed over to %s", r.From, h.FinalLSN, h.Target)}
-			return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
-				{Kind: RecordFailover, Epoch: h.Epoch, History: cluster.HistorySwitchover, Evidence: ev}, {Kind: ClearRequest}}),
+			return Plan{Actions: promotionPlan(v, requestPromotion(v, r, cluster.HistorySwitchover, h.Epoch, r.From, ev)),
 				State: cluster.StateStarting, Reason: fmt.Sprintf("switchover from %s: received past its final position %s; promoting", r.From, h.FinalLSN)}, true
 		case expired:
 			return Plan{State: stateOf(v), Problem: cluster.ProblemRequestFailed, Reason: fmt.Sprintf("switchover from %s: did not receive its final position %s in time (have %s)",
@@ -132,7 +131,19 @@ func decideManualFailover(v View, r cluster.Request, health detector.Health) Pla
 	if v.Snap.LastLeader != nil {
 		lost = v.Snap.LastLeader.Epoch
 	}
-	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
-		{Kind: RecordFailover, Epoch: lost, History: cluster.HistoryManualFailover, Evidence: ev}, {Kind: ClearRequest}}),
+	old := ""
+	if v.Snap.LastLeader != nil {
+		old = v.Snap.LastLeader.Name
+	}
+	return Plan{Actions: promotionPlan(v, requestPromotion(v, r, cluster.HistoryManualFailover, lost, old, ev)),
 		State: cluster.StateStarting, Reason: "manual failover to this member requested by " + r.RequestedBy}
+}
+
+// requestPromotion is the record of a promotion that serves operator
+// request r: it clears r when recorded, and its history names who asked.
+func requestPromotion(v View, r cluster.Request, kind cluster.HistoryKind, lost cluster.Epoch, old string, ev *cluster.Evidence) cluster.Promotion {
+	p := newPromotion(v, kind, lost, old, ev)
+	p.ClearRequest = true
+	p.Reason = fmt.Sprintf("%s requested by %s at %s", kind, r.RequestedBy, r.RequestedAt.UTC().Format(time.RFC3339))
+	return p
 }

@@ -178,23 +178,6 @@ func syncCandidates(v View, lost cluster.Epoch) ([]cluster.Member, int64, string
 	return out, 0, "", cluster.ProblemNone
 }
 
-// withSyncBeforePromote makes a new primary in synchronous mode require a
-// standby's confirmation from its first commit: it sets "any standby"
-// before it promotes.
-func withSyncBeforePromote(v View, acts []Action) []Action {
-	if !v.Config.SynchronousMode.Enabled() {
-		return acts
-	}
-	out := make([]Action, 0, len(acts)+1)
-	for _, a := range acts {
-		if a.Kind == Promote {
-			out = append(out, Action{Kind: SetSyncStandbys, AnyStandby: true})
-		}
-		out = append(out, a)
-	}
-	return out
-}
-
 func intersect(a, b []string) []string {
 	var out []string
 	for _, x := range a {

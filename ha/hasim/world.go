@@ -11,6 +11,7 @@ import (
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/dcs/memstore"
+	"github.com/hamgr/hamgr/discovery"
 	"github.com/hamgr/hamgr/ha"
 )
 
@@ -29,6 +30,10 @@ type MemberSpec struct {
 	// (agent.Options.UseRewind, agent.Options.AllowReclone).
 	UseRewind    bool
 	AllowReclone bool
+	// Fencer gives the member's agent a fencer (agent.Options.Fencer)
+	// that powers the old primary's simulated machine off before it
+	// promotes over it.
+	Fencer bool
 }
 
 // Config configures a World. Zero fields take the defaults noted.
@@ -109,6 +114,10 @@ type World struct {
 	// Reclones lists "name<-upstream@epoch" for every successful re-clone
 	// (data deleted, upstream copied).
 	Reclones []string
+	// Fences lists "fencer->target@epoch" for every fence; Publications
+	// "name@epoch" for every publish step that succeeded.
+	Fences       []string
+	Publications []string
 }
 
 // node is one simulated machine: a database, and the real hamgr agent
@@ -159,6 +168,10 @@ type node struct {
 	rejoinedFrom string
 	// removed is set when the data was removed to be cloned again.
 	removed bool
+	// failCalls counts the injected failures left per call (FailCall);
+	// dieOn is the call the agent process dies in (DieOnCall).
+	failCalls map[Call]int
+	dieOn     Call
 }
 
 // New builds a World.
@@ -211,13 +224,18 @@ func (w *World) startAgent(n *node) {
 	n.client = w.store.Client(fmt.Sprintf("%s#%d", n.spec.Name, n.incarnation))
 	n.client.SetReachable(!n.partitioned && !w.storeDown)
 	host, port := addr(n.spec.Name)
-	n.a = agent.New(agent.Options{
+	opts := agent.Options{
 		Cluster: "sim", Name: n.spec.Name, Tags: n.spec.Tags, Config: w.cfg.Dynamic,
-		DB: n.eng, Store: n.client, ConnHost: host, ConnPort: port,
+		DB: n.eng, Store: faultyStore{Client: n.client, w: w, n: n}, ConnHost: host, ConnPort: port,
 		Logger: slog.New(&logHandler{w: w}), Clock: worldClock{w},
 		UseRewind: n.spec.UseRewind, AllowReclone: n.spec.AllowReclone,
 		Background: func(fn func()) { fn() }, // the simulated clock does not move during an action
-	})
+		Publishers: []discovery.Publisher{simPublisher{w: w, n: n}},
+	}
+	if n.spec.Fencer {
+		opts.Fencer = simFencer{w: w, n: n}
+	}
+	n.a = agent.New(opts)
 	n.nextRound, n.nextRenew = w.now, w.now
 }
 
@@ -508,6 +526,15 @@ func (w *World) checkHoldsKey(n *node, what string) {
 		// broke the rules here; "at most one writable primary" still
 		// holds (a writable old primary is never promoted over).
 		w.logf("%s %s after the store revoked its lease %d (allowed until the agent notices)", n.spec.Name, what, id)
+		return
+	}
+	if s := w.store.Snapshot(); l == nil && s.LastLeader == nil && s.Initialized == n.spec.Name {
+		// The first database of a new cluster starts (initdb, then
+		// start) before its agent takes the key, in the same plan; when
+		// taking it fails the next round takes it. Nobody has led, so no
+		// other database can be a primary meanwhile (the others wait,
+		// empty, for a leader to clone).
+		w.logf("%s %s before taking the key of a cluster nobody has led yet (allowed: the bootstrap)", n.spec.Name, what)
 		return
 	}
 	if l == nil || l.Name != n.spec.Name || id == 0 || l.Lease != id || !live {
