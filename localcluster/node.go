@@ -332,15 +332,56 @@ func (n *Node) SignalPostmaster(sig syscall.Signal) error {
 // postgres process working in its data directory. SIGSTOP freezes the
 // whole node (a paused VM, as seen from outside: connections stay open and
 // silent, new ones time out); SIGCONT thaws it.
+//
+// A process list read once is not enough: the postmaster may fork a
+// backend (for a connection it accepted a moment earlier) after the list
+// was read and before its own signal lands, and that backend would go on
+// serving — a live backend of a "frozen" node, which the drill saw
+// answering as a writable primary after a failover. So the list is read
+// again, after every signalled process has taken a SIGSTOP (or a SIGKILL
+// has been sent), until it holds no process not yet signalled: a stopped
+// or killed postmaster forks no more.
 func (n *Node) SignalNode(sig syscall.Signal) error {
-	pids := n.nodePIDs()
-	if len(pids) == 0 {
+	signalled := map[int]bool{}
+	for range 20 {
+		var fresh []int
+		for _, pid := range n.nodePIDs() {
+			if !signalled[pid] {
+				fresh = append(fresh, pid)
+			}
+		}
+		if len(fresh) == 0 {
+			break
+		}
+		for _, pid := range fresh {
+			_ = syscall.Kill(pid, sig)
+			signalled[pid] = true
+		}
+		if sig == syscall.SIGSTOP {
+			for _, pid := range fresh {
+				waitStopped(pid, time.Second)
+			}
+		}
+	}
+	if len(signalled) == 0 {
 		return fmt.Errorf("localcluster: %s has no processes", n.Name)
 	}
-	for _, pid := range pids {
-		_ = syscall.Kill(pid, sig)
-	}
 	return nil
+}
+
+// waitStopped waits, at most d, until process pid is stopped (or gone):
+// a signal is delivered asynchronously.
+func waitStopped(pid int, d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] == 'T' || b[i+2] == 't' || b[i+2] == 'Z' {
+			return
+		}
+	}
 }
 
 // nodePIDs lists the agent and every process whose working directory is

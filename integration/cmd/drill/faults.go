@@ -106,7 +106,12 @@ var faults = map[string]fault{
 		Outage:       outageAround,
 		OutageMethod: "the gap between acknowledged writes that contains the fault (Result.OutageAround)",
 		Restore: func(ctx context.Context, c *localcluster.Cluster, old *localcluster.Node, r *runResult) error {
-			_ = old.SignalNode(syscall.SIGKILL) // the machine is gone; then it comes back empty-handed
+			// The machine is gone: every process of it, the stopped
+			// backends too (a dead postmaster's backends that are stopped
+			// would linger for ever); KillNode then reaps the agent so it
+			// can be started again.
+			_ = old.SignalNode(syscall.SIGKILL)
+			old.KillNode()
 			return rejoinOld(ctx, c, old, r)
 		},
 	},
