@@ -253,7 +253,7 @@ func (a *Agent) State() api.State {
 		Config: a.cfg, Started: a.started,
 	}
 	if l := a.track.LastLeader; l != nil {
-		st.LastLeaderLSN = l.Position.LSN
+		st.LastLeaderPosition = l.Position
 	}
 	st.HoldsLeader = a.holdsLeader != 0 && a.snap.Leader != nil && a.snap.Leader.Epoch == a.holdsLeader &&
 		a.clk.Now().Before(detector.FenceDeadline(a.lastRenewSent, a.cfg))

@@ -470,7 +470,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		}
 		a.emit("rewinding from " + act.Upstream.Name)
 		res, err := r.Rewind(dctx, *act.Upstream) // recorded by ha.Tracker.ActionDone
-		if err == nil && res.Required && res.DivergedAt > 0 && res.WALEnd > res.DivergedAt {
+		if err == nil && res.Required && !res.DivergedAt.IsZero() && res.WALEnd.Cmp(res.DivergedAt) > 0 {
 			a.recordDiscard(ctx, v, res)
 		}
 		return err
@@ -504,17 +504,17 @@ func (a *Agent) handoff(ctx context.Context, v ha.View, target string) error {
 		return errors.New("handoff: no pending request or leader")
 	}
 	st := a.probe(ctx)
-	if st.Running || st.Checkpoint == 0 {
+	if st.Running || st.Checkpoint.IsZero() {
 		return fmt.Errorf("handoff: cannot read the shutdown checkpoint of the stopped database (running=%t)", st.Running)
 	}
 	r := *v.Snap.Request
-	r.Handoff = &cluster.Handoff{Target: target, FinalLSN: st.Checkpoint, Epoch: v.Snap.Leader.Epoch, StoppedAt: a.clk.Now().UTC()}
+	r.Handoff = &cluster.Handoff{Target: target, Final: st.Checkpoint, Epoch: v.Snap.Leader.Epoch, StoppedAt: a.clk.Now().UTC()}
 	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
 	defer cancel()
 	if err := a.opts.Store.UpdateRequest(sctx, r); err != nil {
 		return fmt.Errorf("handoff to %s: %w", target, err)
 	}
-	a.log.Info("switchover: stopped writes, handing over", "target", target, "final_lsn", st.Checkpoint)
+	a.log.Info("switchover: stopped writes, handing over", "target", target, "final_position", st.Checkpoint.String())
 	a.emit("switchover: stopped at " + st.Checkpoint.String() + ", handing over to " + target)
 	return nil
 }
@@ -535,21 +535,21 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) er
 	e := cluster.HistoryEntry{
 		Epoch: epoch, Kind: kind, NewPrimary: a.opts.Name,
 		Reason:      reason,
-		OldPosition: cluster.Position{LSN: v.LastLeaderLSN}, NewPosition: v.DB.Position, // as measured before promotion
+		OldPosition: v.LastLeaderPosition, NewPosition: v.DB.Position, // as measured before promotion
 		DetectedAt: v.LeaderLostAt, ElectedAt: elected, PromotedAt: now,
 	}
 	if v.Snap.LastLeader != nil {
 		e.OldPrimary = v.Snap.LastLeader.Name
 	}
 	if r := v.Snap.Request; r != nil && r.Handoff != nil {
-		e.OldPosition.LSN = r.Handoff.FinalLSN
+		e.OldPosition = r.Handoff.Final
 	}
 	e.DataLoss = dataLoss(v, act, e.OldPrimary)
 	if e.DataLoss.How == cluster.DataLossFinalPosition {
 		e.OldPosition = v.Snap.Member(e.OldPrimary).Position
 	}
-	if e.DataLoss.How != cluster.DataLossHandoff && e.OldPosition.LSN > e.NewPosition.LSN {
-		e.DataLoss.Bytes = int64(e.OldPosition.LSN - e.NewPosition.LSN)
+	if e.DataLoss.How != cluster.DataLossHandoff {
+		e.DataLoss.Bytes, _ = e.NewPosition.LagTo(e.OldPosition)
 	}
 	e.DataLossBytes = e.DataLoss.Bytes
 	if act.Evidence != nil && act.Evidence.Kind != cluster.EvidenceNone {
@@ -614,12 +614,12 @@ func dataLoss(v ha.View, act ha.Action, old string) *cluster.DataLoss {
 		return &cluster.DataLoss{How: cluster.DataLossHandoff, Detail: "switchover: promoted past the old primary's final position"}
 	}
 	if m := v.Snap.Member(old); m != nil && v.Snap.LastLeader != nil && m.MeasuredAfterLossOf == v.Snap.LastLeader.Epoch &&
-		m.Role == cluster.RoleUnknown && m.Position.LSN != 0 {
+		m.Role == cluster.RoleUnknown && !m.Position.IsZero() {
 		return &cluster.DataLoss{How: cluster.DataLossFinalPosition,
-			Detail: fmt.Sprintf("%s's stopped database ended at %s", old, m.Position.LSN)}
+			Detail: fmt.Sprintf("%s's stopped database ended at %s", old, m.Position)}
 	}
 	return &cluster.DataLoss{How: cluster.DataLossLowerBound,
-		Detail: fmt.Sprintf("at least: %s's last published position was %s; exact when it rejoins by pg_rewind", old, v.LastLeaderLSN)}
+		Detail: fmt.Sprintf("at least: %s's last published position was %s; exact when it rejoins by pg_rewind", old, v.LastLeaderPosition)}
 }
 
 // recordDiscard writes what this member's pg_rewind discarded into the
@@ -640,7 +640,7 @@ func (a *Agent) recordDiscard(ctx context.Context, v ha.View, res db.RewindResul
 		if e.DataLoss != nil && e.DataLoss.How != cluster.DataLossLowerBound {
 			return
 		}
-		bytes := int64(res.WALEnd - res.DivergedAt)
+		bytes, _ := res.DivergedAt.LagTo(res.WALEnd)
 		e.DataLoss = &cluster.DataLoss{Bytes: bytes, How: cluster.DataLossRewind,
 			Detail: fmt.Sprintf("%s's pg_rewind discarded its WAL from %s (where it diverged) to %s", a.opts.Name, res.DivergedAt, res.WALEnd)}
 		e.DataLossBytes = bytes

@@ -28,12 +28,14 @@ type Status struct {
 	// a failover without it loses), else the checkpoint or minimum
 	// recovery point of its control data.
 	Position cluster.Position
-	// Checkpoint is a stopped server's latest checkpoint location (after
-	// a fast shutdown: the shutdown checkpoint, which a switchover hands
-	// over); 0 while it runs.
-	Checkpoint cluster.LSN
-	ReceiveLSN cluster.LSN
-	ReplayLSN  cluster.LSN
+	// Checkpoint is a stopped server's latest checkpoint (after a fast
+	// shutdown: the shutdown checkpoint, the final position a switchover
+	// hands over); zero while it runs.
+	Checkpoint cluster.Position
+	// Received and Replayed are a replica's received and replayed
+	// positions; zero otherwise.
+	Received cluster.Position
+	Replayed cluster.Position
 	// Streaming is true when a replica's WAL receiver streams from Upstream.
 	Streaming    bool
 	UpstreamHost string
@@ -222,14 +224,16 @@ type Standby struct {
 	State string
 	// SyncState is "sync", "potential", "quorum" or "async".
 	SyncState string
-	FlushLSN  cluster.LSN
-	ReplayLSN cluster.LSN
+	// Flushed and Replayed are the positions the standby confirmed
+	// flushing and replaying.
+	Flushed  cluster.Position
+	Replayed cluster.Position
 }
 
 // ReplicationStatus is a primary's view of its standbys.
 type ReplicationStatus struct {
-	// WALLSN is the primary's current WAL position, read in the same query.
-	WALLSN   cluster.LSN
+	// Current is the primary's current position, read in the same query.
+	Current  cluster.Position
 	Standbys []Standby
 	// SyncNames are the members named in the synchronous standby setting;
 	// SyncAny is true when it names any standby ("*").
@@ -253,10 +257,11 @@ type RewindResult struct {
 	// rewind required"): nothing was discarded.
 	Required bool
 	// DivergedAt is where the local history left the upstream's, and
-	// WALEnd where the local WAL ended before the rewind: the WAL past
-	// DivergedAt was discarded. Zero when unknown.
-	DivergedAt cluster.LSN
-	WALEnd     cluster.LSN
+	// WALEnd where the local history ended before the rewind: what lay
+	// past DivergedAt was discarded; DivergedAt.LagTo(WALEnd) measures it.
+	// Zero when unknown.
+	DivergedAt cluster.Position
+	WALEnd     cluster.Position
 }
 
 // Replication manages replication on the local server: the synchronous

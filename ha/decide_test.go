@@ -210,7 +210,7 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 				v.OldPrimary.Err = "timeout: context deadline exceeded"
 			}
 		case "last-lsn":
-			v.LastLeaderLSN = lsn(t, x)
+			v.LastLeaderPosition = cluster.PGPosition(1, lsn(t, x))
 		case "released":
 			v.ReleasedEpoch = cluster.Epoch(num(t, x))
 		case "rewind":
@@ -259,11 +259,11 @@ func (s *scenario) world(t *testing.T, line string) {
 	}
 	has := func(k string) bool { _, ok := kv[k]; return ok }
 	position := func() cluster.Position {
-		p := cluster.Position{LSN: lsn(t, kv["lsn"]), Timeline: 1}
+		tl := uint32(1)
 		if has("tl") {
-			p.Timeline = uint32(num(t, kv["tl"]))
+			tl = uint32(num(t, kv["tl"]))
 		}
-		return p
+		return cluster.PGPosition(tl, lsn(t, kv["lsn"]))
 	}
 	role := func() cluster.Role {
 		var r cluster.Role
@@ -379,7 +379,7 @@ func (s *scenario) world(t *testing.T, line string) {
 			t.Fatalf("%q: no request to add a handoff to", line)
 		}
 		r := *s.v.Snap.Request
-		r.Handoff = &cluster.Handoff{Target: kv["target"], FinalLSN: lsn(t, kv["final"]), Epoch: cluster.Epoch(num(t, kv["epoch"]))}
+		r.Handoff = &cluster.Handoff{Target: kv["target"], Final: cluster.PGPosition(1, lsn(t, kv["final"])), Epoch: cluster.Epoch(num(t, kv["epoch"]))}
 		s.v.Snap.Request = &r
 	default:
 		t.Fatalf("unknown world line %q", line)

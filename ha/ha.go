@@ -55,8 +55,9 @@ type View struct {
 	// members' WAL stream reports it decides whether the old primary is
 	// proven dead (OldPrimaryLiveness).
 	OldPrimary OldPrimaryProbe
-	// LastLeaderLSN is the last position the agent saw the leader publish.
-	LastLeaderLSN cluster.LSN
+	// LastLeaderPosition is the last position the agent saw the leader
+	// publish (zero: none).
+	LastLeaderPosition cluster.Position
 	// ReleasedEpoch is the epoch this agent gave up because its database
 	// could not be restarted (0: none); it does not take the key back
 	// while its database is still down.
@@ -624,7 +625,7 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why}
 	}
 	res := election.Rank(members, election.Options{
-		LostEpoch: lost, OldPrimary: oldName, MaximumLag: maxLag, ReferenceLSN: v.LastLeaderLSN,
+		LostEpoch: lost, OldPrimary: oldName, MaximumLag: maxLag, Reference: v.LastLeaderPosition,
 	})
 	waited := time.Duration(0)
 	if !v.LeaderLostAt.IsZero() {
@@ -744,12 +745,11 @@ func lastLeaderFirst(v View, last *cluster.LastLeader, res election.Result) stri
 	if m == nil || m.MeasuredAfterLossOf != last.Epoch || !mayRetake(*m) {
 		return ""
 	}
-	if m.Position.Timeline < best.Position.Timeline ||
-		m.Position.Timeline == best.Position.Timeline && m.Position.LSN < best.Position.LSN {
+	if o := m.Position.Compare(best.Position); o == cluster.Behind || o == cluster.Diverged {
 		return ""
 	}
 	return fmt.Sprintf("election for epoch %d: the last leader %s is back and holds at least as much WAL (%s) as the best candidate %s (%s): it takes its key back first",
-		last.Epoch, last.Name, m.Position.LSN, best.Name, best.Position.LSN)
+		last.Epoch, last.Name, m.Position, best.Name, best.Position)
 }
 
 // storeDroppedLeases reports whether this agent lost its own lease in the

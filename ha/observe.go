@@ -168,7 +168,7 @@ func LostEpoch(s cluster.Snapshot) cluster.Epoch {
 func (t *Tracker) Record(now time.Time, base cluster.Member, prev cluster.Snapshot, st db.Status) cluster.Member {
 	m := cluster.Member{
 		Name: base.Name, Role: st.Role, State: base.State, Reason: base.Reason,
-		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN,
+		Position: st.Position, Received: st.Received, Replayed: st.Replayed,
 		Streaming: st.Streaming, APIURL: base.APIURL, ConnHost: base.ConnHost, ConnPort: base.ConnPort,
 		Tags: base.Tags, LagBytes: -1, LagSeconds: -1, UpdatedAt: base.UpdatedAt, Diverged: st.Diverged != "",
 	}
@@ -192,7 +192,7 @@ func (t *Tracker) Record(now time.Time, base cluster.Member, prev cluster.Snapsh
 			if st.Streaming && lm.ConnPort == st.UpstreamPort && lm.ConnHost == st.UpstreamHost {
 				m.Upstream = lm.Name
 			}
-			m.LagBytes = lagmon.LagBytes(lm.Position.LSN, st.Position.LSN)
+			m.LagBytes = lagmon.Lag(lm.Position, st.Position)
 			if l.Name == m.Name {
 				m.LagBytes = 0
 			}
@@ -223,7 +223,7 @@ func (t *Tracker) NeedsFreshRecord(s cluster.Snapshot) bool {
 // absent in the current loss.
 func (t *Tracker) ObserveLeader(now time.Time, s cluster.Snapshot) (lost bool) {
 	if r := s.Request; r != nil && r.Handoff != nil {
-		key := fmt.Sprintf("%d/%s/%s", r.Handoff.Epoch, r.Handoff.Target, r.Handoff.FinalLSN)
+		key := fmt.Sprintf("%d/%s/%s", r.Handoff.Epoch, r.Handoff.Target, r.Handoff.Final)
 		if key != t.handoffKey {
 			t.handoffKey, t.HandoffSeenAt = key, now
 		}
@@ -274,7 +274,7 @@ func (t *Tracker) ObserveDB(now time.Time, st db.Status, s cluster.Snapshot) {
 }
 
 // View returns v with the tracked fields filled in (DBDownSince,
-// FailedStarts, LeaderLostAt, LastLeaderLSN, ReleasedEpoch,
+// FailedStarts, LeaderLostAt, LastLeaderPosition, ReleasedEpoch,
 // CannotFollowEpoch, HandoffSeenAt, RewindEpoch, RewindError, LeaseLostAt,
 // Peers, LastLeaderFreshAt). ElectionOpenAt is filled by ObserveOldPrimary.
 func (t *Tracker) View(v View) View {
@@ -285,7 +285,7 @@ func (t *Tracker) View(v View) View {
 	v.LeaseLostAt, v.LastLeaderFreshAt = t.LeaseLostAt, t.LastLeaderFreshAt
 	v.Peers = append([]string(nil), t.Peers...)
 	if t.LastLeader != nil {
-		v.LastLeaderLSN = t.LastLeader.Position.LSN
+		v.LastLeaderPosition = t.LastLeader.Position
 	}
 	return v
 }

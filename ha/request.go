@@ -41,7 +41,7 @@ func decideLeaderRequest(v View, r cluster.Request) Plan {
 		return Plan{State: cluster.StateRunning, Soon: min(r.At.Sub(v.Now), time.Duration(v.Config.LoopWait)),
 			Reason: fmt.Sprintf("switchover to %s scheduled at %s", targetName(r.To), r.At.UTC().Format(time.RFC3339))}
 	}
-	target, why := SwitchoverTarget(v.Snap, v.Self, r.To, v.Config.MaximumLagOnFailover, v.DB.Position.LSN)
+	target, why := SwitchoverTarget(v.Snap, v.Self, r.To, v.Config.MaximumLagOnFailover, v.DB.Position)
 	if target == "" {
 		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning, Reason: "switchover refused: " + why}
 	}
@@ -58,12 +58,12 @@ func targetName(to string) string {
 
 // SwitchoverTarget picks the member a switchover from leader should hand
 // over to: to, if it is a running, streaming replica that is not tagged
-// nofailover and lags at most maxLag behind the primary's position lsn; or,
+// nofailover and lags at most maxLag behind the primary's position pos; or,
 // when to is empty, the best such replica. It returns "" and the reason
 // when there is none. hamgrctl and the API use it to refuse bad requests
 // before they are written.
-func SwitchoverTarget(s cluster.Snapshot, leader, to string, maxLag int64, lsn cluster.LSN) (string, string) {
-	res := election.Rank(s.Members, election.Options{OldPrimary: leader, MaximumLag: maxLag, ReferenceLSN: lsn})
+func SwitchoverTarget(s cluster.Snapshot, leader, to string, maxLag int64, pos cluster.Position) (string, string) {
+	res := election.Rank(s.Members, election.Options{OldPrimary: leader, MaximumLag: maxLag, Reference: pos})
 	for _, m := range res.Candidates {
 		if to != "" && m.Name != to {
 			continue
@@ -102,7 +102,7 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 	case r.From:
 		if !expired {
 			return Plan{State: cluster.StateStopped, Soon: electionTick,
-				Reason: fmt.Sprintf("switchover: stopped at %s, handing over to %s", h.FinalLSN, h.Target)}, true
+				Reason: fmt.Sprintf("switchover: stopped at %s, handing over to %s", h.Final, h.Target)}, true
 		}
 		// The target did not take over: take the role back. This
 		// member's database holds everything up to its final position, so
@@ -115,18 +115,18 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 		case live == detector.Alive:
 			return Plan{State: stateOf(v), Soon: electionTick,
 				Reason: fmt.Sprintf("switchover from %s: its database still accepts writes; not promoting", r.From)}, true
-		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.LSN > h.FinalLSN:
+		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.Compare(h.Final) == cluster.Ahead:
 			ev := &cluster.Evidence{Kind: cluster.EvidenceHandoff,
-				Detail: fmt.Sprintf("%s stopped at %s and handed over to %s", r.From, h.FinalLSN, h.Target)}
+				Detail: fmt.Sprintf("%s stopped at %s and handed over to %s", r.From, h.Final, h.Target)}
 			return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
 				{Kind: RecordFailover, Epoch: h.Epoch, History: "switchover", Evidence: ev}, {Kind: ClearRequest}}),
-				State: cluster.StateStarting, Reason: fmt.Sprintf("switchover from %s: received past its final position %s; promoting", r.From, h.FinalLSN)}, true
+				State: cluster.StateStarting, Reason: fmt.Sprintf("switchover from %s: received past its final position %s; promoting", r.From, h.Final)}, true
 		case expired:
 			return Plan{State: stateOf(v), Reason: fmt.Sprintf("switchover from %s: did not receive its final position %s in time (have %s)",
-				r.From, h.FinalLSN, v.DB.Position.LSN)}, true
+				r.From, h.Final, v.DB.Position)}, true
 		default:
 			return Plan{State: stateOf(v), Soon: electionTick,
-				Reason: fmt.Sprintf("switchover from %s: catching up to %s (have %s)", r.From, h.FinalLSN, v.DB.Position.LSN)}, true
+				Reason: fmt.Sprintf("switchover from %s: catching up to %s (have %s)", r.From, h.Final, v.DB.Position)}, true
 		}
 	default:
 		if expired {

@@ -26,7 +26,7 @@ func syncView(mode cluster.SyncMode) View {
 			RetryTimeout: cluster.Duration(5 * time.Second), PrimaryStartTimeout: cluster.Duration(30 * time.Second),
 			SynchronousMode: mode},
 		DB: db.Status{Running: true, Accepting: true, HasData: true, Role: cluster.RolePrimary,
-			Position: cluster.Position{LSN: 0x5000000, Timeline: 1}},
+			Position: cluster.PGPosition(1, 0x5000000)},
 		Snap: cluster.Snapshot{
 			Initialized: "n1", Leader: &cluster.Leader{Name: "n1", Epoch: 7, Lease: 9},
 			LastLeader: &cluster.LastLeader{Name: "n1", Epoch: 7},
@@ -36,7 +36,7 @@ func syncView(mode cluster.SyncMode) View {
 			},
 		},
 		SlotMembers: []string{"n1", "n2", "n3"},
-		Repl:        &db.ReplicationStatus{WALLSN: 0x5000000},
+		Repl:        &db.ReplicationStatus{Current: cluster.PGPosition(0, 0x5000000)},
 	}
 }
 
@@ -119,7 +119,7 @@ func TestSyncElection(t *testing.T) {
 			v.Snap.Members[i].Streaming = false
 		}
 		// n3 is more advanced and preferred, but not synchronous.
-		v.Snap.Members[1].Position.LSN, v.Snap.Members[1].Tags.Priority = 0x6000000, 100
+		v.Snap.Members[1].Position, v.Snap.Members[1].Tags.Priority = cluster.PGPosition(1, 0x6000000), 100
 		v.LeaderLostAt, v.ElectionOpenAt = v.Now.Add(-5*time.Second), v.Now.Add(-5*time.Second)
 		v.OldPrimary = refused
 		v.Repl = nil

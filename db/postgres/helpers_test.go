@@ -89,11 +89,11 @@ Min recovery ending loc's timeline:   2
 	if cd.State != "in archive recovery" || cd.Checkpoint != 0x4000060 || cd.CheckpointTLI != 1 {
 		t.Errorf("parsed %+v", cd)
 	}
-	if got, want := cd.Position(), (cluster.Position{LSN: 0x404A620, Timeline: 2}); got != want {
+	if got, want := cd.Position(), cluster.PGPosition(2, 0x404A620); got != want {
 		t.Errorf("position %+v, want %+v", got, want)
 	}
 	cd.MinRecovery, cd.MinRecovTLI = 0, 0
-	if got, want := cd.Position(), (cluster.Position{LSN: 0x4000060, Timeline: 1}); got != want {
+	if got, want := cd.Position(), cluster.PGPosition(1, 0x4000060); got != want {
 		t.Errorf("position without min recovery %+v, want %+v", got, want)
 	}
 	if _, err := parseControlData("garbage"); err == nil {
@@ -118,7 +118,7 @@ func TestDivergedFromTimelineHistory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return cluster.Position{LSN: l, Timeline: tli}
+		return cluster.PGPosition(tli, l)
 	}
 	if got := p.diverged(at(1, "0/40B4B90")); got != "" {
 		t.Fatalf("no history files: %q, want not diverged", got)
@@ -163,3 +163,8 @@ func TestParseWALEndAndDivergence(t *testing.T) {
 		t.Errorf("parseDivergence(no rewind required) = %s, want 0", got)
 	}
 }
+
+// lsnOf and tlOf read a PostgreSQL position's LSN and timeline.
+func lsnOf(p cluster.Position) cluster.LSN { _, lsn, _ := p.PostgreSQL(); return lsn }
+
+func tlOf(p cluster.Position) uint32 { tl, _, _ := p.PostgreSQL(); return tl }

@@ -74,10 +74,11 @@ func (p *Postgres) Probe(ctx context.Context) (db.Status, error) {
 		if err != nil {
 			return st, err
 		}
-		st.Position, st.Checkpoint = cd.Position(), cd.Checkpoint
+		st.Position, st.Checkpoint = cd.Position(), positionAt(cd.CheckpointTLI, cd.Checkpoint)
 		if st.WasPrimary {
-			if end, ok := p.walEnd(ctx, cd); ok && end > st.Position.LSN {
-				st.Position.LSN = end
+			tl, lsn, _ := st.Position.PostgreSQL()
+			if end, ok := p.walEnd(ctx, cd); ok && end > lsn {
+				st.Position = cluster.PGPosition(tl, end)
 			}
 		}
 	}
@@ -151,7 +152,7 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 		if err != nil {
 			return fmt.Errorf("timeline from WAL file name %q: %w", deref(walfile), err)
 		}
-		st.Position = cluster.Position{LSN: lsn, Timeline: uint32(tli)}
+		st.Position = cluster.PGPosition(uint32(tli), lsn)
 		return nil
 	}
 	st.Role = cluster.RoleReplica
@@ -160,20 +161,22 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 	if lagSeconds != nil {
 		st.ReplayLagSeconds = max(*lagSeconds, 0)
 	}
-	if st.ReceiveLSN, err = cluster.ParseLSN(deref(recv)); err != nil {
+	received, err := cluster.ParseLSN(deref(recv))
+	if err != nil {
 		return err
 	}
-	if st.ReplayLSN, err = cluster.ParseLSN(deref(replay)); err != nil {
+	replayed, err := cluster.ParseLSN(deref(replay))
+	if err != nil {
 		return err
 	}
-	st.Position.LSN = max(st.ReceiveLSN, st.ReplayLSN)
 	// The WAL receiver's timeline is current; without one, the control
 	// file's checkpoint and minimum-recovery timelines are the best known.
+	tl := uint32(max(derefInt(ckptTLI), derefInt(minRecovTLI)))
 	if wTLI != nil && *wTLI > 0 {
-		st.Position.Timeline = uint32(*wTLI)
-	} else {
-		st.Position.Timeline = uint32(max(derefInt(ckptTLI), derefInt(minRecovTLI)))
+		tl = uint32(*wTLI)
 	}
+	st.Received, st.Replayed = positionAt(tl, received), positionAt(tl, replayed)
+	st.Position = cluster.PGPosition(tl, max(received, replayed))
 	// The sender's address is known once the receiver has connected; a
 	// receiver that lost its connection (or is reconnecting) has none.
 	st.UpstreamHost, st.UpstreamPort = deref(wHost), int(derefInt(wPort))
@@ -371,11 +374,19 @@ type controlData struct {
 // Position is the furthest point the control file proves: the latest
 // checkpoint, or a replica's minimum recovery point if that is further.
 func (c controlData) Position() cluster.Position {
-	pos := cluster.Position{LSN: c.Checkpoint, Timeline: c.CheckpointTLI}
-	if c.MinRecovery > pos.LSN && c.MinRecovTLI > 0 {
-		pos = cluster.Position{LSN: c.MinRecovery, Timeline: max(c.MinRecovTLI, c.CheckpointTLI)}
+	if c.MinRecovery > c.Checkpoint && c.MinRecovTLI > 0 {
+		return cluster.PGPosition(max(c.MinRecovTLI, c.CheckpointTLI), c.MinRecovery)
 	}
-	return pos
+	return cluster.PGPosition(c.CheckpointTLI, c.Checkpoint)
+}
+
+// positionAt is lsn on timeline tl, or the zero Position when lsn is 0
+// (not reported).
+func positionAt(tl uint32, lsn cluster.LSN) cluster.Position {
+	if lsn == 0 {
+		return cluster.Position{}
+	}
+	return cluster.PGPosition(tl, lsn)
 }
 
 // controlData runs pg_controldata, cached until global/pg_control changes.
@@ -453,6 +464,7 @@ func parseControlData(out string) (controlData, error) {
 // not contain pos's timeline, or left it before pos. "" when it has not, or
 // when there is no newer history to compare with.
 func (p *Postgres) diverged(pos cluster.Position) string {
+	tl, lsn, _ := pos.PostgreSQL()
 	newest, path := uint32(0), ""
 	entries, err := os.ReadDir(p.path("pg_wal"))
 	if err != nil {
@@ -464,7 +476,7 @@ func (p *Postgres) diverged(pos cluster.Position) string {
 			newest, path = tli, e.Name()
 		}
 	}
-	if newest <= pos.Timeline {
+	if newest <= tl {
 		return ""
 	}
 	b, err := os.ReadFile(p.path(filepath.Join("pg_wal", path)))
@@ -476,12 +488,12 @@ func (p *Postgres) diverged(pos cluster.Position) string {
 		p.log.Warn("unreadable timeline history file", "file", path, "err", err)
 		return ""
 	}
-	end, ok := switches[pos.Timeline]
+	end, ok := switches[tl]
 	switch {
 	case !ok:
-		return fmt.Sprintf("timeline %d's history does not contain this server's timeline %d", newest, pos.Timeline)
-	case pos.LSN > end:
-		return fmt.Sprintf("timeline %d forked off timeline %d at %s, before this server's position %s", newest, pos.Timeline, end, pos.LSN)
+		return fmt.Sprintf("timeline %d's history does not contain this server's timeline %d", newest, tl)
+	case lsn > end:
+		return fmt.Sprintf("timeline %d forked off timeline %d at %s, before this server's position %s", newest, tl, end, lsn)
 	}
 	return ""
 }
