@@ -60,12 +60,14 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	view := a.track.View(ha.View{
 		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
 		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent,
-		UseRewind: a.opts.UseRewind, AllowReclone: a.opts.AllowReclone, Busy: a.busy,
+		Engine: a.opts.Engine, Busy: a.busy,
 	})
 	a.mu.Unlock()
 	if st.Accepting && st.Role == cluster.RolePrimary && view.Snap.Leader != nil && view.Snap.Leader.Name == a.opts.Name {
 		view.Repl, view.SyncConfirmed = a.measureSync(ctx)
-		view.SlotMembers, view.LostSlots, view.StaleSlots = a.measureSlots(ctx, now, view.Snap)
+		if a.opts.Engine.Slots {
+			view.Slots = a.measureSlots(ctx, now, view.Snap)
+		}
 	}
 	if ha.WantsOldPrimaryProbe(view) {
 		p := a.probeOldPrimary(ctx, snap)
@@ -608,7 +610,7 @@ func (a *Agent) runInBackground(ctx context.Context, v ha.View, p ha.Plan, act h
 // switchover (the handoff); exact when the old primary's agent published
 // its stopped database's position after the loss (the end of its WAL);
 // otherwise a lower bound, from the last position it published while it
-// led, made exact later by its pg_rewind (recordDiscard).
+// led, made exact later by its rewind (recordDiscard).
 func dataLoss(v ha.View, act ha.Action, old string) *cluster.DataLoss {
 	if act.History == "switchover" {
 		return &cluster.DataLoss{How: cluster.DataLossHandoff, Detail: "switchover: promoted past the old primary's final position"}
@@ -619,17 +621,17 @@ func dataLoss(v ha.View, act ha.Action, old string) *cluster.DataLoss {
 			Detail: fmt.Sprintf("%s's stopped database ended at %s", old, m.Position)}
 	}
 	return &cluster.DataLoss{How: cluster.DataLossLowerBound,
-		Detail: fmt.Sprintf("at least: %s's last published position was %s; exact when it rejoins by pg_rewind", old, v.LastLeaderPosition)}
+		Detail: fmt.Sprintf("at least: %s's last published position was %s; exact when it rejoins by %s", old, v.LastLeaderPosition, v.Engine.Names.Resync)}
 }
 
-// recordDiscard writes what this member's pg_rewind discarded into the
+// recordDiscard writes what this member's rewind discarded into the
 // history entry of the failover away from it, replacing a lower bound.
 func (a *Agent) recordDiscard(ctx context.Context, v ha.View, res db.RewindResult) {
 	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
 	defer cancel()
 	hist, err := a.opts.Store.History(sctx)
 	if err != nil {
-		a.log.Warn("cannot read the history to record what pg_rewind discarded", "err", err)
+		a.log.Warn("cannot read the history to record what the rewind discarded", "err", err)
 		return
 	}
 	for i := len(hist) - 1; i >= 0; i-- {
@@ -642,13 +644,13 @@ func (a *Agent) recordDiscard(ctx context.Context, v ha.View, res db.RewindResul
 		}
 		bytes, _ := res.DivergedAt.LagTo(res.WALEnd)
 		e.DataLoss = &cluster.DataLoss{Bytes: bytes, How: cluster.DataLossRewind,
-			Detail: fmt.Sprintf("%s's pg_rewind discarded its WAL from %s (where it diverged) to %s", a.opts.Name, res.DivergedAt, res.WALEnd)}
+			Detail: fmt.Sprintf("%s's %s discarded its WAL from %s (where it diverged) to %s", a.opts.Name, a.opts.Engine.Names.Resync, res.DivergedAt, res.WALEnd)}
 		e.DataLossBytes = bytes
 		if err := a.opts.Store.AppendHistory(sctx, e); err != nil {
-			a.log.Warn("cannot record what pg_rewind discarded", "epoch", e.Epoch, "err", err)
+			a.log.Warn("cannot record what the rewind discarded", "epoch", e.Epoch, "err", err)
 			return
 		}
-		a.log.Warn("pg_rewind discarded WAL that the new primary never had", "bytes", bytes, "epoch", e.Epoch,
+		a.log.Warn("the rewind discarded WAL that the new primary never had", "bytes", bytes, "epoch", e.Epoch,
 			"diverged_at", res.DivergedAt, "wal_end", res.WALEnd)
 		return
 	}
@@ -719,18 +721,19 @@ func (a *Agent) measureSync(ctx context.Context) (*db.ReplicationStatus, []strin
 // a slot, those whose slot was invalidated, and those absent longer than
 // ha.MemberSlotsTTL whose slot can go. Slots that belong to no member ever
 // seen are left alone (an operator's own).
-func (a *Agent) measureSlots(ctx context.Context, now time.Time, s cluster.Snapshot) (have, lost, stale []string) {
+func (a *Agent) measureSlots(ctx context.Context, now time.Time, s cluster.Snapshot) ha.Slots {
 	r, ok := a.opts.DB.(db.Replication)
 	if !ok {
-		return nil, nil, nil
+		return ha.Slots{}
 	}
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	slots, err := r.Slots(rctx)
 	if err != nil {
 		a.log.Warn("list replication slots", "err", err)
-		return nil, nil, nil
+		return ha.Slots{}
 	}
+	var have, lost, stale []string
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.lastSeen == nil {
@@ -757,5 +760,5 @@ func (a *Agent) measureSlots(ctx context.Context, now time.Time, s cluster.Snaps
 	slices.Sort(have)
 	slices.Sort(lost)
 	slices.Sort(stale)
-	return have, lost, stale
+	return ha.Slots{Members: have, Lost: lost, Stale: stale}
 }

@@ -291,3 +291,51 @@ type Replication interface {
 	// again. It fails when the server runs.
 	RemoveData(ctx context.Context) error
 }
+
+// RejoinMethods is a set of ways a member whose history diverged from the
+// leader's (a former primary, say) can come back as the leader's replica.
+type RejoinMethods int
+
+// Rejoin methods, tried in this order.
+const (
+	// RejoinResync resynchronizes the stopped local data in place from
+	// the upstream, discarding what diverged (PostgreSQL: pg_rewind):
+	// Replication.Rewind, planned as ha.Rewind, once per leader epoch.
+	RejoinResync RejoinMethods = 1 << iota
+	// RejoinReclone deletes the local data and clones the upstream again
+	// (Replication.RemoveData and Controller.Clone), planned as
+	// ha.Reclone when a resync is off or failed.
+	RejoinReclone
+)
+
+// Has reports whether every method of x is in m.
+func (m RejoinMethods) Has(x RejoinMethods) bool { return m&x == x }
+
+// Capabilities describes what the local engine can do, as far as the
+// operator allowed it, and how the engine names its tools and settings
+// to users. Package ha plans only what the capabilities allow, and takes
+// every engine-specific word of its reasons from Names, so that nothing
+// above this package names an engine's tools or settings. Engines
+// provide theirs (postgres.Capabilities).
+type Capabilities struct {
+	// Rejoin is the set of rejoin methods this member may use.
+	Rejoin RejoinMethods
+	// Slots is true when the engine keeps a replication slot per member
+	// on the leader (Replication.CreateSlots, DropSlots, Slots), which
+	// the leader then manages.
+	Slots bool
+	// Names are the engine's user-facing names.
+	Names Names
+}
+
+// Names are an engine's names, as its users know them, for what hamgr's
+// reasons mention.
+type Names struct {
+	// Resync is the tool of RejoinResync ("pg_rewind").
+	Resync string
+	// ResyncSetting and RecloneSetting are the configuration settings
+	// that allow RejoinResync and RejoinReclone
+	// ("postgresql.use_pg_rewind").
+	ResyncSetting  string
+	RecloneSetting string
+}

@@ -24,7 +24,7 @@ type Tracker struct {
 	Self string
 	// DownSince, FailedStarts, LeaderLostAt, ReleasedEpoch,
 	// CannotFollowEpoch, ElectionOpenAt, HandoffSeenAt,
-	// RewindEpoch and RewindError are the View fields of the same names.
+	// RejoinEpoch and RejoinError are the View fields of the same names.
 	DownSince         time.Time
 	FailedStarts      int
 	LeaderLostAt      time.Time
@@ -32,8 +32,8 @@ type Tracker struct {
 	CannotFollowEpoch cluster.Epoch
 	ElectionOpenAt    time.Time
 	HandoffSeenAt     time.Time
-	RewindEpoch       cluster.Epoch
-	RewindError       string
+	RejoinEpoch       cluster.Epoch
+	RejoinError       string
 	// FailedClones counts clone and re-clone failures in a row; it paces
 	// their retries (BackOff).
 	FailedClones int
@@ -275,13 +275,13 @@ func (t *Tracker) ObserveDB(now time.Time, st db.Status, s cluster.Snapshot) {
 
 // View returns v with the tracked fields filled in (DBDownSince,
 // FailedStarts, LeaderLostAt, LastLeaderPosition, ReleasedEpoch,
-// CannotFollowEpoch, HandoffSeenAt, RewindEpoch, RewindError, LeaseLostAt,
+// CannotFollowEpoch, HandoffSeenAt, RejoinEpoch, RejoinError, LeaseLostAt,
 // Peers, LastLeaderFreshAt). ElectionOpenAt is filled by ObserveOldPrimary.
 func (t *Tracker) View(v View) View {
 	v.DBDownSince, v.FailedStarts, v.LeaderLostAt = t.DownSince, t.FailedStarts, t.LeaderLostAt
 	v.ReleasedEpoch, v.CannotFollowEpoch = t.ReleasedEpoch, t.CannotFollowEpoch
 	v.HandoffSeenAt = t.HandoffSeenAt
-	v.RewindEpoch, v.RewindError = t.RewindEpoch, t.RewindError
+	v.RejoinEpoch, v.RejoinError = t.RejoinEpoch, t.RejoinError
 	v.LeaseLostAt, v.LastLeaderFreshAt = t.LeaseLostAt, t.LastLeaderFreshAt
 	v.Peers = append([]string(nil), t.Peers...)
 	if t.LastLeader != nil {
@@ -313,7 +313,7 @@ func (t *Tracker) ObserveOldPrimary(v *View, p OldPrimaryProbe) {
 // taken (the primary start timeout counts from then) or given up because
 // the database could not be restarted, an epoch found impossible to
 // follow, clone failures in a row, and the rejoin of v's leader epoch. A
-// pg_rewind is recorded whatever its outcome (it is tried once per epoch),
+// rewind is recorded whatever its outcome (it is tried once per epoch),
 // unless it did not run because the upstream could not be reached; a
 // successful re-clone is recorded as a rejoin without error, so that a
 // later stop in the same epoch restarts the copy rather than re-clone it.
@@ -325,12 +325,12 @@ func (t *Tracker) ActionDone(v View, p Plan, act Action, err error) {
 	switch act.Kind {
 	case Rewind:
 		if errors.Is(err, db.ErrUpstreamUnavailable) {
-			// pg_rewind did not run: the attempt is not used up.
+			// The rewind did not run: the attempt is not used up.
 			break
 		}
-		t.RewindEpoch, t.RewindError = epoch, ""
+		t.RejoinEpoch, t.RejoinError = epoch, ""
 		if err != nil {
-			t.RewindError = err.Error()
+			t.RejoinError = err.Error()
 		}
 	case StartPrimary, StartReplica:
 		switch {
@@ -348,7 +348,7 @@ func (t *Tracker) ActionDone(v View, p Plan, act Action, err error) {
 		}
 		t.FailedClones = 0
 		if act.Kind == Reclone {
-			t.RewindEpoch, t.RewindError = epoch, ""
+			t.RejoinEpoch, t.RejoinError = epoch, ""
 		}
 	case AcquireLeader:
 		if err == nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/db/postgres"
 )
 
 // syncView is a healthy leader n1 at epoch 7 with replicas n2 and n3.
@@ -35,8 +36,9 @@ func syncView(mode cluster.SyncMode) View {
 				rep("n2", true), rep("n3", true),
 			},
 		},
-		SlotMembers: []string{"n1", "n2", "n3"},
-		Repl:        &db.ReplicationStatus{Current: cluster.PGPosition(0, 0x5000000)},
+		Slots:  Slots{Members: []string{"n1", "n2", "n3"}},
+		Engine: postgres.Capabilities(0),
+		Repl:   &db.ReplicationStatus{Current: cluster.PGPosition(0, 0x5000000)},
 	}
 }
 
@@ -149,16 +151,16 @@ func TestSyncElection(t *testing.T) {
 // of long-absent members, and reports invalidated ones.
 func TestDecideSlots(t *testing.T) {
 	v := syncView(cluster.SyncOff)
-	v.SlotMembers = []string{"n2"}
+	v.Slots.Members = []string{"n2"}
 	if got := Decide(v).String(); !strings.HasPrefix(got, "[create-slots names=[n3]]") {
 		t.Errorf("missing slot: %s", got)
 	}
-	v.SlotMembers = []string{"n2", "n3", "n4"}
-	v.StaleSlots = []string{"n4"}
+	v.Slots.Members = []string{"n2", "n3", "n4"}
+	v.Slots.Stale = []string{"n4"}
 	if got := Decide(v).String(); !strings.HasPrefix(got, "[drop-slots names=[n4]] state=running reason=dropping replication slots of [n4]: absent for more than 30m0s") {
 		t.Errorf("stale slot: %s", got)
 	}
-	v.StaleSlots, v.LostSlots = nil, []string{"n3"}
+	v.Slots.Stale, v.Slots.Lost = nil, []string{"n3"}
 	if got := Decide(v).String(); !strings.Contains(got, "replication slots of [n3] were invalidated") {
 		t.Errorf("lost slot: %s", got)
 	}

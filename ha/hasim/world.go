@@ -10,6 +10,7 @@ import (
 	"github.com/hamgr/hamgr/agent"
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/db/postgres"
 	"github.com/hamgr/hamgr/dcs/memstore"
 	"github.com/hamgr/hamgr/ha"
 )
@@ -25,10 +26,22 @@ type MemberSpec struct {
 	// while streaming.
 	Lag cluster.LSN
 	// UseRewind and AllowReclone are the agent's postgresql.use_pg_rewind
-	// and postgresql.reclone_on_rewind_failure options
-	// (agent.Options.UseRewind, agent.Options.AllowReclone).
+	// and postgresql.reclone_on_rewind_failure options (the rejoin
+	// methods of agent.Options.Engine).
 	UseRewind    bool
 	AllowReclone bool
+}
+
+// rejoin is the set of rejoin methods the spec allows.
+func (s MemberSpec) rejoin() db.RejoinMethods {
+	var m db.RejoinMethods
+	if s.UseRewind {
+		m |= db.RejoinResync
+	}
+	if s.AllowReclone {
+		m |= db.RejoinReclone
+	}
+	return m
 }
 
 // Config configures a World. Zero fields take the defaults noted.
@@ -215,7 +228,7 @@ func (w *World) startAgent(n *node) {
 		Cluster: "sim", Name: n.spec.Name, Tags: n.spec.Tags, Config: w.cfg.Dynamic,
 		DB: n.eng, Store: n.client, ConnHost: host, ConnPort: port,
 		Logger: slog.New(&logHandler{w: w}), Clock: worldClock{w},
-		UseRewind: n.spec.UseRewind, AllowReclone: n.spec.AllowReclone,
+		Engine:     postgres.Capabilities(n.spec.rejoin()),
 		Background: func(fn func()) { fn() }, // the simulated clock does not move during an action
 	})
 	n.nextRound, n.nextRenew = w.now, w.now
