@@ -12,7 +12,7 @@ type Role int
 // shows up as "unknown" rather than as a primary.
 const (
 	RoleUnknown Role = iota
-	// RolePrimary accepts writes (PostgreSQL: not in recovery).
+	// RolePrimary accepts writes.
 	RolePrimary
 	// RoleReplica replays WAL from an upstream and refuses writes.
 	RoleReplica
@@ -143,7 +143,7 @@ type WALStream struct {
 	// receiver's ping interval (Timeout/2) plus a second: the sender
 	// stopped answering, rather than this member stopping listening.
 	SilenceSeen bool `json:"silence_seen,omitempty"`
-	// Timeout is the receiver's timeout (wal_receiver_timeout): it pings a
+	// Timeout is the receiver's timeout (an engine setting): it pings a
 	// silent sender after half of it and drops the connection after all
 	// of it. 0 when unknown or disabled.
 	Timeout Duration `json:"timeout,omitempty"`
@@ -355,8 +355,8 @@ func (c DynamicConfig) NodeCount() int {
 // SyncState is the leader's record of its synchronous standbys, kept under
 // sync. Every member listed holds every commit acknowledged at Epoch: a
 // member is added only after it has confirmed the primary's WAL while
-// required by synchronous_standby_names, and removed here before it is
-// removed from that setting.
+// required by the server's synchronous standby setting, and removed here
+// before it is removed from that setting.
 type SyncState struct {
 	Leader  string   `json:"leader"`
 	Epoch   Epoch    `json:"epoch"`
@@ -409,13 +409,13 @@ type DataLossHow int
 const (
 	// DataLossLowerBound: the old primary's last position published while
 	// it led; its WAL ended there or later, so the loss is at least this.
-	// It becomes exact when the old primary rejoins by pg_rewind.
+	// It becomes exact when the old primary rejoins by a rewind.
 	DataLossLowerBound DataLossHow = iota + 1
 	// DataLossFinalPosition: the old primary's agent published where its
 	// WAL ended (its database stopped) before the new primary promoted:
 	// exact.
 	DataLossFinalPosition
-	// DataLossRewind: the old primary's pg_rewind found where its history
+	// DataLossRewind: the old primary's rewind found where its history
 	// diverged from the new primary's and how far its WAL went past that:
 	// exact, the WAL it discarded.
 	DataLossRewind

@@ -93,7 +93,7 @@ func (p Position) Cmp(q Position) int {
 }
 
 // LagTo is how far p is behind ref in the engine's lag unit
-// (Engine.LagUnit: bytes of history for PostgreSQL); 0 when p is level
+// (Engine.LagUnit); 0 when p is level
 // with or ahead of ref. It reports false when the lag cannot be measured:
 // ref is zero, or p and ref belong to different engines. A zero p is as
 // far behind as ref's whole history.
