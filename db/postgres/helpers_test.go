@@ -145,6 +145,25 @@ func TestDivergedFromTimelineHistory(t *testing.T) {
 	if got := p.diverged(at(2, "0/5000000")); !strings.Contains(got, "does not contain this server's timeline 2") {
 		t.Errorf("sibling timeline: %q", got)
 	}
+
+	// The fork point of a position's own timeline comes from its
+	// history file, so that Compare tells a diverged position apart.
+	on2 := p.withFork(at(2, "0/5000000"))
+	if on2 != at(2, "0/5000000").WithFork(1, 0x4018000) {
+		t.Errorf("withFork on timeline 2 = %+v", on2)
+	}
+	if o := at(1, "0/40B4B90").Compare(on2); o != cluster.Diverged {
+		t.Errorf("timeline 1 past the fork vs timeline 2: %s, want diverged", o)
+	}
+	if o := at(1, "0/4018000").Compare(on2); o != cluster.Behind {
+		t.Errorf("timeline 1 at the fork vs timeline 2: %s, want behind", o)
+	}
+	if on4 := p.withFork(at(4, "0/7000000")); on4 != at(4, "0/7000000").WithFork(3, 0x6000000) {
+		t.Errorf("withFork on timeline 4 = %+v, want its parent 3", on4)
+	}
+	if on3 := p.withFork(at(3, "0/7000000")); on3 != at(3, "0/7000000") {
+		t.Errorf("withFork without a history file = %+v", on3)
+	}
 }
 
 func TestParseWALEndAndDivergence(t *testing.T) {

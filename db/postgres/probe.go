@@ -64,6 +64,7 @@ func (p *Postgres) Probe(ctx context.Context) (db.Status, error) {
 			if st.Role == cluster.RolePrimary {
 				st.Stalled = p.checkFresh(ctx)
 			}
+			st.Position = p.withFork(st.Position)
 			return st, nil
 		}
 		st = db.Status{HasData: st.HasData, Running: true, Err: p.errorf("probe", "%w", err)}
@@ -81,6 +82,7 @@ func (p *Postgres) Probe(ctx context.Context) (db.Status, error) {
 				st.Position = cluster.PGPosition(tl, end)
 			}
 		}
+		st.Position = p.withFork(st.Position)
 	}
 	return st, nil
 }
@@ -496,6 +498,35 @@ func (p *Postgres) diverged(pos cluster.Position) string {
 		return fmt.Sprintf("timeline %d forked off timeline %d at %s, before this server's position %s", newest, tl, end, lsn)
 	}
 	return ""
+}
+
+// withFork adds to pos, when its timeline's history file is in pg_wal,
+// where that timeline branched off its parent, so that cluster.Position
+// can tell a position on the parent past that point as diverged. pos is
+// returned as it is when the file is missing or unreadable.
+func (p *Postgres) withFork(pos cluster.Position) cluster.Position {
+	tl, _, ok := pos.PostgreSQL()
+	if !ok || tl < 2 {
+		return pos
+	}
+	b, err := os.ReadFile(p.path(filepath.Join("pg_wal", fmt.Sprintf("%08X.history", tl))))
+	if err != nil {
+		return pos
+	}
+	switches, err := parseTimelineHistory(string(b))
+	if err != nil {
+		return pos
+	}
+	var parent uint32
+	for anc := range switches {
+		if anc < tl && anc > parent {
+			parent = anc
+		}
+	}
+	if parent == 0 {
+		return pos
+	}
+	return pos.WithFork(parent, switches[parent])
 }
 
 // parseTimelineHistory parses a timeline history file: one line per
