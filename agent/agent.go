@@ -47,7 +47,8 @@ type Options struct {
 	// Engine is what the database engine can do, as far as the operator
 	// allowed it (which rejoin methods, whether it keeps replication
 	// slots), and its names for its tools and settings; see
-	// db.Capabilities. The engine provides it (postgres.Capabilities).
+	// db.Capabilities. The engine provides it (postgres.Capabilities);
+	// the zero value allows no rejoin and manages no slots.
 	Engine db.Capabilities
 	// Metrics, if set, receives the agent's measurements (see package
 	// metrics); nil discards them.
