@@ -166,6 +166,41 @@ func TestDivergedFromTimelineHistory(t *testing.T) {
 	}
 }
 
+// A replica whose receiver is gone takes the timeline of the WAL segment
+// that holds its position when the control file's lags behind.
+func TestSegmentTimeline(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "pg_wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := &Postgres{opts: Options{DataDir: dir}, log: slog.New(slog.DiscardHandler)}
+	for _, name := range []string{"000000010000000000000004", "000000010000000000000005", "000000020000000000000005",
+		"000000030000000100000000.partial", "00000002.history"} {
+		if err := os.WriteFile(filepath.Join(dir, "pg_wal", name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const seg16MB = 16 << 20
+	for _, c := range []struct {
+		lsn  cluster.LSN
+		want uint32
+	}{
+		{0x5000100, 2},    // segment 5 exists on timelines 1 and 2
+		{0x4FFFFFF, 1},    // segment 4 on timeline 1 only
+		{0x5000000, 1},    // the byte before it is in segment 4
+		{0x1_00000100, 3}, // a partial segment of log 1
+		{0x6000100, 0},    // no file
+		{0, 0},
+	} {
+		if got := p.segmentTimeline(c.lsn, seg16MB); got != c.want {
+			t.Errorf("segmentTimeline(%s) = %d, want %d", c.lsn, got, c.want)
+		}
+	}
+	if got := p.segmentTimeline(0x5000100, 0); got != 0 {
+		t.Errorf("segmentTimeline without a segment size = %d", got)
+	}
+}
+
 func TestParseWALEndAndDivergence(t *testing.T) {
 	end, ok := parseWALEnd("pg_waldump: error: error in WAL record at 0/1526058: invalid record length at 0/15261F0: wanted 24, got 0\n")
 	if !ok || end.String() != "0/15261F0" {

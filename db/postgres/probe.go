@@ -42,7 +42,8 @@ SELECT r.rec,
        ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END,
   extract(epoch FROM clock_timestamp() - w.last_msg_receipt_time)::float8,
   (SELECT setting::int FROM pg_settings WHERE name = 'wal_receiver_timeout'),
-  w.pid
+  w.pid,
+  (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')
 FROM (SELECT pg_is_in_recovery() AS rec OFFSET 0) r
 LEFT JOIN LATERAL (
   SELECT status, sender_host, sender_port, received_tli, last_msg_receipt_time, pid FROM pg_stat_wal_receiver LIMIT 1
@@ -138,9 +139,10 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 		wPort, wTLI, ckptTLI, minRecovTLI *int32
 		lagSeconds, msgAge                *float64
 		rcvTimeoutMS, rcvPID              *int32
+		segSize                           *int64
 	)
 	err := c.QueryRow(ctx, probeSQL).Scan(&rec, &flush, &walfile, &recv, &replay, &paused,
-		&wStatus, &wHost, &wPort, &wTLI, &ckptTLI, &minRecovTLI, &lagSeconds, &msgAge, &rcvTimeoutMS, &rcvPID)
+		&wStatus, &wHost, &wPort, &wTLI, &ckptTLI, &minRecovTLI, &lagSeconds, &msgAge, &rcvTimeoutMS, &rcvPID, &segSize)
 	if err != nil {
 		return err
 	}
@@ -171,11 +173,16 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 	if err != nil {
 		return err
 	}
-	// The WAL receiver's timeline is current; without one, the control
-	// file's checkpoint and minimum-recovery timelines are the best known.
+	// The WAL receiver's timeline is current. Without one (its sender
+	// stopped, say), the control file's checkpoint and minimum-recovery
+	// timelines lag behind a timeline switch until the next restartpoint:
+	// the timeline of the WAL segment file that holds the position is
+	// taken when it is newer.
 	tl := uint32(max(derefInt(ckptTLI), derefInt(minRecovTLI)))
 	if wTLI != nil && *wTLI > 0 {
 		tl = uint32(*wTLI)
+	} else if seg := p.segmentTimeline(max(received, replayed), derefInt64(segSize)); seg > tl {
+		tl = seg
 	}
 	st.Received, st.Replayed = positionAt(tl, received), positionAt(tl, replayed)
 	st.Position = cluster.PGPosition(tl, max(received, replayed))
@@ -218,6 +225,13 @@ func deref(s *string) string {
 }
 
 func derefInt(i *int32) int32 {
+	if i == nil {
+		return 0
+	}
+	return *i
+}
+
+func derefInt64(i *int64) int64 {
 	if i == nil {
 		return 0
 	}
@@ -498,6 +512,32 @@ func (p *Postgres) diverged(pos cluster.Position) string {
 		return fmt.Sprintf("timeline %d forked off timeline %d at %s, before this server's position %s", newest, tl, end, lsn)
 	}
 	return ""
+}
+
+// segmentTimeline is the newest timeline of a WAL segment file in pg_wal
+// that holds the byte before lsn, for segments of segSize bytes; 0 when
+// there is none (or lsn or segSize is 0).
+func (p *Postgres) segmentTimeline(lsn cluster.LSN, segSize int64) uint32 {
+	if lsn == 0 || segSize <= 0 {
+		return 0
+	}
+	seg, perID := (uint64(lsn)-1)/uint64(segSize), uint64(1<<32)/uint64(segSize)
+	suffix := fmt.Sprintf("%08X%08X", seg/perID, seg%perID)
+	entries, err := os.ReadDir(p.path("pg_wal"))
+	if err != nil {
+		return 0
+	}
+	var newest uint32
+	for _, e := range entries {
+		name := strings.TrimSuffix(e.Name(), ".partial")
+		if len(name) != 24 || name[8:] != suffix {
+			continue
+		}
+		if tli, err := strconv.ParseUint(name[:8], 16, 32); err == nil && uint32(tli) > newest {
+			newest = uint32(tli)
+		}
+	}
+	return newest
 }
 
 // withFork adds to pos, when its timeline's history file is in pg_wal,
