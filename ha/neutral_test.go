@@ -33,14 +33,15 @@ var engineExceptions = map[string]bool{
 }
 
 // TestEngineNeutral keeps the engine out of the packages above db/: the
-// source of cluster, election and ha — code, strings and comments, tests
-// excluded — names no PostgreSQL specific outside engineExceptions.
+// source of cluster, election, ha, detector, lagmon and operator — code,
+// strings and comments, tests excluded — names no PostgreSQL specific
+// outside engineExceptions.
 // Engine-specific words in reasons come from db.Capabilities.Names, and
 // positions are compared only through cluster.Position. (ha/hasim
 // simulates a PostgreSQL server and is not checked.)
 func TestEngineNeutral(t *testing.T) {
 	checked := 0
-	for _, dir := range []string{"../cluster", "../election", "."} {
+	for _, dir := range []string{"../cluster", "../election", ".", "../detector", "../lagmon", "../operator"} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
 			t.Fatal(err)
@@ -61,7 +62,7 @@ func TestEngineNeutral(t *testing.T) {
 			}
 		}
 	}
-	if checked < 10 {
+	if checked < 12 {
 		t.Fatalf("checked only %d files: the test no longer finds the packages", checked)
 	}
 	for f := range engineExceptions {
