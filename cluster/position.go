@@ -36,8 +36,9 @@ func (o Order) String() string {
 // history, in its engine's own terms: opaque above the engine layer, which
 // only compares positions (Compare, Cmp), measures lag between them
 // (LagTo) and prints them. Engines build positions with their
-// constructor in this package (engine_*.go); nothing else reads their
-// parts. The zero value is "no position known"; it is behind every
+// constructor in this package (engine_*.go); above the engine layer only
+// displays of an engine's own columns read their parts, through the
+// engine's accessor, never a decision. The zero value is "no position known"; it is behind every
 // other position. Positions are comparable with ==, and marshal to JSON
 // as an object tagged with the engine's name.
 type Position struct {
