@@ -38,9 +38,9 @@ func (o Order) String() string {
 // (LagTo) and prints them. Engines build positions with their
 // constructor in this package (engine_*.go); above the engine layer only
 // displays of an engine's own columns read their parts, through the
-// engine's accessor, never a decision. The zero value is "no position known"; it is behind every
-// other position. Positions are comparable with ==, and marshal to JSON
-// as an object tagged with the engine's name.
+// engine's accessor, never a decision. The zero value is "no position
+// known"; it is behind every other position. Positions are comparable
+// with ==, and marshal to JSON as an object tagged with the engine's name.
 type Position struct {
 	engine Engine
 	// One field per engine; only the one of engine is set.
