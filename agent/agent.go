@@ -6,13 +6,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hamgr/hamgr/api"
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/dcs"
 	"github.com/hamgr/hamgr/detector"
+	"github.com/hamgr/hamgr/discovery"
 	"github.com/hamgr/hamgr/ha"
 	"github.com/hamgr/hamgr/lagmon"
+	"github.com/hamgr/hamgr/stonith"
 )
 
 // Clock is the agent's source of time. Every time the agent reads, for
@@ -60,6 +61,13 @@ type Options struct {
 	// OnStop is what Run does with the database when its context ends
 	// (default OnStopHandover).
 	OnStop OnStop
+	// Fencer, if set, fences the old primary in the fence step of a
+	// promotion over it (before this member's database is promoted);
+	// nil relies on the liveness evidence alone.
+	Fencer stonith.Fencer
+	// Publishers run, in order, in the publish step of a promotion
+	// (after the database is promoted, before the promotion is recorded).
+	Publishers []discovery.Publisher
 }
 
 // OnStop is what a clean stop of the agent does with its database.
@@ -126,7 +134,7 @@ type Agent struct {
 	lastPlanKey        string
 	lastPlanLogged     time.Time
 	lastLiveness       string
-	electedAt          time.Time
+	promotedAt         time.Time            // when this agent last promoted its database
 	notBefore          time.Time            // no round before this (backoff after a failed action)
 	lastSeen           map[string]time.Time // member → last time seen (for slot housekeeping)
 	syncTracker        lagmon.SyncTracker
@@ -244,11 +252,12 @@ func (a *Agent) emit(what string) {
 	}
 }
 
-// State is the agent's current view for the HTTP API.
-func (a *Agent) State() api.State {
+// State is the agent's current status for the HTTP API (it implements
+// api.Source).
+func (a *Agent) State() cluster.AgentStatus {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	st := api.State{
+	st := cluster.AgentStatus{
 		Cluster: a.opts.Cluster, Self: a.self, Accepting: a.accepting,
 		Leader: a.snap.Leader, Members: a.snap.Members, Paused: a.cfg.Paused,
 		StoreOK: a.storeOK, LastLoop: a.lastLoop, SyncMode: a.cfg.SynchronousMode, Sync: a.snap.Sync,

@@ -10,6 +10,7 @@ import (
 	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/dcs"
 	"github.com/hamgr/hamgr/detector"
+	"github.com/hamgr/hamgr/ha"
 )
 
 // renewRetry is how soon a failed renewal is retried.
@@ -196,7 +197,14 @@ func (a *Agent) reclaim(ctx context.Context, epoch cluster.Epoch, cfg cluster.Dy
 	if err := store.Grant(cctx, time.Duration(cfg.TTL)); err != nil {
 		return false, "cannot grant a new lease: " + err.Error()
 	}
-	l, ok, err := store.AcquireLeader(cctx, cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort}, epoch)
+	// An unfinished promotion of the lost key goes on under the new one.
+	var carried *cluster.Promotion
+	a.mu.Lock()
+	if old := a.snap.Leader; old != nil && old.Epoch == epoch {
+		carried = ha.CarryPromotion(*old)
+	}
+	a.mu.Unlock()
+	l, ok, err := store.AcquireLeader(cctx, cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort}, epoch, carried)
 	if err != nil || !ok {
 		return false, fmt.Sprintf("could not take the leader key back (%v, held by %s)", err, l.Name)
 	}

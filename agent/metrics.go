@@ -22,12 +22,14 @@ type Metrics interface {
 	ProbeError()
 	// Failover counts a leadership change completed by this member's
 	// promotion and records its steps.
-	Failover(kind string, steps []cluster.Step)
+	Failover(kind cluster.HistoryKind, steps []cluster.Step)
 	// SelfFence counts a self-fencing stop of the local database.
 	SelfFence()
-	// ObserveSync records the leader's recorded synchronous standbys and
-	// whether durability is at risk.
-	ObserveSync(standbys int, atRisk bool)
+	// ObserveSync records the leader's recorded synchronous standbys.
+	ObserveSync(standbys int)
+	// ObserveProblem records the problem of this member's last decision
+	// (ha.Plan.Problem, as published in its record; ProblemNone: none).
+	ObserveProblem(p cluster.Problem)
 }
 
 // NopMetrics is a Metrics that discards everything: the agent's default.
@@ -47,13 +49,16 @@ func (NopMetrics) StoreError(string) {}
 func (NopMetrics) ProbeError() {}
 
 // Failover does nothing.
-func (NopMetrics) Failover(string, []cluster.Step) {}
+func (NopMetrics) Failover(cluster.HistoryKind, []cluster.Step) {}
 
 // SelfFence does nothing.
 func (NopMetrics) SelfFence() {}
 
 // ObserveSync does nothing.
-func (NopMetrics) ObserveSync(int, bool) {}
+func (NopMetrics) ObserveSync(int) {}
+
+// ObserveProblem does nothing.
+func (NopMetrics) ObserveProblem(cluster.Problem) {}
 
 // Store operation names for Metrics.StoreError (the op label of
 // hamgr_etcd_errors_total).
@@ -90,15 +95,17 @@ func (a *Agent) observeRound(m Metrics, start time.Time) {
 		lagSeconds = math.NaN()
 	}
 	m.ObserveMember(st.Self.Role, st.Self.Position, st.Self.LagBytes, lagSeconds, epoch, st.HoldsLeader, st.Paused)
-	standbys, atRisk := 0, false
+	standbys := 0
 	if st.HoldsLeader {
 		a.mu.Lock()
 		if s := a.snap.Sync; s != nil && st.Leader != nil && s.Epoch == st.Leader.Epoch {
 			standbys = len(s.Members)
 		}
-		atRisk = a.cfg.SynchronousMode == cluster.SyncOn && standbys == 0
 		a.mu.Unlock()
 	}
-	m.ObserveSync(standbys, atRisk)
+	m.ObserveSync(standbys)
+	// The problem is the one the round's decision derived (ha.Decide),
+	// not worked out again here.
+	m.ObserveProblem(st.Self.Problem)
 	m.ObserveLoop(a.clk.Now().Sub(start))
 }

@@ -56,11 +56,16 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	}
 
 	a.mu.Lock()
+	if storeOK {
+		a.track.StoreReachable(now)
+	} else {
+		a.track.StoreUnreachable(now)
+	}
 	a.track.ObserveDB(a.probedAt, st, snap)
 	view := a.track.View(ha.View{
 		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
 		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent,
-		Engine: a.opts.Engine, Busy: a.busy,
+		Engine: a.opts.Engine, Busy: a.busy, Fencing: a.opts.Fencer != nil,
 	})
 	a.mu.Unlock()
 	if st.Accepting && st.Role == cluster.RolePrimary && view.Snap.Leader != nil && view.Snap.Leader.Name == a.opts.Name {
@@ -81,8 +86,8 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	a.logPlan(now, plan, snap)
 	failedAct, failed := a.execute(ctx, view, plan)
 	a.mu.Lock()
-	changed := a.self.State != plan.State || a.self.Reason != plan.Reason
-	a.self.State, a.self.Reason = plan.State, plan.Reason
+	changed := a.self.State != plan.State || a.self.Reason != plan.Reason || a.self.Problem != plan.Problem
+	a.self.State, a.self.Reason, a.self.Problem = plan.State, plan.Reason, plan.Problem
 	a.lastLoop = a.clk.Now()
 	a.mu.Unlock()
 	if len(plan.Actions) == 0 && changed {
@@ -188,7 +193,7 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 	a.mu.Lock()
 	m := a.track.Record(a.clk.Now(), cluster.Member{
 		Name: a.opts.Name, Tags: a.opts.Tags, APIURL: a.opts.APIURL, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
-		UpdatedAt: a.clk.Now().UTC(), State: a.self.State, Reason: a.self.Reason,
+		UpdatedAt: a.clk.Now().UTC(), State: a.self.State, Reason: a.self.Reason, Problem: a.self.Problem,
 	}, a.snap, st)
 	a.self = m
 	lease := a.leaseID
@@ -363,6 +368,9 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		if err := a.opts.DB.Promote(dctx); err != nil {
 			return err
 		}
+		a.mu.Lock()
+		a.promotedAt = a.clk.Now()
+		a.mu.Unlock()
 		a.emit("promoted")
 		return nil
 	case ha.Follow:
@@ -377,27 +385,9 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		}
 		return nil
 	case ha.AcquireLeader:
-		sctx, cancel := storeCtx()
-		defer cancel()
-		l, ok, err := store.AcquireLeader(sctx, cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort},
-			ha.LostEpoch(v.Snap))
-		if err != nil {
-			return fmt.Errorf("acquire leader key: %w", err)
-		}
-		if !ok {
-			return fmt.Errorf("leader key is held by %s (epoch %d)", l.Name, l.Epoch)
-		}
-		a.mu.Lock()
-		a.holdsLeader, a.electedAt = l.Epoch, a.clk.Now()
-		a.snap.Leader = &l
-		a.mu.Unlock()
-		if act.Evidence != nil && act.Evidence.Kind != cluster.EvidenceNone {
-			a.log.Info("acquired leader key to promote over the old primary", "epoch", l.Epoch, "evidence", act.Evidence.String())
-		} else {
-			a.log.Info("acquired leader key", "epoch", l.Epoch)
-		}
-		a.emit(fmt.Sprintf("acquired leader key (epoch %d)", l.Epoch))
-		return nil
+		return a.acquireLeader(ctx, v, act)
+	case ha.BeginPromotion, ha.Fence, ha.Publish:
+		return a.promotionStep(ctx, v, act)
 	case ha.ReleaseLeader:
 		sctx, cancel := storeCtx()
 		defer cancel()
@@ -411,7 +401,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		a.emit(fmt.Sprintf("released leader key (epoch %d)", act.Leader.Epoch))
 		return nil
 	case ha.RecordFailover:
-		return a.recordFailover(ctx, v, act)
+		return a.recordFailover(ctx, v)
 	case ha.Handoff:
 		return a.handoff(ctx, v, act.Target)
 	case ha.ClearRequest:
@@ -521,61 +511,6 @@ func (a *Agent) handoff(ctx context.Context, v ha.View, target string) error {
 	return nil
 }
 
-func (a *Agent) recordFailover(ctx context.Context, v ha.View, act ha.Action) error {
-	lost := act.Epoch
-	a.mu.Lock()
-	epoch, elected := a.holdsLeader, a.electedAt
-	a.mu.Unlock()
-	now := a.clk.Now()
-	kind, reason := "failover", fmt.Sprintf("leader key of epoch %d was lost", lost)
-	if act.History != "" {
-		kind = act.History
-		if r := v.Snap.Request; r != nil {
-			reason = fmt.Sprintf("%s requested by %s at %s", kind, r.RequestedBy, r.RequestedAt.UTC().Format(time.RFC3339))
-		}
-	}
-	e := cluster.HistoryEntry{
-		Epoch: epoch, Kind: kind, NewPrimary: a.opts.Name,
-		Reason:      reason,
-		OldPosition: v.LastLeaderPosition, NewPosition: v.DB.Position, // as measured before promotion
-		DetectedAt: v.LeaderLostAt, ElectedAt: elected, PromotedAt: now,
-	}
-	if v.Snap.LastLeader != nil {
-		e.OldPrimary = v.Snap.LastLeader.Name
-	}
-	if r := v.Snap.Request; r != nil && r.Handoff != nil {
-		e.OldPosition = r.Handoff.Final
-	}
-	e.DataLoss = dataLoss(v, act, e.OldPrimary)
-	if e.DataLoss.How == cluster.DataLossFinalPosition {
-		e.OldPosition = v.Snap.Member(e.OldPrimary).Position
-	}
-	if e.DataLoss.How != cluster.DataLossHandoff {
-		e.DataLoss.Bytes, _ = e.NewPosition.LagTo(e.OldPosition)
-	}
-	e.DataLossBytes = e.DataLoss.Bytes
-	if act.Evidence != nil && act.Evidence.Kind != cluster.EvidenceNone {
-		ev := *act.Evidence
-		e.Evidence = &ev
-	}
-	if !v.LeaderLostAt.IsZero() {
-		e.Steps = []cluster.Step{
-			{Name: "elect", Duration: cluster.Duration(elected.Sub(v.LeaderLostAt))},
-			{Name: "promote", Duration: cluster.Duration(now.Sub(elected))},
-		}
-	}
-	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
-	defer cancel()
-	if err := a.opts.Store.AppendHistory(sctx, e); err != nil {
-		// The promotion stands; only the record is missing.
-		a.opts.Metrics.StoreError(opAppendHistory)
-		a.log.Error("could not record failover history", "epoch", epoch, "err", err)
-	}
-	a.opts.Metrics.Failover(kind, e.Steps)
-	a.log.Info(kind+" complete", "epoch", epoch, "old_primary", e.OldPrimary, "lost_epoch", lost)
-	return nil
-}
-
 // long reports whether an action of kind k may take minutes.
 func long(k ha.ActionKind) bool {
 	return k == ha.Clone || k == ha.Reclone || k == ha.Rewind
@@ -604,24 +539,6 @@ func (a *Agent) runInBackground(ctx context.Context, v ha.View, p ha.Plan, act h
 		}
 		a.poke()
 	})
-}
-
-// dataLoss says how a promotion's data loss is measured: none for a
-// switchover (the handoff); exact when the old primary's agent published
-// its stopped database's position after the loss (the end of its WAL);
-// otherwise a lower bound, from the last position it published while it
-// led, made exact later by its rewind (recordDiscard).
-func dataLoss(v ha.View, act ha.Action, old string) *cluster.DataLoss {
-	if act.History == "switchover" {
-		return &cluster.DataLoss{How: cluster.DataLossHandoff, Detail: "switchover: promoted past the old primary's final position"}
-	}
-	if m := v.Snap.Member(old); m != nil && v.Snap.LastLeader != nil && m.MeasuredAfterLossOf == v.Snap.LastLeader.Epoch &&
-		m.Role == cluster.RoleUnknown && !m.Position.IsZero() {
-		return &cluster.DataLoss{How: cluster.DataLossFinalPosition,
-			Detail: fmt.Sprintf("%s's stopped database ended at %s", old, m.Position)}
-	}
-	return &cluster.DataLoss{How: cluster.DataLossLowerBound,
-		Detail: fmt.Sprintf("at least: %s's last published position was %s; exact when it rejoins by %s", old, v.LastLeaderPosition, v.Engine.Names.Resync)}
 }
 
 // recordDiscard writes what this member's rewind discarded into the

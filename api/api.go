@@ -14,47 +14,9 @@ import (
 	"github.com/hamgr/hamgr/cluster"
 )
 
-// State is what an agent exposes through the API. The agent builds a fresh
-// State for every request from the results of its latest loop round, so
-// building one must be cheap and must not wait for the store or the database.
-type State struct {
-	// Cluster is the cluster's name (its scope in the store).
-	Cluster string
-	// Self is this member's latest record: role, state, position, lag, tags,
-	// API URL and connection host and port.
-	Self cluster.Member
-	// Accepting is true when the local database answered its last probe.
-	Accepting bool
-	// HoldsLeader is true when this agent holds the leader key with a live
-	// lease. Only then is a primary "the primary" for /primary.
-	HoldsLeader bool
-	// Leader is the holder of the leader key, or nil if no one holds it.
-	Leader *cluster.Leader
-	// Members is the latest snapshot's member records.
-	Members []cluster.Member
-	// Paused is true while automatic failover is suspended.
-	Paused bool
-	// StoreOK is true when the agent's last round trip to the store succeeded.
-	StoreOK bool
-	// LastLoop is when the agent's loop last completed a round.
-	LastLoop time.Time
-	// SyncMode is the cluster's synchronous_mode; Sync the leader's record
-	// of synchronous standbys (nil when none).
-	SyncMode cluster.SyncMode
-	Sync     *cluster.SyncState
-	// Config is the dynamic configuration the agent runs with: /liveness
-	// derives its bound from ttl and primary_start_timeout (see
-	// LivenessBound), /readiness takes maximum_lag_on_failover as its
-	// default lag bound.
-	Config cluster.DynamicConfig
-	// Started is when the agent started; /liveness measures from it until
-	// the first round completes. Zero when unknown.
-	Started time.Time
-	// LastLeaderPosition is the last position the agent saw the leader
-	// publish (zero if none). Replica lag is measured against it while no
-	// leader's record can be read, as during a failover.
-	LastLeaderPosition cluster.Position
-}
+// State is the agent's status the handler answers from: cluster.AgentStatus,
+// which the agent builds (package agent does not import this package).
+type State = cluster.AgentStatus
 
 // Source gives the handler the agent's current State. State is called once
 // per request, possibly from many goroutines at once.
@@ -304,11 +266,14 @@ type memberStatus struct {
 	Name    string `json:"name"`
 	Cluster string `json:"cluster"`
 	// Role is the database's role: "primary", "replica" or "unknown".
-	Role        string              `json:"role"`
-	State       cluster.MemberState `json:"state"`
-	Reason      string              `json:"reason"`
-	Accepting   bool                `json:"accepting"`
-	HoldsLeader bool                `json:"holds_leader"`
+	Role   string              `json:"role"`
+	State  cluster.MemberState `json:"state"`
+	Reason string              `json:"reason"`
+	// Problem is the code of the condition Reason describes when an
+	// operator should look (cluster.ProblemTable); absent when none.
+	Problem     cluster.Problem `json:"problem,omitempty"`
+	Accepting   bool            `json:"accepting"`
+	HoldsLeader bool            `json:"holds_leader"`
 	// Leader and Epoch are null when no one holds the leader key.
 	Leader  *string        `json:"leader"`
 	Epoch   *cluster.Epoch `json:"epoch"`
@@ -351,6 +316,7 @@ func (h *handler) newMemberStatus(st *State) memberStatus {
 		Role:        m.Role.String(),
 		State:       m.State,
 		Reason:      m.Reason,
+		Problem:     m.Problem,
 		Accepting:   st.Accepting,
 		HoldsLeader: st.HoldsLeader,
 		Paused:      st.Paused,
@@ -395,7 +361,8 @@ type clusterView struct {
 	Paused bool           `json:"paused"`
 	// SynchronousMode is off, on or strict; SynchronousStandbys the members
 	// recorded as holding every acknowledged commit for the current epoch.
-	// DurabilityAtRisk is true in mode on with none (running asynchronously).
+	// DurabilityAtRisk is true when the leader's record reports
+	// cluster.ProblemDurabilityAtRisk (mode on, running asynchronously).
 	SynchronousMode     string          `json:"synchronous_mode"`
 	SynchronousStandbys []string        `json:"synchronous_standbys"`
 	DurabilityAtRisk    bool            `json:"durability_at_risk"`
@@ -406,12 +373,13 @@ type clusterView struct {
 type clusterMember struct {
 	Name string `json:"name"`
 	// Role is "leader" for the leader key's holder, else the database's role.
-	Role   string              `json:"role"`
-	State  cluster.MemberState `json:"state"`
-	Reason string              `json:"reason"`
-	APIURL string              `json:"api_url"`
-	Host   string              `json:"host"`
-	Port   int                 `json:"port"`
+	Role    string              `json:"role"`
+	State   cluster.MemberState `json:"state"`
+	Reason  string              `json:"reason"`
+	Problem cluster.Problem     `json:"problem,omitempty"`
+	APIURL  string              `json:"api_url"`
+	Host    string              `json:"host"`
+	Port    int                 `json:"port"`
 	// Position is the member's position, tagged with its engine;
 	// Timeline and LSN repeat a PostgreSQL position's parts.
 	Position  cluster.Position `json:"position"`
@@ -446,7 +414,13 @@ func newClusterView(st *State) clusterView {
 	if st.Sync != nil && st.Leader != nil && st.Sync.Epoch == st.Leader.Epoch {
 		v.SynchronousStandbys = append(v.SynchronousStandbys, st.Sync.Members...)
 	}
-	v.DurabilityAtRisk = st.SyncMode == cluster.SyncOn && st.Leader != nil && len(v.SynchronousStandbys) == 0
+	if st.Leader != nil {
+		for _, m := range st.Members {
+			if m.Name == st.Leader.Name {
+				v.DurabilityAtRisk = m.Problem == cluster.ProblemDurabilityAtRisk
+			}
+		}
+	}
 	for i := range st.Members {
 		m := &st.Members[i]
 		role := m.Role.String()
@@ -459,6 +433,7 @@ func newClusterView(st *State) clusterView {
 			Role:      role,
 			State:     m.State,
 			Reason:    m.Reason,
+			Problem:   m.Problem,
 			APIURL:    m.APIURL,
 			Host:      m.ConnHost,
 			Port:      m.ConnPort,

@@ -629,6 +629,15 @@ func TestStatusBody(t *testing.T) {
 	if got["diverged"] != true || got["sync_standby"] != true {
 		t.Errorf("diverged %v sync_standby %v: %s", got["diverged"], got["sync_standby"], rec.Body)
 	}
+	// A problem appears as its code, beside the reason.
+	st.Self.Problem, st.Self.Reason = cluster.ProblemDatabaseNotStarting, "database does not start (5 failed attempts)"
+	rec = do(t, newTestHandler(st), http.MethodGet, "/health")
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["problem"] != "database_not_starting" || got["reason"] != st.Self.Reason {
+		t.Errorf("problem %v reason %v, want database_not_starting and the reason", got["problem"], got["reason"])
+	}
 }
 
 func TestClusterJSON(t *testing.T) {
@@ -637,7 +646,7 @@ func TestClusterJSON(t *testing.T) {
 	st.Leader = &cluster.Leader{Name: "b", Epoch: 1234567, Lease: 99}
 	st.Members = []cluster.Member{
 		{Name: "c", Role: cluster.RoleReplica, State: cluster.StateCannotFollow, Reason: "timeline diverged; run rewind",
-			LagBytes: -1, APIURL: "http://c:8008", ConnHost: "c", ConnPort: 5432, Upstream: "b",
+			Problem: cluster.ProblemCannotFollow, LagBytes: -1, APIURL: "http://c:8008", ConnHost: "c", ConnPort: 5432, Upstream: "b",
 			Position: cluster.PGPosition(1, 0x100)},
 		{Name: "a", Role: cluster.RoleReplica, State: cluster.StateRunning, LagBytes: 0, Streaming: true, Upstream: "b",
 			APIURL: "http://a:8008", ConnHost: "a", ConnPort: 5433, Tags: cluster.Tags{Priority: 1},
@@ -699,6 +708,9 @@ func TestClusterJSON(t *testing.T) {
 		}
 		slices.Sort(have)
 		want := slices.Sorted(slices.Values(keys))
+		if m["name"] == "c" { // the only one with a problem; absent for the others
+			want = slices.Sorted(slices.Values(append(slices.Clone(keys), "problem")))
+		}
 		if !slices.Equal(have, want) {
 			t.Errorf("member %v keys %v, want %v", m["name"], have, want)
 		}
@@ -711,7 +723,8 @@ func TestClusterJSON(t *testing.T) {
 		a["host"] != "a" || a["api_url"] != "http://a:8008" || a["upstream"] != "b" || a["updated_at"] != "2026-03-04T05:06:07Z" {
 		t.Errorf("member a: %v", a)
 	}
-	if c["lag"] != nil || c["state"] != "cannot_follow" || c["reason"] != "timeline diverged; run rewind" || c["updated_at"] != nil {
+	if c["lag"] != nil || c["state"] != "cannot_follow" || c["reason"] != "timeline diverged; run rewind" || c["updated_at"] != nil ||
+		c["problem"] != "cannot_follow" {
 		t.Errorf("member c: %v", c)
 	}
 	if strings.Contains(rec.Body.String(), "lease") || strings.Contains(rec.Body.String(), "99") {
@@ -782,21 +795,26 @@ func TestNewHandlerNilSource(t *testing.T) {
 }
 
 // TestClusterSyncFields: /cluster says which standbys are synchronous for
-// the current epoch, and when durability is at risk.
+// the current epoch, and, from the leader's record (its problem code),
+// when durability is at risk.
 func TestClusterSyncFields(t *testing.T) {
 	leader := &cluster.Leader{Name: "b", Epoch: 9}
 	for _, c := range []struct {
 		mode     cluster.SyncMode
 		sync     *cluster.SyncState
+		problem  cluster.Problem // of the leader's record
 		standbys string
 		atRisk   bool
 	}{
-		{cluster.SyncOn, &cluster.SyncState{Leader: "b", Epoch: 9, Members: []string{"a"}}, "a", false},
-		{cluster.SyncOn, &cluster.SyncState{Leader: "b", Epoch: 9, Members: []string{}}, "", true},
-		{cluster.SyncOn, &cluster.SyncState{Leader: "x", Epoch: 3, Members: []string{"b"}}, "", true},
-		{cluster.SyncStrict, nil, "", false},
+		{cluster.SyncOn, &cluster.SyncState{Leader: "b", Epoch: 9, Members: []string{"a"}}, cluster.ProblemNone, "a", false},
+		{cluster.SyncOn, &cluster.SyncState{Leader: "b", Epoch: 9, Members: []string{}}, cluster.ProblemDurabilityAtRisk, "", true},
+		{cluster.SyncOn, &cluster.SyncState{Leader: "x", Epoch: 3, Members: []string{"b"}}, cluster.ProblemDurabilityAtRisk, "", true},
+		{cluster.SyncOn, &cluster.SyncState{Leader: "b", Epoch: 9, Members: []string{}}, cluster.ProblemNone, "", false},
+		{cluster.SyncStrict, nil, cluster.ProblemWritesBlocked, "", false},
 	} {
-		h := newTestHandler(State{Cluster: "main", Leader: leader, SyncMode: c.mode, Sync: c.sync})
+		members := []cluster.Member{{Name: "a", Role: cluster.RoleReplica, Problem: cluster.ProblemDurabilityAtRisk},
+			{Name: "b", Role: cluster.RolePrimary, Problem: c.problem}}
+		h := newTestHandler(State{Cluster: "main", Leader: leader, SyncMode: c.mode, Sync: c.sync, Members: members})
 		rec := do(t, h, http.MethodGet, "/cluster")
 		var got struct {
 			SynchronousMode     string   `json:"synchronous_mode"`

@@ -86,6 +86,10 @@ type Member struct {
 	State MemberState `json:"state"`
 	// Reason explains State in words an operator can act on (empty when healthy).
 	Reason string `json:"reason,omitempty"`
+	// Problem names the condition Reason describes when an operator should
+	// look (see ProblemTable); absent when there is none, and in records
+	// written before problem codes existed.
+	Problem Problem `json:"problem,omitempty"`
 	// Position is how far the database has come (db.Status.Position).
 	Position Position `json:"position"`
 	// Received and Replayed are a replica's received and replayed
@@ -245,6 +249,10 @@ type Leader struct {
 	Epoch Epoch  `json:"epoch"`
 	// Lease identifies the store lease the key is bound to.
 	Lease int64 `json:"lease"`
+	// Promotion is the record of the promotion the key was taken for,
+	// kept in the key's value (nil: the key was not taken to promote, or
+	// by an older hamgr).
+	Promotion *Promotion `json:"promotion,omitempty"`
 }
 
 // LastLeader is the persistent (lease-less) record of the latest leadership;
@@ -376,15 +384,41 @@ func (s *SyncState) Has(name string) bool {
 	return false
 }
 
+// HistoryKind says how a change of leadership came about. Its value is
+// the string stored in the history's "kind" field, so entries written
+// before the type existed read the same; a kind this version does not know
+// is kept as it is.
+type HistoryKind string
+
+// History kinds. The agent of the promoted member writes HistoryFailover,
+// HistorySwitchover or HistoryManualFailover; HistoryBootstrap and
+// HistoryTakeover are read from older entries and written by no code path
+// of this version.
+const (
+	// HistoryFailover: the leader key was lost and the best candidate was
+	// elected and promoted.
+	HistoryFailover HistoryKind = "failover"
+	// HistorySwitchover: an operator's switchover; the old primary
+	// stopped and handed over its final position first.
+	HistorySwitchover HistoryKind = "switchover"
+	// HistoryManualFailover: an operator chose the new primary while
+	// there was no leader.
+	HistoryManualFailover HistoryKind = "manual failover"
+	// HistoryBootstrap: the first primary of a new cluster.
+	HistoryBootstrap HistoryKind = "bootstrap"
+	// HistoryTakeover: a member took over a leaderless cluster.
+	HistoryTakeover HistoryKind = "takeover"
+)
+
 // HistoryEntry records one change of leadership.
 type HistoryEntry struct {
-	Epoch       Epoch    `json:"epoch"`
-	Kind        string   `json:"kind"` // "failover", "switchover", "bootstrap", "takeover"
-	OldPrimary  string   `json:"old_primary,omitempty"`
-	NewPrimary  string   `json:"new_primary"`
-	Reason      string   `json:"reason"`
-	OldPosition Position `json:"old_position"`
-	NewPosition Position `json:"new_position"`
+	Epoch       Epoch       `json:"epoch"`
+	Kind        HistoryKind `json:"kind"`
+	OldPrimary  string      `json:"old_primary,omitempty"`
+	NewPrimary  string      `json:"new_primary"`
+	Reason      string      `json:"reason"`
+	OldPosition Position    `json:"old_position"`
+	NewPosition Position    `json:"new_position"`
 	// DataLossBytes estimates the WAL the old primary had that the new one
 	// lacked at promotion (0 when the new one had everything known).
 	DataLossBytes int64     `json:"data_loss_bytes"`

@@ -186,7 +186,8 @@ type PostgreSQL struct {
 	// "replicator"; PasswordFile required.
 	Replication User `yaml:"replication"`
 	// Parameters are extra server settings, passed as -c name=value. Settings
-	// hamgr manages itself (see ReservedParameters) are refused.
+	// hamgr manages itself (postgres.ReservedParameters, package
+	// github.com/hamgr/hamgr/db/postgres) are refused at load time.
 	Parameters map[string]string `yaml:"parameters"`
 	// UsePgRewind lets a former primary whose timeline diverged rejoin by
 	// pg_rewind against the new primary. Default true.
@@ -199,14 +200,6 @@ type PostgreSQL struct {
 
 // Rewind reports whether pg_rewind is enabled (use_pg_rewind, default true).
 func (p PostgreSQL) Rewind() bool { return p.UsePgRewind == nil || *p.UsePgRewind }
-
-// ReservedParameters are the server settings hamgr sets itself; they may not
-// appear in postgresql.parameters.
-var ReservedParameters = []string{
-	"port", "listen_addresses", "unix_socket_directories", "cluster_name",
-	"hot_standby", "primary_conninfo", "primary_slot_name", "wal_level",
-	"data_directory",
-}
 
 // User is a database role and the file holding its password.
 type User struct {

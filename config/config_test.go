@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db/postgres"
 )
 
 // minimal is the smallest valid configuration.
@@ -272,6 +274,25 @@ postgresql: {data_dir: /d, replication: {password_file: /pw}}`, true, []string{"
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error does not contain %q:\n%v", w, err)
 				}
+			}
+		})
+	}
+}
+
+// TestEngineReservedParameters: every setting the PostgreSQL engine
+// reserves is refused when the file is loaded, naming the key, rather than
+// later by postgres.New. synchronous_standby_names and
+// max_slot_wal_keep_size once passed here and failed only at start.
+func TestEngineReservedParameters(t *testing.T) {
+	names := append([]string{"synchronous_standby_names", "max_slot_wal_keep_size", "Synchronous_Standby_Names"},
+		postgres.ReservedParameters()...)
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			in := merged(t, minimal, fmt.Sprintf("postgresql: {parameters: {%s: x}}\n", name))
+			_, err := Parse([]byte(in))
+			want := "postgresql.parameters." + name + ": hamgr sets " + name + " itself"
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Parse with parameter %s: err = %v, want one containing %q", name, err, want)
 			}
 		})
 	}

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/hamgr/hamgr/db/postgres"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
@@ -278,8 +280,8 @@ func (c *Config) validatePostgreSQL(p *problems) {
 	for _, k := range names {
 		key := "postgresql.parameters." + k
 		switch {
-		case slices.Contains(ReservedParameters, strings.ToLower(k)):
-			p.add(key, "hamgr sets %s itself; remove it from postgresql.parameters (reserved: %s)", k, strings.Join(ReservedParameters, ", "))
+		case postgres.IsReservedParameter(k):
+			p.add(key, "hamgr sets %s itself; remove it from postgresql.parameters (reserved: %s)", k, strings.Join(postgres.ReservedParameters(), ", "))
 		case !paramRE.MatchString(k):
 			p.add(key, "%q is not a server setting name: want letters, digits, '_' and '.'", k)
 		}

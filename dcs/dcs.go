@@ -4,7 +4,7 @@
 //
 // Keyspace, under a prefix (default /hamgr) and the cluster name:
 //
-//	<prefix>/<cluster>/leader         leader record, bound to the leader's lease; epoch = its create revision
+//	<prefix>/<cluster>/leader         leader record (and the record of the promotion it was taken for), bound to the leader's lease; epoch = its create revision
 //	<prefix>/<cluster>/last_leader    persistent copy of the latest leader record (no lease)
 //	<prefix>/<cluster>/members/<name> member record, bound to that member's lease
 //	<prefix>/<cluster>/config         dynamic cluster config (JSON)
@@ -58,8 +58,15 @@ type LeaderLease interface {
 	// with its address; who.Epoch is ignored). It returns the new leader
 	// record (its Epoch is the key's create revision) and true, or the
 	// current holder and false; when the key is absent but last_leader
-	// changed it returns an error wrapping ErrEpochChanged.
-	AcquireLeader(ctx context.Context, who cluster.LastLeader, after cluster.Epoch) (cluster.Leader, bool, error)
+	// changed it returns an error wrapping ErrEpochChanged. A non-nil p
+	// is the record of the promotion the key is taken for: it is stored
+	// in the key's value by the same transaction, and the returned
+	// leader carries it.
+	AcquireLeader(ctx context.Context, who cluster.LastLeader, after cluster.Epoch, p *cluster.Promotion) (cluster.Leader, bool, error)
+	// UpdatePromotion replaces the promotion record in the leader key's
+	// value, only while l still holds the key (same epoch); the key stays
+	// bound to its lease. Otherwise it fails and writes nothing.
+	UpdatePromotion(ctx context.Context, l cluster.Leader, p cluster.Promotion) error
 	// ReleaseLeader deletes the leader key if it still is l (same epoch).
 	ReleaseLeader(ctx context.Context, l cluster.Leader) error
 }

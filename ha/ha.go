@@ -111,6 +111,10 @@ type View struct {
 	// agent runs in the background; "" when none. Nothing else is done to
 	// the database meanwhile.
 	Busy string
+	// Fencing is set when the agent has a fencer (package stonith): a
+	// promotion over another member then fences it (the Fence step)
+	// before it promotes. Without one the liveness evidence stands alone.
+	Fencing bool
 }
 
 // Slots are the replication slots on a leader's server, by member.
@@ -143,12 +147,16 @@ const (
 	Promote
 	// Follow repoints the running replica at Upstream.
 	Follow
-	// AcquireLeader tries to create the leader key; if it fails the rest of
-	// the plan is skipped.
+	// AcquireLeader tries to create the leader key, with Promotion (if
+	// set) as the record of the promotion it is taken for; if it fails the
+	// rest of the plan is skipped.
 	AcquireLeader
 	// ReleaseLeader deletes the leader key Leader (if still that epoch).
 	ReleaseLeader
-	// RecordFailover writes a history entry for the promotion just made.
+	// RecordFailover is a promotion's last step: it writes the history
+	// entry from the leader key's promotion record (none for kind ""),
+	// clears the operator request the promotion served, and marks the
+	// record complete.
 	RecordFailover
 	// MarkCannotFollow remembers that this member cannot follow the
 	// current leader's epoch.
@@ -174,6 +182,17 @@ const (
 	Reclone
 	// DropSlots drops the replication slots of the members in Names.
 	DropSlots
+	// BeginPromotion writes Promotion as the record of the promotion the
+	// held leader key is for (a key taken without one: by an older hamgr).
+	BeginPromotion
+	// Fence fences Target, the old primary, through the agent's fencer
+	// and marks the promotion's fence step done. It runs after the key is
+	// taken and before the database is promoted, at most once per
+	// promotion.
+	Fence
+	// Publish tells the agent's publishers (discovery) that this member
+	// is the primary, and has each read its change back.
+	Publish
 )
 
 var actionNames = map[ActionKind]string{
@@ -184,6 +203,7 @@ var actionNames = map[ActionKind]string{
 	Handoff: "handoff", ClearRequest: "clear-request",
 	SetSyncStandbys: "set-sync-standbys", SetSyncRecord: "set-sync-record",
 	CreateSlots: "create-slots", DropSlots: "drop-slots", Rewind: "rewind", Reclone: "reclone",
+	BeginPromotion: "begin-promotion", Fence: "fence", Publish: "publish",
 }
 
 // String names the kind.
@@ -205,8 +225,9 @@ type Action struct {
 	// Target is the member a Handoff gives the leader key to.
 	Target string
 	// History is the kind of a RecordFailover entry when it is not an
-	// automatic failover ("switchover", "manual failover").
-	History string
+	// automatic failover (cluster.HistorySwitchover,
+	// cluster.HistoryManualFailover).
+	History cluster.HistoryKind
 	// Names and AnyStandby configure SetSyncStandbys and SetSyncRecord.
 	Names      []string
 	AnyStandby bool
@@ -214,6 +235,8 @@ type Action struct {
 	// primary, and its RecordFailover, relied on; the agent logs it and
 	// the history entry records it.
 	Evidence *cluster.Evidence
+	// Promotion is the record an AcquireLeader or BeginPromotion writes.
+	Promotion *cluster.Promotion
 }
 
 // String renders the action for logs and scenario tests.
@@ -244,6 +267,9 @@ func (a Action) String() string {
 	if a.Evidence != nil && a.Evidence.Kind != cluster.EvidenceNone {
 		fmt.Fprintf(&b, " evidence=%s", a.Evidence.Kind)
 	}
+	if a.Promotion != nil {
+		fmt.Fprintf(&b, " promotion=%q", a.Promotion.String())
+	}
 	if a.Kind == SetSyncStandbys || a.Kind == SetSyncRecord || a.Kind == CreateSlots || a.Kind == DropSlots {
 		fmt.Fprintf(&b, " names=[%s]", strings.Join(a.Names, ","))
 		if a.AnyStandby {
@@ -256,9 +282,13 @@ func (a Action) String() string {
 // Plan is Decide's answer.
 type Plan struct {
 	Actions []Action
-	// State and Reason go into this member's record.
-	State  cluster.MemberState
-	Reason string
+	// State, Reason and Problem go into this member's record. Problem
+	// names the condition Reason describes when it needs an operator
+	// (cluster.ProblemTable); ProblemNone otherwise. Decide is the one
+	// place problems are derived.
+	State   cluster.MemberState
+	Reason  string
+	Problem cluster.Problem
 	// Soon asks for the next round sooner than loop_wait (an election is
 	// in progress); zero means loop_wait.
 	Soon time.Duration
@@ -271,6 +301,9 @@ func (p Plan) String() string {
 		parts = append(parts, a.String())
 	}
 	s := "[" + strings.Join(parts, ", ") + "] state=" + string(p.State)
+	if p.Problem != cluster.ProblemNone {
+		s += " problem=" + string(p.Problem)
+	}
 	if p.Reason != "" {
 		s += " reason=" + p.Reason
 	}
@@ -337,7 +370,7 @@ func Decide(v View) Plan {
 	// checked before anything else and does not need the store.
 	if ls == detector.SelfLeader && v.DB.Running && v.DB.Role != cluster.RoleReplica &&
 		!v.LastRenewSent.IsZero() && !v.Now.Before(detector.FenceDeadline(v.LastRenewSent, v.Config)) {
-		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced,
+		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemLeaseNotRenewed,
 			Reason: fmt.Sprintf("could not renew the leader lease since %s; stopped writes before it can expire",
 				v.LastRenewSent.Format(time.RFC3339Nano))}
 	}
@@ -371,10 +404,10 @@ func Decide(v View) Plan {
 // changes without the store.
 func decideWithoutStore(v View, ls detector.LeaderState, isPrimary bool) Plan {
 	if isPrimary && ls != detector.SelfLeader {
-		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced,
+		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemStoreUnreachable,
 			Reason: "running as primary without holding the leader key and the store is unreachable"}
 	}
-	return Plan{State: stateOf(v), Reason: "store unreachable; keeping the database as it is"}
+	return Plan{State: stateOf(v), Problem: cluster.ProblemStoreUnreachable, Reason: "store unreachable; keeping the database as it is"}
 }
 
 func decideBootstrap(v View, health detector.Health) Plan {
@@ -410,13 +443,16 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}, {Kind: ReleaseLeader, Leader: &l}},
 			State: cluster.StateStopped, Reason: fmt.Sprintf("manual failover to %s requested while this primary is not healthy; released the leader key", r.To)}
 	}
+	if p, ok := resumePromotion(v, health, isPrimary); ok {
+		return p
+	}
 	switch health {
 	case detector.Healthy:
 		if isPrimary && v.DB.Stalled != "" {
 			// It answers on the agent's old connection only: say so, and
 			// wait (no action would complete) until it recovers or the
 			// stall lasts primary_start_timeout (then Unrecoverable).
-			return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: fmt.Sprintf(
+			return Plan{State: cluster.StateRunning, Soon: electionTick, Problem: cluster.ProblemDatabaseStalled, Reason: fmt.Sprintf(
 				"DATABASE STALLED since %s: %s; the leader key is released if it lasts primary_start_timeout (%s)",
 				v.DBDownSince.UTC().Format(time.RFC3339), v.DB.Stalled, time.Duration(v.Config.PrimaryStartTimeout))}
 		}
@@ -429,13 +465,14 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 			}
 			p := decideSync(v)
 			if len(v.Slots.Lost) > 0 && p.Reason == "" {
+				p.Problem = cluster.ProblemReplicationSlotLost
 				p.Reason = fmt.Sprintf("replication slots of %v were invalidated (the WAL they held was removed): those members must be re-cloned", v.Slots.Lost)
 			}
 			return p
 		}
-		// Holding the key with a replica: finish the promotion (rule 3's
-		// key is held; the old primary was checked before acquiring).
-		return Plan{Actions: []Action{{Kind: Promote}}, State: cluster.StateStarting, Reason: "promoting: this member holds the leader key"}
+		// A healthy replica under the key is promoted by
+		// resumePromotion.
+		return Plan{State: stateOf(v), Reason: "holding the leader key with a database that is neither primary nor replica"}
 	case detector.Starting:
 		return Plan{State: cluster.StateStarting, Reason: "database is starting (crash recovery?)", Soon: electionTick}
 	case detector.Down:
@@ -452,11 +489,11 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 	default: // Unrecoverable
 		l := *v.Snap.Leader
 		if v.Config.Paused {
-			return Plan{Actions: []Action{{Kind: StartPrimary}}, State: cluster.StateCrashed,
+			return Plan{Actions: []Action{{Kind: StartPrimary}}, State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
 				Reason: "primary database does not come back; the cluster is paused, so the leader key is kept and restarts go on"}
 		}
 		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}, {Kind: ReleaseLeader, Leader: &l}},
-			State: cluster.StateCrashed,
+			State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
 			Reason: fmt.Sprintf("primary database did not come back (%d failed starts, primary_start_timeout %s); released the leader key so a replica can take over",
 				v.FailedStarts, time.Duration(v.Config.PrimaryStartTimeout))}
 	}
@@ -469,10 +506,10 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 func decideStaleSelf(v View, health detector.Health) Plan {
 	l := *v.Snap.Leader
 	if health == detector.Unrecoverable {
-		return Plan{Actions: []Action{{Kind: ReleaseLeader, Leader: &l}}, State: cluster.StateCrashed,
+		return Plan{Actions: []Action{{Kind: ReleaseLeader, Leader: &l}}, State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
 			Reason: "releasing the leader key left by this member's previous run: its database does not start"}
 	}
-	return Plan{Actions: []Action{{Kind: ReleaseLeader, Leader: &l}, {Kind: AcquireLeader}}, State: stateOf(v),
+	return Plan{Actions: []Action{{Kind: ReleaseLeader, Leader: &l}, {Kind: AcquireLeader, Promotion: CarryPromotion(l)}}, State: stateOf(v),
 		Reason: fmt.Sprintf("taking back the leader key of epoch %d held by this member's previous lease", l.Epoch)}
 }
 
@@ -481,7 +518,7 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 	l := v.Snap.Leader
 	if isPrimary || (v.DB.Running && v.DB.Role == cluster.RolePrimary) {
 		// Rule 1 and 4.
-		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced,
+		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemSecondPrimary,
 			Reason: fmt.Sprintf("%s leads at epoch %d; stopped this primary so there is only one", l.Name, l.Epoch)}
 	}
 	if v.CannotFollowEpoch == l.Epoch {
@@ -489,7 +526,7 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 		if v.DB.Running {
 			acts = append(acts, Action{Kind: Stop, Mode: db.StopFast})
 		}
-		return Plan{Actions: acts, State: cluster.StateCannotFollow,
+		return Plan{Actions: acts, State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
 			Reason: fmt.Sprintf("cannot follow %s (epoch %d): this database's history diverged; it needs %s or a re-clone by an operator (see the database log)", l.Name, l.Epoch, v.Engine.Names.Resync)}
 	}
 	up := leaderUpstream(v)
@@ -512,7 +549,7 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 		}
 		if v.RejoinEpoch == l.Epoch && v.RejoinError != "" {
 			n := v.Engine.Names
-			return Plan{State: cluster.StateCannotFollow, Reason: fmt.Sprintf(
+			return Plan{State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow, Reason: fmt.Sprintf(
 				"cannot follow %s: %s failed (%s); re-clone it (set %s, or empty its data directory and restart the agent)", l.Name, n.Resync, v.RejoinError, n.RecloneSetting)}
 		}
 	}
@@ -526,11 +563,19 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 			// leader's: it holds WAL the leader lacks and can never
 			// stream from it as it is.
 			why := fmt.Sprintf("diverged from %s (%s)", l.Name, v.DB.Diverged)
+			if lm := v.Snap.Member(l.Name); v.Engine.Rejoin != 0 &&
+				(lm == nil || lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning) {
+				// As for a former primary: the one rewind of the epoch
+				// against a leader not yet promoted would find nothing to
+				// do and be used up (hasim seed 96).
+				return Plan{State: cluster.StateRunning, Soon: electionTick,
+					Reason: why + fmt.Sprintf(": waiting for %s to run as primary before rejoining it", l.Name)}
+			}
 			if p, ok := rejoin(v, up, []Action{{Kind: Stop, Mode: db.StopFast}}, why); ok {
 				return p
 			}
 			return Plan{Actions: []Action{{Kind: MarkCannotFollow, Epoch: l.Epoch}, {Kind: Stop, Mode: db.StopFast}},
-				State:  cluster.StateCannotFollow,
+				State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
 				Reason: fmt.Sprintf("%s and neither %s nor a re-clone is allowed (%s, %s)", why, v.Engine.Names.Resync, v.Engine.Names.ResyncSetting, v.Engine.Names.RecloneSetting)}
 		}
 		return Plan{Actions: []Action{{Kind: Follow, Upstream: up}}, State: cluster.StateRunning,
@@ -538,7 +583,7 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 	case detector.Starting:
 		return Plan{State: cluster.StateStarting, Soon: electionTick}
 	case detector.Unrecoverable:
-		return Plan{Actions: []Action{{Kind: StartReplica, Upstream: up}}, State: cluster.StateCrashed,
+		return Plan{Actions: []Action{{Kind: StartReplica, Upstream: up}}, State: cluster.StateCrashed, Problem: cluster.ProblemDatabaseNotStarting,
 			Reason: fmt.Sprintf("database does not start (%d failed attempts); retrying every loop_wait as a replica of %s — see the database log", v.FailedStarts, up.Name)}
 	default:
 		return Plan{Actions: []Action{{Kind: StartReplica, Upstream: up}}, State: cluster.StateStarting,
@@ -556,7 +601,7 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 			return Plan{Actions: []Action{{Kind: AcquireLeader}}, State: cluster.StateRunning,
 				Reason: "primary without the leader key and no newer epoch: taking the key"}
 		}
-		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced,
+		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemSecondPrimary,
 			Reason: fmt.Sprintf("running as primary but %s led after this member (epoch %d); stopped", last.Name, last.Epoch)}
 	}
 	if r := v.Snap.Request; r != nil && r.Handoff != nil {
@@ -568,7 +613,7 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 		return decideManualFailover(v, *r, health)
 	}
 	if v.Config.Paused {
-		return Plan{State: stateOf(v), Reason: "no leader and the cluster is paused: no automatic failover"}
+		return Plan{State: stateOf(v), Problem: cluster.ProblemPausedNoLeader, Reason: "no leader and the cluster is paused: no automatic failover"}
 	}
 	if health != detector.Healthy {
 		if bootstrapClaimant(v) && v.DB.HasData && !v.DB.Running {
@@ -593,7 +638,7 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 			// It gave the key up because its database would not start.
 			// Try again, read-only: if it comes up and nobody else has
 			// been elected meanwhile, it may lead again (below).
-			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateCrashed,
+			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
 				Reason: "released the leader key after failed starts; trying to start the database read-only to rejoin"}
 		}
 		if lastIsSelf {
@@ -607,7 +652,7 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 			// Its starts failed (or it has been down past the start
 			// timeout): nothing else can bring it back into an election,
 			// so keep trying, paced by the back-off.
-			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateCrashed,
+			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateCrashed, Problem: cluster.ProblemDatabaseNotStarting,
 				Reason: fmt.Sprintf("no leader; the database does not start (%d failed attempts); retrying read-only to take part in the election — see the database log", v.FailedStarts)}
 		}
 		return Plan{State: stateOf(v), Reason: "no leader; database not ready", Soon: electionTick}
@@ -617,7 +662,7 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 		// after a release): no newer epoch exists and it holds everything
 		// it wrote. Others had their turn first.
 		if !v.LeaderLostAt.IsZero() && v.Now.Sub(v.LeaderLostAt) >= freshWait(v.Config)+candidateTimeout(v.Config) {
-			return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: Promote}}, State: cluster.StateStarting,
+			return Plan{Actions: promotionPlan(v, newPromotion(v, "", last.Epoch, "", nil)), State: cluster.StateStarting,
 				Reason: "no other member took over after this member released the leader key; leading again"}
 		}
 		return Plan{State: cluster.StateRunning, Soon: electionTick,
@@ -636,9 +681,9 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	if v.Tags.NoFailover {
 		return Plan{State: cluster.StateRunning, Reason: "no leader; this member is tagged nofailover", Soon: electionTick}
 	}
-	members, maxLag, why := syncCandidates(v, lost)
+	members, maxLag, why, problem := syncCandidates(v, lost)
 	if why != "" {
-		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why}
+		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why, Problem: problem}
 	}
 	res := election.Rank(members, election.Options{
 		LostEpoch: lost, OldPrimary: oldName, MaximumLag: maxLag, Reference: v.LastLeaderPosition,
@@ -666,7 +711,8 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	}
 	idx := res.Index(v.Self)
 	if idx < 0 {
-		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: noCandidateReason(v.Self, res)}
+		why, problem := noCandidateReason(v.Self, res)
+		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why, Problem: problem}
 	}
 	if why := lastLeaderFirst(v, last, res); why != "" {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why}
@@ -678,12 +724,11 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	}
 	// Rule 3: never promote without proof that the old primary takes no
 	// writes.
-	ev, why := promotionEvidence(v)
+	ev, why, problem := promotionEvidence(v)
 	if why != "" {
-		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why}
+		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why, Problem: problem}
 	}
-	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
-		{Kind: RecordFailover, Epoch: lost, Evidence: ev}}),
+	return Plan{Actions: promotionPlan(v, newPromotion(v, cluster.HistoryFailover, lost, oldName, ev)),
 		State: cluster.StateStarting, Reason: fmt.Sprintf("elected after the loss of epoch %d; promoting (%s)", lost, ev.Kind)}
 }
 
@@ -707,24 +752,26 @@ func OldPrimaryLiveness(v View) (detector.Liveness, cluster.Evidence) {
 
 // promotionEvidence is rule 3's check before promoting over the last
 // leader: the proof that it takes no writes, or why there is none (a
-// non-empty reason: do not promote). Without a last leader there is
-// nobody to prove dead.
-func promotionEvidence(v View) (*cluster.Evidence, string) {
+// non-empty reason: do not promote) and its problem. Without a last
+// leader there is nobody to prove dead.
+func promotionEvidence(v View) (*cluster.Evidence, string, cluster.Problem) {
 	last := v.Snap.LastLeader
 	if last == nil || last.Name == v.Self {
-		return &cluster.Evidence{}, ""
+		return &cluster.Evidence{}, "", cluster.ProblemNone
 	}
 	live, ev := OldPrimaryLiveness(v)
 	switch live {
 	case detector.Dead:
-		return &ev, ""
+		return &ev, "", cluster.ProblemNone
 	case detector.Alive:
-		return nil, fmt.Sprintf("leader key of %s expired but its database still accepts writes; not promoting without fencing", last.Name)
+		return nil, fmt.Sprintf("leader key of %s expired but its database still accepts writes; not promoting without fencing", last.Name),
+			cluster.ProblemOldPrimaryWritable
 	case detector.Unknown:
 		return nil, fmt.Sprintf("the old primary %s gave no answer (%s) and no proof that it takes no writes: its WAL still reaches a member, or no member saw its stream go silent; not promoting",
-			last.Name, v.OldPrimary.Err)
+			last.Name, v.OldPrimary.Err), cluster.ProblemOldPrimaryNotProvenDead
 	}
-	return nil, fmt.Sprintf("cannot check whether the old primary %s still accepts writes (no address known); not promoting", last.Name)
+	return nil, fmt.Sprintf("cannot check whether the old primary %s still accepts writes (no address known); not promoting", last.Name),
+		cluster.ProblemOldPrimaryNotProvenDead
 }
 
 // mayRetake reports whether the old primary's own record says it may take
@@ -795,25 +842,25 @@ func missingPeer(v View, lost cluster.Epoch, waited time.Duration) string {
 	return ""
 }
 
-func noCandidateReason(self string, res election.Result) string {
+// noCandidateReason says why self is not among res's candidates; when
+// nobody is, that is ProblemNoFailoverCandidate.
+func noCandidateReason(self string, res election.Result) (string, cluster.Problem) {
 	if len(res.Candidates) > 0 {
 		for _, e := range res.Excluded {
 			if e.Name == self {
-				return "not a failover candidate: " + e.Reason
+				return "not a failover candidate: " + e.Reason, cluster.ProblemNone
 			}
 		}
+		return "not a failover candidate", cluster.ProblemNone
 	}
-	if len(res.Candidates) == 0 {
-		var parts []string
-		for _, e := range res.Excluded {
-			parts = append(parts, e.Name+": "+e.Reason)
-		}
-		if len(parts) == 0 {
-			return "NO FAILOVER CANDIDATE: no member record in the store"
-		}
-		return "NO FAILOVER CANDIDATE: " + strings.Join(parts, "; ")
+	var parts []string
+	for _, e := range res.Excluded {
+		parts = append(parts, e.Name+": "+e.Reason)
 	}
-	return "not a failover candidate"
+	if len(parts) == 0 {
+		return "NO FAILOVER CANDIDATE: no member record in the store", cluster.ProblemNoFailoverCandidate
+	}
+	return "NO FAILOVER CANDIDATE: " + strings.Join(parts, "; "), cluster.ProblemNoFailoverCandidate
 }
 
 // bootstrapClaimant reports whether this member claimed the bootstrap of

@@ -51,6 +51,10 @@ type Tracker struct {
 	LeaseLostAt       time.Time
 	Peers             []string
 	LastLeaderFreshAt time.Time
+	// StoreLostAt is when this agent's current run of rounds without the
+	// store began (zero: it reached the store in its last round). See
+	// StoreUnreachable.
+	StoreLostAt time.Time
 
 	handoffKey string
 }
@@ -167,7 +171,7 @@ func LostEpoch(s cluster.Snapshot) cluster.Epoch {
 // absent is marked as measured after the loss of prev's last leader.
 func (t *Tracker) Record(now time.Time, base cluster.Member, prev cluster.Snapshot, st db.Status) cluster.Member {
 	m := cluster.Member{
-		Name: base.Name, Role: st.Role, State: base.State, Reason: base.Reason,
+		Name: base.Name, Role: st.Role, State: base.State, Reason: base.Reason, Problem: base.Problem,
 		Position: st.Position, Received: st.Received, Replayed: st.Replayed,
 		Streaming: st.Streaming, APIURL: base.APIURL, ConnHost: base.ConnHost, ConnPort: base.ConnPort,
 		Tags: base.Tags, LagBytes: -1, LagSeconds: -1, UpdatedAt: base.UpdatedAt, Diverged: st.Diverged != "",
@@ -271,6 +275,36 @@ func (t *Tracker) ObserveDB(now time.Time, st db.Status, s cluster.Snapshot) {
 		t.DownSince = now
 	}
 	t.Stream.observe(now, st)
+}
+
+// StoreUnreachable records a round at now in which the store could not be
+// reached. Without the store the agent starts no database (it decides
+// nothing but fencing), so the time until the store is back does not
+// count against primary_start_timeout: see StoreReachable.
+func (t *Tracker) StoreUnreachable(now time.Time) {
+	if t.StoreLostAt.IsZero() {
+		t.StoreLostAt = now
+	}
+}
+
+// StoreReachable records a round at now in which the store was reached.
+// After rounds without it, the database's down clock (DownSince) resumes
+// where it stood when the store was lost, or starts now if the database
+// went down meanwhile: a leader whose database its fence stopped during an
+// etcd outage, and whose lease etcd kept, restarts it in place rather than
+// release the key as if it would not come back.
+func (t *Tracker) StoreReachable(now time.Time) {
+	if t.StoreLostAt.IsZero() {
+		return
+	}
+	switch {
+	case t.DownSince.IsZero():
+	case t.DownSince.Before(t.StoreLostAt):
+		t.DownSince = t.DownSince.Add(now.Sub(t.StoreLostAt))
+	default:
+		t.DownSince = now
+	}
+	t.StoreLostAt = time.Time{}
 }
 
 // View returns v with the tracked fields filled in (DBDownSince,

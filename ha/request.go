@@ -32,7 +32,7 @@ func decideLeaderRequest(v View, r cluster.Request) Plan {
 		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopFast}, {Kind: ReleaseLeader, Leader: &l}},
 			State: cluster.StateStopped, Reason: "switchover to " + r.Handoff.Target + ": releasing the leader key"}
 	case r.Kind == cluster.KindFailover:
-		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning,
+		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning, Problem: cluster.ProblemRequestFailed,
 			Reason: fmt.Sprintf("manual failover to %s refused: the primary is healthy; use switchover", r.To)}
 	case r.From != "" && r.From != v.Self:
 		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning,
@@ -41,9 +41,10 @@ func decideLeaderRequest(v View, r cluster.Request) Plan {
 		return Plan{State: cluster.StateRunning, Soon: min(r.At.Sub(v.Now), time.Duration(v.Config.LoopWait)),
 			Reason: fmt.Sprintf("switchover to %s scheduled at %s", targetName(r.To), r.At.UTC().Format(time.RFC3339))}
 	}
-	target, why := SwitchoverTarget(v.Snap, v.Self, r.To, v.Config.MaximumLagOnFailover, v.DB.Position)
+	target, why := election.SwitchoverTarget(v.Snap, v.Self, r.To, v.Config.MaximumLagOnFailover, v.DB.Position)
 	if target == "" {
-		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning, Reason: "switchover refused: " + why}
+		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning, Problem: cluster.ProblemRequestFailed,
+			Reason: "switchover refused: " + why}
 	}
 	return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopFast}, {Kind: Handoff, Target: target}, {Kind: ReleaseLeader, Leader: &l}},
 		State: cluster.StateStopped, Reason: "switchover to " + target + ": stopped writes, handing over"}
@@ -54,39 +55,6 @@ func targetName(to string) string {
 		return "the best replica"
 	}
 	return to
-}
-
-// SwitchoverTarget picks the member a switchover from leader should hand
-// over to: to, if it is a running, streaming replica that is not tagged
-// nofailover and lags at most maxLag behind the primary's position pos; or,
-// when to is empty, the best such replica. It returns "" and the reason
-// when there is none. hamgrctl and the API use it to refuse bad requests
-// before they are written.
-func SwitchoverTarget(s cluster.Snapshot, leader, to string, maxLag int64, pos cluster.Position) (string, string) {
-	res := election.Rank(s.Members, election.Options{OldPrimary: leader, MaximumLag: maxLag, Reference: pos})
-	for _, m := range res.Candidates {
-		if to != "" && m.Name != to {
-			continue
-		}
-		if !m.Streaming || m.Upstream != leader {
-			if to != "" {
-				return "", fmt.Sprintf("%s does not stream from %s", to, leader)
-			}
-			continue
-		}
-		return m.Name, ""
-	}
-	if to != "" {
-		if s.Member(to) == nil {
-			return "", fmt.Sprintf("no member called %s is alive", to)
-		}
-		for _, e := range res.Excluded {
-			if e.Name == to {
-				return "", fmt.Sprintf("%s is not a candidate: %s", to, e.Reason)
-			}
-		}
-	}
-	return "", "no replica is streaming and caught up enough to take over"
 }
 
 // decideHandoff: no leader key, and a switchover's handoff is recorded.
@@ -107,22 +75,21 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 		// The target did not take over: take the role back. This
 		// member's database holds everything up to its final position, so
 		// nothing acknowledged is lost.
-		return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: ClearRequest}}, State: cluster.StateStarting,
+		return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: ClearRequest}}, State: cluster.StateStarting, Problem: cluster.ProblemRequestFailed,
 			Reason: fmt.Sprintf("switchover to %s failed: it did not take over within %s; taking the primary role back",
 				h.Target, HandoffTimeout(v.Config))}, true
 	case h.Target:
 		switch live, _ := OldPrimaryLiveness(v); {
 		case live == detector.Alive:
-			return Plan{State: stateOf(v), Soon: electionTick,
+			return Plan{State: stateOf(v), Soon: electionTick, Problem: cluster.ProblemOldPrimaryWritable,
 				Reason: fmt.Sprintf("switchover from %s: its database still accepts writes; not promoting", r.From)}, true
 		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.Compare(h.Final) == cluster.Ahead:
 			ev := &cluster.Evidence{Kind: cluster.EvidenceHandoff,
 				Detail: fmt.Sprintf("%s stopped at %s and handed over to %s", r.From, h.Final, h.Target)}
-			return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
-				{Kind: RecordFailover, Epoch: h.Epoch, History: "switchover", Evidence: ev}, {Kind: ClearRequest}}),
+			return Plan{Actions: promotionPlan(v, requestPromotion(v, r, cluster.HistorySwitchover, h.Epoch, r.From, ev)),
 				State: cluster.StateStarting, Reason: fmt.Sprintf("switchover from %s: received past its final position %s; promoting", r.From, h.Final)}, true
 		case expired:
-			return Plan{State: stateOf(v), Reason: fmt.Sprintf("switchover from %s: did not receive its final position %s in time (have %s)",
+			return Plan{State: stateOf(v), Problem: cluster.ProblemRequestFailed, Reason: fmt.Sprintf("switchover from %s: did not receive its final position %s in time (have %s)",
 				r.From, h.Final, v.DB.Position)}, true
 		default:
 			return Plan{State: stateOf(v), Soon: electionTick,
@@ -146,25 +113,37 @@ func decideManualFailover(v View, r cluster.Request, health detector.Health) Pla
 	}
 	switch {
 	case v.Tags.NoFailover:
-		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: stateOf(v),
+		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: stateOf(v), Problem: cluster.ProblemRequestFailed,
 			Reason: "manual failover to this member refused: it is tagged nofailover"}
 	case health != detector.Healthy || v.DB.Role != cluster.RoleReplica:
 		return Plan{State: stateOf(v), Soon: electionTick, Reason: "manual failover to this member: waiting for its database to run as a replica"}
 	}
-	ev, why := promotionEvidence(v)
+	ev, why, problem := promotionEvidence(v)
 	if live, _ := OldPrimaryLiveness(v); why != "" && live != detector.Alive &&
 		r.ConfirmedDown != "" && v.Snap.LastLeader != nil && r.ConfirmedDown == v.Snap.LastLeader.Name {
 		ev, why = &cluster.Evidence{Kind: cluster.EvidenceOperator, Detail: fmt.Sprintf(
 			"%s confirmed that %s can no longer take writes (no proof otherwise: %s)", r.RequestedBy, r.ConfirmedDown, why)}, ""
 	}
 	if why != "" {
-		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: "manual failover: " + why}
+		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: "manual failover: " + why, Problem: problem}
 	}
 	var lost cluster.Epoch
 	if v.Snap.LastLeader != nil {
 		lost = v.Snap.LastLeader.Epoch
 	}
-	return Plan{Actions: withSyncBeforePromote(v, []Action{{Kind: AcquireLeader, Evidence: ev}, {Kind: Promote}, slotsFor(v),
-		{Kind: RecordFailover, Epoch: lost, History: "manual failover", Evidence: ev}, {Kind: ClearRequest}}),
+	old := ""
+	if v.Snap.LastLeader != nil {
+		old = v.Snap.LastLeader.Name
+	}
+	return Plan{Actions: promotionPlan(v, requestPromotion(v, r, cluster.HistoryManualFailover, lost, old, ev)),
 		State: cluster.StateStarting, Reason: "manual failover to this member requested by " + r.RequestedBy}
+}
+
+// requestPromotion is the record of a promotion that serves operator
+// request r: it clears r when recorded, and its history names who asked.
+func requestPromotion(v View, r cluster.Request, kind cluster.HistoryKind, lost cluster.Epoch, old string, ev *cluster.Evidence) cluster.Promotion {
+	p := newPromotion(v, kind, lost, old, ev)
+	p.ClearRequest = true
+	p.Reason = fmt.Sprintf("%s requested by %s at %s", kind, r.RequestedBy, r.RequestedAt.UTC().Format(time.RFC3339))
+	return p
 }

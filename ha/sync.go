@@ -72,8 +72,9 @@ func decideSync(v View) Plan {
 	}
 	anyStandby := mode == cluster.SyncStrict && len(desired) == 0
 	if !sameSet(v.Repl.SyncNames, desired) || v.Repl.SyncAny != anyStandby {
+		why, problem := syncReason(mode, desired)
 		return Plan{Actions: []Action{{Kind: SetSyncStandbys, Names: desired, AnyStandby: anyStandby}}, State: cluster.StateRunning,
-			Reason: syncReason(mode, desired)}
+			Reason: why, Problem: problem}
 	}
 	// Step 3: record the confirmed ones.
 	if add := intersect(minus(desired, recorded), v.SyncConfirmed); len(add) > 0 {
@@ -83,19 +84,24 @@ func decideSync(v View) Plan {
 			Reason: fmt.Sprintf("synchronous mode: %v confirmed; recording", add)}
 	}
 	if len(desired) == 0 {
-		return Plan{State: cluster.StateRunning, Reason: syncReason(mode, desired)}
+		why, problem := syncReason(mode, desired)
+		return Plan{State: cluster.StateRunning, Reason: why, Problem: problem}
 	}
 	return Plan{State: cluster.StateRunning}
 }
 
-func syncReason(mode cluster.SyncMode, desired []string) string {
+// syncReason says what the server's synchronous standbys become, and the
+// problem when there is none: in mode strict commits wait
+// (ProblemWritesBlocked); in mode on they are acknowledged without a copy
+// (ProblemDurabilityAtRisk, the one place that condition is derived).
+func syncReason(mode cluster.SyncMode, desired []string) (string, cluster.Problem) {
 	switch {
 	case len(desired) > 0:
-		return fmt.Sprintf("synchronous mode %s: standbys %v", mode, desired)
+		return fmt.Sprintf("synchronous mode %s: standbys %v", mode, desired), cluster.ProblemNone
 	case mode == cluster.SyncStrict:
-		return "synchronous_mode strict: no healthy standby; commits wait until one returns"
+		return "synchronous_mode strict: no healthy standby; commits wait until one returns", cluster.ProblemWritesBlocked
 	default:
-		return "DURABILITY AT RISK: synchronous_mode on but no healthy standby; running asynchronously"
+		return "DURABILITY AT RISK: synchronous_mode on but no healthy standby; running asynchronously", cluster.ProblemDurabilityAtRisk
 	}
 }
 
@@ -145,18 +151,20 @@ func desiredSync(v View, recorded []string) []string {
 // recorded by the lost leader. In synchronous mode they hold every
 // acknowledged commit, so the lag gate does not apply to them. An empty or
 // stale record falls back to every member in mode on (durability at risk),
-// and stops automatic failover in mode strict.
-func syncCandidates(v View, lost cluster.Epoch) ([]cluster.Member, int64, string) {
+// and stops automatic failover in mode strict (ProblemNoFailoverCandidate).
+// A non-empty reason says why this member may not be elected.
+func syncCandidates(v View, lost cluster.Epoch) ([]cluster.Member, int64, string, cluster.Problem) {
 	mode := v.Config.SynchronousMode
 	if !mode.Enabled() {
-		return v.Snap.Members, v.Config.MaximumLagOnFailover, ""
+		return v.Snap.Members, v.Config.MaximumLagOnFailover, "", cluster.ProblemNone
 	}
 	rec := v.Snap.Sync
 	if rec == nil || rec.Epoch != lost || len(rec.Members) == 0 {
 		if mode == cluster.SyncStrict {
-			return nil, 0, fmt.Sprintf("NO FAILOVER CANDIDATE: synchronous_mode strict and no synchronous standby was recorded for epoch %d; an operator must choose (hamgrctl failover --to)", lost)
+			return nil, 0, fmt.Sprintf("NO FAILOVER CANDIDATE: synchronous_mode strict and no synchronous standby was recorded for epoch %d; an operator must choose (hamgrctl failover --to)", lost),
+				cluster.ProblemNoFailoverCandidate
 		}
-		return v.Snap.Members, v.Config.MaximumLagOnFailover, ""
+		return v.Snap.Members, v.Config.MaximumLagOnFailover, "", cluster.ProblemNone
 	}
 	var out []cluster.Member
 	for _, m := range v.Snap.Members {
@@ -165,26 +173,9 @@ func syncCandidates(v View, lost cluster.Epoch) ([]cluster.Member, int64, string
 		}
 	}
 	if !rec.Has(v.Self) {
-		return nil, 0, fmt.Sprintf("not a failover candidate: not a synchronous standby of epoch %d (those are %v)", lost, rec.Members)
+		return nil, 0, fmt.Sprintf("not a failover candidate: not a synchronous standby of epoch %d (those are %v)", lost, rec.Members), cluster.ProblemNone
 	}
-	return out, 0, ""
-}
-
-// withSyncBeforePromote makes a new primary in synchronous mode require a
-// standby's confirmation from its first commit: it sets "any standby"
-// before it promotes.
-func withSyncBeforePromote(v View, acts []Action) []Action {
-	if !v.Config.SynchronousMode.Enabled() {
-		return acts
-	}
-	out := make([]Action, 0, len(acts)+1)
-	for _, a := range acts {
-		if a.Kind == Promote {
-			out = append(out, Action{Kind: SetSyncStandbys, AnyStandby: true})
-		}
-		out = append(out, a)
-	}
-	return out
+	return out, 0, "", cluster.ProblemNone
 }
 
 func intersect(a, b []string) []string {

@@ -74,12 +74,20 @@ func TestDecideSync(t *testing.T) {
 		{"on: no healthy standby: asynchronous, and loud", func(v *View) {
 			v.Repl.SyncNames = []string{"n2"}
 			v.Snap.Members = v.Snap.Members[:1]
-		}, "[set-sync-standbys names=[]] state=running reason=DURABILITY AT RISK"},
+		}, "[set-sync-standbys names=[]] state=running problem=durability_at_risk reason=DURABILITY AT RISK"},
+		{"on: no healthy standby, server asynchronous: stays loud", func(v *View) {
+			v.Snap.Members = v.Snap.Members[:1]
+		}, "[] state=running problem=durability_at_risk reason=DURABILITY AT RISK"},
 		{"strict: no healthy standby: commits wait for any", func(v *View) {
 			v.Config.SynchronousMode = cluster.SyncStrict
 			v.Repl.SyncNames = []string{"n2"}
 			v.Snap.Members = v.Snap.Members[:1]
-		}, "[set-sync-standbys names=[] any]"},
+		}, "[set-sync-standbys names=[] any] state=running problem=writes_blocked"},
+		{"strict: no healthy standby, commits waiting: stays loud", func(v *View) {
+			v.Config.SynchronousMode = cluster.SyncStrict
+			v.Repl.SyncAny = true
+			v.Snap.Members = v.Snap.Members[:1]
+		}, "[] state=running problem=writes_blocked"},
 		{"a record of an earlier epoch is replaced by an empty one of this epoch", func(v *View) {
 			v.Snap.Sync = &cluster.SyncState{Leader: "n0", Epoch: 3, Members: []string{"n1"}}
 		}, "[set-sync-record names=[]]"},
@@ -130,20 +138,19 @@ func TestSyncElection(t *testing.T) {
 	if got := Decide(base("n3")).String(); !strings.Contains(got, "not a synchronous standby of epoch 7") {
 		t.Errorf("n3 (async, higher priority, more advanced): %s", got)
 	}
-	got := Decide(base("n2")).String()
-	if !strings.HasPrefix(got, "[acquire-leader evidence=refused, set-sync-standbys names=[] any, promote") {
-		t.Errorf("n2 (recorded synchronous standby): %s", got)
+	if p := Decide(base("n2")); !strings.HasPrefix(kinds(p), "acquire-leader,set-sync-standbys,promote") || !p.Actions[1].AnyStandby {
+		t.Errorf("n2 (recorded synchronous standby): %s", p)
 	}
 	strict := base("n2")
 	strict.Config.SynchronousMode = cluster.SyncStrict
 	strict.Snap.Sync = nil
-	if got := Decide(strict).String(); !strings.Contains(got, "NO FAILOVER CANDIDATE: synchronous_mode strict") {
-		t.Errorf("strict without a record: %s", got)
+	if p := Decide(strict); p.Problem != cluster.ProblemNoFailoverCandidate || !strings.Contains(p.Reason, "synchronous_mode strict") {
+		t.Errorf("strict without a record: %s", p)
 	}
 	on := base("n3")
 	on.Snap.Sync = &cluster.SyncState{Leader: "n1", Epoch: 7, Members: []string{}}
-	if got := Decide(on).String(); !strings.HasPrefix(got, "[acquire-leader evidence=refused, set-sync-standbys names=[] any, promote") {
-		t.Errorf("on with an empty record (durability at risk) elects the best: %s", got)
+	if p := Decide(on); !strings.HasPrefix(kinds(p), "acquire-leader,set-sync-standbys,promote") || !p.Actions[1].AnyStandby {
+		t.Errorf("on with an empty record (durability at risk) elects the best: %s", p)
 	}
 }
 
@@ -161,7 +168,7 @@ func TestDecideSlots(t *testing.T) {
 		t.Errorf("stale slot: %s", got)
 	}
 	v.Slots.Stale, v.Slots.Lost = nil, []string{"n3"}
-	if got := Decide(v).String(); !strings.Contains(got, "replication slots of [n3] were invalidated") {
-		t.Errorf("lost slot: %s", got)
+	if p := Decide(v); p.Problem != cluster.ProblemReplicationSlotLost || !strings.Contains(p.Reason, "replication slots of [n3] were invalidated") {
+		t.Errorf("lost slot: %s", p)
 	}
 }

@@ -315,6 +315,27 @@ func waitReason(t *testing.T, c *localcluster.Cluster, name, want string, d time
 	}
 }
 
+// waitProblem waits up to d for member name's record to report problem.
+func waitProblem(t *testing.T, c *localcluster.Cluster, name string, problem cluster.Problem, d time.Duration) {
+	t.Helper()
+	var last string
+	err := localcluster.WaitFor(ctxFor(t, d), func() bool {
+		s, err := c.Snapshot(context.Background())
+		if err != nil {
+			return false
+		}
+		m := s.Member(name)
+		if m == nil {
+			return false
+		}
+		last = fmt.Sprintf("%s, problem %q: %s", m.State, m.Problem, m.Reason)
+		return m.Problem == problem
+	})
+	if err != nil {
+		t.Fatalf("%s never reported problem %s (last: %s)", name, problem, last)
+	}
+}
+
 // walReceiverPID returns the pid of n's WAL receiver process.
 func walReceiverPID(t *testing.T, c *localcluster.Cluster, n *localcluster.Node) int {
 	t.Helper()

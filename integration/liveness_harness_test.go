@@ -57,11 +57,13 @@ func startWriters(t *testing.T, c *localcluster.Cluster, table string) *writers 
 type acks struct {
 	byMember map[string][]writeclient.Ack
 	all      writeclient.Result
+	// direct is each direct writer's result, by the member it writes to.
+	direct map[string]writeclient.Result
 }
 
 // stop stops every writer and collects their acknowledgements.
 func (w *writers) stop() acks {
-	a := acks{byMember: map[string][]writeclient.Ack{}, all: w.all.Stop()}
+	a := acks{byMember: map[string][]writeclient.Ack{}, all: w.all.Stop(), direct: map[string]writeclient.Result{}}
 	port := map[int]string{}
 	for _, n := range w.c.Nodes {
 		port[n.PGPort] = n.Name
@@ -72,8 +74,10 @@ func (w *writers) stop() acks {
 		}
 	}
 	add(a.all)
-	for _, cl := range w.direct {
-		add(cl.Stop())
+	for name, cl := range w.direct {
+		r := cl.Stop()
+		a.direct[name] = r
+		add(r)
 	}
 	return a
 }

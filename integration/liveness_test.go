@@ -216,7 +216,7 @@ func TestHungPostmasterIsKilledAndReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = old.SignalPostmaster(syscall.SIGCONT) })
-	waitReason(t, c, old.Name, "DATABASE STALLED", 30*time.Second)
+	waitProblem(t, c, old.Name, cluster.ProblemDatabaseStalled, 30*time.Second)
 	tl, err := c.ObservePromotion(ctxFor(t, time.Duration(localcluster.FastTiming.PrimaryStartTimeout)+time.Minute), old.Name, t0)
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +269,7 @@ func TestCleanStopOfThePrimaryHandsOver(t *testing.T) {
 		t.Errorf("%d acknowledged writes lost in the handover: %v", len(missing), missing)
 	}
 	hist, err := c.Store.History(context.Background())
-	if err != nil || len(hist) == 0 || hist[len(hist)-1].Kind != "switchover" {
+	if err != nil || len(hist) == 0 || hist[len(hist)-1].Kind != cluster.HistorySwitchover {
 		t.Fatalf("history %+v (%v): want a switchover", hist, err)
 	}
 	if !strings.Contains(hist[len(hist)-1].Reason, "on_stop") {

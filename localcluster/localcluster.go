@@ -62,7 +62,12 @@ type Options struct {
 	// APIToken, when set, enables the agents' operator endpoints with this
 	// bearer token (written to a 0600 file named by api.token_file).
 	APIToken string
-	Logger   *slog.Logger
+	// EtcdMembers is the number of etcd members. 0 or 1 runs one embedded
+	// etcd server (Cluster.Etcd); more run an embedded cluster of that many
+	// members on fixed ports of 127.0.0.1 (Cluster.EtcdCluster), whose
+	// members a test may stop and restart, every agent listing them all.
+	EtcdMembers int
+	Logger      *slog.Logger
 	// Prepare, if set, is called for each member after its directory and
 	// config are written and before any agent starts (a test may break
 	// the first start of a member, say). A non-nil error stops Start.
@@ -71,8 +76,13 @@ type Options struct {
 
 // Cluster is a running local cluster.
 type Cluster struct {
-	opts  Options
-	Etcd  *etcdembed.Server
+	opts Options
+	// Etcd is the single embedded etcd server; nil when EtcdCluster runs.
+	Etcd *etcdembed.Server
+	// EtcdCluster is the embedded etcd cluster when Options.EtcdMembers
+	// is above 1, else nil.
+	EtcdCluster *etcdembed.Cluster
+	// Store is a client of etcd (every member of EtcdCluster).
 	Store *etcd.Store
 	Nodes []*Node
 	// SuperPassword is the postgres superuser's password.
@@ -108,12 +118,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			c.Close()
 		}
 	}()
-	var err error
-	c.Etcd, err = etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(opts.Dir, "etcd"), FastElection: true})
-	if err != nil {
-		return nil, fmt.Errorf("localcluster: etcd: %w", err)
+	if err := c.startEtcd(ctx); err != nil {
+		return nil, err
 	}
-	c.Store, err = etcd.New(etcd.Options{Endpoints: c.Etcd.Endpoints(), Cluster: "local", Logger: opts.Logger})
+	var err error
+	c.Store, err = etcd.New(etcd.Options{Endpoints: c.EtcdEndpoints(), Cluster: "local", Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("localcluster: etcd client: %w", err)
 	}
@@ -166,6 +175,43 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	ok = true
 	return c, nil
+}
+
+// startEtcd starts the single etcd server or, with EtcdMembers above 1,
+// the etcd cluster, each member's data in Dir/etcd/<name>.
+func (c *Cluster) startEtcd(ctx context.Context) error {
+	dir := filepath.Join(c.opts.Dir, "etcd")
+	if c.opts.EtcdMembers <= 1 {
+		var err error
+		c.Etcd, err = etcdembed.Start(ctx, etcdembed.Options{Dir: dir, FastElection: true})
+		if err != nil {
+			return fmt.Errorf("localcluster: etcd: %w", err)
+		}
+		return nil
+	}
+	ports, err := freePorts(2 * c.opts.EtcdMembers)
+	if err != nil {
+		return err
+	}
+	var members []etcdembed.MemberURLs
+	for i := range c.opts.EtcdMembers {
+		members = append(members, etcdembed.MemberURLs{Name: fmt.Sprintf("e%d", i+1),
+			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]), PeerURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])})
+	}
+	c.EtcdCluster, err = etcdembed.StartCluster(ctx, etcdembed.ClusterOptions{Dir: dir, Members: members})
+	if err != nil {
+		return fmt.Errorf("localcluster: etcd cluster: %w", err)
+	}
+	return nil
+}
+
+// EtcdEndpoints lists the client URLs of etcd: the single server's, or
+// every member's of EtcdCluster.
+func (c *Cluster) EtcdEndpoints() []string {
+	if c.EtcdCluster != nil {
+		return c.EtcdCluster.Endpoints()
+	}
+	return c.Etcd.Endpoints()
 }
 
 // SuperPasswordFile is the file holding SuperPassword (mode 0600), which
@@ -232,8 +278,8 @@ func pgOwner() (uid, gid int, ok bool) {
 func (c *Cluster) Close() {
 	for _, n := range c.Nodes {
 		n.KillNode()
-		if n.proxy != nil {
-			n.proxy.Close()
+		for _, p := range n.proxies {
+			p.Close()
 		}
 	}
 	if c.Store != nil {
@@ -241,6 +287,9 @@ func (c *Cluster) Close() {
 	}
 	if c.Etcd != nil {
 		c.Etcd.Close()
+	}
+	if c.EtcdCluster != nil {
+		c.EtcdCluster.Close()
 	}
 	if c.opts.RemoveOnClose {
 		os.RemoveAll(c.opts.Dir)

@@ -31,7 +31,7 @@ type Node struct {
 	// AgentLog is where the agent's output goes.
 	AgentLog string
 	c        *Cluster
-	proxy    *faultproxy.Proxy
+	proxies  []*faultproxy.Proxy // one per etcd member
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -47,12 +47,18 @@ func (c *Cluster) newNode(i, pgPort, apiPort int, superFile, replFile string) (*
 	if err := chownTree(dir); err != nil {
 		return nil, err
 	}
-	p, err := faultproxy.New(strings.TrimPrefix(c.Etcd.Endpoints()[0], "http://"))
-	if err != nil {
-		return nil, fmt.Errorf("localcluster: etcd proxy for %s: %w", name, err)
-	}
 	n := &Node{Name: name, Dir: dir, DataDir: filepath.Join(dir, "data"), PGPort: pgPort, APIPort: apiPort,
-		Config: filepath.Join(dir, "hamgr.yml"), AgentLog: filepath.Join(dir, "agent.log"), c: c, proxy: p}
+		Config: filepath.Join(dir, "hamgr.yml"), AgentLog: filepath.Join(dir, "agent.log"), c: c}
+	for _, ep := range c.EtcdEndpoints() {
+		p, err := faultproxy.New(strings.TrimPrefix(ep, "http://"))
+		if err != nil {
+			for _, p := range n.proxies {
+				p.Close()
+			}
+			return nil, fmt.Errorf("localcluster: etcd proxy for %s: %w", name, err)
+		}
+		n.proxies = append(n.proxies, p)
+	}
 	if err := os.WriteFile(n.Config, []byte(n.configYAML(superFile, replFile)), 0o600); err != nil {
 		return nil, err
 	}
@@ -69,7 +75,11 @@ func (n *Node) configYAML(superFile, replFile string) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "cluster: local\nname: %s\n", n.Name)
-	fmt.Fprintf(&b, "etcd:\n  endpoints: [%s]\n", n.proxy.URL())
+	var eps []string
+	for _, p := range n.proxies {
+		eps = append(eps, p.URL())
+	}
+	fmt.Fprintf(&b, "etcd:\n  endpoints: [%s]\n", strings.Join(eps, ", "))
 	fmt.Fprintf(&b, "api:\n  listen: 127.0.0.1:%d\n", n.APIPort)
 	if f := n.c.APITokenFile(); f != "" {
 		fmt.Fprintf(&b, "  token_file: %s\n", f)
@@ -252,10 +262,18 @@ func (n *Node) CrashPostgres() error {
 }
 
 // BlockEtcd cuts the agent off from etcd (its requests hang); UnblockEtcd heals.
-func (n *Node) BlockEtcd() { n.proxy.Block() }
+func (n *Node) BlockEtcd() {
+	for _, p := range n.proxies {
+		p.Block()
+	}
+}
 
 // UnblockEtcd lets the agent reach etcd again.
-func (n *Node) UnblockEtcd() { n.proxy.Unblock() }
+func (n *Node) UnblockEtcd() {
+	for _, p := range n.proxies {
+		p.Unblock()
+	}
+}
 
 // APIURL is the agent's API base URL.
 func (n *Node) APIURL() string { return fmt.Sprintf("http://127.0.0.1:%d", n.APIPort) }

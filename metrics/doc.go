@@ -24,6 +24,11 @@
 //	hamgr_db_probe_errors_total          failed probes of the local database
 //	hamgr_self_fences_total              times this agent stopped its database because it
 //	                                     could not renew its lease in time
+//	hamgr_synchronous_standbys           synchronous standbys recorded by this leader for its epoch
+//	hamgr_problem{code}                  1 for the problem code of this member's last HA decision
+//	                                     (cluster.ProblemTable), 0 for every other code
+//	hamgr_durability_at_risk             1 when that code is durability_at_risk (kept for
+//	                                     dashboards written before hamgr_problem)
 //
 // The Go runtime and process collectors are registered too (go_*, process_*),
 // without the constant labels.

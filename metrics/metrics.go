@@ -15,9 +15,9 @@ import (
 // Failover kinds, as recorded in the cluster history and as values of the
 // kind label of hamgr_failovers_total.
 const (
-	KindFailover       = "failover"
-	KindSwitchover     = "switchover"
-	KindManualFailover = "manual failover"
+	KindFailover       = cluster.HistoryFailover
+	KindSwitchover     = cluster.HistorySwitchover
+	KindManualFailover = cluster.HistoryManualFailover
 )
 
 // StoreOps are the op label values of hamgr_etcd_errors_total that are
@@ -56,6 +56,7 @@ type Metrics struct {
 	selfFences   prometheus.Counter
 	syncCount    prometheus.Gauge
 	atRisk       prometheus.Gauge
+	problem      *prometheus.GaugeVec
 }
 
 // New returns the metrics of member in cluster, registered with a new
@@ -98,24 +99,28 @@ func New(clusterName, member string) *Metrics {
 		probeErrors: counter("hamgr_db_probe_errors_total", "Failed probes of the local database."),
 		selfFences:  counter("hamgr_self_fences_total", "Times this agent stopped its database because it could not renew its lease in time."),
 		syncCount:   gauge("hamgr_synchronous_standbys", "Synchronous standbys recorded by this leader for its epoch (0 on replicas)."),
-		atRisk:      gauge("hamgr_durability_at_risk", "1 on a leader in synchronous_mode on that runs asynchronously because no standby is healthy."),
+		atRisk:      gauge("hamgr_durability_at_risk", "1 on a leader in synchronous_mode on that runs asynchronously because no standby is healthy (the same as hamgr_problem{code=\"durability_at_risk\"})."),
+		problem: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hamgr_problem", Help: "1 for the problem this member's last HA decision reported (see docs/design.md, Problems), 0 for the others.", ConstLabels: labels,
+		}, []string{"code"}),
 	}
 	m.reg.MustRegister(
 		m.role, m.isLeader, m.walPosition, m.timeline, m.lagBytes, m.replayLag, m.epoch, m.paused,
 		m.failovers, m.switchovers, m.stepSeconds, m.loopDuration, m.lastLoop, m.storeErrors,
-		m.probeErrors, m.selfFences, m.syncCount, m.atRisk,
+		m.probeErrors, m.selfFences, m.syncCount, m.atRisk, m.problem,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	m.setRole(cluster.RoleUnknown)
 	m.lagBytes.Set(math.NaN())
 	m.replayLag.Set(math.NaN())
-	for _, k := range []string{KindFailover, KindSwitchover, KindManualFailover} {
-		m.failovers.WithLabelValues(k)
+	for _, k := range []cluster.HistoryKind{KindFailover, KindSwitchover, KindManualFailover} {
+		m.failovers.WithLabelValues(string(k))
 	}
 	for _, op := range StoreOps {
 		m.storeErrors.WithLabelValues(op)
 	}
+	m.ObserveProblem(cluster.ProblemNone)
 	return m
 }
 
@@ -205,14 +210,14 @@ func (m *Metrics) ProbeError() {
 // promotion, of kind (KindFailover, KindSwitchover or KindManualFailover;
 // an empty kind counts as KindFailover), and replaces the step durations of
 // the previous one with steps.
-func (m *Metrics) Failover(kind string, steps []cluster.Step) {
+func (m *Metrics) Failover(kind cluster.HistoryKind, steps []cluster.Step) {
 	if m == nil {
 		return
 	}
 	if kind == "" {
 		kind = KindFailover
 	}
-	m.failovers.WithLabelValues(kind).Inc()
+	m.failovers.WithLabelValues(string(kind)).Inc()
 	if kind == KindSwitchover {
 		m.switchovers.Inc()
 	}
@@ -239,16 +244,24 @@ func boolFloat(b bool) float64 {
 }
 
 // ObserveSync records this leader's synchronous standbys (standbys recorded
-// for its epoch) and whether durability is at risk (synchronous_mode on but
-// running asynchronously). Replicas report 0 and false.
-func (m *Metrics) ObserveSync(standbys int, atRisk bool) {
+// for its epoch). Replicas report 0.
+func (m *Metrics) ObserveSync(standbys int) {
 	if m == nil {
 		return
 	}
 	m.syncCount.Set(float64(standbys))
-	if atRisk {
-		m.atRisk.Set(1)
-	} else {
-		m.atRisk.Set(0)
+}
+
+// ObserveProblem records the problem of this member's last HA decision
+// (cluster.ProblemNone: none): hamgr_problem is 1 for its code and 0 for
+// every other code of cluster.ProblemTable, and hamgr_durability_at_risk
+// is 1 exactly when it is cluster.ProblemDurabilityAtRisk.
+func (m *Metrics) ObserveProblem(p cluster.Problem) {
+	if m == nil {
+		return
 	}
+	for _, i := range cluster.ProblemTable() {
+		m.problem.WithLabelValues(string(i.Code)).Set(boolFloat(i.Code == p))
+	}
+	m.atRisk.Set(boolFloat(p == cluster.ProblemDurabilityAtRisk))
 }

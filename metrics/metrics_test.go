@@ -223,6 +223,8 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 	m.ProbeError()
 	m.Failover("failover", nil)
 	m.SelfFence()
+	m.ObserveSync(1)
+	m.ObserveProblem(cluster.ProblemDurabilityAtRisk)
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if rec.Code != 404 {
@@ -255,3 +257,34 @@ func TestConcurrentUse(t *testing.T) {
 
 // fmtSscan parses a float as the text format prints it.
 func fmtSscan(s string, f *float64) (int, error) { return fmt.Sscan(s, f) }
+
+// TestProblem: hamgr_problem has a series per code of cluster.ProblemTable
+// from the start, 1 for the code observed last; hamgr_durability_at_risk
+// follows the durability_at_risk code.
+func TestProblem(t *testing.T) {
+	m := metrics.New("main", "pg1")
+	var zeros []string
+	for _, i := range cluster.ProblemTable() {
+		zeros = append(zeros, series("hamgr_problem", "code", string(i.Code))+" 0")
+	}
+	wantLines(t, scrape(t, m.Handler()), append(zeros, series("hamgr_durability_at_risk")+" 0")...)
+
+	m.ObserveSync(0)
+	m.ObserveProblem(cluster.ProblemDurabilityAtRisk)
+	wantLines(t, scrape(t, m.Handler()),
+		series("hamgr_problem", "code", "durability_at_risk")+" 1",
+		series("hamgr_problem", "code", "no_failover_candidate")+" 0",
+		series("hamgr_durability_at_risk")+" 1",
+		series("hamgr_synchronous_standbys")+" 0",
+	)
+
+	m.ObserveProblem(cluster.ProblemStoreUnreachable)
+	wantLines(t, scrape(t, m.Handler()),
+		series("hamgr_problem", "code", "durability_at_risk")+" 0",
+		series("hamgr_problem", "code", "store_unreachable")+" 1",
+		series("hamgr_durability_at_risk")+" 0",
+	)
+
+	m.ObserveProblem(cluster.ProblemNone)
+	wantLines(t, scrape(t, m.Handler()), append(zeros, series("hamgr_durability_at_risk")+" 0")...)
+}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/dcs"
-	"github.com/hamgr/hamgr/ha"
+	"github.com/hamgr/hamgr/election"
 )
 
 // Store is what the operator needs from the store.
@@ -94,7 +94,7 @@ func (o *Operator) Switchover(ctx context.Context, to string, at time.Time) (clu
 	if m := s.Member(s.Leader.Name); m != nil {
 		pos = m.Position
 	}
-	target, why := ha.SwitchoverTarget(s, s.Leader.Name, to, maxLag(s), pos)
+	target, why := election.SwitchoverTarget(s, s.Leader.Name, to, maxLag(s), pos)
 	if target == "" {
 		return cluster.Request{}, refuse("%s", why)
 	}

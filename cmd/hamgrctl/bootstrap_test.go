@@ -114,7 +114,7 @@ func TestBootstrapResetRefusedAfterLeader(t *testing.T) {
 	if err := st.Grant(ctx, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	l, ok, err := st.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0)
+	l, ok, err := st.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0, nil)
 	if err != nil || !ok {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
@@ -216,7 +216,7 @@ func TestBootstrapResetRefusals(t *testing.T) {
 			if err := claimed.Grant(ctx, 10*time.Second); err != nil {
 				t.Error(err)
 			}
-			l, ok, err := claimed.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0)
+			l, ok, err := claimed.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0, nil)
 			if err != nil || !ok {
 				t.Errorf("acquire: %v %v", ok, err)
 			}

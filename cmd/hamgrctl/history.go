@@ -82,7 +82,7 @@ func writeHistory(a *app, hist []cluster.HistoryEntry) error {
 		if h.Evidence != nil {
 			evidence = h.Evidence.Kind.String()
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Epoch, at, dash(h.Kind), dash(h.OldPrimary), dash(h.NewPrimary),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Epoch, at, dash(string(h.Kind)), dash(h.OldPrimary), dash(h.NewPrimary),
 			loss, evidence, dash(strings.Join(steps, ", ")), dash(h.Reason))
 	}
 	return tw.Flush()

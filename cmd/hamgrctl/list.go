@@ -38,6 +38,10 @@ pending switchover or failover request. One line per member follows:
   LAG        bytes behind the leader's last published position
   UPSTREAM   the member a replica follows and whether it is streaming
   TAGS       nofailover and a priority other than the default 1
+  PROBLEM    the code of a condition an operator should look at, as its
+             agent's last decision named it (durability_at_risk,
+             no_failover_candidate, cannot_follow, ...: docs/design.md,
+             "Problems"); "-" when none. REASON says it in words
 
 A member whose agent is down disappears from the list when its etcd lease
 expires (after ttl). Positions are as of each agent's last loop round.
@@ -147,10 +151,12 @@ type memberJSON struct {
 	Host string `json:"host"`
 	Port int    `json:"port"`
 	// Role is "leader" for the key holder, else the database's role.
-	Role       string    `json:"role"`
-	DBRole     string    `json:"db_role"`
-	State      string    `json:"state"`
-	Reason     string    `json:"reason,omitempty"`
+	Role   string `json:"role"`
+	DBRole string `json:"db_role"`
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	// Problem is the member's problem code; absent when none.
+	Problem    string    `json:"problem,omitempty"`
 	Timeline   uint32    `json:"timeline"`
 	LSN        string    `json:"lsn"`
 	LagBytes   int64     `json:"lag_bytes"`
@@ -192,7 +198,7 @@ func listDocument(name string, s cluster.Snapshot) listJSON {
 		tl, lsn, _ := m.Position.PostgreSQL()
 		d.Members = append(d.Members, memberJSON{
 			Name: m.Name, Host: m.ConnHost, Port: m.ConnPort, Role: roleOf(s, m), DBRole: m.Role.String(),
-			State: string(m.State), Reason: m.Reason, Timeline: tl, LSN: lsn.String(),
+			State: string(m.State), Reason: m.Reason, Problem: string(m.Problem), Timeline: tl, LSN: lsn.String(),
 			LagBytes: m.LagBytes, LagSeconds: m.LagSeconds, Streaming: m.Streaming, Upstream: m.Upstream,
 			NoFailover: m.Tags.NoFailover, Priority: m.Tags.Priority, APIURL: m.APIURL, UpdatedAt: m.UpdatedAt,
 		})
@@ -243,11 +249,11 @@ func writeList(out io.Writer, name string, s cluster.Snapshot, now time.Time) er
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tADDRESS\tROLE\tSTATE\tTL\tLSN\tLAG\tUPSTREAM\tTAGS\tREASON")
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tROLE\tSTATE\tTL\tLSN\tLAG\tUPSTREAM\tTAGS\tPROBLEM\tREASON")
 	for _, m := range s.Members {
 		tl, lsn, _ := m.Position.PostgreSQL()
-		fmt.Fprintf(tw, "%s\t%s:%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.ConnHost, m.ConnPort, roleOf(s, m), m.State,
-			tl, lsn, lagText(s, m), upstreamText(m), tagsText(m.Tags), dash(m.Reason))
+		fmt.Fprintf(tw, "%s\t%s:%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.ConnHost, m.ConnPort, roleOf(s, m), m.State,
+			tl, lsn, lagText(s, m), upstreamText(m), tagsText(m.Tags), dash(string(m.Problem)), dash(m.Reason))
 	}
 	return tw.Flush()
 }

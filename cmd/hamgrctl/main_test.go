@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -294,7 +296,8 @@ func TestRenderList(t *testing.T) {
 		Sync:   &cluster.SyncState{Leader: "n1", Epoch: 42, Members: []string{"n2"}},
 		Members: []cluster.Member{
 			{Name: "n1", Role: cluster.RolePrimary, State: cluster.StateRunning, ConnHost: "10.0.0.1", ConnPort: 5432,
-				Position: cluster.PGPosition(2, 0x3000060), Tags: cluster.Tags{Priority: 1}},
+				Position: cluster.PGPosition(2, 0x3000060), Tags: cluster.Tags{Priority: 1},
+				Problem: cluster.ProblemDurabilityAtRisk, Reason: "DURABILITY AT RISK: synchronous_mode on but no healthy standby"},
 			{Name: "n2", Role: cluster.RoleReplica, State: cluster.StateRunning, ConnHost: "10.0.0.2", ConnPort: 5432,
 				LagBytes: 1536, Streaming: true, Upstream: "n1", Tags: cluster.Tags{NoFailover: true}},
 		},
@@ -310,10 +313,27 @@ func TestRenderList(t *testing.T) {
 			t.Errorf("list output lacks %q:\n%s", want, b.String())
 		}
 	}
+	// The problem column: the code for n1, "-" for n2.
+	lines := strings.Split(b.String(), "\n")
+	header := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "MEMBER") })
+	if header < 0 || len(lines) < header+3 {
+		t.Fatalf("no member table:\n%s", b.String())
+	}
+	col := strings.Index(lines[header], "PROBLEM")
+	if col < 0 || !strings.HasPrefix(lines[header+1][col:], "durability_at_risk ") || !strings.HasPrefix(lines[header+2][col:], "- ") {
+		t.Errorf("PROBLEM column: want durability_at_risk for n1 and - for n2:\n%s", b.String())
+	}
 	d := listDocument("prod", s)
 	if d.Leader != "n1" || d.Epoch != 42 || !d.Paused || d.Request == nil || d.Request.At == nil || len(d.Members) != 2 ||
 		d.Members[0].Role != "leader" || d.Members[1].Role != "replica" || d.SynchronousMode != "on" || len(d.SyncStandbys) != 1 {
 		t.Errorf("json document: %+v", d)
+	}
+	js, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(js), `"problem":`); n != 1 || !strings.Contains(string(js), `"problem":"durability_at_risk"`) {
+		t.Errorf("json document: want one problem field, durability_at_risk on n1: %s", js)
 	}
 }
 

@@ -32,6 +32,8 @@ func TestNewValidates(t *testing.T) {
 		"no replication pw":   func(o *Options) { o.ReplicationPassword = "" },
 		"newline in password": func(o *Options) { o.ReplicationPassword = "a\nb" },
 		"reserved parameter":  func(o *Options) { o.Parameters = map[string]string{"Port": "1"} },
+		"reserved sync names": func(o *Options) { o.Parameters = map[string]string{"synchronous_standby_names": "*"} },
+		"reserved wal_level":  func(o *Options) { o.Parameters = map[string]string{"wal_level": "logical"} },
 		"bad parameter name":  func(o *Options) { o.Parameters = map[string]string{"a=b": "1"} },
 		"relative socket dir": func(o *Options) { o.SocketDir = "sock" },
 		"no replication role": func(o *Options) { o.Replication = "" },

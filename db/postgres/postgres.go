@@ -55,20 +55,41 @@ type Options struct {
 	// disk. Default "1GB".
 	MaxSlotWALKeepSize string
 	// Parameters are extra server settings passed as -c name=value. They
-	// may not override the member's identity (port, listen_addresses,
-	// unix_socket_directories, cluster_name) nor the settings hamgr
-	// manages (primary_conninfo, primary_slot_name,
-	// synchronous_standby_names, max_slot_wal_keep_size): a command-line
-	// value would silently win over hamgr's ALTER SYSTEM.
+	// may not name any of ReservedParameters: the member's identity (port,
+	// listen_addresses, unix_socket_directories, cluster_name) nor the
+	// settings hamgr manages (primary_conninfo, primary_slot_name,
+	// synchronous_standby_names, max_slot_wal_keep_size, ...): a
+	// command-line value would silently win over hamgr's ALTER SYSTEM.
 	Parameters map[string]string
 	// Logger receives the package's logs; default slog.Default().
 	Logger *slog.Logger
 }
 
-// reservedParameters are set from Options and may not appear in Parameters.
-var reservedParameters = []string{"port", "listen_addresses", "unix_socket_directories", "cluster_name", "data_directory",
-	"primary_conninfo", "primary_slot_name", "synchronous_standby_names", "max_slot_wal_keep_size",
-	"wal_receiver_timeout"}
+// ReservedParameters returns the server settings this engine sets itself
+// (from Options, or by ALTER SYSTEM as the HA loop decides), in a new
+// slice: they may not appear in Options.Parameters, where a command-line
+// value would override hamgr's own. It is the one list: the config file's
+// validation refuses the same names (config.PostgreSQL.Parameters), so a
+// mistake is reported at load time, not by New.
+func ReservedParameters() []string {
+	return []string{
+		"port", "listen_addresses", "unix_socket_directories", "cluster_name", "data_directory",
+		"hot_standby", "wal_level",
+		"primary_conninfo", "primary_slot_name", "synchronous_standby_names", "max_slot_wal_keep_size",
+		"wal_receiver_timeout",
+	}
+}
+
+// IsReservedParameter reports whether name (compared without regard to
+// case, as the server does) is one of ReservedParameters.
+func IsReservedParameter(name string) bool {
+	for _, r := range ReservedParameters() {
+		if strings.EqualFold(name, r) {
+			return true
+		}
+	}
+	return false
+}
 
 // ReceiverTimeout is every member's wal_receiver_timeout. The liveness
 // rule counts a replica's stream as silent only after its receiver has
@@ -171,10 +192,8 @@ func validate(o *Options) error {
 		o.LogFile = filepath.Join(filepath.Dir(o.DataDir), o.Name+".log")
 	}
 	for k := range o.Parameters {
-		for _, r := range reservedParameters {
-			if strings.EqualFold(k, r) {
-				return fmt.Errorf("parameter %q is set from Options and may not be overridden", k)
-			}
+		if IsReservedParameter(k) {
+			return fmt.Errorf("parameter %q is set from Options and may not be overridden", k)
 		}
 		if k == "" || strings.ContainsAny(k, "= \t\r\n") {
 			return fmt.Errorf("parameter name %q is invalid", k)

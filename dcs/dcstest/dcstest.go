@@ -30,6 +30,61 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("History", func(t *testing.T) { testHistory(t, newStores(t, 1)[0]) })
 	t.Run("Requests", func(t *testing.T) { testRequests(t, newStores(t, 2)) })
 	t.Run("Sync", func(t *testing.T) { testSync(t, newStores(t, 2)) })
+	t.Run("Promotion", func(t *testing.T) { testPromotion(t, newStores(t, 2)) })
+}
+
+// The promotion record lives in the leader key's value: written with the
+// key, updated only by the epoch that holds it, kept on the key's lease,
+// and gone with the key.
+func testPromotion(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	s1, s2 := s[0], s[1]
+	must(t, s1.Grant(ctx, 10*time.Second))
+	must(t, s2.Grant(ctx, 10*time.Second))
+	ev := &cluster.Evidence{Kind: cluster.EvidenceRefused, Detail: "refused"}
+	p := cluster.Promotion{Kind: "failover", Lost: 7, OldPrimary: "n0", Evidence: ev, ClearRequest: true,
+		Done: []cluster.PromotionStep{cluster.StepKey}}
+	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0, &p)
+	if err != nil || !ok {
+		t.Fatalf("acquire with a promotion record: %v %v", ok, err)
+	}
+	if l1.Promotion == nil || l1.Promotion.OldPrimary != "n0" || !l1.Promotion.Has(cluster.StepKey) {
+		t.Fatalf("AcquireLeader returned promotion %+v, want the record written", l1.Promotion)
+	}
+	snap := load(t, s2)
+	if snap.Leader == nil || snap.Leader.Promotion == nil || snap.Leader.Promotion.Lost != 7 ||
+		snap.Leader.Promotion.Evidence == nil || snap.Leader.Promotion.Evidence.Kind != cluster.EvidenceRefused ||
+		!snap.Leader.Promotion.ClearRequest || snap.Leader.Promotion.Kind != "failover" {
+		t.Fatalf("loaded leader %+v, want the promotion record", snap.Leader)
+	}
+	next := snap.Leader.Promotion.With(cluster.StepFence)
+	must(t, s1.UpdatePromotion(ctx, l1, next))
+	snap = load(t, s2)
+	if snap.Leader == nil || snap.Leader.Epoch != l1.Epoch || snap.Leader.Lease != l1.Lease ||
+		snap.Leader.Promotion == nil || !snap.Leader.Promotion.Has(cluster.StepFence) {
+		t.Fatalf("after UpdatePromotion: leader %+v, want the same key (epoch %d, lease %d) with fence done", snap.Leader, l1.Epoch, l1.Lease)
+	}
+	// Another epoch's update is refused and writes nothing.
+	stale := l1
+	stale.Epoch--
+	if err := s2.UpdatePromotion(ctx, stale, next.With(cluster.StepRecord)); err == nil {
+		t.Fatal("UpdatePromotion of another epoch succeeded")
+	}
+	if snap := load(t, s2); snap.Leader.Promotion.Complete() {
+		t.Fatal("a refused UpdatePromotion wrote the record")
+	}
+	// Released, the record goes with the key; the next leader without one has none.
+	must(t, s1.ReleaseLeader(ctx, l1))
+	if err := s1.UpdatePromotion(ctx, l1, next); err == nil {
+		t.Fatal("UpdatePromotion after the key was released succeeded")
+	}
+	l2, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, l1.Epoch, nil)
+	if err != nil || !ok {
+		t.Fatalf("second acquire: %v %v", ok, err)
+	}
+	if snap := load(t, s1); snap.Leader == nil || snap.Leader.Epoch != l2.Epoch || snap.Leader.Promotion != nil {
+		t.Fatalf("leader %+v, want epoch %d without a promotion record", snap.Leader, l2.Epoch)
+	}
 }
 
 func ctxFor(t *testing.T) context.Context {
@@ -64,7 +119,7 @@ func ValidConfig() cluster.DynamicConfig {
 func testLeadership(t *testing.T, s []dcs.Store) {
 	ctx := ctxFor(t)
 	s1, s2 := s[0], s[1]
-	if _, _, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0); !errors.Is(err, dcs.ErrLeaseLost) {
+	if _, _, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0, nil); !errors.Is(err, dcs.ErrLeaseLost) {
 		t.Fatalf("AcquireLeader without a lease: got %v, want ErrLeaseLost", err)
 	}
 	if err := s1.KeepAlive(ctx); !errors.Is(err, dcs.ErrLeaseLost) {
@@ -76,12 +131,12 @@ func testLeadership(t *testing.T, s []dcs.Store) {
 	if s1.LeaseID() == 0 || s1.LeaseID() == s2.LeaseID() {
 		t.Fatalf("lease ids %x %x: want two distinct ones", s1.LeaseID(), s2.LeaseID())
 	}
-	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1", ConnHost: "h1", ConnPort: 5432}, 0)
+	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1", ConnHost: "h1", ConnPort: 5432}, 0, nil)
 	must(t, err)
 	if !ok || l1.Name != "n1" || l1.Lease != s1.LeaseID() || l1.Epoch <= 0 {
 		t.Fatalf("first acquire: %+v ok=%v", l1, ok)
 	}
-	h, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, 0)
+	h, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, 0, nil)
 	must(t, err)
 	if ok || h != l1 {
 		t.Fatalf("second acquire: got %+v ok=%v, want the holder %+v", h, ok, l1)
@@ -105,10 +160,10 @@ func testLeadership(t *testing.T, s []dcs.Store) {
 	must(t, s1.ReleaseLeader(ctx, l1)) // not held: no error
 	// A decision made before n1's leadership (after=0) no longer takes
 	// the key; one made after it does.
-	if _, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, 0); ok || !errors.Is(err, dcs.ErrEpochChanged) {
+	if _, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, 0, nil); ok || !errors.Is(err, dcs.ErrEpochChanged) {
 		t.Fatalf("acquire decided on a stale snapshot: ok=%v err=%v, want ErrEpochChanged", ok, err)
 	}
-	l2, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, l1.Epoch)
+	l2, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, l1.Epoch, nil)
 	must(t, err)
 	if !ok || l2.Epoch <= l1.Epoch {
 		t.Fatalf("acquire after release: %+v ok=%v, want an epoch above %d", l2, ok, l1.Epoch)
@@ -238,7 +293,7 @@ func testResetBootstrap(t *testing.T, s []dcs.Store) {
 		t.Fatalf("after the new claim: %q %+v, want n2 %+v", snap.Initialized, snap.Config, cfg2)
 	}
 	must(t, s2.Grant(ctx, 10*time.Second))
-	l, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, 0)
+	l, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, 0, nil)
 	if err != nil || !ok {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
@@ -316,7 +371,7 @@ func testSync(t *testing.T, s []dcs.Store) {
 	s1, s2 := s[0], s[1]
 	must(t, s1.Grant(ctx, 10*time.Second))
 	must(t, s2.Grant(ctx, 10*time.Second))
-	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0)
+	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0, nil)
 	if err != nil || !ok {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}

@@ -275,7 +275,8 @@ func (s *Store) LeaseID() int64 {
 // leaderValue is the JSON stored under leader. Epoch and lease come from
 // the key's metadata, not from the value.
 type leaderValue struct {
-	Name string `json:"name"`
+	Name      string             `json:"name"`
+	Promotion *cluster.Promotion `json:"promotion,omitempty"`
 }
 
 // lastLeaderValue is the JSON stored under last_leader. The epoch is the
@@ -294,7 +295,7 @@ func (s *Store) decodeLeader(kv *mvccpb.KeyValue) *cluster.Leader {
 		// rather than no holder.
 		s.log.Warn("undecodable leader value", "key", string(kv.Key), "err", err)
 	}
-	return &cluster.Leader{Name: v.Name, Epoch: cluster.Epoch(kv.CreateRevision), Lease: kv.Lease}
+	return &cluster.Leader{Name: v.Name, Epoch: cluster.Epoch(kv.CreateRevision), Lease: kv.Lease, Promotion: v.Promotion}
 }
 
 func (s *Store) decodeLastLeader(kv *mvccpb.KeyValue) *cluster.LastLeader {
@@ -309,9 +310,9 @@ func (s *Store) decodeLastLeader(kv *mvccpb.KeyValue) *cluster.LastLeader {
 // AcquireLeader creates the leader key for name, bound to the session
 // lease, if it is absent, and writes last_leader in the same transaction.
 // The new leader's epoch is the transaction's revision, which is the leader
-// key's create revision. When the key is held it returns the holder and
-// false.
-func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader, after cluster.Epoch) (cluster.Leader, bool, error) {
+// key's create revision. A promotion record p goes into the key's value.
+// When the key is held it returns the holder and false.
+func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader, after cluster.Epoch, p *cluster.Promotion) (cluster.Leader, bool, error) {
 	name := who.Name
 	key := s.key(keyLeader)
 	lease := clientv3.LeaseID(s.LeaseID())
@@ -322,7 +323,7 @@ func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader, after
 	if err != nil {
 		return cluster.Leader{}, false, err
 	}
-	lv, err := json.Marshal(leaderValue{Name: name})
+	lv, err := json.Marshal(leaderValue{Name: name, Promotion: p})
 	if err != nil {
 		return cluster.Leader{}, false, err
 	}
@@ -346,7 +347,7 @@ func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader, after
 		return cluster.Leader{}, false, s.opErr("acquire leader", key, err)
 	}
 	if resp.Succeeded {
-		return cluster.Leader{Name: name, Epoch: cluster.Epoch(resp.Header.Revision), Lease: int64(lease)}, true, nil
+		return cluster.Leader{Name: name, Epoch: cluster.Epoch(resp.Header.Revision), Lease: int64(lease), Promotion: p}, true, nil
 	}
 	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
 		return *s.decodeLeader(kvs[0]), false, nil
@@ -358,6 +359,34 @@ func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader, after
 	}
 	return cluster.Leader{}, false, fmt.Errorf("etcd acquire leader %s: decided after epoch %d, last leader now %s: %w",
 		key, after, now, dcs.ErrEpochChanged)
+}
+
+// UpdatePromotion rewrites the leader key's value with promotion record p,
+// bound to l's lease, in a transaction that succeeds only while the key's
+// create revision is still l.Epoch.
+func (s *Store) UpdatePromotion(ctx context.Context, l cluster.Leader, p cluster.Promotion) error {
+	key := s.key(keyLeader)
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(leaderValue{Name: l.Name, Promotion: &p})
+	if err != nil {
+		return err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", int64(l.Epoch))).
+		Then(clientv3.OpPut(key, string(v), clientv3.WithLease(clientv3.LeaseID(l.Lease)))).
+		Commit()
+	if err != nil {
+		return s.opErr("update promotion", key, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("etcd update promotion %s: %s no longer holds the leader key of epoch %d", key, l.Name, l.Epoch)
+	}
+	return nil
 }
 
 // ReleaseLeader deletes the leader key if its create revision is still

@@ -109,7 +109,7 @@ func TestStoreConformance(t *testing.T) {
 	raw := rawClient(t)
 	leaderKey := "/hamgr/" + name + "/leader"
 
-	if _, _, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0); !errors.Is(err, dcs.ErrLeaseLost) {
+	if _, _, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0, nil); !errors.Is(err, dcs.ErrLeaseLost) {
 		t.Fatalf("AcquireLeader without a lease: got %v, want ErrLeaseLost", err)
 	}
 	if err := s1.PublishMember(ctx, cluster.Member{Name: "n1"}); err == nil {
@@ -122,12 +122,12 @@ func TestStoreConformance(t *testing.T) {
 	}
 
 	// First acquisition wins; the second gets the holder back.
-	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0)
+	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0, nil)
 	must(t, err)
 	if !ok || l1.Name != "n1" || l1.Lease != s1.LeaseID() || l1.Epoch <= 0 {
 		t.Fatalf("s1 acquire: %+v ok=%v", l1, ok)
 	}
-	h, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, 0)
+	h, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, 0, nil)
 	must(t, err)
 	if ok || h != l1 {
 		t.Fatalf("s2 acquire: got %+v ok=%v, want holder %+v", h, ok, l1)
@@ -166,7 +166,7 @@ func TestStoreConformance(t *testing.T) {
 	must(t, s1.ReleaseLeader(ctx, l1)) // not held: no error
 
 	// Epochs grow across acquisitions; last_leader follows.
-	l2, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, l1.Epoch)
+	l2, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, l1.Epoch, nil)
 	must(t, err)
 	if !ok || l2.Epoch <= l1.Epoch {
 		t.Fatalf("second acquisition %+v ok=%v, want epoch > %d", l2, ok, l1.Epoch)
@@ -357,7 +357,7 @@ func TestLeaseExpiry(t *testing.T) {
 	s := newStore(t, name)
 	ctx := testCtx(t)
 	must(t, s.Grant(ctx, 2*time.Second))
-	l, ok, err := s.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0)
+	l, ok, err := s.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0, nil)
 	must(t, err)
 	if !ok {
 		t.Fatal("acquire failed")
@@ -401,13 +401,13 @@ func TestLeaseExpiry(t *testing.T) {
 	if err := s.PublishMember(ctx, cluster.Member{Name: "n1"}); !errors.Is(err, dcs.ErrLeaseLost) {
 		t.Fatalf("PublishMember with an expired lease: %v, want ErrLeaseLost", err)
 	}
-	if _, _, err := s.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, l.Epoch); !errors.Is(err, dcs.ErrLeaseLost) {
+	if _, _, err := s.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, l.Epoch, nil); !errors.Is(err, dcs.ErrLeaseLost) {
 		t.Fatalf("AcquireLeader with an expired lease: %v, want ErrLeaseLost", err)
 	}
 
 	// A new lease recovers, with a larger epoch.
 	must(t, s.Grant(ctx, 2*time.Second))
-	l2, ok, err := s.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, l.Epoch)
+	l2, ok, err := s.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, l.Epoch, nil)
 	must(t, err)
 	if !ok || l2.Epoch <= l.Epoch {
 		t.Fatalf("re-acquire %+v ok=%v, want epoch > %d", l2, ok, l.Epoch)

@@ -66,6 +66,20 @@ type leaderKV struct {
 	name   string
 	create int64
 	lease  int64
+	// promotion is the JSON of the promotion record in the key's value
+	// (nil: none).
+	promotion []byte
+}
+
+// leader decodes the key as dcs/etcd does.
+func (l *leaderKV) leader() *cluster.Leader {
+	out := &cluster.Leader{Name: l.name, Epoch: cluster.Epoch(l.create), Lease: l.lease}
+	if l.promotion != nil {
+		var p cluster.Promotion
+		mustUnmarshal(l.promotion, &p)
+		out.Promotion = &p
+	}
+	return out
 }
 
 type memberKV struct {
@@ -137,6 +151,18 @@ func (c *Cluster) RevokeAll() []int64 {
 		c.revokeLocked(id)
 	}
 	return ids
+}
+
+// RenewAll gives every lease its full TTL again from the clock's time, as
+// etcd does when a quorum returns: its newly elected leader extends every
+// lease (the lessor's Promote), so no lease expires for the outage's sake.
+func (c *Cluster) RenewAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	for _, l := range c.leases {
+		l.expires = now.Add(l.ttl)
+	}
 }
 
 // LeaseAlive reports whether lease id exists.
@@ -231,7 +257,7 @@ func (c *Cluster) revokeLocked(id int64) {
 func (c *Cluster) snapshotLocked() cluster.Snapshot {
 	s := cluster.Snapshot{Revision: c.rev, Initialized: c.initialize}
 	if l := c.leader; l != nil {
-		s.Leader = &cluster.Leader{Name: l.name, Epoch: cluster.Epoch(l.create), Lease: l.lease}
+		s.Leader = l.leader()
 	}
 	if c.lastLeader != nil {
 		var ll cluster.LastLeader
@@ -405,7 +431,7 @@ func (k *Client) liveLease(op string) (int64, error) {
 
 // AcquireLeader creates the leader key for who if it is absent, bound to
 // the session lease, and writes last_leader in the same transaction.
-func (k *Client) AcquireLeader(ctx context.Context, who cluster.LastLeader, after cluster.Epoch) (cluster.Leader, bool, error) {
+func (k *Client) AcquireLeader(ctx context.Context, who cluster.LastLeader, after cluster.Epoch, p *cluster.Promotion) (cluster.Leader, bool, error) {
 	if err := k.check(ctx); err != nil {
 		return cluster.Leader{}, false, fmt.Errorf("memstore acquire leader: %w", err)
 	}
@@ -417,7 +443,7 @@ func (k *Client) AcquireLeader(ctx context.Context, who cluster.LastLeader, afte
 		return cluster.Leader{}, false, err
 	}
 	if l := c.leader; l != nil {
-		return cluster.Leader{Name: l.name, Epoch: cluster.Epoch(l.create), Lease: l.lease}, false, nil
+		return *l.leader(), false, nil
 	}
 	if c.lastMod != int64(after) {
 		return cluster.Leader{}, false, fmt.Errorf("memstore acquire leader: decided after epoch %d, last leader now at epoch %d: %w",
@@ -425,9 +451,29 @@ func (k *Client) AcquireLeader(ctx context.Context, who cluster.LastLeader, afte
 	}
 	c.bump(true)
 	c.leader = &leaderKV{name: who.Name, create: c.rev, lease: id}
+	if p != nil {
+		c.leader.promotion = mustJSON(*p)
+	}
 	who.Epoch, who.Since = 0, c.now().UTC()
 	c.lastLeader, c.lastMod = mustJSON(who), c.rev
-	return cluster.Leader{Name: who.Name, Epoch: cluster.Epoch(c.rev), Lease: id}, true, nil
+	return *c.leader.leader(), true, nil
+}
+
+// UpdatePromotion replaces the promotion record in the leader key while l
+// still holds it.
+func (k *Client) UpdatePromotion(ctx context.Context, l cluster.Leader, p cluster.Promotion) error {
+	if err := k.check(ctx); err != nil {
+		return fmt.Errorf("memstore update promotion: %w", err)
+	}
+	c := k.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader == nil || c.leader.create != int64(l.Epoch) {
+		return fmt.Errorf("memstore update promotion: %s no longer holds the leader key of epoch %d", l.Name, l.Epoch)
+	}
+	c.leader.promotion = mustJSON(p)
+	c.bump(true)
+	return nil
 }
 
 // ReleaseLeader deletes the leader key if it is still l's epoch.

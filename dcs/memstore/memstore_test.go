@@ -34,7 +34,7 @@ func TestExpireOnTheGivenClock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, ok, err := a.AcquireLeader(ctx, cluster.LastLeader{Name: "a"}, 0); !ok || err != nil {
+	if _, ok, err := a.AcquireLeader(ctx, cluster.LastLeader{Name: "a"}, 0, nil); !ok || err != nil {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
 	if err := b.PublishMember(ctx, cluster.Member{Name: "b"}); err != nil {

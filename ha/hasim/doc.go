@@ -13,7 +13,11 @@
 // persistent last_leader written with the leader's address, member records
 // bound to leases, the operator's pending request). Faults kill nodes and
 // agent processes, crash databases, cut agents off from the store, pause
-// agents (SIGSTOP), make starts fail, and write operator requests. A fast
+// agents (SIGSTOP), make starts fail, write operator requests, and fail
+// (or kill the agent in) a call of a promotion's steps (FailCall,
+// DieOnCall). Every agent has a publisher that records what it published;
+// members with MemberSpec.Fencer have a fencer that powers the old
+// primary's simulated machine off. A fast
 // stop of a primary writes a shutdown checkpoint that reaches the replicas
 // streaming from it.
 //
@@ -56,6 +60,10 @@
 //     the old primary wrote, past the handoff's final position;
 //   - a member whose data was rewound, re-cloned or cloned from another is
 //     promoted only under a leader key acquired after that;
+//   - no database is promoted at epoch E before every earlier step of E's
+//     promotion is done: the leader key carries a promotion record with
+//     the key and fence steps done, and in synchronous mode the database
+//     already requires a standby's confirmation (checkPromotionSteps);
 //   - when the store expires a lease, the database of the agent that owns
 //     it is not a writable primary (the agent fenced first). A paused
 //     (SIGSTOPped) agent cannot fence: that case is exempt and covered by

@@ -158,7 +158,11 @@ func (e *engine) Promote(context.Context) error {
 		n.promotedLSN = d.lsn
 		return nil
 	}
+	if err := w.callFault(n, CallPromote); err != nil {
+		return err
+	}
 	w.checkHoldsKey(n, "promoted")
+	w.checkPromotionSteps(n)
 	d.forks = copyForks(d.forks)
 	d.forks[d.timeline] = d.lsn
 	d.timeline++
@@ -234,6 +238,9 @@ func (e *engine) SetSynchronousStandbys(_ context.Context, names []string, anySt
 	d := e.d()
 	if !d.running {
 		return db.ErrNotRunning
+	}
+	if err := e.w.callFault(e.n, CallSetSync); err != nil {
+		return err
 	}
 	d.syncNames, d.syncAny = slices.Clone(names), anyStandby && len(names) == 0
 	return nil

@@ -78,6 +78,16 @@ const (
 	// localcluster's KillNode does on one host). StartNode starts its
 	// agent again.
 	CrashNode
+	// StoreReturnRenewing ends a StoreOutage as a real etcd cluster does
+	// when its quorum returns: every lease gets its full TTL again (the
+	// new etcd leader extends them all), so the leader key outlives an
+	// outage of any length unless its agent lets its lease run out.
+	StoreReturnRenewing
+	// FailCall makes the member agent's next N calls of Call fail.
+	FailCall
+	// DieOnCall kills the member's agent process in its next call of
+	// Call: the call does not happen, and the agent makes no other.
+	DieOnCall
 )
 
 var faultNames = map[FaultKind]string{
@@ -86,7 +96,8 @@ var faultNames = map[FaultKind]string{
 	FailStarts: "fail-starts", HealAll: "heal-all", Switchover: "switchover", Failover: "failover",
 	CancelRequest: "cancel-request", Freeze: "freeze", Thaw: "thaw", Hang: "hang", Unhang: "unhang",
 	Overload: "overload", Relieve: "relieve", StoreOutage: "store-outage", StoreReturn: "store-return",
-	RevokeLeases: "revoke-leases", CrashNode: "crash-node",
+	RevokeLeases: "revoke-leases", CrashNode: "crash-node", StoreReturnRenewing: "store-return-renewing",
+	FailCall: "fail-call", DieOnCall: "die-on-call",
 }
 
 // String names the kind.
@@ -108,6 +119,8 @@ type Fault struct {
 	// ConfirmDown is a Failover's confirmation that the old primary is
 	// down (cluster.Request.ConfirmedDown).
 	ConfirmDown string
+	// Call is the call a FailCall or DieOnCall targets.
+	Call Call
 }
 
 // String renders the fault for logs.
@@ -121,6 +134,9 @@ func (f Fault) String() string {
 	}
 	if f.After != 0 {
 		s += " after=" + f.After.String()
+	}
+	if f.Call != "" {
+		s += " call=" + string(f.Call)
 	}
 	return s
 }
@@ -142,6 +158,7 @@ func (w *World) inject(f Fault) {
 				n.thawedAt = w.now
 			}
 			n.paused, n.db.failStarts, n.frozen, n.db.hung, n.overloaded = false, 0, false, false, false
+			n.failCalls, n.dieOn = nil, ""
 			w.setPartitioned(n, false)
 			if !n.alive || n.agentDown {
 				w.restartAgent(n, true)
@@ -159,11 +176,14 @@ func (w *World) inject(f Fault) {
 		w.logf("fault: %s", f)
 		w.store.DeleteRequest()
 		return
-	case StoreOutage, StoreReturn:
+	case StoreOutage, StoreReturn, StoreReturnRenewing:
 		w.logf("fault: %s", f)
 		w.storeDown = f.Kind == StoreOutage
-		if !w.storeDown {
+		switch f.Kind {
+		case StoreReturn:
 			w.revokeAll()
+		case StoreReturnRenewing:
+			w.store.RenewAll()
 		}
 		for _, n := range w.nodes {
 			n.client.SetReachable(!n.partitioned && !w.storeDown)
@@ -183,6 +203,13 @@ func (w *World) inject(f Fault) {
 		return
 	}
 	switch f.Kind {
+	case FailCall:
+		if n.failCalls == nil {
+			n.failCalls = map[Call]int{}
+		}
+		n.failCalls[f.Call] += max(f.N, 1)
+	case DieOnCall:
+		n.dieOn = f.Call
 	case KillNode:
 		if !n.alive {
 			return

@@ -49,9 +49,20 @@ func randomFault(r *rand.Rand, names []string) Fault {
 
 // livenessFault picks one of the faults that make probes wrong.
 func livenessFault(r *rand.Rand, names []string) Fault {
-	kinds := []FaultKind{Freeze, Thaw, Thaw, Hang, Unhang, Overload, Relieve, StoreOutage, StoreReturn, StoreReturn,
+	kinds := []FaultKind{Freeze, Thaw, Thaw, Hang, Unhang, Overload, Relieve, StoreOutage, StoreReturn, StoreReturnRenewing,
 		RevokeLeases, CrashNode, StartNode}
 	return Fault{Kind: kinds[r.IntN(len(kinds))], Member: names[r.IntN(len(names))]}
+}
+
+// promotionFault fails, or kills the agent in, a random call of a
+// promotion's steps.
+func promotionFault(r *rand.Rand, names []string) Fault {
+	calls := []Call{CallAcquire, CallFence, CallSetSync, CallPromote, CallPublish, CallUpdatePromotion, CallHistory}
+	f := Fault{Kind: FailCall, Member: names[r.IntN(len(names))], Call: calls[r.IntN(len(calls))], N: 1 + r.IntN(3)}
+	if r.IntN(3) == 0 {
+		f.Kind, f.N = DieOnCall, 0
+	}
+	return f
 }
 
 // randomWorld runs one seed: random faults and repairs for randomSteps
@@ -62,6 +73,8 @@ func randomWorld(seed uint64) (*World, []string, error) {
 	// The rejoin options come from a stream of their own, so that a seed
 	// injects the same faults as before they existed.
 	opts := rand.New(rand.NewPCG(seed, 0x4e301))
+	// So do the fencers and the faults in a promotion's steps.
+	promo := rand.New(rand.NewPCG(seed, 0xf3ce))
 	var specs []MemberSpec
 	n := 3 + r.IntN(3)
 	for i := range n {
@@ -71,6 +84,7 @@ func randomWorld(seed uint64) (*World, []string, error) {
 			s.Tags.NoFailover = true
 		}
 		s.UseRewind, s.AllowReclone = opts.IntN(3) != 0, opts.IntN(2) == 0
+		s.Fencer = promo.IntN(3) == 0
 		specs = append(specs, s)
 	}
 	cfg := Config{Members: specs, Fresh: r.IntN(4) == 0}
@@ -95,6 +109,9 @@ func randomWorld(seed uint64) (*World, []string, error) {
 		if liveness.IntN(40) == 0 {
 			fs = append(fs, livenessFault(liveness, names))
 		}
+		if promo.IntN(60) == 0 {
+			fs = append(fs, promotionFault(promo, names))
+		}
 		for _, f := range fs {
 			injected = append(injected, fmt.Sprintf("+%s %s", w.Now().Add(w.cfg.Tick).Sub(Origin), f))
 		}
@@ -110,6 +127,17 @@ func randomWorld(seed uint64) (*World, []string, error) {
 	// a full election.
 	if err := w.Run(60 * time.Second); err != nil {
 		return w, injected, err
+	}
+	if len(w.Fences) > 0 {
+		// A fence after the heal powered a machine off: power it on, as
+		// an operator would, and let it rejoin.
+		injected = append(injected, fmt.Sprintf("+%s heal-all (fenced machines back on)", w.Now().Add(w.cfg.Tick).Sub(Origin)))
+		if err := w.Step(Fault{Kind: HealAll}); err != nil {
+			return w, injected, err
+		}
+		if err := w.Run(60 * time.Second); err != nil {
+			return w, injected, err
+		}
 	}
 	ps := w.Primaries()
 	if len(ps) != 1 {

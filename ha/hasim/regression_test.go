@@ -30,8 +30,8 @@ func TestRegressionFreshAgentDoesNotPromoteOverLiveOldPrimary(t *testing.T) {
 		t.Fatalf("promotions = %v while the old primary takes writes", w.Promotions)
 	}
 	// The best candidate is blocked by rule 3; n3 waits for it.
-	if r := w.Status("n2").Reason; !strings.Contains(r, "still accepts writes") {
-		t.Errorf("n2 reason = %q, want the not-promoting-without-fencing reason", r)
+	if s := w.Status("n2"); s.Problem != cluster.ProblemOldPrimaryWritable {
+		t.Errorf("n2 problem = %q (reason %q), want %s", s.Problem, s.Reason, cluster.ProblemOldPrimaryWritable)
 	}
 	// n1's agent comes back: it adopts its database and leads again.
 	run(t, w, 10*time.Second, Fault{Kind: StartAgent, Member: "n1"})

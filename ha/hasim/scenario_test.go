@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hamgr/hamgr/cluster"
 )
 
 func three() Config {
@@ -150,8 +152,8 @@ func TestAgentPausedWithDatabaseAlive(t *testing.T) {
 	if len(w.Promotions) != 0 {
 		t.Fatalf("promoted while the old primary accepts writes: %v", w.Promotions)
 	}
-	if r := w.Status("n2").Reason; !strings.Contains(r, "still accepts writes") {
-		t.Errorf("n2 reason = %q, want the not-promoting-without-fencing reason", r)
+	if s := w.Status("n2"); s.Problem != cluster.ProblemOldPrimaryWritable {
+		t.Errorf("n2 problem = %q (reason %q), want %s", s.Problem, s.Reason, cluster.ProblemOldPrimaryWritable)
 	}
 	run(t, w, 20*time.Second, Fault{Kind: Resume, Member: "n1"})
 	ps := w.Primaries()
@@ -258,7 +260,7 @@ func TestSwitchover(t *testing.T) {
 			t.Errorf("%s does not follow n3 after the switchover: %+v\n%s", n, st.DB, w.Summary())
 		}
 	}
-	if h := w.History(); len(h) != 1 || h[0].Kind != "switchover" {
+	if h := w.History(); len(h) != 1 || h[0].Kind != cluster.HistorySwitchover {
 		t.Errorf("history = %+v, want one switchover", h)
 	}
 }
@@ -307,7 +309,7 @@ func TestManualFailover(t *testing.T) {
 	}
 	run(t, w, 10*time.Second, Fault{Kind: Failover, Member: "n3"})
 	expectLeader(t, w, "n3")
-	if h := w.History(); len(h) != 1 || h[0].Kind != "manual failover" {
+	if h := w.History(); len(h) != 1 || h[0].Kind != cluster.HistoryManualFailover {
 		t.Errorf("history = %+v, want one manual failover", h)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/db/postgres"
 	"github.com/hamgr/hamgr/dcs/memstore"
+	"github.com/hamgr/hamgr/discovery"
 	"github.com/hamgr/hamgr/ha"
 )
 
@@ -30,6 +31,10 @@ type MemberSpec struct {
 	// methods of agent.Options.Engine).
 	UseRewind    bool
 	AllowReclone bool
+	// Fencer gives the member's agent a fencer (agent.Options.Fencer)
+	// that powers the old primary's simulated machine off before it
+	// promotes over it.
+	Fencer bool
 }
 
 // rejoin is the set of rejoin methods the spec allows.
@@ -122,6 +127,10 @@ type World struct {
 	// Reclones lists "name<-upstream@epoch" for every successful re-clone
 	// (data deleted, upstream copied).
 	Reclones []string
+	// Fences lists "fencer->target@epoch" for every fence; Publications
+	// "name@epoch" for every publish step that succeeded.
+	Fences       []string
+	Publications []string
 }
 
 // node is one simulated machine: a database, and the real hamgr agent
@@ -172,6 +181,10 @@ type node struct {
 	rejoinedFrom string
 	// removed is set when the data was removed to be cloned again.
 	removed bool
+	// failCalls counts the injected failures left per call (FailCall);
+	// dieOn is the call the agent process dies in (DieOnCall).
+	failCalls map[Call]int
+	dieOn     Call
 }
 
 // New builds a World.
@@ -224,13 +237,18 @@ func (w *World) startAgent(n *node) {
 	n.client = w.store.Client(fmt.Sprintf("%s#%d", n.spec.Name, n.incarnation))
 	n.client.SetReachable(!n.partitioned && !w.storeDown)
 	host, port := addr(n.spec.Name)
-	n.a = agent.New(agent.Options{
+	opts := agent.Options{
 		Cluster: "sim", Name: n.spec.Name, Tags: n.spec.Tags, Config: w.cfg.Dynamic,
-		DB: n.eng, Store: n.client, ConnHost: host, ConnPort: port,
+		DB: n.eng, Store: faultyStore{Client: n.client, w: w, n: n}, ConnHost: host, ConnPort: port,
 		Logger: slog.New(&logHandler{w: w}), Clock: worldClock{w},
 		Engine:     postgres.Capabilities(n.spec.rejoin()),
 		Background: func(fn func()) { fn() }, // the simulated clock does not move during an action
-	})
+		Publishers: []discovery.Publisher{simPublisher{w: w, n: n}},
+	}
+	if n.spec.Fencer {
+		opts.Fencer = simFencer{w: w, n: n}
+	}
+	n.a = agent.New(opts)
 	n.nextRound, n.nextRenew = w.now, w.now
 }
 
@@ -453,9 +471,10 @@ type MemberStatus struct {
 	Name string
 	// DB is what a probe of the member's database returns now.
 	DB db.Status
-	// State and Reason are the agent's last plan's.
-	State  cluster.MemberState
-	Reason string
+	// State, Reason and Problem are the agent's last plan's.
+	State   cluster.MemberState
+	Reason  string
+	Problem cluster.Problem
 	// LastPlan is the agent's last plan, rendered.
 	LastPlan string
 	// LeaseID is the agent's current lease; HoldsLeader is whether the
@@ -476,7 +495,7 @@ func (w *World) Status(name string) MemberStatus {
 	st := n.a.State()
 	id := n.client.LeaseID()
 	return MemberStatus{
-		Name: name, DB: w.probe(n), State: st.Self.State, Reason: st.Self.Reason, LastPlan: n.a.LastPlan(),
+		Name: name, DB: w.probe(n), State: st.Self.State, Reason: st.Self.Reason, Problem: st.Self.Problem, LastPlan: n.a.LastPlan(),
 		LeaseID: id, HoldsLeader: l != nil && l.Name == name && l.Lease == id && id != 0 && w.store.LeaseAlive(id),
 		Alive: n.alive && !n.agentDown, Paused: n.paused, Partitioned: n.partitioned, Tracker: n.a.Tracker(),
 	}
@@ -520,6 +539,15 @@ func (w *World) checkHoldsKey(n *node, what string) {
 		// broke the rules here; "at most one writable primary" still
 		// holds (a writable old primary is never promoted over).
 		w.logf("%s %s after the store revoked its lease %d (allowed until the agent notices)", n.spec.Name, what, id)
+		return
+	}
+	if s := w.store.Snapshot(); l == nil && s.LastLeader == nil && s.Initialized == n.spec.Name {
+		// The first database of a new cluster starts (initdb, then
+		// start) before its agent takes the key, in the same plan; when
+		// taking it fails the next round takes it. Nobody has led, so no
+		// other database can be a primary meanwhile (the others wait,
+		// empty, for a leader to clone).
+		w.logf("%s %s before taking the key of a cluster nobody has led yet (allowed: the bootstrap)", n.spec.Name, what)
 		return
 	}
 	if l == nil || l.Name != n.spec.Name || id == 0 || l.Lease != id || !live {

@@ -44,6 +44,7 @@ type Options struct {
 type Server struct {
 	e         *embed.Etcd
 	endpoints []string
+	scheme    string // of the client URL
 	tmpDir    string // removed by Close when non-empty
 	closeOnce sync.Once
 }
@@ -52,6 +53,29 @@ type Server struct {
 // serve, for at most ctx's deadline (DefaultStartTimeout when ctx has none).
 // On failure everything started is stopped.
 func Start(ctx context.Context, opts Options) (*Server, error) {
+	s, err := launch(opts, member{name: "hamgr"})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// member names one member of a (possibly multi-member) etcd cluster.
+type member struct {
+	name string
+	// initialCluster is etcd's --initial-cluster ("name=peerURL,...");
+	// empty for a cluster of this member alone.
+	initialCluster string
+	// tickMs and electionMs, when set, override FastElection's.
+	tickMs, electionMs uint
+}
+
+// launch starts the etcd member without waiting for it to serve: the
+// members of a multi-member cluster only become ready together.
+func launch(opts Options, m member) (*Server, error) {
 	if opts.ClientURL == "" {
 		opts.ClientURL = DefaultClientURL
 	}
@@ -69,7 +93,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if cu.Scheme != "http" || pu.Scheme != "http" {
 		return nil, fmt.Errorf("embedded etcd: only http:// URLs are supported (client %q, peer %q)", opts.ClientURL, opts.PeerURL)
 	}
-	s := &Server{}
+	s := &Server{scheme: cu.Scheme}
 	dir := opts.Dir
 	if dir == "" {
 		dir, err = os.MkdirTemp("", "hamgr-etcd-")
@@ -80,48 +104,61 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 
 	cfg := embed.NewConfig()
-	cfg.Name = "hamgr"
+	cfg.Name = m.name
 	cfg.Dir = dir
 	cfg.ListenClientUrls = []url.URL{*cu}
 	cfg.AdvertiseClientUrls = []url.URL{*cu}
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.InitialCluster = m.initialCluster
+	if cfg.InitialCluster == "" {
+		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	}
 	cfg.LogLevel = "fatal" // "error" still prints harmless lines on Close
 	if opts.FastElection {
 		cfg.TickMs = 10
 		cfg.ElectionMs = 100
 	}
+	if m.tickMs > 0 {
+		cfg.TickMs, cfg.ElectionMs = m.tickMs, m.electionMs
+	}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		s.removeTmp()
+		return nil, fmt.Errorf("embedded etcd: start %s in %s: %w", m.name, dir, err)
+	}
+	s.e = e
+	return s, nil
+}
 
+// waitReady waits until the launched member serves clients, for at most
+// ctx's deadline (DefaultStartTimeout when ctx has none), and records its
+// endpoints. On failure the member is closed.
+func (s *Server) waitReady(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultStartTimeout)
 		defer cancel()
 	}
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		s.removeTmp()
-		return nil, fmt.Errorf("embedded etcd: start in %s: %w", dir, err)
-	}
-	s.e = e
+	e := s.e
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		s.Close()
-		return nil, fmt.Errorf("embedded etcd: failed while starting: %w", err)
+		return fmt.Errorf("embedded etcd: failed while starting: %w", err)
 	case <-ctx.Done():
-		e.Server.Stop()
+		e.Server.HardStop()
 		s.Close()
-		return nil, fmt.Errorf("embedded etcd: not ready: %w", ctx.Err())
+		return fmt.Errorf("embedded etcd: not ready: %w", ctx.Err())
 	}
 	for _, l := range e.Clients {
-		s.endpoints = append(s.endpoints, cu.Scheme+"://"+l.Addr().String())
+		s.endpoints = append(s.endpoints, s.scheme+"://"+l.Addr().String())
 	}
 	if len(s.endpoints) == 0 {
 		s.Close()
-		return nil, errors.New("embedded etcd: no client listener")
+		return errors.New("embedded etcd: no client listener")
 	}
-	return s, nil
+	return nil
 }
 
 // Endpoints returns the client URLs with the ports actually bound, e.g.

@@ -1,0 +1,251 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/discovery"
+	"github.com/hamgr/hamgr/ha"
+	"github.com/hamgr/hamgr/stonith"
+)
+
+// The executors of a promotion's steps (see package ha, "Promotions are
+// level-triggered"). Each step that cannot be observed afterwards marks
+// itself done in the leader key's promotion record before the next one
+// runs; the others are idempotent.
+
+// acquireLeader takes the leader key, with the promotion record the plan
+// gave (completed with what this round measured: when the loss was seen,
+// the positions and the data loss) in the key's value.
+func (a *Agent) acquireLeader(ctx context.Context, v ha.View, act ha.Action) error {
+	var rec *cluster.Promotion
+	if act.Promotion != nil {
+		p := a.measurePromotion(v, *act.Promotion)
+		rec = &p
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
+	defer cancel()
+	l, ok, err := a.opts.Store.AcquireLeader(sctx, cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort},
+		ha.LostEpoch(v.Snap), rec)
+	if err != nil {
+		return fmt.Errorf("acquire leader key: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("leader key is held by %s (epoch %d)", l.Name, l.Epoch)
+	}
+	a.mu.Lock()
+	a.holdsLeader = l.Epoch
+	a.snap.Leader = &l
+	a.mu.Unlock()
+	switch {
+	case act.Evidence != nil && act.Evidence.Kind != cluster.EvidenceNone:
+		a.log.Info("acquired leader key to promote over the old primary", "epoch", l.Epoch, "evidence", act.Evidence.String())
+	case rec != nil:
+		a.log.Info("acquired leader key to promote", "epoch", l.Epoch, "promotion", rec.String())
+	default:
+		a.log.Info("acquired leader key", "epoch", l.Epoch)
+	}
+	a.emit(fmt.Sprintf("acquired leader key (epoch %d)", l.Epoch))
+	return nil
+}
+
+// measurePromotion completes a new promotion record with what the view
+// measured before the promotion: when the loss was seen and the key taken,
+// both positions and the data loss. A record carried over from an earlier
+// key (the agent restarted mid-promotion) keeps what it had.
+func (a *Agent) measurePromotion(v ha.View, p cluster.Promotion) cluster.Promotion {
+	if !p.ElectedAt.IsZero() {
+		return p
+	}
+	p.ElectedAt, p.DetectedAt = a.clk.Now(), v.LeaderLostAt
+	if p.Kind == "" {
+		return p
+	}
+	p.OldPosition, p.NewPosition = v.LastLeaderPosition, v.DB.Position
+	if r := v.Snap.Request; r != nil && r.Handoff != nil {
+		p.OldPosition = r.Handoff.Final
+	}
+	p.DataLoss = dataLoss(v, p.Kind, p.OldPrimary)
+	if p.DataLoss.How == cluster.DataLossFinalPosition {
+		p.OldPosition = v.Snap.Member(p.OldPrimary).Position
+	}
+	if p.DataLoss.How != cluster.DataLossHandoff {
+		p.DataLoss.Bytes, _ = p.NewPosition.LagTo(p.OldPosition)
+	}
+	return p
+}
+
+// heldLeader is the leader key this agent holds now (taken earlier in
+// this round, or seen in the store), with its promotion record.
+func (a *Agent) heldLeader() (cluster.Leader, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := a.snap.Leader
+	if l == nil || l.Name != a.opts.Name || l.Epoch != a.holdsLeader || a.holdsLeader == 0 {
+		return cluster.Leader{}, errors.New("this member does not hold the leader key")
+	}
+	return *l, nil
+}
+
+// setPromotion writes p as the held key's promotion record and keeps it as
+// this agent's view of the key.
+func (a *Agent) setPromotion(ctx context.Context, v ha.View, l cluster.Leader, p cluster.Promotion) error {
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
+	defer cancel()
+	if err := a.opts.Store.UpdatePromotion(sctx, l, p); err != nil {
+		return fmt.Errorf("record promotion steps %s of epoch %d: %w", p.String(), l.Epoch, err)
+	}
+	a.mu.Lock()
+	if cur := a.snap.Leader; cur != nil && cur.Epoch == l.Epoch {
+		c := *cur
+		c.Promotion = &p
+		a.snap.Leader = &c
+	}
+	a.mu.Unlock()
+	return nil
+}
+
+// promotionStep runs BeginPromotion, Fence and Publish.
+func (a *Agent) promotionStep(ctx context.Context, v ha.View, act ha.Action) error {
+	l, err := a.heldLeader()
+	if err != nil {
+		return fmt.Errorf("%s: %w", act.Kind, err)
+	}
+	switch act.Kind {
+	case ha.BeginPromotion:
+		return a.setPromotion(ctx, v, l, a.measurePromotion(v, *act.Promotion))
+	case ha.Fence:
+		return a.fence(ctx, v, l, act.Target)
+	default:
+		return a.publish(ctx, l)
+	}
+}
+
+// fenceTimeout bounds one attempt of the fence step.
+const fenceTimeout = 2 * time.Minute
+
+// fence fences target through the configured fencer and marks the fence
+// step done; the promotion goes on only after that.
+func (a *Agent) fence(ctx context.Context, v ha.View, l cluster.Leader, target string) error {
+	if l.Promotion == nil {
+		return errors.New("fence: the leader key has no promotion record")
+	}
+	if a.opts.Fencer == nil {
+		return fmt.Errorf("fence %s: no fencer configured", target)
+	}
+	t := stonith.Target{Name: target}
+	if ll := v.Snap.LastLeader; ll != nil && ll.Name == target {
+		t.Host, t.Port = ll.ConnHost, ll.ConnPort
+	}
+	fctx, cancel := context.WithTimeout(ctx, fenceTimeout)
+	defer cancel()
+	conf, err := a.opts.Fencer.Fence(fctx, t)
+	if err != nil {
+		return fmt.Errorf("fence %s: %w", target, err)
+	}
+	p := l.Promotion.With(cluster.StepFence)
+	p.Fenced = conf.String()
+	if err := a.setPromotion(ctx, v, l, p); err != nil {
+		return err
+	}
+	a.log.Info("fenced the old primary", "target", target, "epoch", l.Epoch, "confirmation", conf.String())
+	a.emit("fenced " + target + ": " + conf.String())
+	return nil
+}
+
+// publishTimeout bounds each publisher's attempt.
+const publishTimeout = 30 * time.Second
+
+// publish runs every publisher in order; the first failure fails the step
+// (the next round runs them all again: they are idempotent).
+func (a *Agent) publish(ctx context.Context, l cluster.Leader) error {
+	p := discovery.Primary{Cluster: a.opts.Cluster, Name: a.opts.Name, Epoch: l.Epoch, Host: a.opts.ConnHost, Port: a.opts.ConnPort}
+	for _, pub := range a.opts.Publishers {
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		err := pub.Publish(pctx, p)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("publish epoch %d through %s: %w", l.Epoch, pub.Name(), err)
+		}
+	}
+	return nil
+}
+
+// recordFailover is a promotion's last step: the history entry (unless the
+// record's kind is ""), then the record marked complete. It fails, and the
+// next round runs it again, when either write fails: the promotion stands
+// meanwhile, and the entry's key is its epoch, so a repeat overwrites it.
+func (a *Agent) recordFailover(ctx context.Context, v ha.View) error {
+	l, err := a.heldLeader()
+	if err != nil {
+		return fmt.Errorf("record promotion: %w", err)
+	}
+	if l.Promotion == nil {
+		return errors.New("record promotion: the leader key has no promotion record")
+	}
+	p := *l.Promotion
+	if p.Kind != "" {
+		e := a.historyEntry(v, l.Epoch, p)
+		sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
+		err := a.opts.Store.AppendHistory(sctx, e)
+		cancel()
+		if err != nil {
+			a.opts.Metrics.StoreError(opAppendHistory)
+			return fmt.Errorf("record %s of epoch %d in the history: %w", p.Kind, l.Epoch, err)
+		}
+		a.opts.Metrics.Failover(p.Kind, e.Steps)
+		a.log.Info(string(p.Kind)+" complete", "epoch", l.Epoch, "old_primary", e.OldPrimary, "lost_epoch", p.Lost)
+	}
+	return a.setPromotion(ctx, v, l, p.With(cluster.AllPromotionSteps...))
+}
+
+// historyEntry is the history entry of promotion p at epoch.
+func (a *Agent) historyEntry(v ha.View, epoch cluster.Epoch, p cluster.Promotion) cluster.HistoryEntry {
+	a.mu.Lock()
+	promoted := a.promotedAt
+	a.mu.Unlock()
+	if promoted.Before(p.ElectedAt) {
+		// Promoted by an earlier run of this agent: not known exactly.
+		promoted = a.clk.Now()
+	}
+	reason := fmt.Sprintf("leader key of epoch %d was lost", p.Lost)
+	if p.Reason != "" {
+		reason = p.Reason
+	}
+	e := cluster.HistoryEntry{
+		Epoch: epoch, Kind: p.Kind, OldPrimary: p.OldPrimary, NewPrimary: a.opts.Name, Reason: reason,
+		OldPosition: p.OldPosition, NewPosition: p.NewPosition, DataLoss: p.DataLoss, Evidence: p.Evidence,
+		DetectedAt: p.DetectedAt, ElectedAt: p.ElectedAt, PromotedAt: promoted,
+	}
+	if p.DataLoss != nil {
+		e.DataLossBytes = p.DataLoss.Bytes
+	}
+	if !p.DetectedAt.IsZero() {
+		e.Steps = []cluster.Step{
+			{Name: "elect", Duration: cluster.Duration(p.ElectedAt.Sub(p.DetectedAt))},
+			{Name: "promote", Duration: cluster.Duration(promoted.Sub(p.ElectedAt))},
+		}
+	}
+	return e
+}
+
+// dataLoss says how a promotion's data loss is measured: none for a
+// switchover (the handoff); exact when the old primary's agent published
+// its stopped database's position after the loss (the end of its WAL);
+// otherwise a lower bound, from the last position it published while it
+// led, made exact later by its rewind (recordDiscard).
+func dataLoss(v ha.View, kind cluster.HistoryKind, old string) *cluster.DataLoss {
+	if kind == cluster.HistorySwitchover {
+		return &cluster.DataLoss{How: cluster.DataLossHandoff, Detail: "switchover: promoted past the old primary's final position"}
+	}
+	if m := v.Snap.Member(old); m != nil && v.Snap.LastLeader != nil && m.MeasuredAfterLossOf == v.Snap.LastLeader.Epoch &&
+		m.Role == cluster.RoleUnknown && !m.Position.IsZero() {
+		return &cluster.DataLoss{How: cluster.DataLossFinalPosition,
+			Detail: fmt.Sprintf("%s's stopped database ended at %s", old, m.Position)}
+	}
+	return &cluster.DataLoss{How: cluster.DataLossLowerBound,
+		Detail: fmt.Sprintf("at least: %s's last published position was %s; exact when it rejoins by %s", old, v.LastLeaderPosition, v.Engine.Names.Resync)}
+}
