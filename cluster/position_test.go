@@ -127,6 +127,41 @@ func TestLegacyRecordsDecode(t *testing.T) {
 	}
 }
 
+// A promotion record (the leader key's value) written by an earlier
+// version, with untagged positions, decodes as PostgreSQL's; a new one
+// still carries the lsn and timeline fields that version reads.
+func TestPromotionPositionsJSON(t *testing.T) {
+	const legacy = `{"kind":"failover","lost":7,"old_primary":"n1",` +
+		`"old_position":{"lsn":"0/5000000","timeline":2},"new_position":{"lsn":"0/4FFFF00","timeline":2},"done":["key"]}`
+	var p Promotion
+	if err := json.Unmarshal([]byte(legacy), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.OldPosition != PGPosition(2, 0x5000000) || p.NewPosition != PGPosition(2, 0x4FFFF00) || !p.Has(StepKey) {
+		t.Fatalf("legacy promotion record decoded as %+v", p)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old struct {
+		OldPosition struct {
+			LSN      LSN    `json:"lsn"`
+			Timeline uint32 `json:"timeline"`
+		} `json:"old_position"`
+	}
+	if err := json.Unmarshal(b, &old); err != nil || old.OldPosition.LSN != 0x5000000 || old.OldPosition.Timeline != 2 {
+		t.Errorf("old_position in %s as an earlier version reads it: %+v, %v", b, old.OldPosition, err)
+	}
+	var back Promotion
+	if err := json.Unmarshal(b, &back); err != nil || back.OldPosition != p.OldPosition || back.NewPosition != p.NewPosition {
+		t.Errorf("round trip %s = %+v, %v", b, back, err)
+	}
+	if b, _ := json.Marshal(Promotion{}); strings.Contains(string(b), "position") {
+		t.Errorf("zero positions written: %s", b)
+	}
+}
+
 // A new handoff also carries final_lsn, which agents of earlier versions
 // wait for during a rolling upgrade.
 func TestHandoffJSON(t *testing.T) {
