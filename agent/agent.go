@@ -45,14 +45,16 @@ type Options struct {
 	// Events, if set, receives a line for each notable step (used by the
 	// demo to print a timeline). Sends never block.
 	Events chan<- Event
-	// UseRewind lets a diverged former primary rejoin by pg_rewind;
-	// AllowReclone lets a member that cannot rewind be cloned again.
-	UseRewind    bool
-	AllowReclone bool
+	// Engine is what the database engine can do, as far as the operator
+	// allowed it (which rejoin methods, whether it keeps replication
+	// slots), and its names for its tools and settings; see
+	// db.Capabilities. The engine provides it (postgres.Capabilities);
+	// the zero value allows no rejoin and manages no slots.
+	Engine db.Capabilities
 	// Metrics, if set, receives the agent's measurements (see package
 	// metrics); nil discards them.
 	Metrics Metrics
-	// Background runs the long actions (clone, re-clone, pg_rewind) while
+	// Background runs the long actions (clone, re-clone, rewind) while
 	// the loop goes on; nil runs each on a goroutine of its own. The
 	// simulator runs them at once.
 	Background func(fn func())
@@ -262,7 +264,7 @@ func (a *Agent) State() cluster.AgentStatus {
 		Config: a.cfg, Started: a.started,
 	}
 	if l := a.track.LastLeader; l != nil {
-		st.LastLeaderLSN = l.Position.LSN
+		st.LastLeaderPosition = l.Position
 	}
 	st.HoldsLeader = a.holdsLeader != 0 && a.snap.Leader != nil && a.snap.Leader.Epoch == a.holdsLeader &&
 		a.clk.Now().Before(detector.FenceDeadline(a.lastRenewSent, a.cfg))

@@ -64,16 +64,16 @@ func (a *Agent) measurePromotion(v ha.View, p cluster.Promotion) cluster.Promoti
 	if p.Kind == "" {
 		return p
 	}
-	p.OldPosition, p.NewPosition = cluster.Position{LSN: v.LastLeaderLSN}, v.DB.Position
+	p.OldPosition, p.NewPosition = v.LastLeaderPosition, v.DB.Position
 	if r := v.Snap.Request; r != nil && r.Handoff != nil {
-		p.OldPosition.LSN = r.Handoff.FinalLSN
+		p.OldPosition = r.Handoff.Final
 	}
 	p.DataLoss = dataLoss(v, p.Kind, p.OldPrimary)
 	if p.DataLoss.How == cluster.DataLossFinalPosition {
 		p.OldPosition = v.Snap.Member(p.OldPrimary).Position
 	}
-	if p.DataLoss.How != cluster.DataLossHandoff && p.OldPosition.LSN > p.NewPosition.LSN {
-		p.DataLoss.Bytes = int64(p.OldPosition.LSN - p.NewPosition.LSN)
+	if p.DataLoss.How != cluster.DataLossHandoff {
+		p.DataLoss.Bytes, _ = p.NewPosition.LagTo(p.OldPosition)
 	}
 	return p
 }
@@ -236,16 +236,16 @@ func (a *Agent) historyEntry(v ha.View, epoch cluster.Epoch, p cluster.Promotion
 // switchover (the handoff); exact when the old primary's agent published
 // its stopped database's position after the loss (the end of its WAL);
 // otherwise a lower bound, from the last position it published while it
-// led, made exact later by its pg_rewind (recordDiscard).
+// led, made exact later by its rewind (recordDiscard).
 func dataLoss(v ha.View, kind cluster.HistoryKind, old string) *cluster.DataLoss {
 	if kind == cluster.HistorySwitchover {
 		return &cluster.DataLoss{How: cluster.DataLossHandoff, Detail: "switchover: promoted past the old primary's final position"}
 	}
 	if m := v.Snap.Member(old); m != nil && v.Snap.LastLeader != nil && m.MeasuredAfterLossOf == v.Snap.LastLeader.Epoch &&
-		m.Role == cluster.RoleUnknown && m.Position.LSN != 0 {
+		m.Role == cluster.RoleUnknown && !m.Position.IsZero() {
 		return &cluster.DataLoss{How: cluster.DataLossFinalPosition,
-			Detail: fmt.Sprintf("%s's stopped database ended at %s", old, m.Position.LSN)}
+			Detail: fmt.Sprintf("%s's stopped database ended at %s", old, m.Position)}
 	}
 	return &cluster.DataLoss{How: cluster.DataLossLowerBound,
-		Detail: fmt.Sprintf("at least: %s's last published position was %s; exact when it rejoins by pg_rewind", old, v.LastLeaderLSN)}
+		Detail: fmt.Sprintf("at least: %s's last published position was %s; exact when it rejoins by %s", old, v.LastLeaderPosition, v.Engine.Names.Resync)}
 }

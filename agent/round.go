@@ -65,12 +65,14 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	view := a.track.View(ha.View{
 		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
 		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent,
-		UseRewind: a.opts.UseRewind, AllowReclone: a.opts.AllowReclone, Busy: a.busy, Fencing: a.opts.Fencer != nil,
+		Engine: a.opts.Engine, Busy: a.busy, Fencing: a.opts.Fencer != nil,
 	})
 	a.mu.Unlock()
 	if st.Accepting && st.Role == cluster.RolePrimary && view.Snap.Leader != nil && view.Snap.Leader.Name == a.opts.Name {
 		view.Repl, view.SyncConfirmed = a.measureSync(ctx)
-		view.SlotMembers, view.LostSlots, view.StaleSlots = a.measureSlots(ctx, now, view.Snap)
+		if a.opts.Engine.Slots {
+			view.Slots = a.measureSlots(ctx, now, view.Snap)
+		}
 	}
 	if ha.WantsOldPrimaryProbe(view) {
 		p := a.probeOldPrimary(ctx, snap)
@@ -460,7 +462,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		}
 		a.emit("rewinding from " + act.Upstream.Name)
 		res, err := r.Rewind(dctx, *act.Upstream) // recorded by ha.Tracker.ActionDone
-		if err == nil && res.Required && res.DivergedAt > 0 && res.WALEnd > res.DivergedAt {
+		if err == nil && res.Required && !res.DivergedAt.IsZero() && res.WALEnd.Cmp(res.DivergedAt) > 0 {
 			a.recordDiscard(ctx, v, res)
 		}
 		return err
@@ -494,17 +496,17 @@ func (a *Agent) handoff(ctx context.Context, v ha.View, target string) error {
 		return errors.New("handoff: no pending request or leader")
 	}
 	st := a.probe(ctx)
-	if st.Running || st.Checkpoint == 0 {
+	if st.Running || st.Checkpoint.IsZero() {
 		return fmt.Errorf("handoff: cannot read the shutdown checkpoint of the stopped database (running=%t)", st.Running)
 	}
 	r := *v.Snap.Request
-	r.Handoff = &cluster.Handoff{Target: target, FinalLSN: st.Checkpoint, Epoch: v.Snap.Leader.Epoch, StoppedAt: a.clk.Now().UTC()}
+	r.Handoff = &cluster.Handoff{Target: target, Final: st.Checkpoint, Epoch: v.Snap.Leader.Epoch, StoppedAt: a.clk.Now().UTC()}
 	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
 	defer cancel()
 	if err := a.opts.Store.UpdateRequest(sctx, r); err != nil {
 		return fmt.Errorf("handoff to %s: %w", target, err)
 	}
-	a.log.Info("switchover: stopped writes, handing over", "target", target, "final_lsn", st.Checkpoint)
+	a.log.Info("switchover: stopped writes, handing over", "target", target, "final_position", st.Checkpoint.String())
 	a.emit("switchover: stopped at " + st.Checkpoint.String() + ", handing over to " + target)
 	return nil
 }
@@ -539,14 +541,14 @@ func (a *Agent) runInBackground(ctx context.Context, v ha.View, p ha.Plan, act h
 	})
 }
 
-// recordDiscard writes what this member's pg_rewind discarded into the
+// recordDiscard writes what this member's rewind discarded into the
 // history entry of the failover away from it, replacing a lower bound.
 func (a *Agent) recordDiscard(ctx context.Context, v ha.View, res db.RewindResult) {
 	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
 	defer cancel()
 	hist, err := a.opts.Store.History(sctx)
 	if err != nil {
-		a.log.Warn("cannot read the history to record what pg_rewind discarded", "err", err)
+		a.log.Warn("cannot read the history to record what the rewind discarded", "err", err)
 		return
 	}
 	for i := len(hist) - 1; i >= 0; i-- {
@@ -557,15 +559,15 @@ func (a *Agent) recordDiscard(ctx context.Context, v ha.View, res db.RewindResul
 		if e.DataLoss != nil && e.DataLoss.How != cluster.DataLossLowerBound {
 			return
 		}
-		bytes := int64(res.WALEnd - res.DivergedAt)
+		bytes, _ := res.DivergedAt.LagTo(res.WALEnd)
 		e.DataLoss = &cluster.DataLoss{Bytes: bytes, How: cluster.DataLossRewind,
-			Detail: fmt.Sprintf("%s's pg_rewind discarded its WAL from %s (where it diverged) to %s", a.opts.Name, res.DivergedAt, res.WALEnd)}
+			Detail: fmt.Sprintf("%s's %s discarded its WAL from %s (where it diverged) to %s", a.opts.Name, a.opts.Engine.Names.Resync, res.DivergedAt, res.WALEnd)}
 		e.DataLossBytes = bytes
 		if err := a.opts.Store.AppendHistory(sctx, e); err != nil {
-			a.log.Warn("cannot record what pg_rewind discarded", "epoch", e.Epoch, "err", err)
+			a.log.Warn("cannot record what the rewind discarded", "epoch", e.Epoch, "err", err)
 			return
 		}
-		a.log.Warn("pg_rewind discarded WAL that the new primary never had", "bytes", bytes, "epoch", e.Epoch,
+		a.log.Warn("the rewind discarded WAL that the new primary never had", "bytes", bytes, "epoch", e.Epoch,
 			"diverged_at", res.DivergedAt, "wal_end", res.WALEnd)
 		return
 	}
@@ -636,18 +638,19 @@ func (a *Agent) measureSync(ctx context.Context) (*db.ReplicationStatus, []strin
 // a slot, those whose slot was invalidated, and those absent longer than
 // ha.MemberSlotsTTL whose slot can go. Slots that belong to no member ever
 // seen are left alone (an operator's own).
-func (a *Agent) measureSlots(ctx context.Context, now time.Time, s cluster.Snapshot) (have, lost, stale []string) {
+func (a *Agent) measureSlots(ctx context.Context, now time.Time, s cluster.Snapshot) ha.Slots {
 	r, ok := a.opts.DB.(db.Replication)
 	if !ok {
-		return nil, nil, nil
+		return ha.Slots{}
 	}
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	slots, err := r.Slots(rctx)
 	if err != nil {
 		a.log.Warn("list replication slots", "err", err)
-		return nil, nil, nil
+		return ha.Slots{}
 	}
+	var have, lost, stale []string
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.lastSeen == nil {
@@ -674,5 +677,5 @@ func (a *Agent) measureSlots(ctx context.Context, now time.Time, s cluster.Snaps
 	slices.Sort(have)
 	slices.Sort(lost)
 	slices.Sort(stale)
-	return have, lost, stale
+	return ha.Slots{Members: have, Lost: lost, Stale: stale}
 }

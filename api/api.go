@@ -275,15 +275,20 @@ type memberStatus struct {
 	Accepting   bool            `json:"accepting"`
 	HoldsLeader bool            `json:"holds_leader"`
 	// Leader and Epoch are null when no one holds the leader key.
-	Leader     *string        `json:"leader"`
-	Epoch      *cluster.Epoch `json:"epoch"`
-	Paused     bool           `json:"paused"`
-	StoreOK    bool           `json:"store_ok"`
-	Timeline   uint32         `json:"timeline"`
-	LSN        cluster.LSN    `json:"lsn"`
-	ReceiveLSN *cluster.LSN   `json:"receive_lsn,omitempty"`
-	ReplayLSN  *cluster.LSN   `json:"replay_lsn,omitempty"`
-	// Lag is in bytes; null when unknown.
+	Leader  *string        `json:"leader"`
+	Epoch   *cluster.Epoch `json:"epoch"`
+	Paused  bool           `json:"paused"`
+	StoreOK bool           `json:"store_ok"`
+	// Position is the database's position, tagged with its engine; every
+	// engine's fits. Timeline, LSN, ReceiveLSN and ReplayLSN repeat a
+	// PostgreSQL position's parts in the fields Patroni's clients read.
+	Position   cluster.Position `json:"position"`
+	Timeline   uint32           `json:"timeline"`
+	LSN        cluster.LSN      `json:"lsn"`
+	ReceiveLSN *cluster.LSN     `json:"receive_lsn,omitempty"`
+	ReplayLSN  *cluster.LSN     `json:"replay_lsn,omitempty"`
+	// Lag is in the engine's lag unit (bytes for PostgreSQL); null when
+	// unknown.
 	Lag       *int64 `json:"lag"`
 	Streaming bool   `json:"streaming"`
 	// Diverged: the engine reports this replica's history diverged from
@@ -316,8 +321,7 @@ func (h *handler) newMemberStatus(st *State) memberStatus {
 		HoldsLeader: st.HoldsLeader,
 		Paused:      st.Paused,
 		StoreOK:     st.StoreOK,
-		Timeline:    m.Position.Timeline,
-		LSN:         m.Position.LSN,
+		Position:    m.Position,
 		Lag:         lagOf(m),
 		Streaming:   m.Streaming,
 		Diverged:    m.Diverged,
@@ -334,12 +338,11 @@ func (h *handler) newMemberStatus(st *State) memberStatus {
 		name, epoch := st.Leader.Name, st.Leader.Epoch
 		s.Leader, s.Epoch = &name, &epoch
 	}
-	if m.ReceiveLSN != 0 {
-		v := m.ReceiveLSN
+	s.Timeline, s.LSN, _ = m.Position.PostgreSQL()
+	if _, v, ok := m.Received.PostgreSQL(); ok && v != 0 {
 		s.ReceiveLSN = &v
 	}
-	if m.ReplayLSN != 0 {
-		v := m.ReplayLSN
+	if _, v, ok := m.Replayed.PostgreSQL(); ok && v != 0 {
 		s.ReplayLSN = &v
 	}
 	if !st.LastLoop.IsZero() {
@@ -370,20 +373,23 @@ type clusterView struct {
 type clusterMember struct {
 	Name string `json:"name"`
 	// Role is "leader" for the leader key's holder, else the database's role.
-	Role      string              `json:"role"`
-	State     cluster.MemberState `json:"state"`
-	Reason    string              `json:"reason"`
-	Problem   cluster.Problem     `json:"problem,omitempty"`
-	APIURL    string              `json:"api_url"`
-	Host      string              `json:"host"`
-	Port      int                 `json:"port"`
-	Timeline  uint32              `json:"timeline"`
-	LSN       cluster.LSN         `json:"lsn"`
-	Lag       *int64              `json:"lag"`
-	Streaming bool                `json:"streaming"`
-	Upstream  string              `json:"upstream"`
-	Tags      cluster.Tags        `json:"tags"`
-	UpdatedAt *time.Time          `json:"updated_at"`
+	Role    string              `json:"role"`
+	State   cluster.MemberState `json:"state"`
+	Reason  string              `json:"reason"`
+	Problem cluster.Problem     `json:"problem,omitempty"`
+	APIURL  string              `json:"api_url"`
+	Host    string              `json:"host"`
+	Port    int                 `json:"port"`
+	// Position is the member's position, tagged with its engine;
+	// Timeline and LSN repeat a PostgreSQL position's parts.
+	Position  cluster.Position `json:"position"`
+	Timeline  uint32           `json:"timeline"`
+	LSN       cluster.LSN      `json:"lsn"`
+	Lag       *int64           `json:"lag"`
+	Streaming bool             `json:"streaming"`
+	Upstream  string           `json:"upstream"`
+	Tags      cluster.Tags     `json:"tags"`
+	UpdatedAt *time.Time       `json:"updated_at"`
 }
 
 // newClusterView builds the /cluster body from st's snapshot. The members are
@@ -421,6 +427,7 @@ func newClusterView(st *State) clusterView {
 		if leader != "" && m.Name == leader {
 			role = "leader"
 		}
+		tl, lsn, _ := m.Position.PostgreSQL()
 		v.Members = append(v.Members, clusterMember{
 			Name:      m.Name,
 			Role:      role,
@@ -430,8 +437,9 @@ func newClusterView(st *State) clusterView {
 			APIURL:    m.APIURL,
 			Host:      m.ConnHost,
 			Port:      m.ConnPort,
-			Timeline:  m.Position.Timeline,
-			LSN:       m.Position.LSN,
+			Position:  m.Position,
+			Timeline:  tl,
+			LSN:       lsn,
 			Lag:       lagOf(m),
 			Streaming: m.Streaming,
 			Upstream:  m.Upstream,

@@ -64,29 +64,29 @@ const refLSN = cluster.LSN(0x5000000)
 
 func (f facts) state() State {
 	self := cluster.Member{
-		Name:       "pg1",
-		Role:       f.role,
-		State:      cluster.StateRunning,
-		Position:   cluster.Position{LSN: refLSN, Timeline: 2},
-		ReceiveLSN: refLSN,
-		ReplayLSN:  refLSN,
-		LagBytes:   f.lag,
-		Streaming:  f.streaming,
-		Diverged:   f.diverged,
-		APIURL:     "http://10.0.0.1:8008",
-		ConnHost:   "10.0.0.1",
-		ConnPort:   5432,
-		Tags:       cluster.Tags{Priority: 1, NoLoadBalance: f.noLB, Custom: map[string]string{"dc": "east"}},
-		UpdatedAt:  t0.Add(-time.Second),
+		Name:      "pg1",
+		Role:      f.role,
+		State:     cluster.StateRunning,
+		Position:  cluster.PGPosition(2, refLSN),
+		Received:  cluster.PGPosition(2, refLSN),
+		Replayed:  cluster.PGPosition(2, refLSN),
+		LagBytes:  f.lag,
+		Streaming: f.streaming,
+		Diverged:  f.diverged,
+		APIURL:    "http://10.0.0.1:8008",
+		ConnHost:  "10.0.0.1",
+		ConnPort:  5432,
+		Tags:      cluster.Tags{Priority: 1, NoLoadBalance: f.noLB, Custom: map[string]string{"dc": "east"}},
+		UpdatedAt: t0.Add(-time.Second),
 	}
 	if f.starting {
 		self.State = cluster.StateStarting
 	}
 	if f.lag > 0 && !f.holds { // the key holder is its own reference
-		self.ReplayLSN = refLSN - cluster.LSN(f.lag)
+		self.Replayed = cluster.PGPosition(2, refLSN-cluster.LSN(f.lag))
 	}
 	leader := cluster.Member{Name: "pg2", Role: cluster.RolePrimary, State: cluster.StateRunning,
-		Position: cluster.Position{LSN: refLSN, Timeline: 2}, ConnHost: "10.0.0.2", ConnPort: 5432}
+		Position: cluster.PGPosition(2, refLSN), ConnHost: "10.0.0.2", ConnPort: 5432}
 	st := State{
 		Cluster:     "main",
 		Self:        self,
@@ -290,7 +290,10 @@ func stateWith(f facts, change func(*State)) State {
 // no leader record, lastLeader the last position seen of the old leader.
 func failover(lastLeader cluster.LSN, replayLag int64) State {
 	return stateWith(factsWith(replica, func(f *facts) { f.streaming = false; f.lag = replayLag }), func(s *State) {
-		s.Leader, s.Members, s.LastLeaderLSN, s.Sync = nil, s.Members[:1], lastLeader, nil
+		s.Leader, s.Members, s.LastLeaderPosition, s.Sync = nil, s.Members[:1], cluster.Position{}, nil
+		if lastLeader != 0 {
+			s.LastLeaderPosition = cluster.PGPosition(2, lastLeader)
+		}
 	})
 }
 
@@ -576,7 +579,7 @@ func TestMethodNotAllowed(t *testing.T) {
 
 func TestStatusBody(t *testing.T) {
 	st := selfState(cluster.RoleReplica, true, false, true, 4096)
-	st.Self.Position.LSN, st.Self.ReceiveLSN, st.Self.ReplayLSN = 0x3000060, 0x3000100, 0
+	st.Self.Position, st.Self.Received, st.Self.Replayed = cluster.PGPosition(2, 0x3000060), cluster.PGPosition(2, 0x3000100), cluster.Position{}
 	st.Self.Tags = cluster.Tags{NoFailover: true, Priority: 3, Custom: map[string]string{"dc": "east"}}
 	st.Sync, st.Paused = nil, true
 	h := newTestHandler(st)
@@ -590,6 +593,7 @@ func TestStatusBody(t *testing.T) {
 			"name": "pg1", "cluster": "main", "role": "replica", "state": "running", "reason": "",
 			"accepting": true, "holds_leader": false, "leader": "pg2", "epoch": 42.0, "paused": true,
 			"store_ok": true, "timeline": 2.0, "lsn": "0/3000060", "receive_lsn": "0/3000100", "lag": 4096.0,
+			"position":  map[string]any{"engine": "postgresql", "timeline": 2.0, "lsn": "0/3000060"},
 			"streaming": true, "diverged": false, "upstream": "pg2", "api_url": "http://10.0.0.1:8008", "host": "10.0.0.1",
 			"port": 5432.0, "tags": map[string]any{"nofailover": true, "priority": 3.0, "custom": map[string]any{"dc": "east"}},
 			"updated_at": "2026-03-04T05:06:06Z", "last_loop": "2026-03-04T05:06:05Z", "last_loop_age_seconds": 2.0,
@@ -643,12 +647,12 @@ func TestClusterJSON(t *testing.T) {
 	st.Members = []cluster.Member{
 		{Name: "c", Role: cluster.RoleReplica, State: cluster.StateCannotFollow, Reason: "timeline diverged; run rewind",
 			Problem: cluster.ProblemCannotFollow, LagBytes: -1, APIURL: "http://c:8008", ConnHost: "c", ConnPort: 5432, Upstream: "b",
-			Position: cluster.Position{LSN: 0x100, Timeline: 1}},
+			Position: cluster.PGPosition(1, 0x100)},
 		{Name: "a", Role: cluster.RoleReplica, State: cluster.StateRunning, LagBytes: 0, Streaming: true, Upstream: "b",
 			APIURL: "http://a:8008", ConnHost: "a", ConnPort: 5433, Tags: cluster.Tags{Priority: 1},
-			Position: cluster.Position{LSN: 0x2_00000010, Timeline: 3}, UpdatedAt: t0},
+			Position: cluster.PGPosition(3, 0x2_00000010), UpdatedAt: t0},
 		{Name: "b", Role: cluster.RolePrimary, State: cluster.StateRunning, APIURL: "http://b:8008", ConnHost: "b", ConnPort: 5432,
-			Position: cluster.Position{LSN: 0x2_00000010, Timeline: 3}},
+			Position: cluster.PGPosition(3, 0x2_00000010)},
 		{Name: "d", Role: cluster.RolePrimary, State: cluster.StateFenced, LagBytes: -1},
 	}
 	orig := slices.Clone(st.Members)
@@ -695,7 +699,7 @@ func TestClusterJSON(t *testing.T) {
 	if !slices.Equal(roles, []string{"replica", "leader", "replica", "primary"}) {
 		t.Errorf("roles %v", roles)
 	}
-	keys := []string{"name", "role", "state", "reason", "api_url", "host", "port", "timeline", "lsn", "lag",
+	keys := []string{"name", "role", "state", "reason", "api_url", "host", "port", "position", "timeline", "lsn", "lag",
 		"streaming", "upstream", "tags", "updated_at"}
 	for _, m := range got.Members {
 		var have []string
@@ -712,6 +716,9 @@ func TestClusterJSON(t *testing.T) {
 		}
 	}
 	a, c := got.Members[0], got.Members[2]
+	if p, _ := a["position"].(map[string]any); fmt.Sprint(p) != fmt.Sprint(map[string]any{"engine": "postgresql", "timeline": 3.0, "lsn": "2/10"}) {
+		t.Errorf("member a position %v", a["position"])
+	}
 	if a["lsn"] != "2/10" || a["timeline"] != 3.0 || a["lag"] != 0.0 || a["streaming"] != true || a["port"] != 5433.0 ||
 		a["host"] != "a" || a["api_url"] != "http://a:8008" || a["upstream"] != "b" || a["updated_at"] != "2026-03-04T05:06:07Z" {
 		t.Errorf("member a: %v", a)

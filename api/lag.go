@@ -33,7 +33,7 @@ const (
 	lagWrite
 )
 
-// referenceLSN returns the WAL position a replica's lag is measured
+// reference returns the position a replica's lag is measured
 // against: the leader's published position, or, while no leader's record
 // can be read (the leader key expired, a failover is under way), the last
 // one this agent saw, as Patroni uses the last leader position it stored.
@@ -41,18 +41,18 @@ const (
 // database runs may, and then a replica still streaming from it receives
 // that WAL, so the last seen position is the best bound available. It
 // reports false when neither is known.
-func referenceLSN(st *State) (cluster.LSN, bool) {
+func reference(st *State) (cluster.Position, bool) {
 	if st.Leader != nil {
 		for i := range st.Members {
 			if st.Members[i].Name == st.Leader.Name {
-				return st.Members[i].Position.LSN, true
+				return st.Members[i].Position, true
 			}
 		}
 	}
-	if st.LastLeaderLSN != 0 {
-		return st.LastLeaderLSN, true
+	if !st.LastLeaderPosition.IsZero() {
+		return st.LastLeaderPosition, true
 	}
-	return 0, false
+	return cluster.Position{}, false
 }
 
 // replicaLag returns how many bytes of WAL the reference position holds
@@ -61,20 +61,18 @@ func referenceLSN(st *State) (cluster.LSN, bool) {
 // unknown. A position the probe did not report falls back to the member's
 // furthest position.
 func replicaLag(st *State, mode lagMode) (int64, bool) {
-	ref, ok := referenceLSN(st)
+	ref, ok := reference(st)
 	if !ok {
 		return 0, false
 	}
 	m := &st.Self
-	pos := m.ReplayLSN
+	pos := m.Replayed
 	if mode == lagWrite {
-		pos = m.ReceiveLSN
+		pos = m.Received
 	}
-	if pos == 0 {
-		pos = m.Position.LSN
+	if pos.IsZero() {
+		pos = m.Position
 	}
-	if pos >= ref {
-		return 0, true
-	}
-	return int64(ref - pos), true
+	lag, _ := pos.LagTo(ref)
+	return lag, true
 }

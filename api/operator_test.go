@@ -554,8 +554,8 @@ func TestWithRealOperator(t *testing.T) {
 	store := &memStore{snap: cluster.Snapshot{
 		Leader: &cluster.Leader{Name: "pg1", Epoch: 7},
 		Members: []cluster.Member{
-			{Name: "pg1", Role: cluster.RolePrimary, State: cluster.StateRunning, Position: cluster.Position{LSN: 100, Timeline: 1}},
-			{Name: "pg2", Role: cluster.RoleReplica, State: cluster.StateRunning, Streaming: true, Upstream: "pg1", Position: cluster.Position{LSN: 100, Timeline: 1}},
+			{Name: "pg1", Role: cluster.RolePrimary, State: cluster.StateRunning, Position: cluster.PGPosition(1, 100)},
+			{Name: "pg2", Role: cluster.RoleReplica, State: cluster.StateRunning, Streaming: true, Upstream: "pg1", Position: cluster.PGPosition(1, 100)},
 		},
 		Config: &cfg,
 	}}
@@ -600,8 +600,8 @@ func TestRefusalsNameAPIFields(t *testing.T) {
 		return cluster.Snapshot{
 			Leader: &cluster.Leader{Name: "pg2", Epoch: 42},
 			Members: []cluster.Member{
-				{Name: "pg1", Role: cluster.RoleReplica, State: cluster.StateRunning, Streaming: true, Upstream: "pg2", Position: cluster.Position{LSN: 100, Timeline: 1}},
-				{Name: "pg2", Role: cluster.RolePrimary, State: cluster.StateRunning, Position: cluster.Position{LSN: 100, Timeline: 1}},
+				{Name: "pg1", Role: cluster.RoleReplica, State: cluster.StateRunning, Streaming: true, Upstream: "pg2", Position: cluster.PGPosition(1, 100)},
+				{Name: "pg2", Role: cluster.RolePrimary, State: cluster.StateRunning, Position: cluster.PGPosition(1, 100)},
 			},
 			Config: &cfg,
 		}

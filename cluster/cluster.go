@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -14,7 +12,7 @@ type Role int
 // shows up as "unknown" rather than as a primary.
 const (
 	RoleUnknown Role = iota
-	// RolePrimary accepts writes (PostgreSQL: not in recovery).
+	// RolePrimary accepts writes.
 	RolePrimary
 	// RoleReplica replays WAL from an upstream and refuses writes.
 	RoleReplica
@@ -46,53 +44,6 @@ func (r *Role) UnmarshalText(b []byte) error {
 		*r = RoleUnknown
 	}
 	return nil
-}
-
-// LSN is a PostgreSQL write-ahead-log position (a byte offset).
-type LSN uint64
-
-// String formats the LSN the way PostgreSQL does ("16/B374D848").
-func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xffffffff) }
-
-// MarshalText encodes the LSN in PostgreSQL's notation.
-func (l LSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
-
-// UnmarshalText parses PostgreSQL's "hi/lo" notation.
-func (l *LSN) UnmarshalText(b []byte) error {
-	v, err := ParseLSN(string(b))
-	if err != nil {
-		return err
-	}
-	*l = v
-	return nil
-}
-
-// ParseLSN parses an LSN written as "hi/lo" in hexadecimal; the empty string is 0.
-func ParseLSN(s string) (LSN, error) {
-	if s == "" {
-		return 0, nil
-	}
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("parse LSN %q: want HI/LO in hexadecimal, like 0/3000060", s)
-	}
-	h, err := strconv.ParseUint(hi, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("parse LSN %q: high part: %w", s, err)
-	}
-	lw, err := strconv.ParseUint(lo, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("parse LSN %q: low part: %w", s, err)
-	}
-	return LSN(h<<32 | lw), nil
-}
-
-// Position is how far a member's database has come: the WAL position it has
-// (flushed on a primary; the furthest of received and replayed on a replica)
-// and the timeline it is on.
-type Position struct {
-	LSN      LSN    `json:"lsn"`
-	Timeline uint32 `json:"timeline"`
 }
 
 // Tags are per-member flags that steer elections and load balancing.
@@ -138,13 +89,15 @@ type Member struct {
 	// Problem names the condition Reason describes when an operator should
 	// look (see ProblemTable); absent when there is none, and in records
 	// written before problem codes existed.
-	Problem  Problem  `json:"problem,omitempty"`
+	Problem Problem `json:"problem,omitempty"`
+	// Position is how far the database has come (db.Status.Position).
 	Position Position `json:"position"`
-	// ReceiveLSN and ReplayLSN are a replica's received and replayed WAL.
-	ReceiveLSN LSN `json:"receive_lsn,omitempty"`
-	ReplayLSN  LSN `json:"replay_lsn,omitempty"`
+	// Received and Replayed are a replica's received and replayed
+	// positions (zero when unknown).
+	Received Position `json:"received,omitzero"`
+	Replayed Position `json:"replayed,omitzero"`
 	// LagBytes is how far behind the leader's last published position this
-	// member is; -1 when unknown.
+	// member is, in its engine's lag unit (Engine.LagUnit); -1 when unknown.
 	LagBytes int64 `json:"lag_bytes"`
 	// LagSeconds is a replica's replay delay in seconds (0 when it replayed
 	// all it received); -1 when unknown.
@@ -194,7 +147,7 @@ type WALStream struct {
 	// receiver's ping interval (Timeout/2) plus a second: the sender
 	// stopped answering, rather than this member stopping listening.
 	SilenceSeen bool `json:"silence_seen,omitempty"`
-	// Timeout is the receiver's timeout (wal_receiver_timeout): it pings a
+	// Timeout is the receiver's timeout (an engine setting): it pings a
 	// silent sender after half of it and drops the connection after all
 	// of it. 0 when unknown or disabled.
 	Timeout Duration `json:"timeout,omitempty"`
@@ -410,8 +363,8 @@ func (c DynamicConfig) NodeCount() int {
 // SyncState is the leader's record of its synchronous standbys, kept under
 // sync. Every member listed holds every commit acknowledged at Epoch: a
 // member is added only after it has confirmed the primary's WAL while
-// required by synchronous_standby_names, and removed here before it is
-// removed from that setting.
+// required by the server's synchronous standby setting, and removed here
+// before it is removed from that setting.
 type SyncState struct {
 	Leader  string   `json:"leader"`
 	Epoch   Epoch    `json:"epoch"`
@@ -490,13 +443,13 @@ type DataLossHow int
 const (
 	// DataLossLowerBound: the old primary's last position published while
 	// it led; its WAL ended there or later, so the loss is at least this.
-	// It becomes exact when the old primary rejoins by pg_rewind.
+	// It becomes exact when the old primary rejoins by a rewind.
 	DataLossLowerBound DataLossHow = iota + 1
 	// DataLossFinalPosition: the old primary's agent published where its
 	// WAL ended (its database stopped) before the new primary promoted:
 	// exact.
 	DataLossFinalPosition
-	// DataLossRewind: the old primary's pg_rewind found where its history
+	// DataLossRewind: the old primary's rewind found where its history
 	// diverged from the new primary's and how far its WAL went past that:
 	// exact, the WAL it discarded.
 	DataLossRewind
@@ -583,12 +536,13 @@ type Request struct {
 }
 
 // Handoff is the old leader's half of a switchover: it stopped taking
-// writes at FinalLSN and gives the leader key to Target.
+// writes at Final and gives the leader key to Target.
 type Handoff struct {
 	Target string `json:"target"`
-	// FinalLSN is the old primary's shutdown checkpoint; the target
-	// promotes only after it has received WAL past it.
-	FinalLSN  LSN       `json:"final_lsn"`
+	// Final is the old primary's final position (its shutdown
+	// checkpoint); the target promotes only once its own position is
+	// ahead of it.
+	Final     Position  `json:"final"`
 	Epoch     Epoch     `json:"epoch"`
 	StoppedAt time.Time `json:"stopped_at"`
 }

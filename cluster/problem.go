@@ -37,7 +37,7 @@ const (
 	// connection only (new connections or writes do not complete).
 	ProblemDatabaseStalled Problem = "database_stalled"
 	// ProblemCannotFollow: this member's history diverged from the
-	// leader's and it cannot rejoin by itself (pg_rewind off or failed,
+	// leader's and it cannot rejoin by itself (rewind off or failed,
 	// re-clone not allowed).
 	ProblemCannotFollow Problem = "cannot_follow"
 	// ProblemReplicationSlotLost: the leader found members' replication
@@ -77,7 +77,9 @@ type ProblemInfo struct {
 
 // ProblemTable returns, in a new slice, every problem code this version
 // derives with its meaning and the operator's action: the one table that
-// docs/design.md reproduces and hamgr_problem exports a series for.
+// docs/design.md reproduces and hamgr_problem exports a series for. Its
+// words are the engine's neutral ones (rewind, re-clone, the engine's
+// rejoin and slot settings); docs/design.md names each engine's.
 func ProblemTable() []ProblemInfo {
 	return []ProblemInfo{
 		{ProblemDurabilityAtRisk, "synchronous_mode on, but the leader's server requires no standby (none is healthy): commits are acknowledged without a copy, and a failover may lose them",
@@ -92,10 +94,10 @@ func ProblemTable() []ProblemInfo {
 			"find out why its agent lost the key (agent dead, network partition from etcd); stop that database or restart its agent"},
 		{ProblemDatabaseStalled, "the primary answers on the agent's old connection only: new connections or a small write do not complete (hung postmaster, full disk); the key is released if it lasts primary_start_timeout",
 			"check the database host (disk, memory, the database log)"},
-		{ProblemCannotFollow, "this member's timeline diverged from the leader's and it cannot rejoin by itself (pg_rewind off or failed, re-clone not allowed); it stays stopped",
-			"re-clone it: set postgresql.reclone_on_rewind_failure, or empty its data directory and restart the agent"},
+		{ProblemCannotFollow, "this member's history diverged from the leader's and it cannot rejoin by itself (rewind off or failed, re-clone not allowed); it stays stopped",
+			"re-clone it: allow a re-clone in the engine's rejoin settings, or empty its data directory and restart the agent"},
 		{ProblemReplicationSlotLost, "the leader found replication slots invalidated: the WAL those members needed was removed",
-			"re-clone those members; consider a larger max_slot_wal_keep_size"},
+			"re-clone those members; consider letting slots keep more (see the engine's slot settings)"},
 		{ProblemPrimaryDown, "the leader's database does not come back after restarts: the leader key was released so a replica can take over (paused: the key is kept and restarts go on)",
 			"read the database log on that member and repair it; it rejoins as a replica"},
 		{ProblemDatabaseNotStarting, "this member's database does not start; the agent retries every loop_wait",
@@ -107,7 +109,7 @@ func ProblemTable() []ProblemInfo {
 		{ProblemLeaseNotRenewed, "the leader could not renew its lease in time and stopped its own primary so that a new one may be elected safely",
 			"find out why etcd was slow or unreachable from that member"},
 		{ProblemSecondPrimary, "this member's database ran as a primary while another member led (or had led after it): the agent stopped it so there is only one",
-			"nothing at once; it rejoins by pg_rewind or re-clone; find out how it came to run as primary"},
+			"nothing at once; it rejoins by rewind or re-clone (see the engine's rejoin settings); find out how it came to run as primary"},
 		{ProblemRequestFailed, "an operator's switchover or manual failover was refused or did not complete (the reason says why)",
 			"read the reason; fix the target (streaming, caught up, not nofailover) and ask again"},
 	}

@@ -39,8 +39,8 @@ type AgentStatus struct {
 	// Started is when the agent started; /liveness measures from it until
 	// the first round completes. Zero when unknown.
 	Started time.Time
-	// LastLeaderLSN is the last WAL position the agent saw the leader
-	// publish (0 if none). Replica lag is measured against it while no
+	// LastLeaderPosition is the last position the agent saw the leader
+	// publish (zero if none). Replica lag is measured against it while no
 	// leader's record can be read, as during a failover.
-	LastLeaderLSN LSN
+	LastLeaderPosition Position
 }

@@ -52,7 +52,7 @@ const (
 	// allowed: release the leader key as soon as the primary is seen down.
 	MaxPrimaryStartTimeout = time.Hour
 	// MaxMaximumLagOnFailover: 1TB is a thousand times the WAL the
-	// replication slots keep (max_slot_wal_keep_size 1GB); anything larger
+	// replication slots keep (1GB by default); anything larger
 	// is a unit typo. To promote a replica whatever it lacks, an operator
 	// runs a manual failover instead. 0 allows only replicas that had
 	// everything the primary last published.

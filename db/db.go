@@ -28,12 +28,14 @@ type Status struct {
 	// a failover without it loses), else the checkpoint or minimum
 	// recovery point of its control data.
 	Position cluster.Position
-	// Checkpoint is a stopped server's latest checkpoint location (after
-	// a fast shutdown: the shutdown checkpoint, which a switchover hands
-	// over); 0 while it runs.
-	Checkpoint cluster.LSN
-	ReceiveLSN cluster.LSN
-	ReplayLSN  cluster.LSN
+	// Checkpoint is a stopped server's latest checkpoint (after a fast
+	// shutdown: the shutdown checkpoint, the final position a switchover
+	// hands over); zero while it runs.
+	Checkpoint cluster.Position
+	// Received and Replayed are a replica's received and replayed
+	// positions; zero otherwise.
+	Received cluster.Position
+	Replayed cluster.Position
 	// Streaming is true when a replica's WAL receiver streams from Upstream.
 	Streaming    bool
 	UpstreamHost string
@@ -222,14 +224,16 @@ type Standby struct {
 	State string
 	// SyncState is "sync", "potential", "quorum" or "async".
 	SyncState string
-	FlushLSN  cluster.LSN
-	ReplayLSN cluster.LSN
+	// Flushed and Replayed are the positions the standby confirmed
+	// flushing and replaying.
+	Flushed  cluster.Position
+	Replayed cluster.Position
 }
 
 // ReplicationStatus is a primary's view of its standbys.
 type ReplicationStatus struct {
-	// WALLSN is the primary's current WAL position, read in the same query.
-	WALLSN   cluster.LSN
+	// Current is the primary's current position, read in the same query.
+	Current  cluster.Position
 	Standbys []Standby
 	// SyncNames are the members named in the synchronous standby setting;
 	// SyncAny is true when it names any standby ("*").
@@ -253,10 +257,11 @@ type RewindResult struct {
 	// rewind required"): nothing was discarded.
 	Required bool
 	// DivergedAt is where the local history left the upstream's, and
-	// WALEnd where the local WAL ended before the rewind: the WAL past
-	// DivergedAt was discarded. Zero when unknown.
-	DivergedAt cluster.LSN
-	WALEnd     cluster.LSN
+	// WALEnd where the local history ended before the rewind: what lay
+	// past DivergedAt was discarded; DivergedAt.LagTo(WALEnd) measures it.
+	// Zero when unknown.
+	DivergedAt cluster.Position
+	WALEnd     cluster.Position
 }
 
 // Replication manages replication on the local server: the synchronous
@@ -285,4 +290,52 @@ type Replication interface {
 	// RemoveData deletes the stopped server's data so it can be cloned
 	// again. It fails when the server runs.
 	RemoveData(ctx context.Context) error
+}
+
+// RejoinMethods is a set of ways a member whose history diverged from the
+// leader's (a former primary, say) can come back as the leader's replica.
+type RejoinMethods int
+
+// Rejoin methods, tried in this order.
+const (
+	// RejoinResync resynchronizes the stopped local data in place from
+	// the upstream, discarding what diverged (PostgreSQL: pg_rewind):
+	// Replication.Rewind, planned as ha.Rewind, once per leader epoch.
+	RejoinResync RejoinMethods = 1 << iota
+	// RejoinReclone deletes the local data and clones the upstream again
+	// (Replication.RemoveData and Controller.Clone), planned as
+	// ha.Reclone when a resync is off or failed.
+	RejoinReclone
+)
+
+// Has reports whether every method of x is in m.
+func (m RejoinMethods) Has(x RejoinMethods) bool { return m&x == x }
+
+// Capabilities describes what the local engine can do, as far as the
+// operator allowed it, and how the engine names its tools and settings
+// to users. Package ha plans only what the capabilities allow, and takes
+// every engine-specific word of its reasons from Names, so that nothing
+// above this package names an engine's tools or settings. Engines
+// provide theirs (postgres.Capabilities).
+type Capabilities struct {
+	// Rejoin is the set of rejoin methods this member may use.
+	Rejoin RejoinMethods
+	// Slots is true when the engine keeps a replication slot per member
+	// on the leader (Replication.CreateSlots, DropSlots, Slots), which
+	// the leader then manages.
+	Slots bool
+	// Names are the engine's user-facing names.
+	Names Names
+}
+
+// Names are an engine's names, as its users know them, for what hamgr's
+// reasons mention.
+type Names struct {
+	// Resync is the tool of RejoinResync ("pg_rewind").
+	Resync string
+	// ResyncSetting and RecloneSetting are the configuration settings
+	// that allow RejoinResync and RejoinReclone
+	// ("postgresql.use_pg_rewind").
+	ResyncSetting  string
+	RecloneSetting string
 }

@@ -19,12 +19,13 @@ type Options struct {
 	// OldPrimary is the name of the member that held LostEpoch; it is never a
 	// candidate.
 	OldPrimary string
-	// MaximumLag excludes candidates more than this many bytes behind the
-	// reference position (0: no limit).
+	// MaximumLag excludes candidates more than this far behind the
+	// reference position, in the engine's lag unit (0: no limit).
 	MaximumLag int64
-	// ReferenceLSN is the last position known of the old primary; lag is
-	// measured against the larger of it and the best candidate's position.
-	ReferenceLSN cluster.LSN
+	// Reference is the last position known of the old primary (zero:
+	// none); lag is measured against the further of it and the best
+	// candidate's position.
+	Reference cluster.Position
 }
 
 // Exclusion says why a member is not a candidate.
@@ -58,8 +59,8 @@ func (r Result) Index(name string) int {
 	return -1
 }
 
-// Rank orders the members: most advanced position first (timeline, then
-// LSN), then higher priority, then name. Members tagged nofailover, not
+// Rank orders the members: most advanced position first (Position.Cmp,
+// the engine's ranking order), then higher priority, then name. Members tagged nofailover, not
 // running as replicas, measured before the loss, or lagging more than
 // MaximumLag are excluded with a reason.
 func Rank(members []cluster.Member, opts Options) Result {
@@ -74,11 +75,11 @@ func Rank(members []cluster.Member, opts Options) Result {
 	}
 	sort.SliceStable(eligible, func(i, j int) bool { return better(eligible[i], eligible[j]) })
 	if len(eligible) > 0 && opts.MaximumLag > 0 {
-		ref := max(opts.ReferenceLSN, eligible[0].Position.LSN)
+		ref := opts.Reference.Max(eligible[0].Position)
 		for _, m := range eligible {
-			if lag := int64(ref) - int64(m.Position.LSN); lag > opts.MaximumLag {
+			if lag, ok := m.Position.LagTo(ref); ok && lag > opts.MaximumLag {
 				res.Excluded = append(res.Excluded, Exclusion{Name: m.Name, Reason: fmt.Sprintf(
-					"%d bytes behind %s, more than maximum_lag_on_failover (%d)", lag, ref, opts.MaximumLag)})
+					"%d %s behind %s, more than maximum_lag_on_failover (%d)", lag, ref.Engine().LagUnit(), ref, opts.MaximumLag)})
 				continue
 			}
 			res.Candidates = append(res.Candidates, m)
@@ -106,11 +107,8 @@ func ineligible(m cluster.Member, opts Options) string {
 
 // better reports whether a should rank before b.
 func better(a, b cluster.Member) bool {
-	if a.Position.Timeline != b.Position.Timeline {
-		return a.Position.Timeline > b.Position.Timeline
-	}
-	if a.Position.LSN != b.Position.LSN {
-		return a.Position.LSN > b.Position.LSN
+	if c := a.Position.Cmp(b.Position); c != 0 {
+		return c > 0
 	}
 	if a.Tags.Priority != b.Tags.Priority {
 		return a.Tags.Priority > b.Tags.Priority

@@ -11,7 +11,7 @@ import (
 func rep(name string, tl uint32, lsn cluster.LSN, prio int) cluster.Member {
 	return cluster.Member{
 		Name: name, Role: cluster.RoleReplica, State: cluster.StateRunning,
-		Position: cluster.Position{LSN: lsn, Timeline: tl}, Tags: cluster.Tags{Priority: prio},
+		Position: cluster.PGPosition(tl, lsn), Tags: cluster.Tags{Priority: prio},
 		MeasuredAfterLossOf: 4,
 	}
 }
@@ -100,17 +100,17 @@ func TestRank(t *testing.T) {
 			excluded:   "a: no position measured since epoch 4 was lost"},
 		{name: "max lag against the reference LSN",
 			members:    []cluster.Member{rep("a", 1, 1000, 0), rep("b", 1, 950, 0)},
-			opts:       Options{LostEpoch: 4, OldPrimary: "n1", MaximumLag: 100, ReferenceLSN: 1080},
+			opts:       Options{LostEpoch: 4, OldPrimary: "n1", MaximumLag: 100, Reference: cluster.PGPosition(0, 1080)},
 			candidates: "a",
 			excluded:   "b: 130 bytes behind 0/438, more than maximum_lag_on_failover (100)"},
 		{name: "max lag excludes everyone against the reference",
 			members:    []cluster.Member{rep("a", 1, 1000, 0), rep("b", 1, 950, 0)},
-			opts:       Options{LostEpoch: 4, OldPrimary: "n1", MaximumLag: 10, ReferenceLSN: 2000},
+			opts:       Options{LostEpoch: 4, OldPrimary: "n1", MaximumLag: 10, Reference: cluster.PGPosition(0, 2000)},
 			candidates: "",
 			excluded:   "a: 1000 bytes behind 0/7D0, more than maximum_lag_on_failover (10); b: 1050 bytes behind"},
 		{name: "max lag against the best candidate when it is ahead of the reference",
 			members:    []cluster.Member{rep("a", 1, 5000, 0), rep("b", 1, 4800, 0), rep("c", 1, 4950, 0)},
-			opts:       Options{LostEpoch: 4, OldPrimary: "n1", MaximumLag: 100, ReferenceLSN: 1000},
+			opts:       Options{LostEpoch: 4, OldPrimary: "n1", MaximumLag: 100, Reference: cluster.PGPosition(0, 1000)},
 			candidates: "a,c",
 			excluded:   "b: 200 bytes behind 0/1388"},
 		{name: "lag exactly at the limit is allowed",
@@ -119,7 +119,7 @@ func TestRank(t *testing.T) {
 			candidates: "a,b"},
 		{name: "no limit when maximum lag is zero",
 			members:    []cluster.Member{rep("a", 1, 10, 0)},
-			opts:       Options{LostEpoch: 4, ReferenceLSN: 1 << 40},
+			opts:       Options{LostEpoch: 4, Reference: cluster.PGPosition(0, 1<<40)},
 			candidates: "a"},
 		{name: "exclusions sorted by name",
 			members: []cluster.Member{

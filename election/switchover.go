@@ -8,13 +8,13 @@ import (
 
 // SwitchoverTarget picks the member a switchover from leader should hand
 // over to: to, if it is a running, streaming replica that is not tagged
-// nofailover and lags at most maxLag behind the primary's position lsn; or,
+// nofailover and lags at most maxLag behind the primary's position pos; or,
 // when to is empty, the best such replica. It returns "" and the reason
 // when there is none. The HA loop (package ha) decides
 // with it, and hamgrctl and the API (package operator) use it to refuse
 // bad requests before they are written, so both apply the same policy.
-func SwitchoverTarget(s cluster.Snapshot, leader, to string, maxLag int64, lsn cluster.LSN) (string, string) {
-	res := Rank(s.Members, Options{OldPrimary: leader, MaximumLag: maxLag, ReferenceLSN: lsn})
+func SwitchoverTarget(s cluster.Snapshot, leader, to string, maxLag int64, pos cluster.Position) (string, string) {
+	res := Rank(s.Members, Options{OldPrimary: leader, MaximumLag: maxLag, Reference: pos})
 	for _, m := range res.Candidates {
 		if to != "" && m.Name != to {
 			continue

@@ -13,11 +13,11 @@ import (
 func TestSwitchoverTarget(t *testing.T) {
 	streaming := func(name string, lsn cluster.LSN, prio int) cluster.Member {
 		return cluster.Member{Name: name, Role: cluster.RoleReplica, State: cluster.StateRunning,
-			Position: cluster.Position{Timeline: 1, LSN: lsn}, Tags: cluster.Tags{Priority: prio},
+			Position: cluster.PGPosition(1, lsn), Tags: cluster.Tags{Priority: prio},
 			Streaming: true, Upstream: "n1"}
 	}
 	primary := cluster.Member{Name: "n1", Role: cluster.RolePrimary, State: cluster.StateRunning,
-		Position: cluster.Position{Timeline: 1, LSN: 1000}}
+		Position: cluster.PGPosition(1, 1000)}
 	snap := func(ms ...cluster.Member) cluster.Snapshot {
 		return cluster.Snapshot{Members: append([]cluster.Member{primary}, ms...)}
 	}
@@ -47,7 +47,7 @@ func TestSwitchoverTarget(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, why := SwitchoverTarget(tt.snap, "n1", tt.to, tt.maxLag, 1000)
+			got, why := SwitchoverTarget(tt.snap, "n1", tt.to, tt.maxLag, cluster.PGPosition(1, 1000))
 			if got != tt.want || (tt.why == "") != (why == "") || !strings.Contains(why, tt.why) {
 				t.Errorf("SwitchoverTarget = %q, %q; want %q, reason containing %q", got, why, tt.want, tt.why)
 			}

@@ -69,19 +69,19 @@ func TestRecloneRecordedAsRejoin(t *testing.T) {
 	v := View{Snap: cluster.Snapshot{Leader: &cluster.Leader{Name: "b", Epoch: 9}}}
 	tr := Tracker{Self: "a"}
 	tr.ActionDone(v, Plan{}, Action{Kind: Rewind}, fmt.Errorf("CHECKPOINT on upstream b: %w: refused", db.ErrUpstreamUnavailable))
-	if tr.RewindEpoch != 0 {
-		t.Fatalf("a rewind that could not reach its upstream was recorded for epoch %d", tr.RewindEpoch)
+	if tr.RejoinEpoch != 0 {
+		t.Fatalf("a rewind that could not reach its upstream was recorded for epoch %d", tr.RejoinEpoch)
 	}
 	tr.ActionDone(v, Plan{}, Action{Kind: Rewind}, errTest("no common ancestor"))
-	if tr.RewindEpoch != 9 || tr.RewindError != "no common ancestor" {
-		t.Fatalf("failed rewind recorded as epoch %d error %q", tr.RewindEpoch, tr.RewindError)
+	if tr.RejoinEpoch != 9 || tr.RejoinError != "no common ancestor" {
+		t.Fatalf("failed rewind recorded as epoch %d error %q", tr.RejoinEpoch, tr.RejoinError)
 	}
 	tr.ActionDone(v, Plan{}, Action{Kind: Reclone}, errTest("copy failed"))
-	if tr.RewindError != "no common ancestor" {
-		t.Fatalf("a failed re-clone changed the rewind record to %q", tr.RewindError)
+	if tr.RejoinError != "no common ancestor" {
+		t.Fatalf("a failed re-clone changed the rewind record to %q", tr.RejoinError)
 	}
 	tr.ActionDone(v, Plan{}, Action{Kind: Reclone}, nil)
-	if tr.RewindEpoch != 9 || tr.RewindError != "" {
-		t.Fatalf("successful re-clone recorded as epoch %d error %q, want 9 and none", tr.RewindEpoch, tr.RewindError)
+	if tr.RejoinEpoch != 9 || tr.RejoinError != "" {
+		t.Fatalf("successful re-clone recorded as epoch %d error %q, want 9 and none", tr.RejoinEpoch, tr.RejoinError)
 	}
 }

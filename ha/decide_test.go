@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/db/postgres"
 	"github.com/hamgr/hamgr/detector"
 )
 
@@ -65,7 +66,7 @@ var origin = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 type scenario struct {
 	v       View
-	noSlots bool // the scenario set SlotMembers itself
+	noSlots bool // the scenario set Slots.Members itself
 }
 
 func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
@@ -79,6 +80,7 @@ func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
 			},
 			LeaseID: 1,
 			Snap:    cluster.Snapshot{Initialized: "n1"},
+			Engine:  postgres.Capabilities(0),
 		}
 		s.applyArgs(t, d.CmdArgs)
 		for _, line := range strings.Split(d.Input, "\n") {
@@ -98,10 +100,10 @@ func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
 	case "decide":
 		s.applyArgs(t, d.CmdArgs)
 		v := s.v
-		if v.SlotMembers == nil && !s.noSlots {
+		if v.Slots.Members == nil && !s.noSlots {
 			// Unless a scenario says otherwise, every member has its slot.
 			for _, m := range v.Snap.Members {
-				v.SlotMembers = append(v.SlotMembers, m.Name)
+				v.Slots.Members = append(v.Slots.Members, m.Name)
 			}
 		}
 		if v.OldPrimary.Answer != 0 && v.OldPrimary.Host == "" && v.Snap.LastLeader != nil {
@@ -119,10 +121,10 @@ func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
 		return p.String()
 	}
 	if d.Cmd == "slots" {
-		s.v.SlotMembers, s.noSlots = nil, true
+		s.v.Slots.Members, s.noSlots = nil, true
 		for _, a := range d.CmdArgs {
 			if a.Key != "none" {
-				s.v.SlotMembers = append(s.v.SlotMembers, a.Key)
+				s.v.Slots.Members = append(s.v.Slots.Members, a.Key)
 			}
 		}
 		return "ok"
@@ -161,6 +163,14 @@ func num(t *testing.T, s string) int64 {
 		t.Fatalf("number %q: %v", s, err)
 	}
 	return n
+}
+
+// allow adds method to m when x is "on", else removes it.
+func allow(m, method db.RejoinMethods, x string) db.RejoinMethods {
+	if x == "on" {
+		return m | method
+	}
+	return m &^ method
 }
 
 func lsn(t *testing.T, s string) cluster.LSN {
@@ -210,17 +220,17 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 				v.OldPrimary.Err = "timeout: context deadline exceeded"
 			}
 		case "last-lsn":
-			v.LastLeaderLSN = lsn(t, x)
+			v.LastLeaderPosition = cluster.PGPosition(1, lsn(t, x))
 		case "released":
 			v.ReleasedEpoch = cluster.Epoch(num(t, x))
 		case "rewind":
-			v.UseRewind = x == "on"
+			v.Engine = postgres.Capabilities(allow(v.Engine.Rejoin, db.RejoinResync, x))
 		case "reclone":
-			v.AllowReclone = x == "on"
+			v.Engine = postgres.Capabilities(allow(v.Engine.Rejoin, db.RejoinReclone, x))
 		case "rewind-epoch":
-			v.RewindEpoch = cluster.Epoch(num(t, x))
+			v.RejoinEpoch = cluster.Epoch(num(t, x))
 		case "rewind-error":
-			v.RewindError = x
+			v.RejoinError = x
 		case "cannot-follow":
 			v.CannotFollowEpoch = cluster.Epoch(num(t, x))
 		case "open":
@@ -259,11 +269,11 @@ func (s *scenario) world(t *testing.T, line string) {
 	}
 	has := func(k string) bool { _, ok := kv[k]; return ok }
 	position := func() cluster.Position {
-		p := cluster.Position{LSN: lsn(t, kv["lsn"]), Timeline: 1}
+		tl := uint32(1)
 		if has("tl") {
-			p.Timeline = uint32(num(t, kv["tl"]))
+			tl = uint32(num(t, kv["tl"]))
 		}
-		return p
+		return cluster.PGPosition(tl, lsn(t, kv["lsn"]))
 	}
 	role := func() cluster.Role {
 		var r cluster.Role
@@ -379,7 +389,7 @@ func (s *scenario) world(t *testing.T, line string) {
 			t.Fatalf("%q: no request to add a handoff to", line)
 		}
 		r := *s.v.Snap.Request
-		r.Handoff = &cluster.Handoff{Target: kv["target"], FinalLSN: lsn(t, kv["final"]), Epoch: cluster.Epoch(num(t, kv["epoch"]))}
+		r.Handoff = &cluster.Handoff{Target: kv["target"], Final: cluster.PGPosition(1, lsn(t, kv["final"])), Epoch: cluster.Epoch(num(t, kv["epoch"]))}
 		s.v.Snap.Request = &r
 	default:
 		t.Fatalf("unknown world line %q", line)

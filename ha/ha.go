@@ -55,14 +55,15 @@ type View struct {
 	// members' WAL stream reports it decides whether the old primary is
 	// proven dead (OldPrimaryLiveness).
 	OldPrimary OldPrimaryProbe
-	// LastLeaderLSN is the last position the agent saw the leader publish.
-	LastLeaderLSN cluster.LSN
+	// LastLeaderPosition is the last position the agent saw the leader
+	// publish (zero: none).
+	LastLeaderPosition cluster.Position
 	// ReleasedEpoch is the epoch this agent gave up because its database
 	// could not be restarted (0: none); it does not take the key back
 	// while its database is still down.
 	ReleasedEpoch cluster.Epoch
 	// CannotFollowEpoch is the leader epoch this member found it cannot
-	// follow (diverged timeline); it stays stopped while that epoch leads.
+	// follow (diverged history); it stays stopped while that epoch leads.
 	CannotFollowEpoch cluster.Epoch
 	// ElectionOpenAt is when this agent first saw, during the current
 	// leader loss, that the old primary no longer takes writes; the
@@ -88,26 +89,25 @@ type View struct {
 	// synchronous standby setting, confirmed a WAL position measured after
 	// they became required: they hold every acknowledged commit.
 	SyncConfirmed []string
-	// UseRewind allows pg_rewind of a diverged former primary;
-	// AllowReclone allows deleting and re-cloning a member that cannot
-	// rewind. RewindEpoch is the leader epoch a rewind was last tried for,
-	// RewindError its error ("" when it succeeded).
-	UseRewind    bool
-	AllowReclone bool
-	RewindEpoch  cluster.Epoch
-	RewindError  string
-	// SlotMembers lists the members that have a replication slot on this
-	// leader's server; LostSlots those whose slot was invalidated (the WAL it
-	// held was removed); StaleSlots those whose slot belongs to a member
-	// absent longer than MemberSlotsTTL. Filled only on a leader.
-	SlotMembers []string
-	LostSlots   []string
-	StaleSlots  []string
+	// Engine is what the local engine can do (as far as the operator
+	// allowed) and how it names its tools and settings: Decide plans
+	// only what it allows, and takes every engine-specific word of its
+	// reasons from Engine.Names.
+	Engine db.Capabilities
+	// RejoinEpoch is the leader epoch this member last resynchronized
+	// in place for (ha.Rewind, tried once per epoch whatever its outcome)
+	// or re-cloned from; RejoinError the resync's error ("" when it
+	// succeeded).
+	RejoinEpoch cluster.Epoch
+	RejoinError string
+	// Slots are the leader's replication slots (engines with
+	// Engine.Slots; filled only on a leader).
+	Slots Slots
 	// HandoffSeenAt is when this agent first saw the pending switchover's
 	// handoff (zero when there is none); the handoff expires HandoffTimeout
 	// later on this agent's own clock.
 	HandoffSeenAt time.Time
-	// Busy describes the long action (a clone, re-clone or pg_rewind) the
+	// Busy describes the long action (a clone, re-clone or rewind) the
 	// agent runs in the background; "" when none. Nothing else is done to
 	// the database meanwhile.
 	Busy string
@@ -115,6 +115,16 @@ type View struct {
 	// promotion over another member then fences it (the Fence step)
 	// before it promotes. Without one the liveness evidence stands alone.
 	Fencing bool
+}
+
+// Slots are the replication slots on a leader's server, by member.
+type Slots struct {
+	// Members lists the members that have a slot; Lost those whose slot
+	// was invalidated (the history it held was removed); Stale those
+	// whose slot belongs to a member absent longer than MemberSlotsTTL.
+	Members []string
+	Lost    []string
+	Stale   []string
 }
 
 // ActionKind names an action.
@@ -163,9 +173,12 @@ const (
 	SetSyncRecord
 	// CreateSlots creates replication slots for the members in Names.
 	CreateSlots
-	// Rewind runs pg_rewind of the stopped local database against Upstream.
+	// Rewind resynchronizes the stopped local database in place with
+	// Upstream, discarding what diverged (db.RejoinResync; the engine's
+	// tool is Engine.Names.Resync).
 	Rewind
-	// Reclone deletes the stopped local database and clones Upstream.
+	// Reclone deletes the stopped local database and clones Upstream
+	// (db.RejoinReclone).
 	Reclone
 	// DropSlots drops the replication slots of the members in Names.
 	DropSlots
@@ -319,13 +332,16 @@ func candidateTimeout(cfg cluster.DynamicConfig) time.Duration {
 // slot is dropped (until then the slot keeps the WAL it needs to return).
 const MemberSlotsTTL = 30 * time.Minute
 
-// decideSlots: a leader keeps one physical slot per other live member, so
-// a replica that falls behind or restarts does not lose WAL it needs, and
-// drops the slots of members absent longer than MemberSlotsTTL.
+// decideSlots: a leader of an engine with slots keeps one per other live
+// member, so a replica that falls behind or restarts does not lose WAL it
+// needs, and drops the slots of members absent longer than MemberSlotsTTL.
 func decideSlots(v View) (Plan, bool) {
+	if !v.Engine.Slots {
+		return Plan{}, false
+	}
 	var missing []string
 	for _, m := range v.Snap.Members {
-		if m.Name != v.Self && !slices.Contains(v.SlotMembers, m.Name) {
+		if m.Name != v.Self && !slices.Contains(v.Slots.Members, m.Name) {
 			missing = append(missing, m.Name)
 		}
 	}
@@ -333,9 +349,9 @@ func decideSlots(v View) (Plan, bool) {
 	case len(missing) > 0:
 		return Plan{Actions: []Action{{Kind: CreateSlots, Names: missing}}, State: cluster.StateRunning,
 			Reason: fmt.Sprintf("creating replication slots for %v", missing)}, true
-	case len(v.StaleSlots) > 0:
-		return Plan{Actions: []Action{{Kind: DropSlots, Names: v.StaleSlots}}, State: cluster.StateRunning,
-			Reason: fmt.Sprintf("dropping replication slots of %v: absent for more than %s", v.StaleSlots, MemberSlotsTTL)}, true
+	case len(v.Slots.Stale) > 0:
+		return Plan{Actions: []Action{{Kind: DropSlots, Names: v.Slots.Stale}}, State: cluster.StateRunning,
+			Reason: fmt.Sprintf("dropping replication slots of %v: absent for more than %s", v.Slots.Stale, MemberSlotsTTL)}, true
 	}
 	return Plan{}, false
 }
@@ -448,9 +464,9 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 				return decideLeaderRequest(v, *r)
 			}
 			p := decideSync(v)
-			if len(v.LostSlots) > 0 && p.Reason == "" {
+			if len(v.Slots.Lost) > 0 && p.Reason == "" {
 				p.Problem = cluster.ProblemReplicationSlotLost
-				p.Reason = fmt.Sprintf("replication slots of %v were invalidated (the WAL they held was removed): those members must be re-cloned", v.LostSlots)
+				p.Reason = fmt.Sprintf("replication slots of %v were invalidated (the WAL they held was removed): those members must be re-cloned", v.Slots.Lost)
 			}
 			return p
 		}
@@ -511,19 +527,19 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 			acts = append(acts, Action{Kind: Stop, Mode: db.StopFast})
 		}
 		return Plan{Actions: acts, State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
-			Reason: fmt.Sprintf("cannot follow %s (epoch %d): this database's timeline diverged; it needs pg_rewind or a re-clone by an operator (see the database log)", l.Name, l.Epoch)}
+			Reason: fmt.Sprintf("cannot follow %s (epoch %d): this database's history diverged; it needs %s or a re-clone by an operator (see the database log)", l.Name, l.Epoch, v.Engine.Names.Resync)}
 	}
 	up := leaderUpstream(v)
 	if up == nil {
 		return Plan{State: stateOf(v), Reason: fmt.Sprintf("leader %s has not published its address yet", l.Name), Soon: electionTick}
 	}
-	if v.DB.HasData && !v.DB.Running && (v.DB.WasPrimary || v.RewindEpoch == l.Epoch) {
+	if v.DB.HasData && !v.DB.Running && (v.DB.WasPrimary || v.RejoinEpoch == l.Epoch) {
 		// A former primary (or a member whose rewind failed) must first
 		// be made a copy of the new primary's history. Not before the
-		// leader runs as primary: pg_rewind (once per epoch) or a
+		// leader runs as primary: a rewind (once per epoch) or a
 		// re-clone against a server still starting would fail, or throw
 		// this database away, for nothing.
-		if lm := v.Snap.Member(l.Name); (v.UseRewind || v.AllowReclone) &&
+		if lm := v.Snap.Member(l.Name); v.Engine.Rejoin != 0 &&
 			(lm == nil || lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning) {
 			return Plan{State: cluster.StateStarting, Soon: electionTick,
 				Reason: fmt.Sprintf("former primary: waiting for %s to run as primary before rejoining it", l.Name)}
@@ -531,9 +547,10 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 		if p, ok := rejoin(v, up, nil, "former primary"); ok {
 			return p
 		}
-		if v.RewindEpoch == l.Epoch && v.RewindError != "" {
+		if v.RejoinEpoch == l.Epoch && v.RejoinError != "" {
+			n := v.Engine.Names
 			return Plan{State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow, Reason: fmt.Sprintf(
-				"cannot follow %s: pg_rewind failed (%s); re-clone it (set postgresql.reclone_on_rewind_failure, or empty its data directory and restart the agent)", l.Name, v.RewindError)}
+				"cannot follow %s: %s failed (%s); re-clone it (set %s, or empty its data directory and restart the agent)", l.Name, n.Resync, v.RejoinError, n.RecloneSetting)}
 		}
 	}
 	switch health {
@@ -546,7 +563,7 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 			// leader's: it holds WAL the leader lacks and can never
 			// stream from it as it is.
 			why := fmt.Sprintf("diverged from %s (%s)", l.Name, v.DB.Diverged)
-			if lm := v.Snap.Member(l.Name); (v.UseRewind || v.AllowReclone) &&
+			if lm := v.Snap.Member(l.Name); v.Engine.Rejoin != 0 &&
 				(lm == nil || lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning) {
 				// As for a former primary: the one rewind of the epoch
 				// against a leader not yet promoted would find nothing to
@@ -559,7 +576,7 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 			}
 			return Plan{Actions: []Action{{Kind: MarkCannotFollow, Epoch: l.Epoch}, {Kind: Stop, Mode: db.StopFast}},
 				State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
-				Reason: why + " and neither pg_rewind nor a re-clone is allowed (postgresql.use_pg_rewind, postgresql.reclone_on_rewind_failure)"}
+				Reason: fmt.Sprintf("%s and neither %s nor a re-clone is allowed (%s, %s)", why, v.Engine.Names.Resync, v.Engine.Names.ResyncSetting, v.Engine.Names.RecloneSetting)}
 		}
 		return Plan{Actions: []Action{{Kind: Follow, Upstream: up}}, State: cluster.StateRunning,
 			Reason: "following " + up.Name}
@@ -669,7 +686,7 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why, Problem: problem}
 	}
 	res := election.Rank(members, election.Options{
-		LostEpoch: lost, OldPrimary: oldName, MaximumLag: maxLag, ReferenceLSN: v.LastLeaderLSN,
+		LostEpoch: lost, OldPrimary: oldName, MaximumLag: maxLag, Reference: v.LastLeaderPosition,
 	})
 	waited := time.Duration(0)
 	if !v.LeaderLostAt.IsZero() {
@@ -791,12 +808,11 @@ func lastLeaderFirst(v View, last *cluster.LastLeader, res election.Result) stri
 	if m == nil || m.MeasuredAfterLossOf != last.Epoch || !mayRetake(*m) {
 		return ""
 	}
-	if m.Position.Timeline < best.Position.Timeline ||
-		m.Position.Timeline == best.Position.Timeline && m.Position.LSN < best.Position.LSN {
+	if o := m.Position.Compare(best.Position); o == cluster.Behind || o == cluster.Diverged {
 		return ""
 	}
 	return fmt.Sprintf("election for epoch %d: the last leader %s is back and holds at least as much WAL (%s) as the best candidate %s (%s): it takes its key back first",
-		last.Epoch, last.Name, m.Position.LSN, best.Name, best.Position.LSN)
+		last.Epoch, last.Name, m.Position, best.Name, best.Position)
 }
 
 // storeDroppedLeases reports whether this agent lost its own lease in the
@@ -878,11 +894,12 @@ func stateOf(v View) cluster.MemberState {
 }
 
 // slotsFor creates, right after a promotion, the slots of the other members
-// so that they can follow the new primary at once.
+// so that they can follow the new primary at once (none when the engine
+// keeps no slots: the action then creates nothing).
 func slotsFor(v View) Action {
 	var names []string
 	for _, m := range v.Snap.Members {
-		if m.Name != v.Self {
+		if m.Name != v.Self && v.Engine.Slots {
 			names = append(names, m.Name)
 		}
 	}
@@ -890,18 +907,19 @@ func slotsFor(v View) Action {
 }
 
 // rejoin plans how a stopped (or to be stopped, by first) member that may
-// have diverged from the leader comes back as its replica: pg_rewind once
-// per leader epoch, then a re-clone if that failed and is allowed. It
-// returns false when neither applies.
+// have diverged from the leader comes back as its replica, by the methods
+// v.Engine allows: a rewind (db.RejoinResync) once per leader epoch, then
+// a re-clone (db.RejoinReclone) if that failed or is off. It returns
+// false when neither applies.
 func rejoin(v View, up *db.Upstream, first []Action, why string) (Plan, bool) {
 	l := v.Snap.Leader
 	switch {
-	case v.UseRewind && v.RewindEpoch != l.Epoch:
+	case v.Engine.Rejoin.Has(db.RejoinResync) && v.RejoinEpoch != l.Epoch:
 		return Plan{Actions: append(first, Action{Kind: Rewind, Upstream: up}, Action{Kind: StartReplica, Upstream: up}),
 			State: cluster.StateStarting, Reason: why + ": rewinding from " + up.Name + " before following it"}, true
-	case v.AllowReclone && (v.RewindEpoch != l.Epoch || v.RewindError != ""):
+	case v.Engine.Rejoin.Has(db.RejoinReclone) && (v.RejoinEpoch != l.Epoch || v.RejoinError != ""):
 		return Plan{Actions: append(first, Action{Kind: Reclone, Upstream: up}, Action{Kind: StartReplica, Upstream: up}),
-			State: cluster.StateBootstrapping, Reason: why + ": pg_rewind failed or is off; cloning " + up.Name + " again"}, true
+			State: cluster.StateBootstrapping, Reason: fmt.Sprintf("%s: %s failed or is off; cloning %s again", why, v.Engine.Names.Resync, up.Name)}, true
 	}
 	return Plan{}, false
 }

@@ -24,7 +24,7 @@ type Tracker struct {
 	Self string
 	// DownSince, FailedStarts, LeaderLostAt, ReleasedEpoch,
 	// CannotFollowEpoch, ElectionOpenAt, HandoffSeenAt,
-	// RewindEpoch and RewindError are the View fields of the same names.
+	// RejoinEpoch and RejoinError are the View fields of the same names.
 	DownSince         time.Time
 	FailedStarts      int
 	LeaderLostAt      time.Time
@@ -32,8 +32,8 @@ type Tracker struct {
 	CannotFollowEpoch cluster.Epoch
 	ElectionOpenAt    time.Time
 	HandoffSeenAt     time.Time
-	RewindEpoch       cluster.Epoch
-	RewindError       string
+	RejoinEpoch       cluster.Epoch
+	RejoinError       string
 	// FailedClones counts clone and re-clone failures in a row; it paces
 	// their retries (BackOff).
 	FailedClones int
@@ -172,7 +172,7 @@ func LostEpoch(s cluster.Snapshot) cluster.Epoch {
 func (t *Tracker) Record(now time.Time, base cluster.Member, prev cluster.Snapshot, st db.Status) cluster.Member {
 	m := cluster.Member{
 		Name: base.Name, Role: st.Role, State: base.State, Reason: base.Reason, Problem: base.Problem,
-		Position: st.Position, ReceiveLSN: st.ReceiveLSN, ReplayLSN: st.ReplayLSN,
+		Position: st.Position, Received: st.Received, Replayed: st.Replayed,
 		Streaming: st.Streaming, APIURL: base.APIURL, ConnHost: base.ConnHost, ConnPort: base.ConnPort,
 		Tags: base.Tags, LagBytes: -1, LagSeconds: -1, UpdatedAt: base.UpdatedAt, Diverged: st.Diverged != "",
 	}
@@ -196,7 +196,7 @@ func (t *Tracker) Record(now time.Time, base cluster.Member, prev cluster.Snapsh
 			if st.Streaming && lm.ConnPort == st.UpstreamPort && lm.ConnHost == st.UpstreamHost {
 				m.Upstream = lm.Name
 			}
-			m.LagBytes = lagmon.LagBytes(lm.Position.LSN, st.Position.LSN)
+			m.LagBytes = lagmon.Lag(lm.Position, st.Position)
 			if l.Name == m.Name {
 				m.LagBytes = 0
 			}
@@ -227,7 +227,7 @@ func (t *Tracker) NeedsFreshRecord(s cluster.Snapshot) bool {
 // absent in the current loss.
 func (t *Tracker) ObserveLeader(now time.Time, s cluster.Snapshot) (lost bool) {
 	if r := s.Request; r != nil && r.Handoff != nil {
-		key := fmt.Sprintf("%d/%s/%s", r.Handoff.Epoch, r.Handoff.Target, r.Handoff.FinalLSN)
+		key := fmt.Sprintf("%d/%s/%s", r.Handoff.Epoch, r.Handoff.Target, r.Handoff.Final)
 		if key != t.handoffKey {
 			t.handoffKey, t.HandoffSeenAt = key, now
 		}
@@ -308,18 +308,18 @@ func (t *Tracker) StoreReachable(now time.Time) {
 }
 
 // View returns v with the tracked fields filled in (DBDownSince,
-// FailedStarts, LeaderLostAt, LastLeaderLSN, ReleasedEpoch,
-// CannotFollowEpoch, HandoffSeenAt, RewindEpoch, RewindError, LeaseLostAt,
+// FailedStarts, LeaderLostAt, LastLeaderPosition, ReleasedEpoch,
+// CannotFollowEpoch, HandoffSeenAt, RejoinEpoch, RejoinError, LeaseLostAt,
 // Peers, LastLeaderFreshAt). ElectionOpenAt is filled by ObserveOldPrimary.
 func (t *Tracker) View(v View) View {
 	v.DBDownSince, v.FailedStarts, v.LeaderLostAt = t.DownSince, t.FailedStarts, t.LeaderLostAt
 	v.ReleasedEpoch, v.CannotFollowEpoch = t.ReleasedEpoch, t.CannotFollowEpoch
 	v.HandoffSeenAt = t.HandoffSeenAt
-	v.RewindEpoch, v.RewindError = t.RewindEpoch, t.RewindError
+	v.RejoinEpoch, v.RejoinError = t.RejoinEpoch, t.RejoinError
 	v.LeaseLostAt, v.LastLeaderFreshAt = t.LeaseLostAt, t.LastLeaderFreshAt
 	v.Peers = append([]string(nil), t.Peers...)
 	if t.LastLeader != nil {
-		v.LastLeaderLSN = t.LastLeader.Position.LSN
+		v.LastLeaderPosition = t.LastLeader.Position
 	}
 	return v
 }
@@ -347,7 +347,7 @@ func (t *Tracker) ObserveOldPrimary(v *View, p OldPrimaryProbe) {
 // taken (the primary start timeout counts from then) or given up because
 // the database could not be restarted, an epoch found impossible to
 // follow, clone failures in a row, and the rejoin of v's leader epoch. A
-// pg_rewind is recorded whatever its outcome (it is tried once per epoch),
+// rewind is recorded whatever its outcome (it is tried once per epoch),
 // unless it did not run because the upstream could not be reached; a
 // successful re-clone is recorded as a rejoin without error, so that a
 // later stop in the same epoch restarts the copy rather than re-clone it.
@@ -359,12 +359,12 @@ func (t *Tracker) ActionDone(v View, p Plan, act Action, err error) {
 	switch act.Kind {
 	case Rewind:
 		if errors.Is(err, db.ErrUpstreamUnavailable) {
-			// pg_rewind did not run: the attempt is not used up.
+			// The rewind did not run: the attempt is not used up.
 			break
 		}
-		t.RewindEpoch, t.RewindError = epoch, ""
+		t.RejoinEpoch, t.RejoinError = epoch, ""
 		if err != nil {
-			t.RewindError = err.Error()
+			t.RejoinError = err.Error()
 		}
 	case StartPrimary, StartReplica:
 		switch {
@@ -382,7 +382,7 @@ func (t *Tracker) ActionDone(v View, p Plan, act Action, err error) {
 		}
 		t.FailedClones = 0
 		if act.Kind == Reclone {
-			t.RewindEpoch, t.RewindError = epoch, ""
+			t.RejoinEpoch, t.RejoinError = epoch, ""
 		}
 	case AcquireLeader:
 		if err == nil {

@@ -16,11 +16,11 @@ func electionView(self string, lsn cluster.LSN, now time.Duration) View {
 		RetryTimeout: cluster.Duration(10 * time.Second), PrimaryStartTimeout: cluster.Duration(20 * time.Second)}
 	rep := func(name string, lsn cluster.LSN) cluster.Member {
 		return cluster.Member{Name: name, Role: cluster.RoleReplica, State: cluster.StateRunning, ConnHost: name, ConnPort: 5432,
-			Position: cluster.Position{LSN: lsn, Timeline: 1}, MeasuredAfterLossOf: 4}
+			Position: cluster.PGPosition(1, lsn), MeasuredAfterLossOf: 4}
 	}
 	return View{
 		Now: origin.Add(now), Self: self, Config: cfg, StoreOK: true, LeaseID: 8, LastRenewSent: origin.Add(now),
-		DB:           db.Status{Running: true, Accepting: true, HasData: true, Role: cluster.RoleReplica, Position: cluster.Position{LSN: lsn, Timeline: 1}},
+		DB:           db.Status{Running: true, Accepting: true, HasData: true, Role: cluster.RoleReplica, Position: cluster.PGPosition(1, lsn)},
 		LeaderLostAt: origin.Add(60 * time.Second), OldPrimary: refused,
 		Snap: cluster.Snapshot{Initialized: "n1", LastLeader: &cluster.LastLeader{Name: "n1", Epoch: 4},
 			Members: []cluster.Member{rep("n2", 0x5000000), rep("n3", 0x4000000)}},
@@ -128,7 +128,7 @@ func TestRegressionNoFailoverCandidateLoud(t *testing.T) {
 	for _, self := range []string{"n2", "n3"} {
 		v := electionView(self, 0x5000000, 62*time.Second)
 		v.Config.MaximumLagOnFailover = 1 << 20
-		v.LastLeaderLSN = 0x9000000
+		v.LastLeaderPosition = cluster.PGPosition(1, 0x9000000)
 		p := Decide(v)
 		if promotes(p) {
 			t.Fatalf("%s promoted although it lags: %s", self, p)
@@ -142,7 +142,7 @@ func TestRegressionNoFailoverCandidateLoud(t *testing.T) {
 	// exclusion.
 	v := electionView("n3", 0x4000000, 62*time.Second)
 	v.Config.MaximumLagOnFailover = 1 << 20
-	v.LastLeaderLSN = 0x5000000
+	v.LastLeaderPosition = cluster.PGPosition(1, 0x5000000)
 	if p := Decide(v); p.Problem != cluster.ProblemNone || !strings.HasPrefix(p.Reason, "not a failover candidate: ") {
 		t.Errorf("n3 excluded, n2 a candidate: %s, want its own exclusion and no problem", p)
 	}
@@ -159,13 +159,13 @@ func releasedView(now time.Duration) View {
 		RetryTimeout: cluster.Duration(10 * time.Second), PrimaryStartTimeout: cluster.Duration(20 * time.Second)}
 	return View{
 		Now: origin.Add(now), Self: "n1", Config: cfg, StoreOK: true, LeaseID: 8, LastRenewSent: origin.Add(now),
-		DB:          db.Status{HasData: true, Position: cluster.Position{LSN: 0x5000000, Timeline: 1}},
+		DB:          db.Status{HasData: true, Position: cluster.PGPosition(1, 0x5000000)},
 		DBDownSince: origin.Add(50 * time.Second), FailedStarts: 2, ReleasedEpoch: 4,
 		LeaderLostAt: origin.Add(70 * time.Second),
 		Snap: cluster.Snapshot{Initialized: "n1", LastLeader: &cluster.LastLeader{Name: "n1", Epoch: 4, ConnHost: "n1", ConnPort: 5432},
 			Members: []cluster.Member{
-				{Name: "n1", Role: cluster.RoleUnknown, State: cluster.StateCrashed, Position: cluster.Position{LSN: 0x5000000, Timeline: 1}},
-				{Name: "n2", Role: cluster.RoleReplica, State: cluster.StateRunning, Position: cluster.Position{LSN: 0x5000000, Timeline: 1},
+				{Name: "n1", Role: cluster.RoleUnknown, State: cluster.StateCrashed, Position: cluster.PGPosition(1, 0x5000000)},
+				{Name: "n2", Role: cluster.RoleReplica, State: cluster.StateRunning, Position: cluster.PGPosition(1, 0x5000000),
 					Tags: cluster.Tags{NoFailover: true}, MeasuredAfterLossOf: 4},
 			}},
 	}
@@ -200,7 +200,7 @@ func TestRegressionReleasedLeaderLeadsAgain(t *testing.T) {
 		t.Fatalf("released last leader, database down: %s, want [start-replica] with no upstream", p)
 	}
 	v.DB = db.Status{Running: true, Accepting: true, HasData: true, Role: cluster.RoleReplica,
-		Position: cluster.Position{LSN: 0x5000000, Timeline: 1}}
+		Position: cluster.PGPosition(1, 0x5000000)}
 	// freshWait (11s) + candidateTimeout (21s) = 32s after LeaderLostAt (70s).
 	v.Now = origin.Add(101 * time.Second)
 	if p := Decide(v); promotes(p) || !strings.Contains(p.Reason, "giving the other members their turn first") {
@@ -286,7 +286,7 @@ func TestRegressionStoreDroppedEveryLeaseWaitsForEveryRecord(t *testing.T) {
 	// first, its turn counted from its return.
 	back := v
 	back.Snap.Members = append([]cluster.Member{{Name: "n1", Role: cluster.RoleUnknown, State: cluster.StateStarting,
-		Position: cluster.Position{LSN: 0x6000000, Timeline: 1}, MeasuredAfterLossOf: 4}}, electionView("n2", 0, 0).Snap.Members...)
+		Position: cluster.PGPosition(1, 0x6000000), MeasuredAfterLossOf: 4}}, electionView("n2", 0, 0).Snap.Members...)
 	back.Now = v.LeaderLostAt.Add(freshWait(v.Config) + time.Second)
 	back.ElectionOpenAt = v.LeaderLostAt
 	back.LastLeaderFreshAt = back.Now
@@ -303,7 +303,7 @@ func TestRegressionStoreDroppedEveryLeaseWaitsForEveryRecord(t *testing.T) {
 // retrying the read-only start, paced by the back-off.
 func TestBugUnrecoverableReplicaWithoutLeaderNeverRetries(t *testing.T) {
 	v := electionView("n3", 0x4000000, 100*time.Second)
-	v.DB = db.Status{HasData: true, Position: cluster.Position{LSN: 0x4000000, Timeline: 1}}
+	v.DB = db.Status{HasData: true, Position: cluster.PGPosition(1, 0x4000000)}
 	v.FailedStarts = 3
 	v.DBDownSince = origin.Add(50 * time.Second)
 	p := Decide(v)
@@ -323,7 +323,7 @@ func TestBugUnrecoverableReplicaWithoutLeaderNeverRetries(t *testing.T) {
 // a needless failover. The clock now pauses while the store is out.
 func TestRegressionStoreOutageDoesNotCountAgainstPrimaryStartTimeout(t *testing.T) {
 	tr := Tracker{Self: "n1"}
-	down := db.Status{HasData: true, WasPrimary: true, Position: cluster.Position{LSN: 0x5000000, Timeline: 1}}
+	down := db.Status{HasData: true, WasPrimary: true, Position: cluster.PGPosition(1, 0x5000000)}
 	at := func(s int) time.Time { return origin.Add(time.Duration(s) * time.Second) }
 
 	// Down at 10s, store lost at 12s, back at 40s: 2s of the clock ran.

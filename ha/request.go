@@ -41,7 +41,7 @@ func decideLeaderRequest(v View, r cluster.Request) Plan {
 		return Plan{State: cluster.StateRunning, Soon: min(r.At.Sub(v.Now), time.Duration(v.Config.LoopWait)),
 			Reason: fmt.Sprintf("switchover to %s scheduled at %s", targetName(r.To), r.At.UTC().Format(time.RFC3339))}
 	}
-	target, why := election.SwitchoverTarget(v.Snap, v.Self, r.To, v.Config.MaximumLagOnFailover, v.DB.Position.LSN)
+	target, why := election.SwitchoverTarget(v.Snap, v.Self, r.To, v.Config.MaximumLagOnFailover, v.DB.Position)
 	if target == "" {
 		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning, Problem: cluster.ProblemRequestFailed,
 			Reason: "switchover refused: " + why}
@@ -70,7 +70,7 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 	case r.From:
 		if !expired {
 			return Plan{State: cluster.StateStopped, Soon: electionTick,
-				Reason: fmt.Sprintf("switchover: stopped at %s, handing over to %s", h.FinalLSN, h.Target)}, true
+				Reason: fmt.Sprintf("switchover: stopped at %s, handing over to %s", h.Final, h.Target)}, true
 		}
 		// The target did not take over: take the role back. This
 		// member's database holds everything up to its final position, so
@@ -83,17 +83,17 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 		case live == detector.Alive:
 			return Plan{State: stateOf(v), Soon: electionTick, Problem: cluster.ProblemOldPrimaryWritable,
 				Reason: fmt.Sprintf("switchover from %s: its database still accepts writes; not promoting", r.From)}, true
-		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.LSN > h.FinalLSN:
+		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.Compare(h.Final) == cluster.Ahead:
 			ev := &cluster.Evidence{Kind: cluster.EvidenceHandoff,
-				Detail: fmt.Sprintf("%s stopped at %s and handed over to %s", r.From, h.FinalLSN, h.Target)}
+				Detail: fmt.Sprintf("%s stopped at %s and handed over to %s", r.From, h.Final, h.Target)}
 			return Plan{Actions: promotionPlan(v, requestPromotion(v, r, cluster.HistorySwitchover, h.Epoch, r.From, ev)),
-				State: cluster.StateStarting, Reason: fmt.Sprintf("switchover from %s: received past its final position %s; promoting", r.From, h.FinalLSN)}, true
+				State: cluster.StateStarting, Reason: fmt.Sprintf("switchover from %s: received past its final position %s; promoting", r.From, h.Final)}, true
 		case expired:
 			return Plan{State: stateOf(v), Problem: cluster.ProblemRequestFailed, Reason: fmt.Sprintf("switchover from %s: did not receive its final position %s in time (have %s)",
-				r.From, h.FinalLSN, v.DB.Position.LSN)}, true
+				r.From, h.Final, v.DB.Position)}, true
 		default:
 			return Plan{State: stateOf(v), Soon: electionTick,
-				Reason: fmt.Sprintf("switchover from %s: catching up to %s (have %s)", r.From, h.FinalLSN, v.DB.Position.LSN)}, true
+				Reason: fmt.Sprintf("switchover from %s: catching up to %s (have %s)", r.From, h.Final, v.DB.Position)}, true
 		}
 	default:
 		if expired {

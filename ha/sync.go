@@ -15,10 +15,10 @@ import (
 // leader keeps that true by ordering its writes, one step per round:
 //
 //  1. Removing a member: first from the record, then from the server's
-//     synchronous_standby_names. While the record is the smaller set,
+//     synchronous standby setting. While the record is the smaller set,
 //     every member it lists is still required by the server.
 //  2. Adding a member: first to the server's setting (all listed
-//     standbys are required: FIRST n with n = the number listed), then to
+//     standbys are required, each of them confirming every commit), then to
 //     the record, and only after the member confirmed a WAL position
 //     measured once it was required (SyncConfirmed): WAL is sequential, so
 //     it then holds every commit acknowledged before, and the server makes
@@ -26,8 +26,8 @@ import (
 //
 // So at every instant record ⊆ required standbys ∩ holders of every
 // acknowledged commit. A new leader starts with an empty record of its own
-// epoch; before it promotes, it makes commits wait for any standby
-// ("*"), so nothing is acknowledged without a copy in between.
+// epoch; before it promotes, it makes commits wait for any one standby
+// (AnyStandby), so nothing is acknowledged without a copy in between.
 
 // decideSync: a healthy leader's synchronous standby management.
 func decideSync(v View) Plan {
@@ -61,7 +61,7 @@ func decideSync(v View) Plan {
 			Reason: fmt.Sprintf("synchronous mode: %v no longer synchronous", minus(recorded, keep))}
 	}
 	// Step 2: the server requires exactly the desired standbys. Right
-	// after a promotion it requires any standby ("*"); in mode on it keeps
+	// after a promotion it requires any standby (AnyStandby); in mode on it keeps
 	// that while members are still on their way to follow it, rather than
 	// acknowledge commits with no copy for those seconds.
 	if len(desired) == 0 && mode == cluster.SyncOn && v.Repl.SyncAny {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/db/postgres"
 )
 
 // syncView is a healthy leader n1 at epoch 7 with replicas n2 and n3.
@@ -26,7 +27,7 @@ func syncView(mode cluster.SyncMode) View {
 			RetryTimeout: cluster.Duration(5 * time.Second), PrimaryStartTimeout: cluster.Duration(30 * time.Second),
 			SynchronousMode: mode},
 		DB: db.Status{Running: true, Accepting: true, HasData: true, Role: cluster.RolePrimary,
-			Position: cluster.Position{LSN: 0x5000000, Timeline: 1}},
+			Position: cluster.PGPosition(1, 0x5000000)},
 		Snap: cluster.Snapshot{
 			Initialized: "n1", Leader: &cluster.Leader{Name: "n1", Epoch: 7, Lease: 9},
 			LastLeader: &cluster.LastLeader{Name: "n1", Epoch: 7},
@@ -35,8 +36,9 @@ func syncView(mode cluster.SyncMode) View {
 				rep("n2", true), rep("n3", true),
 			},
 		},
-		SlotMembers: []string{"n1", "n2", "n3"},
-		Repl:        &db.ReplicationStatus{WALLSN: 0x5000000},
+		Slots:  Slots{Members: []string{"n1", "n2", "n3"}},
+		Engine: postgres.Capabilities(0),
+		Repl:   &db.ReplicationStatus{Current: cluster.PGPosition(0, 0x5000000)},
 	}
 }
 
@@ -127,7 +129,7 @@ func TestSyncElection(t *testing.T) {
 			v.Snap.Members[i].Streaming = false
 		}
 		// n3 is more advanced and preferred, but not synchronous.
-		v.Snap.Members[1].Position.LSN, v.Snap.Members[1].Tags.Priority = 0x6000000, 100
+		v.Snap.Members[1].Position, v.Snap.Members[1].Tags.Priority = cluster.PGPosition(1, 0x6000000), 100
 		v.LeaderLostAt, v.ElectionOpenAt = v.Now.Add(-5*time.Second), v.Now.Add(-5*time.Second)
 		v.OldPrimary = refused
 		v.Repl = nil
@@ -156,16 +158,16 @@ func TestSyncElection(t *testing.T) {
 // of long-absent members, and reports invalidated ones.
 func TestDecideSlots(t *testing.T) {
 	v := syncView(cluster.SyncOff)
-	v.SlotMembers = []string{"n2"}
+	v.Slots.Members = []string{"n2"}
 	if got := Decide(v).String(); !strings.HasPrefix(got, "[create-slots names=[n3]]") {
 		t.Errorf("missing slot: %s", got)
 	}
-	v.SlotMembers = []string{"n2", "n3", "n4"}
-	v.StaleSlots = []string{"n4"}
+	v.Slots.Members = []string{"n2", "n3", "n4"}
+	v.Slots.Stale = []string{"n4"}
 	if got := Decide(v).String(); !strings.HasPrefix(got, "[drop-slots names=[n4]] state=running reason=dropping replication slots of [n4]: absent for more than 30m0s") {
 		t.Errorf("stale slot: %s", got)
 	}
-	v.StaleSlots, v.LostSlots = nil, []string{"n3"}
+	v.Slots.Stale, v.Slots.Lost = nil, []string{"n3"}
 	if p := Decide(v); p.Problem != cluster.ProblemReplicationSlotLost || !strings.Contains(p.Reason, "replication slots of [n3] were invalidated") {
 		t.Errorf("lost slot: %s", p)
 	}

@@ -452,7 +452,7 @@ func TestDivergedReplicaIsRewoundAndNeverHealthy(t *testing.T) {
 			}
 		}
 		streaming, _ := ahead.Check(context.Background(), "/replica?replication_state=streaming")
-		return streaming == 200 && m != nil && m.Upstream == behind.Name && !m.Diverged && m.Position.Timeline >= 2
+		return streaming == 200 && m != nil && m.Upstream == behind.Name && !m.Diverged && tlOf(m.Position) >= 2
 	})
 	if err != nil {
 		waitReason(t, c, ahead.Name, "-", time.Second)
@@ -515,3 +515,6 @@ func TestFailedFirstBootstrapIsRetried(t *testing.T) {
 		t.Fatalf("n1's first start did not fail as intended; its log:\n%s", lastLogLines(string(b), 20))
 	}
 }
+
+// tlOf is a PostgreSQL position's timeline.
+func tlOf(p cluster.Position) uint32 { tl, _, _ := p.PostgreSQL(); return tl }

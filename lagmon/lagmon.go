@@ -12,14 +12,13 @@ import (
 	"github.com/hamgr/hamgr/db"
 )
 
-// LagBytes is how far a member at pos is behind the leader at leader, in
-// bytes of WAL; 0 when it is level or ahead (a replica can be ahead of the
-// leader's last published position).
-func LagBytes(leader, pos cluster.LSN) int64 {
-	if leader <= pos {
-		return 0
-	}
-	return int64(leader - pos)
+// Lag is how far a member at pos is behind the leader at leader, in the
+// engine's lag unit (cluster.Engine.LagUnit); 0 when it is level or ahead
+// (a replica can be ahead of the leader's last published position) or
+// when the leader's position is not known.
+func Lag(leader, pos cluster.Position) int64 {
+	lag, _ := pos.LagTo(leader)
+	return lag
 }
 
 // SyncTracker tells which of a primary's required synchronous standbys hold
@@ -30,7 +29,7 @@ func LagBytes(leader, pos cluster.LSN) int64 {
 // sequential. The zero value is ready to use; it is not safe for concurrent
 // use.
 type SyncTracker struct {
-	since map[string]cluster.LSN // required standby → primary's WAL position when first seen required
+	since map[string]cluster.Position // required standby → primary's position when first seen required
 }
 
 // Observe takes one ReplicationStatus of the primary and returns the
@@ -38,7 +37,7 @@ type SyncTracker struct {
 // required (or disconnects) starts over.
 func (t *SyncTracker) Observe(rs db.ReplicationStatus) []string {
 	if t.since == nil {
-		t.since = map[string]cluster.LSN{}
+		t.since = map[string]cluster.Position{}
 	}
 	var confirmed []string
 	seen := map[string]bool{}
@@ -49,10 +48,10 @@ func (t *SyncTracker) Observe(rs db.ReplicationStatus) []string {
 		seen[sb.Name] = true
 		l0, ok := t.since[sb.Name]
 		if !ok {
-			t.since[sb.Name] = rs.WALLSN
+			t.since[sb.Name] = rs.Current
 			continue
 		}
-		if sb.FlushLSN >= l0 {
+		if o := sb.Flushed.Compare(l0); o == cluster.Ahead || o == cluster.Equal {
 			confirmed = append(confirmed, sb.Name)
 		}
 	}

@@ -8,13 +8,13 @@ import (
 	"github.com/hamgr/hamgr/db"
 )
 
-func TestLagBytes(t *testing.T) {
+func TestLag(t *testing.T) {
 	for _, c := range []struct {
 		leader, pos cluster.LSN
 		want        int64
-	}{{100, 40, 60}, {100, 100, 0}, {100, 140, 0}, {0, 0, 0}} {
-		if got := LagBytes(c.leader, c.pos); got != c.want {
-			t.Errorf("LagBytes(%d, %d) = %d, want %d", c.leader, c.pos, got, c.want)
+	}{{100, 40, 60}, {100, 100, 0}, {100, 140, 0}, {0, 0, 0}, {100, 0, 100}} {
+		if got := Lag(cluster.PGPosition(1, c.leader), cluster.PGPosition(1, c.pos)); got != c.want {
+			t.Errorf("Lag(%d, %d) = %d, want %d", c.leader, c.pos, got, c.want)
 		}
 	}
 }
@@ -24,17 +24,17 @@ func TestLagBytes(t *testing.T) {
 func TestSyncTracker(t *testing.T) {
 	var tr SyncTracker
 	rs := func(wal cluster.LSN, names []string, sbs ...db.Standby) db.ReplicationStatus {
-		return db.ReplicationStatus{WALLSN: wal, SyncNames: names, Standbys: sbs}
+		return db.ReplicationStatus{Current: cluster.PGPosition(0, wal), SyncNames: names, Standbys: sbs}
 	}
 	sync := func(name string, flush cluster.LSN) db.Standby {
-		return db.Standby{Name: name, SyncState: "sync", FlushLSN: flush}
+		return db.Standby{Name: name, SyncState: "sync", Flushed: cluster.PGPosition(0, flush)}
 	}
 	steps := []struct {
 		in   db.ReplicationStatus
 		want []string
 	}{
 		// Not required yet: nothing.
-		{rs(100, nil, db.Standby{Name: "n2", SyncState: "async", FlushLSN: 100}), nil},
+		{rs(100, nil, db.Standby{Name: "n2", SyncState: "async", Flushed: cluster.PGPosition(0, 100)}), nil},
 		// Required now: the position to confirm is 200.
 		{rs(200, []string{"n2"}, sync("n2", 150)), nil},
 		// Flushed 190 < 200: not yet.

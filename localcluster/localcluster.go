@@ -21,6 +21,7 @@ import (
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/dcs/etcd"
 	"github.com/hamgr/hamgr/dcs/etcd/etcdembed"
+	"github.com/hamgr/hamgr/lagmon"
 )
 
 // Timing profiles.
@@ -386,9 +387,9 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 			// WAL segment switch (a clone ends with one) a replica's can
 			// trail the leader's by a segment until its next round.
 			if lm := s.Member(leader.Name); lm != nil && s.Config != nil && s.Config.MaximumLagOnFailover > 0 &&
-				int64(lm.Position.LSN)-int64(m.Position.LSN) > s.Config.MaximumLagOnFailover {
+				lagmon.Lag(lm.Position, m.Position) > s.Config.MaximumLagOnFailover {
 				pending = fmt.Sprintf("%s's published position %s to come within maximum_lag_on_failover of %s's %s",
-					n.Name, m.Position.LSN, leader.Name, lm.Position.LSN)
+					n.Name, m.Position, leader.Name, lm.Position)
 				return false
 			}
 		}

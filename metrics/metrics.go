@@ -152,8 +152,9 @@ func (m *Metrics) ObserveMember(role cluster.Role, pos cluster.Position, lagByte
 		return
 	}
 	m.setRole(role)
-	m.walPosition.Set(float64(pos.LSN))
-	m.timeline.Set(float64(pos.Timeline))
+	tl, lsn, _ := pos.PostgreSQL()
+	m.walPosition.Set(float64(lsn))
+	m.timeline.Set(float64(tl))
 	if lagBytes < 0 {
 		m.lagBytes.Set(math.NaN())
 	} else {

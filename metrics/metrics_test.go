@@ -122,7 +122,7 @@ func TestInitialScrape(t *testing.T) {
 func TestScrapeAfterObservations(t *testing.T) {
 	m := metrics.New("main", "pg1")
 	before := time.Now()
-	m.ObserveMember(cluster.RoleReplica, cluster.Position{LSN: 0x3000060, Timeline: 2}, 4096, 0.25, 42, false, true)
+	m.ObserveMember(cluster.RoleReplica, cluster.PGPosition(2, 0x3000060), 4096, 0.25, 42, false, true)
 	m.ObserveLoop(30 * time.Millisecond)
 	m.ObserveLoop(3 * time.Second)
 	m.StoreError("load")
@@ -176,7 +176,7 @@ func TestScrapeAfterObservations(t *testing.T) {
 	}
 
 	// Becoming the leader; lag and replay delay unknown.
-	m.ObserveMember(cluster.RolePrimary, cluster.Position{LSN: 0x4000000, Timeline: 3}, -1, math.NaN(), 57, true, false)
+	m.ObserveMember(cluster.RolePrimary, cluster.PGPosition(3, 0x4000000), -1, math.NaN(), 57, true, false)
 	m.Failover("manual failover", nil)
 	body = scrape(t, m.Handler())
 	wantLines(t, body,
@@ -240,7 +240,7 @@ func TestConcurrentUse(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := range 200 {
-				m.ObserveMember(cluster.RoleReplica, cluster.Position{LSN: cluster.LSN(j)}, int64(j), 0, cluster.Epoch(i), i%2 == 0, false)
+				m.ObserveMember(cluster.RoleReplica, cluster.PGPosition(0, cluster.LSN(j)), int64(j), 0, cluster.Epoch(i), i%2 == 0, false)
 				m.ObserveLoop(time.Millisecond)
 				m.StoreError("keepalive")
 				m.Failover("failover", []cluster.Step{{Name: "promote"}})

@@ -90,11 +90,11 @@ func (o *Operator) Switchover(ctx context.Context, to string, at time.Time) (clu
 	if !at.IsZero() && at.Before(now.Add(-time.Minute)) {
 		return cluster.Request{}, refuse("--at %s is in the past", at.UTC().Format(time.RFC3339))
 	}
-	var lsn cluster.LSN
+	var pos cluster.Position
 	if m := s.Member(s.Leader.Name); m != nil {
-		lsn = m.Position.LSN
+		pos = m.Position
 	}
-	target, why := election.SwitchoverTarget(s, s.Leader.Name, to, maxLag(s), lsn)
+	target, why := election.SwitchoverTarget(s, s.Leader.Name, to, maxLag(s), pos)
 	if target == "" {
 		return cluster.Request{}, refuse("%s", why)
 	}
@@ -123,7 +123,7 @@ func (o *Operator) Cancel(ctx context.Context) (cluster.Request, error) {
 		return cluster.Request{}, refuse("no switchover or failover is pending")
 	case r.Handoff != nil:
 		return cluster.Request{}, refuse("the switchover is already under way (%s stopped at %s, handing over to %s); it cannot be cancelled",
-			r.From, r.Handoff.FinalLSN, r.Handoff.Target)
+			r.From, r.Handoff.Final, r.Handoff.Target)
 	}
 	if err := o.Store.ClearRequest(ctx); err != nil {
 		return cluster.Request{}, fmt.Errorf("delete the request: %w", err)

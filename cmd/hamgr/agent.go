@@ -16,6 +16,7 @@ import (
 	"github.com/hamgr/hamgr/agent"
 	"github.com/hamgr/hamgr/api"
 	"github.com/hamgr/hamgr/config"
+	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/db/postgres"
 	"github.com/hamgr/hamgr/dcs/etcd"
 	"github.com/hamgr/hamgr/dcs/etcd/etcdembed"
@@ -102,7 +103,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	ag := agent.New(agent.Options{
 		Cluster: cfg.Cluster, Name: cfg.Name, Tags: cfg.Tags.Cluster(), Config: cfg.Dynamic(),
 		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
-		Logger: log, Metrics: mx, UseRewind: pgc.Rewind(), AllowReclone: pgc.RecloneOnRewindFailure,
+		Logger: log, Metrics: mx, Engine: postgres.Capabilities(rejoinMethods(pgc)),
 		OnStop: onStop(cfg.OnStop),
 	})
 	// Operator endpoints (bearer token from api.token_file) and /metrics.
@@ -228,4 +229,17 @@ func readAPIToken(a config.API, log *slog.Logger) (string, error) {
 		log.Warn("api.token_file is set but the API serves plain HTTP: the bearer token crosses the network unencrypted; configure api.tls", "listen", a.Listen)
 	}
 	return token, nil
+}
+
+// rejoinMethods is what the postgresql section allows a diverged member:
+// pg_rewind (use_pg_rewind) and a re-clone (reclone_on_rewind_failure).
+func rejoinMethods(pgc config.PostgreSQL) db.RejoinMethods {
+	var m db.RejoinMethods
+	if pgc.Rewind() {
+		m |= db.RejoinResync
+	}
+	if pgc.RecloneOnRewindFailure {
+		m |= db.RejoinReclone
+	}
+	return m
 }

@@ -210,8 +210,9 @@ func writeClusterTable(out io.Writer, s cluster.Snapshot) error {
 		if m.LagBytes >= 0 {
 			lag = fmt.Sprintf("%d B", m.LagBytes)
 		}
+		tl, lsn, _ := m.Position.PostgreSQL()
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%d\t%d\t%s\t%s\t%s\n", m.Name, role, m.State, m.ConnHost, m.ConnPort,
-			m.Position.Timeline, m.Position.LSN, lag, m.Upstream)
+			tl, lsn, lag, m.Upstream)
 	}
 	return tw.Flush()
 }

@@ -190,14 +190,15 @@ func listDocument(name string, s cluster.Snapshot) listJSON {
 			rj.At = &at
 		}
 		if h := r.Handoff; h != nil {
-			rj.Handoff = &handoffJSON{Target: h.Target, FinalLSN: h.FinalLSN.String(), StoppedAt: h.StoppedAt}
+			rj.Handoff = &handoffJSON{Target: h.Target, FinalLSN: h.Final.String(), StoppedAt: h.StoppedAt}
 		}
 		d.Request = rj
 	}
 	for _, m := range s.Members {
+		tl, lsn, _ := m.Position.PostgreSQL()
 		d.Members = append(d.Members, memberJSON{
 			Name: m.Name, Host: m.ConnHost, Port: m.ConnPort, Role: roleOf(s, m), DBRole: m.Role.String(),
-			State: string(m.State), Reason: m.Reason, Problem: string(m.Problem), Timeline: m.Position.Timeline, LSN: m.Position.LSN.String(),
+			State: string(m.State), Reason: m.Reason, Problem: string(m.Problem), Timeline: tl, LSN: lsn.String(),
 			LagBytes: m.LagBytes, LagSeconds: m.LagSeconds, Streaming: m.Streaming, Upstream: m.Upstream,
 			NoFailover: m.Tags.NoFailover, Priority: m.Tags.Priority, APIURL: m.APIURL, UpdatedAt: m.UpdatedAt,
 		})
@@ -250,8 +251,9 @@ func writeList(out io.Writer, name string, s cluster.Snapshot, now time.Time) er
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tADDRESS\tROLE\tSTATE\tTL\tLSN\tLAG\tUPSTREAM\tTAGS\tPROBLEM\tREASON")
 	for _, m := range s.Members {
+		tl, lsn, _ := m.Position.PostgreSQL()
 		fmt.Fprintf(tw, "%s\t%s:%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.ConnHost, m.ConnPort, roleOf(s, m), m.State,
-			m.Position.Timeline, m.Position.LSN, lagText(s, m), upstreamText(m), tagsText(m.Tags), dash(string(m.Problem)), dash(m.Reason))
+			tl, lsn, lagText(s, m), upstreamText(m), tagsText(m.Tags), dash(string(m.Problem)), dash(m.Reason))
 	}
 	return tw.Flush()
 }
@@ -339,7 +341,7 @@ func describeRequest(r *cluster.Request, now time.Time) string {
 	}
 	if h := r.Handoff; h != nil {
 		fmt.Fprintf(&b, ", under way: %s stopped writes at %s %s ago, handing over to %s",
-			r.From, h.FinalLSN, now.Sub(h.StoppedAt).Round(100*time.Millisecond), h.Target)
+			r.From, h.Final, now.Sub(h.StoppedAt).Round(100*time.Millisecond), h.Target)
 	} else if !r.At.IsZero() && r.At.After(now) {
 		fmt.Fprintf(&b, ", scheduled at %s (in %s)", r.At.Local().Format("2006-01-02 15:04:05 MST"), r.At.Sub(now).Round(time.Second))
 	} else {

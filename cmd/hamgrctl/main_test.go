@@ -296,7 +296,7 @@ func TestRenderList(t *testing.T) {
 		Sync:   &cluster.SyncState{Leader: "n1", Epoch: 42, Members: []string{"n2"}},
 		Members: []cluster.Member{
 			{Name: "n1", Role: cluster.RolePrimary, State: cluster.StateRunning, ConnHost: "10.0.0.1", ConnPort: 5432,
-				Position: cluster.Position{LSN: 0x3000060, Timeline: 2}, Tags: cluster.Tags{Priority: 1},
+				Position: cluster.PGPosition(2, 0x3000060), Tags: cluster.Tags{Priority: 1},
 				Problem: cluster.ProblemDurabilityAtRisk, Reason: "DURABILITY AT RISK: synchronous_mode on but no healthy standby"},
 			{Name: "n2", Role: cluster.RoleReplica, State: cluster.StateRunning, ConnHost: "10.0.0.2", ConnPort: 5432,
 				LagBytes: 1536, Streaming: true, Upstream: "n1", Tags: cluster.Tags{NoFailover: true}},

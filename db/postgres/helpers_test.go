@@ -91,11 +91,11 @@ Min recovery ending loc's timeline:   2
 	if cd.State != "in archive recovery" || cd.Checkpoint != 0x4000060 || cd.CheckpointTLI != 1 {
 		t.Errorf("parsed %+v", cd)
 	}
-	if got, want := cd.Position(), (cluster.Position{LSN: 0x404A620, Timeline: 2}); got != want {
+	if got, want := cd.Position(), cluster.PGPosition(2, 0x404A620); got != want {
 		t.Errorf("position %+v, want %+v", got, want)
 	}
 	cd.MinRecovery, cd.MinRecovTLI = 0, 0
-	if got, want := cd.Position(), (cluster.Position{LSN: 0x4000060, Timeline: 1}); got != want {
+	if got, want := cd.Position(), cluster.PGPosition(1, 0x4000060); got != want {
 		t.Errorf("position without min recovery %+v, want %+v", got, want)
 	}
 	if _, err := parseControlData("garbage"); err == nil {
@@ -120,7 +120,7 @@ func TestDivergedFromTimelineHistory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return cluster.Position{LSN: l, Timeline: tli}
+		return cluster.PGPosition(tli, l)
 	}
 	if got := p.diverged(at(1, "0/40B4B90")); got != "" {
 		t.Fatalf("no history files: %q, want not diverged", got)
@@ -147,6 +147,60 @@ func TestDivergedFromTimelineHistory(t *testing.T) {
 	if got := p.diverged(at(2, "0/5000000")); !strings.Contains(got, "does not contain this server's timeline 2") {
 		t.Errorf("sibling timeline: %q", got)
 	}
+
+	// The fork point of a position's own timeline comes from its
+	// history file, so that Compare tells a diverged position apart.
+	on2 := p.withFork(at(2, "0/5000000"))
+	if on2 != at(2, "0/5000000").WithFork(1, 0x4018000) {
+		t.Errorf("withFork on timeline 2 = %+v", on2)
+	}
+	if o := at(1, "0/40B4B90").Compare(on2); o != cluster.Diverged {
+		t.Errorf("timeline 1 past the fork vs timeline 2: %s, want diverged", o)
+	}
+	if o := at(1, "0/4018000").Compare(on2); o != cluster.Behind {
+		t.Errorf("timeline 1 at the fork vs timeline 2: %s, want behind", o)
+	}
+	if on4 := p.withFork(at(4, "0/7000000")); on4 != at(4, "0/7000000").WithFork(3, 0x6000000) {
+		t.Errorf("withFork on timeline 4 = %+v, want its parent 3", on4)
+	}
+	if on3 := p.withFork(at(3, "0/7000000")); on3 != at(3, "0/7000000") {
+		t.Errorf("withFork without a history file = %+v", on3)
+	}
+}
+
+// A replica whose receiver is gone takes the timeline of the WAL segment
+// that holds its position when the control file's lags behind.
+func TestSegmentTimeline(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "pg_wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := &Postgres{opts: Options{DataDir: dir}, log: slog.New(slog.DiscardHandler)}
+	for _, name := range []string{"000000010000000000000004", "000000010000000000000005", "000000020000000000000005",
+		"000000030000000100000000.partial", "00000002.history"} {
+		if err := os.WriteFile(filepath.Join(dir, "pg_wal", name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const seg16MB = 16 << 20
+	for _, c := range []struct {
+		lsn  cluster.LSN
+		want uint32
+	}{
+		{0x5000100, 2},    // segment 5 exists on timelines 1 and 2
+		{0x4FFFFFF, 1},    // segment 4 on timeline 1 only
+		{0x5000000, 1},    // the byte before it is in segment 4
+		{0x1_00000100, 3}, // a partial segment of log 1
+		{0x6000100, 0},    // no file
+		{0, 0},
+	} {
+		if got := p.segmentTimeline(c.lsn, seg16MB); got != c.want {
+			t.Errorf("segmentTimeline(%s) = %d, want %d", c.lsn, got, c.want)
+		}
+	}
+	if got := p.segmentTimeline(0x5000100, 0); got != 0 {
+		t.Errorf("segmentTimeline without a segment size = %d", got)
+	}
 }
 
 func TestParseWALEndAndDivergence(t *testing.T) {
@@ -165,3 +219,8 @@ func TestParseWALEndAndDivergence(t *testing.T) {
 		t.Errorf("parseDivergence(no rewind required) = %s, want 0", got)
 	}
 }
+
+// lsnOf and tlOf read a PostgreSQL position's LSN and timeline.
+func lsnOf(p cluster.Position) cluster.LSN { _, lsn, _ := p.PostgreSQL(); return lsn }
+
+func tlOf(p cluster.Position) uint32 { tl, _, _ := p.PostgreSQL(); return tl }

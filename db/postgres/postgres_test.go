@@ -132,7 +132,7 @@ func waitCaughtUp(t *testing.T, p *Postgres, target cluster.LSN) {
 	t.Helper()
 	waitFor(t, 10*time.Second, fmt.Sprintf("%s at %v", p.opts.Name, target), func() (bool, string) {
 		st := probe(t, p)
-		return st.Position.LSN >= target && st.ReplayLSN >= target, fmt.Sprintf("%+v", st)
+		return lsnOf(st.Position) >= target && lsnOf(st.Replayed) >= target, fmt.Sprintf("%+v", st)
 	})
 }
 
@@ -207,7 +207,7 @@ func TestLifecycle(t *testing.T) {
 	// Bootstrap: initdb, start, replication role; primary on timeline 1.
 	timed(t, "n1 initialize", func() error { return n1.Initialize(ctxT(t, 30*time.Second)) })
 	st := probe(t, n1)
-	if !st.Running || !st.Accepting || st.Role != cluster.RolePrimary || st.Position.LSN == 0 || st.Position.Timeline != 1 || !st.HasData {
+	if !st.Running || !st.Accepting || st.Role != cluster.RolePrimary || lsnOf(st.Position) == 0 || tlOf(st.Position) != 1 || !st.HasData {
 		t.Fatalf("n1 after initialize: %+v", st)
 	}
 	if err := n1.StartPrimary(ctxT(t, 5*time.Second)); err != nil {
@@ -225,7 +225,7 @@ func TestLifecycle(t *testing.T) {
 	for _, r := range []*Postgres{n2, n3} {
 		up := upstream(n1)
 		timed(t, r.opts.Name+" clone", func() error { return r.Clone(ctxT(t, 30*time.Second), up) })
-		if st := probe(t, r); st.Running || !st.HasData || st.Position.LSN == 0 {
+		if st := probe(t, r); st.Running || !st.HasData || lsnOf(st.Position) == 0 {
 			t.Fatalf("%s after clone: %+v", r.opts.Name, st)
 		}
 		timed(t, r.opts.Name+" start replica", func() error { return r.StartReplica(ctxT(t, 15*time.Second), &up) })
@@ -245,7 +245,7 @@ func TestLifecycle(t *testing.T) {
 			st.Streaming, st.UpstreamPort, st.LastMessageAge, st.ReceiverTimeout, n1.opts.Port, ReceiverTimeout, ReceiverTimeout)
 	}
 	execSQL(t, n1, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 1000) g")
-	target := probe(t, n1).Position.LSN
+	target := lsnOf(probe(t, n1).Position)
 	waitCaughtUp(t, n2, target)
 	waitCaughtUp(t, n3, target)
 	checkNoPasswordLeak(t, base, n2, n3)
@@ -254,7 +254,7 @@ func TestLifecycle(t *testing.T) {
 	timed(t, "n1 stop immediate", func() error { return n1.Stop(ctxT(t, 5*time.Second), db.StopImmediate) })
 	waitExited(t, n1, time.Second)
 	st = probe(t, n1)
-	if st.Running || st.Accepting || !st.HasData || st.Position.LSN == 0 || st.Position.Timeline != 1 {
+	if st.Running || st.Accepting || !st.HasData || lsnOf(st.Position) == 0 || tlOf(st.Position) != 1 {
 		t.Fatalf("n1 after immediate stop: %+v", st)
 	}
 	if err := n1.Stop(ctxT(t, time.Second), db.StopFast); err != nil {
@@ -322,7 +322,7 @@ func testRolePassword(t *testing.T, base string, primary *Postgres) {
 func testPromoteAndFollow(t *testing.T, base string, n2, n3 *Postgres) {
 	t.Helper()
 	timed(t, "n2 promote", func() error { return n2.Promote(ctxT(t, 10*time.Second)) })
-	if st := probe(t, n2); st.Role != cluster.RolePrimary || st.Position.Timeline != 2 {
+	if st := probe(t, n2); st.Role != cluster.RolePrimary || tlOf(st.Position) != 2 {
 		t.Fatalf("n2 after promote: %+v", st)
 	}
 	if err := n2.Promote(ctxT(t, 5*time.Second)); err != nil {
@@ -337,9 +337,9 @@ func testPromoteAndFollow(t *testing.T, base string, n2, n3 *Postgres) {
 		t.Fatalf("Follow to the same upstream: %v", err)
 	}
 	execSQL(t, n2, "INSERT INTO t VALUES (3002, 'after-failover')")
-	target := probe(t, n2).Position.LSN
+	target := lsnOf(probe(t, n2).Position)
 	waitCaughtUp(t, n3, target)
-	if st := probe(t, n3); st.Position.Timeline != 2 {
+	if st := probe(t, n3); tlOf(st.Position) != 2 {
 		t.Fatalf("n3 after following n2: %+v, want timeline 2", st)
 	}
 	checkNoPasswordLeak(t, base, n2, n3)
@@ -407,7 +407,7 @@ func testAdoption(t *testing.T, running, up *Postgres) {
 	}
 	timed(t, running.opts.Name+" stop fast", func() error { return running.Stop(ctxT(t, 10*time.Second), db.StopFast) })
 	waitExited(t, p, time.Second)
-	if st := probe(t, p); st.Running || st.Position.LSN == 0 || st.Position.Timeline != 2 {
+	if st := probe(t, p); st.Running || lsnOf(st.Position) == 0 || tlOf(st.Position) != 2 {
 		t.Fatalf("adopted %s after stop: %+v", p.opts.Name, st)
 	}
 }
@@ -427,7 +427,7 @@ func testSIGKILL(t *testing.T, p *Postgres) {
 	waitExited(t, p, time.Second)
 	t.Logf("Exited() after SIGKILL: %v", time.Since(killed).Round(time.Microsecond))
 	timed(t, p.opts.Name+" restart after SIGKILL", func() error { return p.StartPrimary(ctxT(t, 20*time.Second)) })
-	if st := probe(t, p); st.Role != cluster.RolePrimary || st.Position.Timeline != 2 {
+	if st := probe(t, p); st.Role != cluster.RolePrimary || tlOf(st.Position) != 2 {
 		t.Fatalf("%s after crash restart: %+v", p.opts.Name, st)
 	}
 }

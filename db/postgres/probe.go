@@ -42,7 +42,8 @@ SELECT r.rec,
        ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END,
   extract(epoch FROM clock_timestamp() - w.last_msg_receipt_time)::float8,
   (SELECT setting::int FROM pg_settings WHERE name = 'wal_receiver_timeout'),
-  w.pid
+  w.pid,
+  (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')
 FROM (SELECT pg_is_in_recovery() AS rec OFFSET 0) r
 LEFT JOIN LATERAL (
   SELECT status, sender_host, sender_port, received_tli, last_msg_receipt_time, pid FROM pg_stat_wal_receiver LIMIT 1
@@ -64,6 +65,7 @@ func (p *Postgres) Probe(ctx context.Context) (db.Status, error) {
 			if st.Role == cluster.RolePrimary {
 				st.Stalled = p.checkFresh(ctx)
 			}
+			st.Position = p.withFork(st.Position)
 			return st, nil
 		}
 		st = db.Status{HasData: st.HasData, Running: true, Err: p.errorf("probe", "%w", err)}
@@ -74,12 +76,14 @@ func (p *Postgres) Probe(ctx context.Context) (db.Status, error) {
 		if err != nil {
 			return st, err
 		}
-		st.Position, st.Checkpoint = cd.Position(), cd.Checkpoint
+		st.Position, st.Checkpoint = cd.Position(), positionAt(cd.CheckpointTLI, cd.Checkpoint)
 		if st.WasPrimary {
-			if end, ok := p.walEnd(ctx, cd); ok && end > st.Position.LSN {
-				st.Position.LSN = end
+			tl, lsn, _ := st.Position.PostgreSQL()
+			if end, ok := p.walEnd(ctx, cd); ok && end > lsn {
+				st.Position = cluster.PGPosition(tl, end)
 			}
 		}
+		st.Position = p.withFork(st.Position)
 	}
 	return st, nil
 }
@@ -135,9 +139,10 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 		wPort, wTLI, ckptTLI, minRecovTLI *int32
 		lagSeconds, msgAge                *float64
 		rcvTimeoutMS, rcvPID              *int32
+		segSize                           *int64
 	)
 	err := c.QueryRow(ctx, probeSQL).Scan(&rec, &flush, &walfile, &recv, &replay, &paused,
-		&wStatus, &wHost, &wPort, &wTLI, &ckptTLI, &minRecovTLI, &lagSeconds, &msgAge, &rcvTimeoutMS, &rcvPID)
+		&wStatus, &wHost, &wPort, &wTLI, &ckptTLI, &minRecovTLI, &lagSeconds, &msgAge, &rcvTimeoutMS, &rcvPID, &segSize)
 	if err != nil {
 		return err
 	}
@@ -151,7 +156,7 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 		if err != nil {
 			return fmt.Errorf("timeline from WAL file name %q: %w", deref(walfile), err)
 		}
-		st.Position = cluster.Position{LSN: lsn, Timeline: uint32(tli)}
+		st.Position = cluster.PGPosition(uint32(tli), lsn)
 		return nil
 	}
 	st.Role = cluster.RoleReplica
@@ -160,20 +165,27 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 	if lagSeconds != nil {
 		st.ReplayLagSeconds = max(*lagSeconds, 0)
 	}
-	if st.ReceiveLSN, err = cluster.ParseLSN(deref(recv)); err != nil {
+	received, err := cluster.ParseLSN(deref(recv))
+	if err != nil {
 		return err
 	}
-	if st.ReplayLSN, err = cluster.ParseLSN(deref(replay)); err != nil {
+	replayed, err := cluster.ParseLSN(deref(replay))
+	if err != nil {
 		return err
 	}
-	st.Position.LSN = max(st.ReceiveLSN, st.ReplayLSN)
-	// The WAL receiver's timeline is current; without one, the control
-	// file's checkpoint and minimum-recovery timelines are the best known.
+	// The WAL receiver's timeline is current. Without one (its sender
+	// stopped, say), the control file's checkpoint and minimum-recovery
+	// timelines lag behind a timeline switch until the next restartpoint:
+	// the timeline of the WAL segment file that holds the position is
+	// taken when it is newer.
+	tl := uint32(max(derefInt(ckptTLI), derefInt(minRecovTLI)))
 	if wTLI != nil && *wTLI > 0 {
-		st.Position.Timeline = uint32(*wTLI)
-	} else {
-		st.Position.Timeline = uint32(max(derefInt(ckptTLI), derefInt(minRecovTLI)))
+		tl = uint32(*wTLI)
+	} else if seg := p.segmentTimeline(max(received, replayed), derefInt64(segSize)); seg > tl {
+		tl = seg
 	}
+	st.Received, st.Replayed = positionAt(tl, received), positionAt(tl, replayed)
+	st.Position = cluster.PGPosition(tl, max(received, replayed))
 	// The sender's address is known once the receiver has connected; a
 	// receiver that lost its connection (or is reconnecting) has none.
 	st.UpstreamHost, st.UpstreamPort = deref(wHost), int(derefInt(wPort))
@@ -213,6 +225,13 @@ func deref(s *string) string {
 }
 
 func derefInt(i *int32) int32 {
+	if i == nil {
+		return 0
+	}
+	return *i
+}
+
+func derefInt64(i *int64) int64 {
 	if i == nil {
 		return 0
 	}
@@ -371,11 +390,19 @@ type controlData struct {
 // Position is the furthest point the control file proves: the latest
 // checkpoint, or a replica's minimum recovery point if that is further.
 func (c controlData) Position() cluster.Position {
-	pos := cluster.Position{LSN: c.Checkpoint, Timeline: c.CheckpointTLI}
-	if c.MinRecovery > pos.LSN && c.MinRecovTLI > 0 {
-		pos = cluster.Position{LSN: c.MinRecovery, Timeline: max(c.MinRecovTLI, c.CheckpointTLI)}
+	if c.MinRecovery > c.Checkpoint && c.MinRecovTLI > 0 {
+		return cluster.PGPosition(max(c.MinRecovTLI, c.CheckpointTLI), c.MinRecovery)
 	}
-	return pos
+	return cluster.PGPosition(c.CheckpointTLI, c.Checkpoint)
+}
+
+// positionAt is lsn on timeline tl, or the zero Position when lsn is 0
+// (not reported).
+func positionAt(tl uint32, lsn cluster.LSN) cluster.Position {
+	if lsn == 0 {
+		return cluster.Position{}
+	}
+	return cluster.PGPosition(tl, lsn)
 }
 
 // controlData runs pg_controldata, cached until global/pg_control changes.
@@ -453,6 +480,7 @@ func parseControlData(out string) (controlData, error) {
 // not contain pos's timeline, or left it before pos. "" when it has not, or
 // when there is no newer history to compare with.
 func (p *Postgres) diverged(pos cluster.Position) string {
+	tl, lsn, _ := pos.PostgreSQL()
 	newest, path := uint32(0), ""
 	entries, err := os.ReadDir(p.path("pg_wal"))
 	if err != nil {
@@ -464,7 +492,7 @@ func (p *Postgres) diverged(pos cluster.Position) string {
 			newest, path = tli, e.Name()
 		}
 	}
-	if newest <= pos.Timeline {
+	if newest <= tl {
 		return ""
 	}
 	b, err := os.ReadFile(p.path(filepath.Join("pg_wal", path)))
@@ -476,14 +504,69 @@ func (p *Postgres) diverged(pos cluster.Position) string {
 		p.log.Warn("unreadable timeline history file", "file", path, "err", err)
 		return ""
 	}
-	end, ok := switches[pos.Timeline]
+	end, ok := switches[tl]
 	switch {
 	case !ok:
-		return fmt.Sprintf("timeline %d's history does not contain this server's timeline %d", newest, pos.Timeline)
-	case pos.LSN > end:
-		return fmt.Sprintf("timeline %d forked off timeline %d at %s, before this server's position %s", newest, pos.Timeline, end, pos.LSN)
+		return fmt.Sprintf("timeline %d's history does not contain this server's timeline %d", newest, tl)
+	case lsn > end:
+		return fmt.Sprintf("timeline %d forked off timeline %d at %s, before this server's position %s", newest, tl, end, lsn)
 	}
 	return ""
+}
+
+// segmentTimeline is the newest timeline of a WAL segment file in pg_wal
+// that holds the byte before lsn, for segments of segSize bytes; 0 when
+// there is none (or lsn or segSize is 0).
+func (p *Postgres) segmentTimeline(lsn cluster.LSN, segSize int64) uint32 {
+	if lsn == 0 || segSize <= 0 {
+		return 0
+	}
+	seg, perID := (uint64(lsn)-1)/uint64(segSize), uint64(1<<32)/uint64(segSize)
+	suffix := fmt.Sprintf("%08X%08X", seg/perID, seg%perID)
+	entries, err := os.ReadDir(p.path("pg_wal"))
+	if err != nil {
+		return 0
+	}
+	var newest uint32
+	for _, e := range entries {
+		name := strings.TrimSuffix(e.Name(), ".partial")
+		if len(name) != 24 || name[8:] != suffix {
+			continue
+		}
+		if tli, err := strconv.ParseUint(name[:8], 16, 32); err == nil && uint32(tli) > newest {
+			newest = uint32(tli)
+		}
+	}
+	return newest
+}
+
+// withFork adds to pos, when its timeline's history file is in pg_wal,
+// where that timeline branched off its parent, so that cluster.Position
+// can tell a position on the parent past that point as diverged. pos is
+// returned as it is when the file is missing or unreadable.
+func (p *Postgres) withFork(pos cluster.Position) cluster.Position {
+	tl, _, ok := pos.PostgreSQL()
+	if !ok || tl < 2 {
+		return pos
+	}
+	b, err := os.ReadFile(p.path(filepath.Join("pg_wal", fmt.Sprintf("%08X.history", tl))))
+	if err != nil {
+		return pos
+	}
+	switches, err := parseTimelineHistory(string(b))
+	if err != nil {
+		return pos
+	}
+	var parent uint32
+	for anc := range switches {
+		if anc < tl && anc > parent {
+			parent = anc
+		}
+	}
+	if parent == 0 {
+		return pos
+	}
+	return pos.WithFork(parent, switches[parent])
 }
 
 // parseTimelineHistory parses a timeline history file: one line per

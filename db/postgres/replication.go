@@ -74,12 +74,16 @@ func (p *Postgres) ReplicationStatus(ctx context.Context) (db.ReplicationStatus,
 				continue // the LEFT JOIN's row when no standby is connected
 			}
 			sb := db.Standby{Name: deref(name), State: deref(state), SyncState: deref(sync)}
-			if sb.FlushLSN, err = cluster.ParseLSN(deref(flush)); err != nil {
+			flushed, err := cluster.ParseLSN(deref(flush))
+			if err != nil {
 				return err
 			}
-			if sb.ReplayLSN, err = cluster.ParseLSN(deref(replay)); err != nil {
+			replayed, err := cluster.ParseLSN(deref(replay))
+			if err != nil {
 				return err
 			}
+			// pg_stat_replication reports no timeline: these compare by LSN.
+			sb.Flushed, sb.Replayed = positionAt(0, flushed), positionAt(0, replayed)
 			rs.Standbys = append(rs.Standbys, sb)
 		}
 		if err := rows.Err(); err != nil {
@@ -88,9 +92,11 @@ func (p *Postgres) ReplicationStatus(ctx context.Context) (db.ReplicationStatus,
 		if rec {
 			return errors.New("server is a replica: it has no standbys of its own to report")
 		}
-		if rs.WALLSN, err = cluster.ParseLSN(lsn); err != nil {
+		current, err := cluster.ParseLSN(lsn)
+		if err != nil {
 			return err
 		}
+		rs.Current = positionAt(0, current)
 		cfg, err := parseSyncStandbyNames(names)
 		if err != nil {
 			return err
@@ -543,7 +549,7 @@ func (p *Postgres) Rewind(ctx context.Context, up db.Upstream) (db.RewindResult,
 		return res, err // names the member and the operation
 	}
 	if end, ok := p.walEnd(ctx, cd); ok {
-		res.WALEnd = end
+		res.WALEnd = positionAt(cd.CheckpointTLI, end)
 	}
 	if clean := cd.State == "shut down" || cd.State == "shut down in recovery"; !clean && exists(p.path("standby.signal")) {
 		if err := p.recoverAsStandby(ctx); err != nil {
@@ -559,7 +565,7 @@ func (p *Postgres) Rewind(ctx context.Context, up db.Upstream) (db.RewindResult,
 		return res, p.errorf(op, "after pg_rewind: %w", err)
 	}
 	res.Required = !strings.Contains(out, "no rewind required")
-	res.DivergedAt = parseDivergence(out)
+	res.DivergedAt = positionAt(0, parseDivergence(out))
 	p.log.Info("rewound from upstream", "upstream", up.Name, "state_before", cd.State,
 		"rewind_required", res.Required, "diverged_at", res.DivergedAt, "wal_end_before", res.WALEnd,
 		"took", time.Since(start).Round(time.Millisecond))

@@ -232,9 +232,9 @@ func TestSyncAndSlots(t *testing.T) {
 	var rs db.ReplicationStatus
 	waitFor(t, 10*time.Second, "n2 and n3 streaming and caught up", func() (bool, string) {
 		rs = replStatus(t, n1)
-		ok := len(rs.Standbys) == 2 && rs.WALLSN > 0
+		ok := len(rs.Standbys) == 2 && lsnOf(rs.Current) > 0
 		for _, sb := range rs.Standbys {
-			ok = ok && sb.State == "streaming" && sb.FlushLSN == rs.WALLSN && sb.ReplayLSN == rs.WALLSN
+			ok = ok && sb.State == "streaming" && sb.Flushed == rs.Current && sb.Replayed == rs.Current
 		}
 		return ok, fmt.Sprintf("%+v", rs)
 	})
@@ -313,7 +313,7 @@ func TestSyncAndSlots(t *testing.T) {
 	if s := slots(t, n1)["n3"]; s.RestartLSN <= kept.RestartLSN {
 		t.Fatalf("n3's slot did not advance: %+v", s)
 	}
-	target := probe(t, n1).Position.LSN
+	target := lsnOf(probe(t, n1).Position)
 	timed(t, "n2 restart and catch up through its slot", func() error {
 		if err := n2.StartReplica(ctxT(t, 15*time.Second), &up); err != nil {
 			return err
@@ -367,7 +367,7 @@ func TestRewind(t *testing.T) {
 	timed(t, "n2 clone", func() error { return n2.Clone(ctxT(t, 30*time.Second), up1) })
 	timed(t, "n2 start replica", func() error { return n2.StartReplica(ctxT(t, 15*time.Second), &up1) })
 	execSQL(t, n1, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'before')")
-	waitCaughtUp(t, n2, probe(t, n1).Position.LSN)
+	waitCaughtUp(t, n2, lsnOf(probe(t, n1).Position))
 
 	// The candidate names its synchronous standby while still a replica.
 	if err := n2.SetSynchronousStandbys(ctxT(t, 5*time.Second), []string{"n1"}, false); err != nil {
@@ -388,7 +388,7 @@ func TestRewind(t *testing.T) {
 	waitExited(t, n1, time.Second)
 	// A killed primary reports where its WAL ends (pg_waldump), past
 	// its last checkpoint.
-	if st := probe(t, n1); st.Running || !st.WasPrimary || st.Position.Timeline != 1 || st.Checkpoint == 0 || st.Position.LSN <= st.Checkpoint {
+	if st := probe(t, n1); st.Running || !st.WasPrimary || tlOf(st.Position) != 1 || st.Checkpoint.IsZero() || lsnOf(st.Position) <= lsnOf(st.Checkpoint) {
 		t.Fatalf("killed primary n1: %+v, want its WAL end past its checkpoint", st)
 	}
 	up2 := upstream(n2)
@@ -407,7 +407,7 @@ func TestRewind(t *testing.T) {
 	}()
 	var res db.RewindResult
 	timed(t, "n1 rewind after SIGKILL", func() (err error) { res, err = n1.Rewind(ctxT(t, 60*time.Second), up2); return err })
-	if !res.Required || res.DivergedAt == 0 || res.WALEnd == 0 {
+	if !res.Required || res.DivergedAt.IsZero() || res.WALEnd.IsZero() {
 		t.Fatalf("rewind result %+v: want required, with where it diverged and where its WAL ended", res)
 	}
 	if st := probe(t, n1); st.Running || st.WasPrimary {
@@ -436,8 +436,8 @@ func TestRewind(t *testing.T) {
 	if syncStates(rs) != "n1=sync" || !slots(t, n2)["n1"].Active {
 		t.Fatalf("n2 replication status %+v, slots %+v", rs, slots(t, n2))
 	}
-	waitCaughtUp(t, n1, probe(t, n2).Position.LSN)
-	if st := probe(t, n1); st.Position.Timeline != 2 {
+	waitCaughtUp(t, n1, lsnOf(probe(t, n2).Position))
+	if st := probe(t, n1); tlOf(st.Position) != 2 {
 		t.Fatalf("n1 streaming from n2: %+v, want timeline 2", st)
 	}
 	if v := querySQL(t, n1, "SELECT string_agg(v, ',' ORDER BY id) FROM t"); v != "before,x" {
@@ -467,11 +467,11 @@ func TestRewind(t *testing.T) {
 	}
 	timed(t, "n1 start replica of n2 again", func() error { return n1.StartReplica(ctxT(t, 15*time.Second), &up2) })
 	waitStreaming(t, n1, n2.opts.Port)
-	waitCaughtUp(t, n1, probe(t, n2).Position.LSN)
+	waitCaughtUp(t, n1, lsnOf(probe(t, n2).Position))
 	if v := querySQL(t, n1, "SELECT string_agg(v, ',' ORDER BY id) FROM t"); v != "before,x,after" {
 		t.Fatalf("n1 rows after the second rewind: %s", v)
 	}
-	if st := probe(t, n1); st.Role != cluster.RoleReplica || st.Position.Timeline != 2 {
+	if st := probe(t, n1); st.Role != cluster.RoleReplica || tlOf(st.Position) != 2 {
 		t.Fatalf("n1: %+v", st)
 	}
 }

@@ -185,7 +185,7 @@ func testMembers(t *testing.T, s []dcs.Store) {
 	must(t, s1.Grant(ctx, 10*time.Second))
 	must(t, s2.Grant(ctx, 10*time.Second))
 	m2 := cluster.Member{Name: "n2", Role: cluster.RolePrimary, State: cluster.StateRunning,
-		Position: cluster.Position{LSN: 0x3000060, Timeline: 2}, LagBytes: -1,
+		Position: cluster.PGPosition(2, 0x3000060), LagBytes: -1,
 		UpdatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	must(t, s2.PublishMember(ctx, m2))
 	must(t, s1.PublishMember(ctx, cluster.Member{Name: "n1", Role: cluster.RoleReplica, Upstream: "n2"}))
@@ -353,7 +353,7 @@ func testRequests(t *testing.T, s []dcs.Store) {
 	if err := s2.CreateRequest(ctx, r); !errors.Is(err, dcs.ErrRequestPending) {
 		t.Fatalf("second CreateRequest: got %v, want ErrRequestPending", err)
 	}
-	r.Handoff = &cluster.Handoff{Target: "n2", FinalLSN: 0x5000028, Epoch: 7}
+	r.Handoff = &cluster.Handoff{Target: "n2", Final: cluster.PGPosition(2, 0x5000028), Epoch: 7}
 	must(t, s2.UpdateRequest(ctx, r))
 	snap := load(t, s1)
 	if snap.Request == nil || snap.Request.Handoff == nil || *snap.Request.Handoff != *r.Handoff || snap.Request.To != "n2" {

@@ -178,7 +178,7 @@ func TestStoreConformance(t *testing.T) {
 	}
 
 	// Members: sorted, bound to their own lease, undecodable ones skipped.
-	m2 := cluster.Member{Name: "n2", Role: cluster.RolePrimary, State: cluster.StateRunning, Position: cluster.Position{LSN: 0x3000060, Timeline: 2}, LagBytes: -1, UpdatedAt: time.Now().UTC().Truncate(time.Second)}
+	m2 := cluster.Member{Name: "n2", Role: cluster.RolePrimary, State: cluster.StateRunning, Position: cluster.PGPosition(2, 0x3000060), LagBytes: -1, UpdatedAt: time.Now().UTC().Truncate(time.Second)}
 	must(t, s2.PublishMember(ctx, m2))
 	must(t, s1.PublishMember(ctx, cluster.Member{Name: "n1", Role: cluster.RoleReplica, Upstream: "n2"}))
 	_, err = raw.Put(ctx, "/hamgr/"+name+"/members/zz", "{not json")

@@ -218,7 +218,7 @@ func (e *engine) ReplicationStatus(context.Context) (db.ReplicationStatus, error
 	if !d.running || !d.accepting || d.standby {
 		return db.ReplicationStatus{}, errors.New("replication status: not a running primary")
 	}
-	rs := db.ReplicationStatus{WALLSN: d.lsn, SyncNames: slices.Clone(d.syncNames), SyncAny: d.syncAny}
+	rs := db.ReplicationStatus{Current: cluster.PGPosition(0, d.lsn), SyncNames: slices.Clone(d.syncNames), SyncAny: d.syncAny}
 	for _, r := range e.w.nodes {
 		if r == e.n || !r.alive || !r.db.streaming || r.db.upstream != e.n.spec.Name {
 			continue
@@ -228,7 +228,7 @@ func (e *engine) ReplicationStatus(context.Context) (db.ReplicationStatus, error
 			sync = "sync"
 		}
 		rs.Standbys = append(rs.Standbys, db.Standby{Name: r.spec.Name, State: "streaming", SyncState: sync,
-			FlushLSN: r.db.lsn, ReplayLSN: r.db.lsn})
+			Flushed: cluster.PGPosition(0, r.db.lsn), Replayed: cluster.PGPosition(0, r.db.lsn)})
 	}
 	return rs, nil
 }

@@ -188,10 +188,10 @@ func followsOrMayNot(w *World, s MemberSpec, primary string) bool {
 	}
 	n, l := w.node(s.Name), w.Leader()
 	track := n.a.Tracker()
-	if l == nil || track.RewindEpoch != l.Epoch {
+	if l == nil || track.RejoinEpoch != l.Epoch {
 		return false
 	}
-	if track.RewindError != "" {
+	if track.RejoinError != "" {
 		return !s.AllowReclone
 	}
 	return n.db.timeline == w.node(primary).db.timeline

@@ -96,9 +96,9 @@ func (w *World) doRewind(n, u *node) (db.RewindResult, error) {
 		epoch = l.Epoch
 	}
 	what := fmt.Sprintf("%s<-%s@%d", n.spec.Name, u.spec.Name, epoch)
-	res := db.RewindResult{WALEnd: n.db.lsn}
+	res := db.RewindResult{WALEnd: cluster.PGPosition(n.db.timeline, n.db.lsn)}
 	if fork, ok := u.db.forks[n.db.timeline]; ok {
-		res.DivergedAt = fork
+		res.DivergedAt = cluster.PGPosition(n.db.timeline, fork)
 	}
 	required, err := w.rewind(n, u)
 	if err != nil {

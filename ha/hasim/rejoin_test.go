@@ -141,8 +141,8 @@ func TestBugRewindAgainstRestartingLeaderNotRetried(t *testing.T) {
 }
 
 // Regression (efficiency; found by TestRandomFaults, seed 251): after a
-// failed pg_rewind, a successful re-clone left the tracker's RewindEpoch
-// and RewindError as they were, so each later stop of the fresh copy in
+// failed pg_rewind, a successful re-clone left the tracker's RejoinEpoch
+// and RejoinError as they were, so each later stop of the fresh copy in
 // the same epoch (a failed start, a crash) deleted and copied the whole
 // database again. A successful re-clone is now recorded as the epoch's
 // rejoin (ha's TestRecloneRecordedAsRejoin). Since the rewind fix above,

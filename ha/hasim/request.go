@@ -47,9 +47,9 @@ func (w *World) checkSwitchover(n *node, r cluster.Request, epoch cluster.Epoch)
 		w.violate("switchover from %s to %s lost WAL: %s ended at %s, %s was promoted at %s",
 			r.From, n.spec.Name, r.From, old.db.lsn, n.spec.Name, at)
 	}
-	if at <= r.Handoff.FinalLSN {
+	if _, final, _ := r.Handoff.Final.PostgreSQL(); at <= final {
 		w.violate("switchover from %s to %s: promoted at %s, not past the final position %s",
-			r.From, n.spec.Name, at, r.Handoff.FinalLSN)
+			r.From, n.spec.Name, at, final)
 	}
 	w.Switchovers = append(w.Switchovers, fmt.Sprintf("%s->%s@%d", r.From, n.spec.Name, epoch))
 }
@@ -63,7 +63,7 @@ func requestString(r *cluster.Request) string {
 		s += " to " + r.To
 	}
 	if r.Handoff != nil {
-		s += fmt.Sprintf(" (handoff to %s at %s)", r.Handoff.Target, r.Handoff.FinalLSN)
+		s += fmt.Sprintf(" (handoff to %s at %s)", r.Handoff.Target, r.Handoff.Final)
 	}
 	return s
 }

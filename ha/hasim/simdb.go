@@ -77,12 +77,12 @@ func (d *simDB) status(now time.Time, alive bool, receiverTimeout time.Duration)
 	// A stopped server reports the end of its WAL (db/postgres reads it
 	// with pg_waldump) and its latest checkpoint: the shutdown checkpoint
 	// after a fast stop.
-	pos := cluster.Position{LSN: d.lsn, Timeline: d.timeline}
-	var ckpt cluster.LSN
+	pos := cluster.PGPosition(d.timeline, d.lsn)
+	var ckpt cluster.Position
 	if !d.running && d.hasData {
-		ckpt = d.lsn
+		ckpt = cluster.PGPosition(d.timeline, d.lsn)
 		if d.stopPos != 0 {
-			ckpt = d.stopPos
+			ckpt = cluster.PGPosition(d.timeline, d.stopPos)
 		}
 	}
 	// A stopped data directory without standby.signal was last run as a
@@ -99,7 +99,7 @@ func (d *simDB) status(now time.Time, alive bool, receiverTimeout time.Duration)
 		st.Role = cluster.RolePrimary
 		if d.standby {
 			st.Role = cluster.RoleReplica
-			st.ReceiveLSN, st.ReplayLSN = d.lsn, d.lsn
+			st.Received, st.Replayed = pos, pos
 		}
 	}
 	st.LastMessageAge = -1

@@ -10,6 +10,7 @@ import (
 	"github.com/hamgr/hamgr/agent"
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/db/postgres"
 	"github.com/hamgr/hamgr/dcs/memstore"
 	"github.com/hamgr/hamgr/discovery"
 	"github.com/hamgr/hamgr/ha"
@@ -26,14 +27,26 @@ type MemberSpec struct {
 	// while streaming.
 	Lag cluster.LSN
 	// UseRewind and AllowReclone are the agent's postgresql.use_pg_rewind
-	// and postgresql.reclone_on_rewind_failure options
-	// (agent.Options.UseRewind, agent.Options.AllowReclone).
+	// and postgresql.reclone_on_rewind_failure options (the rejoin
+	// methods of agent.Options.Engine).
 	UseRewind    bool
 	AllowReclone bool
 	// Fencer gives the member's agent a fencer (agent.Options.Fencer)
 	// that powers the old primary's simulated machine off before it
 	// promotes over it.
 	Fencer bool
+}
+
+// rejoin is the set of rejoin methods the spec allows.
+func (s MemberSpec) rejoin() db.RejoinMethods {
+	var m db.RejoinMethods
+	if s.UseRewind {
+		m |= db.RejoinResync
+	}
+	if s.AllowReclone {
+		m |= db.RejoinReclone
+	}
+	return m
 }
 
 // Config configures a World. Zero fields take the defaults noted.
@@ -228,7 +241,7 @@ func (w *World) startAgent(n *node) {
 		Cluster: "sim", Name: n.spec.Name, Tags: n.spec.Tags, Config: w.cfg.Dynamic,
 		DB: n.eng, Store: faultyStore{Client: n.client, w: w, n: n}, ConnHost: host, ConnPort: port,
 		Logger: slog.New(&logHandler{w: w}), Clock: worldClock{w},
-		UseRewind: n.spec.UseRewind, AllowReclone: n.spec.AllowReclone,
+		Engine:     postgres.Capabilities(n.spec.rejoin()),
 		Background: func(fn func()) { fn() }, // the simulated clock does not move during an action
 		Publishers: []discovery.Publisher{simPublisher{w: w, n: n}},
 	}
