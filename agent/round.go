@@ -468,7 +468,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 			a.emit("re-cloning from " + act.Upstream.Name)
 			return a.opts.DB.Clone(dctx, *act.Upstream)
 		}
-		a.emit("rewinding from " + act.Upstream.Name)
+		a.emit("rejoining " + act.Upstream.Name + " (pg_rewind if its history diverged)")
 		res, err := r.Rewind(dctx, *act.Upstream) // recorded by ha.Tracker.ActionDone
 		if err == nil && res.Required && res.DivergedAt > 0 && res.WALEnd > res.DivergedAt {
 			a.recordDiscard(ctx, v, res)

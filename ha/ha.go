@@ -851,7 +851,7 @@ func rejoin(v View, up *db.Upstream, first []Action, why string) (Plan, bool) {
 	switch {
 	case v.UseRewind && v.RewindEpoch != l.Epoch:
 		return Plan{Actions: append(first, Action{Kind: Rewind, Upstream: up}, Action{Kind: StartReplica, Upstream: up}),
-			State: cluster.StateStarting, Reason: why + ": rewinding from " + up.Name + " before following it"}, true
+			State: cluster.StateStarting, Reason: why + ": rewinding from " + up.Name + " if its history diverged, then following it"}, true
 	case v.AllowReclone && (v.RewindEpoch != l.Epoch || v.RewindError != ""):
 		return Plan{Actions: append(first, Action{Kind: Reclone, Upstream: up}, Action{Kind: StartReplica, Upstream: up}),
 			State: cluster.StateBootstrapping, Reason: why + ": pg_rewind failed or is off; cloning " + up.Name + " again"}, true
