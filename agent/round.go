@@ -150,6 +150,9 @@ func (a *Agent) applyConfig(c cluster.DynamicConfig) {
 		}
 		c.LoopWait, c.RetryTimeout = a.cfg.LoopWait, a.cfg.RetryTimeout
 	}
+	if c.LoopWait != a.cfg.LoopWait || c.RetryTimeout != a.cfg.RetryTimeout {
+		a.pokeFence() // the fence deadline moved
+	}
 	a.cfg = c
 }
 
@@ -220,6 +223,9 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 	}
 	a.snap, a.storeOK = snap, true
 	if l := snap.Leader; l != nil && l.Name == a.opts.Name && l.Lease == a.leaseID {
+		if a.holdsLeader != l.Epoch {
+			a.pokeFence() // a new fence deadline to watch
+		}
 		a.holdsLeader = l.Epoch
 	} else if a.holdsLeader != 0 {
 		a.holdsLeader = 0
@@ -387,6 +393,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 		}
 		a.mu.Lock()
 		a.holdsLeader, a.electedAt = l.Epoch, a.clk.Now()
+		a.pokeFence() // a new fence deadline to watch
 		a.snap.Leader = &l
 		a.mu.Unlock()
 		if act.Evidence != nil && act.Evidence.Kind != cluster.EvidenceNone {
