@@ -54,7 +54,7 @@ type options struct {
 func main() {
 	var o options
 	flag.DurationVar(&o.idle, "idle", time.Minute, "idle window over which the agents are sampled")
-	flag.DurationVar(&o.settle, "settle", 20*time.Second, "wait after the cluster is healthy before the window starts")
+	flag.DurationVar(&o.settle, "settle", 30*time.Second, "wait after the cluster is healthy before the window starts")
 	flag.StringVar(&o.profile, "profile", "default", "timing profile: default or fast")
 	flag.StringVar(&o.hamgr, "hamgr", "", "hamgr binary (default: go build ./cmd/hamgr)")
 	flag.StringVar(&o.binDir, "bin-dir", "/usr/lib/postgresql/15/bin", "PostgreSQL binaries")
