@@ -139,6 +139,9 @@ type Agent struct {
 	lastSeen           map[string]time.Time // member → last time seen (for slot housekeeping)
 	syncTracker        lagmon.SyncTracker
 	wake               chan struct{}
+	// fenceWake wakes the fence timer in Run when its deadline may have
+	// moved earlier: the agent started to lead, or the timing changed.
+	fenceWake chan struct{}
 }
 
 // New returns an agent; it does nothing until Run (or its step functions)
@@ -156,15 +159,24 @@ func New(opts Options) *Agent {
 	}
 	return &Agent{
 		opts: opts, log: opts.Logger.With("member", opts.Name), clk: opts.Clock, cfg: opts.Config,
-		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), started: opts.Clock.Now(),
+		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), fenceWake: make(chan struct{}, 1),
+		started: opts.Clock.Now(),
 	}
 }
 
-// renewTick and fenceTick bound how long the renewer and the fence timer
-// sleep between checks in Run.
+// Run's timers. The renewer sleeps until the next renewal is due (Renew
+// says when), or renewTick while the agent has no lease. The fence timer
+// sleeps until the fence deadline while the agent leads, at most fenceIdle
+// (and fenceIdle while it does not lead), and is woken at once when the
+// deadline may have moved earlier (it started to lead, the timing
+// changed); fenceTick is how soon it retries a fence that could not stop
+// the database. Sleeping until the deadline rather than polling keeps an
+// idle agent's wakeups few, and is as exact: after a freeze the timer fires
+// as soon as the process runs again, and finds itself past the deadline.
 const (
 	renewTick = 250 * time.Millisecond
 	fenceTick = 50 * time.Millisecond
+	fenceIdle = time.Second
 )
 
 // Run loops until ctx ends, then stops as Options.OnStop says (a primary
@@ -180,14 +192,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		for sleep(inner, min(a.Renew(inner), renewTick)) {
+		for sleep(inner, a.Renew(inner)) {
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		for {
 			a.Fence(inner)
-			if !sleep(inner, fenceTick) {
+			if !a.waitFence(inner) {
 				return
 			}
 		}
@@ -211,6 +223,38 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.stop(inner)
 	return nil
+}
+
+// waitFence sleeps until the fence timer's next check (see fenceIdle) or
+// until fenceWake, and reports false when ctx ended.
+func (a *Agent) waitFence(ctx context.Context) bool {
+	a.mu.Lock()
+	d := fenceIdle
+	if a.holdsLeader != 0 && !a.lastRenewSent.IsZero() {
+		d = detector.FenceDeadline(a.lastRenewSent, a.cfg).Sub(a.clk.Now())
+		if d <= 0 {
+			d = fenceTick // Fence could not stop the database: retry
+		}
+		d = min(d, fenceIdle)
+	}
+	a.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-a.fenceWake:
+	}
+	return true
+}
+
+// pokeFence wakes the fence timer (see fenceWake).
+func (a *Agent) pokeFence() {
+	select {
+	case a.fenceWake <- struct{}{}:
+	default:
+	}
 }
 
 // sleep waits d (not at all when d <= 0) and reports false when ctx ended.

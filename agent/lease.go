@@ -65,7 +65,8 @@ func (a *Agent) Renew(ctx context.Context) time.Duration {
 
 // resumeGap is how far past its fence deadline the fence timer must find
 // itself for the agent to count as having been frozen (SIGSTOP, a paused
-// VM) rather than cut off while running: its timer ticks every 50ms.
+// VM) rather than cut off while running: its timer fires at the deadline
+// (or polls every fenceTick after a failed stop).
 const resumeGap = time.Second
 
 // Fence is rule 2 of package ha, enforced on its own timer so that a loop
@@ -210,6 +211,7 @@ func (a *Agent) reclaim(ctx context.Context, epoch cluster.Epoch, cfg cluster.Dy
 	}
 	a.mu.Lock()
 	a.leaseID, a.lastRenewSent, a.nextRenew, a.holdsLeader = store.LeaseID(), sent, sent.Add(time.Duration(cfg.LoopWait)), l.Epoch
+	a.pokeFence()
 	a.mu.Unlock()
 	a.log.Info("acquired leader key", "epoch", l.Epoch, "reason", "resumed; nobody took over")
 	return true, fmt.Sprintf("nobody took over; took the leader key back at epoch %d", l.Epoch)

@@ -38,6 +38,7 @@ func (a *Agent) acquireLeader(ctx context.Context, v ha.View, act ha.Action) err
 	}
 	a.mu.Lock()
 	a.holdsLeader = l.Epoch
+	a.pokeFence() // a new fence deadline to watch
 	a.snap.Leader = &l
 	a.mu.Unlock()
 	switch {

@@ -157,6 +157,9 @@ func (a *Agent) applyConfig(c cluster.DynamicConfig) {
 		}
 		c.LoopWait, c.RetryTimeout = a.cfg.LoopWait, a.cfg.RetryTimeout
 	}
+	if c.LoopWait != a.cfg.LoopWait || c.RetryTimeout != a.cfg.RetryTimeout {
+		a.pokeFence() // the fence deadline moved
+	}
 	a.cfg = c
 }
 
@@ -227,6 +230,9 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 	}
 	a.snap, a.storeOK = snap, true
 	if l := snap.Leader; l != nil && l.Name == a.opts.Name && l.Lease == a.leaseID {
+		if a.holdsLeader != l.Epoch {
+			a.pokeFence() // a new fence deadline to watch
+		}
 		a.holdsLeader = l.Epoch
 	} else if a.holdsLeader != 0 {
 		a.holdsLeader = 0
@@ -460,7 +466,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, p ha.Plan, act ha.Action) err
 			a.emit("re-cloning from " + act.Upstream.Name)
 			return a.opts.DB.Clone(dctx, *act.Upstream)
 		}
-		a.emit("rewinding from " + act.Upstream.Name)
+		a.emit("rejoining " + act.Upstream.Name + " (pg_rewind if its history diverged)")
 		res, err := r.Rewind(dctx, *act.Upstream) // recorded by ha.Tracker.ActionDone
 		if err == nil && res.Required && !res.DivergedAt.IsZero() && res.WALEnd.Cmp(res.DivergedAt) > 0 {
 			a.recordDiscard(ctx, v, res)

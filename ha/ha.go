@@ -916,7 +916,7 @@ func rejoin(v View, up *db.Upstream, first []Action, why string) (Plan, bool) {
 	switch {
 	case v.Engine.Rejoin.Has(db.RejoinResync) && v.RejoinEpoch != l.Epoch:
 		return Plan{Actions: append(first, Action{Kind: Rewind, Upstream: up}, Action{Kind: StartReplica, Upstream: up}),
-			State: cluster.StateStarting, Reason: why + ": rewinding from " + up.Name + " before following it"}, true
+			State: cluster.StateStarting, Reason: why + ": rewinding from " + up.Name + " if its history diverged, then following it"}, true
 	case v.Engine.Rejoin.Has(db.RejoinReclone) && (v.RejoinEpoch != l.Epoch || v.RejoinError != ""):
 		return Plan{Actions: append(first, Action{Kind: Reclone, Upstream: up}, Action{Kind: StartReplica, Upstream: up}),
 			State: cluster.StateBootstrapping, Reason: fmt.Sprintf("%s: %s failed or is off; cloning %s again", why, v.Engine.Names.Resync, up.Name)}, true

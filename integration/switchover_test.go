@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,12 @@ func TestSwitchoverUnderLoadLosesNothing(t *testing.T) {
 	c := startCluster(t, localcluster.Options{})
 	monitorPrimaries(t, c)
 	w, o := writer(t, c, "switchover_load")
+	logFrom := map[string]int64{} // agent logs before the switchovers
+	for _, n := range c.Nodes {
+		if fi, err := os.Stat(n.AgentLog); err == nil {
+			logFrom[n.Name] = fi.Size()
+		}
+	}
 	for i, to := range []string{"n2", "n1", "n2"} {
 		t0 := time.Now()
 		doSwitchover(t, c, to)
@@ -76,6 +83,23 @@ func TestSwitchoverUnderLoadLosesNothing(t *testing.T) {
 	}
 	if switchovers != 3 {
 		t.Errorf("history has %d switchovers, want 3: %+v", switchovers, hist)
+	}
+	// Each old primary rejoined as it was: its WAL ended with the shutdown
+	// checkpoint the target received, so no pg_rewind ran.
+	rejoined := 0
+	for _, n := range c.Nodes {
+		b, err := os.ReadFile(n.AgentLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = b[min(logFrom[n.Name], int64(len(b))):]
+		if k := strings.Count(string(b), "running pg_rewind"); k > 0 {
+			t.Errorf("%s ran pg_rewind %d times after clean switchovers", n.Name, k)
+		}
+		rejoined += strings.Count(string(b), "rejoining without pg_rewind")
+	}
+	if rejoined != 3 {
+		t.Errorf("%d rejoins without pg_rewind in the agent logs, want 3 (one per switchover)", rejoined)
 	}
 }
 

@@ -133,6 +133,9 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}()
 	log.Info("agent started", "cluster", cfg.Cluster, "api", srv.Addr(), "postgresql", fmt.Sprintf("%s:%d", pgc.ConnectHost, pgc.Port))
+	// Once start-up is over (see releaseStartupPages).
+	release := time.AfterFunc(startupPagesDelay, func() { releaseStartupPages(log) })
+	defer release.Stop()
 	err = ag.Run(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -380,37 +379,46 @@ func (p *Postgres) waitReady(ctx context.Context, s *server, want cluster.Role) 
 	}
 }
 
-// Promote turns a running replica into a primary with pg_promote(wait =>
-// true) and checks it left recovery. On a primary it does nothing.
+// promoteWake is how often Promote wakes the startup process again while
+// the server is still in recovery (see Promote).
+const promoteWake = 100 * time.Millisecond
+
+// Promote turns a running replica into a primary and checks it left
+// recovery. On a primary it does nothing.
+//
+// It asks with pg_promote(wait => false) and then, until the server has
+// left recovery, polls every 20 ms and wakes the startup process every
+// promoteWake with a configuration reload (a SIGHUP sets the latch the
+// startup process sleeps on, and reloading an unchanged configuration does
+// nothing else). PostgreSQL 15 needs that: a promote request that arrives
+// while the startup process has asked for a new WAL receiver that has not
+// started yet (its upstream just went away) cancels the request and then
+// sleeps out what is left of wal_retrieve_retry_interval before it looks
+// at the request again, since nothing sets its latch.
 func (p *Postgres) Promote(ctx context.Context) error {
 	p.opMu.Lock()
 	defer p.opMu.Unlock()
 	if p.running() == nil {
 		return p.errorf("promote", "%w", db.ErrNotRunning)
 	}
-	secs := 60
+	limit := 60 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
-		secs = int(math.Ceil(time.Until(dl).Seconds()))
-		secs = min(max(secs, 1), 3600)
+		limit = min(max(time.Until(dl), time.Second), time.Hour)
 	}
 	start := time.Now()
 	err := p.withConn(ctx, func(c *pgx.Conn) error {
-		var rec, done bool
+		var rec, sent bool
 		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil || !rec {
 			return err
 		}
-		err := c.QueryRow(ctx, "SELECT pg_promote(wait => true, wait_seconds => $1)", int32(secs)).Scan(&done)
-		if err != nil {
+		if err := c.QueryRow(ctx, "SELECT pg_promote(wait => false)").Scan(&sent); err != nil {
 			return err
 		}
-		if !done {
-			return fmt.Errorf("promotion did not complete within %d s", secs)
+		if !sent {
+			return errors.New("pg_promote could not signal the postmaster")
 		}
-		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
+		if err := awaitPromotion(ctx, c, limit); err != nil {
 			return err
-		}
-		if rec {
-			return errors.New("still in recovery after pg_promote")
 		}
 		p.log.Info("promoted", "took", time.Since(start).Round(time.Millisecond))
 		return nil
@@ -419,6 +427,38 @@ func (p *Postgres) Promote(ctx context.Context) error {
 		return p.errorf("promote", "%w", err)
 	}
 	return nil
+}
+
+// awaitPromotion polls c's server until it has left recovery, waking its
+// startup process every promoteWake (see Promote), and fails once it has
+// waited limit.
+func awaitPromotion(ctx context.Context, c *pgx.Conn, limit time.Duration) error {
+	lastWake := time.Now()
+	deadline := lastWake.Add(limit)
+	for {
+		var rec bool
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
+			return err
+		}
+		if !rec {
+			return nil
+		}
+		now := time.Now()
+		if now.After(deadline) {
+			return fmt.Errorf("still in recovery %v after pg_promote", limit.Round(time.Millisecond))
+		}
+		if now.Sub(lastWake) >= promoteWake {
+			if _, err := c.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+				return fmt.Errorf("wake the startup process: %w", err)
+			}
+			lastWake = now
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("still in recovery after pg_promote: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Follow repoints a running replica at up with ALTER SYSTEM SET

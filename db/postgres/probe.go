@@ -615,12 +615,19 @@ func (p *Postgres) checkFresh(ctx context.Context) string {
 		return ""
 	}
 	cfg.ConnectTimeout = freshCheckTimeout
-	c, err := pgx.ConnectConfig(ctx, cfg)
+	// A bare protocol connection: a pgx.Conn would also build its type map
+	// and statement cache, most of this check's cost in the agent, for one
+	// simple-protocol statement.
+	c, err := pgconn.ConnectConfig(ctx, &cfg.Config)
 	if err != nil {
 		return stallReason("a new connection", err, start)
 	}
-	defer closeConn(c)
-	_, err = c.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = local; SELECT pg_logical_emit_message(true, 'hamgr', 'probe'); COMMIT")
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_ = c.Close(cctx)
+	}()
+	_, err = c.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = local; SELECT pg_logical_emit_message(true, 'hamgr', 'probe'); COMMIT").ReadAll()
 	if err != nil {
 		return stallReason("a committed write", err, start)
 	}

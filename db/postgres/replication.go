@@ -495,7 +495,12 @@ func slotSet(ctx context.Context, c *pgx.Conn) (map[string]bool, error) {
 const rewindCheckpointTimeout = 60 * time.Second
 
 // Rewind makes the stopped local data directory a copy of up's history
-// with pg_rewind, so that it can stream from up. It first runs CHECKPOINT
+// with pg_rewind, so that it can stream from up. When the local history is
+// already a prefix of up's (followsWithoutRewind: a clean switchover's old
+// primary), it runs neither pg_rewind nor the CHECKPOINT below and only
+// writes the replica configuration; the result says no rewind was
+// required, and the log says "rejoining without pg_rewind". Otherwise it
+// first runs CHECKPOINT
 // on up (connecting as the superuser), without which a just-promoted
 // upstream still shows its old timeline and pg_rewind wrongly says no
 // rewind is required. pg_rewind connects as the superuser too, with the
@@ -541,15 +546,28 @@ func (p *Postgres) Rewind(ctx context.Context, up db.Upstream) (db.RewindResult,
 		return res, p.errorf(op, "%w", err)
 	}
 	start := time.Now()
-	if err := p.checkpointUpstream(ctx, up); err != nil {
-		return res, p.errorf(op, "CHECKPOINT on upstream %s (%s:%d): %w: %w", up.Name, up.Host, up.Port, db.ErrUpstreamUnavailable, err)
-	}
 	cd, err := p.controlData(ctx)
 	if err != nil {
 		return res, err // names the member and the operation
 	}
+	var walEnd cluster.LSN
 	if end, ok := p.walEnd(ctx, cd); ok {
-		res.WALEnd = positionAt(cd.CheckpointTLI, end)
+		res.WALEnd, walEnd = positionAt(cd.CheckpointTLI, end), end
+	}
+	why, err := p.followsWithoutRewind(ctx, up, cd, walEnd)
+	if err != nil {
+		p.log.Info("could not compare histories with the upstream; running pg_rewind", "upstream", up.Name, "err", err)
+	}
+	if why != "" {
+		if err := p.writeReplicaConf(&up); err != nil {
+			return res, p.errorf(op, "%w", err)
+		}
+		p.log.Info("rejoining without pg_rewind: no rewind required", "upstream", up.Name, "why", why,
+			"took", time.Since(start).Round(time.Millisecond))
+		return res, nil
+	}
+	if err := p.checkpointUpstream(ctx, up); err != nil {
+		return res, p.errorf(op, "CHECKPOINT on upstream %s (%s:%d): %w: %w", up.Name, up.Host, up.Port, db.ErrUpstreamUnavailable, err)
 	}
 	if clean := cd.State == "shut down" || cd.State == "shut down in recovery"; !clean && exists(p.path("standby.signal")) {
 		if err := p.recoverAsStandby(ctx); err != nil {

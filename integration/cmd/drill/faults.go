@@ -332,8 +332,10 @@ func rejoinOld(ctx context.Context, c *localcluster.Cluster, old *localcluster.N
 }
 
 // rejoinHow summarizes, from the agent log written since offset, how the
-// member came back: "rewind" if it planned a pg_rewind, "re-clone" if it
-// planned a re-clone, "follow" otherwise; failures of either are added.
+// member came back: "no rewind" if its history was found to be a prefix of
+// the new primary's (no pg_rewind ran), "rewind" if it planned a pg_rewind,
+// "re-clone" if it planned a re-clone, "follow" otherwise; failures of
+// either are added.
 func rejoinHow(logFile string, offset int64) string {
 	b, err := os.ReadFile(logFile)
 	if err != nil || int64(len(b)) < offset {
@@ -342,6 +344,8 @@ func rejoinHow(logFile string, offset int64) string {
 	s := string(b[offset:])
 	var how []string
 	switch {
+	case strings.Contains(s, "rejoining without pg_rewind") && !strings.Contains(s, "running pg_rewind"):
+		how = append(how, "no rewind")
 	case strings.Contains(s, "rewinding from"):
 		how = append(how, "rewind")
 	case strings.Contains(s, "cloning") && strings.Contains(s, "again"):
