@@ -2,39 +2,20 @@ package ha
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/hamgr/hamgr/internal/archtest"
 )
 
 // TestPure keeps package ha a pure function of its View: no network,
 // processes, SQL, store clients or logging among its dependencies, and no
 // reading of the clock in its source.
 func TestPure(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("go command not found: %v", err)
-	}
-	out, err := exec.Command(goBin, "list", "-deps", "github.com/hamgr/hamgr/ha").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
-	}
-	forbidden := []string{"net", "net/http", "os/exec", "database/sql", "log/slog"}
-	forbiddenPrefix := []string{"go.etcd.io/", "github.com/jackc/", "net/"}
-	for _, dep := range strings.Fields(string(out)) {
-		for _, f := range forbidden {
-			if dep == f {
-				t.Errorf("package ha depends on %s", dep)
-			}
-		}
-		for _, p := range forbiddenPrefix {
-			if strings.HasPrefix(dep, p) {
-				t.Errorf("package ha depends on %s", dep)
-			}
-		}
-	}
+	archtest.Forbid(t, "github.com/hamgr/hamgr/ha", "decisions do no I/O",
+		"net", "net/...", "os/exec", "database/sql", "log/slog", "go.etcd.io/...", "github.com/jackc/...")
 
 	files, err := filepath.Glob("*.go")
 	if err != nil {

@@ -1,27 +1,15 @@
 package operator
 
 import (
-	"os/exec"
-	"strings"
 	"testing"
+
+	"github.com/hamgr/hamgr/internal/archtest"
 )
 
 // TestLayering keeps operator requests apart from the HA loop: the
 // switchover ranking policy they share lives in package election, so the
 // operator needs neither package ha nor the agent.
 func TestLayering(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("go command not found: %v", err)
-	}
-	out, err := exec.Command(goBin, "list", "-deps", "github.com/hamgr/hamgr/operator").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		switch dep {
-		case "github.com/hamgr/hamgr/ha", "github.com/hamgr/hamgr/agent":
-			t.Errorf("package operator depends on %s", dep)
-		}
-	}
+	archtest.Forbid(t, "github.com/hamgr/hamgr/operator", "the shared ranking policy is in package election",
+		"github.com/hamgr/hamgr/ha", "github.com/hamgr/hamgr/agent")
 }
