@@ -11,8 +11,9 @@
 //     rewound away. Target: none, ever.
 //   - Lost: acknowledged writes missing from the final primary. Target:
 //     none in synchronous mode.
-//   - Unavailability: the longest time without any acknowledgement around a
-//     fault (from the last before it to the first after it).
+//   - Unavailability: the longest time without any acknowledgement that
+//     overlaps a fault (from the last before writes stopped to the first
+//     after they resumed).
 //   - FalseFailovers: timeline changes (failovers) that no fault explains.
 //   - ConvergeTime: from a heal to the first sample from which every member
 //     streams from one primary and keeps doing so. Target: within 30 s.

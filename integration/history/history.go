@@ -99,37 +99,44 @@ type Outage struct {
 }
 
 // ErrNoAck is returned by Unavailability when there is no acknowledgement
-// before or after the fault time: the outage cannot be measured.
+// before the fault or none after it: the outage cannot be measured.
 var ErrNoAck = errors.New("history: no acknowledgement on one side of the fault")
 
-// Unavailability returns the outage around the fault injected at t: from
-// the last acknowledgement received at or before t to the first received
-// after it, counting only acknowledgements by a timeline that is (or
-// becomes) the newest: an old primary's split-brain acknowledgements do
-// not end an outage.
-func Unavailability(acks []Ack, t time.Time) (Outage, error) {
-	s := byAt(acks)
-	var last time.Time
-	var newest int64
-	for _, a := range s {
-		newest = max(newest, a.Timeline)
-	}
+// Unavailability returns the longest interval without an acknowledgement
+// that overlaps the fault (ends after its Start and begins before its
+// End): the outage the fault caused, from the last acknowledgement before
+// writes stopped to the first after they resumed. Acknowledgements in
+// flight when the fault hit (received just after Start) do not hide it.
+// Only acknowledgements by a timeline that is (or becomes) the newest
+// count: an old primary's split-brain acknowledgements do not end an
+// outage.
+func Unavailability(acks []Ack, f Fault) (Outage, error) {
+	var counted []Ack
 	var maxTL int64
-	for _, a := range s {
+	for _, a := range byAt(acks) {
 		if a.Timeline < maxTL {
 			continue // split-brain: does not count as availability
 		}
 		maxTL = a.Timeline
-		if !a.At.After(t) {
-			last = a.At
+		counted = append(counted, a)
+	}
+	if len(counted) == 0 || !counted[0].At.Before(f.Start) {
+		return Outage{}, fmt.Errorf("%w %q: none before it", ErrNoAck, f.Name)
+	}
+	if !counted[len(counted)-1].At.After(f.Start) {
+		return Outage{}, fmt.Errorf("%w %q: none after it", ErrNoAck, f.Name)
+	}
+	var worst Outage
+	for i := 1; i < len(counted); i++ {
+		from, to := counted[i-1].At, counted[i].At
+		if !to.After(f.Start) || !from.Before(f.End) {
 			continue
 		}
-		if last.IsZero() {
-			return Outage{}, fmt.Errorf("%w at %s: none before it", ErrNoAck, t.Format(time.RFC3339Nano))
+		if d := to.Sub(from); d > worst.Duration {
+			worst = Outage{From: from, To: to, Duration: d}
 		}
-		return Outage{From: last, To: a.At, Duration: a.At.Sub(last)}, nil
 	}
-	return Outage{}, fmt.Errorf("%w at %s: none after it (newest timeline %d)", ErrNoAck, t.Format(time.RFC3339Nano), newest)
+	return worst, nil
 }
 
 // Failover is a timeline change seen by the clients: the first

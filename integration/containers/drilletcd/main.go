@@ -33,7 +33,7 @@ func run() error {
 	ip := flag.String("ip", "", "address advertised to clients and peers (required)")
 	initial := flag.String("initial-cluster", "", "etcd --initial-cluster: name=http://ip:2380,... (required)")
 	dir := flag.String("data-dir", "/var/lib/etcd/data", "data directory")
-	logLevel := flag.String("log-level", "warn", "etcd log level")
+	logLevel := flag.String("log-level", "error", "etcd log level")
 	flag.Parse()
 	if *name == "" || *ip == "" || *initial == "" {
 		flag.Usage()
