@@ -109,20 +109,7 @@ func runDrill(t *testing.T, f fault) {
 		}
 		return false
 	}
-	autoCtx, autoCancel := context.WithTimeout(ctx, autoFailoverLimit)
-	err := w.waitFor(autoCtx, "a write on a new timeline through the multi-host string", newTL)
-	autoCancel()
-	if err != nil {
-		// Not what the design promises: report it, then take the
-		// operator's path so that the rest of the drill still runs.
-		t.Errorf("%s of %s: no automatic failover within %v: %v; hamgrctl list says:\n%s",
-			f.name, old.name, autoFailoverLimit, err, c.hamgrctl(c.node("n2"), "list"))
-		c.confirmDownFailover(old)
-		if err := w.waitFor(ctx, "a write on a new timeline after failover --confirm-down", newTL); err != nil {
-			c.dumpLogs()
-			t.Fatalf("%s of %s: no failover even with --confirm-down: %v", f.name, old.name, err)
-		}
-	}
+	waitFailover(ctx, t, c, w, f, old, newTL)
 	failedOver := time.Since(start)
 	if hold := f.minHold - time.Since(start); hold > 0 {
 		// The fault lasts at least minHold; the condition here is time itself.
@@ -144,6 +131,11 @@ func runDrill(t *testing.T, f fault) {
 	}
 	w.stop()
 	acks := w.snapshot()
+	if path, err := writeAckLog(t.ArtifactDir(), acks); err != nil {
+		t.Errorf("acknowledgement log: %v", err)
+	} else {
+		t.Logf("acknowledgement log: %s (kept with go test -artifacts)", path)
+	}
 	if convErr != nil {
 		c.dumpLogs()
 		t.Fatalf("%s of %s: %v", f.name, old.name, convErr)
@@ -156,6 +148,27 @@ func runDrill(t *testing.T, f fault) {
 	t.Logf("%s of %s: failover seen by the clients after %v, healed at +%v, converged on %s %v after the heal; %d acknowledgements (%s); drill %v",
 		f.name, old.name, failedOver.Round(time.Millisecond), heal.Sub(start).Round(time.Millisecond), primary,
 		converge.Round(time.Millisecond), len(acks), byNode(acks), time.Since(begin).Round(time.Millisecond))
+}
+
+// waitFailover waits for a write on a new timeline through the
+// multi-host string. Without one within autoFailoverLimit it reports the
+// miss and takes the operator's path (failover --confirm-down), so that
+// the rest of the drill still runs.
+func waitFailover(ctx context.Context, t *testing.T, c *cluster, w *writers, f fault, old *member, newTL func([]history.Ack) bool) {
+	t.Helper()
+	autoCtx, cancel := context.WithTimeout(ctx, autoFailoverLimit)
+	err := w.waitFor(autoCtx, "a write on a new timeline through the multi-host string", newTL)
+	cancel()
+	if err == nil {
+		return
+	}
+	t.Errorf("%s of %s: no automatic failover within %v: %v; hamgrctl list says:\n%s",
+		f.name, old.name, autoFailoverLimit, err, c.hamgrctl(c.node("n2"), "list"))
+	c.confirmDownFailover(old)
+	if err := w.waitFor(ctx, "a write on a new timeline after failover --confirm-down", newTL); err != nil {
+		c.dumpLogs()
+		t.Fatalf("%s of %s: no failover even with --confirm-down: %v", f.name, old.name, err)
+	}
 }
 
 // check asserts issue 9's targets on the history of one drill.

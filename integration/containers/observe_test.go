@@ -2,9 +2,12 @@ package containers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -306,4 +309,35 @@ func (c *cluster) confirmDownFailover(old *member) {
 		errs = append(errs, err.Error())
 	}
 	c.t.Fatalf("hamgrctl failover --confirm-down %s refused everywhere: %s", old.name, strings.Join(errs, "; "))
+}
+
+// writeAckLog writes acks to dir/acks.jsonl, one JSON object a line (id,
+// node, timeline, path, sent, at), and returns the file's path.
+func writeAckLog(dir string, acks []history.Ack) (string, error) {
+	path := filepath.Join(dir, "acks.jsonl")
+	f, err := os.Create(path)
+	if err != nil {
+		return "", fmt.Errorf("create %s: %w", path, err)
+	}
+	enc := json.NewEncoder(f)
+	for _, a := range acks {
+		err = enc.Encode(struct {
+			ID       int64     `json:"id"`
+			Node     string    `json:"node"`
+			Timeline int64     `json:"timeline"`
+			Path     string    `json:"path"`
+			Sent     time.Time `json:"sent"`
+			At       time.Time `json:"at"`
+		}{a.ID, a.Node, a.Timeline, a.Path.String(), a.Sent, a.At})
+		if err != nil {
+			break
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return path, nil
 }
