@@ -3,9 +3,11 @@
 # image registry: a minimal Debian 12 root file system (debootstrap) imported
 # as local/debian:bookworm, a Go toolchain image on it (the host's
 # /usr/local/go), then the repository's Dockerfile targets:
-#   local/hamgr:dev        the agent image users get (hamgr, hamgrctl, non-root)
-#   local/hamgr-node:dev   PostgreSQL 15 + hamgr, what the drills run
-#   local/hamgr-etcd:dev   Debian's etcd-server, the drills' etcd members
+#   local/hamgr:dev              the image users get (hamgr, hamgrctl, non-root)
+#   local/hamgr-node:dev         PostgreSQL 15 + the agent
+#   local/hamgr-drill-etcd:dev   the drills' etcd members (the embedded etcd hamgr links)
+# and, from drill-node.Dockerfile here, local/hamgr-drill-node:dev
+# (hamgr-node plus iptables), what the drills run.
 # Idempotent: the base and Go images are skipped when they exist; the three
 # hamgr images are always rebuilt, which docker's layer cache makes a matter
 # of seconds when the sources are unchanged (REUSE=1 skips them too when
@@ -63,5 +65,12 @@ build_target() { # build_target TARGET TAG
   echo "$2: $(ms "$T") ms"
 }
 build_target hamgr-node local/hamgr-node:dev
+if ! have local/hamgr-drill-node:dev || [ -z "${REUSE:-}" ]; then
+  T=$(date +%s%N)
+  timeout 600 docker build --network host -t local/hamgr-drill-node:dev --build-arg NODE_IMAGE=local/hamgr-node:dev \
+    -f integration/containers/drill-node.Dockerfile integration/containers >"$B/build-drill-node.log" 2>&1 ||
+    { tail -30 "$B/build-drill-node.log"; exit 1; }
+  echo "local/hamgr-drill-node:dev: $(ms "$T") ms"
+fi
 build_target drill-etcd local/hamgr-drill-etcd:dev
 build_target hamgr local/hamgr:dev

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
@@ -22,7 +23,7 @@ import (
 
 // The images build-images.sh builds.
 const (
-	nodeImage   = "local/hamgr-node:dev"
+	nodeImage   = "local/hamgr-drill-node:dev" // hamgr-node plus iptables
 	etcdImage   = "local/hamgr-drill-etcd:dev"
 	buildScript = "integration/containers/build-images.sh"
 )
@@ -145,15 +146,23 @@ func addr(p netip.Prefix, host byte) netip.Addr {
 // address; it is removed when the test ends.
 func (c *cluster) startContainer(ctx context.Context, name string, ip netip.Addr, image string,
 	env map[string]string, cmd []string) *member {
+	return c.startContainerHC(ctx, name, ip, image, env, cmd, nil)
+}
+
+// startContainerHC is startContainer with a host config modifier (nil for
+// none).
+func (c *cluster) startContainerHC(ctx context.Context, name string, ip netip.Addr, image string,
+	env map[string]string, cmd []string, hc func(*container.HostConfig)) *member {
 	c.t.Helper()
 	netName := c.netName
 	req := testcontainers.ContainerRequest{
-		Image:          image,
-		Name:           netName + "-" + name,
-		Env:            env,
-		Cmd:            cmd,
-		Networks:       []string{netName},
-		NetworkAliases: map[string][]string{netName: {name}},
+		Image:              image,
+		Name:               netName + "-" + name,
+		Env:                env,
+		Cmd:                cmd,
+		Networks:           []string{netName},
+		NetworkAliases:     map[string][]string{netName: {name}},
+		HostConfigModifier: hc,
 		EndpointSettingsModifier: func(eps map[string]*network.EndpointSettings) {
 			if ep := eps[netName]; ep != nil {
 				ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: ip}
@@ -204,12 +213,15 @@ func startCluster(t *testing.T) *cluster {
 		name := fmt.Sprintf("n%d", i+1)
 		ip := addr(prefix, byte(11+i))
 		c.byIP[ip.String()] = name
-		c.nodes = append(c.nodes, c.startContainer(ctx, name, ip, nodeImage, map[string]string{
+		c.nodes = append(c.nodes, c.startContainerHC(ctx, name, ip, nodeImage, map[string]string{
 			"HAMGR_CONFIG":               nodeConfig(name, ip, endpoints),
 			"HAMGR_SUPERUSER_PASSWORD":   c.password,
 			"HAMGR_REPLICATION_PASSWORD": c.password + "-r",
 			"HAMGR_API_TOKEN":            c.password + "-t",
-		}, nil))
+		}, nil, func(h *container.HostConfig) {
+			// iptables inside the node, for partial cuts.
+			h.CapAdd = append(h.CapAdd, "NET_ADMIN")
+		}))
 		if i == 0 {
 			// The first node bootstraps alone, so that which one does is known.
 			if _, err := c.waitConverged(ctx, 1); err != nil {

@@ -7,16 +7,22 @@ import (
 	"testing"
 )
 
-// userImage is the Dockerfile's default target, as build-images.sh tags it.
-const userImage = "local/hamgr:dev"
+// The Dockerfile's default and hamgr-node targets, as build-images.sh
+// tags them.
+const (
+	userImage    = "local/hamgr:dev"
+	hamgrNodeImg = "local/hamgr-node:dev"
+)
 
 // TestImages checks what the Dockerfile promises of the images
 // build-images.sh built: static binaries, non-root users, PostgreSQL 15 in
 // the node image.
 func TestImages(t *testing.T) {
 	requireEngine(t)
-	if _, err := dockerErr("image", "inspect", userImage); err != nil {
-		t.Skipf("image %s not available (%v); build the images with %s", userImage, err, buildScript)
+	for _, img := range []string{userImage, hamgrNodeImg} {
+		if _, err := dockerErr("image", "inspect", img); err != nil {
+			t.Skipf("image %s not available (%v); build the images with %s", img, err, buildScript)
+		}
 	}
 	if out := docker(t, "run", "--rm", userImage, "version"); !strings.HasPrefix(out, "hamgr ") {
 		t.Errorf("%s version = %q, want hamgr <version>", userImage, out)
@@ -24,11 +30,11 @@ func TestImages(t *testing.T) {
 	if out := docker(t, "run", "--rm", "--entrypoint", "id", userImage, "-un"); out != "hamgr" {
 		t.Errorf("%s runs as %q, want hamgr", userImage, out)
 	}
-	out := docker(t, "run", "--rm", "--entrypoint", "sh", nodeImage, "-c",
+	out := docker(t, "run", "--rm", "--entrypoint", "sh", hamgrNodeImg, "-c",
 		"id -un; /usr/lib/postgresql/15/bin/postgres --version; hamgrctl --help >/dev/null && echo hamgrctl ok")
 	for _, want := range []string{"postgres\n", "(PostgreSQL) 15.", "hamgrctl ok"} {
 		if !strings.Contains(out, want) {
-			t.Errorf("%s: output %q lacks %q", nodeImage, out, want)
+			t.Errorf("%s: output %q lacks %q", hamgrNodeImg, out, want)
 		}
 	}
 	// Static: no program interpreter (dynamic loader) in either binary.

@@ -341,3 +341,10 @@ func writeAckLog(dir string, acks []history.Ack) (string, error) {
 	}
 	return path, nil
 }
+
+// iptables runs iptables as root inside node n (the node containers have
+// NET_ADMIN).
+func (c *cluster) iptables(n *member, args ...string) {
+	c.t.Helper()
+	docker(c.t, append([]string{"exec", "-u", "root", n.id(), "iptables"}, args...)...)
+}
