@@ -8,7 +8,7 @@
 #   local/hamgr-drill-etcd:dev   the drills' etcd members (the embedded etcd hamgr links)
 # and, from drill-node.Dockerfile here, local/hamgr-drill-node:dev
 # (hamgr-node plus iptables), what the drills run.
-# Idempotent: the base and Go images are skipped when they exist; the three
+# Idempotent: the base and Go images are skipped when they exist; the four
 # hamgr images are always rebuilt, which docker's layer cache makes a matter
 # of seconds when the sources are unchanged (REUSE=1 skips them too when
 # they exist). Each step is bounded by a timeout; the times are printed.
