@@ -30,6 +30,7 @@ mkdir -p "$B"
 if ! have local/debian:bookworm; then
   T=$(date +%s%N); rm -rf "$B/rootfs"
   command -v debootstrap >/dev/null || {
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null; }
   timeout 600 debootstrap --variant=minbase bookworm "$B/rootfs" "$MIRROR" >"$B/debootstrap.log" 2>&1 ||
     { tail -20 "$B/debootstrap.log"; exit 1; }
