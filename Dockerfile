@@ -5,7 +5,8 @@
 #               PostgreSQL image.
 #   hamgr-node  PostgreSQL 15 (Debian's postgresql-15) plus the agent, run as
 #               the postgres user: one cluster member per container. The
-#               container drills (integration/containers) run this image.
+#               container drills (integration/containers) run it with
+#               iptables added (integration/containers/drill-node.Dockerfile).
 #   drill-etcd  a test tool: one member of the drills' 3-member etcd (the
 #               embedded etcd server hamgr links, integration/containers/drilletcd).
 #
