@@ -1,0 +1,17 @@
+// Package containers holds hamgr's container failover drills: three
+// hamgr-node containers (the agent and PostgreSQL 15, the Dockerfile's
+// hamgr-node target) and three etcd containers (drilletcd) on a private
+// Docker network of the test's own, each container with its own address,
+// driven with testcontainers-go. A fault (docker kill, docker pause past the
+// TTL, network disconnect) hits the primary while clients write through the
+// multi-host target_session_attrs=read-write string and directly to every
+// member; every acknowledgement is logged with the member and timeline that
+// gave it, and integration/history checks the log: no split-brain write,
+// no acknowledged write lost (synchronous mode), no failover without a
+// fault, convergence within 30 s of the heal.
+//
+// The images come from build-images.sh in this directory (Debian packages
+// only, no registry). Without them, or without a Docker engine, the drills
+// skip and say so. Testcontainers' Ryuk cannot be pulled either: the drills
+// set TESTCONTAINERS_RYUK_DISABLED=true and remove what they create.
+package containers

