@@ -217,6 +217,7 @@ func (p *Postgres) reapOrphans(ctx context.Context) error {
 	for {
 		pids := p.orphans()
 		if len(pids) == 0 {
+			p.clearStaleLock()
 			return nil
 		}
 		if !killed && time.Since(start) > orphanGrace {
@@ -232,6 +233,34 @@ func (p *Postgres) reapOrphans(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// clearStaleLock removes postmaster.pid when the process it names is not
+// a live postgres: a zombie (a killed postmaster its new parent has not
+// reaped yet — init reaps late, or not at all in a container without one)
+// or an unrelated process that reused the pid. PostgreSQL's own check
+// (kill(pid, 0)) takes either for a running postmaster and refuses to
+// start, or to finish pg_rewind's crash recovery, although nothing uses
+// the data directory. The caller has checked that no process of a
+// previous server is left (orphans); a live postmaster is never touched.
+func (p *Postgres) clearStaleLock() {
+	b, err := os.ReadFile(p.path("postmaster.pid"))
+	if err != nil {
+		return
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return // PostgreSQL itself ignores a lock naming no process
+	}
+	if _, live := p.livePostmaster(); live {
+		return
+	}
+	if err := os.Remove(p.path("postmaster.pid")); err != nil {
+		p.log.Warn("cannot remove the stale postmaster.pid", "pid", pid, "err", err)
+		return
+	}
+	p.log.Info("removed a stale postmaster.pid: the process it names is not a live postgres (a zombie, or its pid was reused)", "pid", pid)
 }
 
 // orphans lists postgres processes whose working directory is DataDir.
