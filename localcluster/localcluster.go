@@ -436,15 +436,23 @@ func processAlive(pid int) bool {
 	if pid <= 0 || syscall.Kill(pid, 0) != nil {
 		return false
 	}
+	st, ok := procState(pid)
+	return ok && st != 'Z'
+}
+
+// procState is process pid's state letter from /proc/PID/stat (R, S, T,
+// Z, ...); false when the process does not exist. The state follows the
+// command name, which may hold spaces and parentheses, so it is read after
+// the last ')'; '?' when the line cannot be parsed.
+func procState(pid int) (byte, bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0, false
 	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z'
+	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2], true
 	}
-	return true
+	return '?', true
 }
 
 // BlockEtcd cuts every agent off from etcd (their requests hang, as

@@ -373,12 +373,8 @@ func (n *Node) SignalNode(sig syscall.Signal) error {
 // a signal is delivered asynchronously.
 func waitStopped(pid int, d time.Duration) {
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 || i+2 >= len(b) || b[i+2] == 'T' || b[i+2] == 't' || b[i+2] == 'Z' {
+		switch st, ok := procState(pid); {
+		case !ok, st == 'T', st == 't', st == 'Z', st == '?':
 			return
 		}
 	}
