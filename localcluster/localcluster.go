@@ -328,7 +328,7 @@ func (c *Cluster) store() *etcd.Store { return c.Store }
 // and answers /primary with 200, and returns it.
 func (c *Cluster) WaitLeader(ctx context.Context, except string) (*Node, error) {
 	var last string
-	err := waitFor(ctx, 100*time.Millisecond, func() bool {
+	err := Poll(ctx, 100*time.Millisecond, func() bool {
 		s, err := c.Snapshot(ctx)
 		if err != nil || s.Leader == nil || s.Leader.Name == except {
 			last = fmt.Sprintf("snapshot err=%v leader=%v", err, s.Leader)
@@ -364,7 +364,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 		return err
 	}
 	var pending string
-	err = waitFor(ctx, 100*time.Millisecond, func() bool {
+	err = Poll(ctx, 100*time.Millisecond, func() bool {
 		s, err := c.Snapshot(ctx)
 		if err != nil {
 			pending = "a snapshot: " + err.Error()
@@ -401,8 +401,9 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 	return nil
 }
 
-// waitFor polls cond every interval until it holds or ctx ends.
-func waitFor(ctx context.Context, interval time.Duration, cond func() bool) error {
+// Poll calls cond every interval until it holds (nil) or ctx ends (its
+// error).
+func Poll(ctx context.Context, interval time.Duration, cond func() bool) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -419,7 +420,7 @@ func waitFor(ctx context.Context, interval time.Duration, cond func() bool) erro
 
 // WaitFor polls cond every 50 ms until it holds or ctx ends.
 func WaitFor(ctx context.Context, cond func() bool) error {
-	return waitFor(ctx, 50*time.Millisecond, cond)
+	return Poll(ctx, 50*time.Millisecond, cond)
 }
 
 // chownTree gives path to the PostgreSQL OS user when running as root.

@@ -19,6 +19,8 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
+
+	"github.com/hamgr/hamgr/localcluster"
 )
 
 // The images build-images.sh builds.
@@ -279,7 +281,7 @@ timing:
 func (c *cluster) waitEtcd(ctx context.Context, endpoints []string) {
 	c.t.Helper()
 	hc := &http.Client{Timeout: time.Second}
-	err := poll(ctx, 200*time.Millisecond, func() bool {
+	err := localcluster.Poll(ctx, 200*time.Millisecond, func() bool {
 		for _, e := range endpoints {
 			resp, err := hc.Get(e + "/health")
 			if err != nil {
@@ -294,22 +296,6 @@ func (c *cluster) waitEtcd(ctx context.Context, endpoints []string) {
 	})
 	if err != nil {
 		c.t.Fatalf("etcd members %v not healthy: %v", endpoints, err)
-	}
-}
-
-// poll calls cond every interval until it holds or ctx ends.
-func poll(ctx context.Context, interval time.Duration, cond func() bool) error {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		if cond() {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
 	}
 }
 

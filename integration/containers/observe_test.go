@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hamgr/hamgr/integration/history"
+	"github.com/hamgr/hamgr/localcluster"
 )
 
 // connString is a libpq connection string as the superuser to hosts (all
@@ -101,7 +102,7 @@ func (c *cluster) converged(ctx context.Context, k int) (string, bool) {
 // the primary's name.
 func (c *cluster) waitConverged(ctx context.Context, k int) (string, error) {
 	var p string
-	err := poll(ctx, 250*time.Millisecond, func() bool {
+	err := localcluster.Poll(ctx, 250*time.Millisecond, func() bool {
 		var ok bool
 		p, ok = c.converged(ctx, k)
 		return ok
@@ -117,7 +118,7 @@ func (c *cluster) sampleConvergence(ctx context.Context, heal time.Time, limit t
 	var primary string
 	ctx, cancel := context.WithDeadline(ctx, heal.Add(limit))
 	defer cancel()
-	_ = poll(ctx, 250*time.Millisecond, func() bool {
+	_ = localcluster.Poll(ctx, 250*time.Millisecond, func() bool {
 		p, ok := c.converged(ctx, nodeCount)
 		now := time.Now()
 		samples = append(samples, history.Sample{At: now, Converged: ok})
@@ -243,7 +244,7 @@ func (w *writers) stop() {
 
 // waitFor waits until the acknowledgements satisfy cond.
 func (w *writers) waitFor(ctx context.Context, what string, cond func([]history.Ack) bool) error {
-	if err := poll(ctx, 50*time.Millisecond, func() bool { return cond(w.snapshot()) }); err != nil {
+	if err := localcluster.Poll(ctx, 50*time.Millisecond, func() bool { return cond(w.snapshot()) }); err != nil {
 		return fmt.Errorf("wait for %s: %w", what, err)
 	}
 	return nil
@@ -275,7 +276,7 @@ func (c *cluster) presentIDs(ctx context.Context, n *member) (map[int64]bool, er
 // streaming (pg_stat_replication says sync).
 func (c *cluster) waitSyncStandby(ctx context.Context, n *member) {
 	c.t.Helper()
-	err := poll(ctx, 250*time.Millisecond, func() bool {
+	err := localcluster.Poll(ctx, 250*time.Millisecond, func() bool {
 		conn, err := c.connect(ctx, n.ip.String())
 		if err != nil {
 			return false
