@@ -130,16 +130,6 @@ func (p Promotion) With(steps ...PromotionStep) Promotion {
 	return p
 }
 
-// Next is the first step not done yet (0 when complete).
-func (p Promotion) Next() PromotionStep {
-	for _, s := range AllPromotionSteps {
-		if !p.Has(s) {
-			return s
-		}
-	}
-	return 0
-}
-
 // String renders the record's progress for logs: kind, old primary and
 // the steps done.
 func (p Promotion) String() string {
