@@ -72,6 +72,7 @@ func newLogger(l config.Log) *slog.Logger {
 
 // runAgent wires the configured parts together and runs until ctx ends.
 func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	tuneGC()
 	store, closeStore, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
