@@ -141,7 +141,7 @@ or with flags (which also override the file):
     hamgrctl --cluster main --etcd https://etcd1:2379,https://etcd2:2379 \
         --etcd-cacert ca.pem list
 
-Safe to run at any time: list, history, config show (they only read).
+Safe to run at any time: list, history, config show, dsn (they only read).
 Changes the cluster: switchover, failover, pause, resume, config set,
 config edit, bootstrap reset. Each of those is checked against the
 cluster's current state first; a refused request prints why and writes
@@ -159,6 +159,6 @@ Exit status: 0 success, 1 refused or failed, 2 usage error.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	a.conn.register(root)
 	root.AddCommand(a.listCmd(), a.switchoverCmd(), a.failoverCmd(), a.pauseCmd(true), a.pauseCmd(false),
-		a.historyCmd(), a.configCmd(), a.bootstrapCmd())
+		a.historyCmd(), a.configCmd(), a.bootstrapCmd(), a.dsnCmd())
 	return root, a
 }
