@@ -211,8 +211,9 @@ type StaleEpochError struct {
 }
 
 func (e *StaleEpochError) Error() string {
-	return fmt.Sprintf("%s already publishes epoch %d (member %s), newer than epoch %d of %s: not overwriting it with a stale primary",
-		e.Name, e.Published, e.PublishedFor, e.Refused, e.Member)
+	return fmt.Sprintf("%s already publishes epoch %d (member %s), newer than epoch %d of %s: not overwriting it with a stale primary "+
+		"(if the cluster was created anew and its epochs started over, delete the TXT record %s%s)",
+		e.Name, e.Published, e.PublishedFor, e.Refused, e.Member, epochLabel, e.Name)
 }
 
 // Publish points the primary name at pr.Host, guarded by pr.Epoch (see
