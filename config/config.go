@@ -63,6 +63,9 @@ type Config struct {
 	Tags Tags `yaml:"tags"`
 	// Log configures the agent's own logging.
 	Log Log `yaml:"log"`
+	// Discovery configures the publishers that tell clients where the
+	// primary is (DNS). Optional.
+	Discovery Discovery `yaml:"discovery"`
 	// OnStop is what a clean stop of the agent (SIGTERM, systemctl stop)
 	// does with PostgreSQL: "handover" (default: a primary switches over
 	// to the best replica, then everything stops), "stop" (PostgreSQL
@@ -371,8 +374,10 @@ func (c *Config) ApplyDefaults() {
 	c.applyDerived()
 }
 
-// applyDerived fills the defaults that depend on other keys.
+// applyDerived fills the defaults that depend on other keys, and those of
+// optional sections (discovery.dns).
 func (c *Config) applyDerived() {
+	c.applyDNSDefaults()
 	if e := c.Etcd.Embedded; e != nil {
 		if e.ClientURL == "" {
 			e.ClientURL = DefaultEmbeddedClientURL

@@ -1,7 +1,8 @@
 // Package config reads and checks the static YAML configuration of one hamgr
 // agent: which cluster it belongs to, its member name, how to reach etcd,
 // where its HTTP API listens, where its PostgreSQL server lives, the failover
-// timings, its election and load-balancing tags and its logging.
+// timings, its election and load-balancing tags, its logging and the
+// publishers that tell clients where the primary is (discovery.dns).
 //
 // # Loading
 //
@@ -18,8 +19,9 @@
 // TLS files, the data directory's parent); the agent calls it at start-up, but
 // tools that merely read the file on another host need not.
 //
-// Secrets are never stored in a [Config]: it holds only the names of password
-// and token files. [ReadPassword] (behind [Etcd.Password],
+// Secrets are never stored in a [Config]: it holds only the names of password,
+// token and TSIG key files (and of the variable discovery.dns.key_env;
+// [DNS.Key] reads the key when the agent starts). [ReadPassword] (behind [Etcd.Password],
 // [PostgreSQL.SuperuserPassword], [PostgreSQL.ReplicationPassword]) and
 // [API.Token] read a secret when it is needed, and refuse a file that other
 // users may read or write (o+r or o+w), naming the key, the file, its mode

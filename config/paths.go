@@ -47,6 +47,7 @@ func (c *Config) CheckPaths() error {
 		{"api.tls.key_file", c.API.TLS.KeyFile},
 		{"postgresql.superuser.password_file", pg.Superuser.PasswordFile},
 		{"postgresql.replication.password_file", pg.Replication.PasswordFile},
+		{"discovery.dns.key_file", c.dnsKeyFile()},
 	}
 	for _, f := range files {
 		if f.path == "" {

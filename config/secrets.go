@@ -11,7 +11,7 @@ import (
 )
 
 // Permission rules of the files that hold secrets (passwords, the API
-// token, TLS private keys):
+// token, the DNS publisher's TSIG key, TLS private keys):
 //
 //   - a password or token file that other users (neither its owner nor its
 //     group) may read or write is refused: they could read the secret, or
@@ -46,7 +46,16 @@ func (c *Config) secretFiles() []secretFile {
 		{key: "postgresql.replication.password_file", path: pg.Replication.PasswordFile},
 		{key: "etcd.tls.key_file", path: c.Etcd.TLS.KeyFile, tlsKey: true},
 		{key: "api.tls.key_file", path: c.API.TLS.KeyFile, tlsKey: true},
+		{key: "discovery.dns.key_file", path: c.dnsKeyFile()},
 	}
+}
+
+// dnsKeyFile is discovery.dns.key_file, "" without a DNS section.
+func (c *Config) dnsKeyFile() string {
+	if c.Discovery.DNS == nil {
+		return ""
+	}
+	return c.Discovery.DNS.KeyFile
 }
 
 // CheckSecrets checks the permissions of every configured password, token

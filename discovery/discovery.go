@@ -6,7 +6,8 @@
 // promotion (see package ha, "Promotions are level-triggered"): after the
 // database is promoted and before the promotion is recorded as complete.
 // A publisher that fails makes the step fail, and the next round runs it
-// again; it never undoes the promotion. No publisher ships yet.
+// again; it never undoes the promotion. Package discovery/dns publishes
+// in DNS (RFC 2136 with TSIG).
 package discovery
 
 import (
