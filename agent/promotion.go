@@ -17,16 +17,17 @@ import (
 // itself done in the leader key's promotion record before the next one
 // runs; the others are idempotent.
 
-// acquireLeader takes the leader key, with the promotion record the plan
+// AcquireLeader takes the leader key, with the promotion record the plan
 // gave (completed with what this round measured: when the loss was seen,
 // the positions and the data loss) in the key's value.
-func (a *Agent) acquireLeader(ctx context.Context, v ha.View, act ha.Action) error {
+func (x executor) AcquireLeader(ctx context.Context, s ha.Step, act ha.AcquireLeader) error {
+	a, v := x.a, s.View
 	var rec *cluster.Promotion
 	if act.Promotion != nil {
 		p := a.measurePromotion(v, *act.Promotion)
 		rec = &p
 	}
-	sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
+	sctx, cancel := x.storeCtx(ctx, s)
 	defer cancel()
 	l, ok, err := a.opts.Store.AcquireLeader(sctx, cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort},
 		ha.LostEpoch(v.Snap), rec)
@@ -109,20 +110,41 @@ func (a *Agent) setPromotion(ctx context.Context, v ha.View, l cluster.Leader, p
 	return nil
 }
 
-// promotionStep runs BeginPromotion, Fence and Publish.
-func (a *Agent) promotionStep(ctx context.Context, v ha.View, act ha.Action) error {
+// heldLeaderFor is the held leader key for the step named what, or an
+// error saying this member does not hold it.
+func (a *Agent) heldLeaderFor(what string) (cluster.Leader, error) {
 	l, err := a.heldLeader()
 	if err != nil {
-		return fmt.Errorf("%s: %w", act.Kind, err)
+		return cluster.Leader{}, fmt.Errorf("%s: %w", what, err)
 	}
-	switch act.Kind {
-	case ha.BeginPromotion:
-		return a.setPromotion(ctx, v, l, a.measurePromotion(v, *act.Promotion))
-	case ha.Fence:
-		return a.fence(ctx, v, l, act.Target)
-	default:
-		return a.publish(ctx, l)
+	return l, nil
+}
+
+// BeginPromotion writes the promotion record of a key taken without one.
+func (x executor) BeginPromotion(ctx context.Context, s ha.Step, act ha.BeginPromotion) error {
+	l, err := x.a.heldLeaderFor("begin-promotion")
+	if err != nil {
+		return err
 	}
+	return x.a.setPromotion(ctx, s.View, l, x.a.measurePromotion(s.View, act.Promotion))
+}
+
+// Fence fences the old primary (Agent.fence).
+func (x executor) Fence(ctx context.Context, s ha.Step, act ha.Fence) error {
+	l, err := x.a.heldLeaderFor("fence")
+	if err != nil {
+		return err
+	}
+	return x.a.fence(ctx, s.View, l, act.Target)
+}
+
+// Publish publishes this member as the primary (Agent.publish).
+func (x executor) Publish(ctx context.Context, _ ha.Step, _ ha.Publish) error {
+	l, err := x.a.heldLeaderFor("publish")
+	if err != nil {
+		return err
+	}
+	return x.a.publish(ctx, l)
 }
 
 // fenceTimeout bounds one attempt of the fence step.
@@ -175,11 +197,12 @@ func (a *Agent) publish(ctx context.Context, l cluster.Leader) error {
 	return nil
 }
 
-// recordFailover is a promotion's last step: the history entry (unless the
+// RecordFailover is a promotion's last step: the history entry (unless the
 // record's kind is ""), then the record marked complete. It fails, and the
 // next round runs it again, when either write fails: the promotion stands
 // meanwhile, and the entry's key is its epoch, so a repeat overwrites it.
-func (a *Agent) recordFailover(ctx context.Context, v ha.View) error {
+func (x executor) RecordFailover(ctx context.Context, s ha.Step, _ ha.RecordFailover) error {
+	a, v := x.a, s.View
 	l, err := a.heldLeader()
 	if err != nil {
 		return fmt.Errorf("record promotion: %w", err)
@@ -190,7 +213,7 @@ func (a *Agent) recordFailover(ctx context.Context, v ha.View) error {
 	p := *l.Promotion
 	if p.Kind != "" {
 		e := a.historyEntry(v, l.Epoch, p)
-		sctx, cancel := context.WithTimeout(ctx, time.Duration(v.Config.RetryTimeout)/2)
+		sctx, cancel := x.storeCtx(ctx, s)
 		err := a.opts.Store.AppendHistory(sctx, e)
 		cancel()
 		if err != nil {

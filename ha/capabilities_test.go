@@ -18,7 +18,7 @@ func TestEngineWithoutSlots(t *testing.T) {
 	v := syncView(cluster.SyncOff)
 	v.Engine, v.Slots = otherEngine, Slots{}
 	for _, a := range Decide(v).Actions {
-		if a.Kind == CreateSlots || a.Kind == DropSlots {
+		if is[CreateSlots](a) || is[DropSlots](a) {
 			t.Errorf("leader of an engine without slots plans %s", a)
 		}
 	}
@@ -30,7 +30,7 @@ func TestEngineWithoutSlots(t *testing.T) {
 		t.Fatalf("n2 not elected: %s", p)
 	}
 	for _, a := range p.Actions {
-		if a.Kind == CreateSlots && len(a.Names) > 0 {
+		if c, ok := a.(CreateSlots); ok && len(c.Names) > 0 {
 			t.Errorf("promotion of an engine without slots creates %s", a)
 		}
 	}

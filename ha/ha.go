@@ -127,158 +127,6 @@ type Slots struct {
 	Stale   []string
 }
 
-// ActionKind names an action.
-type ActionKind int
-
-// Action kinds.
-const (
-	_ ActionKind = iota
-	// Initialize claims the bootstrap of a new cluster and creates a database.
-	Initialize
-	// Clone copies the leader's database into an empty data directory.
-	Clone
-	// StartPrimary starts the local database as a primary.
-	StartPrimary
-	// StartReplica starts the local database as a replica of Upstream.
-	StartReplica
-	// Stop stops the local database with Mode.
-	Stop
-	// Promote promotes the local replica.
-	Promote
-	// Follow repoints the running replica at Upstream.
-	Follow
-	// AcquireLeader tries to create the leader key, with Promotion (if
-	// set) as the record of the promotion it is taken for; if it fails the
-	// rest of the plan is skipped.
-	AcquireLeader
-	// ReleaseLeader deletes the leader key Leader (if still that epoch).
-	ReleaseLeader
-	// RecordFailover is a promotion's last step: it writes the history
-	// entry from the leader key's promotion record (none for kind ""),
-	// clears the operator request the promotion served, and marks the
-	// record complete.
-	RecordFailover
-	// MarkCannotFollow remembers that this member cannot follow the
-	// current leader's epoch.
-	MarkCannotFollow
-	// Handoff records in the pending switchover request that this leader
-	// has stopped writes (with its final position) for Target.
-	Handoff
-	// ClearRequest deletes the pending operator request.
-	ClearRequest
-	// SetSyncStandbys sets the local server's synchronous standbys to
-	// Names (AnyStandby: any one standby, blocking while none).
-	SetSyncStandbys
-	// SetSyncRecord writes the store's record of synchronous standbys.
-	SetSyncRecord
-	// CreateSlots creates replication slots for the members in Names.
-	CreateSlots
-	// Rewind resynchronizes the stopped local database in place with
-	// Upstream, discarding what diverged (db.RejoinResync; the engine's
-	// tool is Engine.Names.Resync).
-	Rewind
-	// Reclone deletes the stopped local database and clones Upstream
-	// (db.RejoinReclone).
-	Reclone
-	// DropSlots drops the replication slots of the members in Names.
-	DropSlots
-	// BeginPromotion writes Promotion as the record of the promotion the
-	// held leader key is for (a key taken without one: by an older hamgr).
-	BeginPromotion
-	// Fence fences Target, the old primary, through the agent's fencer
-	// and marks the promotion's fence step done. It runs after the key is
-	// taken and before the database is promoted, at most once per
-	// promotion.
-	Fence
-	// Publish tells the agent's publishers (discovery) that this member
-	// is the primary, and has each read its change back.
-	Publish
-)
-
-var actionNames = map[ActionKind]string{
-	Initialize: "initialize", Clone: "clone", StartPrimary: "start-primary",
-	StartReplica: "start-replica", Stop: "stop", Promote: "promote", Follow: "follow",
-	AcquireLeader: "acquire-leader", ReleaseLeader: "release-leader",
-	RecordFailover: "record-failover", MarkCannotFollow: "mark-cannot-follow",
-	Handoff: "handoff", ClearRequest: "clear-request",
-	SetSyncStandbys: "set-sync-standbys", SetSyncRecord: "set-sync-record",
-	CreateSlots: "create-slots", DropSlots: "drop-slots", Rewind: "rewind", Reclone: "reclone",
-	BeginPromotion: "begin-promotion", Fence: "fence", Publish: "publish",
-}
-
-// String names the kind.
-func (k ActionKind) String() string {
-	if s, ok := actionNames[k]; ok {
-		return s
-	}
-	return fmt.Sprintf("action(%d)", int(k))
-}
-
-// Action is one step; the agent runs a plan's actions in order and stops at
-// the first that fails.
-type Action struct {
-	Kind     ActionKind
-	Upstream *db.Upstream
-	Mode     db.StopMode
-	Leader   *cluster.Leader
-	Epoch    cluster.Epoch
-	// Target is the member a Handoff gives the leader key to.
-	Target string
-	// History is the kind of a RecordFailover entry when it is not an
-	// automatic failover (cluster.HistorySwitchover,
-	// cluster.HistoryManualFailover).
-	History cluster.HistoryKind
-	// Names and AnyStandby configure SetSyncStandbys and SetSyncRecord.
-	Names      []string
-	AnyStandby bool
-	// Evidence is what an AcquireLeader of a promotion over an old
-	// primary, and its RecordFailover, relied on; the agent logs it and
-	// the history entry records it.
-	Evidence *cluster.Evidence
-	// Promotion is the record an AcquireLeader or BeginPromotion writes.
-	Promotion *cluster.Promotion
-}
-
-// String renders the action for logs and scenario tests.
-func (a Action) String() string {
-	var b strings.Builder
-	b.WriteString(a.Kind.String())
-	if a.Upstream != nil {
-		fmt.Fprintf(&b, " upstream=%s", a.Upstream.Name)
-	}
-	switch a.Mode {
-	case db.StopFast:
-		b.WriteString(" mode=fast")
-	case db.StopImmediate:
-		b.WriteString(" mode=immediate")
-	}
-	if a.Leader != nil {
-		fmt.Fprintf(&b, " epoch=%d", a.Leader.Epoch)
-	}
-	if a.Epoch != 0 {
-		fmt.Fprintf(&b, " epoch=%d", a.Epoch)
-	}
-	if a.Target != "" {
-		fmt.Fprintf(&b, " target=%s", a.Target)
-	}
-	if a.History != "" {
-		fmt.Fprintf(&b, " kind=%q", a.History)
-	}
-	if a.Evidence != nil && a.Evidence.Kind != cluster.EvidenceNone {
-		fmt.Fprintf(&b, " evidence=%s", a.Evidence.Kind)
-	}
-	if a.Promotion != nil {
-		fmt.Fprintf(&b, " promotion=%q", a.Promotion.String())
-	}
-	if a.Kind == SetSyncStandbys || a.Kind == SetSyncRecord || a.Kind == CreateSlots || a.Kind == DropSlots {
-		fmt.Fprintf(&b, " names=[%s]", strings.Join(a.Names, ","))
-		if a.AnyStandby {
-			b.WriteString(" any")
-		}
-	}
-	return b.String()
-}
-
 // Plan is Decide's answer.
 type Plan struct {
 	Actions []Action
@@ -347,10 +195,10 @@ func decideSlots(v View) (Plan, bool) {
 	}
 	switch {
 	case len(missing) > 0:
-		return Plan{Actions: []Action{{Kind: CreateSlots, Names: missing}}, State: cluster.StateRunning,
+		return Plan{Actions: []Action{CreateSlots{Names: missing}}, State: cluster.StateRunning,
 			Reason: fmt.Sprintf("creating replication slots for %v", missing)}, true
 	case len(v.Slots.Stale) > 0:
-		return Plan{Actions: []Action{{Kind: DropSlots, Names: v.Slots.Stale}}, State: cluster.StateRunning,
+		return Plan{Actions: []Action{DropSlots{Names: v.Slots.Stale}}, State: cluster.StateRunning,
 			Reason: fmt.Sprintf("dropping replication slots of %v: absent for more than %s", v.Slots.Stale, MemberSlotsTTL)}, true
 	}
 	return Plan{}, false
@@ -370,7 +218,7 @@ func Decide(v View) Plan {
 	// checked before anything else and does not need the store.
 	if ls == detector.SelfLeader && v.DB.Running && v.DB.Role != cluster.RoleReplica &&
 		!v.LastRenewSent.IsZero() && !v.Now.Before(detector.FenceDeadline(v.LastRenewSent, v.Config)) {
-		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemLeaseNotRenewed,
+		return Plan{Actions: []Action{Stop{Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemLeaseNotRenewed,
 			Reason: fmt.Sprintf("could not renew the leader lease since %s; stopped writes before it can expire",
 				v.LastRenewSent.Format(time.RFC3339Nano))}
 	}
@@ -404,7 +252,7 @@ func Decide(v View) Plan {
 // changes without the store.
 func decideWithoutStore(v View, ls detector.LeaderState, isPrimary bool) Plan {
 	if isPrimary && ls != detector.SelfLeader {
-		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemStoreUnreachable,
+		return Plan{Actions: []Action{Stop{Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemStoreUnreachable,
 			Reason: "running as primary without holding the leader key and the store is unreachable"}
 	}
 	return Plan{State: stateOf(v), Problem: cluster.ProblemStoreUnreachable, Reason: "store unreachable; keeping the database as it is"}
@@ -412,12 +260,12 @@ func decideWithoutStore(v View, ls detector.LeaderState, isPrimary bool) Plan {
 
 func decideBootstrap(v View, health detector.Health) Plan {
 	if health == detector.Empty {
-		return Plan{Actions: []Action{{Kind: Initialize}, {Kind: AcquireLeader}}, State: cluster.StateBootstrapping,
+		return Plan{Actions: []Action{Initialize{}, AcquireLeader{}}, State: cluster.StateBootstrapping,
 			Reason: "new cluster: creating the first database"}
 	}
 	// An existing database and no cluster record (the store was wiped):
 	// claim the cluster with it; the normal rules take over next round.
-	return Plan{Actions: []Action{{Kind: Initialize}}, State: stateOf(v),
+	return Plan{Actions: []Action{Initialize{}}, State: stateOf(v),
 		Reason: "cluster not initialized in the store; registering the existing database"}
 }
 
@@ -425,14 +273,14 @@ func decideEmpty(v View, ls detector.LeaderState) Plan {
 	if bootstrapClaimant(v) {
 		// This member claimed the bootstrap, but its first database is
 		// gone (initdb failed, or the data was removed): create it again.
-		return Plan{Actions: []Action{{Kind: Initialize}, {Kind: AcquireLeader}}, State: cluster.StateBootstrapping,
+		return Plan{Actions: []Action{Initialize{}, AcquireLeader{}}, State: cluster.StateBootstrapping,
 			Reason: "new cluster: creating the first database again (the earlier attempt left none)"}
 	}
 	up := leaderUpstream(v)
 	if ls != detector.OtherLeader || up == nil {
 		return Plan{State: cluster.StateStopped, Reason: "empty data directory; waiting for a leader to clone from", Soon: electionTick}
 	}
-	return Plan{Actions: []Action{{Kind: Clone, Upstream: up}, {Kind: StartReplica, Upstream: up}},
+	return Plan{Actions: []Action{Clone{Upstream: *up}, StartReplica{Upstream: up}},
 		State: cluster.StateBootstrapping, Reason: "cloning from " + up.Name}
 }
 
@@ -440,7 +288,7 @@ func decideEmpty(v View, ls detector.LeaderState) Plan {
 func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 	if r := v.Snap.Request; r != nil && r.Kind == cluster.KindFailover && r.To != v.Self && health != detector.Healthy {
 		l := *v.Snap.Leader
-		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}, {Kind: ReleaseLeader, Leader: &l}},
+		return Plan{Actions: []Action{Stop{Mode: db.StopImmediate}, ReleaseLeader{Leader: l}},
 			State: cluster.StateStopped, Reason: fmt.Sprintf("manual failover to %s requested while this primary is not healthy; released the leader key", r.To)}
 	}
 	if p, ok := resumePromotion(v, health, isPrimary); ok {
@@ -481,18 +329,18 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 			// restarted read-only after a release, or stopped before its
 			// promotion): a primary start refuses it. Start it read-only;
 			// the next round finishes the promotion.
-			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateStarting,
+			return Plan{Actions: []Action{StartReplica{}}, State: cluster.StateStarting,
 				Reason: fmt.Sprintf("the database under the leader key is a stopped replica; starting it read-only to promote it (attempt %d)", v.FailedStarts+1)}
 		}
-		return Plan{Actions: []Action{{Kind: StartPrimary}}, State: cluster.StateStarting,
+		return Plan{Actions: []Action{StartPrimary{}}, State: cluster.StateStarting,
 			Reason: fmt.Sprintf("primary database is down; restarting it in place (attempt %d)", v.FailedStarts+1)}
 	default: // Unrecoverable
 		l := *v.Snap.Leader
 		if v.Config.Paused {
-			return Plan{Actions: []Action{{Kind: StartPrimary}}, State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
+			return Plan{Actions: []Action{StartPrimary{}}, State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
 				Reason: "primary database does not come back; the cluster is paused, so the leader key is kept and restarts go on"}
 		}
-		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}, {Kind: ReleaseLeader, Leader: &l}},
+		return Plan{Actions: []Action{Stop{Mode: db.StopImmediate}, ReleaseLeader{Leader: l}},
 			State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
 			Reason: fmt.Sprintf("primary database did not come back (%d failed starts, primary_start_timeout %s); released the leader key so a replica can take over",
 				v.FailedStarts, time.Duration(v.Config.PrimaryStartTimeout))}
@@ -506,10 +354,10 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 func decideStaleSelf(v View, health detector.Health) Plan {
 	l := *v.Snap.Leader
 	if health == detector.Unrecoverable {
-		return Plan{Actions: []Action{{Kind: ReleaseLeader, Leader: &l}}, State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
+		return Plan{Actions: []Action{ReleaseLeader{Leader: l}}, State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
 			Reason: "releasing the leader key left by this member's previous run: its database does not start"}
 	}
-	return Plan{Actions: []Action{{Kind: ReleaseLeader, Leader: &l}, {Kind: AcquireLeader, Promotion: CarryPromotion(l)}}, State: stateOf(v),
+	return Plan{Actions: []Action{ReleaseLeader{Leader: l}, AcquireLeader{Promotion: CarryPromotion(l)}}, State: stateOf(v),
 		Reason: fmt.Sprintf("taking back the leader key of epoch %d held by this member's previous lease", l.Epoch)}
 }
 
@@ -518,13 +366,13 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 	l := v.Snap.Leader
 	if isPrimary || (v.DB.Running && v.DB.Role == cluster.RolePrimary) {
 		// Rule 1 and 4.
-		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemSecondPrimary,
+		return Plan{Actions: []Action{Stop{Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemSecondPrimary,
 			Reason: fmt.Sprintf("%s leads at epoch %d; stopped this primary so there is only one", l.Name, l.Epoch)}
 	}
 	if v.CannotFollowEpoch == l.Epoch {
 		var acts []Action
 		if v.DB.Running {
-			acts = append(acts, Action{Kind: Stop, Mode: db.StopFast})
+			acts = append(acts, Stop{Mode: db.StopFast})
 		}
 		return Plan{Actions: acts, State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
 			Reason: fmt.Sprintf("cannot follow %s (epoch %d): this database's history diverged; it needs %s or a re-clone by an operator (see the database log)", l.Name, l.Epoch, v.Engine.Names.Resync)}
@@ -571,22 +419,22 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 				return Plan{State: cluster.StateRunning, Soon: electionTick,
 					Reason: why + fmt.Sprintf(": waiting for %s to run as primary before rejoining it", l.Name)}
 			}
-			if p, ok := rejoin(v, up, []Action{{Kind: Stop, Mode: db.StopFast}}, why); ok {
+			if p, ok := rejoin(v, up, []Action{Stop{Mode: db.StopFast}}, why); ok {
 				return p
 			}
-			return Plan{Actions: []Action{{Kind: MarkCannotFollow, Epoch: l.Epoch}, {Kind: Stop, Mode: db.StopFast}},
+			return Plan{Actions: []Action{MarkCannotFollow{Epoch: l.Epoch}, Stop{Mode: db.StopFast}},
 				State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
 				Reason: fmt.Sprintf("%s and neither %s nor a re-clone is allowed (%s, %s)", why, v.Engine.Names.Resync, v.Engine.Names.ResyncSetting, v.Engine.Names.RecloneSetting)}
 		}
-		return Plan{Actions: []Action{{Kind: Follow, Upstream: up}}, State: cluster.StateRunning,
+		return Plan{Actions: []Action{Follow{Upstream: *up}}, State: cluster.StateRunning,
 			Reason: "following " + up.Name}
 	case detector.Starting:
 		return Plan{State: cluster.StateStarting, Soon: electionTick}
 	case detector.Unrecoverable:
-		return Plan{Actions: []Action{{Kind: StartReplica, Upstream: up}}, State: cluster.StateCrashed, Problem: cluster.ProblemDatabaseNotStarting,
+		return Plan{Actions: []Action{StartReplica{Upstream: up}}, State: cluster.StateCrashed, Problem: cluster.ProblemDatabaseNotStarting,
 			Reason: fmt.Sprintf("database does not start (%d failed attempts); retrying every loop_wait as a replica of %s — see the database log", v.FailedStarts, up.Name)}
 	default:
-		return Plan{Actions: []Action{{Kind: StartReplica, Upstream: up}}, State: cluster.StateStarting,
+		return Plan{Actions: []Action{StartReplica{Upstream: up}}, State: cluster.StateStarting,
 			Reason: "starting as a replica of " + up.Name}
 	}
 }
@@ -598,10 +446,10 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 	if isPrimary {
 		if lastIsSelf {
 			// No newer epoch exists: the key is ours to take back.
-			return Plan{Actions: []Action{{Kind: AcquireLeader}}, State: cluster.StateRunning,
+			return Plan{Actions: []Action{AcquireLeader{}}, State: cluster.StateRunning,
 				Reason: "primary without the leader key and no newer epoch: taking the key"}
 		}
-		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemSecondPrimary,
+		return Plan{Actions: []Action{Stop{Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemSecondPrimary,
 			Reason: fmt.Sprintf("running as primary but %s led after this member (epoch %d); stopped", last.Name, last.Epoch)}
 	}
 	if r := v.Snap.Request; r != nil && r.Handoff != nil {
@@ -623,7 +471,7 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 			// the key, rather than wait for a leader that can only be
 			// this member. A start that fails again is retried after
 			// the back-off.
-			return Plan{Actions: []Action{{Kind: Initialize}, {Kind: AcquireLeader}}, State: cluster.StateBootstrapping,
+			return Plan{Actions: []Action{Initialize{}, AcquireLeader{}}, State: cluster.StateBootstrapping,
 				Reason: "new cluster: the first start of the first database failed; starting it again"}
 		}
 		if lastIsSelf && last != nil && v.ReleasedEpoch != last.Epoch && v.DB.HasData && (!v.DB.Running || health == detector.Starting) {
@@ -631,28 +479,28 @@ func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 			// the store dropped every lease) and nobody took over: take
 			// the key and restart the primary — or let its crash
 			// recovery finish under the key rather than without it.
-			return Plan{Actions: []Action{{Kind: AcquireLeader}}, State: cluster.StateStarting,
+			return Plan{Actions: []Action{AcquireLeader{}}, State: cluster.StateStarting,
 				Reason: "last leader restarting with no newer epoch: taking the leader key"}
 		}
 		if lastIsSelf && last != nil && v.ReleasedEpoch == last.Epoch && !v.DB.Running && v.DB.HasData {
 			// It gave the key up because its database would not start.
 			// Try again, read-only: if it comes up and nobody else has
 			// been elected meanwhile, it may lead again (below).
-			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
+			return Plan{Actions: []Action{StartReplica{}}, State: cluster.StateCrashed, Problem: cluster.ProblemPrimaryDown,
 				Reason: "released the leader key after failed starts; trying to start the database read-only to rejoin"}
 		}
 		if lastIsSelf {
 			return Plan{State: stateOf(v), Reason: "no leader; this member's database is not running and it may not rejoin until a new leader exists"}
 		}
 		if health == detector.Down && v.DB.HasData {
-			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateStarting,
+			return Plan{Actions: []Action{StartReplica{}}, State: cluster.StateStarting,
 				Reason: "no leader; starting as a read-only replica to take part in the election"}
 		}
 		if health == detector.Unrecoverable && v.DB.HasData && !v.DB.Running {
 			// Its starts failed (or it has been down past the start
 			// timeout): nothing else can bring it back into an election,
 			// so keep trying, paced by the back-off.
-			return Plan{Actions: []Action{{Kind: StartReplica}}, State: cluster.StateCrashed, Problem: cluster.ProblemDatabaseNotStarting,
+			return Plan{Actions: []Action{StartReplica{}}, State: cluster.StateCrashed, Problem: cluster.ProblemDatabaseNotStarting,
 				Reason: fmt.Sprintf("no leader; the database does not start (%d failed attempts); retrying read-only to take part in the election — see the database log", v.FailedStarts)}
 		}
 		return Plan{State: stateOf(v), Reason: "no leader; database not ready", Soon: electionTick}
@@ -903,7 +751,7 @@ func slotsFor(v View) Action {
 			names = append(names, m.Name)
 		}
 	}
-	return Action{Kind: CreateSlots, Names: names}
+	return CreateSlots{Names: names}
 }
 
 // rejoin plans how a stopped (or to be stopped, by first) member that may
@@ -915,10 +763,10 @@ func rejoin(v View, up *db.Upstream, first []Action, why string) (Plan, bool) {
 	l := v.Snap.Leader
 	switch {
 	case v.Engine.Rejoin.Has(db.RejoinResync) && v.RejoinEpoch != l.Epoch:
-		return Plan{Actions: append(first, Action{Kind: Rewind, Upstream: up}, Action{Kind: StartReplica, Upstream: up}),
+		return Plan{Actions: append(first, Rewind{Upstream: *up}, StartReplica{Upstream: up}),
 			State: cluster.StateStarting, Reason: why + ": rewinding from " + up.Name + " if its history diverged, then following it"}, true
 	case v.Engine.Rejoin.Has(db.RejoinReclone) && (v.RejoinEpoch != l.Epoch || v.RejoinError != ""):
-		return Plan{Actions: append(first, Action{Kind: Reclone, Upstream: up}, Action{Kind: StartReplica, Upstream: up}),
+		return Plan{Actions: append(first, Reclone{Upstream: *up}, StartReplica{Upstream: up}),
 			State: cluster.StateBootstrapping, Reason: fmt.Sprintf("%s: %s failed or is off; cloning %s again", why, v.Engine.Names.Resync, up.Name)}, true
 	}
 	return Plan{}, false

@@ -1,7 +1,6 @@
 package ha
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -340,87 +339,4 @@ func (t *Tracker) ObserveOldPrimary(v *View, p OldPrimaryProbe) {
 		t.ElectionOpenAt = v.Now
 	}
 	v.ElectionOpenAt = t.ElectionOpenAt
-}
-
-// ActionDone updates the tracker after action act of plan p, decided on
-// view v, ran and returned err: failed and successful starts, a leader key
-// taken (the primary start timeout counts from then) or given up because
-// the database could not be restarted, an epoch found impossible to
-// follow, clone failures in a row, and the rejoin of v's leader epoch. A
-// rewind is recorded whatever its outcome (it is tried once per epoch),
-// unless it did not run because the upstream could not be reached; a
-// successful re-clone is recorded as a rejoin without error, so that a
-// later stop in the same epoch restarts the copy rather than re-clone it.
-func (t *Tracker) ActionDone(v View, p Plan, act Action, err error) {
-	var epoch cluster.Epoch
-	if v.Snap.Leader != nil {
-		epoch = v.Snap.Leader.Epoch
-	}
-	switch act.Kind {
-	case Rewind:
-		if errors.Is(err, db.ErrUpstreamUnavailable) {
-			// The rewind did not run: the attempt is not used up.
-			break
-		}
-		t.RejoinEpoch, t.RejoinError = epoch, ""
-		if err != nil {
-			t.RejoinError = err.Error()
-		}
-	case StartPrimary, StartReplica:
-		switch {
-		case err != nil:
-			t.FailedStarts++
-		case act.Kind == StartPrimary:
-			t.FailedStarts, t.DownSince = 0, time.Time{}
-		default:
-			t.FailedStarts = 0
-		}
-	case Clone, Reclone:
-		if err != nil {
-			t.FailedClones++
-			break
-		}
-		t.FailedClones = 0
-		if act.Kind == Reclone {
-			t.RejoinEpoch, t.RejoinError = epoch, ""
-		}
-	case AcquireLeader:
-		if err == nil {
-			t.DownSince, t.FailedStarts = time.Time{}, 0
-		}
-	case ReleaseLeader:
-		if err == nil && p.State == cluster.StateCrashed {
-			t.ReleasedEpoch = act.Leader.Epoch
-		}
-	case MarkCannotFollow:
-		if err == nil {
-			t.CannotFollowEpoch = act.Epoch
-		}
-	}
-}
-
-// maxCloneBackOff caps the wait between attempts of a failing clone.
-const maxCloneBackOff = 5 * time.Minute
-
-// BackOff is how long a round whose action failed waits before the next
-// round (0: go on at once). A failing action is retried after loop_wait,
-// so it does not run in a tight loop — except a primary start that failed
-// for the last allowed time outside a pause: the next round releases the
-// leader key, and that must not wait. A clone (or re-clone) copies the
-// whole database, so each failure in a row doubles its wait, up to
-// five minutes.
-func (t *Tracker) BackOff(failed Action, cfg cluster.DynamicConfig) time.Duration {
-	wait := time.Duration(cfg.LoopWait)
-	switch failed.Kind {
-	case StartPrimary:
-		if t.FailedStarts == detector.MaxFailedStarts && !cfg.Paused {
-			return 0
-		}
-	case Clone, Reclone:
-		for i := 1; i < t.FailedClones && wait < maxCloneBackOff; i++ {
-			wait *= 2
-		}
-		wait = min(wait, max(maxCloneBackOff, time.Duration(cfg.LoopWait)))
-	}
-	return wait
 }

@@ -56,7 +56,7 @@ func TestStalledPrimaryProblem(t *testing.T) {
 		t.Errorf("stalled 5s: %s, want no action and problem %s", p, cluster.ProblemDatabaseStalled)
 	}
 	v.DBDownSince = v.Now.Add(-time.Duration(v.Config.PrimaryStartTimeout))
-	if p := Decide(v); p.Problem != cluster.ProblemPrimaryDown || len(p.Actions) != 2 || p.Actions[1].Kind != ReleaseLeader {
+	if p := Decide(v); p.Problem != cluster.ProblemPrimaryDown || len(p.Actions) != 2 || !is[ReleaseLeader](p.Actions[1]) {
 		t.Errorf("stalled for primary_start_timeout: %s, want the key released with problem %s", p, cluster.ProblemPrimaryDown)
 	}
 }

@@ -54,7 +54,7 @@ func newPromotion(v View, kind cluster.HistoryKind, lost cluster.Epoch, old stri
 // promotionPlan takes the leader key with record p and runs every step of
 // the promotion.
 func promotionPlan(v View, p cluster.Promotion) []Action {
-	acquire := Action{Kind: AcquireLeader, Evidence: p.Evidence, Promotion: &p}
+	acquire := AcquireLeader{Evidence: p.Evidence, Promotion: &p}
 	return append([]Action{acquire}, promotionSteps(v, p, false)...)
 }
 
@@ -66,18 +66,18 @@ func promotionSteps(v View, p cluster.Promotion, promoted bool) []Action {
 	var acts []Action
 	if !promoted {
 		if !p.Has(cluster.StepFence) {
-			acts = append(acts, Action{Kind: Fence, Target: p.OldPrimary})
+			acts = append(acts, Fence{Target: p.OldPrimary})
 		}
 		if v.Config.SynchronousMode.Enabled() {
-			acts = append(acts, Action{Kind: SetSyncStandbys, AnyStandby: true})
+			acts = append(acts, SetSyncStandbys{Choice: SyncAny})
 		}
-		acts = append(acts, Action{Kind: Promote}, slotsFor(v))
+		acts = append(acts, Promote{}, slotsFor(v))
 	}
-	acts = append(acts, Action{Kind: Publish})
+	acts = append(acts, Publish{})
 	if p.ClearRequest && requestServed(v) {
-		acts = append(acts, Action{Kind: ClearRequest})
+		acts = append(acts, ClearRequest{})
 	}
-	return append(acts, Action{Kind: RecordFailover, Epoch: p.Lost, History: p.Kind, Evidence: p.Evidence})
+	return append(acts, RecordFailover{Epoch: p.Lost, History: p.Kind, Evidence: p.Evidence})
 }
 
 // requestServed reports whether the pending operator request is one a
@@ -114,7 +114,7 @@ func resumePromotion(v View, health detector.Health, isPrimary bool) (Plan, bool
 		// The key was taken without a record (by an older hamgr, or
 		// for a database that turned out to hold a replica): begin one.
 		rec := newPromotion(v, "", l.Epoch, "", nil)
-		acts := append([]Action{{Kind: BeginPromotion, Promotion: &rec}}, promotionSteps(v, rec, false)...)
+		acts := append([]Action{BeginPromotion{Promotion: rec}}, promotionSteps(v, rec, false)...)
 		return Plan{Actions: acts, State: cluster.StateStarting, Reason: "promoting: this member holds the leader key"}, true
 	}
 	if p.Complete() {

@@ -34,14 +34,14 @@ var refused = OldPrimaryProbe{Host: "n1", Port: 5432, Answer: db.AnswerRefused, 
 func kinds(p Plan) string {
 	out := make([]string, 0, len(p.Actions))
 	for _, a := range p.Actions {
-		out = append(out, a.Kind.String())
+		out = append(out, actionName(a))
 	}
 	return strings.Join(out, ",")
 }
 
 func promotes(p Plan) bool {
 	for _, a := range p.Actions {
-		if a.Kind == Promote {
+		if _, ok := a.(Promote); ok {
 			return true
 		}
 	}
@@ -184,7 +184,7 @@ func releasedView(now time.Duration) View {
 func TestBugReleasedLeaderWithUnrecoverableHealthNeverRetries(t *testing.T) {
 	v := releasedView(100 * time.Second)
 	p := Decide(v)
-	if len(p.Actions) != 1 || p.Actions[0].Kind != StartReplica || p.Actions[0].Upstream != nil {
+	if len(p.Actions) != 1 || p.Actions[0] != Action(StartReplica{}) {
 		t.Fatalf("released last leader with its database down (unrecoverable by the counters): %s, want [start-replica]", p)
 	}
 }
@@ -196,7 +196,7 @@ func TestRegressionReleasedLeaderLeadsAgain(t *testing.T) {
 	// The counters as they are after a successful read-only start.
 	v.FailedStarts, v.DBDownSince = 0, time.Time{}
 	p := Decide(v)
-	if len(p.Actions) != 1 || p.Actions[0].Kind != StartReplica || p.Actions[0].Upstream != nil {
+	if len(p.Actions) != 1 || p.Actions[0] != Action(StartReplica{}) {
 		t.Fatalf("released last leader, database down: %s, want [start-replica] with no upstream", p)
 	}
 	v.DB = db.Status{Running: true, Accepting: true, HasData: true, Role: cluster.RoleReplica,
@@ -247,7 +247,7 @@ func TestBugFencedLastLeaderNeverTakesTheKeyBack(t *testing.T) {
 	v := releasedView(100 * time.Second)
 	v.ReleasedEpoch, v.FailedStarts = 0, 0 // fenced, not released: no failed start
 	p := Decide(v)
-	if len(p.Actions) != 1 || p.Actions[0].Kind != AcquireLeader {
+	if len(p.Actions) != 1 || !is[AcquireLeader](p.Actions[0]) {
 		t.Fatalf("last leader, database stopped by the fence 50s ago, no newer epoch: %s, want [acquire-leader]", p)
 	}
 }
@@ -307,7 +307,7 @@ func TestBugUnrecoverableReplicaWithoutLeaderNeverRetries(t *testing.T) {
 	v.FailedStarts = 3
 	v.DBDownSince = origin.Add(50 * time.Second)
 	p := Decide(v)
-	if len(p.Actions) != 1 || p.Actions[0].Kind != StartReplica {
+	if len(p.Actions) != 1 || !is[StartReplica](p.Actions[0]) {
 		t.Fatalf("stopped replica, no leader, starts failed: %s, want [start-replica]", p)
 	}
 }
@@ -345,7 +345,7 @@ func TestRegressionStoreOutageDoesNotCountAgainstPrimaryStartTimeout(t *testing.
 	v.DB = down
 	v.Snap.Leader = &cluster.Leader{Name: "n1", Epoch: 4, Lease: v.LeaseID}
 	v = tr.View(v)
-	if p := Decide(v); len(p.Actions) != 1 || p.Actions[0].Kind != StartPrimary {
+	if p := Decide(v); len(p.Actions) != 1 || !is[StartPrimary](p.Actions[0]) {
 		t.Fatalf("leader after the store outage, database stopped by its fence: %s, want [start-primary]", p)
 	}
 

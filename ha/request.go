@@ -24,18 +24,18 @@ func decideLeaderRequest(v View, r cluster.Request) Plan {
 	case r.Handoff != nil && r.Handoff.Epoch != l.Epoch:
 		// A handoff of an earlier leadership (the old leader took the key
 		// back but could not clear the request): stale.
-		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning,
+		return Plan{Actions: []Action{ClearRequest{}}, State: cluster.StateRunning,
 			Reason: fmt.Sprintf("dropped a stale switchover handoff of epoch %d", r.Handoff.Epoch)}
 	case r.Handoff != nil:
 		// A handoff recorded by this leader but the key not yet released
 		// (the agent restarted midway): finish it.
-		return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopFast}, {Kind: ReleaseLeader, Leader: &l}},
+		return Plan{Actions: []Action{Stop{Mode: db.StopFast}, ReleaseLeader{Leader: l}},
 			State: cluster.StateStopped, Reason: "switchover to " + r.Handoff.Target + ": releasing the leader key"}
 	case r.Kind == cluster.KindFailover:
-		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning, Problem: cluster.ProblemRequestFailed,
+		return Plan{Actions: []Action{ClearRequest{}}, State: cluster.StateRunning, Problem: cluster.ProblemRequestFailed,
 			Reason: fmt.Sprintf("manual failover to %s refused: the primary is healthy; use switchover", r.To)}
 	case r.From != "" && r.From != v.Self:
-		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning,
+		return Plan{Actions: []Action{ClearRequest{}}, State: cluster.StateRunning,
 			Reason: fmt.Sprintf("dropped a switchover away from %s: %s leads now", r.From, v.Self)}
 	case !r.At.IsZero() && v.Now.Before(r.At):
 		return Plan{State: cluster.StateRunning, Soon: min(r.At.Sub(v.Now), time.Duration(v.Config.LoopWait)),
@@ -43,10 +43,10 @@ func decideLeaderRequest(v View, r cluster.Request) Plan {
 	}
 	target, why := election.SwitchoverTarget(v.Snap, v.Self, r.To, v.Config.MaximumLagOnFailover, v.DB.Position)
 	if target == "" {
-		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: cluster.StateRunning, Problem: cluster.ProblemRequestFailed,
+		return Plan{Actions: []Action{ClearRequest{}}, State: cluster.StateRunning, Problem: cluster.ProblemRequestFailed,
 			Reason: "switchover refused: " + why}
 	}
-	return Plan{Actions: []Action{{Kind: Stop, Mode: db.StopFast}, {Kind: Handoff, Target: target}, {Kind: ReleaseLeader, Leader: &l}},
+	return Plan{Actions: []Action{Stop{Mode: db.StopFast}, Handoff{Target: target}, ReleaseLeader{Leader: l}},
 		State: cluster.StateStopped, Reason: "switchover to " + target + ": stopped writes, handing over"}
 }
 
@@ -62,7 +62,7 @@ func targetName(to string) string {
 func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, bool) {
 	h := r.Handoff
 	if last := v.Snap.LastLeader; last == nil || last.Epoch != h.Epoch {
-		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: stateOf(v),
+		return Plan{Actions: []Action{ClearRequest{}}, State: stateOf(v),
 			Reason: fmt.Sprintf("dropped a stale switchover handoff of epoch %d", h.Epoch)}, true
 	}
 	expired := !v.HandoffSeenAt.IsZero() && v.Now.Sub(v.HandoffSeenAt) >= HandoffTimeout(v.Config)
@@ -75,7 +75,7 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 		// The target did not take over: take the role back. This
 		// member's database holds everything up to its final position, so
 		// nothing acknowledged is lost.
-		return Plan{Actions: []Action{{Kind: AcquireLeader}, {Kind: ClearRequest}}, State: cluster.StateStarting, Problem: cluster.ProblemRequestFailed,
+		return Plan{Actions: []Action{AcquireLeader{}, ClearRequest{}}, State: cluster.StateStarting, Problem: cluster.ProblemRequestFailed,
 			Reason: fmt.Sprintf("switchover to %s failed: it did not take over within %s; taking the primary role back",
 				h.Target, HandoffTimeout(v.Config))}, true
 	case h.Target:
@@ -113,7 +113,7 @@ func decideManualFailover(v View, r cluster.Request, health detector.Health) Pla
 	}
 	switch {
 	case v.Tags.NoFailover:
-		return Plan{Actions: []Action{{Kind: ClearRequest}}, State: stateOf(v), Problem: cluster.ProblemRequestFailed,
+		return Plan{Actions: []Action{ClearRequest{}}, State: stateOf(v), Problem: cluster.ProblemRequestFailed,
 			Reason: "manual failover to this member refused: it is tagged nofailover"}
 	case health != detector.Healthy || v.DB.Role != cluster.RoleReplica:
 		return Plan{State: stateOf(v), Soon: electionTick, Reason: "manual failover to this member: waiting for its database to run as a replica"}

@@ -27,18 +27,18 @@ import (
 // So at every instant record ⊆ required standbys ∩ holders of every
 // acknowledged commit. A new leader starts with an empty record of its own
 // epoch; before it promotes, it makes commits wait for any one standby
-// (AnyStandby), so nothing is acknowledged without a copy in between.
+// (SyncAny), so nothing is acknowledged without a copy in between.
 
 // decideSync: a healthy leader's synchronous standby management.
 func decideSync(v View) Plan {
 	mode := v.Config.SynchronousMode
 	if !mode.Enabled() {
 		if v.Repl != nil && (len(v.Repl.SyncNames) > 0 || v.Repl.SyncAny) {
-			return Plan{Actions: []Action{{Kind: SetSyncStandbys}}, State: cluster.StateRunning,
+			return Plan{Actions: []Action{SetSyncStandbys{}}, State: cluster.StateRunning,
 				Reason: "synchronous_mode off: making replication asynchronous"}
 		}
 		if v.Snap.Sync != nil && len(v.Snap.Sync.Members) > 0 {
-			return Plan{Actions: []Action{{Kind: SetSyncRecord}}, State: cluster.StateRunning}
+			return Plan{Actions: []Action{SetSyncRecord{}}, State: cluster.StateRunning}
 		}
 		return Plan{State: cluster.StateRunning}
 	}
@@ -51,17 +51,17 @@ func decideSync(v View) Plan {
 		recorded = s.Members
 	} else if s != nil && len(s.Members) > 0 {
 		// A record of an earlier epoch: this leader starts its own, empty.
-		return Plan{Actions: []Action{{Kind: SetSyncRecord}}, State: cluster.StateRunning,
+		return Plan{Actions: []Action{SetSyncRecord{}}, State: cluster.StateRunning,
 			Reason: "synchronous mode: starting this epoch's synchronous standby record"}
 	}
 	desired := desiredSync(v, recorded)
 	// Step 1: remove from the record first.
 	if keep := intersect(recorded, desired); len(keep) < len(recorded) {
-		return Plan{Actions: []Action{{Kind: SetSyncRecord, Names: keep}}, State: cluster.StateRunning,
+		return Plan{Actions: []Action{SetSyncRecord{Names: keep}}, State: cluster.StateRunning,
 			Reason: fmt.Sprintf("synchronous mode: %v no longer synchronous", minus(recorded, keep))}
 	}
 	// Step 2: the server requires exactly the desired standbys. Right
-	// after a promotion it requires any standby (AnyStandby); in mode on it keeps
+	// after a promotion it requires any standby (SyncAny); in mode on it keeps
 	// that while members are still on their way to follow it, rather than
 	// acknowledge commits with no copy for those seconds.
 	if len(desired) == 0 && mode == cluster.SyncOn && v.Repl.SyncAny {
@@ -71,16 +71,20 @@ func decideSync(v View) Plan {
 		}
 	}
 	anyStandby := mode == cluster.SyncStrict && len(desired) == 0
+	choice := SyncNamed
+	if anyStandby {
+		choice = SyncAny
+	}
 	if !sameSet(v.Repl.SyncNames, desired) || v.Repl.SyncAny != anyStandby {
 		why, problem := syncReason(mode, desired)
-		return Plan{Actions: []Action{{Kind: SetSyncStandbys, Names: desired, AnyStandby: anyStandby}}, State: cluster.StateRunning,
+		return Plan{Actions: []Action{SetSyncStandbys{Names: desired, Choice: choice}}, State: cluster.StateRunning,
 			Reason: why, Problem: problem}
 	}
 	// Step 3: record the confirmed ones.
 	if add := intersect(minus(desired, recorded), v.SyncConfirmed); len(add) > 0 {
 		names := append(slices.Clone(recorded), add...)
 		sort.Strings(names)
-		return Plan{Actions: []Action{{Kind: SetSyncRecord, Names: names}}, State: cluster.StateRunning,
+		return Plan{Actions: []Action{SetSyncRecord{Names: names}}, State: cluster.StateRunning,
 			Reason: fmt.Sprintf("synchronous mode: %v confirmed; recording", add)}
 	}
 	if len(desired) == 0 {

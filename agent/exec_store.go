@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/ha"
+)
+
+// The executors of the actions on the store (and the bootstrap, which
+// claims the cluster in the store before it creates the database).
+
+// Initialize claims the cluster's bootstrap and creates the first
+// database, or registers an existing one with a store that forgot the
+// cluster.
+func (x executor) Initialize(ctx context.Context, s ha.Step, _ ha.Initialize) error {
+	a, v := x.a, s.View
+	sctx, cancel := x.storeCtx(ctx, s)
+	who, err := a.opts.Store.Initialize(sctx, a.opts.Name, a.opts.Config)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("claim cluster bootstrap: %w", err)
+	}
+	if who != a.opts.Name {
+		return fmt.Errorf("cluster bootstrap claimed by %s", who)
+	}
+	if v.DB.HasData && v.Snap.Initialized != a.opts.Name {
+		// An existing database claims a cluster the store forgot:
+		// register it as it is.
+		return nil
+	}
+	// A new database, or the retry of a bootstrap whose first start
+	// failed: Initialize keeps an existing data directory, starts it
+	// and creates the replication role.
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	a.emit("initializing a new database")
+	return a.opts.DB.Initialize(dctx)
+}
+
+// ReleaseLeader deletes the leader key of act.Leader's epoch.
+func (x executor) ReleaseLeader(ctx context.Context, s ha.Step, act ha.ReleaseLeader) error {
+	a := x.a
+	sctx, cancel := x.storeCtx(ctx, s)
+	defer cancel()
+	if err := a.opts.Store.ReleaseLeader(sctx, act.Leader); err != nil {
+		return fmt.Errorf("release leader key of epoch %d: %w", act.Leader.Epoch, err)
+	}
+	a.mu.Lock()
+	a.holdsLeader = 0
+	a.mu.Unlock()
+	a.log.Info("released leader key", "epoch", act.Leader.Epoch, "reason", s.Plan.Reason)
+	a.emit(fmt.Sprintf("released leader key (epoch %d)", act.Leader.Epoch))
+	return nil
+}
+
+// ClearRequest deletes the pending operator request.
+func (x executor) ClearRequest(ctx context.Context, s ha.Step, _ ha.ClearRequest) error {
+	sctx, cancel := x.storeCtx(ctx, s)
+	defer cancel()
+	if err := x.a.opts.Store.ClearRequest(sctx); err != nil {
+		return fmt.Errorf("clear request: %w", err)
+	}
+	x.a.log.Info("operator request closed", "reason", s.Plan.Reason)
+	return nil
+}
+
+// SetSyncRecord writes the record of synchronous standbys for the
+// leader's epoch.
+func (x executor) SetSyncRecord(ctx context.Context, s ha.Step, act ha.SetSyncRecord) error {
+	l := s.View.Snap.Leader
+	if l == nil {
+		return errors.New("set sync record: no leader")
+	}
+	sctx, cancel := x.storeCtx(ctx, s)
+	defer cancel()
+	if err := x.a.opts.Store.SetSync(sctx, *l, act.Names); err != nil {
+		return fmt.Errorf("record synchronous standbys %v: %w", act.Names, err)
+	}
+	x.a.log.Info("synchronous standby record written", "names", act.Names, "epoch", l.Epoch)
+	return nil
+}
+
+// MarkCannotFollow does nothing here: ha.Tracker.ActionDone records it.
+func (executor) MarkCannotFollow(context.Context, ha.Step, ha.MarkCannotFollow) error { return nil }
+
+// Handoff records, in the pending switchover request, the position at
+// which this stopped primary ended, for act.Target to catch up to.
+func (x executor) Handoff(ctx context.Context, s ha.Step, act ha.Handoff) error {
+	a, v, target := x.a, s.View, act.Target
+	if v.Snap.Request == nil || v.Snap.Leader == nil {
+		return errors.New("handoff: no pending request or leader")
+	}
+	st := a.probe(ctx)
+	if st.Running || st.Checkpoint.IsZero() {
+		return fmt.Errorf("handoff: cannot read the shutdown checkpoint of the stopped database (running=%t)", st.Running)
+	}
+	r := *v.Snap.Request
+	r.Handoff = &cluster.Handoff{Target: target, Final: st.Checkpoint, Epoch: v.Snap.Leader.Epoch, StoppedAt: a.clk.Now().UTC()}
+	sctx, cancel := x.storeCtx(ctx, s)
+	defer cancel()
+	if err := a.opts.Store.UpdateRequest(sctx, r); err != nil {
+		return fmt.Errorf("handoff to %s: %w", target, err)
+	}
+	a.log.Info("switchover: stopped writes, handing over", "target", target, "final_position", st.Checkpoint.String())
+	a.emit("switchover: stopped at " + st.Checkpoint.String() + ", handing over to " + target)
+	return nil
+}

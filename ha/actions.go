@@ -1,0 +1,556 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+)
+
+// The action types. Each renders as "name field=value…", exactly as the
+// scenario tests and their golden files expect, and carries only its own
+// fields. Unless said otherwise, an action records nothing in the Tracker
+// and a failure backs off loop_wait.
+
+// Initialize claims the bootstrap of a new cluster and creates a database.
+type Initialize struct{}
+
+// String renders the action (see Action).
+func (Initialize) String() string { return "initialize" }
+
+// Execute runs e.Initialize.
+func (a Initialize) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.Initialize(ctx, s, a)
+}
+
+// Long reports false.
+func (Initialize) Long() bool { return false }
+
+func (Initialize) done(*Tracker, Step, error) {}
+
+func (Initialize) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// Clone copies the leader's database into an empty data directory. It is
+// long; failures in a row are counted and back off exponentially.
+type Clone struct {
+	Upstream db.Upstream
+}
+
+// String renders the action (see Action).
+func (a Clone) String() string { return "clone upstream=" + a.Upstream.Name }
+
+// Execute runs e.Clone.
+func (a Clone) Execute(ctx context.Context, s Step, e Executor) error { return e.Clone(ctx, s, a) }
+
+// Long reports true: it copies the whole database.
+func (Clone) Long() bool { return true }
+
+func (Clone) done(t *Tracker, _ Step, err error) { t.copyDone(err) }
+
+func (Clone) backOff(t *Tracker, cfg cluster.DynamicConfig) time.Duration { return t.copyBackOff(cfg) }
+
+// StartPrimary starts the local database as a primary. Failed starts are
+// counted; a success resets them and the down clock.
+type StartPrimary struct{}
+
+// String renders the action (see Action).
+func (StartPrimary) String() string { return "start-primary" }
+
+// Execute runs e.StartPrimary.
+func (a StartPrimary) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.StartPrimary(ctx, s, a)
+}
+
+// Long reports false: a start still under way is left to the loop.
+func (StartPrimary) Long() bool { return false }
+
+func (StartPrimary) done(t *Tracker, _ Step, err error) { t.startDone(err, true) }
+
+func (StartPrimary) backOff(t *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return t.startPrimaryBackOff(cfg)
+}
+
+// StartReplica starts the local database as a replica of Upstream (nil:
+// read-only, following nobody). Failed starts are counted.
+type StartReplica struct {
+	Upstream *db.Upstream
+}
+
+// String renders the action (see Action).
+func (a StartReplica) String() string {
+	if a.Upstream == nil {
+		return "start-replica"
+	}
+	return "start-replica upstream=" + a.Upstream.Name
+}
+
+// Execute runs e.StartReplica.
+func (a StartReplica) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.StartReplica(ctx, s, a)
+}
+
+// Long reports false: a start still under way is left to the loop.
+func (StartReplica) Long() bool { return false }
+
+func (StartReplica) done(t *Tracker, _ Step, err error) { t.startDone(err, false) }
+
+func (StartReplica) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// Stop stops the local database with Mode.
+type Stop struct {
+	Mode db.StopMode
+}
+
+// String renders the action (see Action).
+func (a Stop) String() string {
+	switch a.Mode {
+	case db.StopFast:
+		return "stop mode=fast"
+	case db.StopImmediate:
+		return "stop mode=immediate"
+	}
+	return "stop"
+}
+
+// Execute runs e.Stop.
+func (a Stop) Execute(ctx context.Context, s Step, e Executor) error { return e.Stop(ctx, s, a) }
+
+// Long reports false.
+func (Stop) Long() bool { return false }
+
+func (Stop) done(*Tracker, Step, error) {}
+
+func (Stop) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration { return loopWaitBackOff(cfg) }
+
+// Promote promotes the local replica.
+type Promote struct{}
+
+// String renders the action (see Action).
+func (Promote) String() string { return "promote" }
+
+// Execute runs e.Promote.
+func (a Promote) Execute(ctx context.Context, s Step, e Executor) error { return e.Promote(ctx, s, a) }
+
+// Long reports false.
+func (Promote) Long() bool { return false }
+
+func (Promote) done(*Tracker, Step, error) {}
+
+func (Promote) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// Follow repoints the running replica at Upstream.
+type Follow struct {
+	Upstream db.Upstream
+}
+
+// String renders the action (see Action).
+func (a Follow) String() string { return "follow upstream=" + a.Upstream.Name }
+
+// Execute runs e.Follow.
+func (a Follow) Execute(ctx context.Context, s Step, e Executor) error { return e.Follow(ctx, s, a) }
+
+// Long reports false.
+func (Follow) Long() bool { return false }
+
+func (Follow) done(*Tracker, Step, error) {}
+
+func (Follow) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// AcquireLeader tries to create the leader key, with Promotion (if set) as
+// the record of the promotion it is taken for; if it fails the rest of the
+// plan is skipped. Evidence is what a promotion over an old primary relied
+// on (the agent logs it). Taking the key resets the down clock and the
+// failed starts (the primary start timeout counts from then).
+type AcquireLeader struct {
+	Evidence  *cluster.Evidence
+	Promotion *cluster.Promotion
+}
+
+// String renders the action (see Action).
+func (a AcquireLeader) String() string {
+	return "acquire-leader" + evidenceField(a.Evidence) + promotionField(a.Promotion)
+}
+
+// Execute runs e.AcquireLeader.
+func (a AcquireLeader) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.AcquireLeader(ctx, s, a)
+}
+
+// Long reports false.
+func (AcquireLeader) Long() bool { return false }
+
+func (AcquireLeader) done(t *Tracker, _ Step, err error) {
+	if err == nil {
+		t.DownSince, t.FailedStarts = time.Time{}, 0
+	}
+}
+
+func (AcquireLeader) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// ReleaseLeader deletes the leader key Leader (if still that epoch). A
+// release by a crashed leader (its database could not be restarted) is
+// remembered as its ReleasedEpoch.
+type ReleaseLeader struct {
+	Leader cluster.Leader
+}
+
+// String renders the action (see Action).
+func (a ReleaseLeader) String() string { return fmt.Sprintf("release-leader epoch=%d", a.Leader.Epoch) }
+
+// Execute runs e.ReleaseLeader.
+func (a ReleaseLeader) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.ReleaseLeader(ctx, s, a)
+}
+
+// Long reports false.
+func (ReleaseLeader) Long() bool { return false }
+
+func (a ReleaseLeader) done(t *Tracker, s Step, err error) {
+	if err == nil && s.Plan.State == cluster.StateCrashed {
+		t.ReleasedEpoch = a.Leader.Epoch
+	}
+}
+
+func (ReleaseLeader) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// RecordFailover is a promotion's last step: it writes the history entry
+// from the leader key's promotion record (none for kind ""), clears the
+// operator request the promotion served, and marks the record complete.
+// Epoch (the lost epoch), History (the entry's kind) and Evidence are
+// shown in logs; the executor reads the record itself.
+type RecordFailover struct {
+	Epoch    cluster.Epoch
+	History  cluster.HistoryKind
+	Evidence *cluster.Evidence
+}
+
+// String renders the action (see Action).
+func (a RecordFailover) String() string {
+	s := "record-failover" + epochField(a.Epoch)
+	if a.History != "" {
+		s += fmt.Sprintf(" kind=%q", a.History)
+	}
+	return s + evidenceField(a.Evidence)
+}
+
+// Execute runs e.RecordFailover.
+func (a RecordFailover) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.RecordFailover(ctx, s, a)
+}
+
+// Long reports false.
+func (RecordFailover) Long() bool { return false }
+
+func (RecordFailover) done(*Tracker, Step, error) {}
+
+func (RecordFailover) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// MarkCannotFollow remembers (as the Tracker's CannotFollowEpoch) that
+// this member cannot follow the leader's Epoch.
+type MarkCannotFollow struct {
+	Epoch cluster.Epoch
+}
+
+// String renders the action (see Action).
+func (a MarkCannotFollow) String() string { return "mark-cannot-follow" + epochField(a.Epoch) }
+
+// Execute runs e.MarkCannotFollow.
+func (a MarkCannotFollow) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.MarkCannotFollow(ctx, s, a)
+}
+
+// Long reports false.
+func (MarkCannotFollow) Long() bool { return false }
+
+func (a MarkCannotFollow) done(t *Tracker, _ Step, err error) {
+	if err == nil {
+		t.CannotFollowEpoch = a.Epoch
+	}
+}
+
+func (MarkCannotFollow) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// Handoff records in the pending switchover request that this leader has
+// stopped writes (with its final position) for Target.
+type Handoff struct {
+	Target string
+}
+
+// String renders the action (see Action).
+func (a Handoff) String() string { return "handoff" + targetField(a.Target) }
+
+// Execute runs e.Handoff.
+func (a Handoff) Execute(ctx context.Context, s Step, e Executor) error { return e.Handoff(ctx, s, a) }
+
+// Long reports false.
+func (Handoff) Long() bool { return false }
+
+func (Handoff) done(*Tracker, Step, error) {}
+
+func (Handoff) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// ClearRequest deletes the pending operator request.
+type ClearRequest struct{}
+
+// String renders the action (see Action).
+func (ClearRequest) String() string { return "clear-request" }
+
+// Execute runs e.ClearRequest.
+func (a ClearRequest) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.ClearRequest(ctx, s, a)
+}
+
+// Long reports false.
+func (ClearRequest) Long() bool { return false }
+
+func (ClearRequest) done(*Tracker, Step, error) {}
+
+func (ClearRequest) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// SetSyncStandbys sets the local server's synchronous standbys: Names, or
+// any one standby (Choice SyncAny).
+type SetSyncStandbys struct {
+	Names  []string
+	Choice SyncChoice
+}
+
+// String renders the action (see Action).
+func (a SetSyncStandbys) String() string {
+	s := "set-sync-standbys" + namesField(a.Names)
+	if a.Choice == SyncAny {
+		s += " any"
+	}
+	return s
+}
+
+// Execute runs e.SetSyncStandbys.
+func (a SetSyncStandbys) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.SetSyncStandbys(ctx, s, a)
+}
+
+// Long reports false.
+func (SetSyncStandbys) Long() bool { return false }
+
+func (SetSyncStandbys) done(*Tracker, Step, error) {}
+
+func (SetSyncStandbys) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// SetSyncRecord writes Names as the store's record of synchronous
+// standbys of the leader's epoch.
+type SetSyncRecord struct {
+	Names []string
+}
+
+// String renders the action (see Action).
+func (a SetSyncRecord) String() string { return "set-sync-record" + namesField(a.Names) }
+
+// Execute runs e.SetSyncRecord.
+func (a SetSyncRecord) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.SetSyncRecord(ctx, s, a)
+}
+
+// Long reports false.
+func (SetSyncRecord) Long() bool { return false }
+
+func (SetSyncRecord) done(*Tracker, Step, error) {}
+
+func (SetSyncRecord) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// CreateSlots creates replication slots for the members in Names.
+type CreateSlots struct {
+	Names []string
+}
+
+// String renders the action (see Action).
+func (a CreateSlots) String() string { return "create-slots" + namesField(a.Names) }
+
+// Execute runs e.CreateSlots.
+func (a CreateSlots) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.CreateSlots(ctx, s, a)
+}
+
+// Long reports false.
+func (CreateSlots) Long() bool { return false }
+
+func (CreateSlots) done(*Tracker, Step, error) {}
+
+func (CreateSlots) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// DropSlots drops the replication slots of the members in Names.
+type DropSlots struct {
+	Names []string
+}
+
+// String renders the action (see Action).
+func (a DropSlots) String() string { return "drop-slots" + namesField(a.Names) }
+
+// Execute runs e.DropSlots.
+func (a DropSlots) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.DropSlots(ctx, s, a)
+}
+
+// Long reports false.
+func (DropSlots) Long() bool { return false }
+
+func (DropSlots) done(*Tracker, Step, error) {}
+
+func (DropSlots) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// Rewind resynchronizes the stopped local database in place with
+// Upstream, discarding what diverged (db.RejoinResync; the engine's tool
+// is Engine.Names.Resync). It is long. It is recorded as the rejoin of the
+// leader's epoch whatever its outcome (it is tried once per epoch),
+// unless it did not run because the upstream could not be reached.
+type Rewind struct {
+	Upstream db.Upstream
+}
+
+// String renders the action (see Action).
+func (a Rewind) String() string { return "rewind upstream=" + a.Upstream.Name }
+
+// Execute runs e.Rewind.
+func (a Rewind) Execute(ctx context.Context, s Step, e Executor) error { return e.Rewind(ctx, s, a) }
+
+// Long reports true: it rewrites the database.
+func (Rewind) Long() bool { return true }
+
+func (Rewind) done(t *Tracker, s Step, err error) {
+	if errors.Is(err, db.ErrUpstreamUnavailable) {
+		// The rewind did not run: the attempt is not used up.
+		return
+	}
+	t.RejoinEpoch, t.RejoinError = s.leaderEpoch(), ""
+	if err != nil {
+		t.RejoinError = err.Error()
+	}
+}
+
+func (Rewind) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// Reclone deletes the stopped local database and clones Upstream
+// (db.RejoinReclone). It is long and counted and paced as a Clone; a
+// success is recorded as the rejoin of the leader's epoch without error,
+// so that a later stop in the same epoch restarts the copy rather than
+// re-clone it.
+type Reclone struct {
+	Upstream db.Upstream
+}
+
+// String renders the action (see Action).
+func (a Reclone) String() string { return "reclone upstream=" + a.Upstream.Name }
+
+// Execute runs e.Reclone.
+func (a Reclone) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.Reclone(ctx, s, a)
+}
+
+// Long reports true: it copies the whole database.
+func (Reclone) Long() bool { return true }
+
+func (Reclone) done(t *Tracker, s Step, err error) {
+	t.copyDone(err)
+	if err == nil {
+		t.RejoinEpoch, t.RejoinError = s.leaderEpoch(), ""
+	}
+}
+
+func (Reclone) backOff(t *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return t.copyBackOff(cfg)
+}
+
+// BeginPromotion writes Promotion as the record of the promotion the held
+// leader key is for (a key taken without one: by an older hamgr).
+type BeginPromotion struct {
+	Promotion cluster.Promotion
+}
+
+// String renders the action (see Action).
+func (a BeginPromotion) String() string { return "begin-promotion" + promotionField(&a.Promotion) }
+
+// Execute runs e.BeginPromotion.
+func (a BeginPromotion) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.BeginPromotion(ctx, s, a)
+}
+
+// Long reports false.
+func (BeginPromotion) Long() bool { return false }
+
+func (BeginPromotion) done(*Tracker, Step, error) {}
+
+func (BeginPromotion) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// Fence fences Target, the old primary, through the agent's fencer and
+// marks the promotion's fence step done. It runs after the key is taken
+// and before the database is promoted, at most once per promotion.
+type Fence struct {
+	Target string
+}
+
+// String renders the action (see Action).
+func (a Fence) String() string { return "fence" + targetField(a.Target) }
+
+// Execute runs e.Fence.
+func (a Fence) Execute(ctx context.Context, s Step, e Executor) error { return e.Fence(ctx, s, a) }
+
+// Long reports false (the fencer bounds its attempt).
+func (Fence) Long() bool { return false }
+
+func (Fence) done(*Tracker, Step, error) {}
+
+func (Fence) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
+// Publish tells the agent's publishers (discovery) that this member is the
+// primary, and has each read its change back.
+type Publish struct{}
+
+// String renders the action (see Action).
+func (Publish) String() string { return "publish" }
+
+// Execute runs e.Publish.
+func (a Publish) Execute(ctx context.Context, s Step, e Executor) error { return e.Publish(ctx, s, a) }
+
+// Long reports false.
+func (Publish) Long() bool { return false }
+
+func (Publish) done(*Tracker, Step, error) {}
+
+func (Publish) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
