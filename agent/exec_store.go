@@ -109,3 +109,28 @@ func (x executor) Handoff(ctx context.Context, s ha.Step, act ha.Handoff) error 
 	a.emit("switchover: stopped at " + st.Checkpoint.String() + ", handing over to " + target)
 	return nil
 }
+
+// RecordRefusal writes the history entry of an automatic failover that
+// failover_backoff refused.
+func (x executor) RecordRefusal(ctx context.Context, s ha.Step, act ha.RecordRefusal) error {
+	a := x.a
+	// Entries are keyed by epoch: this one takes the revision the
+	// refusal was decided at, which is after the lost epoch and before any
+	// next leader's (see cluster.HistoryFailoverRefused).
+	rev := cluster.Epoch(s.View.Snap.Revision)
+	if rev <= act.Epoch {
+		return fmt.Errorf("record the refused failover of epoch %d: the snapshot's revision %d is not after it", act.Epoch, rev)
+	}
+	e := cluster.HistoryEntry{Epoch: rev, Kind: cluster.HistoryFailoverRefused, OldPrimary: act.OldPrimary,
+		Reason: act.Reason, DetectedAt: s.View.LeaderLostAt, OldPosition: s.View.LastLeaderPosition}
+	sctx, cancel := x.storeCtx(ctx, s)
+	defer cancel()
+	if err := a.opts.Store.AppendHistory(sctx, e); err != nil {
+		a.opts.Metrics.StoreError(opAppendHistory)
+		return fmt.Errorf("record the refused failover of epoch %d in the history: %w", act.Epoch, err)
+	}
+	a.log.Warn("automatic failover refused: an operator must choose the primary", "lost_epoch", act.Epoch,
+		"old_primary", act.OldPrimary, "reason", act.Reason)
+	a.emit("failover refused (failover_backoff): " + act.Reason)
+	return nil
+}

@@ -204,8 +204,10 @@ func (a *Agent) reclaim(ctx context.Context, epoch cluster.Epoch, cfg cluster.Dy
 	if old := a.snap.Leader; old != nil && old.Epoch == epoch {
 		carried = ha.CarryPromotion(*old)
 	}
+	who := cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
+		FailoverAt: ha.FailoverAt(snap.LastLeader, nil, a.clk.Now())}
 	a.mu.Unlock()
-	l, ok, err := store.AcquireLeader(cctx, cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort}, epoch, carried)
+	l, ok, err := store.AcquireLeader(cctx, who, epoch, carried)
 	if err != nil || !ok {
 		return false, fmt.Sprintf("could not take the leader key back (%v, held by %s)", err, l.Name)
 	}

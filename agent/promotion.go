@@ -29,8 +29,9 @@ func (x executor) AcquireLeader(ctx context.Context, s ha.Step, act ha.AcquireLe
 	}
 	sctx, cancel := x.storeCtx(ctx, s)
 	defer cancel()
-	l, ok, err := a.opts.Store.AcquireLeader(sctx, cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort},
-		ha.LostEpoch(v.Snap), rec)
+	who := cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
+		FailoverAt: ha.FailoverAt(v.Snap.LastLeader, rec, a.clk.Now())}
+	l, ok, err := a.opts.Store.AcquireLeader(sctx, who, ha.LostEpoch(v.Snap), rec)
 	if err != nil {
 		return fmt.Errorf("acquire leader key: %w", err)
 	}

@@ -267,6 +267,11 @@ type LastLeader struct {
 	// member record has expired.
 	ConnHost string `json:"conn_host,omitempty"`
 	ConnPort int    `json:"conn_port,omitempty"`
+	// FailoverAt is when the cluster's latest automatic failover took the
+	// leader key (zero: none known). Each new leader writes it, carrying
+	// the previous last leader's value unless its own promotion is an
+	// automatic failover; failover_backoff is measured from it.
+	FailoverAt time.Time `json:"failover_at,omitzero"`
 }
 
 // Snapshot is one consistent read of a cluster's keys.
@@ -331,6 +336,11 @@ type DynamicConfig struct {
 	// SynchronousNodeCount is how many standbys must confirm each commit
 	// in synchronous mode (0 means 1).
 	SynchronousNodeCount int `json:"synchronous_node_count,omitempty"`
+	// FailoverBackoff is the anti-flapping window: an automatic failover
+	// is refused when the leader is lost less than this long after the
+	// previous automatic failover (LastLeader.FailoverAt), and an operator
+	// must choose the primary. 0 (the default) turns it off.
+	FailoverBackoff Duration `json:"failover_backoff,omitempty"`
 }
 
 // SyncMode is the cluster's replication durability mode.
@@ -391,7 +401,9 @@ func (s *SyncState) Has(name string) bool {
 type HistoryKind string
 
 // History kinds. The agent of the promoted member writes HistoryFailover,
-// HistorySwitchover or HistoryManualFailover; HistoryBootstrap and
+// HistorySwitchover or HistoryManualFailover, and the best candidate of an
+// election that failover_backoff refused writes HistoryFailoverRefused;
+// HistoryBootstrap and
 // HistoryTakeover are read from older entries and written by no code path
 // of this version.
 const (
@@ -408,6 +420,13 @@ const (
 	HistoryBootstrap HistoryKind = "bootstrap"
 	// HistoryTakeover: a member took over a leaderless cluster.
 	HistoryTakeover HistoryKind = "takeover"
+	// HistoryFailoverRefused: no promotion; an automatic failover was
+	// refused because the leader was lost within failover_backoff of the
+	// previous one. NewPrimary is empty, and Epoch is the store revision
+	// the refusal was decided at: after the lost epoch (the reason names
+	// it) and before the next leader's, so the entry sorts between them
+	// and replaces neither.
+	HistoryFailoverRefused HistoryKind = "failover refused"
 )
 
 // HistoryEntry records one change of leadership.

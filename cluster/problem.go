@@ -63,6 +63,10 @@ const (
 	// ProblemRequestFailed: an operator's switchover or manual failover
 	// was refused or did not complete.
 	ProblemRequestFailed Problem = "request_failed"
+	// ProblemFailoverBackoff: no leader, and the leader was lost within
+	// failover_backoff of the previous automatic failover: no automatic
+	// failover (anti-flapping).
+	ProblemFailoverBackoff Problem = "failover_backoff"
 )
 
 // ProblemInfo describes a Problem for operators.
@@ -112,6 +116,8 @@ func ProblemTable() []ProblemInfo {
 			"nothing at once; it rejoins by rewind or re-clone (see the engine's rejoin settings); find out how it came to run as primary"},
 		{ProblemRequestFailed, "an operator's switchover or manual failover was refused or did not complete (the reason says why)",
 			"read the reason; fix the target (streaming, caught up, not nofailover) and ask again"},
+		{ProblemFailoverBackoff, "no leader, and the leader was lost within failover_backoff of the previous automatic failover: hamgr does not fail over again by itself (flapping); the history has a \"failover refused\" entry",
+			"find out why the new primary failed too (hamgrctl history, its logs); then choose the primary: hamgrctl failover --to NAME; or let the old primary come back (it takes the key again)"},
 	}
 }
 

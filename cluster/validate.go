@@ -57,6 +57,9 @@ const (
 	// runs a manual failover instead. 0 allows only replicas that had
 	// everything the primary last published.
 	MaxMaximumLagOnFailover int64 = 1 << 40
+	// MaxFailoverBackoff: a day. Past that the window outlasts any
+	// operator's reaction and only delays recovery from the next failure.
+	MaxFailoverBackoff = 24 * time.Hour
 	// MaxSynchronousNodeCount: every listed standby must confirm each
 	// commit, so commits wait for the slowest of them; no real cluster
 	// runs more than 16 synchronous standbys. 0 in the store means unset
@@ -104,7 +107,8 @@ func (c DynamicConfig) Validate() error {
 //   - primary_start_timeout: whole seconds, 0..MaxPrimaryStartTimeout;
 //   - maximum_lag_on_failover: 0..MaxMaximumLagOnFailover bytes;
 //   - synchronous_mode: off (or empty), on or strict;
-//   - synchronous_node_count: 0 (unset, meaning 1) or 1..MaxSynchronousNodeCount.
+//   - synchronous_node_count: 0 (unset, meaning 1) or 1..MaxSynchronousNodeCount;
+//   - failover_backoff: whole seconds, 0 (off)..MaxFailoverBackoff.
 //
 // The limits' comments say why each is where it is.
 func (c DynamicConfig) Problems() []*ConfigError {
@@ -143,6 +147,9 @@ func (c DynamicConfig) Problems() []*ConfigError {
 		add(&ConfigError{Key: "synchronous_node_count", Value: strconv.Itoa(n), Problem: fmt.Sprintf(
 			"must be from 1 to %d (every listed standby must confirm each commit, so commits wait for the slowest of them)", MaxSynchronousNodeCount)})
 	}
+	add(checkSeconds("failover_backoff", time.Duration(c.FailoverBackoff), 0, MaxFailoverBackoff,
+		"0 turns anti-flapping off",
+		"a longer window leaves every failover after the first of the day to an operator"))
 	return out
 }
 

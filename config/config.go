@@ -239,6 +239,9 @@ type Timing struct {
 	// MaximumLagOnFailover is how far behind (in bytes) a replica may be and
 	// still be promoted. Default 1MB; 0 to 1TB.
 	MaximumLagOnFailover ByteSize `yaml:"maximum_lag_on_failover"`
+	// FailoverBackoff is the anti-flapping window (0: off); see
+	// cluster.DynamicConfig.FailoverBackoff.
+	FailoverBackoff Duration `yaml:"failover_backoff"`
 }
 
 // Tags are this member's election and load-balancing tags.
@@ -507,6 +510,7 @@ func (c *Config) Dynamic() cluster.DynamicConfig {
 		RetryTimeout:         cluster.Duration(t.RetryTimeout),
 		PrimaryStartTimeout:  cluster.Duration(t.PrimaryStartTimeout),
 		MaximumLagOnFailover: int64(t.MaximumLagOnFailover),
+		FailoverBackoff:      cluster.Duration(t.FailoverBackoff),
 	}
 }
 

@@ -68,6 +68,7 @@ type Executor interface {
 	BeginPromotion(ctx context.Context, s Step, a BeginPromotion) error
 	Fence(ctx context.Context, s Step, a Fence) error
 	Publish(ctx context.Context, s Step, a Publish) error
+	RecordRefusal(ctx context.Context, s Step, a RecordRefusal) error
 }
 
 // SyncChoice says which standbys SetSyncStandbys makes synchronous.

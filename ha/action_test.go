@@ -65,6 +65,7 @@ func allActions() []struct {
 		{BeginPromotion{Promotion: prom}, `begin-promotion promotion="` + prom.String() + `"`},
 		{Fence{Target: "n1"}, "fence target=n1"},
 		{Publish{}, "publish"},
+		{RecordRefusal{Epoch: 6, OldPrimary: "n2", Reason: "flapping"}, "record-refusal epoch=6"},
 	}
 }
 
@@ -126,6 +127,9 @@ func (r *recorder) ReleaseLeader(context.Context, Step, ReleaseLeader) error {
 }
 func (r *recorder) RecordFailover(context.Context, Step, RecordFailover) error {
 	return r.rec("RecordFailover")
+}
+func (r *recorder) RecordRefusal(context.Context, Step, RecordRefusal) error {
+	return r.rec("RecordRefusal")
 }
 func (r *recorder) MarkCannotFollow(context.Context, Step, MarkCannotFollow) error {
 	return r.rec("MarkCannotFollow")

@@ -554,3 +554,34 @@ func (Publish) done(*Tracker, Step, error) {}
 func (Publish) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
 	return loopWaitBackOff(cfg)
 }
+
+// RecordRefusal writes a history entry (cluster.HistoryFailoverRefused)
+// saying that the automatic failover after the loss of Epoch, led by
+// OldPrimary, was refused, and why (Reason); the Tracker then remembers
+// Epoch as its RefusedEpoch, so the entry is written once.
+type RecordRefusal struct {
+	Epoch      cluster.Epoch
+	OldPrimary string
+	Reason     string
+}
+
+// String renders the action (see Action).
+func (a RecordRefusal) String() string { return "record-refusal" + epochField(a.Epoch) }
+
+// Execute runs e.RecordRefusal.
+func (a RecordRefusal) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.RecordRefusal(ctx, s, a)
+}
+
+// Long reports false.
+func (RecordRefusal) Long() bool { return false }
+
+func (a RecordRefusal) done(t *Tracker, _ Step, err error) {
+	if err == nil {
+		t.RefusedEpoch = a.Epoch
+	}
+}
+
+func (RecordRefusal) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}

@@ -253,6 +253,10 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 			v.Config.RetryTimeout = dur(t, x)
 		case "start-timeout":
 			v.Config.PrimaryStartTimeout = dur(t, x)
+		case "backoff":
+			v.Config.FailoverBackoff = dur(t, x)
+		case "refused":
+			v.RefusedEpoch = cluster.Epoch(num(t, x))
 		default:
 			t.Fatalf("unknown view argument %q", a.Key)
 		}
@@ -314,6 +318,9 @@ func (s *scenario) world(t *testing.T, line string) {
 				if a := kv["addr"]; a != "" {
 					host, port, _ := strings.Cut(a, ":")
 					ll.ConnHost, ll.ConnPort = host, int(num(t, port))
+				}
+				if fa := kv["failover-at"]; fa != "" {
+					ll.FailoverAt = at(t, fa)
 				}
 				s.v.Snap.LastLeader = ll
 			} else {

@@ -65,6 +65,9 @@ type View struct {
 	// CannotFollowEpoch is the leader epoch this member found it cannot
 	// follow (diverged history); it stays stopped while that epoch leads.
 	CannotFollowEpoch cluster.Epoch
+	// RefusedEpoch is the lost epoch whose automatic failover this agent
+	// refused (failover_backoff) and recorded in the history (0: none).
+	RefusedEpoch cluster.Epoch
 	// ElectionOpenAt is when this agent first saw, during the current
 	// leader loss, that the old primary no longer takes writes; the
 	// fallback to worse-ranked candidates is timed from it, so a long wait
@@ -576,8 +579,38 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	if why != "" {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why, Problem: problem}
 	}
+	if why := flapping(v, last); why != "" {
+		p := Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why, Problem: cluster.ProblemFailoverBackoff}
+		if idx == 0 && v.RefusedEpoch != lost {
+			p.Actions = []Action{RecordRefusal{Epoch: lost, OldPrimary: oldName, Reason: why}}
+		}
+		return p
+	}
 	return Plan{Actions: promotionPlan(v, newPromotion(v, cluster.HistoryFailover, lost, oldName, ev)),
 		State: cluster.StateStarting, Reason: fmt.Sprintf("elected after the loss of epoch %d; promoting (%s)", lost, ev.Kind)}
+}
+
+// flapping returns why an automatic failover after the loss of last is
+// refused by failover_backoff, or "": the leader was lost (as this agent
+// saw it, or now if it did not see the loss) less than failover_backoff
+// after the cluster's previous automatic failover took the key. An
+// operator's manual failover is not subject to it, and a last leader that
+// comes back takes its key again as always.
+func flapping(v View, last *cluster.LastLeader) string {
+	window := time.Duration(v.Config.FailoverBackoff)
+	if window <= 0 || last == nil || last.FailoverAt.IsZero() {
+		return ""
+	}
+	lostAt := v.LeaderLostAt
+	if lostAt.IsZero() {
+		lostAt = v.Now
+	}
+	since := max(lostAt.Sub(last.FailoverAt), 0) // clocks of two machines
+	if since >= window {
+		return ""
+	}
+	return fmt.Sprintf("no automatic failover: %s (epoch %d) was lost %s after the previous automatic failover, within failover_backoff %s (flapping); choose the primary with hamgrctl failover --to NAME",
+		last.Name, last.Epoch, cluster.FormatDuration(since.Round(time.Second)), cluster.FormatDuration(window))
 }
 
 // OldPrimaryLiveness applies the liveness rule (detector.OldPrimary) to

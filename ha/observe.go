@@ -22,13 +22,14 @@ type Tracker struct {
 	// Self is this member's name.
 	Self string
 	// DownSince, FailedStarts, LeaderLostAt, ReleasedEpoch,
-	// CannotFollowEpoch, ElectionOpenAt, HandoffSeenAt,
+	// CannotFollowEpoch, RefusedEpoch, ElectionOpenAt, HandoffSeenAt,
 	// RejoinEpoch and RejoinError are the View fields of the same names.
 	DownSince         time.Time
 	FailedStarts      int
 	LeaderLostAt      time.Time
 	ReleasedEpoch     cluster.Epoch
 	CannotFollowEpoch cluster.Epoch
+	RefusedEpoch      cluster.Epoch
 	ElectionOpenAt    time.Time
 	HandoffSeenAt     time.Time
 	RejoinEpoch       cluster.Epoch
@@ -308,11 +309,11 @@ func (t *Tracker) StoreReachable(now time.Time) {
 
 // View returns v with the tracked fields filled in (DBDownSince,
 // FailedStarts, LeaderLostAt, LastLeaderPosition, ReleasedEpoch,
-// CannotFollowEpoch, HandoffSeenAt, RejoinEpoch, RejoinError, LeaseLostAt,
+// CannotFollowEpoch, RefusedEpoch, HandoffSeenAt, RejoinEpoch, RejoinError, LeaseLostAt,
 // Peers, LastLeaderFreshAt). ElectionOpenAt is filled by ObserveOldPrimary.
 func (t *Tracker) View(v View) View {
 	v.DBDownSince, v.FailedStarts, v.LeaderLostAt = t.DownSince, t.FailedStarts, t.LeaderLostAt
-	v.ReleasedEpoch, v.CannotFollowEpoch = t.ReleasedEpoch, t.CannotFollowEpoch
+	v.ReleasedEpoch, v.CannotFollowEpoch, v.RefusedEpoch = t.ReleasedEpoch, t.CannotFollowEpoch, t.RefusedEpoch
 	v.HandoffSeenAt = t.HandoffSeenAt
 	v.RejoinEpoch, v.RejoinError = t.RejoinEpoch, t.RejoinError
 	v.LeaseLostAt, v.LastLeaderFreshAt = t.LeaseLostAt, t.LastLeaderFreshAt

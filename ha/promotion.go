@@ -2,6 +2,7 @@ package ha
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/detector"
@@ -145,4 +146,19 @@ func CarryPromotion(l cluster.Leader) *cluster.Promotion {
 		c = c.With(cluster.StepFence)
 	}
 	return &c
+}
+
+// FailoverAt is the LastLeader.FailoverAt a member writes when it takes
+// the leader key at now for promotion rec (nil: none, such as a leader
+// taking its own key back): now for an automatic failover, else the
+// previous last leader's value, so failover_backoff measures from the
+// cluster's latest automatic failover whoever led since.
+func FailoverAt(prev *cluster.LastLeader, rec *cluster.Promotion, now time.Time) time.Time {
+	if rec != nil && rec.Kind == cluster.HistoryFailover {
+		return now.UTC()
+	}
+	if prev == nil {
+		return time.Time{}
+	}
+	return prev.FailoverAt
 }

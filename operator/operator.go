@@ -204,7 +204,7 @@ func (o *Operator) setPaused(ctx context.Context, paused bool) error {
 
 // ConfigKeys lists the dynamic config keys SetConfig accepts.
 var ConfigKeys = []string{"ttl", "loop_wait", "retry_timeout", "primary_start_timeout", "maximum_lag_on_failover", "paused",
-	"synchronous_mode", "synchronous_node_count"}
+	"synchronous_mode", "synchronous_node_count", "failover_backoff"}
 
 // SetConfig sets one dynamic config key from its text form, validates the
 // whole result with cluster.DynamicConfig.Validate and writes it; a bad
@@ -292,6 +292,8 @@ func Apply(c *cluster.DynamicConfig, key, value string) error {
 		return dur(&c.RetryTimeout)
 	case "primary_start_timeout":
 		return dur(&c.PrimaryStartTimeout)
+	case "failover_backoff":
+		return dur(&c.FailoverBackoff)
 	case "maximum_lag_on_failover":
 		n, err := ParseBytes(value)
 		if err != nil {

@@ -42,6 +42,10 @@ reads from etcd:
   synchronous_mode         off, on (commits wait for synchronous standbys
                            while one is healthy) or strict (they always wait)
   synchronous_node_count   how many standbys confirm each commit (1 to 16)
+  failover_backoff         anti-flapping: a leader lost less than this long
+                           after the previous automatic failover is not
+                           failed over automatically; an operator chooses
+                           (0, the default, turns it off; up to 24h)
 
 The four durations are whole seconds. ttl must be greater than loop_wait +
 retry_timeout, so that a leader that cannot renew its lease stops its
@@ -94,7 +98,8 @@ func (a *app) configSetCmd() *cobra.Command {
 		Short: "Change one or more dynamic config keys, all or nothing",
 		Long: `Change dynamic config keys. Durations take Go syntax (10s, 1m30s) or a
 number of seconds, and must be whole seconds: ttl 3s to 10m, loop_wait 1s
-to 1m, retry_timeout 1s to 5m, primary_start_timeout 0 to 1h.
+to 1m, retry_timeout 1s to 5m, primary_start_timeout 0 to 1h,
+failover_backoff 0 (off) to 24h.
 maximum_lag_on_failover takes bytes, optionally with B, kB, MB, GB or TB
 (powers of 1024: 16MB = 16777216), 0 to 1TB; paused takes true or false;
 synchronous_mode off, on or strict; synchronous_node_count 1 to 16.
@@ -174,7 +179,7 @@ refused rather than overwrite theirs: run it again.`,
 			path := filepath.Join(dir, a.target.Cluster+".yaml")
 			header := fmt.Sprintf("# Dynamic config of cluster %s. Save and quit to apply; lines starting with # are ignored.\n"+
 				"# Durations in whole seconds (10s, 1m or 10): ttl 3s-10m, loop_wait 1s-1m, retry_timeout 1s-5m,\n"+
-				"# primary_start_timeout 0-1h; ttl must be greater than loop_wait + retry_timeout.\n"+
+				"# primary_start_timeout 0-1h, failover_backoff 0 (off)-24h; ttl must be greater than loop_wait + retry_timeout.\n"+
 				"# maximum_lag_on_failover: bytes or 16MB (1024-based), 0-1TB. synchronous_node_count: 1-16.\n", a.target.Cluster)
 			if err := os.WriteFile(path, []byte(renderConfigYAML(cur, header)), 0o600); err != nil {
 				return err
@@ -332,6 +337,7 @@ func configValues(c cluster.DynamicConfig) map[string]any {
 		"paused":                 false,
 		"synchronous_mode":       string(cluster.SyncOff),
 		"synchronous_node_count": c.NodeCount(),
+		"failover_backoff":       "0s",
 	}
 	out := make(map[string]any, len(operator.ConfigKeys))
 	for _, k := range operator.ConfigKeys {

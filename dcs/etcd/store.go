@@ -282,10 +282,11 @@ type leaderValue struct {
 // lastLeaderValue is the JSON stored under last_leader. The epoch is the
 // key's ModRevision (see the package documentation).
 type lastLeaderValue struct {
-	Name     string    `json:"name"`
-	Since    time.Time `json:"since"`
-	ConnHost string    `json:"conn_host,omitempty"`
-	ConnPort int       `json:"conn_port,omitempty"`
+	Name       string    `json:"name"`
+	Since      time.Time `json:"since"`
+	ConnHost   string    `json:"conn_host,omitempty"`
+	ConnPort   int       `json:"conn_port,omitempty"`
+	FailoverAt time.Time `json:"failover_at,omitzero"`
 }
 
 func (s *Store) decodeLeader(kv *mvccpb.KeyValue) *cluster.Leader {
@@ -304,7 +305,7 @@ func (s *Store) decodeLastLeader(kv *mvccpb.KeyValue) *cluster.LastLeader {
 		s.log.Warn("undecodable last_leader value", "key", string(kv.Key), "err", err)
 	}
 	return &cluster.LastLeader{Name: v.Name, Epoch: cluster.Epoch(kv.ModRevision), Since: v.Since,
-		ConnHost: v.ConnHost, ConnPort: v.ConnPort}
+		ConnHost: v.ConnHost, ConnPort: v.ConnPort, FailoverAt: v.FailoverAt}
 }
 
 // AcquireLeader creates the leader key for name, bound to the session
@@ -327,7 +328,8 @@ func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader, after
 	if err != nil {
 		return cluster.Leader{}, false, err
 	}
-	llv, err := json.Marshal(lastLeaderValue{Name: name, Since: time.Now().UTC(), ConnHost: who.ConnHost, ConnPort: who.ConnPort})
+	llv, err := json.Marshal(lastLeaderValue{Name: name, Since: time.Now().UTC(), ConnHost: who.ConnHost, ConnPort: who.ConnPort,
+		FailoverAt: who.FailoverAt})
 	if err != nil {
 		return cluster.Leader{}, false, err
 	}
