@@ -103,7 +103,7 @@ func (d *Driver) Fence(ctx context.Context, target stonith.Target) (stonith.Conf
 		return stonith.Confirmation{}, err
 	}
 	if off.ExitCode != 0 {
-		return stonith.Confirmation{}, fmt.Errorf("%s action=off failed (exit status %d; its output is in the log)", name, off.ExitCode)
+		return stonith.Confirmation{}, fmt.Errorf("%s action=off failed (exit status %d%s; its output is in the log)", name, off.ExitCode, d.failure(off.Output))
 	}
 	st, err := d.run(ctx, target, "status")
 	if err != nil {
@@ -116,7 +116,7 @@ func (d *Driver) Fence(ctx context.Context, target stonith.Target) (stonith.Conf
 	case st.ExitCode == statusOn || state == "ON":
 		return stonith.Confirmation{}, fmt.Errorf("%s action=off succeeded but action=status still reads ON", name)
 	default:
-		return stonith.Confirmation{}, fmt.Errorf("%s action=status could not tell the power state (exit status %d, status %q; its output is in the log)", name, st.ExitCode, state)
+		return stonith.Confirmation{}, fmt.Errorf("%s action=status could not tell the power state (exit status %d, status %q%s; its output is in the log)", name, st.ExitCode, state, d.failure(st.Output))
 	}
 }
 
@@ -173,6 +173,30 @@ func agentEnv() []string {
 		}
 	}
 	return env
+}
+
+// maxFailure bounds the agent's failure message quoted in an error.
+const maxFailure = 200
+
+// failure returns ", said: MESSAGE" for the agent's last "ERROR:" or
+// "Failed:" line in out, redacted and shortened; "" when there is none.
+func (d *Driver) failure(out string) string {
+	msg := ""
+	for _, l := range strings.Split(proc.Redact(out, d.opts.Password), "\n") {
+		for _, m := range []string{"ERROR:", "Failed:"} {
+			if i := strings.Index(l, m); i >= 0 {
+				msg = strings.TrimSpace(l[i:])
+				break
+			}
+		}
+	}
+	if msg == "" {
+		return ""
+	}
+	if len(msg) > maxFailure {
+		msg = msg[:maxFailure] + "..."
+	}
+	return ", said: " + msg
 }
 
 // parseStatus returns the state of the agent's "Status: X" line,
