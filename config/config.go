@@ -63,6 +63,9 @@ type Config struct {
 	Tags Tags `yaml:"tags"`
 	// Log configures the agent's own logging.
 	Log Log `yaml:"log"`
+	// Fencing says how to power off other members' machines before this
+	// agent promotes over them (STONITH). Optional.
+	Fencing Fencing `yaml:"fencing"`
 	// OnStop is what a clean stop of the agent (SIGTERM, systemctl stop)
 	// does with PostgreSQL: "handover" (default: a primary switches over
 	// to the best replica, then everything stops), "stop" (PostgreSQL

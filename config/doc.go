@@ -29,6 +29,19 @@
 // but its owner may read (keys are warned about, never refused). No error,
 // log line or String output of this package includes a file's contents.
 //
+// # Fencing
+//
+// The fencing section ([Fencing]) maps member names to the way to power
+// their machines off (driver ipmi, redfish, fence-agent or command; see
+// examples/hamgr.yml). Validate checks each entry against its driver (the
+// keys it requires, and keys of another driver set by mistake), naming
+// fencing.members.NAME.KEY; CheckPaths checks that password and CA files
+// are readable and agents and commands executable; CheckSecrets applies
+// the password-file rules to each password_file. [Fencing.Password] reads
+// a member's password from password_file or password_env. cmd/hamgr builds
+// the drivers (package github.com/hamgr/hamgr/stonith and its
+// subpackages) from it.
+//
 // # Timing
 //
 // The timing section becomes the cluster-wide dynamic configuration

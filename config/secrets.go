@@ -39,7 +39,7 @@ type secretFile struct {
 
 func (c *Config) secretFiles() []secretFile {
 	pg := c.PostgreSQL
-	return []secretFile{
+	files := []secretFile{
 		{key: "etcd.password_file", path: c.Etcd.PasswordFile},
 		{key: "api.token_file", path: c.API.TokenFile},
 		{key: "postgresql.superuser.password_file", path: pg.Superuser.PasswordFile},
@@ -47,6 +47,10 @@ func (c *Config) secretFiles() []secretFile {
 		{key: "etcd.tls.key_file", path: c.Etcd.TLS.KeyFile, tlsKey: true},
 		{key: "api.tls.key_file", path: c.API.TLS.KeyFile, tlsKey: true},
 	}
+	for _, name := range c.Fencing.Names() {
+		files = append(files, secretFile{key: "fencing.members." + name + ".password_file", path: c.Fencing.Members[name].PasswordFile})
+	}
+	return files
 }
 
 // CheckSecrets checks the permissions of every configured password, token

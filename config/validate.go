@@ -37,6 +37,7 @@ func (c *Config) Validate() error {
 	c.validatePostgreSQL(&p)
 	c.validateTiming(&p)
 	c.validateTags(&p)
+	c.validateFencing(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
