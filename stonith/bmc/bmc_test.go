@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/hamgr/hamgr/config"
+	"github.com/hamgr/hamgr/internal/ipmisim"
 	"github.com/hamgr/hamgr/stonith"
 	"github.com/hamgr/hamgr/stonith/bmc"
-	"github.com/hamgr/hamgr/stonith/internal/ipmisim"
 	"github.com/hamgr/hamgr/stonith/redfishtest"
 )
 

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hamgr/hamgr/internal/ipmisim"
 	"github.com/hamgr/hamgr/stonith"
 	"github.com/hamgr/hamgr/stonith/fenceagent"
-	"github.com/hamgr/hamgr/stonith/internal/ipmisim"
 	"github.com/hamgr/hamgr/stonith/redfishtest"
 )
 
