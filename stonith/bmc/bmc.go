@@ -183,10 +183,46 @@ func (d *Driver) client() *bmclib.Client {
 }
 
 // Fence powers the machine off and confirms it by reading the power state
-// back. A machine already off is confirmed without a power off.
+// back. A machine already off is confirmed without a power off. It returns
+// by the deadline even when the BMC does not answer: bmclib's Redfish
+// requests do not follow the context (only an HTTP timeout set when the
+// connection opens), so the work runs on its own goroutine, which ends by
+// that timeout.
 func (d *Driver) Fence(ctx context.Context, target stonith.Target) (stonith.Confirmation, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
 	defer cancel()
+	type result struct {
+		c   stonith.Confirmation
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := d.fence(ctx, target)
+		done <- result{c, err}
+	}()
+	select {
+	case r := <-done:
+		return r.c, r.err
+	case <-ctx.Done():
+	}
+	// ipmitool is killed at the deadline and reports at once: prefer its
+	// error, which says more.
+	t := time.NewTimer(lateResult)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.c, r.err
+	case <-t.C:
+		return stonith.Confirmation{}, fmt.Errorf("%s %s: no answer from the BMC by the deadline: %w", d.opts.Protocol, d.opts.address(), ctx.Err())
+	}
+}
+
+// lateResult is how long Fence waits, past the deadline, for the work's
+// own error.
+const lateResult = 200 * time.Millisecond
+
+// fence does Fence's work.
+func (d *Driver) fence(ctx context.Context, target stonith.Target) (stonith.Confirmation, error) {
 	method := d.opts.Protocol.String() + " power off"
 	cl := d.client()
 	if err := cl.Open(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -268,5 +269,55 @@ func TestRedfishUntrustedCertificate(t *testing.T) {
 	}
 	if len(srv.Resets()) != 0 {
 		t.Errorf("resets %v, want none", srv.Resets())
+	}
+}
+
+// TestRedfishSilentBMC: a BMC that accepts connections and never answers
+// is an error by the driver's timeout (bmclib's Redfish requests do not
+// follow the context; the driver must return anyway).
+func TestRedfishSilentBMC(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	timeout := 2 * time.Second
+	d, err := bmc.New(bmc.Options{
+		Protocol: bmc.Redfish, Host: "127.0.0.1", Port: port, Username: "admin", Password: "pw",
+		Timeout: timeout, TLS: bmc.TLSInsecure, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c, err := d.Fence(context.Background(), target)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("fence of a silent BMC confirmed: %q", c)
+	}
+	t.Logf("error after %v: %v", took, err)
+	if took > timeout+3*time.Second {
+		t.Errorf("took %v, want about the %v timeout", took, timeout)
 	}
 }
