@@ -226,7 +226,7 @@ func (d *Driver) fence(ctx context.Context, target stonith.Target) (stonith.Conf
 	method := d.opts.Protocol.String() + " power off"
 	cl := d.client()
 	if err := cl.Open(ctx); err != nil {
-		return stonith.Confirmation{}, d.wrap(ctx, "connect", err)
+		return stonith.Confirmation{}, fmt.Errorf("%w; check %s", d.wrap(ctx, "connect", err), d.connectHint())
 	}
 	defer func() {
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -250,6 +250,15 @@ func (d *Driver) fence(ctx context.Context, target stonith.Target) (stonith.Conf
 		return stonith.Confirmation{}, d.wrap(ctx, "power off", err)
 	}
 	return d.confirmOff(ctx, cl, method, start)
+}
+
+// connectHint names the protocol's own settings that make a connection
+// fail.
+func (d *Driver) connectHint() string {
+	if d.opts.Protocol == IPMI {
+		return "the address, port, username, password and cipher suite " + d.opts.CipherSuite + ", and that IPMI over LAN is enabled on the BMC"
+	}
+	return "the address, port, username and password, and the BMC's certificate"
 }
 
 // confirmOff reads the power state until it is off or ctx ends.

@@ -103,7 +103,7 @@ func (d *Driver) Fence(ctx context.Context, target stonith.Target) (stonith.Conf
 		return stonith.Confirmation{}, err
 	}
 	if off.ExitCode != 0 {
-		return stonith.Confirmation{}, fmt.Errorf("%s action=off failed (exit status %d%s; its output is in the log)", name, off.ExitCode, d.failure(off.Output))
+		return stonith.Confirmation{}, fmt.Errorf("%s action=off failed (exit status %d%s; check the address, credentials and the agent's options; its output is in the log)", name, off.ExitCode, d.failure(off.Output))
 	}
 	st, err := d.run(ctx, target, "status")
 	if err != nil {
