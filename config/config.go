@@ -66,6 +66,9 @@ type Config struct {
 	// Discovery configures the publishers that tell clients where the
 	// primary is (DNS). Optional.
 	Discovery Discovery `yaml:"discovery"`
+	// Fencing says how to power off other members' machines before this
+	// agent promotes over them (STONITH). Optional.
+	Fencing Fencing `yaml:"fencing"`
 	// OnStop is what a clean stop of the agent (SIGTERM, systemctl stop)
 	// does with PostgreSQL: "handover" (default: a primary switches over
 	// to the best replica, then everything stops), "stop" (PostgreSQL

@@ -548,6 +548,25 @@ func TestExampleFile(t *testing.T) {
 			t.Errorf("example lacks %q", k)
 		}
 	}
+	// The commented fencing example parses too.
+	fencing := strings.Replace(string(raw), "  members: {}\n", "", 1)
+	var lines []string
+	in := false
+	for _, l := range strings.Split(fencing, "\n") {
+		if l == "  # members:" {
+			in = true
+		}
+		if in && strings.HasPrefix(l, "  # ") {
+			l = "  " + strings.TrimPrefix(l, "  # ")
+		}
+		lines = append(lines, l)
+	}
+	fc, err := Parse([]byte(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Errorf("the fencing example does not parse: %v", err)
+	} else if got := strings.Join(fc.Fencing.Names(), ","); got != "pg1,pg2,pg3,pg4" {
+		t.Errorf("the fencing example's members: %s", got)
+	}
 	// The commented fast profile parses too.
 	fast := strings.ReplaceAll(string(raw), "\ntiming:\n", "\nold_timing:\n")
 	fast = strings.Replace(fast, "# timing:\n#   ttl: 5s\n#   loop_wait: 1s\n#   retry_timeout: 3s\n", "timing:\n  ttl: 5s\n  loop_wait: 1s\n  retry_timeout: 3s\n", 1)
@@ -570,6 +589,9 @@ func walkKeys(t reflect.Type, prefix string, f func(string)) {
 		}
 		if ft.Kind() == reflect.Struct {
 			walkKeys(ft, join(prefix, k), f)
+		}
+		if ft.Kind() == reflect.Map && ft.Elem().Kind() == reflect.Struct {
+			walkKeys(ft.Elem(), join(prefix, k)+".NAME", f)
 		}
 	}
 }

@@ -1,8 +1,9 @@
 // Package config reads and checks the static YAML configuration of one hamgr
 // agent: which cluster it belongs to, its member name, how to reach etcd,
 // where its HTTP API listens, where its PostgreSQL server lives, the failover
-// timings, its election and load-balancing tags, its logging and the
-// publishers that tell clients where the primary is (discovery.dns).
+// timings, its election and load-balancing tags, its logging, the
+// publishers that tell clients where the primary is (discovery.dns), and
+// how to fence other members' machines (STONITH).
 //
 // # Loading
 //
@@ -30,6 +31,19 @@
 // that its group may read, and for a TLS private key (key_file) that anyone
 // but its owner may read (keys are warned about, never refused). No error,
 // log line or String output of this package includes a file's contents.
+//
+// # Fencing
+//
+// The fencing section ([Fencing]) maps member names to the way to power
+// their machines off (driver ipmi, redfish, fence-agent or command; see
+// examples/hamgr.yml). Validate checks each entry against its driver (the
+// keys it requires, and keys of another driver set by mistake), naming
+// fencing.members.NAME.KEY; CheckPaths checks that password and CA files
+// are readable and agents and commands executable; CheckSecrets applies
+// the password-file rules to each password_file. [Fencing.Password] reads
+// a member's password from password_file or password_env. cmd/hamgr builds
+// the drivers (package github.com/hamgr/hamgr/stonith and its
+// subpackages) from it.
 //
 // # Timing
 //

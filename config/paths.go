@@ -49,6 +49,20 @@ func (c *Config) CheckPaths() error {
 		{"postgresql.replication.password_file", pg.Replication.PasswordFile},
 		{"discovery.dns.key_file", c.dnsKeyFile()},
 	}
+	fenceFiles, fenceProgs := c.Fencing.files()
+	files = append(files, fenceFiles...)
+	for _, f := range fenceProgs {
+		if f.path == "" {
+			continue
+		}
+		fi, err := os.Stat(f.path)
+		switch {
+		case err != nil:
+			p.add(f.key, "%s: %v", f.path, pathErr(err))
+		case fi.IsDir() || fi.Mode().Perm()&0o111 == 0:
+			p.add(f.key, "%s is not an executable file", f.path)
+		}
+	}
 	for _, f := range files {
 		if f.path == "" {
 			continue

@@ -39,7 +39,7 @@ type secretFile struct {
 
 func (c *Config) secretFiles() []secretFile {
 	pg := c.PostgreSQL
-	return []secretFile{
+	files := []secretFile{
 		{key: "etcd.password_file", path: c.Etcd.PasswordFile},
 		{key: "api.token_file", path: c.API.TokenFile},
 		{key: "postgresql.superuser.password_file", path: pg.Superuser.PasswordFile},
@@ -48,6 +48,10 @@ func (c *Config) secretFiles() []secretFile {
 		{key: "api.tls.key_file", path: c.API.TLS.KeyFile, tlsKey: true},
 		{key: "discovery.dns.key_file", path: c.dnsKeyFile()},
 	}
+	for _, name := range c.Fencing.Names() {
+		files = append(files, secretFile{key: "fencing.members." + name + ".password_file", path: c.Fencing.Members[name].PasswordFile})
+	}
+	return files
 }
 
 // dnsKeyFile is discovery.dns.key_file, "" without a DNS section.

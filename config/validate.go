@@ -38,6 +38,7 @@ func (c *Config) Validate() error {
 	c.validateTiming(&p)
 	c.validateTags(&p)
 	c.validateDiscovery(&p)
+	c.validateFencing(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

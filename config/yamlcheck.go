@@ -41,6 +41,14 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) []error {
 	if n.ShortTag() == "!!null" {
 		return nil
 	}
+	if t.Kind() == reflect.Map && t.Elem().Kind() == reflect.Struct && n.Kind == yaml.MappingNode {
+		// A map of sections (fencing.members): check each as a section.
+		var errs []error
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			errs = append(errs, checkNode(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value))...)
+		}
+		return errs
+	}
 	if t.Kind() != reflect.Struct {
 		return checkLeaf(n, t, path)
 	}

@@ -7,9 +7,15 @@
 // package ha, "Promotions are level-triggered"): after the new leader
 // holds the leader key and before its database is promoted, at most once
 // per promotion (the step is recorded in the leader key's promotion
-// record). Drivers (IPMI and Redfish through bmclib, Pacemaker fence
-// agents, a custom command) implement Fencer; none ships yet, and an
-// agent without a Fencer relies on the liveness evidence alone.
+// record). An agent without a Fencer relies on the liveness evidence alone.
+//
+// Drivers, each in its own package: bmc (IPMI through bmclib's ipmitool
+// provider, Redfish through its gofish provider), fenceagent (Pacemaker
+// fence agents such as fence_ipmilan and fence_redfish) and command (a
+// program of the operator's). Members dispatches by member name to the
+// driver configured for that member, and refuses a member with none.
+// redfishtest is a Redfish service for tests. No driver puts a password
+// in an error, a log line or a Confirmation.
 package stonith
 
 import "context"

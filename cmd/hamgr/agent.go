@@ -104,12 +104,16 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	fencer, err := buildFencer(cfg.Fencing, log)
+	if err != nil {
+		return err
+	}
 	mx := metrics.New(cfg.Cluster, cfg.Name)
 	ag := agent.New(agent.Options{
 		Cluster: cfg.Cluster, Name: cfg.Name, Tags: cfg.Tags.Cluster(), Config: cfg.Dynamic(),
 		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
 		Logger: log, Metrics: mx, Engine: postgres.Capabilities(rejoinMethods(pgc)),
-		OnStop: onStop(cfg.OnStop), Publishers: pubs,
+		OnStop: onStop(cfg.OnStop), Publishers: pubs, Fencer: fencer,
 	})
 	// Operator endpoints (bearer token from api.token_file) and /metrics.
 	token, err := readAPIToken(cfg.API, log)
