@@ -12,13 +12,18 @@ type Engine int
 const (
 	// EnginePostgreSQL: positions are (timeline, LSN) pairs.
 	EnginePostgreSQL Engine = 1 + iota
+	// EngineMariaDB: positions are MariaDB GTID states (domain-server_id-seq
+	// per domain and server).
+	EngineMariaDB
+	// EngineMySQL: positions are MySQL GTID sets (uuid:intervals).
+	EngineMySQL
 )
 
 // DefaultEngine is the engine of positions recorded before positions
 // carried an engine tag.
 const DefaultEngine = EnginePostgreSQL
 
-var engineNames = map[Engine]string{EnginePostgreSQL: "postgresql"}
+var engineNames = map[Engine]string{EnginePostgreSQL: "postgresql", EngineMariaDB: "mariadb", EngineMySQL: "mysql"}
 
 // String returns the engine's name as written in JSON.
 func (e Engine) String() string {
@@ -33,6 +38,8 @@ func (e Engine) LagUnit() string {
 	switch e {
 	case EnginePostgreSQL:
 		return "bytes"
+	case EngineMariaDB, EngineMySQL:
+		return "transactions"
 	}
 	return "units"
 }
@@ -51,6 +58,10 @@ func (e Engine) kind() positionKind {
 	switch e {
 	case EnginePostgreSQL:
 		return pgKind{}
+	case EngineMariaDB:
+		return mariaDBKind{}
+	case EngineMySQL:
+		return mysqlKind{}
 	}
 	return nil
 }

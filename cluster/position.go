@@ -43,8 +43,10 @@ func (o Order) String() string {
 // with ==, and marshal to JSON as an object tagged with the engine's name.
 type Position struct {
 	engine Engine
-	// One field per engine; only the one of engine is set.
-	pg pgPosition
+	// One field per engine; only the one of engine is set (gtid serves
+	// both GTID engines, MariaDB and MySQL).
+	pg   pgPosition
+	gtid gtidPosition
 }
 
 // Engine is the engine whose position this is (0 for the zero Position).
@@ -103,6 +105,22 @@ func (p Position) LagTo(ref Position) (int64, bool) {
 		return 0, false
 	}
 	return ref.kind().lag(p, ref), true
+}
+
+// Beyond is the part of p's history that q lacks, in p's engine's
+// notation: the errant transactions of a member that diverged from q
+// (empty when q holds all of p). It reports false when p's engine cannot
+// name them (its positions are not sets of transactions), or p and q
+// belong to different engines.
+func (p Position) Beyond(q Position) (Position, bool) {
+	if p.IsZero() {
+		return Position{}, true
+	}
+	k, ok := p.kind().(setKind)
+	if !ok || !q.IsZero() && q.engine != p.engine {
+		return Position{}, false
+	}
+	return k.beyond(p, q), true
 }
 
 // Max returns whichever of p and q ranks higher by Cmp (p when level).
@@ -173,6 +191,14 @@ type positionKind interface {
 	// unmarshal decodes the engine's JSON form (tag included or not); an
 	// object with none of the engine's fields is the zero Position.
 	unmarshal(b []byte) (Position, error)
+}
+
+// setKind is a positionKind whose positions are sets of transactions,
+// which can name what one position holds beyond another.
+type setKind interface {
+	positionKind
+	// beyond is what p holds that q (of the same engine, or zero) lacks.
+	beyond(p, q Position) Position
 }
 
 func (p Position) kind() positionKind { return p.engine.kind() }
