@@ -1,0 +1,19 @@
+package mysql
+
+import "github.com/hamgr/hamgr/db"
+
+// Capabilities describes MySQL and MariaDB to package ha: there is no
+// in-place resync of a diverged member (no pg_rewind counterpart; MariaDB's
+// mariadb-binlog --flashback is not automated), so a diverged member may
+// only rejoin by a re-clone, as far as allowed says; there are no
+// replication slots.
+func Capabilities(allowed db.RejoinMethods) db.Capabilities {
+	return db.Capabilities{
+		Rejoin: allowed & db.RejoinReclone,
+		Names: db.Names{
+			Resync:         "mariadb-binlog --flashback",
+			ResyncSetting:  "mysql.use_flashback",
+			RecloneSetting: "mysql.reclone_on_divergence",
+		},
+	}
+}

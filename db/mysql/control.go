@@ -1,0 +1,465 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+)
+
+// Initialize creates a new server in an empty data directory
+// (mariadb-install-db, or mysqld --initialize-insecure), starts it
+// without networking, creates the replication account and the heartbeat
+// table outside the binary log (so a new cluster's GTID history starts
+// empty; clones copy them with the data) and stops it.
+func (m *MySQL) Initialize(ctx context.Context) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if err := m.initialize(ctx); err != nil {
+		return m.errorf("initialize", "%w", err)
+	}
+	return nil
+}
+
+func (m *MySQL) initialize(ctx context.Context) error {
+	if m.running() != nil {
+		return errors.New("a server runs on the data directory")
+	}
+	if err := m.requireEmptyDataDir(); err != nil {
+		return err
+	}
+	f, err := m.binaryFlavour(ctx)
+	if err != nil {
+		return err
+	}
+	cmd := m.command(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+m.opts.DataDir,
+		"--auth-root-authentication-method=normal", "--skip-test-db")
+	if f == FlavourMySQL {
+		cmd = m.command(ctx, m.opts.ServerBin, "--no-defaults", "--initialize-insecure", "--datadir="+m.opts.DataDir)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w: %s", cmd.Args[0], err, lastLines(string(out), 10))
+	}
+	s, err := m.startServer(ctx, "--skip-networking")
+	if err != nil {
+		return err
+	}
+	err = m.waitAnswering(ctx, s)
+	if err == nil {
+		err = m.setupAccounts(ctx)
+	}
+	if serr := m.stop(ctx, db.StopFast); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// setupAccounts creates the replication account (allowed to replicate,
+// and to read everything for a logical clone) and the heartbeat table,
+// with the binary log off for the session.
+func (m *MySQL) setupAccounts(ctx context.Context) error {
+	pool, d, err := m.localDB(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := pool.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stmts := append([]string{"SET SESSION sql_log_bin = 0"}, d.SetupStatements(m.opts.Replication, m.opts.ReplicationPassword)...)
+	stmts = append(stmts, heartbeatSchema, heartbeatTable)
+	if m.opts.SuperuserPassword != "" {
+		stmts = append(stmts, "ALTER USER CURRENT_USER() IDENTIFIED BY "+quote(m.opts.SuperuserPassword))
+	}
+	for _, q := range stmts {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("set up accounts: %w", redact(err, m.opts.ReplicationPassword, m.opts.SuperuserPassword))
+		}
+	}
+	return nil
+}
+
+func (m *MySQL) requireEmptyDataDir() error {
+	entries, err := os.ReadDir(m.opts.DataDir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return m.mkdirOwned(m.opts.DataDir)
+	case err != nil:
+		return fmt.Errorf("read data dir: %w", err)
+	case len(entries) > 0:
+		return fmt.Errorf("data dir %s is not empty", m.opts.DataDir)
+	}
+	return m.chown(m.opts.DataDir)
+}
+
+// StartPrimary starts the server (read-only, see serverArgs), waits until
+// it answers and makes it writable. It refuses a data directory last
+// configured as a replica: that must be started as one and promoted. A
+// running writable server is left as it is.
+func (m *MySQL) StartPrimary(ctx context.Context) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if err := m.startPrimary(ctx); err != nil {
+		return m.errorf("start primary", "%w", m.stillStarting(ctx, err))
+	}
+	return nil
+}
+
+func (m *MySQL) stillStarting(ctx context.Context, err error) error {
+	if ctx.Err() != nil && m.running() != nil {
+		return fmt.Errorf("%w: %w", db.ErrStillStarting, err)
+	}
+	return err
+}
+
+func (m *MySQL) startPrimary(ctx context.Context) error {
+	if !m.hasData() {
+		return fmt.Errorf("no database in %s", m.opts.DataDir)
+	}
+	if exists(m.path(replicaMarker)) {
+		return fmt.Errorf("%s was last configured as a replica: start it as a replica and promote it", m.opts.DataDir)
+	}
+	s := m.running()
+	if s == nil {
+		var err error
+		if s, err = m.startServer(ctx); err != nil {
+			return err
+		}
+	}
+	if err := m.waitAnswering(ctx, s); err != nil {
+		return err
+	}
+	pool, d, err := m.localDB(ctx)
+	if err != nil {
+		return err
+	}
+	return execAll(ctx, pool, d.SetWritable())
+}
+
+// StartReplica starts the server as a replica of up (nil: read-only with
+// no upstream) and waits until it answers. A running server is made a
+// replica in place: a writable one is demoted first (Demote), then
+// repointed to up when given (Follow).
+func (m *MySQL) StartReplica(ctx context.Context, up *db.Upstream) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if err := m.startReplica(ctx, up); err != nil {
+		return m.errorf("start replica", "%w", m.stillStarting(ctx, err))
+	}
+	return nil
+}
+
+func (m *MySQL) startReplica(ctx context.Context, up *db.Upstream) error {
+	if !m.hasData() {
+		return fmt.Errorf("no database in %s", m.opts.DataDir)
+	}
+	if err := m.writeMarker(); err != nil {
+		return err
+	}
+	s := m.running()
+	if s == nil {
+		var err error
+		if s, err = m.startServer(ctx); err != nil {
+			return err
+		}
+	}
+	if err := m.waitAnswering(ctx, s); err != nil {
+		return err
+	}
+	if err := m.demote(ctx); err != nil {
+		return err
+	}
+	if up == nil {
+		return nil
+	}
+	return m.follow(ctx, *up)
+}
+
+func (m *MySQL) writeMarker() error {
+	if exists(m.path(replicaMarker)) {
+		return nil
+	}
+	if err := os.WriteFile(m.path(replicaMarker), []byte("written by hamgr: this data directory belongs to a replica\n"), 0o640); err != nil {
+		return fmt.Errorf("mark the data directory as a replica's: %w", err)
+	}
+	return nil
+}
+
+// Demote makes a running server a replica in place: read-only at once
+// (MySQL: super_read_only, which binds SUPER users too), semi-sync's
+// source side off (a replica that waits for acknowledgements stalls its
+// applier), and every client session ended, so no transaction of a
+// session that began while it was writable commits after the demotion
+// (MariaDB's read_only does not bind users with READ_ONLY ADMIN, and a
+// transaction in progress could still commit). Replication and the
+// agent's own sessions are left alone. On a read-only server it only
+// makes sure of the marker and the semi-sync setting. Retrying is safe.
+func (m *MySQL) Demote(ctx context.Context) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if m.running() == nil {
+		return m.errorf("demote", "%w", db.ErrNotRunning)
+	}
+	if err := m.writeMarker(); err != nil {
+		return m.errorf("demote", "%w", err)
+	}
+	if err := m.demote(ctx); err != nil {
+		return m.errorf("demote", "%w", err)
+	}
+	return nil
+}
+
+func (m *MySQL) demote(ctx context.Context) error {
+	pool, d, err := m.localDB(ctx)
+	if err != nil {
+		return err
+	}
+	var ro bool
+	if err := pool.QueryRowContext(ctx, "SELECT @@GLOBAL.read_only").Scan(&ro); err != nil {
+		return fmt.Errorf("read read_only: %w", err)
+	}
+	if err := execAll(ctx, pool, d.SetReadOnly()); err != nil {
+		return err
+	}
+	if d.Flavour == FlavourMariaDB { // built in; MySQL's plugin may not be loaded
+		if _, err := pool.ExecContext(ctx, "SET GLOBAL rpl_semi_sync_master_enabled = OFF"); err != nil {
+			return fmt.Errorf("turn semi-sync off: %w", err)
+		}
+	}
+	if ro {
+		return nil
+	}
+	n, err := m.killClients(ctx, pool)
+	if err != nil {
+		return err
+	}
+	m.log.Info("demoted: read-only, client sessions ended", "sessions", n)
+	return nil
+}
+
+// killClients ends every client session (IsClientSession) and returns
+// how many it ended.
+func (m *MySQL) killClients(ctx context.Context, pool *sql.DB) (int, error) {
+	rows, err := pool.QueryContext(ctx, ProcessList)
+	if err != nil {
+		return 0, fmt.Errorf("list sessions: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		var user, command sql.NullString
+		if err := rows.Scan(&id, &user, &command); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("list sessions: %w", err)
+		}
+		if IsClientSession(user.String, command.String, m.opts.Superuser) {
+			ids = append(ids, id)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("list sessions: %w", err)
+	}
+	n := 0
+	for _, id := range ids {
+		if _, err := pool.ExecContext(ctx, KillConnection(id)); err != nil {
+			if isErrno(err, 1094) { // unknown thread: it ended by itself
+				continue
+			}
+			return n, fmt.Errorf("end session %d: %w", id, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Promote turns a running replica into a primary: it stops the IO thread,
+// lets the applier apply everything received (up to the context's
+// deadline), stops replication, forgets the upstream (RESET REPLICA ALL)
+// and makes the server writable. On a primary it does nothing; after a
+// crash mid-way, calling it again finishes the job.
+func (m *MySQL) Promote(ctx context.Context) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if m.running() == nil {
+		return m.errorf("promote", "%w", db.ErrNotRunning)
+	}
+	start := time.Now()
+	if err := m.promote(ctx); err != nil {
+		return m.errorf("promote", "%w", err)
+	}
+	m.log.Info("promoted", "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (m *MySQL) promote(ctx context.Context) error {
+	pool, d, err := m.localDB(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := m.readState(ctx, pool, d)
+	if err != nil {
+		return err
+	}
+	if s.replica.Configured {
+		if _, err := pool.ExecContext(ctx, d.StopReplica()+" IO_THREAD"); err != nil {
+			return fmt.Errorf("stop the IO thread: %w", err)
+		}
+		if err := m.awaitApplied(ctx, pool, d); err != nil {
+			return err
+		}
+		for _, q := range []string{d.StopReplica(), d.ResetReplicaAll()} {
+			if _, err := pool.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+	}
+	if err := execAll(ctx, pool, d.SetWritable()); err != nil {
+		return err
+	}
+	if err := os.Remove(m.path(replicaMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the replica marker: %w", err)
+	}
+	return nil
+}
+
+// awaitApplied waits until the applier has executed everything the IO
+// thread received, or the applier stopped (an error: what it could not
+// apply is lost to this promotion, which the caller's position shows), or
+// ctx ends.
+func (m *MySQL) awaitApplied(ctx context.Context, pool *sql.DB, d Dialect) error {
+	for i := 0; ; i++ {
+		s, err := m.readState(ctx, pool, d)
+		if err != nil {
+			return err
+		}
+		if o := s.executed.Compare(s.received); o == cluster.Equal || o == cluster.Ahead {
+			return nil
+		}
+		if s.replica.SQLRunning != "Yes" {
+			m.log.Warn("applier stopped before applying everything received", "executed", s.executed,
+				"received", s.received, "errno", s.replica.SQLErrno, "error", s.replica.SQLError)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("applier still behind (executed %s, received %s): %w", s.executed, s.received, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Follow repoints a running replica at up with GTID auto-positioning. It
+// does nothing when the replica already replicates from there, and fails
+// on a writable server (demote it first: StartReplica).
+func (m *MySQL) Follow(ctx context.Context, up db.Upstream) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if m.running() == nil {
+		return m.errorf("follow", "%w", db.ErrNotRunning)
+	}
+	return m.follow(ctx, up)
+}
+
+func (m *MySQL) follow(ctx context.Context, up db.Upstream) error {
+	if up.Host == "" || up.Port <= 0 {
+		return m.errorf("follow", "upstream %q has no host or port", up.Name)
+	}
+	pool, d, err := m.localDB(ctx)
+	if err != nil {
+		return m.errorf("follow", "%w", err)
+	}
+	s, err := m.readState(ctx, pool, d)
+	if err != nil {
+		return m.errorf("follow", "%w", err)
+	}
+	if !s.readOnly {
+		return m.errorf("follow", "server is writable (a primary): it cannot follow")
+	}
+	rs := s.replica
+	if rs.Configured && rs.SourceHost == up.Host && rs.SourcePort == up.Port && rs.AutoPosition {
+		if rs.IORunning != "No" && rs.SQLRunning == "Yes" {
+			return nil
+		}
+	}
+	err = m.repoint(ctx, pool, d, up)
+	if err != nil {
+		return m.errorf("follow", "upstream %s (%s:%d): %w", up.Name, up.Host, up.Port, redact(err, m.opts.ReplicationPassword))
+	}
+	m.log.Info("following new upstream", "upstream", up.Name, "host", up.Host, "port", up.Port)
+	return nil
+}
+
+func (m *MySQL) repoint(ctx context.Context, pool *sql.DB, d Dialect, up db.Upstream) error {
+	c, err := pool.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, d.StopReplica()); err != nil {
+		return fmt.Errorf("stop replication: %w", err)
+	}
+	if d.Flavour == FlavourMariaDB {
+		var binlogPos, slavePos string
+		if err := c.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos").Scan(&binlogPos, &slavePos); err != nil {
+			return fmt.Errorf("read GTID positions: %w", err)
+		}
+		want, change, err := d.SeedReplicaPosition(binlogPos, slavePos)
+		if err != nil {
+			return err
+		}
+		if change {
+			if _, err := c.ExecContext(ctx, SetSlavePos(want)); err != nil {
+				return fmt.Errorf("seed gtid_slave_pos: %w", err)
+			}
+			m.log.Info("seeded the replica position from the binary log", "gtid_slave_pos", want, "was", slavePos)
+		}
+	}
+	if _, err := c.ExecContext(ctx, d.ChangeSource(Source{Host: up.Host, Port: up.Port,
+		User: m.opts.Replication, Password: m.opts.ReplicationPassword})); err != nil {
+		return fmt.Errorf("change source: %w", err)
+	}
+	if _, err := c.ExecContext(ctx, d.StartReplica()); err != nil {
+		return fmt.Errorf("start replication: %w", err)
+	}
+	return nil
+}
+
+// Clone is not implemented yet for this engine (see the package comment).
+func (m *MySQL) Clone(ctx context.Context, up db.Upstream) error {
+	return m.errorf("clone", "not implemented yet: initialize the member from a copy of %s by hand", up.Name)
+}
+
+// RemoveData deletes the stopped server's data directory contents.
+func (m *MySQL) RemoveData(ctx context.Context) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if m.running() != nil {
+		return m.errorf("remove data", "the server runs")
+	}
+	entries, err := os.ReadDir(m.opts.DataDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return m.errorf("remove data", "%w", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(m.path(e.Name())); err != nil {
+			return m.errorf("remove data", "%w", err)
+		}
+	}
+	return nil
+}
+
+func execAll(ctx context.Context, q querier, stmts []string) error {
+	for _, s := range stmts {
+		if _, err := q.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,298 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"syscall"
+	"time"
+
+	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+)
+
+// Heartbeat table: the primary's probe writes its clock into it once per
+// probe (and that write doubles as the probe's check that the primary
+// still commits); a replica's lag in seconds is how old the row it
+// applied is. An idle primary still writes it, so idle periods do not
+// look like lag, and a stuck applier does not look like no lag (the
+// replica's own Seconds_Behind_Master reads 0 when idle and jumps when
+// a big transaction arrives).
+const (
+	heartbeatSchema = "CREATE DATABASE IF NOT EXISTS hamgr"
+	heartbeatTable  = "CREATE TABLE IF NOT EXISTS hamgr.heartbeat (id INT PRIMARY KEY, ts DATETIME(6) NOT NULL, " +
+		"server_id INT UNSIGNED NOT NULL) ENGINE=InnoDB"
+	heartbeatWrite = "INSERT INTO hamgr.heartbeat (id, ts, server_id) VALUES (1, NOW(6), @@server_id) " +
+		"ON DUPLICATE KEY UPDATE ts = VALUES(ts), server_id = VALUES(server_id)"
+	heartbeatAge = "SELECT TIMESTAMPDIFF(MICROSECOND, ts, NOW(6)) FROM hamgr.heartbeat WHERE id = 1"
+)
+
+// freshCheckTimeout bounds the primary's fresh connection and heartbeat
+// write.
+const freshCheckTimeout = 2 * time.Second
+
+// Probe measures the server. A stopped server, or one that refuses
+// connections, is reported in the Status (Running, Accepting, Err), not
+// as an error; a stopped MariaDB server's Position is then read from its
+// binary log.
+func (m *MySQL) Probe(ctx context.Context) (db.Status, error) {
+	st := db.Status{HasData: m.hasData(), ReplayLagSeconds: -1, LastMessageAge: -1}
+	st.Running = m.running() != nil
+	if st.Running {
+		err := m.measure(ctx, &st)
+		if err == nil {
+			st.Accepting = true
+			if st.Role == cluster.RolePrimary {
+				st.Stalled = m.checkFresh(ctx)
+			}
+			return st, nil
+		}
+		st = db.Status{HasData: st.HasData, Running: true, ReplayLagSeconds: -1, LastMessageAge: -1,
+			Err: m.errorf("probe", "%w", err)}
+	}
+	if st.HasData && !st.Running {
+		st.WasPrimary = !exists(m.path(replicaMarker))
+		pos, err := m.offlinePosition(ctx)
+		if err != nil {
+			m.log.Warn("cannot read the position of the stopped server from its binary log", "err", err)
+		}
+		st.Position, st.Checkpoint = pos, pos
+	}
+	return st, nil
+}
+
+// state is one reading of the server's replication state.
+type state struct {
+	dialect  Dialect
+	readOnly bool
+	executed cluster.Position
+	replica  ReplicaStatus
+	received cluster.Position // executed plus what the IO thread received
+}
+
+func (m *MySQL) readState(ctx context.Context, q querier, d Dialect) (state, error) {
+	s := state{dialect: d}
+	var set1, set2 string
+	var now time.Time
+	if err := q.QueryRowContext(ctx, d.StateQuery()).Scan(&set1, &set2, &s.readOnly, &now); err != nil {
+		return s, fmt.Errorf("read GTID state: %w", err)
+	}
+	a, err := d.Position(set1)
+	if err != nil {
+		return s, err
+	}
+	b, err := d.Position(set2)
+	if err != nil {
+		return s, err
+	}
+	if s.executed, err = a.Union(b); err != nil {
+		return s, err
+	}
+	row, err := queryRow(ctx, q, d.ShowReplicaStatus())
+	if err != nil {
+		return s, fmt.Errorf("read replica status: %w", err)
+	}
+	s.replica = ParseReplicaStatus(row)
+	s.received = s.executed
+	if s.replica.Received != "" {
+		r, err := d.Position(s.replica.Received)
+		if err != nil {
+			return s, fmt.Errorf("received GTIDs: %w", err)
+		}
+		if s.received, err = s.executed.Union(r); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+func (m *MySQL) measure(ctx context.Context, st *db.Status) error {
+	pool, d, err := m.localDB(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := m.readState(ctx, pool, d)
+	if err != nil {
+		return err
+	}
+	st.Position = s.executed
+	if !s.readOnly {
+		st.Role = cluster.RolePrimary
+		return nil
+	}
+	st.Role = cluster.RoleReplica
+	st.Position, st.Received, st.Replayed = s.received, s.received, s.executed
+	rs := s.replica
+	st.Streaming = rs.Configured && rs.Streaming()
+	if rs.Configured {
+		st.UpstreamHost, st.UpstreamPort = rs.SourceHost, rs.SourcePort
+	}
+	st.Diverged = rs.Diverged()
+	switch o := s.executed.Compare(s.received); {
+	case o == cluster.Equal || o == cluster.Ahead:
+		st.ReplayLagSeconds = 0
+	default:
+		st.ReplayLagSeconds = m.heartbeatLag(ctx, pool, rs)
+	}
+	return nil
+}
+
+// heartbeatLag is the age of the heartbeat row the replica applied, in
+// seconds; the replica's own Seconds_Behind_Master when the table is not
+// there; -1 when neither is known.
+func (m *MySQL) heartbeatLag(ctx context.Context, q querier, rs ReplicaStatus) float64 {
+	var us sql.NullInt64
+	if err := q.QueryRowContext(ctx, heartbeatAge).Scan(&us); err == nil && us.Valid {
+		return max(float64(us.Int64)/1e6, 0)
+	}
+	if rs.SecondsBehind >= 0 {
+		return float64(rs.SecondsBehind)
+	}
+	return -1
+}
+
+// checkFresh opens a new connection to the local primary and commits the
+// heartbeat on it. It returns why that could not be done within
+// freshCheckTimeout (a server that lets no new session in, a disk that
+// takes no commit), or "" when it could, or when the server answered with
+// an error that shows it alive (too many connections, read-only, shutting
+// down). With semi-synchronous replication on, a commit that waits for a
+// replica's acknowledgement is not a stall: a timeout then is not
+// reported.
+func (m *MySQL) checkFresh(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, freshCheckTimeout)
+	defer cancel()
+	start := time.Now()
+	pool, _, err := m.localDB(ctx)
+	if err != nil {
+		return ""
+	}
+	c, err := pool.Conn(ctx)
+	if err != nil {
+		return stallReason("a new connection", err, start)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, heartbeatWrite); err != nil {
+		var me *driver.MySQLError
+		if errors.As(err, &me) && me.Number == 1146 { // no table yet (a server hamgr did not initialize)
+			_, _ = c.ExecContext(ctx, heartbeatSchema)
+			_, err = c.ExecContext(ctx, heartbeatTable)
+			if err == nil {
+				_, err = c.ExecContext(ctx, heartbeatWrite)
+			}
+		}
+		if err != nil && !(errors.Is(err, context.DeadlineExceeded) && m.semiSyncSource()) {
+			return stallReason("a committed write", err, start)
+		}
+	}
+	return ""
+}
+
+// semiSyncSource reports whether semi-synchronous replication is on at
+// this server's source side (read on a new short-lived context).
+func (m *MySQL) semiSyncSource() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	pool, d, err := m.localDB(ctx)
+	if err != nil {
+		return false
+	}
+	var on string
+	if err := pool.QueryRowContext(ctx, d.SemiSyncSourceEnabled()).Scan(&on); err != nil {
+		return false
+	}
+	return on == "ON" || on == "1"
+}
+
+// stallReason says why what failed, unless the error shows a live server.
+func stallReason(what string, err error, start time.Time) string {
+	var me *driver.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1040, 1203, 1290, 1836, 1053: // too many connections, user limit, read-only, read-only mode, shutdown
+			return ""
+		}
+	}
+	return fmt.Sprintf("%s did not complete in %s: %v", what, time.Since(start).Round(10*time.Millisecond), err)
+}
+
+// Ask connects to host:port with the replication account and reports
+// whether the server there takes writes. Without a deadline in ctx it
+// gives up after one second. Only a refused TCP connection is
+// AnswerRefused; anything else that is not an answer is AnswerNone.
+func (m *MySQL) Ask(ctx context.Context, host string, port int) (db.Answer, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, connectTimeout)
+		defer cancel()
+	}
+	where := net.JoinHostPort(host, strconv.Itoa(port))
+	cfg := driver.NewConfig()
+	cfg.Net, cfg.Addr = "tcp", where
+	cfg.User, cfg.Passwd = m.opts.Replication, m.opts.ReplicationPassword
+	cfg.Timeout = connectTimeout
+	conn, err := driver.NewConnector(cfg)
+	if err != nil {
+		return db.AnswerNone, m.errorf("ask", "%s: %w", where, err)
+	}
+	pool := sql.OpenDB(conn)
+	defer pool.Close()
+	var ro bool
+	if err := pool.QueryRowContext(ctx, "SELECT @@GLOBAL.read_only").Scan(&ro); err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return db.AnswerRefused, m.errorf("ask", "%s: %w", where, err)
+		}
+		return db.AnswerNone, m.errorf("ask", "%s: %w", where, err)
+	}
+	if ro {
+		return db.AnswerReadOnly, nil
+	}
+	return db.AnswerWritable, nil
+}
+
+// querier is what readState needs: a pool or a single connection.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// queryRow runs a SHOW statement and returns its first row as column →
+// value (nil for NULL), or nil when it returned no row.
+func queryRow(ctx context.Context, q querier, query string) (map[string]*string, error) {
+	rows, err := q.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return nil, err
+	}
+	row := make(map[string]*string, len(cols))
+	for i, c := range cols {
+		if vals[i].Valid {
+			v := vals[i].String
+			row[c] = &v
+		} else {
+			row[c] = nil
+		}
+	}
+	return row, rows.Err()
+}
