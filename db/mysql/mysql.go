@@ -120,6 +120,7 @@ func New(opts Options) (*MySQL, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	quietDriver.Do(func() { _ = driver.SetLogger(driverLogger{log.With("component", "mysql-driver")}) })
 	return &MySQL{
 		opts:   opts,
 		log:    log.With("member", opts.Name, "component", "mysql"),
@@ -128,6 +129,15 @@ func New(opts Options) (*MySQL, error) {
 		closed: make(chan struct{}),
 	}, nil
 }
+
+// quietDriver: the driver's own logger (one per process) goes to the
+// first member's slog at debug level. It reports closing a connection to a
+// server that died ("broken pipe"), which the agent already knows.
+var quietDriver sync.Once
+
+type driverLogger struct{ log *slog.Logger }
+
+func (l driverLogger) Print(v ...any) { l.log.Debug(fmt.Sprint(v...)) }
 
 func validate(o *Options) error {
 	if err := validateIdentity(o); err != nil {

@@ -1,0 +1,397 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"math/rand"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
+)
+
+const (
+	testServer = "/usr/sbin/mariadbd"
+	testReplPw = "repl-s3cret:'q"
+	testAppPw  = "app-pw"
+)
+
+// requireMariaDB skips when MariaDB is not installed. No MySQL 8 server
+// can run here (Debian 12 packages none), so the MySQL paths are covered
+// by the dialect tests only.
+func requireMariaDB(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(testServer); err != nil {
+		t.Skipf("MariaDB not installed (%v): apt-get install -y mariadb-server", err)
+	}
+	if testing.Short() {
+		t.Skip("real-server test skipped in -short mode")
+	}
+}
+
+// testBase is a fresh directory owned by the mysql OS user (when root).
+func testBase(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "hamgr-my-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("mysql")
+		if err != nil {
+			t.Skipf("no mysql OS user: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if os.Getenv("HAMGR_KEEP") == "" {
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	return dir
+}
+
+// freePort picks a free loopback port below 32768 (outside the
+// ephemeral range, which the servers' own outgoing connections use).
+func freePort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		port := 20000 + rand.Intn(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port below 32768")
+	return 0
+}
+
+func testOptions(base, name string, id uint32) Options {
+	return Options{
+		Name: name, DataDir: filepath.Join(base, name), ServerBin: testServer, ListenHost: "127.0.0.1",
+		ServerID: id, LogFile: filepath.Join(base, name+".log"),
+		Replication: "repl", ReplicationPassword: testReplPw,
+		Parameters: map[string]string{"innodb-buffer-pool-size": "32M", "innodb-log-file-size": "16M",
+			"innodb-flush-log-at-trx-commit": "2", "performance-schema": "OFF"},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+}
+
+// member creates a MySQL whose server is killed at cleanup.
+func member(t *testing.T, opts Options) *MySQL {
+	t.Helper()
+	if opts.Port == 0 {
+		opts.Port = freePort(t)
+	}
+	m, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := m.Stop(ctx, db.StopImmediate); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		m.Close()
+	})
+	return m
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func must(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func upstream(m *MySQL) db.Upstream {
+	return db.Upstream{Name: m.opts.Name, Host: "127.0.0.1", Port: m.opts.Port}
+}
+
+func probe(t *testing.T, m *MySQL) db.Status {
+	t.Helper()
+	st, err := m.Probe(ctxT(t, 3*time.Second))
+	if err != nil {
+		t.Fatalf("probe %s: %v", m.opts.Name, err)
+	}
+	return st
+}
+
+// waitFor polls cond every 20 ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s; last state: %s", timeout, what, state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// gtids reads m's executed GTIDs without a probe (whose heartbeat write
+// on a primary would add one).
+func gtids(t *testing.T, m *MySQL) cluster.Position {
+	t.Helper()
+	ctx := ctxT(t, 5*time.Second)
+	pool, d, err := m.localDB(ctx)
+	must(t, "connect", err)
+	s, err := m.readState(ctx, pool, d)
+	must(t, "read state of "+m.opts.Name, err)
+	return s.executed
+}
+
+// waitCaughtUp waits until r streams and has applied everything p holds.
+func waitCaughtUp(t *testing.T, r, p *MySQL) db.Status {
+	t.Helper()
+	var st db.Status
+	waitFor(t, 20*time.Second, r.opts.Name+" caught up with "+p.opts.Name, func() (bool, string) {
+		st = probe(t, r)
+		pp := gtids(t, p)
+		o := st.Replayed.Compare(pp)
+		return st.Streaming && (o == cluster.Equal || o == cluster.Ahead),
+			fmt.Sprintf("streaming %t, replayed %s vs %s (%s), diverged %q", st.Streaming, st.Replayed, pp, o, st.Diverged)
+	})
+	return st
+}
+
+// sqlAs opens a TCP connection pool to m as user.
+func sqlAs(t *testing.T, m *MySQL, userName, pw string) *sql.DB {
+	t.Helper()
+	cfg := driver.NewConfig()
+	cfg.Net, cfg.Addr = "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(m.opts.Port))
+	cfg.User, cfg.Passwd, cfg.Timeout = userName, pw, 2*time.Second
+	conn, err := driver.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sql.OpenDB(conn)
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// local runs statements as the agent over the socket.
+func local(t *testing.T, m *MySQL, stmts ...string) {
+	t.Helper()
+	pool, _, err := m.localDB(ctxT(t, 5*time.Second))
+	must(t, "connect", err)
+	for _, s := range stmts {
+		if _, err := pool.ExecContext(ctxT(t, 10*time.Second), s); err != nil {
+			t.Fatalf("%s on %s: %v", s, m.opts.Name, err)
+		}
+	}
+}
+
+func count(t *testing.T, m *MySQL) int {
+	t.Helper()
+	pool, _, err := m.localDB(ctxT(t, 5*time.Second))
+	must(t, "connect", err)
+	var n int
+	must(t, "count rows", pool.QueryRowContext(ctxT(t, 5*time.Second), "SELECT COUNT(*) FROM appdb.t").Scan(&n))
+	return n
+}
+
+// threeMembers initializes n1 as the primary with an app schema and user,
+// n2 and n3 as its replicas, and waits until both caught up.
+func threeMembers(t *testing.T) (n1, n2, n3 *MySQL) {
+	base := testBase(t)
+	n1 = member(t, testOptions(base, "n1", 1))
+	n2 = member(t, testOptions(base, "n2", 2))
+	n3 = member(t, testOptions(base, "n3", 3))
+	for _, m := range []*MySQL{n1, n2, n3} {
+		must(t, "initialize "+m.opts.Name, m.Initialize(ctxT(t, 60*time.Second)))
+	}
+	must(t, "start primary", n1.StartPrimary(ctxT(t, 30*time.Second)))
+	local(t, n1, "CREATE USER 'app'@'%' IDENTIFIED BY '"+testAppPw+"'", "GRANT ALL ON appdb.* TO 'app'@'%'",
+		"CREATE DATABASE appdb", "CREATE TABLE appdb.t (id INT PRIMARY KEY, v VARCHAR(50))", "INSERT INTO appdb.t VALUES (1, 'one')")
+	for _, r := range []*MySQL{n2, n3} {
+		up := upstream(n1)
+		must(t, "start replica "+r.opts.Name, r.StartReplica(ctxT(t, 30*time.Second), &up))
+	}
+	waitCaughtUp(t, n2, n1)
+	waitCaughtUp(t, n3, n1)
+	return n1, n2, n3
+}
+
+func TestServerLifecycleAndFailover(t *testing.T) {
+	requireMariaDB(t)
+	n1, n2, n3 := threeMembers(t)
+
+	st1 := probe(t, n1)
+	if !st1.Running || !st1.Accepting || st1.Role != cluster.RolePrimary || st1.Position.Engine() != cluster.EngineMariaDB || st1.Stalled != "" {
+		t.Fatalf("primary status %+v", st1)
+	}
+	st2 := probe(t, n2)
+	if st2.Role != cluster.RoleReplica || st2.UpstreamPort != n1.opts.Port || st2.ReplayLagSeconds < 0 || st2.ReplayLagSeconds > 5 || st2.Diverged != "" {
+		t.Fatalf("replica status %+v", st2)
+	}
+	// Ask: writable primary, read-only replica, refused on a free port.
+	if a, err := n2.Ask(ctxT(t, 2*time.Second), "127.0.0.1", n1.opts.Port); a != db.AnswerWritable {
+		t.Errorf("ask primary: %s, %v", a, err)
+	}
+	if a, err := n1.Ask(ctxT(t, 2*time.Second), "127.0.0.1", n2.opts.Port); a != db.AnswerReadOnly {
+		t.Errorf("ask replica: %s, %v", a, err)
+	}
+	if a, _ := n1.Ask(ctxT(t, 2*time.Second), "127.0.0.1", freePort(t)); a != db.AnswerRefused {
+		t.Errorf("ask nothing: %s", a)
+	}
+	// The app user cannot write on a replica.
+	if _, err := sqlAs(t, n2, "app", testAppPw).ExecContext(ctxT(t, 5*time.Second), "INSERT INTO appdb.t VALUES (9, 'x')"); !isErrno(err, 1290) {
+		t.Errorf("write on a replica: %v", err)
+	}
+
+	// The primary crashes; its exit is seen at once.
+	local(t, n1, "INSERT INTO appdb.t VALUES (2, 'two')")
+	waitCaughtUp(t, n2, n1)
+	waitCaughtUp(t, n3, n1)
+	before := gtids(t, n1)
+	select { // the exit of Initialize's server
+	case <-n1.Exited():
+	default:
+	}
+	killed := time.Now()
+	must(t, "kill n1", syscall.Kill(n1.running().pid, syscall.SIGKILL))
+	select {
+	case at := <-n1.Exited():
+		if d := at.Sub(killed); d > time.Second {
+			t.Errorf("exit seen after %v", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("exit of the killed server not reported")
+	}
+	// Its position read from its binary log is what it had.
+	down := probe(t, n1)
+	if down.Running || !down.WasPrimary || down.Position != before {
+		t.Errorf("stopped primary: running %t, was primary %t, position %s, want %s", down.Running, down.WasPrimary, down.Position, before)
+	}
+
+	// n2 and n3 are level; promote n2 (twice: idempotent), repoint n3.
+	if o := probe(t, n2).Position.Compare(probe(t, n3).Position); o != cluster.Equal {
+		t.Errorf("replicas not level: %s", o)
+	}
+	start := time.Now()
+	must(t, "promote", n2.Promote(ctxT(t, 10*time.Second)))
+	t.Logf("promote took %v", time.Since(start))
+	must(t, "promote again", n2.Promote(ctxT(t, 10*time.Second)))
+	if st := probe(t, n2); st.Role != cluster.RolePrimary || exists(n2.path(replicaMarker)) {
+		t.Fatalf("promoted n2: %+v", st)
+	}
+	must(t, "follow", n3.Follow(ctxT(t, 10*time.Second), upstream(n2)))
+	must(t, "follow again", n3.Follow(ctxT(t, 10*time.Second), upstream(n2)))
+	if _, err := sqlAs(t, n2, "app", testAppPw).ExecContext(ctxT(t, 5*time.Second), "INSERT INTO appdb.t VALUES (3, 'after failover')"); err != nil {
+		t.Fatalf("write on the new primary: %v", err)
+	}
+	waitCaughtUp(t, n3, n2)
+	if got := count(t, n3); got != 3 {
+		t.Errorf("n3 holds %d rows, want 3", got)
+	}
+	p2 := probe(t, n2).Position
+	if o := p2.Compare(before); o != cluster.Ahead {
+		t.Errorf("new primary %s vs old %s: %s, want ahead", p2, before, o)
+	}
+	// StartPrimary refuses the old primary? No: it was a primary. But
+	// it must come back as a replica: its GTID position is seeded from
+	// its binary log (it lost nothing, so it is behind, not diverged).
+	if o := before.Compare(p2); o != cluster.Behind {
+		t.Errorf("old primary %s vs new %s: %s, want behind", before, p2, o)
+	}
+	up := upstream(n2)
+	must(t, "old primary rejoins", n1.StartReplica(ctxT(t, 30*time.Second), &up))
+	st := waitCaughtUp(t, n1, n2)
+	if st.Role != cluster.RoleReplica || count(t, n1) != 3 {
+		t.Errorf("rejoined n1: %+v, %d rows", st, count(t, n1))
+	}
+	// A replica's data directory is not started as a primary.
+	must(t, "stop n3", n3.Stop(ctxT(t, 30*time.Second), db.StopFast))
+	if st := probe(t, n3); st.Running || st.WasPrimary || st.Position.IsZero() {
+		t.Errorf("stopped replica: %+v", st)
+	}
+	if err := n3.StartPrimary(ctxT(t, 10*time.Second)); err == nil || !strings.Contains(err.Error(), "replica") {
+		t.Errorf("StartPrimary on a replica's data: %v", err)
+	}
+}
+
+// Demote makes the primary read-only at once and ends client sessions,
+// so an open transaction cannot commit afterwards.
+func TestDemoteEndsClientSessions(t *testing.T) {
+	requireMariaDB(t)
+	n1, _, _ := threeMembers(t)
+	app := sqlAs(t, n1, "app", testAppPw)
+	tx, err := app.BeginTx(ctxT(t, 5*time.Second), nil)
+	must(t, "begin", err)
+	_, err = tx.ExecContext(ctxT(t, 5*time.Second), "INSERT INTO appdb.t VALUES (10, 'in flight')")
+	must(t, "insert", err)
+	must(t, "demote", n1.Demote(ctxT(t, 10*time.Second)))
+	if err := tx.Commit(); err == nil {
+		t.Fatal("a transaction begun before the demotion committed after it")
+	}
+	if _, err := app.ExecContext(ctxT(t, 5*time.Second), "INSERT INTO appdb.t VALUES (11, 'after')"); err == nil {
+		t.Fatal("write accepted after the demotion")
+	}
+	if count(t, n1) != 1 {
+		t.Errorf("rows after demotion: %d", count(t, n1))
+	}
+	if st := probe(t, n1); st.Role != cluster.RoleReplica {
+		t.Errorf("demoted n1 role %s", st.Role)
+	}
+	must(t, "demote again", n1.Demote(ctxT(t, 10*time.Second)))
+}
+
+// A transaction written on a replica (root bypasses read_only) is errant:
+// the positions say diverged, Beyond names it, and the replica's applier
+// reports the divergence when the primary's next transaction arrives.
+func TestErrantTransactionDetected(t *testing.T) {
+	requireMariaDB(t)
+	n1, n2, n3 := threeMembers(t)
+	local(t, n2, "INSERT INTO appdb.t VALUES (100, 'errant')")
+	local(t, n1, "INSERT INTO appdb.t VALUES (2, 'two')")
+	waitCaughtUp(t, n3, n1)
+	var st2 db.Status
+	waitFor(t, 20*time.Second, "n2's applier to stop on the errant GTID", func() (bool, string) {
+		st2 = probe(t, n2)
+		return st2.Diverged != "", fmt.Sprintf("%+v", st2)
+	})
+	p1, p2, p3 := probe(t, n1).Position, st2.Replayed, probe(t, n3).Position
+	if o := p2.Compare(p1); o != cluster.Diverged {
+		t.Errorf("errant replica %s vs primary %s: %s, want diverged", p2, p1, o)
+	}
+	if o := p3.Compare(p1); o != cluster.Equal {
+		t.Errorf("clean replica %s vs primary %s: %s", p3, p1, o)
+	}
+	errant, ok := p2.Beyond(p3)
+	if !ok || !strings.HasPrefix(errant.String(), "0-2-") {
+		t.Errorf("errant GTIDs of n2 = %s, %t; want n2's own (server 2)", errant, ok)
+	}
+	if lost, ok := p3.Beyond(p2); !ok || lost.IsZero() {
+		t.Errorf("n3 holds nothing n2 lacks: %s", lost)
+	}
+}
