@@ -431,11 +431,6 @@ func (m *MySQL) repoint(ctx context.Context, pool *sql.DB, d Dialect, up db.Upst
 	return nil
 }
 
-// Clone is not implemented yet for this engine (see the package comment).
-func (m *MySQL) Clone(ctx context.Context, up db.Upstream) error {
-	return m.errorf("clone", "not implemented yet: initialize the member from a copy of %s by hand", up.Name)
-}
-
 // RemoveData deletes the stopped server's data directory contents.
 func (m *MySQL) RemoveData(ctx context.Context) error {
 	m.opMu.Lock()

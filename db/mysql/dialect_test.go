@@ -249,6 +249,10 @@ func TestParseBinlogGTIDs(t *testing.T) {
 	if err != nil || p.String() != "0-1-9,0-2-11,1-3-4" {
 		t.Errorf("parsed %s, %v", p, err)
 	}
+	wrapped := "#261206  3:37:31 server id 4  end_log_pos 299 CRC32 0x5e6f7a8b 	Gtid list [0-1-9,\n# 0-2-6]\n"
+	if p, err := parseBinlogGTIDs(wrapped); err != nil || p.String() != "0-1-9,0-2-6" {
+		t.Errorf("wrapped Gtid list parsed as %s, %v", p, err)
+	}
 	if p, err := parseBinlogGTIDs("nothing"); err != nil || !p.IsZero() {
 		t.Errorf("empty: %s, %v", p, err)
 	}
@@ -318,5 +322,13 @@ func TestServerArgs(t *testing.T) {
 	got = strings.Join(m.serverArgs(FlavourMySQL), " ")
 	if !strings.Contains(got, "--gtid-mode=ON --enforce-gtid-consistency=ON --skip-replica-start --super-read-only=ON") {
 		t.Errorf("MySQL args %s", got)
+	}
+}
+
+func TestClampState(t *testing.T) {
+	pos, _ := cluster.MariaDBPosition("0-2-15,1-3-4")
+	got, err := ClampState("0-1-12,0-2-17,0-3-14,1-3-6,2-1-1", pos)
+	if err != nil || got.String() != "0-1-12,0-2-15,0-3-14,1-3-4" {
+		t.Errorf("clamped %s, %v", got, err)
 	}
 }

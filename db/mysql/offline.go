@@ -51,11 +51,12 @@ var (
 )
 
 // parseBinlogGTIDs reads mariadb-binlog's text: the Gtid list of the file
-// head and each GTID event.
+// head (the state when the file began) and each GTID event in it.
 func parseBinlogGTIDs(text string) (cluster.Position, error) {
 	var gtids []string
 	if m := gtidListRE.FindStringSubmatch(text); m != nil {
-		gtids = append(gtids, m[1])
+		// A long list continues on comment lines: "[0-1-9,\n# 0-2-6]".
+		gtids = append(gtids, strings.NewReplacer("#", "", "\n", "", " ", "").Replace(m[1]))
 	}
 	for _, m := range gtidEventRE.FindAllStringSubmatch(text, -1) {
 		gtids = append(gtids, m[1])

@@ -380,7 +380,8 @@ func TestErrantTransactionDetected(t *testing.T) {
 		st2 = probe(t, n2)
 		return st2.Diverged != "", fmt.Sprintf("%+v", st2)
 	})
-	p1, p2, p3 := probe(t, n1).Position, st2.Replayed, probe(t, n3).Position
+	waitCaughtUp(t, n3, n1)
+	p1, p2, p3 := gtids(t, n1), st2.Replayed, gtids(t, n3)
 	if o := p2.Compare(p1); o != cluster.Diverged {
 		t.Errorf("errant replica %s vs primary %s: %s, want diverged", p2, p1, o)
 	}
@@ -393,5 +394,51 @@ func TestErrantTransactionDetected(t *testing.T) {
 	}
 	if lost, ok := p3.Beyond(p2); !ok || lost.IsZero() {
 		t.Errorf("n3 holds nothing n2 lacks: %s", lost)
+	}
+}
+
+// A new member cloned from a replica (logical dump) replicates from the
+// primary, holds every row, and its position compares as equal, not
+// diverged, with the others' (its GTID state names every server).
+func TestCloneJoins(t *testing.T) {
+	requireMariaDB(t)
+	n1, n2, _ := threeMembers(t)
+	// Some history from two servers: a failover from n1 to n2.
+	must(t, "demote n1", n1.Demote(ctxT(t, 10*time.Second)))
+	must(t, "promote n2", n2.Promote(ctxT(t, 10*time.Second)))
+	local(t, n2, "INSERT INTO appdb.t VALUES (2, 'on n2')")
+	up := upstream(n2)
+	must(t, "n1 follows n2", n1.StartReplica(ctxT(t, 30*time.Second), &up))
+	waitCaughtUp(t, n1, n2)
+
+	n4 := member(t, testOptions(filepath.Dir(n1.opts.DataDir), "n4", 4))
+	start := time.Now()
+	must(t, "clone", n4.Clone(ctxT(t, 120*time.Second), upstream(n1)))
+	t.Logf("clone took %v", time.Since(start))
+	if st := probe(t, n4); st.Running || st.WasPrimary || !st.HasData || st.Position.Compare(gtids(t, n1)) != cluster.Equal {
+		t.Errorf("cloned member: %+v (n1 at %s)", st, gtids(t, n1))
+	}
+	must(t, "clone again refused", func() error {
+		if err := n4.Clone(ctxT(t, 10*time.Second), upstream(n1)); err == nil {
+			return fmt.Errorf("a second clone into a full data directory succeeded")
+		}
+		return nil
+	}())
+	must(t, "start cloned replica", n4.StartReplica(ctxT(t, 30*time.Second), &up))
+	local(t, n2, "INSERT INTO appdb.t VALUES (3, 'after the clone')")
+	st := waitCaughtUp(t, n4, n2)
+	if count(t, n4) != 3 {
+		t.Errorf("cloned member holds %d rows, want 3", count(t, n4))
+	}
+	p2 := gtids(t, n2)
+	if o := st.Replayed.Compare(p2); o != cluster.Equal {
+		t.Errorf("clone %s vs primary %s: %s", st.Replayed, p2, o)
+	}
+	if o := gtids(t, n4).Compare(gtids(t, n1)); o != cluster.Equal {
+		t.Errorf("clone %s vs replica %s: %s", gtids(t, n4), gtids(t, n1), o)
+	}
+	// The app account came with the copy.
+	if _, err := sqlAs(t, n4, "app", testAppPw).ExecContext(ctxT(t, 5*time.Second), "SELECT 1"); err != nil {
+		t.Errorf("app account on the clone: %v", err)
 	}
 }
