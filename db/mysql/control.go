@@ -159,9 +159,7 @@ func (m *MySQL) startReplica(ctx context.Context, up *db.Upstream) error {
 	if !m.hasData() {
 		return fmt.Errorf("no database in %s", m.opts.DataDir)
 	}
-	if err := m.writeMarker(); err != nil {
-		return err
-	}
+	wasReplica := exists(m.path(replicaMarker))
 	s := m.running()
 	if s == nil {
 		var err error
@@ -172,7 +170,10 @@ func (m *MySQL) startReplica(ctx context.Context, up *db.Upstream) error {
 	if err := m.waitAnswering(ctx, s); err != nil {
 		return err
 	}
-	if err := m.demote(ctx); err != nil {
+	if err := m.demote(ctx, !wasReplica); err != nil {
+		return err
+	}
+	if err := m.writeMarker(); err != nil {
 		return err
 	}
 	if up == nil {
@@ -198,24 +199,29 @@ func (m *MySQL) writeMarker() error {
 // session that began while it was writable commits after the demotion
 // (MariaDB's read_only does not bind users with READ_ONLY ADMIN, and a
 // transaction in progress could still commit). Replication and the
-// agent's own sessions are left alone. On a read-only server it only
-// makes sure of the marker and the semi-sync setting. Retrying is safe.
+// agent's own sessions are left alone. On a replica it only makes sure of
+// read-only and the semi-sync setting. Retrying is safe.
 func (m *MySQL) Demote(ctx context.Context) error {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
 	if m.running() == nil {
 		return m.errorf("demote", "%w", db.ErrNotRunning)
 	}
-	if err := m.writeMarker(); err != nil {
+	if err := m.demote(ctx, !exists(m.path(replicaMarker))); err != nil {
 		return m.errorf("demote", "%w", err)
 	}
-	if err := m.demote(ctx); err != nil {
+	if err := m.writeMarker(); err != nil {
 		return m.errorf("demote", "%w", err)
 	}
 	return nil
 }
 
-func (m *MySQL) demote(ctx context.Context) error {
+// demote sets read-only and turns semi-sync's source side off; it ends
+// the client sessions when the server was writable, or when fromPrimary
+// (the data directory is not marked as a replica's yet: the marker is
+// written only after the sessions ended, so a demotion that crashed
+// half-way ends them when retried).
+func (m *MySQL) demote(ctx context.Context, fromPrimary bool) error {
 	pool, d, err := m.localDB(ctx)
 	if err != nil {
 		return err
@@ -232,7 +238,7 @@ func (m *MySQL) demote(ctx context.Context) error {
 			return fmt.Errorf("turn semi-sync off: %w", err)
 		}
 	}
-	if ro {
+	if ro && !fromPrimary {
 		return nil
 	}
 	n, err := m.killClients(ctx, pool)
@@ -291,12 +297,21 @@ func (m *MySQL) Promote(ctx context.Context) error {
 		return m.errorf("promote", "%w", db.ErrNotRunning)
 	}
 	start := time.Now()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, promoteLimit)
+		defer cancel()
+	}
 	if err := m.promote(ctx); err != nil {
 		return m.errorf("promote", "%w", err)
 	}
 	m.log.Info("promoted", "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// promoteLimit bounds a promotion without a deadline (the applier's
+// catch-up, mostly).
+const promoteLimit = 60 * time.Second
 
 func (m *MySQL) promote(ctx context.Context) error {
 	pool, d, err := m.localDB(ctx)

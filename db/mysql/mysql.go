@@ -101,6 +101,7 @@ type MySQL struct {
 
 	dbMu    sync.Mutex // guards local and dialect
 	local   *sql.DB
+	fresh   *sql.DB // no idle connections: each use connects anew
 	dialect *Dialect
 }
 
@@ -307,6 +308,8 @@ func (m *MySQL) localDB(ctx context.Context) (*sql.DB, Dialect, error) {
 		m.local.SetMaxOpenConns(3)
 		m.local.SetMaxIdleConns(2)
 		m.local.SetConnMaxIdleTime(time.Minute)
+		m.fresh = sql.OpenDB(conn)
+		m.fresh.SetMaxIdleConns(0)
 	}
 	if m.dialect == nil {
 		d, err := detect(ctx, m.local)
@@ -328,6 +331,23 @@ func detect(ctx context.Context, q interface {
 	return DetectDialect(v, c)
 }
 
+// freshDB is the pool that keeps no idle connection, so that each use
+// opens a new session (the primary's stall check).
+func (m *MySQL) freshDB(ctx context.Context) (*sql.DB, error) {
+	if _, _, err := m.localDB(ctx); err != nil {
+		return nil, err
+	}
+	m.dbMu.Lock()
+	defer m.dbMu.Unlock()
+	if m.fresh == nil {
+		return nil, errClosedPool
+	}
+	return m.fresh, nil
+}
+
+// errClosedPool: the pools were dropped concurrently (the server stopped).
+var errClosedPool = errors.New("connection pool closed")
+
 // dropConn closes the pool (after the server stopped: a new server may be
 // another version).
 func (m *MySQL) dropConn() {
@@ -335,6 +355,7 @@ func (m *MySQL) dropConn() {
 	defer m.dbMu.Unlock()
 	if m.local != nil {
 		_ = m.local.Close()
-		m.local, m.dialect = nil, nil
+		_ = m.fresh.Close()
+		m.local, m.fresh, m.dialect = nil, nil, nil
 	}
 }

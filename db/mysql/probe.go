@@ -168,7 +168,7 @@ func (m *MySQL) checkFresh(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, freshCheckTimeout)
 	defer cancel()
 	start := time.Now()
-	pool, _, err := m.localDB(ctx)
+	pool, err := m.freshDB(ctx)
 	if err != nil {
 		return ""
 	}
