@@ -49,6 +49,7 @@ func (m *MySQL) initialize(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.withoutPassword(true)
 	err = m.waitAnswering(ctx, s)
 	if err == nil {
 		err = m.setupAccounts(ctx)
@@ -56,6 +57,7 @@ func (m *MySQL) initialize(ctx context.Context) error {
 	if serr := m.stop(ctx, db.StopFast); err == nil {
 		err = serr
 	}
+	m.withoutPassword(false)
 	return err
 }
 
@@ -75,7 +77,7 @@ func (m *MySQL) setupAccounts(ctx context.Context) error {
 	stmts := append([]string{"SET SESSION sql_log_bin = 0"}, d.SetupStatements(m.opts.Replication, m.opts.ReplicationPassword)...)
 	stmts = append(stmts, heartbeatSchema, heartbeatTable)
 	if m.opts.SuperuserPassword != "" {
-		stmts = append(stmts, "ALTER USER CURRENT_USER() IDENTIFIED BY "+quote(m.opts.SuperuserPassword))
+		stmts = append(stmts, d.SetOwnPassword(m.opts.SuperuserPassword))
 	}
 	for _, q := range stmts {
 		if _, err := c.ExecContext(ctx, q); err != nil {

@@ -485,6 +485,16 @@ func (d Dialect) SeedReplicaPosition(binlogPos, slavePos string) (string, bool, 
 	return want, p1 != p2, nil
 }
 
+// SetOwnPassword sets the session user's password (MariaDB 10.11
+// ignores ALTER USER CURRENT_USER()). The text holds the password: never
+// log it.
+func (d Dialect) SetOwnPassword(password string) string {
+	if d.Flavour == FlavourMariaDB {
+		return "SET PASSWORD = PASSWORD(" + quote(password) + ")"
+	}
+	return "SET PASSWORD = " + quote(password)
+}
+
 // SetSlavePos sets a MariaDB replica's gtid_slave_pos (replication
 // stopped).
 func SetSlavePos(pos string) string { return "SET GLOBAL gtid_slave_pos = " + quote(pos) }

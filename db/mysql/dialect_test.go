@@ -75,6 +75,7 @@ func TestDialectStatements(t *testing.T) {
 		{mdb.WaitForPosition(), "SELECT MASTER_GTID_WAIT(?, ?)"}, {my84.WaitForPosition(), "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)"},
 		{mdb.BinlogStatus(), "SHOW MASTER STATUS"}, {my8036.BinlogStatus(), "SHOW MASTER STATUS"}, {my84.BinlogStatus(), "SHOW BINARY LOG STATUS"},
 		{KillConnection(42), "KILL CONNECTION 42"},
+		{mdb.SetOwnPassword("p'w"), "SET PASSWORD = PASSWORD('p''w')"}, {my84.SetOwnPassword("x"), "SET PASSWORD = 'x'"},
 		{SetSlavePos("0-1-9,1-2-3"), "SET GLOBAL gtid_slave_pos = '0-1-9,1-2-3'"},
 	} {
 		if c.got != c.want {

@@ -103,6 +103,9 @@ type MySQL struct {
 	local   *sql.DB
 	fresh   *sql.DB // no idle connections: each use connects anew
 	dialect *Dialect
+	// noPassword: connect without the superuser's password (Initialize,
+	// before it sets it).
+	noPassword bool
 }
 
 var _ db.Database = (*MySQL)(nil)
@@ -297,6 +300,9 @@ func (m *MySQL) localDB(ctx context.Context) (*sql.DB, Dialect, error) {
 		cfg := driver.NewConfig()
 		cfg.Net, cfg.Addr = "unix", m.opts.Socket
 		cfg.User, cfg.Passwd = m.opts.Superuser, m.opts.SuperuserPassword
+		if m.noPassword {
+			cfg.Passwd = ""
+		}
 		cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = connectTimeout, 30*time.Second, 30*time.Second
 		cfg.ParseTime = true
 		cfg.InterpolateParams = true
@@ -329,6 +335,15 @@ func detect(ctx context.Context, q interface {
 		return Dialect{}, fmt.Errorf("read server version: %w", err)
 	}
 	return DetectDialect(v, c)
+}
+
+// withoutPassword makes the next connections use no password (a new
+// server's superuser has none), or the configured one again.
+func (m *MySQL) withoutPassword(on bool) {
+	m.dropConn()
+	m.dbMu.Lock()
+	m.noPassword = on
+	m.dbMu.Unlock()
 }
 
 // freshDB is the pool that keeps no idle connection, so that each use

@@ -223,6 +223,9 @@ func (m *MySQL) waitAnswering(ctx context.Context, s *server) error {
 				return nil
 			}
 		}
+		if isErrno(err, 1045) { // access denied: waiting will not help
+			return fmt.Errorf("server (pid %d) refuses the agent's account: %w", s.pid, err)
+		}
 		lastErr = err
 		select {
 		case <-ctx.Done():

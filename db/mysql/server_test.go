@@ -88,7 +88,7 @@ func testOptions(base, name string, id uint32) Options {
 	return Options{
 		Name: name, DataDir: filepath.Join(base, name), ServerBin: testServer, ListenHost: "127.0.0.1",
 		ServerID: id, LogFile: filepath.Join(base, name+".log"),
-		Replication: "repl", ReplicationPassword: testReplPw,
+		Replication: "repl", ReplicationPassword: testReplPw, SuperuserPassword: "root-pw",
 		Parameters: map[string]string{"innodb-buffer-pool-size": "32M", "innodb-log-file-size": "16M",
 			"innodb-flush-log-at-trx-commit": "2", "performance-schema": "OFF"},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
