@@ -32,14 +32,15 @@ import (
 // dump records. The price is speed on big databases (a restore replays
 // every row) — a physical method can come later behind the same call.
 //
-// Steps: initialize an empty server (accounts and heartbeat table as
-// Initialize makes them), start it without networking, load the dump
+// Steps, in a staging directory that becomes the data directory only
+// when complete (so a failed or interrupted clone leaves no data, and is
+// tried again): initialize an empty server (accounts and heartbeat table
+// as Initialize makes them), start it without networking, load the dump
 // with the binary log off (the copy must not become this server's own
 // transactions), set gtid_slave_pos to the dump's position and the
 // binary log GTID state to up's state at that position (so this member's
 // position names every server the history holds, see
-// cluster.MariaDBPosition), stop. A failure leaves a data directory that
-// RemoveData clears for another try. MariaDB only for now.
+// cluster.MariaDBPosition), stop, publish. MariaDB only for now.
 func (m *MySQL) Clone(ctx context.Context, up db.Upstream) error {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
@@ -62,7 +63,8 @@ func (m *MySQL) clone(ctx context.Context, up db.Upstream) error {
 	if f != FlavourMariaDB {
 		return errors.New("cloning a MySQL server is not implemented yet")
 	}
-	if err := m.initialize(ctx); err != nil {
+	staging, err := m.initStaging(ctx)
+	if err != nil {
 		return err
 	}
 	dump := filepath.Join(filepath.Dir(m.opts.DataDir), "."+m.opts.Name+".clone.sql")
@@ -75,7 +77,7 @@ func (m *MySQL) clone(ctx context.Context, up db.Upstream) error {
 	if err != nil {
 		return err
 	}
-	s, err := m.startServer(ctx, "--skip-networking")
+	s, err := m.startServerOn(ctx, staging, "--skip-networking")
 	if err != nil {
 		return err
 	}
@@ -92,7 +94,10 @@ func (m *MySQL) clone(ctx context.Context, up db.Upstream) error {
 	if err != nil {
 		return err
 	}
-	return m.writeMarker()
+	if err := os.WriteFile(filepath.Join(staging, replicaMarker), []byte(markerText), 0o640); err != nil {
+		return fmt.Errorf("mark the copy as a replica's: %w", err)
+	}
+	return m.publishStaging(staging)
 }
 
 // clientDefaults writes a 0600 option file for a client tool (so that no

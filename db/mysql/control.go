@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/hamgr/hamgr/cluster"
@@ -27,27 +29,65 @@ func (m *MySQL) Initialize(ctx context.Context) error {
 }
 
 func (m *MySQL) initialize(ctx context.Context) error {
+	staging, err := m.initStaging(ctx)
+	if err != nil {
+		return err
+	}
+	return m.publishStaging(staging)
+}
+
+// stagingDir is where Initialize and Clone build a new server, inside the
+// data directory (so publishing it is a rename on one file system, even
+// when the data directory is a mount point); hasData ignores it, so a
+// step that failed or crashed half-way leaves "no data" and is simply
+// tried again.
+func (m *MySQL) stagingDir() string { return m.path(".hamgr-staging") }
+
+// initStaging creates a new server in the staging directory
+// (mariadb-install-db, or mysqld --initialize-insecure), starts it
+// without networking, creates the replication account and the heartbeat
+// table outside the binary log, sets the superuser's password and stops
+// it. A staging directory left by an earlier attempt is removed first
+// (with the server a dead agent left running on it).
+func (m *MySQL) initStaging(ctx context.Context) (string, error) {
 	if m.running() != nil {
-		return errors.New("a server runs on the data directory")
+		return "", errors.New("a server runs on the data directory")
 	}
 	if err := m.requireEmptyDataDir(); err != nil {
-		return err
+		return "", err
+	}
+	staging := m.stagingDir()
+	if pid, ok := liveServerOn(staging); ok {
+		m.log.Warn("killing the server an earlier attempt left on the staging directory", "pid", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		for i := 0; i < 100 && processAlive(pid); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := os.RemoveAll(staging); err != nil {
+		return "", fmt.Errorf("remove an earlier staging directory: %w", err)
+	}
+	if err := m.mkdirOwned(staging); err != nil {
+		return "", err
 	}
 	f, err := m.binaryFlavour(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
-	cmd := m.command(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+m.opts.DataDir,
-		"--auth-root-authentication-method=normal", "--skip-test-db")
+	// The server options go to the bootstrap server too (InnoDB's log
+	// and buffer sizes, say).
+	args := []string{"--no-defaults", "--datadir=" + staging, "--auth-root-authentication-method=normal", "--skip-test-db"}
+	name := "mariadb-install-db"
 	if f == FlavourMySQL {
-		cmd = m.command(ctx, m.opts.ServerBin, "--no-defaults", "--initialize-insecure", "--datadir="+m.opts.DataDir)
+		args, name = []string{"--no-defaults", "--initialize-insecure", "--datadir=" + staging}, m.opts.ServerBin
 	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %w: %s", cmd.Args[0], err, lastLines(string(out), 10))
+	args = append(args, m.parameterArgs()...)
+	if out, err := m.command(ctx, name, args...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%s: %w: %s", filepath.Base(name), err, errorLines(string(out), 10))
 	}
-	s, err := m.startServer(ctx, "--skip-networking")
+	s, err := m.startServerOn(ctx, staging, "--skip-networking")
 	if err != nil {
-		return err
+		return "", err
 	}
 	m.withoutPassword(true)
 	err = m.waitAnswering(ctx, s)
@@ -58,7 +98,30 @@ func (m *MySQL) initialize(ctx context.Context) error {
 		err = serr
 	}
 	m.withoutPassword(false)
-	return err
+	return staging, err
+}
+
+// publishStaging moves the stopped staging server's files into the data
+// directory, the system schema ("mysql", which hasData looks for) last.
+func (m *MySQL) publishStaging(staging string) error {
+	entries, err := os.ReadDir(staging)
+	if err != nil {
+		return fmt.Errorf("read the staging directory: %w", err)
+	}
+	for _, last := range []bool{false, true} {
+		for _, e := range entries {
+			if (e.Name() == "mysql") != last || e.Name() == "mysqld.pid" {
+				continue
+			}
+			if err := os.Rename(filepath.Join(staging, e.Name()), m.path(e.Name())); err != nil {
+				return fmt.Errorf("move %s into the data directory: %w", e.Name(), err)
+			}
+		}
+	}
+	if err := os.RemoveAll(staging); err != nil {
+		return fmt.Errorf("remove the staging directory: %w", err)
+	}
+	return nil
 }
 
 // setupAccounts creates the replication account (allowed to replicate,
@@ -87,6 +150,8 @@ func (m *MySQL) setupAccounts(ctx context.Context) error {
 	return nil
 }
 
+// requireEmptyDataDir creates the data directory when missing and fails
+// when it holds anything but a staging directory.
 func (m *MySQL) requireEmptyDataDir() error {
 	entries, err := os.ReadDir(m.opts.DataDir)
 	switch {
@@ -94,8 +159,11 @@ func (m *MySQL) requireEmptyDataDir() error {
 		return m.mkdirOwned(m.opts.DataDir)
 	case err != nil:
 		return fmt.Errorf("read data dir: %w", err)
-	case len(entries) > 0:
-		return fmt.Errorf("data dir %s is not empty", m.opts.DataDir)
+	}
+	for _, e := range entries {
+		if e.Name() != filepath.Base(m.stagingDir()) {
+			return fmt.Errorf("data dir %s is not empty (%s)", m.opts.DataDir, e.Name())
+		}
 	}
 	return m.chown(m.opts.DataDir)
 }
@@ -184,11 +252,13 @@ func (m *MySQL) startReplica(ctx context.Context, up *db.Upstream) error {
 	return m.follow(ctx, *up)
 }
 
+const markerText = "written by hamgr: this data directory belongs to a replica\n"
+
 func (m *MySQL) writeMarker() error {
 	if exists(m.path(replicaMarker)) {
 		return nil
 	}
-	if err := os.WriteFile(m.path(replicaMarker), []byte("written by hamgr: this data directory belongs to a replica\n"), 0o640); err != nil {
+	if err := os.WriteFile(m.path(replicaMarker), []byte(markerText), 0o640); err != nil {
 		return fmt.Errorf("mark the data directory as a replica's: %w", err)
 	}
 	return nil

@@ -313,14 +313,14 @@ func TestServerArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := strings.Join(m.serverArgs(FlavourMariaDB), " ")
+	got := strings.Join(m.serverArgs(FlavourMariaDB, "/d/n1"), " ")
 	want := "--no-defaults --datadir=/d/n1 --socket=/d/n1.sock --port=3307 --bind-address=127.0.0.1 --pid-file=/d/n1/mysqld.pid " +
 		"--server-id=7 --log-bin=mysql-bin --binlog-format=ROW --skip-name-resolve --log-slave-updates --gtid-strict-mode=1 " +
 		"--skip-slave-start --read-only=1 --innodb-buffer-pool-size=64M"
 	if got != want {
 		t.Errorf("MariaDB args\n%s\nwant\n%s", got, want)
 	}
-	got = strings.Join(m.serverArgs(FlavourMySQL), " ")
+	got = strings.Join(m.serverArgs(FlavourMySQL, "/d/n1"), " ")
 	if !strings.Contains(got, "--gtid-mode=ON --enforce-gtid-consistency=ON --skip-replica-start --super-read-only=ON") {
 		t.Errorf("MySQL args %s", got)
 	}

@@ -39,7 +39,6 @@ func (s *server) alive() bool {
 	}
 }
 
-func (m *MySQL) pidFile() string { return m.path("mysqld.pid") }
 
 // running returns the live server, adopting one that an earlier
 // incarnation of the agent started, or nil when none runs.
@@ -62,8 +61,12 @@ func (m *MySQL) running() *server {
 
 // liveServer reads the pid file and reports its pid when that process is
 // alive and is a server on this data directory.
-func (m *MySQL) liveServer() (int, bool) {
-	b, err := os.ReadFile(m.pidFile())
+func (m *MySQL) liveServer() (int, bool) { return liveServerOn(m.opts.DataDir) }
+
+// liveServerOn reads datadir's pid file and reports its pid when that
+// process is alive and is a server on datadir.
+func liveServerOn(datadir string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(datadir, "mysqld.pid"))
 	if err != nil {
 		return 0, false
 	}
@@ -72,7 +75,7 @@ func (m *MySQL) liveServer() (int, bool) {
 		return 0, false
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte("--datadir="+m.opts.DataDir+"\x00")) {
+	if err != nil || !bytes.Contains(cmdline, []byte("--datadir="+datadir+"\x00")) {
 		return 0, false
 	}
 	return pid, true
@@ -145,11 +148,11 @@ func (m *MySQL) binaryFlavour(ctx context.Context) (Flavour, error) {
 // server never takes writes or applies events before the agent decided.
 // The binary log holds every transaction (log_slave_updates), which the
 // GTID position of a MariaDB member relies on (cluster.MariaDBPosition).
-func (m *MySQL) serverArgs(f Flavour) []string {
+func (m *MySQL) serverArgs(f Flavour, datadir string) []string {
 	o := m.opts
 	args := []string{"--no-defaults",
-		"--datadir=" + o.DataDir, "--socket=" + o.Socket, "--port=" + strconv.Itoa(o.Port),
-		"--bind-address=" + o.ListenHost, "--pid-file=" + m.pidFile(),
+		"--datadir=" + datadir, "--socket=" + o.Socket, "--port=" + strconv.Itoa(o.Port),
+		"--bind-address=" + o.ListenHost, "--pid-file=" + filepath.Join(datadir, "mysqld.pid"),
 		"--server-id=" + strconv.FormatUint(uint64(o.ServerID), 10),
 		"--log-bin=mysql-bin", "--binlog-format=ROW", "--skip-name-resolve",
 	}
@@ -159,20 +162,47 @@ func (m *MySQL) serverArgs(f Flavour) []string {
 		args = append(args, "--log-replica-updates", "--gtid-mode=ON", "--enforce-gtid-consistency=ON",
 			"--skip-replica-start", "--super-read-only=ON")
 	}
-	names := make([]string, 0, len(o.Parameters))
-	for k := range o.Parameters {
+	return append(args, m.parameterArgs()...)
+}
+
+// parameterArgs are Options.Parameters as --name=value, in name order.
+func (m *MySQL) parameterArgs() []string {
+	names := make([]string, 0, len(m.opts.Parameters))
+	for k := range m.opts.Parameters {
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	args := make([]string, 0, len(names))
 	for _, k := range names {
-		args = append(args, "--"+k+"="+o.Parameters[k])
+		args = append(args, "--"+k+"="+m.opts.Parameters[k])
 	}
 	return args
 }
 
-// startServer starts mysqld as a child process. The caller holds opMu
-// and has checked that no server runs.
+// errorLines are the lines of a tool's output that report errors, or its
+// last n lines when none does.
+func errorLines(out string, n int) string {
+	var errs []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "ERROR") || strings.Contains(l, "[ERROR]") {
+			errs = append(errs, l)
+		}
+	}
+	if len(errs) == 0 {
+		return lastLines(out, n)
+	}
+	return lastLines(strings.Join(errs, "\n"), n)
+}
+
+// startServer starts mysqld on DataDir as a child process. The caller
+// holds opMu and has checked that no server runs.
 func (m *MySQL) startServer(ctx context.Context, extra ...string) (*server, error) {
+	return m.startServerOn(ctx, m.opts.DataDir, extra...)
+}
+
+// startServerOn starts mysqld on datadir (DataDir, or the staging
+// directory of Initialize and Clone).
+func (m *MySQL) startServerOn(ctx context.Context, datadir string, extra ...string) (*server, error) {
 	f, err := m.binaryFlavour(ctx)
 	if err != nil {
 		return nil, err
@@ -186,8 +216,8 @@ func (m *MySQL) startServer(ctx context.Context, extra ...string) (*server, erro
 	}
 	defer logf.Close() // the child holds its own descriptor
 	m.dropConn()
-	cmd := exec.Command(m.opts.ServerBin, append(m.serverArgs(f), extra...)...)
-	cmd.Dir = m.opts.DataDir
+	cmd := exec.Command(m.opts.ServerBin, append(m.serverArgs(f, datadir), extra...)...)
+	cmd.Dir = datadir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Like PostgreSQL's postmaster: in the agent's process group, and not
 	// tied to the agent's life (a restarted agent adopts it).

@@ -442,3 +442,27 @@ func TestCloneJoins(t *testing.T) {
 		t.Errorf("app account on the clone: %v", err)
 	}
 }
+
+// An Initialize or Clone that failed half-way leaves only its staging
+// directory: the member has no data, and the next attempt starts over.
+func TestInitializeOverLeftStaging(t *testing.T) {
+	requireMariaDB(t)
+	n1 := member(t, testOptions(testBase(t), "n1", 1))
+	must(t, "mkdir", n1.mkdirOwned(n1.opts.DataDir))
+	must(t, "mkdir staging", n1.mkdirOwned(n1.stagingDir()))
+	must(t, "junk", os.WriteFile(filepath.Join(n1.stagingDir(), "ibdata1"), []byte("half written"), 0o600))
+	if st := probe(t, n1); st.HasData {
+		t.Fatalf("a staging directory counts as data: %+v", st)
+	}
+	must(t, "initialize", n1.Initialize(ctxT(t, 60*time.Second)))
+	if exists(n1.stagingDir()) || !n1.hasData() {
+		t.Errorf("after initialize: staging left %t, data %t", exists(n1.stagingDir()), n1.hasData())
+	}
+	if err := n1.Initialize(ctxT(t, 10*time.Second)); err == nil {
+		t.Error("a second initialize over data succeeded")
+	}
+	must(t, "start", n1.StartPrimary(ctxT(t, 30*time.Second)))
+	if st := probe(t, n1); st.Role != cluster.RolePrimary {
+		t.Errorf("started: %+v", st)
+	}
+}
