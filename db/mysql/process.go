@@ -39,7 +39,6 @@ func (s *server) alive() bool {
 	}
 }
 
-
 // running returns the live server, adopting one that an earlier
 // incarnation of the agent started, or nil when none runs.
 func (m *MySQL) running() *server {
