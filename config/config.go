@@ -56,6 +56,9 @@ type Config struct {
 	API API `yaml:"api"`
 	// PostgreSQL describes the local database server.
 	PostgreSQL PostgreSQL `yaml:"postgresql"`
+	// MySQL describes the local MariaDB or MySQL server instead, when
+	// set (then the postgresql section must be left out).
+	MySQL *MySQL `yaml:"mysql"`
 	// Timing holds the failover timings (the cluster's dynamic configuration
 	// when this agent bootstraps it).
 	Timing Timing `yaml:"timing"`
@@ -384,6 +387,7 @@ func (c *Config) ApplyDefaults() {
 // optional sections (discovery.dns).
 func (c *Config) applyDerived() {
 	c.applyDNSDefaults()
+	c.applyMySQLDefaults()
 	if e := c.Etcd.Embedded; e != nil {
 		if e.ClientURL == "" {
 			e.ClientURL = DefaultEmbeddedClientURL

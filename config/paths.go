@@ -17,7 +17,10 @@ var PostgreSQLBinaries = []string{"pg_ctl", "postgres", "initdb", "pg_basebackup
 func (c *Config) CheckPaths() error {
 	var p problems
 	pg := c.PostgreSQL
-	if pg.BinDir != "" {
+	if c.UsesMySQL() {
+		c.checkMySQLPaths(&p)
+	}
+	if pg.BinDir != "" && !c.UsesMySQL() {
 		for _, name := range PostgreSQLBinaries {
 			path := filepath.Join(pg.BinDir, name)
 			fi, err := os.Stat(path)
@@ -48,6 +51,10 @@ func (c *Config) CheckPaths() error {
 		{"postgresql.superuser.password_file", pg.Superuser.PasswordFile},
 		{"postgresql.replication.password_file", pg.Replication.PasswordFile},
 		{"discovery.dns.key_file", c.dnsKeyFile()},
+	}
+	if m := c.MySQL; m != nil {
+		files = append(files, struct{ key, path string }{"mysql.superuser.password_file", m.Superuser.PasswordFile},
+			struct{ key, path string }{"mysql.replication.password_file", m.Replication.PasswordFile})
 	}
 	fenceFiles, fenceProgs := c.Fencing.files()
 	files = append(files, fenceFiles...)

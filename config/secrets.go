@@ -48,6 +48,10 @@ func (c *Config) secretFiles() []secretFile {
 		{key: "api.tls.key_file", path: c.API.TLS.KeyFile, tlsKey: true},
 		{key: "discovery.dns.key_file", path: c.dnsKeyFile()},
 	}
+	if m := c.MySQL; m != nil {
+		files = append(files, secretFile{key: "mysql.superuser.password_file", path: m.Superuser.PasswordFile},
+			secretFile{key: "mysql.replication.password_file", path: m.Replication.PasswordFile})
+	}
 	for _, name := range c.Fencing.Names() {
 		files = append(files, secretFile{key: "fencing.members." + name + ".password_file", path: c.Fencing.Members[name].PasswordFile})
 	}

@@ -34,7 +34,11 @@ func (c *Config) Validate() error {
 	checkName(&p, "name", c.Name)
 	c.validateEtcd(&p)
 	c.validateAPI(&p)
-	c.validatePostgreSQL(&p)
+	if c.UsesMySQL() {
+		c.validateMySQL(&p)
+	} else {
+		c.validatePostgreSQL(&p)
+	}
 	c.validateTiming(&p)
 	c.validateTags(&p)
 	c.validateDiscovery(&p)
@@ -290,7 +294,10 @@ func (c *Config) validatePostgreSQL(p *problems) {
 	}
 }
 
-var paramRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
+var (
+	paramRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
+	mysqlParamRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+)
 
 // validateTiming applies the rules of the dynamic configuration
 // (cluster.DynamicConfig.Validate, the same rules hamgrctl, the API and

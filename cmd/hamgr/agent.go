@@ -17,6 +17,7 @@ import (
 	"github.com/hamgr/hamgr/api"
 	"github.com/hamgr/hamgr/config"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/db/mysql"
 	"github.com/hamgr/hamgr/db/postgres"
 	"github.com/hamgr/hamgr/dcs/etcd"
 	"github.com/hamgr/hamgr/dcs/etcd/etcdembed"
@@ -79,26 +80,11 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer closeStore()
 
-	pgc := cfg.PostgreSQL
-	superPass, err := pgc.SuperuserPassword()
+	dbe, err := openDatabase(cfg, log)
 	if err != nil {
 		return err
 	}
-	replPass, err := pgc.ReplicationPassword()
-	if err != nil {
-		return err
-	}
-	pg, err := postgres.New(postgres.Options{
-		Name: cfg.Name, DataDir: pgc.DataDir, BinDir: pgc.BinDir, ListenHost: pgc.ListenHost, Port: pgc.Port,
-		SocketDir: pgc.SocketDir, LogFile: pgc.LogFile,
-		Superuser: pgc.Superuser.Username, SuperuserPassword: superPass,
-		Replication: pgc.Replication.Username, ReplicationPassword: replPass,
-		Parameters: pgc.Parameters, Logger: log,
-	})
-	if err != nil {
-		return fmt.Errorf("postgresql: %w", err)
-	}
-	defer pg.Close()
+	defer dbe.db.Close()
 
 	pubs, err := publishers(cfg, log)
 	if err != nil {
@@ -111,8 +97,8 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	mx := metrics.New(cfg.Cluster, cfg.Name)
 	ag := agent.New(agent.Options{
 		Cluster: cfg.Cluster, Name: cfg.Name, Tags: cfg.Tags.Cluster(), Config: cfg.Dynamic(),
-		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
-		Logger: log, Metrics: mx, Engine: postgres.Capabilities(rejoinMethods(pgc)),
+		DB: dbe.db, Store: store, APIURL: cfg.API.Advertise, ConnHost: dbe.host, ConnPort: dbe.port,
+		Logger: log, Metrics: mx, Engine: dbe.caps,
 		OnStop: onStop(cfg.OnStop), Publishers: pubs, Fencer: fencer,
 	})
 	// Operator endpoints (bearer token from api.token_file) and /metrics.
@@ -141,7 +127,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Error("api server stopped", "err", err)
 		}
 	}()
-	log.Info("agent started", "cluster", cfg.Cluster, "api", srv.Addr(), "postgresql", fmt.Sprintf("%s:%d", pgc.ConnectHost, pgc.Port))
+	log.Info("agent started", "cluster", cfg.Cluster, "api", srv.Addr(), dbe.engine, fmt.Sprintf("%s:%d", dbe.host, dbe.port))
 	// Once start-up is over (see releaseStartupPages).
 	release := time.AfterFunc(startupPagesDelay, func() { releaseStartupPages(log) })
 	defer release.Stop()
@@ -241,6 +227,65 @@ func readAPIToken(a config.API, log *slog.Logger) (string, error) {
 		log.Warn("api.token_file is set but the API serves plain HTTP: the bearer token crosses the network unencrypted; configure api.tls", "listen", a.Listen)
 	}
 	return token, nil
+}
+
+// database is the local database engine the agent runs.
+type database struct {
+	db     db.Database
+	caps   db.Capabilities
+	engine string // "postgresql" or "mysql", for logs
+	host   string // how other members reach it
+	port   int
+}
+
+// openDatabase builds the adapter of the configured engine: PostgreSQL,
+// or MariaDB/MySQL when the mysql section is set.
+func openDatabase(cfg *config.Config, log *slog.Logger) (database, error) {
+	if m := cfg.MySQL; m != nil {
+		superPass, err := m.MySQLSuperuserPassword()
+		if err != nil {
+			return database{}, err
+		}
+		replPass, err := m.MySQLReplicationPassword()
+		if err != nil {
+			return database{}, err
+		}
+		my, err := mysql.New(mysql.Options{
+			Name: cfg.Name, DataDir: m.DataDir, ServerBin: m.ServerBin, ToolDir: m.ToolDir,
+			ListenHost: m.ListenHost, Port: m.Port, Socket: m.Socket, ServerID: m.ServerID, LogFile: m.LogFile,
+			Superuser: m.Superuser.Username, SuperuserPassword: superPass,
+			Replication: m.Replication.Username, ReplicationPassword: replPass,
+			Parameters: m.Parameters, Logger: log,
+		})
+		if err != nil {
+			return database{}, fmt.Errorf("mysql: %w", err)
+		}
+		var allowed db.RejoinMethods
+		if m.RecloneOnDivergence {
+			allowed |= db.RejoinReclone
+		}
+		return database{db: my, caps: mysql.Capabilities(allowed), engine: "mysql", host: m.ConnectHost, port: m.Port}, nil
+	}
+	pgc := cfg.PostgreSQL
+	superPass, err := pgc.SuperuserPassword()
+	if err != nil {
+		return database{}, err
+	}
+	replPass, err := pgc.ReplicationPassword()
+	if err != nil {
+		return database{}, err
+	}
+	pg, err := postgres.New(postgres.Options{
+		Name: cfg.Name, DataDir: pgc.DataDir, BinDir: pgc.BinDir, ListenHost: pgc.ListenHost, Port: pgc.Port,
+		SocketDir: pgc.SocketDir, LogFile: pgc.LogFile,
+		Superuser: pgc.Superuser.Username, SuperuserPassword: superPass,
+		Replication: pgc.Replication.Username, ReplicationPassword: replPass,
+		Parameters: pgc.Parameters, Logger: log,
+	})
+	if err != nil {
+		return database{}, fmt.Errorf("postgresql: %w", err)
+	}
+	return database{db: pg, caps: postgres.Capabilities(rejoinMethods(pgc)), engine: "postgresql", host: pgc.ConnectHost, port: pgc.Port}, nil
 }
 
 // rejoinMethods is what the postgresql section allows a diverged member:
