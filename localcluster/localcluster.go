@@ -59,6 +59,10 @@ type Options struct {
 	Tags map[string]cluster.Tags
 	// Parameters are extra PostgreSQL settings for every member.
 	Parameters map[string]string
+	// Engine is the members' database: EnginePostgreSQL (default, from
+	// BinDir) or EngineMariaDB (the system's mariadbd; Parameters are
+	// then ignored).
+	Engine Engine
 	// APIToken, when set, enables the agents' operator endpoints with this
 	// bearer token (written to a 0600 file named by api.token_file).
 	APIToken string
@@ -73,6 +77,15 @@ type Options struct {
 	// the first start of a member, say). A non-nil error stops Start.
 	Prepare func(n *Node) error
 }
+
+// Engine is a local cluster's database engine.
+type Engine int
+
+// Engines.
+const (
+	EnginePostgreSQL Engine = iota
+	EngineMariaDB
+)
 
 // Cluster is a running local cluster.
 type Cluster struct {
@@ -260,20 +273,6 @@ func freePorts(n int) ([]int, error) {
 	return out, nil
 }
 
-// pgUser is the OS user PostgreSQL runs as when we are root.
-func pgOwner() (uid, gid int, ok bool) {
-	if os.Geteuid() != 0 {
-		return 0, 0, false
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return 0, 0, false
-	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
-	return uid, gid, true
-}
-
 // Close stops every agent and database (by process group) and etcd.
 func (c *Cluster) Close() {
 	for _, n := range c.Nodes {
@@ -423,12 +422,22 @@ func WaitFor(ctx context.Context, cond func() bool) error {
 	return Poll(ctx, 50*time.Millisecond, cond)
 }
 
-// chownTree gives path to the PostgreSQL OS user when running as root.
-func chownTree(path string) error {
-	uid, gid, ok := pgOwner()
-	if !ok {
+// chownTree gives path to the database's OS user (postgres, or mysql for
+// MariaDB) when running as root.
+func (c *Cluster) chownTree(path string) error {
+	owner := "postgres"
+	if c.opts.Engine == EngineMariaDB {
+		owner = "mysql"
+	}
+	if os.Geteuid() != 0 {
 		return nil
 	}
+	u, err := user.Lookup(owner)
+	if err != nil {
+		return nil
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
 	return os.Chown(path, uid, gid)
 }
 

@@ -44,7 +44,7 @@ func (c *Cluster) newNode(i, pgPort, apiPort int, superFile, replFile string) (*
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := chownTree(dir); err != nil {
+	if err := c.chownTree(dir); err != nil {
 		return nil, err
 	}
 	n := &Node{Name: name, Dir: dir, DataDir: filepath.Join(dir, "data"), PGPort: pgPort, APIPort: apiPort,
@@ -84,22 +84,10 @@ func (n *Node) configYAML(superFile, replFile string) string {
 	if f := n.c.APITokenFile(); f != "" {
 		fmt.Fprintf(&b, "  token_file: %s\n", f)
 	}
-	fmt.Fprintf(&b, "postgresql:\n  data_dir: %s\n  bin_dir: %s\n  listen_host: 127.0.0.1\n  port: %d\n  socket_dir: %s\n",
-		n.DataDir, o.BinDir, n.PGPort, n.Dir)
-	fmt.Fprintf(&b, "  superuser:\n    username: postgres\n    password_file: %s\n", superFile)
-	fmt.Fprintf(&b, "  replication:\n    username: replicator\n    password_file: %s\n", replFile)
-	params := map[string]string{"fsync": "off", "shared_buffers": "32MB", "max_connections": "50"}
-	for k, v := range o.Parameters {
-		params[k] = v
-	}
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	b.WriteString("  parameters:\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "    %s: %q\n", k, params[k])
+	if o.Engine == EngineMariaDB {
+		n.mariaDBSection(&b, superFile, replFile)
+	} else {
+		n.postgresSection(&b, superFile, replFile)
 	}
 	fmt.Fprintf(&b, "timing:\n  ttl: %s\n  loop_wait: %s\n  retry_timeout: %s\n  primary_start_timeout: %s\n  maximum_lag_on_failover: %d\n",
 		time.Duration(t.TTL), time.Duration(t.LoopWait), time.Duration(t.RetryTimeout),
@@ -113,6 +101,39 @@ func (n *Node) configYAML(superFile, replFile string) string {
 	}
 	b.WriteString("log:\n  level: info\n")
 	return b.String()
+}
+
+// mariaDBSection writes the mysql section: server_id from the member's
+// number, small InnoDB buffers.
+func (n *Node) mariaDBSection(b *strings.Builder, superFile, replFile string) {
+	id := strings.TrimPrefix(n.Name, "n")
+	fmt.Fprintf(b, "mysql:\n  data_dir: %s\n  listen_host: 127.0.0.1\n  port: %d\n  socket: %s/my.sock\n  server_id: %s\n",
+		n.DataDir, n.PGPort, n.Dir, id)
+	fmt.Fprintf(b, "  superuser:\n    username: root\n    password_file: %s\n", superFile)
+	fmt.Fprintf(b, "  replication:\n    username: repl\n    password_file: %s\n", replFile)
+	b.WriteString("  parameters:\n    innodb-buffer-pool-size: 32M\n    innodb-log-file-size: 16M\n" +
+		"    innodb-flush-log-at-trx-commit: \"2\"\n    performance-schema: \"OFF\"\n")
+}
+
+func (n *Node) postgresSection(b *strings.Builder, superFile, replFile string) {
+	o := n.c.opts
+	fmt.Fprintf(b, "postgresql:\n  data_dir: %s\n  bin_dir: %s\n  listen_host: 127.0.0.1\n  port: %d\n  socket_dir: %s\n",
+		n.DataDir, o.BinDir, n.PGPort, n.Dir)
+	fmt.Fprintf(b, "  superuser:\n    username: postgres\n    password_file: %s\n", superFile)
+	fmt.Fprintf(b, "  replication:\n    username: replicator\n    password_file: %s\n", replFile)
+	params := map[string]string{"fsync": "off", "shared_buffers": "32MB", "max_connections": "50"}
+	for k, v := range o.Parameters {
+		params[k] = v
+	}
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b.WriteString("  parameters:\n")
+	for _, k := range keys {
+		fmt.Fprintf(b, "    %s: %q\n", k, params[k])
+	}
 }
 
 // StartAgent starts the member's agent process in a process group of its
