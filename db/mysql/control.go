@@ -357,9 +357,9 @@ func (m *MySQL) killClients(ctx context.Context, pool *sql.DB) (int, error) {
 	return n, nil
 }
 
-// Promote turns a running replica into a primary: it stops the IO thread,
-// lets the applier apply everything received (up to the context's
-// deadline), stops replication, forgets the upstream (RESET REPLICA ALL)
+// Promote turns a running replica into a primary: it starts a stopped
+// applier (startApplier), stops the IO thread, lets the applier apply
+// everything received (up to the context's deadline), stops replication, forgets the upstream (RESET REPLICA ALL)
 // and makes the server writable. On a primary it does nothing; after a
 // crash mid-way, calling it again finishes the job.
 func (m *MySQL) Promote(ctx context.Context) error {
@@ -395,6 +395,9 @@ func (m *MySQL) promote(ctx context.Context) error {
 		return err
 	}
 	if s.replica.Configured {
+		if err := m.startApplier(ctx, pool, d, s); err != nil {
+			return err
+		}
 		if _, err := pool.ExecContext(ctx, d.StopReplica()+" IO_THREAD"); err != nil {
 			return fmt.Errorf("stop the IO thread: %w", err)
 		}
@@ -412,6 +415,30 @@ func (m *MySQL) promote(ctx context.Context) error {
 	}
 	if err := os.Remove(m.path(replicaMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove the replica marker: %w", err)
+	}
+	return nil
+}
+
+// startApplier starts a stopped applier so that it applies what was
+// received — only while the IO thread runs: MariaDB (GTID mode) discards
+// the relay log when the applier starts with the IO thread stopped, so
+// then what was received but not applied is lost to the promotion, which
+// is logged.
+func (m *MySQL) startApplier(ctx context.Context, pool *sql.DB, d Dialect, s state) error {
+	if s.replica.SQLRunning == "Yes" {
+		return nil
+	}
+	if o := s.executed.Compare(s.received); o == cluster.Equal || o == cluster.Ahead {
+		return nil
+	}
+	if s.replica.IORunning == "No" {
+		lost, _ := s.received.Beyond(s.executed)
+		m.log.Warn("promoting with received transactions unapplied: the applier and the IO thread are both stopped",
+			"executed", s.executed, "unapplied", lost)
+		return nil
+	}
+	if _, err := pool.ExecContext(ctx, d.StartReplica()+" SQL_THREAD"); err != nil {
+		return fmt.Errorf("start the applier: %w", err)
 	}
 	return nil
 }

@@ -466,3 +466,31 @@ func TestInitializeOverLeftStaging(t *testing.T) {
 		t.Errorf("started: %+v", st)
 	}
 }
+
+// A replica whose applier was stopped still promotes with everything it
+// received: Promote starts the applier and waits for it.
+func TestPromoteAppliesReceived(t *testing.T) {
+	requireMariaDB(t)
+	n1, n2, _ := threeMembers(t)
+	local(t, n2, "STOP REPLICA SQL_THREAD")
+	for i := 2; i <= 20; i++ {
+		local(t, n1, fmt.Sprintf("INSERT INTO appdb.t VALUES (%d, 'x')", i))
+	}
+	want := gtids(t, n1)
+	waitFor(t, 20*time.Second, "n2 to receive everything", func() (bool, string) {
+		st := probe(t, n2)
+		o := st.Received.Compare(want)
+		return o == cluster.Equal || o == cluster.Ahead, fmt.Sprintf("received %s, primary %s", st.Received, want)
+	})
+	if st := probe(t, n2); st.Replayed.Compare(want) != cluster.Behind {
+		t.Fatalf("n2 applied %s with its applier stopped (primary %s)", st.Replayed, want)
+	}
+	must(t, "stop n1", n1.Stop(ctxT(t, 10*time.Second), db.StopImmediate))
+	must(t, "promote n2", n2.Promote(ctxT(t, 20*time.Second)))
+	if got := count(t, n2); got != 20 {
+		t.Errorf("promoted n2 holds %d rows, want 20", got)
+	}
+	if o := gtids(t, n2).Compare(want); o != cluster.Equal {
+		t.Errorf("promoted n2 at %s vs the old primary's %s: %s", gtids(t, n2), want, o)
+	}
+}
