@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,5 +120,54 @@ func TestMariaDBNodeCrashFailover(t *testing.T) {
 	}
 	if _, err := ndb.ExecContext(ctx, "INSERT INTO it.t VALUES (51)"); err != nil {
 		t.Errorf("write on the new primary: %v", err)
+	}
+}
+
+// mysqld of the primary is killed while its agent lives: the agent sees the
+// exit at once and restarts it in place (same leader, same epoch), and
+// nothing committed is lost.
+func TestMariaDBServerCrashRestartsInPlace(t *testing.T) {
+	c := startMariaDBCluster(t)
+	old, lead := leader(t, c)
+	pdb := mariadbSocket(t, c, old)
+	ctx := ctxFor(t, 2*time.Minute)
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS it", "CREATE TABLE it.t (id INT PRIMARY KEY)", "INSERT INTO it.t VALUES (1)"} {
+		if _, err := pdb.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(old.DataDir, "mysqld.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 0 {
+		t.Fatalf("pid file %q: %v", b, err)
+	}
+	t0 := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var back time.Duration
+	err = localcluster.Poll(ctxFor(t, 60*time.Second), 20*time.Millisecond, func() bool {
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if _, err := pdb.ExecContext(wctx, "INSERT INTO it.t VALUES (2) ON DUPLICATE KEY UPDATE id = id"); err != nil {
+			return false
+		}
+		back = time.Since(t0)
+		return true
+	})
+	if err != nil {
+		t.Fatalf("the primary takes no writes after its mysqld was killed: %v", err)
+	}
+	t.Logf("mysqld killed: writable again after %v", back)
+	n, l := leader(t, c)
+	if n.Name != old.Name || l.Epoch != lead.Epoch {
+		t.Errorf("leader changed from %s@%d to %s@%d: want a restart in place", old.Name, lead.Epoch, n.Name, l.Epoch)
+	}
+	var rows int
+	if err := pdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM it.t").Scan(&rows); err != nil || rows != 2 {
+		t.Errorf("rows after the restart: %d, %v", rows, err)
 	}
 }
