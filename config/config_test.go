@@ -64,6 +64,8 @@ func TestDefaults(t *testing.T) {
 		{"tags.nofailover", c.Tags.NoFailover, false},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "text"},
+		{"watchdog.mode", c.Watchdog.Mode, "off"},
+		{"watchdog.device", c.Watchdog.Device, "/dev/watchdog"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -215,6 +217,10 @@ etcd: {endpoints: ["http://e:2379"]}`, true, []string{"postgresql.data_dir: requ
 		{"noloadbalance not a bool", "tags: {noloadbalance: maybe}\n", false, []string{"tags.noloadbalance:", "want true or false"}},
 		{"log level", "log: {level: verbose}\n", false, []string{`log.level: "verbose" is not a level`}},
 		{"log format", "log: {format: xml}\n", false, []string{`log.format: "xml" is not a format`}},
+		{"watchdog mode", "watchdog: {mode: on}\n", false, []string{`watchdog.mode: "on": want off, automatic or required`}},
+		{"watchdog device relative", "watchdog: {mode: automatic, device: watchdog0}\n", false, []string{`watchdog.device: "watchdog0": want an absolute path`}},
+		{"watchdog required with leave-running", "watchdog: {mode: required}\non_stop: leave-running\n", false,
+			[]string{"watchdog.mode: required cannot go with on_stop: leave-running"}},
 		{"prefix trailing slash", "etcd: {endpoints: [\"http://e:2379\"], prefix: /hamgr/}\n", false, []string{"etcd.prefix: \"/hamgr/\" must not end with"}},
 		{"prefix relative", "etcd: {endpoints: [\"http://e:2379\"], prefix: hamgr}\n", false, []string{"etcd.prefix: \"hamgr\" must start with"}},
 		{"dial_timeout", "etcd: {endpoints: [\"http://e:2379\"], dial_timeout: 0}\n", false, []string{"etcd.dial_timeout: 0s must be greater than 0"}},
