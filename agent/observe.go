@@ -10,9 +10,12 @@ import (
 
 // RoundObserver is told what each round of the loop left behind (package
 // sdnotify tells systemd, package watchdog kicks /dev/watchdog). It is
-// called on the loop's goroutine after every Round, and once more, with
-// PhaseStopped, when Run has stopped; it must return quickly (no network
-// round trips) and must not call back into the Agent.
+// called after every Round (PhaseRound), by the fence timer when it has
+// stopped the database (PhaseFenced: possibly on another goroutine than
+// the rounds', so implementations must be safe for concurrent use), when
+// the clean stop is about to stop the database (PhaseStopping), and once
+// more when Run has stopped (PhaseStopped). It must return quickly (no
+// network round trips) and must not call back into the Agent.
 type RoundObserver interface {
 	AfterRound(ctx context.Context, r RoundReport)
 }
@@ -25,6 +28,13 @@ const (
 	// PhaseRound: a round of the loop has just ended (during a clean
 	// stop too: a leader's handover runs rounds).
 	PhaseRound Phase = 1 + iota
+	// PhaseFenced: the fence timer (or the fence at the start of a round)
+	// has stopped the database because the lease could not be renewed in
+	// time; the report says it no longer runs.
+	PhaseFenced
+	// PhaseStopping: the clean stop is about to stop the database (after
+	// a leader's handover, if any); no round runs from then on.
+	PhaseStopping
 	// PhaseStopped: Run has done its clean stop and is about to return;
 	// no report follows.
 	PhaseStopped
@@ -101,6 +111,10 @@ func (a *Agent) notifyObservers(ctx context.Context, p Phase) {
 		return
 	}
 	r := a.report(p)
+	if p == PhaseFenced {
+		// The fence's stop succeeded; the last probe predates it.
+		r.DBRunning, r.Role = false, cluster.RoleUnknown
+	}
 	for _, o := range a.opts.Observers {
 		o.AfterRound(ctx, r)
 	}

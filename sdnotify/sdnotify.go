@@ -63,8 +63,19 @@ func (n *Notifier) WatchdogInterval() time.Duration { return n.interval }
 func (n *Notifier) AfterRound(_ context.Context, r agent.RoundReport) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if r.Phase == agent.PhaseStopped {
+	switch r.Phase {
+	case agent.PhaseStopped:
 		n.send("STATUS=stopped")
+		return
+	case agent.PhaseStopping:
+		n.send("STATUS=stopping the database")
+		return
+	case agent.PhaseFenced:
+		// Not a round: no READY, no ping.
+		if st := Status(r) + " (fenced)"; st != n.lastStatus {
+			n.lastStatus = st
+			n.send("STATUS=" + st)
+		}
 		return
 	}
 	n.checkInterval(r.Config)
@@ -124,6 +135,8 @@ func Status(r agent.RoundReport) string {
 	switch {
 	case r.Leadership == agent.Leading:
 		lead = fmt.Sprintf("leader (epoch %d)", r.Epoch)
+	case r.Leader != "" && r.Leader == r.Member:
+		lead = fmt.Sprintf("leader key (epoch %d) not renewed in time", r.Epoch)
 	case r.Leader != "":
 		lead = fmt.Sprintf("following %s (epoch %d)", r.Leader, r.Epoch)
 	}

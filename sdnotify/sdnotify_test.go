@@ -79,9 +79,19 @@ func TestProtocol(t *testing.T) {
 	if got := next(t, conn); !strings.HasSuffix(got, ", etcd unreachable\n") || strings.Contains(got, "WATCHDOG") {
 		t.Errorf("store lost sent %q", got)
 	}
+	fenced := r
+	fenced.Phase, fenced.Leadership, fenced.Role, fenced.DBRunning = agent.PhaseFenced, agent.NotLeading, cluster.RoleUnknown, false
+	n.AfterRound(ctx, fenced)
+	if got, want := next(t, conn), "STATUS=role unknown, leader key (epoch 5) not renewed in time, state running, etcd unreachable (fenced)"; got != want {
+		t.Errorf("fenced sent %q, want %q", got, want)
+	}
 	n.Stopping()
 	if got := next(t, conn); !strings.HasPrefix(got, "STOPPING=1\n") {
 		t.Errorf("Stopping sent %q", got)
+	}
+	n.AfterRound(ctx, agent.RoundReport{Phase: agent.PhaseStopping})
+	if got := next(t, conn); got != "STATUS=stopping the database" {
+		t.Errorf("stopping sent %q", got)
 	}
 	n.AfterRound(ctx, agent.RoundReport{Phase: agent.PhaseStopped})
 	if got := next(t, conn); got != "STATUS=stopped" {

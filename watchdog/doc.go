@@ -45,8 +45,11 @@
 // The device is armed after the first round in which this member leads
 // (its database was promoted in that round or is being promoted), and
 // disarmed with the magic close when a round finds it no longer leading
-// and its database no longer answering as a primary (demoted, stopped,
-// fenced), and when the agent stops cleanly. While a member that lost the
+// and its database no longer answering as a primary (demoted, stopped),
+// when the fence timer has stopped the database (agent.PhaseFenced), and
+// when the clean stop is about to stop the database (agent.PhaseStopping:
+// the stop, once begun, finishes without the agent, and no round kicks
+// while it runs) or the agent has stopped. While a member that lost the
 // lead still answers as a primary, the device is neither kicked nor
 // disarmed: unless the agent's fence stops the database, the machine
 // resets.

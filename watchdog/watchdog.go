@@ -132,8 +132,14 @@ func (w *Watchdog) AfterRound(_ context.Context, r agent.RoundReport) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
+	case r.Phase == agent.PhaseStopping:
+		// The database stop that follows finishes without the agent;
+		// kicks cannot go on while it runs.
+		w.disarm("the agent is stopping the database")
 	case r.Phase == agent.PhaseStopped:
 		w.disarm("the agent stopped")
+	case r.Phase == agent.PhaseFenced:
+		w.disarm("the fence stopped the database")
 	case r.Leadership == agent.Leading:
 		w.lead(r)
 	case r.Role == cluster.RolePrimary && r.DBRunning:
@@ -154,8 +160,8 @@ func (w *Watchdog) lead(r agent.RoundReport) {
 		return
 	}
 	if !KickSafe(r.At, r.LastRenewSent, t, r.Config) {
-		w.skip(r, fmt.Sprintf("the lease's last renewal (%s ago) cannot cover a watchdog period of %s: not kicking",
-			r.At.Sub(r.LastRenewSent).Round(time.Millisecond), t))
+		w.skip(r, "the lease's last renewal is too old to cover another watchdog period: not kicking",
+			"renewal_age", r.At.Sub(r.LastRenewSent).Round(time.Millisecond))
 		return
 	}
 	w.lastSkip = ""
@@ -223,13 +229,14 @@ func (w *Watchdog) fail(r agent.RoundReport, err error) {
 	}
 }
 
-// skip logs (once per reason) why a round did not kick the device.
-func (w *Watchdog) skip(r agent.RoundReport, why string) {
+// skip logs (once per reason, until a kick or a disarm) why a round did
+// not kick the device.
+func (w *Watchdog) skip(r agent.RoundReport, why string, attrs ...any) {
 	if why == w.lastSkip {
 		return
 	}
 	w.lastSkip = why
-	w.log.Warn("watchdog: "+why, "epoch", r.Epoch, "timeout", w.timeout)
+	w.log.Warn("watchdog: "+why, append([]any{"epoch", r.Epoch, "timeout", w.timeout}, attrs...)...)
 }
 
 // disarm does the magic close, if the device is armed.

@@ -134,7 +134,11 @@ func TestLifecycle(t *testing.T) {
 		{"demoted", report(t0.Add(22*time.Second), agent.NotLeading, cluster.RoleReplica, t0.Add(22*time.Second)), "disarm"},
 		{"replica again", report(t0.Add(24*time.Second), agent.NotLeading, cluster.RoleReplica, t0.Add(24*time.Second)), ""},
 		{"leads again", report(t0.Add(26*time.Second), agent.Leading, cluster.RolePrimary, t0.Add(26*time.Second)), "open /test/watchdog, timeout 4s, keepalive"},
-		{"stopped", agent.RoundReport{Phase: agent.PhaseStopped, At: t0.Add(27 * time.Second), Leadership: agent.Leading, Role: cluster.RolePrimary, DBRunning: true}, "disarm"},
+		{"fenced", agent.RoundReport{Phase: agent.PhaseFenced, At: t0.Add(33 * time.Second), Leadership: agent.NotLeading, Config: defaults}, "disarm"},
+		{"leads after the fence", report(t0.Add(40*time.Second), agent.Leading, cluster.RolePrimary, t0.Add(40*time.Second)), "open /test/watchdog, timeout 4s, keepalive"},
+		// The clean stop: no more rounds while the database stops.
+		{"stopping", agent.RoundReport{Phase: agent.PhaseStopping, At: t0.Add(41 * time.Second), Leadership: agent.Leading, Role: cluster.RolePrimary, DBRunning: true}, "disarm"},
+		{"stopped", agent.RoundReport{Phase: agent.PhaseStopped, At: t0.Add(42 * time.Second), Leadership: agent.NotLeading}, ""},
 	}
 	for _, s := range steps {
 		w.AfterRound(ctx, s.r)
@@ -145,7 +149,8 @@ func TestLifecycle(t *testing.T) {
 	if w.Armed() {
 		t.Error("armed after the stop")
 	}
-	for _, want := range []string{"watchdog armed", "cannot cover a watchdog period", "still answers as a primary", "watchdog disarmed"} {
+	for _, want := range []string{"watchdog armed", "too old to cover another watchdog period", "still answers as a primary", "watchdog disarmed",
+		"the fence stopped the database", "the agent is stopping the database"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}

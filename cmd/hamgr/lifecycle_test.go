@@ -142,10 +142,17 @@ func notifySocket(t *testing.T) *net.UnixConn {
 	return conn
 }
 
+// running is an agent started by runAgentWith.
+type running struct {
+	db    *twinDB
+	store *memstore.Client
+	// stop stops the agent and returns the cause its context ended with.
+	stop func() error
+}
+
 // runAgentWith starts a real agent with cfg's observers (lifecycle) on a
-// twin database and an in-memory store; the returned func stops it and
-// returns the stop's cause.
-func runAgentWith(t *testing.T, cfg *config.Config, open watchdog.Opener) (*twinDB, func() error) {
+// twin database and an in-memory store.
+func runAgentWith(t *testing.T, cfg *config.Config, open watchdog.Opener) running {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	ctx, stop := context.WithCancelCause(t.Context())
@@ -154,14 +161,15 @@ func runAgentWith(t *testing.T, cfg *config.Config, open watchdog.Opener) (*twin
 		t.Fatal(err)
 	}
 	d := newTwinDB()
+	client := memstore.New(time.Now).Client(cfg.Name)
 	ag := agent.New(agent.Options{
 		Cluster: cfg.Cluster, Name: cfg.Name, Tags: tags, Config: cfg.Dynamic(), DB: d,
-		Store: memstore.New(time.Now).Client(cfg.Name), ConnHost: "127.0.0.1", ConnPort: 5432,
+		Store: client, ConnHost: "127.0.0.1", ConnPort: 5432,
 		Logger: log, Observers: observers,
 	})
 	done := make(chan error, 1)
 	go func() { done <- ag.Run(ctx) }()
-	return d, func() error {
+	return running{db: d, store: client, stop: func() error {
 		stop(nil)
 		select {
 		case err := <-done:
@@ -172,7 +180,7 @@ func runAgentWith(t *testing.T, cfg *config.Config, open watchdog.Opener) (*twin
 			t.Fatal("the agent did not stop within a minute")
 		}
 		return context.Cause(ctx)
-	}
+	}}
 }
 
 // TestAgentTalksToSystemdAndWatchdog: a real agent bootstraps a one-member
@@ -189,7 +197,8 @@ func TestAgentTalksToSystemdAndWatchdog(t *testing.T) {
 	}
 	cfg := testConfig(t, config.WatchdogAutomatic, dev)
 	rec := &recorder{}
-	d, stop := runAgentWith(t, cfg, rec.open)
+	r := runAgentWith(t, cfg, rec.open)
+	d, stop := r.db, r.stop
 
 	// Bounded by the timing: bootstrap and election take a few rounds of
 	// loop_wait (1s); ten ttl leave a wide margin on a loaded machine.
@@ -262,6 +271,52 @@ func TestAgentTalksToSystemdAndWatchdog(t *testing.T) {
 // leaderStatusRE matches the STATUS of a leading primary.
 var leaderStatusRE = regexp.MustCompile(`STATUS=role primary, leader \(epoch (\d+)\), state running`)
 
+// TestFencedPrimaryDisarms: a leader cut off from the store fences its
+// database at its fence deadline, and the watchdog is disarmed right
+// then (no reset of a machine whose database is already stopped), with
+// no kick after the renewals stopped covering one.
+func TestFencedPrimaryDisarms(t *testing.T) {
+	notifySocket(t)
+	dev := filepath.Join(t.TempDir(), "watchdog")
+	if err := os.WriteFile(dev, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, config.WatchdogAutomatic, dev)
+	rec := &recorder{}
+	r := runAgentWith(t, cfg, rec.open)
+	defer r.stop()
+	deadline := time.Now().Add(10 * time.Duration(cfg.Timing.TTL))
+	for count(rec.list(), "keepalive") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watchdog was not kicked twice: %v", rec.list())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.store.SetReachable(false)
+	cut := time.Now()
+	for count(rec.list(), "disarm") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watchdog was not disarmed after the fence: %v", rec.list())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The fence deadline is loop_wait + retry_timeout (3s) after the last
+	// renewal sent; the disarm comes with the fence, not a round later.
+	if took, bound := time.Since(cut), time.Duration(cfg.Timing.TTL); took > bound {
+		t.Errorf("disarmed %s after the cut, want within ttl (%s)", took, bound)
+	}
+	r.db.mu.Lock()
+	running := r.db.running
+	r.db.mu.Unlock()
+	if running {
+		t.Error("disarmed while the database runs")
+	}
+	calls := rec.list()
+	if calls[len(calls)-1] != "disarm" {
+		t.Errorf("device protocol %v: the disarm must be last", calls)
+	}
+}
+
 func count(s []string, v string) int {
 	n := 0
 	for _, x := range s {
@@ -284,8 +339,8 @@ func TestRequiredWatchdogNotArmableStopsTheAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t, config.WatchdogRequired, dev)
-	d, stop := runAgentWith(t, cfg, watchdog.Open)
-	_ = d
+	r := runAgentWith(t, cfg, watchdog.Open)
+	d, stop := r.db, r.stop
 	// The agent stops itself: wait for the magic close, bounded by the
 	// timing as above.
 	deadline := time.Now().Add(10 * time.Duration(cfg.Timing.TTL))
