@@ -33,6 +33,7 @@ type Notifier struct {
 
 	mu         sync.Mutex
 	ready      bool
+	stopping   bool // STOPPING=1 sent
 	lastPing   time.Time
 	lastStatus string
 	lastErr    string
@@ -65,10 +66,10 @@ func (n *Notifier) AfterRound(_ context.Context, r agent.RoundReport) {
 	defer n.mu.Unlock()
 	switch r.Phase {
 	case agent.PhaseStopped:
-		n.send("STATUS=stopped")
+		n.send(n.stoppingOnce() + "STATUS=stopped")
 		return
 	case agent.PhaseStopping:
-		n.send("STATUS=stopping the database")
+		n.send(n.stoppingOnce() + "STATUS=stopping the database")
 		return
 	case agent.PhaseFenced:
 		// Not a round: no READY, no ping.
@@ -97,11 +98,24 @@ func (n *Notifier) AfterRound(_ context.Context, r agent.RoundReport) {
 	}
 }
 
-// Stopping tells systemd the clean stop has begun.
+// Stopping tells systemd the clean stop has begun (once: the agent's own
+// PhaseStopping and PhaseStopped reports send it too if it has not been
+// sent, so that it always comes before them).
 func (n *Notifier) Stopping() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.send("STOPPING=1\nSTATUS=stopping (on_stop)")
+	if msg := n.stoppingOnce(); msg != "" {
+		n.send(msg + "STATUS=stopping (on_stop)")
+	}
+}
+
+// stoppingOnce returns "STOPPING=1\n" the first time, then "".
+func (n *Notifier) stoppingOnce() string {
+	if n.stopping {
+		return ""
+	}
+	n.stopping = true
+	return "STOPPING=1\n"
 }
 
 // checkInterval warns (once per timing) when WatchdogSec is below

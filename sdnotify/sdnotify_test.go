@@ -89,11 +89,28 @@ func TestProtocol(t *testing.T) {
 	if got := next(t, conn); !strings.HasPrefix(got, "STOPPING=1\n") {
 		t.Errorf("Stopping sent %q", got)
 	}
+	n.Stopping() // once only: the next datagram is the stopping report's
 	n.AfterRound(ctx, agent.RoundReport{Phase: agent.PhaseStopping})
 	if got := next(t, conn); got != "STATUS=stopping the database" {
 		t.Errorf("stopping sent %q", got)
 	}
 	n.AfterRound(ctx, agent.RoundReport{Phase: agent.PhaseStopped})
+	if got := next(t, conn); got != "STATUS=stopped" {
+		t.Errorf("stopped sent %q", got)
+	}
+}
+
+// A stop the agent reports before Stopping was called (the signal's
+// goroutine is late): STOPPING=1 comes first all the same, and once.
+func TestStoppingBeforeTheSignal(t *testing.T) {
+	conn := listen(t)
+	n := New(slog.New(slog.DiscardHandler))
+	n.AfterRound(t.Context(), agent.RoundReport{Phase: agent.PhaseStopping})
+	if got := next(t, conn); got != "STOPPING=1\nSTATUS=stopping the database" {
+		t.Errorf("stopping sent %q", got)
+	}
+	n.Stopping()
+	n.AfterRound(t.Context(), agent.RoundReport{Phase: agent.PhaseStopped})
 	if got := next(t, conn); got != "STATUS=stopped" {
 		t.Errorf("stopped sent %q", got)
 	}
