@@ -1,7 +1,9 @@
 // Package config reads and checks the static YAML configuration of one hamgr
 // agent: which cluster it belongs to, its member name, how to reach etcd,
 // where its HTTP API listens, where its PostgreSQL server lives, the failover
-// timings, its election and load-balancing tags and its logging.
+// timings, its election and load-balancing tags, its logging, what a clean
+// stop does, and its watchdog device (watchdog.mode: off, automatic or
+// required; watchdog.device; see package watchdog).
 //
 // # Loading
 //

@@ -159,7 +159,7 @@ func TestLifecycle(t *testing.T) {
 
 func TestModeOffOpensNothing(t *testing.T) {
 	rec := &recorder{}
-	w := New(Options{Mode: ModeOff, Open: rec.open})
+	w := New(Options{Mode: ModeOff, Path: "/test/watchdog", Open: rec.open})
 	w.AfterRound(t.Context(), report(t0, agent.Leading, cluster.RolePrimary, t0))
 	w.AfterRound(t.Context(), agent.RoundReport{Phase: agent.PhaseStopped})
 	if got := rec.take(); got != "" {
@@ -178,15 +178,15 @@ func TestArmFailure(t *testing.T) {
 		calls    string
 		required int
 	}{
-		{"ioctl fails, automatic", &recorder{setErr: syscall.ENOTTY}, ModeAutomatic, "open /dev/watchdog, timeout 4s, disarm", 0},
-		{"ioctl fails, required", &recorder{setErr: syscall.ENOTTY}, ModeRequired, "open /dev/watchdog, timeout 4s, disarm", 1},
-		{"device keeps a longer timeout", &recorder{takes: time.Minute}, ModeRequired, "open /dev/watchdog, timeout 4s, disarm", 1},
+		{"ioctl fails, automatic", &recorder{setErr: syscall.ENOTTY}, ModeAutomatic, "open /test/watchdog, timeout 4s, disarm", 0},
+		{"ioctl fails, required", &recorder{setErr: syscall.ENOTTY}, ModeRequired, "open /test/watchdog, timeout 4s, disarm", 1},
+		{"device keeps a longer timeout", &recorder{takes: time.Minute}, ModeRequired, "open /test/watchdog, timeout 4s, disarm", 1},
 		{"open fails", &recorder{openErr: syscall.EBUSY}, ModeRequired, "", 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var logs bytes.Buffer
 			var failures []error
-			w := New(Options{Mode: c.mode, Open: c.rec.open, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			w := New(Options{Mode: c.mode, Path: "/test/watchdog", Open: c.rec.open, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 				OnRequiredFailure: func(err error) { failures = append(failures, err) }})
 			w.AfterRound(t.Context(), report(t0, agent.Leading, cluster.RolePrimary, t0))
 			if got := c.rec.take(); got != c.calls {
@@ -210,7 +210,7 @@ func TestArmFailure(t *testing.T) {
 func TestTimingTooShort(t *testing.T) {
 	rec := &recorder{}
 	var failures []error
-	w := New(Options{Mode: ModeRequired, Open: rec.open, Logger: slog.New(slog.DiscardHandler), OnRequiredFailure: func(err error) { failures = append(failures, err) }})
+	w := New(Options{Mode: ModeRequired, Path: "/test/watchdog", Open: rec.open, Logger: slog.New(slog.DiscardHandler), OnRequiredFailure: func(err error) { failures = append(failures, err) }})
 	r := report(t0, agent.Leading, cluster.RolePrimary, t0)
 	r.Config.TTL, r.Config.LoopWait, r.Config.RetryTimeout = cluster.Duration(5*time.Second), cluster.Duration(time.Second), cluster.Duration(3*time.Second)
 	w.AfterRound(t.Context(), r)
