@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,10 +36,42 @@ type Opener func(path string) (Device, error)
 // ErrNoDevice is returned by Check for a path that does not exist.
 var ErrNoDevice = errors.New("no watchdog device")
 
+// sysfsWatchdogs is where Linux describes each watchdog device.
+const sysfsWatchdogs = "/sys/class/watchdog"
+
 // Check reports whether path looks like a watchdog device this process
-// could open, without opening it (opening arms it): it must exist and be
-// writable by this process. The error names the path.
+// could open and disarm again, without opening it (opening arms it): it
+// must exist and be writable by this process, and its driver must not be
+// in nowayout mode (/sys/class/watchdog/NAME/nowayout), where the magic
+// close does not disarm it and a demoted or stopped primary's machine
+// would reset. The error names the path.
 func Check(path string) error {
+	if err := checkFile(path); err != nil {
+		return err
+	}
+	return checkNowayout(sysfsWatchdogs, path)
+}
+
+// checkNowayout reads sysfs/NAME/nowayout for the device at path (the
+// legacy /dev/watchdog is watchdog0); a device sysfs does not describe (a
+// test double, an old kernel) passes.
+func checkNowayout(sysfs, path string) error {
+	name := filepath.Base(path)
+	if name == "watchdog" {
+		name = "watchdog0"
+	}
+	b, err := os.ReadFile(filepath.Join(sysfs, name, "nowayout"))
+	if err != nil {
+		return nil
+	}
+	if strings.TrimSpace(string(b)) != "0" {
+		return fmt.Errorf("watchdog device %s cannot be disarmed (its driver runs with nowayout): a primary that steps down or stops would have its machine reset; load the driver with nowayout=0", path)
+	}
+	return nil
+}
+
+// checkFile is Check's look at the file itself.
+func checkFile(path string) error {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: %w (load softdog, or a hardware watchdog's driver)", path, ErrNoDevice)

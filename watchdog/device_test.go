@@ -104,3 +104,23 @@ func TestCheck(t *testing.T) {
 		t.Error("Check(read-only file) = nil")
 	}
 }
+
+// A driver in nowayout mode cannot be disarmed by the magic close: Check
+// refuses it (read from a sysfs tree the test writes).
+func TestCheckNowayout(t *testing.T) {
+	sysfs := t.TempDir()
+	for name, v := range map[string]string{"watchdog0": "1\n", "watchdog1": "0\n"} {
+		if err := os.MkdirAll(filepath.Join(sysfs, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sysfs, name, "nowayout"), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, ok := range map[string]bool{"/dev/watchdog": false, "/dev/watchdog0": false, "/dev/watchdog1": true, "/tmp/double": true} {
+		err := checkNowayout(sysfs, path)
+		if (err == nil) != ok {
+			t.Errorf("checkNowayout(%s) = %v, want ok %v", path, err, ok)
+		}
+	}
+}
