@@ -701,3 +701,17 @@ func TestErrorsAreJoined(t *testing.T) {
 		t.Errorf("want errors.Join of 2, got %T %v", err, err)
 	}
 }
+
+func TestWatchdogSection(t *testing.T) {
+	c := mustParse(t, minimal+"watchdog:\n  mode: required\n  device: /dev/watchdog1\n")
+	if c.Watchdog.Mode != WatchdogRequired || c.Watchdog.Device != "/dev/watchdog1" {
+		t.Errorf("watchdog = %+v", c.Watchdog)
+	}
+	// YAML 1.1 would read an unquoted off as false; the mode stays "off".
+	if c := mustParse(t, minimal+"watchdog:\n  mode: off\n"); c.Watchdog.Mode != WatchdogOff || c.Watchdog.Device != DefaultWatchdogDevice {
+		t.Errorf("watchdog = %+v", c.Watchdog)
+	}
+	if _, err := Parse([]byte(minimal + "watchdog: automatic\n")); err == nil || !strings.Contains(err.Error(), "watchdog") {
+		t.Errorf("watchdog as a scalar: %v", err)
+	}
+}
