@@ -97,6 +97,7 @@ type Watchdog struct {
 	dev      Device        // nil: disarmed
 	timeout  time.Duration // in effect on dev
 	failed   bool          // OnRequiredFailure was called
+	lastAt   time.Time     // the latest report's time
 	lastErr  string
 	lastSkip string
 }
@@ -131,6 +132,12 @@ func (w *Watchdog) AfterRound(_ context.Context, r agent.RoundReport) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if r.Phase == agent.PhaseRound && r.At.Before(w.lastAt) {
+		// Made before a report already acted on (the fence timer's
+		// runs beside the loop): stale, it must not re-arm.
+		return
+	}
+	w.lastAt = r.At
 	switch {
 	case r.Phase == agent.PhaseStopping:
 		// The database stop that follows finishes without the agent;

@@ -135,6 +135,8 @@ func TestLifecycle(t *testing.T) {
 		{"replica again", report(t0.Add(24*time.Second), agent.NotLeading, cluster.RoleReplica, t0.Add(24*time.Second)), ""},
 		{"leads again", report(t0.Add(26*time.Second), agent.Leading, cluster.RolePrimary, t0.Add(26*time.Second)), "open /test/watchdog, timeout 4s, keepalive"},
 		{"fenced", agent.RoundReport{Phase: agent.PhaseFenced, At: t0.Add(33 * time.Second), Leadership: agent.NotLeading, Config: defaults}, "disarm"},
+		// A round's report made just before the fence, delivered after it.
+		{"stale round", report(t0.Add(32*time.Second), agent.Leading, cluster.RolePrimary, t0.Add(31*time.Second)), ""},
 		{"leads after the fence", report(t0.Add(40*time.Second), agent.Leading, cluster.RolePrimary, t0.Add(40*time.Second)), "open /test/watchdog, timeout 4s, keepalive"},
 		// The clean stop: no more rounds while the database stops.
 		{"stopping", agent.RoundReport{Phase: agent.PhaseStopping, At: t0.Add(41 * time.Second), Leadership: agent.Leading, Role: cluster.RolePrimary, DBRunning: true}, "disarm"},
