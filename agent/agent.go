@@ -68,6 +68,9 @@ type Options struct {
 	// Publishers run, in order, in the publish step of a promotion
 	// (after the database is promoted, before the promotion is recorded).
 	Publishers []discovery.Publisher
+	// Observers are told, in order, what each round left behind, and that
+	// Run has stopped (see RoundObserver).
+	Observers []RoundObserver
 }
 
 // OnStop is what a clean stop of the agent does with its database.
@@ -123,6 +126,7 @@ type Agent struct {
 	storeOK          bool
 	self             cluster.Member
 	accepting        bool
+	dbRunning        bool      // the database process existed at the latest probe
 	probedAt         time.Time // when the latest probe of the database returned
 	busy             string    // the long action running in the background ("": none)
 	lastLoop         time.Time
@@ -222,6 +226,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		sleep(ctx, a.NotBefore().Sub(a.clk.Now()))
 	}
 	a.stop(inner)
+	a.notifyObservers(inner, PhaseStopped)
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 // store, the database process exiting) comes first; in any case no round
 // starts before NotBefore.
 func (a *Agent) Round(ctx context.Context) time.Duration {
+	defer a.notifyObservers(ctx, PhaseRound)
 	defer a.observeRound(a.opts.Metrics, a.clk.Now())
 	// A fence due now acts before anything is decided (after a freeze the
 	// round and the fence timer wake together).
@@ -186,7 +187,7 @@ func (a *Agent) probe(ctx context.Context) db.Status {
 		a.log.Warn("database probe failed", "err", err)
 	}
 	a.mu.Lock()
-	a.accepting, a.probedAt = st.Accepting, a.clk.Now()
+	a.accepting, a.dbRunning, a.probedAt = st.Accepting, st.Running, a.clk.Now()
 	a.mu.Unlock()
 	return st
 }

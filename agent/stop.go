@@ -33,6 +33,7 @@ func (a *Agent) stop(ctx context.Context) {
 	if a.opts.OnStop == OnStopHandover && a.leads() {
 		a.handOver(ctx)
 	}
+	a.notifyObservers(ctx, PhaseStopping)
 	a.log.Info("agent stopping: stopping PostgreSQL")
 	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
 	err := a.opts.DB.Stop(sctx, db.StopFast)
