@@ -226,27 +226,34 @@ func TestDrillOneWayFromEtcd(t *testing.T) {
 	})
 }
 
-// cpuPeriod and cpuQuota throttle a container to 5 % of one CPU (the
-// CFS quota; docker update --cpus cannot be undone on this engine once
-// set, a quota of -1 can).
-const (
-	cpuPeriod = "100000"
-	cpuQuota  = "5000"
-)
-
 // TestDrillCPUThrottle: the primary's container is throttled to 5 % of a
-// CPU for three ttls (docker update --cpu-period --cpu-quota), then the
-// quota is removed. Either outcome is safe: the agent still renews its
-// lease in time (no failover), or it misses renewals and its fence timer
-// stops PostgreSQL before the lease expires (one failover). Never a
-// split-brain write, never a lost acknowledgement; the drill logs which
-// happened. Skipped, with the engine's error, where docker update cannot
-// set a CPU quota.
+// CPU (a CFS quota of 5 ms per 100 ms period) for three ttls with docker
+// update --cpu-period --cpu-quota, then the quota is removed (--cpus
+// cannot be reset on this engine once set, a quota of -1 can). Either
+// outcome is safe: the agent still renews its lease in time (no failover),
+// or it misses renewals and its fence timer stops PostgreSQL before the
+// lease expires (one failover). Never a split-brain write, never a lost
+// acknowledgement; the drill logs which happened. Skipped, with the
+// engine's error, where docker update cannot set a CPU quota.
 func TestDrillCPUThrottle(t *testing.T) {
-	runDrill(t, fault{
-		name: "CPU throttled to 5%",
+	runDrill(t, cpuThrottle(t, 100*time.Millisecond, 5*time.Millisecond))
+}
+
+// TestDrillCPUThrottleHard: the same at 0.1 % of a CPU: the smallest quota
+// (1 ms) in the longest period (1 s), so the container's processes are
+// stopped for most of each second, in one piece.
+func TestDrillCPUThrottleHard(t *testing.T) {
+	runDrill(t, cpuThrottle(t, time.Second, time.Millisecond))
+}
+
+// cpuThrottle is the fault of the CPU drills: the primary's container held
+// to quota of CPU time per period for three ttls.
+func cpuThrottle(t *testing.T, period, quota time.Duration) fault {
+	us := func(d time.Duration) string { return fmt.Sprint(d.Microseconds()) }
+	return fault{
+		name: fmt.Sprintf("CPU throttled to %v per %v", quota, period),
 		inject: func(c *cluster, n *member) {
-			if _, err := dockerErr("update", "--cpu-period", cpuPeriod, "--cpu-quota", cpuQuota, n.id()); err != nil {
+			if _, err := dockerErr("update", "--cpu-period", us(period), "--cpu-quota", us(quota), n.id()); err != nil {
 				t.Skipf("this engine cannot throttle a container's CPU: %v", err)
 			}
 		},
@@ -254,7 +261,7 @@ func TestDrillCPUThrottle(t *testing.T) {
 		heal:         func(c *cluster, n *member) { docker(t, "update", "--cpu-quota", "-1", n.id()) },
 		failovers:    0,
 		maxFailovers: 1,
-	})
+	}
 }
 
 // runDrill starts a cluster in synchronous mode, writes, injects f into
@@ -291,6 +298,9 @@ func runDrill(t *testing.T, f fault) {
 		waitFailover(ctx, t, c, w, f, old, newTL)
 	}
 	failedOver := "no failover expected"
+	if f.maxFailovers > f.failovers {
+		failedOver = fmt.Sprintf("%d to %d failovers safe", f.failovers, f.maxFailovers)
+	}
 	if f.failovers > 0 {
 		failedOver = fmt.Sprintf("failover seen by the clients after %v", time.Since(start).Round(time.Millisecond))
 	}
@@ -393,7 +403,11 @@ func check(t *testing.T, f fault, acks []history.Ack, present map[int64]bool, st
 	case len(fs) < f.failovers || len(fs) > hi:
 		t.Errorf("failovers = %+v, want %d to %d", fs, f.failovers, hi)
 	case hi > f.failovers:
-		t.Logf("%s: %d failovers (%d to %d are safe): %+v", f.name, len(fs), f.failovers, hi, fs)
+		var at []string
+		for _, x := range fs {
+			at = append(at, fmt.Sprintf("to %s at +%v (heal at +%v)", x.Node, x.At.Sub(start).Round(time.Millisecond), heal.Sub(start).Round(time.Millisecond)))
+		}
+		t.Logf("%s: %d failovers (%d to %d are safe) %s", f.name, len(fs), f.failovers, hi, strings.Join(at, ", "))
 	}
 	if converge > convergeTarget {
 		t.Errorf("converged %v after the heal, target %v", converge, convergeTarget)
