@@ -48,8 +48,8 @@ type drillResult struct {
 	// old is the primary the fault hit, primary the one the cluster
 	// converged on after the heal.
 	old, primary string
-	// start is just before the injection, healed just before the heal.
-	start, healed time.Time
+	// healed is just before the heal.
+	healed time.Time
 }
 
 // cut drops every packet between node n and the given peers, both ways.
@@ -341,7 +341,7 @@ func runDrill(t *testing.T, f fault) {
 	}
 	check(t, f, acks, present, start, heal, converge)
 	if f.verify != nil {
-		f.verify(t, drillResult{acks: acks, old: old.name, primary: primary, start: start, healed: heal})
+		f.verify(t, drillResult{acks: acks, old: old.name, primary: primary, healed: heal})
 	}
 	t.Logf("%s of %s: %s, healed at +%v, converged on %s %v after the heal; %d acknowledgements (%s); drill %v",
 		f.name, old.name, failedOver, heal.Sub(start).Round(time.Millisecond), primary,
