@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/hamgr/hamgr/integration/history"
 	"github.com/hamgr/hamgr/localcluster"
 )
@@ -60,7 +62,11 @@ func TestDrillRollingRestart(t *testing.T) {
 			to := c.switchoverTarget(n, done)
 			switchovers = append(switchovers, c.switchover(ctx, n, to))
 		}
-		restarts = append(restarts, c.restartNode(ctx, n))
+		role := "replica"
+		if slices.Contains(c.syncStandbys(ctx, c.currentPrimary(ctx)), n.name) {
+			role = "synchronous standby"
+		}
+		restarts = append(restarts, c.restartNode(ctx, n, role))
 		done = append(done, n)
 	}
 	if err := w.waitFor(ctx, "writes after the last restart", func(a []history.Ack) bool {
@@ -134,9 +140,31 @@ func (c *cluster) switchover(ctx context.Context, from, to *member) history.Faul
 	return history.Fault{Name: fmt.Sprintf("switchover %s -> %s", from.name, to.name), Start: start, End: time.Now()}
 }
 
+// syncStandbys returns the application names primary n lists as
+// synchronous standbys (pg_stat_replication), nil when it cannot tell.
+func (c *cluster) syncStandbys(ctx context.Context, n *member) []string {
+	conn, err := c.connect(ctx, n.ip.String())
+	if err != nil {
+		return nil
+	}
+	defer closeConn(conn)
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	rows, err := conn.Query(qctx, "SELECT application_name FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')")
+	if err != nil {
+		return nil
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil
+	}
+	return names
+}
+
 // restartNode restarts node n's container (docker restart) and waits until
-// every node streams from one primary again, n included.
-func (c *cluster) restartNode(ctx context.Context, n *member) history.Fault {
+// every node streams from one primary again, n included; role (replica or
+// synchronous standby) names the restart in the history.
+func (c *cluster) restartNode(ctx context.Context, n *member, role string) history.Fault {
 	c.t.Helper()
 	start := time.Now()
 	docker(c.t, "restart", "-t", fmt.Sprint(int(restartStopTimeout/time.Second)), n.id())
@@ -154,7 +182,7 @@ func (c *cluster) restartNode(ctx context.Context, n *member) history.Fault {
 	}
 	c.t.Logf("restart of %s: docker restart took %v; streaming again %v after it began",
 		n.name, restarted.Sub(start).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	return history.Fault{Name: "restart " + n.name, Start: start, End: time.Now()}
+	return history.Fault{Name: fmt.Sprintf("restart %s (%s)", n.name, role), Start: start, End: time.Now()}
 }
 
 // checkRolling asserts the rolling restart's targets on its history and
@@ -180,7 +208,7 @@ func checkRolling(t *testing.T, acks []history.Ack, present map[int64]bool, swit
 		}
 	}
 	t.Logf("switchovers: write unavailability through the multi-host string %s", outages(t, multi, switchovers))
-	t.Logf("restarts of a replica: write unavailability through the multi-host string %s", outages(t, multi, restarts))
+	t.Logf("restarts: write unavailability through the multi-host string %s", outages(t, multi, restarts))
 }
 
 // outages measures the write unavailability of each fault and summarizes
