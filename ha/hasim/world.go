@@ -335,6 +335,11 @@ func (w *World) Step(faults ...Fault) error {
 			w.wakeOnChange()
 		}
 	}
+	for _, n := range w.nodes {
+		if n.agentRuns() {
+			n.a.Republish(ctx) // cheap when nothing is to be published
+		}
+	}
 	w.checkPrimaries()
 	w.checkEpochs()
 	if len(w.violations) > 0 {
