@@ -74,6 +74,10 @@ type Options struct {
 	// PublishTimeout bounds one attempt of one publisher (zero:
 	// DefaultPublishTimeout).
 	PublishTimeout time.Duration
+	// PrePromote, if set, runs in the promote step of a promotion, before
+	// the database is promoted (the pre_promote hook); its error fails the
+	// step, which is retried.
+	PrePromote discovery.PrePromoter
 }
 
 // OnStop is what a clean stop of the agent does with its database.

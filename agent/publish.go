@@ -7,6 +7,7 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/discovery"
+	"github.com/hamgr/hamgr/ha"
 )
 
 // Publishing (package discovery) is level-triggered. The agent remembers,
@@ -129,28 +130,38 @@ func (a *Agent) Republish(ctx context.Context) time.Duration {
 			next = min(next, wait)
 			continue
 		}
-		if _, err := a.publishOne(ctx, i, want); err != nil {
+		if _, err := a.publishOne(ctx, i, want, nil); err != nil {
 			next = min(next, publishBackOff(st.failures+1))
 		}
 	}
 	return next
 }
 
+// publishTimeout is Options.PublishTimeout or its default.
+func (a *Agent) publishTimeout() time.Duration {
+	if a.opts.PublishTimeout <= 0 {
+		return DefaultPublishTimeout
+	}
+	return a.opts.PublishTimeout
+}
+
 // publishOne runs publisher i once for s, bounded by the publish timeout,
 // and remembers the outcome (a.pubMu held). It returns how long the
-// attempt took.
-func (a *Agent) publishOne(ctx context.Context, i int, s discovery.Self) (time.Duration, error) {
+// attempt took. A promotion (promo non-nil) is published by Publish,
+// anything else by a MemberPublisher's PublishSelf or, for the primary,
+// by Publish.
+func (a *Agent) publishOne(ctx context.Context, i int, s discovery.Self, promo *discovery.Primary) (time.Duration, error) {
 	p := a.opts.Publishers[i]
-	timeout := a.opts.PublishTimeout
-	if timeout <= 0 {
-		timeout = DefaultPublishTimeout
-	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
+	pctx, cancel := context.WithTimeout(ctx, a.publishTimeout())
 	start := a.clk.Now()
 	var err error
-	if mp, ok := p.(discovery.MemberPublisher); ok {
+	mp, member := p.(discovery.MemberPublisher)
+	switch {
+	case promo != nil:
+		err = p.Publish(pctx, *promo)
+	case member:
 		err = mp.PublishSelf(pctx, s)
-	} else {
+	default:
 		err = p.Publish(pctx, discovery.Primary{Cluster: s.Cluster, Name: s.Name, Epoch: s.Epoch, Host: s.Host, Port: s.Port})
 	}
 	cancel()
@@ -201,6 +212,10 @@ func (a *Agent) publishPromotion(ctx context.Context, l cluster.Leader) {
 	defer a.pubMu.Unlock()
 	s := discovery.Self{Cluster: a.opts.Cluster, Name: a.opts.Name, Role: cluster.RolePrimary, Epoch: l.Epoch,
 		Leader: a.opts.Name, Host: a.opts.ConnHost, Port: a.opts.ConnPort, LagBytes: 0}
+	promo := discovery.Primary{Cluster: s.Cluster, Name: s.Name, Epoch: s.Epoch, Host: s.Host, Port: s.Port}
+	if l.Promotion != nil && l.Promotion.OldPrimary != a.opts.Name {
+		promo.OldPrimary = l.Promotion.OldPrimary
+	}
 	a.mu.Lock()
 	if a.pubSteps.epoch != l.Epoch {
 		a.pubSteps = pubSteps{epoch: l.Epoch, steps: make([]cluster.Step, len(a.opts.Publishers))}
@@ -213,7 +228,7 @@ func (a *Agent) publishPromotion(ctx context.Context, l cluster.Leader) {
 		if done {
 			continue // published by an earlier run of this step: its result stands
 		}
-		took, err := a.publishOne(ctx, i, s)
+		took, err := a.publishOne(ctx, i, s, &promo)
 		step := cluster.Step{Name: "publish:" + p.Name(), Duration: cluster.Duration(took)}
 		if err != nil {
 			step.Failed = err.Error()
@@ -248,16 +263,12 @@ func (a *Agent) withdraw(ctx context.Context) {
 	s, _ := a.wantedSelf()
 	a.mu.Unlock()
 	s.Role = cluster.RoleUnknown
-	timeout := a.opts.PublishTimeout
-	if timeout <= 0 {
-		timeout = DefaultPublishTimeout
-	}
 	for _, p := range a.opts.Publishers {
 		mp, ok := p.(discovery.MemberPublisher)
 		if !ok {
 			continue
 		}
-		wctx, cancel := context.WithTimeout(ctx, timeout)
+		wctx, cancel := context.WithTimeout(ctx, a.publishTimeout())
 		err := mp.Withdraw(wctx, s)
 		cancel()
 		if err != nil {
@@ -288,4 +299,25 @@ func (a *Agent) waitPublish(ctx context.Context, d time.Duration) bool {
 	case <-a.publishWake:
 	}
 	return true
+}
+
+// prePromote runs Options.PrePromote before the promote step promotes the
+// database (the view's leader key is this member's).
+func (a *Agent) prePromote(ctx context.Context, v ha.View) error {
+	if a.opts.PrePromote == nil {
+		return nil
+	}
+	p := discovery.Primary{Cluster: a.opts.Cluster, Name: a.opts.Name, Host: a.opts.ConnHost, Port: a.opts.ConnPort}
+	if l := v.Snap.Leader; l != nil {
+		p.Epoch = l.Epoch
+		if l.Promotion != nil && l.Promotion.OldPrimary != a.opts.Name {
+			p.OldPrimary = l.Promotion.OldPrimary
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, a.publishTimeout())
+	defer cancel()
+	if err := a.opts.PrePromote.PrePromote(pctx, p); err != nil {
+		return fmt.Errorf("pre_promote: %w", err)
+	}
+	return nil
 }

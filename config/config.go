@@ -66,6 +66,9 @@ type Config struct {
 	// Discovery configures the publishers that tell clients where the
 	// primary is (DNS). Optional.
 	Discovery Discovery `yaml:"discovery"`
+	// Hooks are the operator's executables run before and after a
+	// promotion, on role changes, at start and at stop. Optional.
+	Hooks Hooks `yaml:"hooks"`
 	// Fencing says how to power off other members' machines before this
 	// agent promotes over them (STONITH). Optional.
 	Fencing Fencing `yaml:"fencing"`
@@ -384,6 +387,7 @@ func (c *Config) ApplyDefaults() {
 // optional sections (discovery.dns).
 func (c *Config) applyDerived() {
 	c.applyDNSDefaults()
+	c.applyConsulDefaults()
 	if e := c.Etcd.Embedded; e != nil {
 		if e.ClientURL == "" {
 			e.ClientURL = DefaultEmbeddedClientURL

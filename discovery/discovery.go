@@ -32,6 +32,9 @@ type Primary struct {
 	Epoch   cluster.Epoch
 	Host    string
 	Port    int
+	// OldPrimary is the member this one was promoted over ("": none, or
+	// not a promotion).
+	OldPrimary string
 }
 
 // Publisher publishes the primary.
@@ -82,4 +85,11 @@ type MemberPublisher interface {
 	// Withdraw removes what PublishSelf published, on a clean stop of
 	// the agent.
 	Withdraw(ctx context.Context, s Self) error
+}
+
+// PrePromoter runs before this member's database is promoted (the
+// operator's pre_promote hook). An error stops the promotion at its
+// promote step, which is retried.
+type PrePromoter interface {
+	PrePromote(ctx context.Context, p Primary) error
 }
