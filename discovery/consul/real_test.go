@@ -5,14 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,97 +16,8 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/discovery"
+	"github.com/hamgr/hamgr/discovery/consul/consultest"
 )
-
-// CacheBinary is where .ci/consul-build.sh leaves the Consul agent it
-// builds, in a cache that outlives the clone (see .ci/run).
-const CacheBinary = "/var/cache/hamgr-ci/consul/consul"
-
-// consulBinary finds a Consul agent: $HAMGR_CONSUL, else consul on PATH,
-// else the CI cache; it skips the test, saying why, when there is none.
-func consulBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("HAMGR_CONSUL"); p != "" {
-		return p
-	}
-	if p, err := exec.LookPath("consul"); err == nil {
-		return p
-	}
-	if _, err := os.Stat(CacheBinary); err == nil {
-		return CacheBinary
-	}
-	t.Skip("no Consul agent: Debian has no consul package and none is on PATH, in $HAMGR_CONSUL or in " + CacheBinary +
-		" (.ci/consul-build.sh builds v1.16.6 from the Go module proxy into it, which takes long on a small machine);" +
-		" the publisher is tested against a fake of Consul's documented HTTP API instead")
-	return ""
-}
-
-// freePorts returns n distinct free loopback TCP ports (also free for UDP
-// at the moment of asking, for the DNS port).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
-// startConsul runs `consul agent -dev` on loopback ports and returns its
-// HTTP and DNS addresses once its API answers with a leader.
-func startConsul(t *testing.T, bin string) (httpAddr, dnsAddr string) {
-	t.Helper()
-	p := freePorts(t, 5)
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "agent", "-dev", "-bind=127.0.0.1", "-client=127.0.0.1", "-data-dir="+dir,
-		"-http-port="+strconv.Itoa(p[0]), "-dns-port="+strconv.Itoa(p[1]), "-server-port="+strconv.Itoa(p[2]),
-		"-serf-lan-port="+strconv.Itoa(p[3]), "-serf-wan-port="+strconv.Itoa(p[4]), "-grpc-port=-1", "-grpc-tls-port=-1",
-		"-hcl=dns_config { allow_stale = false }")
-	logf, err := os.Create(filepath.Join(dir, "consul.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("consul log:\n%s", b)
-		}
-	})
-	httpAddr = fmt.Sprintf("127.0.0.1:%d", p[0])
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + httpAddr + "/v1/status/leader")
-		if err == nil {
-			var leader string
-			_ = json.NewDecoder(resp.Body).Decode(&leader)
-			resp.Body.Close()
-			if leader != "" {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consul agent did not elect itself within 60s (last: %v)", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return httpAddr, fmt.Sprintf("127.0.0.1:%d", p[1])
-}
 
 // roleAPI is a stand-in for a hamgr agent's API: /primary and /replica
 // answer 200 or 503 by its role, as the real one does (the health check
@@ -203,8 +109,8 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() string) {
 // health API and its DNS interface then serve n2 as the primary and no
 // longer n1, whose check went critical without anyone deregistering it.
 func TestFailoverWithRealConsul(t *testing.T) {
-	bin := consulBinary(t)
-	httpAddr, dnsAddr := startConsul(t, bin)
+	agent := consultest.Start(t, consultest.Binary(t))
+	httpAddr, dnsAddr := agent.HTTPAddr, agent.DNSAddr
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	api1, api2 := newRoleAPI(t, cluster.RolePrimary), newRoleAPI(t, cluster.RoleReplica)
