@@ -24,9 +24,13 @@ import (
 // builds, in a cache that outlives the clone.
 const CacheBinary = "/var/cache/hamgr-ci/consul/consul"
 
-// Binary finds a Consul agent, or skips the test saying why.
-func Binary(t testing.TB) string {
-	t.Helper()
+// Missing says why no Consul agent is found.
+const Missing = "no Consul agent: Debian has no consul package, and none is on PATH, in $HAMGR_CONSUL or at " + CacheBinary +
+	" (.ci/consul-build.sh builds v1.16.6 there from the Go module proxy; it ran out of time or failed, see its output in CI)"
+
+// Find returns a Consul agent's path, or "" when there is none (Missing
+// says why).
+func Find() string {
 	if p := os.Getenv("HAMGR_CONSUL"); p != "" {
 		return p
 	}
@@ -36,9 +40,17 @@ func Binary(t testing.TB) string {
 	if _, err := os.Stat(CacheBinary); err == nil {
 		return CacheBinary
 	}
-	t.Skip("no Consul agent: Debian has no consul package, and none is on PATH, in $HAMGR_CONSUL or at " + CacheBinary +
-		" (.ci/consul-build.sh builds v1.16.6 there from the Go module proxy; it ran out of time or failed, see its output in CI)")
 	return ""
+}
+
+// Binary finds a Consul agent, or skips the test saying why.
+func Binary(t testing.TB) string {
+	t.Helper()
+	p := Find()
+	if p == "" {
+		t.Skip(Missing)
+	}
+	return p
 }
 
 // Agent is a running dev-mode Consul agent.
