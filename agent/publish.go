@@ -70,7 +70,8 @@ func publishBackOff(failures int) time.Duration {
 // is complete; a replica when its database runs as one; otherwise
 // RoleUnknown. While it holds the key with a promotion under way (or its
 // database down) it reports false: the promotion's publish step publishes,
-// and until then what was published stands.
+// and until then what was published stands; so does a replica's while
+// there is no leader.
 func (a *Agent) wantedSelf() (discovery.Self, bool) {
 	s := discovery.Self{Cluster: a.opts.Cluster, Name: a.opts.Name, Host: a.opts.ConnHost, Port: a.opts.ConnPort,
 		LagBytes: a.self.LagBytes}
@@ -84,6 +85,8 @@ func (a *Agent) wantedSelf() (discovery.Self, bool) {
 		s.Role = cluster.RolePrimary
 	case leads:
 		return s, false
+	case a.self.Role == cluster.RoleReplica && a.accepting && l == nil:
+		return s, false // a leader loss: the next leader is published, not the gap
 	case a.self.Role == cluster.RoleReplica && a.accepting:
 		s.Role = cluster.RoleReplica
 	default:

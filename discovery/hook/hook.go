@@ -80,7 +80,8 @@ type Hooks struct {
 	Logger  *slog.Logger
 
 	mu      sync.Mutex
-	started bool // on_start ran successfully
+	started bool          // on_start ran successfully
+	pending cluster.Epoch // the promotion whose post_promote failed (0: none)
 }
 
 var _ discovery.MemberPublisher = (*Hooks)(nil)
@@ -172,33 +173,61 @@ func selfEnv(event Event, s discovery.Self) Env {
 }
 
 // Publish runs post_promote, then on_role_change, for this member promoted
-// to primary p.
+// to primary p (on_start first, if the agent started mid-promotion and has
+// not run it yet).
 func (h *Hooks) Publish(ctx context.Context, p discovery.Primary) error {
-	e := Env{Event: PostPromote, Cluster: p.Cluster, Member: p.Name, Role: cluster.RolePrimary, Epoch: p.Epoch,
+	e := Env{Event: OnStart, Cluster: p.Cluster, Member: p.Name, Role: cluster.RolePrimary, Epoch: p.Epoch,
 		Leader: p.Name, OldPrimary: p.OldPrimary, Host: p.Host, Port: p.Port}
+	if err := h.start(ctx, e); err != nil {
+		return err
+	}
+	e.Event = PostPromote
+	h.setPending(p.Epoch)
 	if err := h.Run(ctx, e); err != nil {
 		return err
 	}
+	h.setPending(0)
 	e.Event = OnRoleChange
 	return h.Run(ctx, e)
 }
 
+func (h *Hooks) setPending(e cluster.Epoch) {
+	h.mu.Lock()
+	h.pending = e
+	h.mu.Unlock()
+}
+
 // PublishSelf runs on_start the first time (until it succeeds), then
-// on_role_change.
+// on_role_change; for the primary of a promotion whose post_promote
+// failed, it retries that promotion's hooks (Publish).
 func (h *Hooks) PublishSelf(ctx context.Context, s discovery.Self) error {
+	h.mu.Lock()
+	started, pending := h.started, h.pending
+	h.mu.Unlock()
+	if pending != 0 && s.Role == cluster.RolePrimary && s.Epoch == pending {
+		return h.Publish(ctx, discovery.Primary{Cluster: s.Cluster, Name: s.Name, Epoch: s.Epoch, Host: s.Host, Port: s.Port})
+	}
+	if !started {
+		return h.start(ctx, selfEnv(OnStart, s))
+	}
+	return h.Run(ctx, selfEnv(OnRoleChange, s))
+}
+
+// start runs on_start (e) unless it ran successfully before.
+func (h *Hooks) start(ctx context.Context, e Env) error {
 	h.mu.Lock()
 	started := h.started
 	h.mu.Unlock()
-	if !started {
-		if err := h.Run(ctx, selfEnv(OnStart, s)); err != nil {
-			return err
-		}
-		h.mu.Lock()
-		h.started = true
-		h.mu.Unlock()
+	if started {
 		return nil
 	}
-	return h.Run(ctx, selfEnv(OnRoleChange, s))
+	if err := h.Run(ctx, e); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.started = true
+	h.mu.Unlock()
+	return nil
 }
 
 // Withdraw runs on_stop.

@@ -141,3 +141,37 @@ func TestPrePromotePolicy(t *testing.T) {
 		t.Fatalf("no hook: %v", err)
 	}
 }
+
+// A promotion whose post_promote failed runs it again when the agent
+// republishes the primary of that epoch, not on_role_change alone.
+func TestPostPromoteRetried(t *testing.T) {
+	dir := t.TempDir()
+	flag, rec := filepath.Join(dir, "fail"), filepath.Join(dir, "calls")
+	prog := script(t, dir, "hook.sh", "echo \"$1 $HAMGR_EPOCH\" >> "+rec+"\n[ ! -e "+flag+" ]")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := &Hooks{Timeout: 5 * time.Second, Programs: map[Event]string{PostPromote: prog, OnRoleChange: prog}}
+	ctx := testCtx(t)
+	if err := h.Publish(ctx, discovery.Primary{Cluster: "c1", Name: "n2", Epoch: 5}); err == nil {
+		t.Fatal("post_promote with the flag: no error")
+	}
+	if err := os.Remove(flag); err != nil {
+		t.Fatal(err)
+	}
+	s := discovery.Self{Cluster: "c1", Name: "n2", Role: cluster.RolePrimary, Epoch: 5, Leader: "n2"}
+	if err := h.PublishSelf(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.PublishSelf(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "post_promote 5\npost_promote 5\non_role_change 5\non_role_change 5\n"
+	if string(b) != want {
+		t.Fatalf("calls:\n%s\nwant:\n%s", b, want)
+	}
+}
