@@ -30,6 +30,7 @@ trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 start=$(date +%s)
 build() {
   set -e
+  cd "$work" # outside any module: nothing of the clone is touched
   dir=$(go mod download -json "github.com/hashicorp/consul@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   [ -n "$dir" ]
   cp -r "$dir" "$work/src"
