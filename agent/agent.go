@@ -157,6 +157,7 @@ type Agent struct {
 	// (the promotion's publish step, Republish, the withdrawal); pubs
 	// (one per publisher) and pubSteps are guarded by mu.
 	pubMu       sync.Mutex
+	withdrawn   bool // the agent stopped and withdrew (guarded by pubMu)
 	pubs        []pubState
 	pubSteps    pubSteps
 	publishWake chan struct{}

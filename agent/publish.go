@@ -118,7 +118,7 @@ func (a *Agent) Republish(ctx context.Context) time.Duration {
 	want, ok := a.wantedSelf()
 	a.mu.Unlock()
 	next := publishIdle
-	if !ok {
+	if !ok || a.withdrawn {
 		return next
 	}
 	for i, p := range a.opts.Publishers {
@@ -258,10 +258,12 @@ func (a *Agent) promotionPublishSteps(epoch cluster.Epoch) []cluster.Step {
 }
 
 // withdraw removes what the member publishers published of this member,
-// on a clean stop; failures are logged.
+// on a clean stop (after which Republish publishes nothing); failures are
+// logged.
 func (a *Agent) withdraw(ctx context.Context) {
 	a.pubMu.Lock()
 	defer a.pubMu.Unlock()
+	a.withdrawn = true // nothing is published after this
 	a.mu.Lock()
 	s, _ := a.wantedSelf()
 	a.mu.Unlock()

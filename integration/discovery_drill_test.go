@@ -3,11 +3,14 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,6 +102,9 @@ func TestDiscoveryDrill(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if consulAgent != nil {
+		checkConsulWithdraw(t, c, consulAgent)
+	}
 	t.Logf("drill: time from the old primary's death until each points at the new primary only, %d rounds:", drillRounds())
 	t.Logf("%-8s %10s %10s %10s", "target", "median", "min", "max")
 	for _, k := range targets {
@@ -107,6 +113,39 @@ func TestDiscoveryDrill(t *testing.T) {
 		t.Logf("%-8s %10v %10v %10v", k, ds[len(ds)/2].Round(time.Millisecond),
 			ds[0].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
 	}
+}
+
+// checkConsulWithdraw stops a replica's agent cleanly (SIGTERM) and waits
+// until its instance is gone from Consul's catalog (deregistered on a
+// clean stop).
+func checkConsulWithdraw(t *testing.T, c *localcluster.Cluster, a *consultest.Agent) {
+	t.Helper()
+	lead, _ := leader(t, c)
+	var n *localcluster.Node
+	for _, m := range c.Nodes {
+		if m != lead {
+			n = m
+			break
+		}
+	}
+	if err := n.KillAgent(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	err := localcluster.WaitFor(ctxFor(t, time.Minute), func() bool {
+		resp, err := http.Get("http://" + a.HTTPAddr + "/v1/catalog/service/pg")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		last = string(b)
+		return resp.StatusCode == 200 && !strings.Contains(last, `"ServiceID":"pg-`+n.Name+`"`)
+	})
+	if err != nil {
+		t.Fatalf("%s's instance still in Consul's catalog after its agent stopped cleanly: %v\n%s", n.Name, err, last)
+	}
+	t.Logf("%s stopped cleanly: its Consul instance pg-%s was deregistered", n.Name, n.Name)
 }
 
 // addConsulConfig adds the Consul publisher's section (none without an
