@@ -64,7 +64,7 @@ type Config struct {
 	// Log configures the agent's own logging.
 	Log Log `yaml:"log"`
 	// Discovery configures the publishers that tell clients where the
-	// primary is (DNS). Optional.
+	// primary is (DNS, Consul; the hooks run with them). Optional.
 	Discovery Discovery `yaml:"discovery"`
 	// Hooks are the operator's executables run before and after a
 	// promotion, on role changes, at start and at stop. Optional.
@@ -384,7 +384,7 @@ func (c *Config) ApplyDefaults() {
 }
 
 // applyDerived fills the defaults that depend on other keys, and those of
-// optional sections (discovery.dns).
+// optional sections (discovery.dns, discovery.consul).
 func (c *Config) applyDerived() {
 	c.applyDNSDefaults()
 	c.applyConsulDefaults()
