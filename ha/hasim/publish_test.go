@@ -67,3 +67,22 @@ func TestFailingPublisherDoesNotBlockFailover(t *testing.T) {
 		t.Fatalf("n2: problem %q after the publisher recovered, want none", st.Problem)
 	}
 }
+
+// A failing pre_promote hook (policy block) holds the promotion at its
+// promote step, before the database is promoted (simPrePromoter checks
+// it), and the promotion completes once the hook succeeds; the hook is
+// told the old primary.
+func TestPrePromoteBlocksUntilItSucceeds(t *testing.T) {
+	w := New(fencing(cluster.SyncOff))
+	run(t, w, 10*time.Second)
+	run(t, w, 30*time.Second, Fault{Kind: FailCall, Member: "n2", Call: CallPrePromote, N: 3},
+		Fault{Kind: KillNode, Member: "n1"})
+	expectCompletePromotion(t, w, "n2", 1)
+	if n := w.node("n2"); n.failCalls[CallPrePromote] != 0 {
+		t.Fatalf("%d injected pre_promote failures left", n.failCalls[CallPrePromote])
+	}
+	want := fmt.Sprintf("n2@%d over n1", w.Leader().Epoch)
+	if len(w.PrePromotes) != 1 || w.PrePromotes[0] != want {
+		t.Fatalf("pre_promote runs %v, want one success %s", w.PrePromotes, want)
+	}
+}
