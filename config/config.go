@@ -66,8 +66,11 @@ type Config struct {
 	// Log configures the agent's own logging.
 	Log Log `yaml:"log"`
 	// Discovery configures the publishers that tell clients where the
-	// primary is (DNS). Optional.
+	// primary is (DNS, Consul; the hooks run with them). Optional.
 	Discovery Discovery `yaml:"discovery"`
+	// Hooks are the operator's executables run before and after a
+	// promotion, on role changes, at start and at stop. Optional.
+	Hooks Hooks `yaml:"hooks"`
 	// Fencing says how to power off other members' machines before this
 	// agent promotes over them (STONITH). Optional.
 	Fencing Fencing `yaml:"fencing"`
@@ -410,9 +413,10 @@ func (c *Config) ApplyDefaults() {
 }
 
 // applyDerived fills the defaults that depend on other keys, and those of
-// optional sections (discovery.dns).
+// optional sections (discovery.dns, discovery.consul).
 func (c *Config) applyDerived() {
 	c.applyDNSDefaults()
+	c.applyConsulDefaults()
 	if e := c.Etcd.Embedded; e != nil {
 		if e.ClientURL == "" {
 			e.ClientURL = DefaultEmbeddedClientURL

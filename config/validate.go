@@ -38,6 +38,8 @@ func (c *Config) Validate() error {
 	c.validateTiming(&p)
 	c.validateTags(&p)
 	c.validateDiscovery(&p)
+	c.validateConsul(&p)
+	c.validateHooks(&p)
 	c.validateFencing(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

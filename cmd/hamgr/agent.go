@@ -122,6 +122,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
 		Logger: log, Metrics: mx, Engine: postgres.Capabilities(rejoinMethods(pgc)),
 		OnStop: onStop(cfg.OnStop), Publishers: pubs, Fencer: fencer, Observers: observers,
+		PublishTimeout: time.Duration(cfg.Discovery.Timeout), PrePromote: prePromoter(pubs),
 	})
 	// Operator endpoints (bearer token from api.token_file) and /metrics.
 	token, err := readAPIToken(cfg.API, log)
