@@ -52,6 +52,9 @@ func (c *Config) secretFiles() []secretFile {
 		files = append(files, secretFile{key: "mysql.superuser.password_file", path: m.Superuser.PasswordFile},
 			secretFile{key: "mysql.replication.password_file", path: m.Replication.PasswordFile})
 	}
+	if d := c.Discovery.Consul; d != nil {
+		files = append(files, secretFile{key: "discovery.consul.token_file", path: d.TokenFile})
+	}
 	for _, name := range c.Fencing.Names() {
 		files = append(files, secretFile{key: "fencing.members." + name + ".password_file", path: c.Fencing.Members[name].PasswordFile})
 	}
