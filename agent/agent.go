@@ -158,11 +158,13 @@ type Agent struct {
 	fenceWake chan struct{}
 
 	// Publishing (see Republish). pubMu serializes the publishers' calls
-	// (the promotion's publish step, Republish, the withdrawal); pubs
-	// (one per publisher) and pubSteps are guarded by mu.
+	// (the promotion's publish step, Republish, the withdrawal); pubs and
+	// replPubs (one per publisher: this member's publication, and the
+	// replica set's) and pubSteps are guarded by mu.
 	pubMu       sync.Mutex
 	withdrawn   bool // the agent stopped and withdrew (guarded by pubMu)
 	pubs        []pubState
+	replPubs    []pubState
 	pubSteps    pubSteps
 	publishWake chan struct{}
 }
@@ -183,7 +185,8 @@ func New(opts Options) *Agent {
 	return &Agent{
 		opts: opts, log: opts.Logger.With("member", opts.Name), clk: opts.Clock, cfg: opts.Config,
 		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), fenceWake: make(chan struct{}, 1),
-		started: opts.Clock.Now(), pubs: make([]pubState, len(opts.Publishers)), publishWake: make(chan struct{}, 1),
+		started: opts.Clock.Now(), pubs: make([]pubState, len(opts.Publishers)),
+		replPubs: make([]pubState, len(opts.Publishers)), publishWake: make(chan struct{}, 1),
 	}
 }
 

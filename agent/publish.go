@@ -3,6 +3,9 @@ package agent
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/hamgr/hamgr/cluster"
@@ -137,6 +140,75 @@ func (a *Agent) Republish(ctx context.Context) time.Duration {
 			next = min(next, publishBackOff(st.failures+1))
 		}
 	}
+	if want.Role == cluster.RolePrimary {
+		next = min(next, a.republishReplicas(ctx, want))
+	} else {
+		// Not the primary (any more): the next primary publishes the
+		// replicas; nothing of ours is pending or failing.
+		a.mu.Lock()
+		clear(a.replPubs)
+		a.mu.Unlock()
+	}
+	return next
+}
+
+// healthyReplicas lists the database addresses of the members that run as
+// replicas streaming from this member, sorted (a.mu held).
+func (a *Agent) healthyReplicas() []string {
+	var hosts []string
+	for _, m := range a.snap.Members {
+		if m.Name != a.opts.Name && m.Role == cluster.RoleReplica && m.State == cluster.StateRunning &&
+			m.Streaming && m.Upstream == a.opts.Name && m.ConnHost != "" {
+			hosts = append(hosts, m.ConnHost)
+		}
+	}
+	sort.Strings(hosts)
+	return slices.Compact(hosts)
+}
+
+// republishReplicas has every ReplicaPublisher that publishes replicas,
+// and has published this member as the primary of its epoch, publish the
+// current set of healthy replicas where it differs from what it last
+// published (a.pubMu held). It returns how long to wait before the next
+// attempt (publishIdle when nothing is pending).
+func (a *Agent) republishReplicas(ctx context.Context, self discovery.Self) time.Duration {
+	a.mu.Lock()
+	hosts := a.healthyReplicas()
+	a.mu.Unlock()
+	key := fmt.Sprintf("%d/%s", self.Epoch, strings.Join(hosts, ","))
+	next := publishIdle
+	for i, p := range a.opts.Publishers {
+		rp, ok := p.(discovery.ReplicaPublisher)
+		a.mu.Lock()
+		st, primaryDone := a.replPubs[i], a.pubs[i].done == self.Key()
+		a.mu.Unlock()
+		if !ok || !rp.PublishesReplicas() || !primaryDone || st.done == key {
+			continue
+		}
+		if wait := st.retryAt.Sub(a.clk.Now()); wait > 0 {
+			next = min(next, wait)
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, a.publishTimeout())
+		err := rp.PublishReplicas(pctx, self.Epoch, hosts)
+		cancel()
+		a.mu.Lock()
+		rs := &a.replPubs[i]
+		if err != nil {
+			rs.failures++
+			rs.retryAt = a.clk.Now().Add(publishBackOff(rs.failures))
+			rs.err = fmt.Sprintf("publisher %s: publish the replicas %v at epoch %d: %v", p.Name(), hosts, self.Epoch, err)
+			failures := rs.failures
+			a.mu.Unlock()
+			a.log.Warn("publishing the replicas failed; retrying with back-off", "publisher", p.Name(), "replicas", hosts,
+				"epoch", self.Epoch, "failures", failures, "err", err)
+			next = min(next, publishBackOff(failures))
+			continue
+		}
+		*rs = pubState{done: key}
+		a.mu.Unlock()
+		a.log.Info("published the replicas", "publisher", p.Name(), "replicas", hosts, "epoch", self.Epoch)
+	}
 	return next
 }
 
@@ -194,9 +266,11 @@ func (a *Agent) publishOne(ctx context.Context, i int, s discovery.Self, promo *
 // publishFailed is the reason of the first failing publisher ("": none
 // fails), for ha.View.PublishFailed (a.mu held).
 func (a *Agent) publishFailed() string {
-	for _, st := range a.pubs {
-		if st.err != "" {
-			return st.err
+	for _, sts := range [][]pubState{a.pubs, a.replPubs} {
+		for _, st := range sts {
+			if st.err != "" {
+				return st.err
+			}
 		}
 	}
 	return ""

@@ -62,9 +62,8 @@ type DNS struct {
 	KeyFile string `yaml:"key_file"`
 	// KeyEnv names an environment variable holding the base64 secret.
 	KeyEnv string `yaml:"key_env"`
-	// ReplicasName, optional, inside Zone, is the name meant to hold one
-	// record per healthy replica. Nothing publishes it yet: the agent does
-	// not set it on role changes.
+	// ReplicasName, optional, inside Zone, is the name the primary keeps
+	// holding one record per replica streaming from it.
 	ReplicasName string `yaml:"replicas_name"`
 }
 

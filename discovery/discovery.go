@@ -93,3 +93,19 @@ type MemberPublisher interface {
 type PrePromoter interface {
 	PrePromote(ctx context.Context, p Primary) error
 }
+
+// ReplicaPublisher is a Publisher that can also publish the set of healthy
+// replicas (a DNS name with one record per replica). The primary's agent
+// calls PublishReplicas, level-triggered, whenever the set changes, once
+// this publisher has published it as the primary of epoch.
+type ReplicaPublisher interface {
+	Publisher
+	// PublishesReplicas reports whether the publisher is configured to
+	// publish the replicas (a replicas name given).
+	PublishesReplicas() bool
+	// PublishReplicas makes the replicas' name hold exactly hosts (their
+	// database addresses; none removes them all) and returns once it has
+	// read the change back. It must refuse when the published primary is
+	// not of epoch (an older primary must not overwrite a newer one's set).
+	PublishReplicas(ctx context.Context, epoch cluster.Epoch, hosts []string) error
+}

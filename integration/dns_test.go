@@ -36,6 +36,16 @@ func TestDNSFollowsFailover(t *testing.T) {
 	t.Logf("before the crash: leader %s (epoch %d); dig %s A = %v, epoch record %v", old.Name, lead.Epoch, name,
 		srv.Dig(t, name, "A"), srv.Dig(t, "_hamgr-epoch."+name, "TXT"))
 
+	// The primary publishes the replicas streaming from it under the
+	// replicas name, one A record each.
+	const replicasName = "replicas.db.test."
+	var wantReplicas []string
+	for _, n := range others(c, old.Name) {
+		wantReplicas = append(wantReplicas, dnsAddr(n.Name))
+	}
+	slices.Sort(wantReplicas)
+	waitDig(t, srv, replicasName, wantReplicas, 30*time.Second)
+
 	obs := watchA(t, srv, name)
 	t0 := time.Now()
 	old.KillNode()
@@ -55,6 +65,14 @@ func TestDNSFollowsFailover(t *testing.T) {
 	if got := srv.Dig(t, "_hamgr-epoch."+name, "TXT"); !slices.Equal(got, []string{want}) {
 		t.Errorf("epoch record = %v, want %s", got, want)
 	}
+	// The new primary's set: the one replica left (the old node is down).
+	var left []string
+	for _, n := range others(c, old.Name) {
+		if n.Name != tl.New {
+			left = append(left, dnsAddr(n.Name))
+		}
+	}
+	waitDig(t, srv, replicasName, left, 30*time.Second)
 	// Keep watching a while (a retried publish step, the old primary's
 	// record): the name must not go back.
 	end := time.Now().Add(3 * time.Duration(localcluster.FastTiming.LoopWait))
@@ -93,8 +111,8 @@ func addDNSConfig(n *localcluster.Node, srv *bindtest.Server, zone string) error
 	if a := dnsAddr(n.Name); a != "127.0.0.1" {
 		cfg = strings.Replace(cfg, listen, "  listen_host: 127.0.0.1,"+a+"\n  connect_host: "+a+"\n", 1)
 	}
-	cfg += fmt.Sprintf("discovery:\n  dns:\n    server: %s\n    zone: %s\n    name: primary.%s\n    ttl: 5s\n    key_name: %s\n    key_file: %s\n",
-		srv.Addr, zone, zone, bindtest.KeyName, srv.KeyFile)
+	cfg += fmt.Sprintf("discovery:\n  dns:\n    server: %s\n    zone: %s\n    name: primary.%s\n    replicas_name: replicas.%s\n    ttl: 5s\n    key_name: %s\n    key_file: %s\n",
+		srv.Addr, zone, zone, zone, bindtest.KeyName, srv.KeyFile)
 	return os.WriteFile(n.Config, []byte(cfg), 0o600)
 }
 
@@ -179,4 +197,19 @@ func (w *aWatch) stop() []answer {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.seen)
+}
+
+// waitDig waits until dig answers name's A records with exactly want.
+func waitDig(t *testing.T, srv *bindtest.Server, name string, want []string, d time.Duration) {
+	t.Helper()
+	var got []string
+	err := localcluster.WaitFor(ctxFor(t, d), func() bool {
+		got = srv.Dig(t, name, "A")
+		slices.Sort(got)
+		return slices.Equal(got, want)
+	})
+	if err != nil {
+		t.Fatalf("dig %s A = %v after %v, want %v", name, got, d, want)
+	}
+	t.Logf("dig %s A = %v", name, got)
 }

@@ -195,6 +195,9 @@ func nameInZone(what, s, zone string) (string, error) {
 // Name is "dns".
 func (p *Publisher) Name() string { return "dns" }
 
+// PublishesReplicas reports whether a replicas name is configured.
+func (p *Publisher) PublishesReplicas() bool { return p.replicas != "" }
+
 // PrimaryName is the fully qualified primary name.
 func (p *Publisher) PrimaryName() string { return p.name }
 
@@ -280,8 +283,9 @@ func (p *Publisher) primaryUpdate(st state, target, txt mdns.RR) *mdns.Msg {
 // removes them all. It is refused unless the server publishes epoch as
 // the primary's epoch (the caller must be the current primary), by the
 // same compare-and-swap as Publish, and it returns once the server
-// answers the new set. Nothing calls it yet: wiring it into the agent's
-// role changes is left to do.
+// answers the new set. The primary's agent calls it (as a
+// discovery.ReplicaPublisher) whenever the set of streaming replicas
+// changes.
 func (p *Publisher) PublishReplicas(ctx context.Context, epoch cluster.Epoch, hosts []string) error {
 	if p.replicas == "" {
 		return errors.New("dns: publish replicas: no replicas name configured")

@@ -91,6 +91,20 @@ func (p simPublisher) Publish(_ context.Context, pr discovery.Primary) error {
 	return nil
 }
 
+// PublishesReplicas reports true: every agent's publisher also publishes
+// the replicas (discovery.ReplicaPublisher).
+func (p simPublisher) PublishesReplicas() bool { return true }
+
+// PublishReplicas lists each publication of the replica set in
+// World.ReplicaSets, as "primary@epoch:[hosts]".
+func (p simPublisher) PublishReplicas(_ context.Context, epoch cluster.Epoch, hosts []string) error {
+	if err := p.w.callFault(p.n, CallPublish); err != nil {
+		return err
+	}
+	p.w.ReplicaSets = append(p.w.ReplicaSets, fmt.Sprintf("%s@%d:%v", p.n.spec.Name, epoch, hosts))
+	return nil
+}
+
 // simPrePromoter is every agent's pre_promote hook (blocking on failure):
 // it lists each successful run in World.PrePromotes, and records a
 // violation if it runs, or fails, on a database that is already a primary

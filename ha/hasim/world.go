@@ -131,6 +131,9 @@ type World struct {
 	// "name@epoch" for every publish step that succeeded.
 	Fences       []string
 	Publications []string
+	// ReplicaSets lists, in order, every publication of the replica set
+	// (primary@epoch:[hosts]) by the agents' publishers.
+	ReplicaSets []string
 	// PrePromotes lists "name@epoch over old" for every pre_promote hook
 	// that succeeded.
 	PrePromotes []string
