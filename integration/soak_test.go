@@ -43,7 +43,7 @@ func TestSoakSaturatedNoFalseFailover(t *testing.T) {
 	c := startCluster(t, localcluster.Options{Timing: localcluster.DefaultTiming})
 	mon := monitorPrimaries(t, c)
 	_, lead := leader(t, c)
-	hist := history(t, c)
+	hist := readHistory(t, c)
 	o := writeclient.Options{Hosts: c.Hosts(), User: "postgres", Password: c.SuperPassword, Table: "soak",
 		Logger: slog.New(slog.DiscardHandler)}
 	w := writeclient.New(o)
@@ -80,7 +80,7 @@ func TestSoakSaturatedNoFalseFailover(t *testing.T) {
 	}
 	res := w.Stop()
 	mon.check(t)
-	if got := history(t, c); len(got) != len(hist) {
+	if got := readHistory(t, c); len(got) != len(hist) {
 		t.Errorf("history grew from %d to %d entries under load alone: %+v", len(hist), len(got), got[len(hist):])
 	}
 	if missing := verifyNoLoss(t, o, res.AckedIDs); len(missing) > 0 {
@@ -93,8 +93,8 @@ func TestSoakSaturatedNoFalseFailover(t *testing.T) {
 		d, runtime.NumCPU(), samples, changes, res.Acked, res.Failed)
 }
 
-// history reads the cluster's history.
-func history(t *testing.T, c *localcluster.Cluster) []cluster.HistoryEntry {
+// readHistory reads the cluster's history.
+func readHistory(t *testing.T, c *localcluster.Cluster) []cluster.HistoryEntry {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
