@@ -138,6 +138,8 @@ func (a *Agent) Republish(ctx context.Context) time.Duration {
 		}
 		if _, err := a.publishOne(ctx, i, want, nil); err != nil {
 			next = min(next, publishBackOff(st.failures+1))
+		} else if want.Role == cluster.RolePrimary {
+			a.completeLate(ctx, want.Epoch, i)
 		}
 	}
 	if want.Role == cluster.RolePrimary {
@@ -399,4 +401,44 @@ func (a *Agent) prePromote(ctx context.Context, v ha.View) error {
 		return fmt.Errorf("pre_promote: %w", err)
 	}
 	return nil
+}
+
+// completeLate records that publisher i, whose publish step failed in the
+// promotion of epoch, has now read its change back: in the step kept for
+// the history entry (if the promotion is not recorded yet) and in the
+// stored history entry (if it is), as the step's Late time, so that the
+// entry shows the promotion done once every publisher has (a.pubMu held).
+// A failure to update the stored entry is logged; the publication stands.
+func (a *Agent) completeLate(ctx context.Context, epoch cluster.Epoch, i int) {
+	a.mu.Lock()
+	if a.pubSteps.epoch != epoch || i >= len(a.pubSteps.steps) || a.pubSteps.steps[i].Done() {
+		a.mu.Unlock()
+		return
+	}
+	late := cluster.Duration(max(a.clk.Now().Sub(a.promotedAt), time.Millisecond))
+	a.pubSteps.steps[i].Late = late
+	step := a.pubSteps.steps[i]
+	a.mu.Unlock()
+	sctx, cancel := context.WithTimeout(ctx, a.publishTimeout())
+	defer cancel()
+	hist, err := a.opts.Store.History(sctx)
+	if err != nil {
+		a.log.Warn("cannot read the history to record a late publication", "epoch", epoch, "err", err)
+		return
+	}
+	for _, e := range hist {
+		if e.Epoch != epoch {
+			continue
+		}
+		for j := range e.Steps {
+			if e.Steps[j].Name == step.Name && !e.Steps[j].Done() {
+				e.Steps[j].Late = late
+				if err := a.opts.Store.AppendHistory(sctx, e); err != nil {
+					a.log.Warn("cannot record a late publication in the history", "epoch", epoch, "err", err)
+					return
+				}
+				a.log.Info("late publication recorded", "step", step.Name, "epoch", epoch, "after_promotion", time.Duration(late))
+			}
+		}
+	}
 }

@@ -521,7 +521,16 @@ type Step struct {
 	// Failed says why the step did not complete ("": it did), such as a
 	// discovery publisher that could not read its change back.
 	Failed string `json:"failed,omitempty"`
+	// Late, for a publish step that failed during the promotion and was
+	// retried until its publisher read the change back, is how long after
+	// the database's promotion that happened; Failed then keeps the first
+	// failure. A promotion is done when none of its steps has Failed set
+	// without Late.
+	Late Duration `json:"late,omitempty"`
 }
+
+// Done reports whether the step completed, during the promotion or late.
+func (s Step) Done() bool { return s.Failed == "" || s.Late > 0 }
 
 // RequestKind says what an operator asked for.
 type RequestKind string

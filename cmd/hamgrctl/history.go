@@ -68,7 +68,10 @@ func writeHistory(a *app, hist []cluster.HistoryEntry) error {
 		var steps []string
 		for _, s := range h.Steps {
 			step := fmt.Sprintf("%s %s", s.Name, time.Duration(s.Duration).Round(time.Millisecond))
-			if s.Failed != "" {
+			switch {
+			case s.Failed != "" && s.Late > 0:
+				step += fmt.Sprintf(" FAILED, done %s after the promotion", time.Duration(s.Late).Round(time.Millisecond))
+			case s.Failed != "":
 				step += " FAILED"
 			}
 			steps = append(steps, step)

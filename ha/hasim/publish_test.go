@@ -34,7 +34,8 @@ func TestPublishOnBootstrapAndAgentRestart(t *testing.T) {
 // the promotion is recorded complete, its history entry marks the
 // publisher's step failed, the new primary reports publish_failed, and
 // once the publisher works again it is published without any new round
-// of the promotion and the problem clears.
+// of the promotion, the problem clears, and the history entry records the
+// step as done late.
 func TestFailingPublisherDoesNotBlockFailover(t *testing.T) {
 	w := New(fencing(cluster.SyncOff))
 	run(t, w, 10*time.Second)
@@ -65,6 +66,13 @@ func TestFailingPublisherDoesNotBlockFailover(t *testing.T) {
 	}
 	if st := w.Status("n2"); st.Problem != cluster.ProblemNone {
 		t.Fatalf("n2: problem %q after the publisher recovered, want none", st.Problem)
+	}
+	// The history entry now shows the promotion done: the step keeps its
+	// first failure and says how late it completed.
+	h = failoverHistory(w)
+	if i = slices.IndexFunc(h[0].Steps, func(s cluster.Step) bool { return s.Name == "publish:sim" }); i < 0 ||
+		!h[0].Steps[i].Done() || h[0].Steps[i].Late <= 0 || h[0].Steps[i].Failed == "" {
+		t.Fatalf("history steps %+v after the publisher recovered, want publish:sim done late", h[0].Steps)
 	}
 }
 
