@@ -55,7 +55,8 @@ func TestDiscoveryDrill(t *testing.T) {
 		}
 		return addConsulConfig(n, consulAgent)
 	}})
-	h := startHAProxy(t, c)
+	// HAProxy with the check timing hamgr recommends (examples/haproxy.cfg).
+	h := startHAProxyChecking(t, c, exampleCheck(t))
 	targets := []string{"haproxy", "dns"}
 	if consulAgent != nil {
 		targets = append(targets, "consul")

@@ -29,13 +29,33 @@ import (
 // haproxyBin is Debian's HAProxy (apt-get install haproxy: 2.6 on Debian 12).
 const haproxyBin = "/usr/sbin/haproxy"
 
-// Patroni's check timing, as written in testdata/haproxy-patroni.cfg.tmpl
-// (TestHAProxyPatroniConfig checks that the file still says so).
+// Patroni's check timing, which startHAProxy gives
+// testdata/haproxy-patroni.cfg.tmpl (checkPatroniTiming checks the two
+// agree).
 const (
-	hapInter = 3 * time.Second
-	hapFall  = 3
-	hapRise  = 2
+	hapInter     = 3 * time.Second
+	hapFall      = 3
+	hapRise      = 2
+	patroniCheck = "inter 3s fall 3 rise 2"
 )
+
+// exampleCheck is the check timing of examples/haproxy.cfg's
+// default-server lines ("inter 1s fall 2 rise 1"), read from the file.
+func exampleCheck(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../examples/haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "default-server "); ok {
+			check, _, _ := strings.Cut(rest, " on-marked-down")
+			return check
+		}
+	}
+	t.Fatal("examples/haproxy.cfg has no default-server line")
+	return ""
+}
 
 // requireHAProxy skips the test when HAProxy is not installed.
 func requireHAProxy(t *testing.T) {
@@ -51,6 +71,8 @@ type haproxy struct {
 	// PrimaryPort is the "batman" listener (writes), ReplicaPort the
 	// "replicas" one (reads), StatsPort the stats page.
 	PrimaryPort, ReplicaPort, StatsPort int
+	// Check is the servers' check timing ("inter 3s fall 3 rise 2").
+	Check string
 	// Servers are the members, as the template's server lines need them.
 	Servers []haproxyServer
 	log     string
@@ -72,6 +94,13 @@ func (s haproxyServer) serverName() string { return fmt.Sprintf("postgresql_127.
 // stopped by its PID when the test ends; on failure its log is printed.
 func startHAProxy(t *testing.T, c *localcluster.Cluster) *haproxy {
 	t.Helper()
+	return startHAProxyChecking(t, c, patroniCheck)
+}
+
+// startHAProxyChecking is startHAProxy with the servers' check timing
+// check.
+func startHAProxyChecking(t *testing.T, c *localcluster.Cluster, check string) *haproxy {
+	t.Helper()
 	requireHAProxy(t)
 	dir := t.TempDir()
 	var last error
@@ -80,7 +109,7 @@ func startHAProxy(t *testing.T, c *localcluster.Cluster) *haproxy {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := &haproxy{PrimaryPort: ports[0], ReplicaPort: ports[1], StatsPort: ports[2], log: filepath.Join(dir, "haproxy.log")}
+		h := &haproxy{PrimaryPort: ports[0], ReplicaPort: ports[1], StatsPort: ports[2], Check: check, log: filepath.Join(dir, "haproxy.log")}
 		for _, n := range c.Nodes {
 			h.Servers = append(h.Servers, haproxyServer{Name: n.Name, PGPort: n.PGPort, APIPort: n.APIPort})
 		}

@@ -101,8 +101,11 @@ func checkPatroniTiming(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(b), "default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions"); n != 2 {
-		t.Fatalf("testdata/haproxy-patroni.cfg.tmpl: %d pools with Patroni's check timing (inter 3s fall 3 rise 2), want 2", n)
+	if n := strings.Count(string(b), "default-server {{.Check}} on-marked-down shutdown-sessions"); n != 2 {
+		t.Fatalf("testdata/haproxy-patroni.cfg.tmpl: %d pools with the check timing of the test ({{.Check}}), want 2", n)
+	}
+	if patroniCheck != fmt.Sprintf("inter %v fall %d rise %d", hapInter, hapFall, hapRise) {
+		t.Fatalf("patroniCheck %q does not match the bounds' timing", patroniCheck)
 	}
 	if !strings.Contains(string(b), "    option httpchk\n") || !strings.Contains(string(b), "option httpchk HEAD /replica\n") {
 		t.Fatal("testdata/haproxy-patroni.cfg.tmpl no longer has Patroni's checks (bare option httpchk; HEAD /replica)")
