@@ -67,6 +67,10 @@ const (
 	// failover_backoff of the previous automatic failover: no automatic
 	// failover (anti-flapping).
 	ProblemFailoverBackoff Problem = "failover_backoff"
+	// ProblemFailsafeActive: failsafe_mode keeps a primary writable
+	// while its agent cannot reach the store, because every member
+	// confirmed it over the API; no failover can happen meanwhile.
+	ProblemFailsafeActive Problem = "failsafe_active"
 )
 
 // ProblemInfo describes a Problem for operators.
@@ -118,6 +122,8 @@ func ProblemTable() []ProblemInfo {
 			"read the reason; fix the target (streaming, caught up, not nofailover) and ask again"},
 		{ProblemFailoverBackoff, "no leader, and the leader was lost within failover_backoff of the previous automatic failover: hamgr does not fail over again by itself (flapping); the history has a \"failover refused\" entry",
 			"find out why the new primary failed too (hamgrctl history, its logs); then choose the primary: hamgrctl failover --to NAME; or let the old primary come back (it takes the key again)"},
+		{ProblemFailsafeActive, "failsafe_mode: the leader cannot reach etcd but keeps its primary writable because every member confirmed it over the API (on a replica: it confirmed, and takes part in no election meanwhile); no failover can happen until etcd is back or a member stops confirming",
+			"restore the leader's path to etcd, or etcd's quorum; to fail over meanwhile, stop the primary's agent or database"},
 	}
 }
 
