@@ -157,6 +157,14 @@ type SyncRecord interface {
 	SetSync(ctx context.Context, l cluster.Leader, members []string) error
 }
 
+// FailsafeRecord holds the leader's failsafe record (failsafe_mode).
+type FailsafeRecord interface {
+	// SetFailsafe writes the failsafe record naming members for leader l,
+	// or deletes the record when members is nil, only if l still holds
+	// the leader key (same epoch); otherwise it fails and changes nothing.
+	SetFailsafe(ctx context.Context, l cluster.Leader, members []cluster.FailsafeMember) error
+}
+
 // Watcher wakes the agent when the cluster changes.
 type Watcher interface {
 	// Changes returns a channel that receives after any change under the
@@ -175,6 +183,7 @@ type Store interface {
 	History
 	Requests
 	SyncRecord
+	FailsafeRecord
 	Watcher
 	// Close revokes nothing and closes the client.
 	Close() error
