@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -109,19 +110,24 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	mx := metrics.New(cfg.Cluster, cfg.Name)
-	ag := agent.New(agent.Options{
-		Cluster: cfg.Cluster, Name: cfg.Name, Tags: cfg.Tags.Cluster(), Config: cfg.Dynamic(),
-		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
-		Logger: log, Metrics: mx, Engine: postgres.Capabilities(rejoinMethods(pgc)),
-		OnStop: onStop(cfg.OnStop), Publishers: pubs, Fencer: fencer,
-	})
-	// Operator endpoints (bearer token from api.token_file) and /metrics.
+	// Operator endpoints and POST /failsafe (bearer token from
+	// api.token_file) and /metrics.
 	token, err := readAPIToken(cfg.API, log)
 	if err != nil {
 		return err
 	}
+	peers, err := failsafePeers(cfg.API, token)
+	if err != nil {
+		return err
+	}
+	ag := agent.New(agent.Options{
+		Cluster: cfg.Cluster, Name: cfg.Name, Tags: cfg.Tags.Cluster(), Config: cfg.Dynamic(),
+		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
+		Logger: log, Metrics: mx, Engine: postgres.Capabilities(rejoinMethods(pgc)),
+		OnStop: onStop(cfg.OnStop), Publishers: pubs, Fencer: fencer, Peers: peers,
+	})
 	h := api.NewHandler(ag, api.Options{
-		Logger: log, Operator: api.NewOperator(store), Token: token, Metrics: mx.Handler(),
+		Logger: log, Operator: api.NewOperator(store), Token: token, Metrics: mx.Handler(), Failsafe: ag,
 	})
 	var srv *api.Server
 	if cfg.API.TLS.Enabled() {
@@ -254,4 +260,20 @@ func rejoinMethods(pgc config.PostgreSQL) db.RejoinMethods {
 		m |= db.RejoinReclone
 	}
 	return m
+}
+
+// failsafePeers is the client a leader asks the other members' APIs with
+// under failsafe_mode: the API's bearer token (every member's must be the
+// same) and, when the API serves HTTPS, its TLS files to verify them. Each
+// request is bounded by the agent's own deadline.
+func failsafePeers(c config.API, token string) (agent.FailsafePeers, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if c.TLS.Enabled() {
+		tc, err := c.TLS.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("api.tls (client side, for failsafe requests): %w", err)
+		}
+		tr.TLSClientConfig = tc
+	}
+	return api.FailsafeClient{HTTP: &http.Client{Transport: tr}, Token: token}, nil
 }
