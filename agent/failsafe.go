@@ -254,3 +254,11 @@ func (x executor) SetFailsafeRecord(ctx context.Context, s ha.Step, act ha.SetFa
 	a.log.Info("failsafe record written", "record", act.String(), "epoch", l.Epoch)
 	return nil
 }
+
+// FailsafePromise is the last failsafe confirmation this member gave (for
+// the simulator and tests).
+func (a *Agent) FailsafePromise() ha.FailsafePromise {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.promise
+}
