@@ -47,10 +47,25 @@ func startFailsafeCluster(t *testing.T) *localcluster.Cluster {
 // else is, writes keep being acknowledged, and after etcd's return the
 // same member leads with no failover and no lost write.
 func TestEtcdFullOutageWithFailsafeKeepsWriting(t *testing.T) {
+	runFailsafeFullOutage(t, "async", "failsafe_full")
+}
+
+// The same in synchronous mode: no acknowledged write is lost either.
+func TestEtcdFullOutageWithFailsafeInSyncModeLosesNothing(t *testing.T) {
+	runFailsafeFullOutage(t, "sync", "failsafe_full_sync")
+}
+
+// runFailsafeFullOutage runs the full outage with failsafe_mode on, in
+// synchronous mode when mode is "sync".
+func runFailsafeFullOutage(t *testing.T, mode, table string) {
 	c := startFailsafeCluster(t)
+	if mode == "sync" {
+		setConfig(t, c, "synchronous_mode", "on")
+		waitSyncRecord(t, c, 30*time.Second)
+	}
 	mon := monitorPrimaries(t, c)
 	old, lead := leader(t, c)
-	w := startWriters(t, c, "failsafe_full")
+	w := startWriters(t, c, table)
 	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+50); err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +109,8 @@ func TestEtcdFullOutageWithFailsafeKeepsWriting(t *testing.T) {
 	if err != nil || s.Leader == nil {
 		t.Fatalf("read the leader after etcd's return: %v", err)
 	}
-	t.Logf("failsafe: %d writes acknowledged during the %v outage; %s writable throughout (largest gap between the monitor's answers %v); leader %s@%d (was %s@%d) %v after etcd's return",
-		during, failsafeOutage, old.Name, worst.Round(time.Millisecond), n.Name, s.Leader.Epoch, old.Name, lead.Epoch, time.Since(back).Round(time.Millisecond))
+	t.Logf("failsafe, %s: %d writes acknowledged during the %v outage; %s writable throughout (largest gap between the monitor's answers %v); leader %s@%d (was %s@%d) %v after etcd's return",
+		mode, during, failsafeOutage, old.Name, worst.Round(time.Millisecond), n.Name, s.Leader.Epoch, old.Name, lead.Epoch, time.Since(back).Round(time.Millisecond))
 	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+20); err != nil {
 		t.Fatal(err)
 	}
