@@ -111,7 +111,10 @@ func (a *Agent) Failsafe(ctx context.Context) time.Duration {
 // askPeers asks every member of rec but this one, at once, within timeout;
 // it returns "" when each confirmed leader self at epoch, or what failed.
 func (a *Agent) askPeers(ctx context.Context, rec cluster.FailsafeState, epoch cluster.Epoch, timeout time.Duration) string {
-	req := cluster.FailsafeRequest{Cluster: a.opts.Cluster, Leader: a.opts.Name, Epoch: epoch}
+	a.mu.Lock()
+	ttl := a.cfg.TTL
+	a.mu.Unlock()
+	req := cluster.FailsafeRequest{Cluster: a.opts.Cluster, Leader: a.opts.Name, Epoch: epoch, TTL: ttl}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var mu sync.Mutex
@@ -150,7 +153,8 @@ func (a *Agent) askPeers(ctx context.Context, rec cluster.FailsafeState, epoch c
 // agent neither leads nor is taking the leader key, its database is not a
 // primary, and the latest leader it knows (the leader key, or with none
 // last_leader) is req's leader at req's epoch. A confirmation is a
-// promise: this agent takes no leader key until a ttl after it answered
+// promise: this agent takes no leader key until a ttl (its own or req's,
+// the longer) after it answered
 // (failsafeGate), whatever it later reads from the store.
 func (a *Agent) ConfirmFailsafe(req cluster.FailsafeRequest) cluster.FailsafeAnswer {
 	a.mu.Lock()
@@ -179,7 +183,9 @@ func (a *Agent) ConfirmFailsafe(req cluster.FailsafeRequest) cluster.FailsafeAns
 		return ans
 	}
 	now := a.clk.Now()
-	until := now.Add(time.Duration(a.cfg.TTL))
+	// The leader stops before its send time plus its ttl: promise at
+	// least that long, and at least this member's own ttl.
+	until := now.Add(max(time.Duration(a.cfg.TTL), time.Duration(req.TTL)))
 	if !now.Before(a.promise.Until) {
 		a.log.Warn("failsafe: confirmed the leader over the API; taking part in no election while it asks", "leader", req.Leader,
 			"epoch", req.Epoch, "until", until.Format(time.RFC3339Nano))
@@ -240,13 +246,16 @@ func (x executor) SetFailsafeRecord(ctx context.Context, s ha.Step, act ha.SetFa
 	}
 	sctx, cancel := x.storeCtx(ctx, s)
 	defer cancel()
-	err := a.opts.Store.SetFailsafe(sctx, *l, act.Members)
-	a.mu.Lock()
-	if err != nil || act.Members == nil {
-		a.failsafeRec = nil
-	} else {
-		a.noteFailsafeRecordLocked(&cluster.FailsafeState{Leader: l.Name, Epoch: l.Epoch, Members: act.Members})
+	var rec *cluster.FailsafeState
+	if act.Members != nil {
+		rec = &cluster.FailsafeState{Leader: l.Name, Epoch: l.Epoch, Members: act.Members, TTL: act.TTL}
 	}
+	err := a.opts.Store.SetFailsafe(sctx, *l, rec)
+	a.mu.Lock()
+	if err != nil {
+		rec = nil
+	}
+	a.noteFailsafeRecordLocked(rec)
 	a.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("failsafe record %s: %w", act, err)

@@ -14,7 +14,8 @@ import (
 
 // POST /failsafe (failsafe_mode; docs/design.md, "Failsafe mode"): a
 // leader that cannot reach etcd asks each member's agent to confirm it.
-// Body {"cluster","leader","epoch"} (all required); 200 with the
+// Body {"cluster","leader","epoch"} (all required) and "ttl" (the
+// leader's, as "10s"; the member promises at least that long); 200 with the
 // confirmation {"member","leader","epoch","confirmed":true}, or 409 with
 // {"confirmed":false,"reason"} when the member refuses. It needs the
 // bearer token like the operator endpoints: a confirmation binds the
@@ -23,9 +24,10 @@ import (
 
 // failsafeBody is the body of POST /failsafe.
 type failsafeBody struct {
-	Cluster string        `json:"cluster"`
-	Leader  string        `json:"leader"`
-	Epoch   cluster.Epoch `json:"epoch"`
+	Cluster string           `json:"cluster"`
+	Leader  string           `json:"leader"`
+	Epoch   cluster.Epoch    `json:"epoch"`
+	TTL     cluster.Duration `json:"ttl,omitempty"`
 }
 
 // serveFailsafe answers an authorized POST /failsafe.
@@ -35,7 +37,7 @@ func (h *handler) serveFailsafe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b failsafeBody
-	if !h.decodeBody(w, r, &b, "cluster, leader, epoch") {
+	if !h.decodeBody(w, r, &b, "cluster, leader, epoch, ttl") {
 		return
 	}
 	if b.Cluster == "" || b.Leader == "" || b.Epoch <= 0 {

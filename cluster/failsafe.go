@@ -13,6 +13,11 @@ type FailsafeState struct {
 	Leader  string           `json:"leader"`
 	Epoch   Epoch            `json:"epoch"`
 	Members []FailsafeMember `json:"members"`
+	// TTL is the leader's lease TTL when it wrote the record: the bound
+	// on its fence stop after a confirmed round, which a member's hold
+	// after a restart must cover (its own ttl may differ while a ttl
+	// change waits for the leader's next lease).
+	TTL Duration `json:"ttl,omitempty"`
 }
 
 // FailsafeMember is one member of a failsafe record: its name and the URL
@@ -33,7 +38,7 @@ func (f *FailsafeState) Equal(o *FailsafeState) bool {
 	if f == nil || o == nil {
 		return f == o
 	}
-	return f.Leader == o.Leader && f.Epoch == o.Epoch && slices.Equal(f.Members, o.Members)
+	return f.Leader == o.Leader && f.Epoch == o.Epoch && f.TTL == o.TTL && slices.Equal(f.Members, o.Members)
 }
 
 // FailsafeMembers is the failsafe member list a leader keeps for the
@@ -54,6 +59,11 @@ type FailsafeRequest struct {
 	Cluster string `json:"cluster"`
 	Leader  string `json:"leader"`
 	Epoch   Epoch  `json:"epoch"`
+	// TTL is the leader's lease TTL: it stops writing before the round's
+	// send time plus TTL, so a confirmation promises at least that long
+	// (the member's own ttl may differ while a ttl change waits for the
+	// leader's next lease).
+	TTL Duration `json:"ttl,omitempty"`
 }
 
 // FailsafeAnswer is a member's answer to a FailsafeRequest. Confirmed is

@@ -159,10 +159,11 @@ type SyncRecord interface {
 
 // FailsafeRecord holds the leader's failsafe record (failsafe_mode).
 type FailsafeRecord interface {
-	// SetFailsafe writes the failsafe record naming members for leader l,
-	// or deletes the record when members is nil, only if l still holds
-	// the leader key (same epoch); otherwise it fails and changes nothing.
-	SetFailsafe(ctx context.Context, l cluster.Leader, members []cluster.FailsafeMember) error
+	// SetFailsafe writes rec as the failsafe record of leader l (its
+	// Leader and Epoch taken from l), or deletes the record when rec is
+	// nil, only if l still holds the leader key (same epoch); otherwise
+	// it fails and changes nothing.
+	SetFailsafe(ctx context.Context, l cluster.Leader, rec *cluster.FailsafeState) error
 }
 
 // Watcher wakes the agent when the cluster changes.

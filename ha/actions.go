@@ -365,6 +365,8 @@ func (SetSyncStandbys) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Durat
 // store); nil Members deletes the record (failsafe_mode was turned off).
 type SetFailsafeRecord struct {
 	Members []cluster.FailsafeMember
+	// TTL is the leader's lease TTL, recorded with the members.
+	TTL cluster.Duration
 }
 
 // String renders the action (see Action).

@@ -41,11 +41,11 @@ func decideFailsafeRecord(v View) (Plan, bool) {
 		return Plan{Actions: []Action{SetFailsafeRecord{}}, State: cluster.StateRunning,
 			Reason: "failsafe_mode is off: deleting the failsafe record"}, true
 	}
-	want := &cluster.FailsafeState{Leader: l.Name, Epoch: l.Epoch, Members: cluster.FailsafeMembers(v.Snap.Members)}
+	want := &cluster.FailsafeState{Leader: l.Name, Epoch: l.Epoch, Members: cluster.FailsafeMembers(v.Snap.Members), TTL: v.Config.TTL}
 	if want.Equal(have) {
 		return Plan{}, false
 	}
-	a := SetFailsafeRecord{Members: want.Members}
+	a := SetFailsafeRecord{Members: want.Members, TTL: want.TTL}
 	return Plan{Actions: []Action{a}, State: cluster.StateRunning,
 		Reason: "failsafe_mode: recording the members that must confirm this primary while the store is unreachable:" + a.String()[len("set-failsafe-record"):]}, true
 }
@@ -54,7 +54,7 @@ func decideFailsafeRecord(v View) (Plan, bool) {
 // lost epoch again, and why it may not before (zero time: it may). A
 // promise holds whatever the record says; after a restart (a promise
 // given before it is forgotten) a member the record of the lost epoch
-// names waits a ttl from its start — unless the lost leader is itself
+// names waits a ttl (its own or the leader's, the longer) from its start — unless the lost leader is itself
 // (taking its own key back supersedes nobody).
 func FailsafeHold(v View, lost cluster.Epoch) (time.Time, string) {
 	var until time.Time
@@ -65,7 +65,7 @@ func FailsafeHold(v View, lost cluster.Epoch) (time.Time, string) {
 	}
 	ll := v.Snap.LastLeader
 	if f := v.Snap.Failsafe; f != nil && f.Epoch == lost && f.Has(v.Self) && !v.Started.IsZero() && ll != nil && ll.Name != v.Self {
-		if end := v.Started.Add(time.Duration(v.Config.TTL)); v.Now.Before(end) && end.After(until) {
+		if end := v.Started.Add(max(time.Duration(v.Config.TTL), time.Duration(f.TTL))); v.Now.Before(end) && end.After(until) {
 			until = end
 			why = fmt.Sprintf("failsafe: %s (epoch %d) kept a failsafe record naming this member, whose agent started less than a ttl ago and may have confirmed it before", f.Leader, f.Epoch)
 		}

@@ -19,7 +19,7 @@ func TestFailsafeRecordKept(t *testing.T) {
 	if len(p.Actions) != 1 || p.Actions[0].String() != "set-failsafe-record names=[n1,n2,n3]" {
 		t.Fatalf("failsafe on, no record: %s, want the record of n1,n2,n3 written", p)
 	}
-	v.Snap.Failsafe = &cluster.FailsafeState{Leader: "n1", Epoch: 7, Members: cluster.FailsafeMembers(v.Snap.Members)}
+	v.Snap.Failsafe = &cluster.FailsafeState{Leader: "n1", Epoch: 7, Members: cluster.FailsafeMembers(v.Snap.Members), TTL: v.Config.TTL}
 	if p := Decide(v); len(p.Actions) != 0 {
 		t.Errorf("failsafe on, record current: %s, want no action", p)
 	}
@@ -90,6 +90,15 @@ func TestFailsafeElection(t *testing.T) {
 	w.Started = w.Now.Add(-time.Second)
 	if p := Decide(w); len(p.Actions) != 0 || !strings.Contains(p.Reason, "started less than a ttl ago") {
 		t.Errorf("named, started 1s ago: %s, want a wait", p)
+	}
+	// The leader's ttl, when longer than this member's, bounds the hold.
+	w.Started = w.Now.Add(-40 * time.Second)
+	if p := Decide(w); kinds(p) != base {
+		t.Errorf("named, started 40s ago (ttl 30s): %s, want %s", p, base)
+	}
+	w.Snap.Failsafe.TTL = cluster.Duration(time.Minute)
+	if p := Decide(w); len(p.Actions) != 0 {
+		t.Errorf("named, started 40s ago, the leader's ttl 1m: %s, want a wait", p)
 	}
 	w.Snap.Failsafe.Epoch = 3
 	if p := Decide(w); kinds(p) != base {

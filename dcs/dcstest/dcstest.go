@@ -399,8 +399,8 @@ func testFailsafe(t *testing.T, s []dcs.Store) {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
 	ms := []cluster.FailsafeMember{{Name: "n1", APIURL: "http://n1:8008"}, {Name: "n2", APIURL: "http://n2:8008"}}
-	must(t, s1.SetFailsafe(ctx, l1, ms))
-	want := &cluster.FailsafeState{Leader: "n1", Epoch: l1.Epoch, Members: ms}
+	must(t, s1.SetFailsafe(ctx, l1, &cluster.FailsafeState{Members: ms, TTL: cluster.Duration(10 * time.Second)}))
+	want := &cluster.FailsafeState{Leader: "n1", Epoch: l1.Epoch, Members: ms, TTL: cluster.Duration(10 * time.Second)}
 	if snap := load(t, s2); !snap.Failsafe.Equal(want) {
 		t.Fatalf("failsafe record %+v, want %+v", snap.Failsafe, want)
 	}

@@ -62,17 +62,19 @@ func (s *Store) ClearRequest(ctx context.Context) error {
 	return nil
 }
 
-// SetFailsafe writes (or, for nil members, deletes) the failsafe record,
+// SetFailsafe writes (or, for a nil rec, deletes) the failsafe record,
 // in a transaction that succeeds only while l still holds the leader key.
-func (s *Store) SetFailsafe(ctx context.Context, l cluster.Leader, members []cluster.FailsafeMember) error {
+func (s *Store) SetFailsafe(ctx context.Context, l cluster.Leader, rec *cluster.FailsafeState) error {
 	key := s.key(keyFailsafe)
 	cli, err := s.client()
 	if err != nil {
 		return err
 	}
 	op := clientv3.OpDelete(key)
-	if members != nil {
-		v, err := json.Marshal(cluster.FailsafeState{Leader: l.Name, Epoch: l.Epoch, Members: members})
+	if rec != nil {
+		r := *rec
+		r.Leader, r.Epoch = l.Name, l.Epoch
+		v, err := json.Marshal(r)
 		if err != nil {
 			return fmt.Errorf("etcd set failsafe %s: %w", key, err)
 		}

@@ -674,9 +674,9 @@ func (k *Client) SetSync(ctx context.Context, l cluster.Leader, members []string
 	return nil
 }
 
-// SetFailsafe writes (nil members: deletes) the failsafe record while l
-// holds the key.
-func (k *Client) SetFailsafe(ctx context.Context, l cluster.Leader, members []cluster.FailsafeMember) error {
+// SetFailsafe writes (nil rec: deletes) the failsafe record while l holds
+// the key.
+func (k *Client) SetFailsafe(ctx context.Context, l cluster.Leader, rec *cluster.FailsafeState) error {
 	if err := k.check(ctx); err != nil {
 		return fmt.Errorf("memstore set failsafe: %w", err)
 	}
@@ -687,8 +687,10 @@ func (k *Client) SetFailsafe(ctx context.Context, l cluster.Leader, members []cl
 		return fmt.Errorf("memstore set failsafe: %s no longer holds the leader key of epoch %d", l.Name, l.Epoch)
 	}
 	c.failsafe = nil
-	if members != nil {
-		c.failsafe = mustJSON(cluster.FailsafeState{Leader: l.Name, Epoch: l.Epoch, Members: members})
+	if rec != nil {
+		r := *rec
+		r.Leader, r.Epoch = l.Name, l.Epoch
+		c.failsafe = mustJSON(r)
 	}
 	c.bump(true)
 	return nil

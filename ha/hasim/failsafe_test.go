@@ -179,3 +179,48 @@ func TestRandomFaultsFailsafe(t *testing.T) {
 		t.Errorf("only %d promotions in %d seeds: the faults do not exercise failover", promotions, seeds)
 	}
 }
+
+// A member confirms only the leader it knows at the epoch it knows, and
+// a confirmation binds it: n2 and n3 confirm n1, n1's node crashes at
+// once (its port refuses: proof), and nobody is promoted until a ttl after
+// the confirmations; then one is.
+func TestFailsafeConfirmationBinds(t *testing.T) {
+	w := New(failsafeConfig())
+	run(t, w, 10*time.Second)
+	l := w.Leader()
+	for _, req := range []cluster.FailsafeRequest{
+		{Cluster: "sim", Leader: "n1", Epoch: l.Epoch + 1},
+		{Cluster: "sim", Leader: "n3", Epoch: l.Epoch},
+		{Cluster: "other", Leader: "n1", Epoch: l.Epoch},
+	} {
+		if ans := w.node("n2").a.ConfirmFailsafe(req); ans.Confirmed || ans.Reason == "" {
+			t.Errorf("n2 asked %+v: %+v, want a refusal with a reason", req, ans)
+		}
+	}
+	if ans := w.node("n1").a.ConfirmFailsafe(cluster.FailsafeRequest{Cluster: "sim", Leader: "n1", Epoch: l.Epoch}); ans.Confirmed {
+		t.Errorf("the leader confirmed itself: %+v", ans)
+	}
+	req := cluster.FailsafeRequest{Cluster: "sim", Leader: "n1", Epoch: l.Epoch, TTL: cluster.Duration(5 * time.Second)}
+	for _, name := range []string{"n2", "n3"} {
+		if ans := w.node(name).a.ConfirmFailsafe(req); !ans.Confirmed {
+			t.Fatalf("%s refused %+v: %s", name, req, ans.Reason)
+		}
+	}
+	// The leader's ttl (5s) is longer than the members' (3s): it counts.
+	until := w.Now().Add(5 * time.Second)
+	if err := w.Step(Fault{Kind: CrashNode, Member: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	for w.Now().Before(until) {
+		if err := w.Step(); err != nil {
+			t.Fatal(err)
+		}
+		if ps := w.Primaries(); len(ps) > 0 && w.Now().Before(until) {
+			t.Fatalf("+%s: primaries %v before the promises to n1 ended at +%s\n%s", w.Now().Sub(Origin), ps, until.Sub(Origin), tail(w.Log(), 60))
+		}
+	}
+	run(t, w, 10*time.Second)
+	if ps := w.Primaries(); len(ps) != 1 || ps[0] == "n1" {
+		t.Fatalf("primaries %v after the promises ended, want n2 or n3\n%s", ps, tail(w.Log(), 60))
+	}
+}
