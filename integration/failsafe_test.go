@@ -75,14 +75,16 @@ func runFailsafeFullOutage(t *testing.T, mode, table string) {
 	ackedAt0 := w.all.Acked()
 	// Every 200 ms for the whole outage (an observation window, not a wait
 	// for a condition): the old primary answered writable within the last
-	// second and a half (the monitor polls every 20 ms; a loaded machine
-	// delays it), and nobody else did.
+	// 3 s, and nobody else did. The monitor polls every 20 ms, but on a
+	// loaded machine a poll of the three members can take a second or
+	// more; a fenced primary cannot come back without etcd, so it would
+	// stay unwritable for the rest of the outage whatever the margin.
 	worst := time.Duration(0)
 	for time.Since(t0) < failsafeOutage {
 		time.Sleep(200 * time.Millisecond)
 		gap := time.Since(mon.lastWritable(old.Name))
 		worst = max(worst, gap)
-		if gap > 1500*time.Millisecond {
+		if gap > 3*time.Second {
 			t.Fatalf("%s stopped being writable %v into the etcd outage (last writable %v ago) with failsafe_mode on and every member up",
 				old.Name, time.Since(t0).Round(time.Millisecond), gap.Round(time.Millisecond))
 		}
