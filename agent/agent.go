@@ -133,6 +133,7 @@ type Agent struct {
 
 	// failsafe mode (failsafe.go)
 	failsafeRec      *cluster.FailsafeState // this leader's record in the store, as last read or written (nil: none or unknown)
+	failsafeGen      int                    // bumped by every write of the record: a round asked under an older one counts for nothing
 	lastFailsafeSent time.Time              // send time of the last round every member confirmed
 	failsafeEpoch    cluster.Epoch          // the epoch lastFailsafeSent was confirmed for
 	nextFailsafe     time.Time              // no failsafe round before this (retry after a failed one)

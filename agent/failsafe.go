@@ -68,7 +68,7 @@ func (a *Agent) failsafeActiveLocked() bool {
 func (a *Agent) Failsafe(ctx context.Context) time.Duration {
 	now := a.clk.Now()
 	a.mu.Lock()
-	cfg, epoch, rec, lease, next := a.cfg, a.holdsLeader, a.failsafeRec, a.leaseID, a.nextFailsafe
+	cfg, epoch, rec, lease, next, gen := a.cfg, a.holdsLeader, a.failsafeRec, a.leaseID, a.nextFailsafe, a.failsafeGen
 	from := a.fenceFromLocked()
 	// The key must be held on the current lease as last seen: a lease
 	// the store said is gone is no reason to keep writing.
@@ -91,6 +91,9 @@ func (a *Agent) Failsafe(ctx context.Context) time.Duration {
 	why := a.askPeers(ctx, *rec, epoch, min(time.Duration(cfg.RetryTimeout)/2, deadline.Sub(now)))
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if why == "" && a.failsafeGen != gen {
+		why = "the failsafe record was rewritten meanwhile"
+	}
 	if why != "" || a.holdsLeader != epoch {
 		a.nextFailsafe = a.clk.Now().Add(renewRetry)
 		if why != "" {
@@ -238,12 +241,21 @@ func (a *Agent) noteFailsafeRecordLocked(rec *cluster.FailsafeState) {
 
 // SetFailsafeRecord writes (or deletes) the leader's failsafe record. A
 // write that fails leaves the record unknown: no failsafe round is
-// confirmed until a load reads it again.
+// confirmed until a load reads it again. Before writing, it drops any
+// permission a failsafe round gave (the fence counts from the last
+// renewal again) and voids rounds under way: members the new record adds
+// (or, deleted, any member) may be elected without having promised, so
+// only the lease may cover the primary until a round under the new record
+// is confirmed. The store answers while it writes, so renewals do.
 func (x executor) SetFailsafeRecord(ctx context.Context, s ha.Step, act ha.SetFailsafeRecord) error {
 	a, l := x.a, s.View.Snap.Leader
 	if l == nil {
 		return errors.New("set failsafe record: no leader")
 	}
+	a.mu.Lock()
+	a.failsafeRec, a.lastFailsafeSent = nil, time.Time{}
+	a.failsafeGen++
+	a.mu.Unlock()
 	sctx, cancel := x.storeCtx(ctx, s)
 	defer cancel()
 	var rec *cluster.FailsafeState
