@@ -572,7 +572,9 @@ func (Fence) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
 }
 
 // Publish tells the agent's publishers (discovery) that this member is the
-// primary, and has each read its change back.
+// primary, and has each read its change back. A publisher's failure does
+// not fail it: the agent records it in the history entry's steps and
+// keeps publishing level-triggered (agent.Republish).
 type Publish struct{}
 
 // String renders the action (see Action).
