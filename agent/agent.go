@@ -71,6 +71,10 @@ type Options struct {
 	// published (see Republish); MemberPublishers also publish replicas
 	// and withdraw on a clean stop.
 	Publishers []discovery.Publisher
+	// Peers asks the other members to confirm this leader while it cannot
+	// reach the store (failsafe_mode); nil never asks, so the leader
+	// stops at its fence deadline as without failsafe.
+	Peers FailsafePeers
 	// Observers are told, in order, what each round left behind, and that
 	// Run has stopped (see RoundObserver).
 	Observers []RoundObserver
@@ -140,6 +144,15 @@ type Agent struct {
 	probedAt         time.Time // when the latest probe of the database returned
 	busy             string    // the long action running in the background ("": none)
 	lastLoop         time.Time
+
+	// failsafe mode (failsafe.go)
+	failsafeRec      *cluster.FailsafeState // this leader's record in the store, as last read or written (nil: none or unknown)
+	failsafeGen      int                    // bumped by every write of the record: a round asked under an older one counts for nothing
+	lastFailsafeSent time.Time              // send time of the last round every member confirmed
+	failsafeEpoch    cluster.Epoch          // the epoch lastFailsafeSent was confirmed for
+	nextFailsafe     time.Time              // no failsafe round before this (retry after a failed one)
+	promise          ha.FailsafePromise     // the last confirmation this member gave another leader
+	acquiring        int                    // attempts to take the leader key under way
 
 	// loop-only state
 	cfgGate, leaseGate cluster.ConfigGate // round only; not safe for concurrent use
@@ -215,7 +228,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	changes := a.opts.Store.Changes(inner)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		for sleep(inner, a.Renew(inner)) {
@@ -224,6 +237,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		for a.waitPublish(inner, a.Republish(inner)) {
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for sleep(inner, a.Failsafe(inner)) {
 		}
 	}()
 	go func() {
@@ -263,7 +281,7 @@ func (a *Agent) waitFence(ctx context.Context) bool {
 	a.mu.Lock()
 	d := fenceIdle
 	if a.holdsLeader != 0 && !a.lastRenewSent.IsZero() {
-		d = detector.FenceDeadline(a.lastRenewSent, a.cfg).Sub(a.clk.Now())
+		d = detector.FenceDeadline(a.fenceFromLocked(), a.cfg).Sub(a.clk.Now())
 		if d <= 0 {
 			d = fenceTick // Fence could not stop the database: retry
 		}
@@ -343,7 +361,7 @@ func (a *Agent) State() cluster.AgentStatus {
 		st.LastLeaderPosition = l.Position
 	}
 	st.HoldsLeader = a.holdsLeader != 0 && a.snap.Leader != nil && a.snap.Leader.Epoch == a.holdsLeader &&
-		a.clk.Now().Before(detector.FenceDeadline(a.lastRenewSent, a.cfg))
+		a.clk.Now().Before(detector.FenceDeadline(a.fenceFromLocked(), a.cfg))
 	return st
 }
 

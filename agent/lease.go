@@ -86,9 +86,12 @@ func (a *Agent) Fence(ctx context.Context) {
 	defer a.fenceMu.Unlock()
 	now := a.clk.Now()
 	a.mu.Lock()
-	deadline := detector.FenceDeadline(a.lastRenewSent, a.cfg)
+	// What the deadline counts from: the last renewal's send time, or a
+	// later failsafe round's that every member confirmed (failsafe.go).
+	sent := a.fenceFromLocked()
+	deadline := detector.FenceDeadline(sent, a.cfg)
 	due := a.holdsLeader != 0 && !a.lastRenewSent.IsZero() && !now.Before(deadline)
-	epoch, cfg, sent := a.holdsLeader, a.cfg, a.lastRenewSent
+	epoch, cfg := a.holdsLeader, a.cfg
 	a.mu.Unlock()
 	if !due {
 		return
@@ -97,10 +100,11 @@ func (a *Agent) Fence(ctx context.Context) {
 		a.fenceAfterResume(ctx, epoch, cfg)
 		return
 	}
-	a.log.Error("self-fencing: lease not renewed in time; stopping the database before the lease can expire",
+	a.log.Error("self-fencing: lease not renewed (nor failsafe confirmed) in time; stopping the database before the lease (or the members' failsafe promises) can expire",
 		"epoch", epoch, "lease_expires_at_the_earliest", sent.Add(time.Duration(cfg.TTL)).Format(time.RFC3339Nano))
-	// The lease cannot expire before sent + ttl on this clock; the fence
-	// stop kills whatever is left shortly before that.
+	// The lease cannot expire, nor a failsafe promise end, before
+	// sent + ttl on this clock; the fence stop kills whatever is left
+	// shortly before that.
 	margin := min(500*time.Millisecond, (time.Duration(cfg.TTL)-time.Duration(cfg.LoopWait)-time.Duration(cfg.RetryTimeout))/2)
 	sctx, cancel := context.WithDeadline(ctx, sent.Add(time.Duration(cfg.TTL)-margin))
 	err := a.opts.DB.Stop(sctx, db.StopFence)
@@ -196,6 +200,11 @@ func (a *Agent) reclaim(ctx context.Context, epoch cluster.Epoch, cfg cluster.Dy
 	case ll == nil || ll.Name != a.opts.Name || ll.Epoch != epoch:
 		return false, "another member led after this one"
 	}
+	release, gerr := a.failsafeGate()
+	if gerr != nil {
+		return false, gerr.Error()
+	}
+	defer release()
 	if err := store.Grant(cctx, time.Duration(cfg.TTL)); err != nil {
 		return false, "cannot grant a new lease: " + err.Error()
 	}

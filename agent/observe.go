@@ -76,8 +76,10 @@ type RoundReport struct {
 	// StoreOK is whether the round's last store read succeeded.
 	StoreOK bool
 	// LastRenewSent is when the last successful renewal of the lease was
-	// sent (zero: none): the store cannot expire the lease before it plus
-	// Config.TTL, on this clock.
+	// sent (zero: none), or the last failsafe round every member
+	// confirmed, when later (failsafe_mode): neither the lease nor a
+	// member's failsafe promise can end before it plus Config.TTL, on this
+	// clock.
 	LastRenewSent time.Time
 	// Config is the dynamic configuration the agent runs with.
 	Config cluster.DynamicConfig
@@ -93,13 +95,13 @@ func (a *Agent) report(p Phase) RoundReport {
 		Epoch: leaderEpoch(a.snap.Leader), Leader: leaderName(a.snap.Leader),
 		Role: cluster.RoleUnknown, DBRunning: a.dbRunning,
 		State: a.self.State, Reason: a.self.Reason, StoreOK: a.storeOK,
-		LastRenewSent: a.lastRenewSent, Config: a.cfg,
+		LastRenewSent: a.fenceFromLocked(), Config: a.cfg,
 	}
 	if a.accepting {
 		r.Role = a.self.Role
 	}
 	if a.holdsLeader != 0 && a.snap.Leader != nil && a.snap.Leader.Epoch == a.holdsLeader &&
-		!a.lastRenewSent.IsZero() && now.Before(detector.FenceDeadline(a.lastRenewSent, a.cfg)) {
+		!a.lastRenewSent.IsZero() && now.Before(detector.FenceDeadline(a.fenceFromLocked(), a.cfg)) {
 		r.Leadership = Leading
 	}
 	return r

@@ -21,6 +21,11 @@ import (
 // the positions and the data loss) in the key's value.
 func (x executor) AcquireLeader(ctx context.Context, s ha.Step, act ha.AcquireLeader) error {
 	a, v := x.a, s.View
+	release, err := a.failsafeGate()
+	if err != nil {
+		return err
+	}
+	defer release()
 	var rec *cluster.Promotion
 	if act.Promotion != nil {
 		p := a.measurePromotion(v, *act.Promotion)

@@ -65,7 +65,8 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	a.track.ObserveDB(a.probedAt, st, snap)
 	view := a.track.View(ha.View{
 		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
-		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent,
+		LeaseID: a.leaseID, LastRenewSent: a.fenceFromLocked(), FailsafeActive: a.failsafeActiveLocked(),
+		FailsafePromise: a.promise, Started: a.started,
 		Engine: a.opts.Engine, Busy: a.busy, Fencing: a.opts.Fencer != nil, PublishFailed: a.publishFailed(),
 	})
 	a.mu.Unlock()
@@ -239,6 +240,7 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 	} else if a.holdsLeader != 0 {
 		a.holdsLeader = 0
 	}
+	a.noteFailsafeRecordLocked(snap.Failsafe)
 	return snap, true
 }
 

@@ -41,6 +41,15 @@ type Options struct {
 	// Metrics, if set, answers GET /metrics (see package metrics); nil
 	// makes /metrics answer 404.
 	Metrics http.Handler
+	// Failsafe answers POST /failsafe (failsafe_mode; the agent
+	// implements it); nil makes it answer 503 once authorized.
+	Failsafe FailsafeConfirmer
+}
+
+// FailsafeConfirmer answers a leader's failsafe request: package agent's
+// Agent.ConfirmFailsafe.
+type FailsafeConfirmer interface {
+	ConfirmFailsafe(req cluster.FailsafeRequest) cluster.FailsafeAnswer
 }
 
 // allowedMethods is the Allow header of every response that carries one.
@@ -69,6 +78,7 @@ const (
 	epFailover
 	epPause
 	epResume
+	epFailsafe
 )
 
 // routes maps each served path to its endpoint: Patroni's names (and its
@@ -103,15 +113,17 @@ var routes = map[string]endpoint{
 	"/failover":              epFailover,
 	"/pause":                 epPause,
 	"/resume":                epResume,
+	"/failsafe":              epFailsafe,
 }
 
 // handler is the http.Handler NewHandler returns.
 type handler struct {
-	src     Source
-	log     *slog.Logger
-	now     func() time.Time
-	op      Operator
-	metrics http.Handler
+	src      Source
+	log      *slog.Logger
+	now      func() time.Time
+	op       Operator
+	metrics  http.Handler
+	failsafe FailsafeConfirmer
 	// hasToken is true when a token is configured; tokenSum is its
 	// SHA-256 digest (the token itself is not kept).
 	hasToken bool
@@ -124,7 +136,7 @@ func NewHandler(src Source, opts Options) http.Handler {
 	if src == nil {
 		panic("api.NewHandler: nil Source")
 	}
-	h := &handler{src: src, log: opts.Logger, now: opts.Now, op: opts.Operator, metrics: opts.Metrics}
+	h := &handler{src: src, log: opts.Logger, now: opts.Now, op: opts.Operator, metrics: opts.Metrics, failsafe: opts.Failsafe}
 	if opts.Token != "" {
 		h.hasToken, h.tokenSum = true, sha256.Sum256([]byte(opts.Token))
 	}

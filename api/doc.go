@@ -95,6 +95,10 @@
 //	    Promotes the named replica when there is no healthy primary. 202.
 //	POST /pause, POST /resume
 //	    Suspend or re-enable automatic failover (no body, or {}). 202.
+//	POST /failsafe    {"cluster": "c", "leader": "pg1", "epoch": 42, "ttl": "10s"}
+//	    Agent to agent (failsafe_mode): a leader that cannot reach etcd
+//	    asks this member to confirm it; 200 with the confirmation, 409
+//	    with the reason of a refusal (see [FailsafeClient]).
 //
 // They require "Authorization: Bearer TOKEN" with the token of
 // api.token_file, compared in constant time: a missing token answers 401

@@ -110,6 +110,7 @@ var operatorMethods = map[endpoint]string{
 	epFailover:   "POST, OPTIONS",
 	epPause:      "POST, OPTIONS",
 	epResume:     "POST, OPTIONS",
+	epFailsafe:   "POST, OPTIONS",
 }
 
 // disabledMsg answers every mutating request when no token is configured.
@@ -131,6 +132,10 @@ func (h *handler) serveOperator(w http.ResponseWriter, r *http.Request, ep endpo
 		return
 	}
 	if !h.authorize(w, r, path) {
+		return
+	}
+	if ep == epFailsafe {
+		h.serveFailsafe(w, r)
 		return
 	}
 	if h.op == nil {

@@ -292,6 +292,9 @@ type Snapshot struct {
 	Request *Request
 	// Sync is the leader's record of synchronous standbys, nil when none.
 	Sync *SyncState
+	// Failsafe is the leader's failsafe record (the members it must hear
+	// from to keep writing without the store), nil when none.
+	Failsafe *FailsafeState
 }
 
 // Member returns the record of the named member, or nil.
@@ -341,6 +344,11 @@ type DynamicConfig struct {
 	// previous automatic failover (LastLeader.FailoverAt), and an operator
 	// must choose the primary. 0 (the default) turns it off.
 	FailoverBackoff Duration `json:"failover_backoff,omitempty"`
+	// FailsafeMode lets a leader that cannot reach the store keep its
+	// primary writable for as long as every member named in the leader's
+	// failsafe record confirms, over the API, that it sees this leader
+	// and no other (see FailsafeState). Off by default.
+	FailsafeMode bool `json:"failsafe_mode,omitempty"`
 }
 
 // SyncMode is the cluster's replication durability mode.

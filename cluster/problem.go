@@ -71,6 +71,10 @@ const (
 	// could not publish this member's role; the agent retries with
 	// back-off. It never holds up or undoes a promotion.
 	ProblemPublishFailed Problem = "publish_failed"
+	// ProblemFailsafeActive: failsafe_mode keeps a primary writable
+	// while its agent cannot reach the store, because every member
+	// confirmed it over the API; no failover can happen meanwhile.
+	ProblemFailsafeActive Problem = "failsafe_active"
 )
 
 // ProblemInfo describes a Problem for operators.
@@ -124,6 +128,8 @@ func ProblemTable() []ProblemInfo {
 			"find out why the new primary failed too (hamgrctl history, its logs); then choose the primary: hamgrctl failover --to NAME; or let the old primary come back (it takes the key again)"},
 		{ProblemPublishFailed, "a discovery publisher (named in the reason: dns, consul, hooks) could not publish this member's role or read it back; clients that find the primary through it may be sent to the old one. The promotion went on regardless; the agent retries with back-off",
 			"fix what the reason names (the DNS server or its key, the Consul agent or its token, the hook); the agent publishes again by itself"},
+		{ProblemFailsafeActive, "failsafe_mode: the leader cannot reach etcd but keeps its primary writable because every member confirmed it over the API (on a replica: it confirmed, and takes part in no election meanwhile); no failover can happen until etcd is back or a member stops confirming",
+			"restore the leader's path to etcd, or etcd's quorum; to fail over meanwhile, stop the primary's agent or database"},
 	}
 }
 

@@ -277,6 +277,10 @@ type Timing struct {
 	// FailoverBackoff is the anti-flapping window (0: off); see
 	// cluster.DynamicConfig.FailoverBackoff.
 	FailoverBackoff Duration `yaml:"failover_backoff"`
+	// FailsafeMode keeps a primary writable while its agent cannot reach
+	// etcd, as long as every member confirms it over the API (default
+	// false); see cluster.DynamicConfig.FailsafeMode.
+	FailsafeMode bool `yaml:"failsafe_mode"`
 }
 
 // Tags are this member's election and load-balancing tags.
@@ -551,6 +555,7 @@ func (c *Config) Dynamic() cluster.DynamicConfig {
 		PrimaryStartTimeout:  cluster.Duration(t.PrimaryStartTimeout),
 		MaximumLagOnFailover: int64(t.MaximumLagOnFailover),
 		FailoverBackoff:      cluster.Duration(t.FailoverBackoff),
+		FailsafeMode:         t.FailsafeMode,
 	}
 }
 

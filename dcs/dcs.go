@@ -157,6 +157,15 @@ type SyncRecord interface {
 	SetSync(ctx context.Context, l cluster.Leader, members []string) error
 }
 
+// FailsafeRecord holds the leader's failsafe record (failsafe_mode).
+type FailsafeRecord interface {
+	// SetFailsafe writes rec as the failsafe record of leader l (its
+	// Leader and Epoch taken from l), or deletes the record when rec is
+	// nil, only if l still holds the leader key (same epoch); otherwise
+	// it fails and changes nothing.
+	SetFailsafe(ctx context.Context, l cluster.Leader, rec *cluster.FailsafeState) error
+}
+
 // Watcher wakes the agent when the cluster changes.
 type Watcher interface {
 	// Changes returns a channel that receives after any change under the
@@ -175,6 +184,7 @@ type Store interface {
 	History
 	Requests
 	SyncRecord
+	FailsafeRecord
 	Watcher
 	// Close revokes nothing and closes the client.
 	Close() error

@@ -58,6 +58,7 @@ func allActions() []struct {
 		{ClearRequest{}, "clear-request"},
 		{SetSyncStandbys{Names: []string{"n2", "n3"}}, "set-sync-standbys names=[n2,n3]"},
 		{SetSyncRecord{Names: []string{"n2"}}, "set-sync-record names=[n2]"},
+		{SetFailsafeRecord{Members: []cluster.FailsafeMember{{Name: "n1"}, {Name: "n2"}}}, "set-failsafe-record names=[n1,n2]"},
 		{CreateSlots{Names: []string{"n2", "n3"}}, "create-slots names=[n2,n3]"},
 		{DropSlots{Names: []string{"n4"}}, "drop-slots names=[n4]"},
 		{Rewind{Upstream: up}, "rewind upstream=n2"},
@@ -89,6 +90,7 @@ func TestActionStrings(t *testing.T) {
 		{RecordFailover{}, "record-failover"},
 		{SetSyncStandbys{Choice: SyncAny}, "set-sync-standbys names=[] any"},
 		{SetSyncRecord{}, "set-sync-record names=[]"},
+		{SetFailsafeRecord{}, "set-failsafe-record delete"},
 		{Fence{}, "fence"},
 	}
 	for _, c := range more {
@@ -140,6 +142,9 @@ func (r *recorder) ClearRequest(context.Context, Step, ClearRequest) error {
 }
 func (r *recorder) SetSyncStandbys(context.Context, Step, SetSyncStandbys) error {
 	return r.rec("SetSyncStandbys")
+}
+func (r *recorder) SetFailsafeRecord(context.Context, Step, SetFailsafeRecord) error {
+	return r.rec("SetFailsafeRecord")
 }
 func (r *recorder) SetSyncRecord(context.Context, Step, SetSyncRecord) error {
 	return r.rec("SetSyncRecord")

@@ -360,6 +360,41 @@ func (SetSyncStandbys) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Durat
 	return loopWaitBackOff(cfg)
 }
 
+// SetFailsafeRecord writes Members as the leader's failsafe record (the
+// members that must all confirm for it to keep writing without the
+// store); nil Members deletes the record (failsafe_mode was turned off).
+type SetFailsafeRecord struct {
+	Members []cluster.FailsafeMember
+	// TTL is the leader's lease TTL, recorded with the members.
+	TTL cluster.Duration
+}
+
+// String renders the action (see Action).
+func (a SetFailsafeRecord) String() string {
+	if a.Members == nil {
+		return "set-failsafe-record delete"
+	}
+	names := make([]string, 0, len(a.Members))
+	for _, m := range a.Members {
+		names = append(names, m.Name)
+	}
+	return "set-failsafe-record" + namesField(names)
+}
+
+// Execute runs e.SetFailsafeRecord.
+func (a SetFailsafeRecord) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.SetFailsafeRecord(ctx, s, a)
+}
+
+// Long reports false.
+func (SetFailsafeRecord) Long() bool { return false }
+
+func (SetFailsafeRecord) done(*Tracker, Step, error) {}
+
+func (SetFailsafeRecord) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
 // SetSyncRecord writes Names as the store's record of synchronous
 // standbys of the leader's epoch.
 type SetSyncRecord struct {

@@ -45,8 +45,23 @@ type View struct {
 	Snap    cluster.Snapshot
 	// LeaseID is this agent's current lease (0: none).
 	LeaseID int64
-	// LastRenewSent is when the last successful lease renewal was sent.
+	// LastRenewSent is when the last successful lease renewal was sent,
+	// or, when later, the last failsafe round that every member of the
+	// failsafe record confirmed (failsafe_mode): the fence deadline
+	// counts from it.
 	LastRenewSent time.Time
+	// FailsafeActive is set on a leader whose primary runs on failsafe
+	// confirmations: it cannot reach the store, and every member of its
+	// failsafe record confirmed it since its last renewal.
+	FailsafeActive bool
+	// FailsafePromise is the last failsafe confirmation this member gave
+	// another leader (zero: none): it takes part in no election and does
+	// not take the leader key until FailsafePromise.Until.
+	FailsafePromise FailsafePromise
+	// Started is when this agent started: a member named in the failsafe
+	// record of the lost epoch takes part in no election until a ttl
+	// after it, since a promise it gave before a restart is forgotten.
+	Started time.Time
 	// LeaderLostAt is when this agent first saw the leader key absent in
 	// the current loss (zero while there is a leader).
 	LeaderLostAt time.Time
@@ -232,6 +247,11 @@ func decide(v View) Plan {
 				v.LastRenewSent.Format(time.RFC3339Nano))}
 	}
 	if !v.StoreOK {
+		if ls == detector.SelfLeader && isPrimary && v.FailsafeActive {
+			return Plan{State: cluster.StateRunning, Problem: cluster.ProblemFailsafeActive,
+				Reason: fmt.Sprintf("store unreachable; failsafe_mode: every member confirmed this primary over the API (last round sent %s), so it keeps writing",
+					v.LastRenewSent.UTC().Format(time.RFC3339Nano))}
+		}
 		return decideWithoutStore(v, ls, isPrimary)
 	}
 	if v.Busy != "" {
@@ -315,6 +335,9 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 		}
 		if isPrimary {
 			if p, ok := decideSlots(v); ok {
+				return p
+			}
+			if p, ok := decideFailsafeRecord(v); ok {
 				return p
 			}
 			if r := v.Snap.Request; r != nil {
@@ -537,6 +560,9 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	}
 	if v.Tags.NoFailover {
 		return Plan{State: cluster.StateRunning, Reason: "no leader; this member is tagged nofailover", Soon: electionTick}
+	}
+	if p, ok := failsafeElection(v, lost); ok {
+		return p
 	}
 	members, maxLag, why, problem := syncCandidates(v, lost)
 	if why != "" {

@@ -204,7 +204,7 @@ func (o *Operator) setPaused(ctx context.Context, paused bool) error {
 
 // ConfigKeys lists the dynamic config keys SetConfig accepts.
 var ConfigKeys = []string{"ttl", "loop_wait", "retry_timeout", "primary_start_timeout", "maximum_lag_on_failover", "paused",
-	"synchronous_mode", "synchronous_node_count", "failover_backoff"}
+	"synchronous_mode", "synchronous_node_count", "failover_backoff", "failsafe_mode"}
 
 // SetConfig sets one dynamic config key from its text form, validates the
 // whole result with cluster.DynamicConfig.Validate and writes it; a bad
@@ -306,6 +306,12 @@ func Apply(c *cluster.DynamicConfig, key, value string) error {
 			return refuse("%s=%q: want true or false", key, value)
 		}
 		c.Paused = b
+	case "failsafe_mode":
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			return refuse("%s=%q: want true or false", key, value)
+		}
+		c.FailsafeMode = b
 	case "synchronous_mode":
 		c.SynchronousMode = cluster.SyncMode(strings.ToLower(strings.TrimSpace(value)))
 	case "synchronous_node_count":

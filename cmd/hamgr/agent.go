@@ -103,20 +103,25 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	mx := metrics.New(cfg.Cluster, cfg.Name)
+	// Operator endpoints and POST /failsafe (bearer token from
+	// api.token_file) and /metrics.
+	token, err := readAPIToken(cfg.API, log)
+	if err != nil {
+		return err
+	}
+	peers, err := failsafePeers(cfg.API, token)
+	if err != nil {
+		return err
+	}
 	ag := agent.New(agent.Options{
 		Cluster: cfg.Cluster, Name: cfg.Name, Tags: tags, Config: cfg.Dynamic(),
 		DB: dbe.db, Store: store, APIURL: cfg.API.Advertise, ConnHost: dbe.host, ConnPort: dbe.port,
 		Logger: log, Metrics: mx, Engine: dbe.caps,
 		OnStop: onStop(cfg.OnStop), Publishers: pubs, Fencer: fencer, Observers: observers,
-		PublishTimeout: time.Duration(cfg.Discovery.Timeout), PrePromote: prePromoter(pubs),
+		PublishTimeout: time.Duration(cfg.Discovery.Timeout), PrePromote: prePromoter(pubs), Peers: peers,
 	})
-	// Operator endpoints (bearer token from api.token_file) and /metrics.
-	token, err := readAPIToken(cfg.API, log)
-	if err != nil {
-		return err
-	}
 	h := api.NewHandler(ag, api.Options{
-		Logger: log, Operator: api.NewOperator(store), Token: token, Metrics: mx.Handler(),
+		Logger: log, Operator: api.NewOperator(store), Token: token, Metrics: mx.Handler(), Failsafe: ag,
 	})
 	srv, err := listenAPI(cfg.API, h)
 	if err != nil {
@@ -322,4 +327,20 @@ func rejoinMethods(pgc config.PostgreSQL) db.RejoinMethods {
 		m |= db.RejoinReclone
 	}
 	return m
+}
+
+// failsafePeers is the client a leader asks the other members' APIs with
+// under failsafe_mode: the API's bearer token (every member's must be the
+// same) and, when the API serves HTTPS, its TLS files to verify them. Each
+// request is bounded by the agent's own deadline.
+func failsafePeers(c config.API, token string) (agent.FailsafePeers, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if c.TLS.Enabled() {
+		tc, err := c.TLS.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("api.tls (client side, for failsafe requests): %w", err)
+		}
+		tr.TLSClientConfig = tc
+	}
+	return api.FailsafeClient{HTTP: &http.Client{Transport: tr}, Token: token}, nil
 }

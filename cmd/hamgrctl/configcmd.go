@@ -46,6 +46,10 @@ reads from etcd:
                            after the previous automatic failover is not
                            failed over automatically; an operator chooses
                            (0, the default, turns it off; up to 24h)
+  failsafe_mode            true lets a primary whose agent cannot reach etcd
+                           keep writing while every member confirms it over
+                           the API (needs api.token_file on every member;
+                           false, the default, stops it as without failsafe)
 
 The four durations are whole seconds. ttl must be greater than loop_wait +
 retry_timeout, so that a leader that cannot renew its lease stops its
@@ -101,8 +105,9 @@ number of seconds, and must be whole seconds: ttl 3s to 10m, loop_wait 1s
 to 1m, retry_timeout 1s to 5m, primary_start_timeout 0 to 1h,
 failover_backoff 0 (off) to 24h.
 maximum_lag_on_failover takes bytes, optionally with B, kB, MB, GB or TB
-(powers of 1024: 16MB = 16777216), 0 to 1TB; paused takes true or false;
-synchronous_mode off, on or strict; synchronous_node_count 1 to 16.
+(powers of 1024: 16MB = 16777216), 0 to 1TB; paused and failsafe_mode take
+true or false; synchronous_mode off, on or strict; synchronous_node_count 1
+to 16.
 
 All the changes are applied to the current config and the result is
 validated as a whole before one write: either every key changes or none
@@ -338,6 +343,7 @@ func configValues(c cluster.DynamicConfig) map[string]any {
 		"synchronous_mode":       string(cluster.SyncOff),
 		"synchronous_node_count": c.NodeCount(),
 		"failover_backoff":       "0s",
+		"failsafe_mode":          false,
 	}
 	out := make(map[string]any, len(operator.ConfigKeys))
 	for _, k := range operator.ConfigKeys {

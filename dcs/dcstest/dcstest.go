@@ -30,6 +30,7 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("History", func(t *testing.T) { testHistory(t, newStores(t, 1)[0]) })
 	t.Run("Requests", func(t *testing.T) { testRequests(t, newStores(t, 2)) })
 	t.Run("Sync", func(t *testing.T) { testSync(t, newStores(t, 2)) })
+	t.Run("Failsafe", func(t *testing.T) { testFailsafe(t, newStores(t, 2)) })
 	t.Run("Promotion", func(t *testing.T) { testPromotion(t, newStores(t, 2)) })
 }
 
@@ -385,5 +386,37 @@ func testSync(t *testing.T, s []dcs.Store) {
 	}
 	if snap := load(t, s2); snap.Sync == nil || !snap.Sync.Has("n2") {
 		t.Fatalf("sync record %+v changed by a refused SetSync", snap.Sync)
+	}
+}
+
+func testFailsafe(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	s1, s2 := s[0], s[1]
+	must(t, s1.Grant(ctx, 10*time.Second))
+	must(t, s2.Grant(ctx, 10*time.Second))
+	l1, ok, err := s1.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0, nil)
+	if err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	ms := []cluster.FailsafeMember{{Name: "n1", APIURL: "http://n1:8008"}, {Name: "n2", APIURL: "http://n2:8008"}}
+	must(t, s1.SetFailsafe(ctx, l1, &cluster.FailsafeState{Members: ms, TTL: cluster.Duration(10 * time.Second)}))
+	want := &cluster.FailsafeState{Leader: "n1", Epoch: l1.Epoch, Members: ms, TTL: cluster.Duration(10 * time.Second)}
+	if snap := load(t, s2); !snap.Failsafe.Equal(want) {
+		t.Fatalf("failsafe record %+v, want %+v", snap.Failsafe, want)
+	}
+	must(t, s1.ReleaseLeader(ctx, l1))
+	if err := s1.SetFailsafe(ctx, l1, nil); err == nil {
+		t.Fatal("SetFailsafe succeeded for a leader that no longer holds the key")
+	}
+	if snap := load(t, s2); !snap.Failsafe.Equal(want) {
+		t.Fatalf("failsafe record %+v changed by a refused SetFailsafe", snap.Failsafe)
+	}
+	l2, ok, err := s2.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, l1.Epoch, nil)
+	if err != nil || !ok {
+		t.Fatalf("acquire by n2: %v %v", ok, err)
+	}
+	must(t, s2.SetFailsafe(ctx, l2, nil))
+	if snap := load(t, s1); snap.Failsafe != nil {
+		t.Fatalf("failsafe record %+v after its deletion", snap.Failsafe)
 	}
 }

@@ -62,6 +62,38 @@ func (s *Store) ClearRequest(ctx context.Context) error {
 	return nil
 }
 
+// SetFailsafe writes (or, for a nil rec, deletes) the failsafe record,
+// in a transaction that succeeds only while l still holds the leader key.
+func (s *Store) SetFailsafe(ctx context.Context, l cluster.Leader, rec *cluster.FailsafeState) error {
+	key := s.key(keyFailsafe)
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	op := clientv3.OpDelete(key)
+	if rec != nil {
+		r := *rec
+		r.Leader, r.Epoch = l.Name, l.Epoch
+		v, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("etcd set failsafe %s: %w", key, err)
+		}
+		op = clientv3.OpPut(key, string(v))
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(s.key(keyLeader)), "=", int64(l.Epoch))).
+		Then(op).Commit()
+	if err != nil {
+		return s.opErr("set failsafe", key, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("etcd set failsafe %s: %s no longer holds the leader key of epoch %d", key, l.Name, l.Epoch)
+	}
+	return nil
+}
+
 // SetSync writes the synchronous standby record, in a transaction that
 // succeeds only while l still holds the leader key.
 func (s *Store) SetSync(ctx context.Context, l cluster.Leader, members []string) error {

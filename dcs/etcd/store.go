@@ -191,6 +191,7 @@ const (
 	keyHistory    = "history/"
 	keyRequest    = "request"
 	keySync       = "sync"
+	keyFailsafe   = "failsafe"
 )
 
 func (s *Store) key(name string) string { return s.base + name }
@@ -434,6 +435,7 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 		clientv3.OpGet(s.key(keyInitialize)),
 		clientv3.OpGet(s.key(keyRequest)),
 		clientv3.OpGet(s.key(keySync)),
+		clientv3.OpGet(s.key(keyFailsafe)),
 	).Commit()
 	if err != nil {
 		return cluster.Snapshot{}, s.opErr("load", s.base, err)
@@ -482,6 +484,14 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 			return cluster.Snapshot{}, fmt.Errorf("etcd load %s: decode sync: %w", kv[0].Key, err)
 		}
 		snap.Sync = &st
+	}
+	if kv := kvs(7); len(kv) > 0 {
+		var f cluster.FailsafeState
+		if err := json.Unmarshal(kv[0].Value, &f); err != nil {
+			// Who may take the key depends on it: fail the load.
+			return cluster.Snapshot{}, fmt.Errorf("etcd load %s: decode failsafe: %w", kv[0].Key, err)
+		}
+		snap.Failsafe = &f
 	}
 	return snap, nil
 }

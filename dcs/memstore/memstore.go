@@ -51,6 +51,7 @@ type Cluster struct {
 	initialize string
 	request    []byte
 	sync       []byte
+	failsafe   []byte
 	history    map[cluster.Epoch][]byte
 	watchers   []chan struct{}
 }
@@ -285,6 +286,11 @@ func (c *Cluster) snapshotLocked() cluster.Snapshot {
 		var st cluster.SyncState
 		mustUnmarshal(c.sync, &st)
 		s.Sync = &st
+	}
+	if c.failsafe != nil {
+		var f cluster.FailsafeState
+		mustUnmarshal(c.failsafe, &f)
+		s.Failsafe = &f
 	}
 	return s
 }
@@ -664,6 +670,28 @@ func (k *Client) SetSync(ctx context.Context, l cluster.Leader, members []string
 		members = []string{}
 	}
 	c.sync = mustJSON(cluster.SyncState{Leader: l.Name, Epoch: l.Epoch, Members: members})
+	c.bump(true)
+	return nil
+}
+
+// SetFailsafe writes (nil rec: deletes) the failsafe record while l holds
+// the key.
+func (k *Client) SetFailsafe(ctx context.Context, l cluster.Leader, rec *cluster.FailsafeState) error {
+	if err := k.check(ctx); err != nil {
+		return fmt.Errorf("memstore set failsafe: %w", err)
+	}
+	c := k.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader == nil || c.leader.create != int64(l.Epoch) {
+		return fmt.Errorf("memstore set failsafe: %s no longer holds the leader key of epoch %d", l.Name, l.Epoch)
+	}
+	c.failsafe = nil
+	if rec != nil {
+		r := *rec
+		r.Leader, r.Epoch = l.Name, l.Epoch
+		c.failsafe = mustJSON(r)
+	}
 	c.bump(true)
 	return nil
 }

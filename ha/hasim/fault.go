@@ -88,6 +88,10 @@ const (
 	// DieOnCall kills the member's agent process in its next call of
 	// Call: the call does not happen, and the agent makes no other.
 	DieOnCall
+	// CutAPI makes the member's agent API unreachable, from it and to it
+	// (failsafe requests fail); RestoreAPI ends it.
+	CutAPI
+	RestoreAPI
 )
 
 var faultNames = map[FaultKind]string{
@@ -97,7 +101,7 @@ var faultNames = map[FaultKind]string{
 	CancelRequest: "cancel-request", Freeze: "freeze", Thaw: "thaw", Hang: "hang", Unhang: "unhang",
 	Overload: "overload", Relieve: "relieve", StoreOutage: "store-outage", StoreReturn: "store-return",
 	RevokeLeases: "revoke-leases", CrashNode: "crash-node", StoreReturnRenewing: "store-return-renewing",
-	FailCall: "fail-call", DieOnCall: "die-on-call",
+	FailCall: "fail-call", DieOnCall: "die-on-call", CutAPI: "cut-api", RestoreAPI: "restore-api",
 }
 
 // String names the kind.
@@ -158,7 +162,7 @@ func (w *World) inject(f Fault) {
 				n.thawedAt = w.now
 			}
 			n.paused, n.db.failStarts, n.frozen, n.db.hung, n.overloaded = false, 0, false, false, false
-			n.failCalls, n.dieOn = nil, ""
+			n.failCalls, n.dieOn, n.apiCut = nil, "", false
 			w.setPartitioned(n, false)
 			if !n.alive || n.agentDown {
 				w.restartAgent(n, true)
@@ -275,6 +279,10 @@ func (w *World) inject(f Fault) {
 		n.db.hung = n.db.running
 	case Unhang:
 		n.db.hung = false
+	case CutAPI:
+		n.apiCut = true
+	case RestoreAPI:
+		n.apiCut = false
 	case Overload:
 		n.overloaded = true
 	case Relieve:

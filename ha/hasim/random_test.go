@@ -68,7 +68,12 @@ func promotionFault(r *rand.Rand, names []string) Fault {
 // randomWorld runs one seed: random faults and repairs for randomSteps
 // steps, with invariants checked after each, then everything healed and
 // liveness checked. It returns the faults injected and any failure.
-func randomWorld(seed uint64) (*World, []string, error) {
+func randomWorld(seed uint64) (*World, []string, error) { return randomWorldWith(seed, false) }
+
+// randomWorldWith is randomWorld, with failsafe_mode on when failsafe is
+// set: the same seed then also cuts and restores members' APIs, from a
+// stream of its own.
+func randomWorldWith(seed uint64, failsafe bool) (*World, []string, error) {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	// The rejoin options come from a stream of their own, so that a seed
 	// injects the same faults as before they existed.
@@ -88,6 +93,9 @@ func randomWorld(seed uint64) (*World, []string, error) {
 		specs = append(specs, s)
 	}
 	cfg := Config{Members: specs, Fresh: r.IntN(4) == 0}
+	cfg.defaults()
+	cfg.Dynamic.FailsafeMode = failsafe
+	api := rand.New(rand.NewPCG(seed, 0xfa15e))
 	w := New(cfg)
 	names := make([]string, len(specs))
 	for i, s := range specs {
@@ -111,6 +119,9 @@ func randomWorld(seed uint64) (*World, []string, error) {
 		}
 		if promo.IntN(60) == 0 {
 			fs = append(fs, promotionFault(promo, names))
+		}
+		if failsafe && api.IntN(30) == 0 {
+			fs = append(fs, Fault{Kind: []FaultKind{CutAPI, RestoreAPI}[api.IntN(2)], Member: names[api.IntN(len(names))]})
 		}
 		for _, f := range fs {
 			injected = append(injected, fmt.Sprintf("+%s %s", w.Now().Add(w.cfg.Tick).Sub(Origin), f))

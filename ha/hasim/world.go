@@ -191,6 +191,11 @@ type node struct {
 	// dieOn is the call the agent process dies in (DieOnCall).
 	failCalls map[Call]int
 	dieOn     Call
+	// apiCut: nobody reaches this agent's API, and it reaches no other
+	// (CutAPI).
+	apiCut bool
+	// nextFailsafe is when the agent's failsafe step is next due.
+	nextFailsafe time.Time
 }
 
 // New builds a World.
@@ -251,12 +256,13 @@ func (w *World) startAgent(n *node) {
 		Background: func(fn func()) { fn() }, // the simulated clock does not move during an action
 		Publishers: []discovery.Publisher{simPublisher{w: w, n: n}},
 		PrePromote: simPrePromoter{w: w, n: n},
+		Peers:      simPeers{w: w, n: n},
 	}
 	if n.spec.Fencer {
 		opts.Fencer = simFencer{w: w, n: n}
 	}
 	n.a = agent.New(opts)
-	n.nextRound, n.nextRenew = w.now, w.now
+	n.nextRound, n.nextRenew, n.nextFailsafe = w.now, w.now, w.now
 }
 
 // worldClock is the agents' clock: the simulated one.
@@ -328,6 +334,9 @@ func (w *World) Step(faults ...Fault) error {
 		if !w.now.Before(n.nextRenew) {
 			n.nextRenew = w.now.Add(n.a.Renew(ctx))
 		}
+		if !w.now.Before(n.nextFailsafe) {
+			n.nextFailsafe = w.now.Add(n.a.Failsafe(ctx))
+		}
 		n.a.Fence(ctx)
 	}
 	if !w.storeDown {
@@ -385,7 +394,7 @@ func (w *World) expire() {
 			if n.client != e.Owner {
 				continue
 			}
-			if n.writable() && !n.agentDown && !n.paused && !n.frozen {
+			if n.writable() && !n.agentDown && !n.paused && !n.frozen && !w.failsafeCovers(n) {
 				w.violate("lease %d of %s expired while its database is still a writable primary", e.ID, e.Owner.Name())
 			}
 		}

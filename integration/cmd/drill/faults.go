@@ -45,6 +45,11 @@ type fault struct {
 	// (the observer timeline is then recorded and a new epoch is required)
 	// and false if the same member must keep the leader key and its epoch.
 	ExpectFailover bool
+	// KeepLeader, with ExpectFailover false, asks only that the same
+	// member lead after the fault: its epoch may change (an etcd that
+	// comes back may have dropped its lease) and its database need not
+	// have restarted.
+	KeepLeader bool
 	// ZeroLoss is true if losing an acknowledged write is an anomaly
 	// (a restart in place, a switchover, any fault in synchronous mode).
 	ZeroLoss bool
@@ -137,6 +142,10 @@ var faults = map[string]fault{
 			"threshold (150 ms) starts within 2 s of it, the longest interval between acknowledged writes (Result.LongestGap)",
 		Restore: waitSwitchedOver,
 	},
+	"etcd-quorum-loss":          etcdOutageRow(quorumLoss, false),
+	"etcd-full-outage":          etcdOutageRow(fullOutage, false),
+	"failsafe-etcd-quorum-loss": etcdOutageRow(quorumLoss, true),
+	"failsafe-etcd-full-outage": etcdOutageRow(fullOutage, true),
 	"commit-latency-async": {
 		Name:     "commit-latency-async",
 		Describe: "per-commit latency of single-row autocommit INSERTs, one client connected to the primary, back to back; asynchronous replication",

@@ -10,8 +10,10 @@
 //
 // Rows (-faults): node-crash (asynchronous), sync-node-crash (the same with
 // synchronous_mode=on), postmaster-crash, switchover (operator switchover to
-// the best replica), and commit-latency (= commit-latency-async and
-// commit-latency-sync).
+// the best replica), etcd-quorum-loss and etcd-full-outage (a 3-member
+// etcd loses its quorum, or every member, for 30 s) and their failsafe-
+// twins (the same with failsafe_mode on), and commit-latency (=
+// commit-latency-async and commit-latency-sync).
 //
 // For every timing profile and row, one cluster is started and shared by
 // the runs of that row (a member killed by a run is restarted and rejoins,

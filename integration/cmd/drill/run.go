@@ -311,6 +311,9 @@ func (d *drill) run(ctx context.Context, s *slot, p profile, f fault, i int) (r 
 			r.anomaly("%s is still the leader after the fault", old.Name)
 		case f.ExpectFailover && r.NewEpoch <= r.OldEpoch:
 			r.anomaly("new epoch %d not greater than the old %d", r.NewEpoch, r.OldEpoch)
+		case f.KeepLeader && now.Name != old.Name:
+			r.anomaly("leader changed from %s@%d to %s@%d; expected %s to lead again", old.Name, r.OldEpoch, now.Name, r.NewEpoch, old.Name)
+		case f.KeepLeader:
 		case !f.ExpectFailover && (now.Name != old.Name || r.NewEpoch != r.OldEpoch):
 			r.anomaly("leader changed from %s@%d to %s@%d; expected a restart in place", old.Name, r.OldEpoch, now.Name, r.NewEpoch)
 		case !f.ExpectFailover:
