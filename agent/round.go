@@ -65,7 +65,7 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	view := a.track.View(ha.View{
 		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
 		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent,
-		Engine: a.opts.Engine, Busy: a.busy, Fencing: a.opts.Fencer != nil,
+		Engine: a.opts.Engine, Busy: a.busy, Fencing: a.opts.Fencer != nil, FenceTargets: fenceTargets(a.opts.Fencer),
 	})
 	a.mu.Unlock()
 	if st.Accepting && st.Role == cluster.RolePrimary && view.Snap.Leader != nil && view.Snap.Leader.Name == a.opts.Name {

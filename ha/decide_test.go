@@ -257,6 +257,20 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 			v.Config.FailoverBackoff = dur(t, x)
 		case "refused":
 			v.RefusedEpoch = cluster.Epoch(num(t, x))
+		case "fencing":
+			v.Config.Fencing = cluster.FencingPolicy(x)
+		case "fencer":
+			// all: a fencer for every member; none; or the names it covers.
+			v.Fencing, v.FenceTargets = x != "none", nil
+			if x != "all" && x != "none" {
+				v.FenceTargets = strings.Split(x, ",")
+			}
+		case "fence-failures":
+			v.FenceFailures = int(num(t, x))
+			v.FenceError = ""
+			if v.FenceFailures > 0 {
+				v.FenceError = "ipmi: connection timed out"
+			}
 		default:
 			t.Fatalf("unknown view argument %q", a.Key)
 		}
@@ -322,6 +336,9 @@ func (s *scenario) world(t *testing.T, line string) {
 				if fa := kv["failover-at"]; fa != "" {
 					ll.FailoverAt = at(t, fa)
 				}
+				if has("fenced") {
+					ll.Fenced = &cluster.FenceOutcome{Target: name, Result: cluster.FenceConfirmed, Driver: "ipmi power off", By: "hamgrctl on ops1"}
+				}
 				s.v.Snap.LastLeader = ll
 			} else {
 				s.v.Snap.LastLeader = nil
@@ -329,6 +346,16 @@ func (s *scenario) world(t *testing.T, line string) {
 			return
 		}
 		l := &cluster.Leader{Name: f[1], Epoch: cluster.Epoch(num(t, kv["epoch"])), Lease: num(t, kv["lease"])}
+		if old := kv["promotion-over"]; old != "" {
+			// A failover's record with only the key taken, at elected=T,
+			// on the evidence given (default refused).
+			ev := &cluster.Evidence{Kind: cluster.EvidenceRefused}
+			if e := kv["evidence"]; e != "" {
+				_ = ev.Kind.UnmarshalText([]byte(e))
+			}
+			l.Promotion = &cluster.Promotion{Kind: cluster.HistoryFailover, OldPrimary: old, Lost: l.Epoch - 1,
+				Evidence: ev, ElectedAt: at(t, kv["elected"]), Done: []cluster.PromotionStep{cluster.StepKey}}
+		}
 		s.v.Snap.Leader = l
 		s.v.Snap.LastLeader = &cluster.LastLeader{Name: l.Name, Epoch: l.Epoch, ConnHost: l.Name, ConnPort: 5432}
 	case "member":

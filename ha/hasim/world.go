@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,6 +81,11 @@ func (c *Config) defaults() {
 			TTL: cluster.Duration(3 * time.Second), LoopWait: cluster.Duration(time.Second),
 			RetryTimeout: cluster.Duration(time.Second), PrimaryStartTimeout: cluster.Duration(3 * time.Second),
 		}
+	}
+	if c.Dynamic.Fencing == "" && slices.ContainsFunc(c.Members, func(m MemberSpec) bool { return m.Fencer }) {
+		// Members with a fencer fence: a world that gives them one
+		// without a policy means require.
+		c.Dynamic.Fencing = cluster.FencingRequire
 	}
 	if c.Tick == 0 {
 		c.Tick = 100 * time.Millisecond
