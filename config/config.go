@@ -245,6 +245,10 @@ type Timing struct {
 	// FailoverBackoff is the anti-flapping window (0: off); see
 	// cluster.DynamicConfig.FailoverBackoff.
 	FailoverBackoff Duration `yaml:"failover_backoff"`
+	// Fencing is the fencing policy: off (default), require or
+	// best-effort; see cluster.FencingPolicy. How to fence each member is
+	// the top-level fencing section.
+	Fencing string `yaml:"fencing"`
 }
 
 // Tags are this member's election and load-balancing tags.
@@ -328,6 +332,7 @@ func Default() *Config {
 			RetryTimeout:         Duration(DefaultRetryTimeout),
 			PrimaryStartTimeout:  Duration(DefaultPrimaryStartTimeout),
 			MaximumLagOnFailover: DefaultMaximumLagOnFailover,
+			Fencing:              string(cluster.FencingOff),
 		},
 		Tags:   Tags{Priority: &prio},
 		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
@@ -370,6 +375,9 @@ func (c *Config) ApplyDefaults() {
 	setDur(&t.PrimaryStartTimeout, d.Timing.PrimaryStartTimeout)
 	if t.MaximumLagOnFailover == 0 {
 		t.MaximumLagOnFailover = d.Timing.MaximumLagOnFailover
+	}
+	if t.Fencing == "" {
+		t.Fencing = d.Timing.Fencing
 	}
 	if c.Tags.Priority == nil {
 		c.Tags.Priority = d.Tags.Priority
@@ -514,6 +522,7 @@ func (c *Config) Dynamic() cluster.DynamicConfig {
 		PrimaryStartTimeout:  cluster.Duration(t.PrimaryStartTimeout),
 		MaximumLagOnFailover: int64(t.MaximumLagOnFailover),
 		FailoverBackoff:      cluster.Duration(t.FailoverBackoff),
+		Fencing:              cluster.FencingPolicy(t.Fencing),
 	}
 }
 
