@@ -212,10 +212,16 @@ func (a *Agent) fence(ctx context.Context, v ha.View, l cluster.Leader, target s
 	if ll := v.Snap.LastLeader; ll != nil && ll.Name == target {
 		t.Host, t.Port = ll.ConnHost, ll.ConnPort
 	}
-	fctx, cancel := context.WithTimeout(ctx, fenceTimeout)
-	defer cancel()
+	a.mu.Lock()
+	prev := a.fencedOld
+	a.mu.Unlock()
 	start := a.clk.Now()
-	conf, err := a.opts.Fencer.Fence(fctx, t)
+	conf, err := prev.conf, error(nil)
+	if prev.epoch != l.Epoch {
+		fctx, cancel := context.WithTimeout(ctx, fenceTimeout)
+		conf, err = a.opts.Fencer.Fence(fctx, t)
+		cancel()
+	}
 	if err != nil {
 		a.opts.Metrics.Fence(cluster.FenceFailed)
 		a.log.Warn("fencing the old primary failed", "target", target, "epoch", l.Epoch, "attempt", v.FenceFailures+1,
@@ -227,7 +233,12 @@ func (a *Agent) fence(ctx context.Context, v ha.View, l cluster.Leader, target s
 	p.Fenced = conf.String()
 	p.Fence = &cluster.FenceOutcome{Target: target, Driver: conf.Method, Result: cluster.FenceConfirmed, Detail: conf.Detail,
 		Attempts: v.FenceFailures + 1, At: now.UTC(), Duration: sinceElected(p, now), By: a.opts.Name}
-	a.opts.Metrics.Fence(cluster.FenceConfirmed)
+	if prev.epoch != l.Epoch {
+		a.opts.Metrics.Fence(cluster.FenceConfirmed)
+		a.mu.Lock()
+		a.fencedOld = fencedEpoch{epoch: l.Epoch, conf: conf}
+		a.mu.Unlock()
+	}
 	if err := a.setPromotion(ctx, v, l, p); err != nil {
 		return err
 	}
@@ -343,4 +354,10 @@ func fenceTargets(f stonith.Fencer) []string {
 		return n.Names()
 	}
 	return nil
+}
+
+// fencedEpoch is a fence confirmed for the leader key of epoch.
+type fencedEpoch struct {
+	epoch cluster.Epoch
+	conf  stonith.Confirmation
 }

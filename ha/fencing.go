@@ -32,15 +32,15 @@ import (
 //     record and the history) — only when the liveness rule proved the old
 //     primary dead before the key was taken.
 //
-// With require or best-effort, the fence also stands in for the liveness
-// rule's proof (fenceSubstitutes): when the old primary answers as
-// writable (its agent is gone, its database alive) or gives no answer and
-// its streams prove nothing, a candidate with a fencer for it takes the
-// key with evidence "fence" and promotes only after the confirmation,
-// whatever the policy: a best-effort timeout there would promote over a
-// primary that may be writing, the one thing the liveness rule exists to
-// prevent. Without fencing, or without a fencer for it, the refusal
-// stands (old_primary_writable, old_primary_not_proven_dead).
+// The fence also stands in for the liveness rule's proof
+// (fenceSubstitutes): when the old primary answers as writable (its agent
+// is gone, its database alive; require or best-effort) or, under require,
+// gives no answer and its streams prove nothing, a candidate with a fencer
+// for it takes the key with evidence "fence" and promotes only after the
+// confirmation, whatever the policy: a best-effort timeout there would
+// promote over a primary that may be writing, the one thing the liveness
+// rule exists to prevent. Without fencing, or without a fencer for it,
+// the refusal stands (old_primary_writable, old_primary_not_proven_dead).
 
 // fencingPolicy is the effective policy (off when unset).
 func fencingPolicy(v View) cluster.FencingPolicy { return v.Config.Fencing.Or() }
@@ -51,12 +51,20 @@ func (v View) canFence(name string) bool {
 }
 
 // fenceSubstitutes reports whether, for an old primary whose liveness is
-// live (not proven dead), a fence may stand in for the proof: fencing is
-// on and this agent can fence the last leader.
+// live (not proven dead), a fence may stand in for the proof, this agent
+// having a fencer for the last leader: over a writable one with fencing
+// on; over one that gives no answer only with fencing require. Under
+// best-effort a silent old primary waits for the liveness proof as with
+// fencing off: the key holder stops probing it, so a promotion begun on
+// the fence alone could never fall back to the proof that arrives later,
+// and best-effort would then be less available than off.
 func fenceSubstitutes(v View, live detector.Liveness) bool {
 	last := v.Snap.LastLeader
-	return (live == detector.Alive || live == detector.Unknown) && fencingPolicy(v).Enabled() &&
-		last != nil && last.Name != v.Self && v.canFence(last.Name)
+	if last == nil || last.Name == v.Self || !v.canFence(last.Name) {
+		return false
+	}
+	pol := fencingPolicy(v)
+	return live == detector.Alive && pol.Enabled() || live == detector.Unknown && pol == cluster.FencingRequire
 }
 
 // fenceEvidence is the evidence of a promotion that relies on the fence

@@ -88,6 +88,11 @@ func randomWorld(seed uint64) (*World, []string, error) {
 		specs = append(specs, s)
 	}
 	cfg := Config{Members: specs, Fresh: r.IntN(4) == 0}
+	// The fencing policy from a stream of its own: require (the default
+	// with fencers), best-effort or off.
+	pol := rand.New(rand.NewPCG(seed, 0xfe9c))
+	cfg.defaults()
+	cfg.Dynamic.Fencing = []cluster.FencingPolicy{"", cluster.FencingBestEffort, cluster.FencingOff}[pol.IntN(3)]
 	w := New(cfg)
 	names := make([]string, len(specs))
 	for i, s := range specs {

@@ -115,7 +115,11 @@ type World struct {
 	// violations found during the current step.
 	violations []string
 	maxEpoch   cluster.Epoch
-	wakeRev    int64
+	// leaderAt names the member that took the key of each epoch seen;
+	// fencedAt the epochs whose leader fenced (checkFence).
+	leaderAt map[cluster.Epoch]string
+	fencedAt map[cluster.Epoch]string
+	wakeRev  int64
 	// storeDown is a store outage: no agent reaches it.
 	storeDown bool
 	// revoked holds the leases the store revoked before their TTL ran out
@@ -398,6 +402,10 @@ func (w *World) checkEpochs() {
 		return
 	}
 	w.maxEpoch = l.Epoch
+	if w.leaderAt == nil {
+		w.leaderAt = map[cluster.Epoch]string{}
+	}
+	w.leaderAt[l.Epoch] = l.Name
 	w.logf("store: %s took the leader key, epoch %d", l.Name, l.Epoch)
 }
 
