@@ -281,12 +281,6 @@ type LastLeader struct {
 	// the previous last leader's value unless its own promotion is an
 	// automatic failover; failover_backoff is measured from it.
 	FailoverAt time.Time `json:"failover_at,omitzero"`
-	// Fenced is set by an operator's hamgrctl fence of this leader (by a
-	// compare-and-swap on the record): its machine's power-off was
-	// confirmed. Its agent, back, never takes the key or starts its
-	// database as primary again under this record, and the candidates
-	// count it as proof that it takes no writes (EvidenceFenced).
-	Fenced *FenceOutcome `json:"fenced,omitempty"`
 }
 
 // Snapshot is one consistent read of a cluster's keys.
@@ -307,6 +301,26 @@ type Snapshot struct {
 	Request *Request
 	// Sync is the leader's record of synchronous standbys, nil when none.
 	Sync *SyncState
+	// Fenced holds the operators' fences (hamgrctl fence), by member.
+	Fenced map[string]FenceOutcome
+}
+
+// FencedLastLeader is the operator's confirmed fence of the last leader
+// made while (or after) it led its epoch, or nil. Its agent, back, never
+// takes the key or runs its database as a primary again under that
+// last_leader record, and candidates count it as proof that the old
+// primary takes no writes (EvidenceFenced). A new leadership makes it
+// stale: its Epoch is no longer the last leader's.
+func (s Snapshot) FencedLastLeader() *FenceOutcome {
+	last := s.LastLeader
+	if last == nil {
+		return nil
+	}
+	f, ok := s.Fenced[last.Name]
+	if !ok || f.Result != FenceConfirmed || f.Epoch != last.Epoch {
+		return nil
+	}
+	return &f
 }
 
 // Member returns the record of the named member, or nil.
@@ -554,6 +568,9 @@ type FenceOutcome struct {
 	Duration Duration  `json:"duration"`
 	// By names who fenced (the new leader, or "hamgrctl on HOST").
 	By string `json:"by,omitempty"`
+	// Epoch, in an operator's fence, is the epoch of last_leader when it
+	// was made (the target led it, or led before it).
+	Epoch Epoch `json:"epoch,omitempty"`
 }
 
 // String renders the outcome on one line.

@@ -336,8 +336,10 @@ func (s *scenario) world(t *testing.T, line string) {
 				if fa := kv["failover-at"]; fa != "" {
 					ll.FailoverAt = at(t, fa)
 				}
+				s.v.Snap.Fenced = nil
 				if has("fenced") {
-					ll.Fenced = &cluster.FenceOutcome{Target: name, Result: cluster.FenceConfirmed, Driver: "ipmi power off", By: "hamgrctl on ops1"}
+					s.v.Snap.Fenced = map[string]cluster.FenceOutcome{name: {Target: name, Result: cluster.FenceConfirmed,
+						Driver: "ipmi power off", By: "hamgrctl on ops1", Epoch: ll.Epoch}}
 				}
 				s.v.Snap.LastLeader = ll
 			} else {

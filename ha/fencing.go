@@ -219,7 +219,7 @@ func noFenceWhy(v View, old string) string {
 // operator's manual failover chooses it.
 func decideFencedSelf(v View, health detector.Health, isPrimary bool) Plan {
 	last := v.Snap.LastLeader
-	why := fmt.Sprintf("this member was fenced by an operator after it led epoch %d (%s): it does not lead again; waiting for a new leader", last.Epoch, last.Fenced)
+	why := fmt.Sprintf("this member was fenced by an operator after it led epoch %d (%s): it does not lead again; waiting for a new leader", last.Epoch, v.Snap.FencedLastLeader())
 	switch {
 	case isPrimary || v.DB.Running && v.DB.Role == cluster.RolePrimary:
 		return Plan{Actions: []Action{Stop{Mode: db.StopImmediate}}, State: cluster.StateFenced, Problem: cluster.ProblemSecondPrimary, Reason: why}

@@ -453,7 +453,7 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 // decideNoLeader: nobody holds the key.
 func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 	last := v.Snap.LastLeader
-	if last != nil && last.Name == v.Self && last.Fenced != nil {
+	if last != nil && last.Name == v.Self && v.Snap.FencedLastLeader() != nil {
 		return decideFencedSelf(v, health, isPrimary)
 	}
 	lastIsSelf := last == nil || last.Name == v.Self
@@ -655,12 +655,13 @@ func promotionEvidence(v View) (*cluster.Evidence, string, cluster.Problem) {
 		return &cluster.Evidence{}, "", cluster.ProblemNone
 	}
 	live, ev := OldPrimaryLiveness(v)
+	fenced := v.Snap.FencedLastLeader()
 	switch {
-	case live == detector.Alive && last.Fenced != nil:
-		return nil, fmt.Sprintf("%s was fenced (%s) but its database still accepts writes; not promoting", last.Name, last.Fenced),
+	case live == detector.Alive && fenced != nil:
+		return nil, fmt.Sprintf("%s was fenced (%s) but its database still accepts writes; not promoting", last.Name, fenced),
 			cluster.ProblemOldPrimaryWritable
-	case last.Fenced != nil && last.Fenced.Result == cluster.FenceConfirmed:
-		return &cluster.Evidence{Kind: cluster.EvidenceFenced, Detail: last.Fenced.String()}, "", cluster.ProblemNone
+	case fenced != nil:
+		return &cluster.Evidence{Kind: cluster.EvidenceFenced, Detail: fenced.String()}, "", cluster.ProblemNone
 	case live == detector.Dead:
 		return &ev, "", cluster.ProblemNone
 	case fenceSubstitutes(v, live):
