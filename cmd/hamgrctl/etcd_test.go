@@ -141,16 +141,17 @@ fencing:
 	if err := os.WriteFile(cfgFile, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	conn := []string{"--cluster", "c", "--etcd", srv.Endpoints()[0]}
-	code, _, stderr := runCLI(t, "", false, append([]string{"fence", "n1", "--config", cfgFile}, conn...)...)
+	// The config file names the cluster and etcd too; the flags agree.
+	conn := []string{"--cluster", "c", "--etcd", srv.Endpoints()[0], "--config", cfgFile}
+	code, _, stderr := runCLI(t, "", false, append([]string{"fence", "n1"}, conn...)...)
 	if code == 0 || sim.Power(t) != "on" {
 		t.Fatalf("fence without a terminal or --yes: exit %d, power %s (%s)", code, sim.Power(t), stderr)
 	}
-	code, out, stderr := runCLI(t, "", false, append([]string{"fence", "n3", "--config", cfgFile, "--yes"}, conn...)...)
+	code, out, stderr := runCLI(t, "", false, append([]string{"fence", "n3", "--yes"}, conn...)...)
 	if code == 0 || !strings.Contains(stderr, "fencing.members.n3") {
 		t.Fatalf("fence of a member without a driver: exit %d, %s %s", code, out, stderr)
 	}
-	code, out, stderr = runCLI(t, "", false, append([]string{"fence", "n1", "--config", cfgFile, "--yes"}, conn...)...)
+	code, out, stderr = runCLI(t, "", false, append([]string{"fence", "n1", "--yes"}, conn...)...)
 	if code != 0 || sim.Power(t) != "off" || !strings.Contains(out, "Fenced n1") || !strings.Contains(out, "epoch") {
 		t.Fatalf("fence --yes: exit %d, power %s\n%s%s", code, sim.Power(t), out, stderr)
 	}

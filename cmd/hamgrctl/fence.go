@@ -30,15 +30,14 @@ import (
 // agents act on it (a fenced last leader is proof for the election and
 // never leads again under that record).
 func (a *app) fenceCmd() *cobra.Command {
-	var cfgPath string
 	var yes bool
 	c := &cobra.Command{
-		Use:   "fence MEMBER --config FILE [--yes]",
+		Use:   "fence MEMBER [--yes]",
 		Short: "Power a member's machine off through its BMC and record it",
 		Long: `Power MEMBER's machine off through the fencing driver that the fencing
-section of an agent's config file (--config, the agents' hamgr.yml: it
-holds the BMC addresses and password files, so run this where that file
-is) gives for MEMBER, read the power state back, and record the fence in
+section of the agent config file given by the global --config (or
+$HAMGRCTL_CONFIG: the agents' hamgr.yml, which holds the BMC addresses and
+password files, so run this where that file is) gives for MEMBER, read the power state back, and record the fence in
 etcd (fenced/MEMBER and a history entry of kind fence).
 
 When MEMBER is the last leader (the primary whose key expired, or the
@@ -55,13 +54,16 @@ without a terminal). Nothing is recorded when the power-off cannot be
 confirmed.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			if cfgPath == "" {
-				return usagef("--config FILE is required: the agent config file whose fencing section says how to power %s off", argv[0])
+			path := a.conn.configPath
+			if path == "" {
+				path = a.getenv(configEnv)
 			}
-			return a.fence(cmd.Context(), argv[0], cfgPath, yes)
+			if path == "" {
+				return usagef("fence needs an agent config file (--config FILE or $%s) whose fencing section says how to power %s off", configEnv, argv[0])
+			}
+			return a.fence(cmd.Context(), argv[0], path, yes)
 		},
 	}
-	c.Flags().StringVar(&cfgPath, "config", "", "an agent config file with a fencing section (the agents' hamgr.yml)")
 	c.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	return c
 }
