@@ -259,6 +259,8 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 			v.RefusedEpoch = cluster.Epoch(num(t, x))
 		case "fencing":
 			v.Config.Fencing = cluster.FencingPolicy(x)
+		case "lease-lost":
+			v.LeaseLostAt = at(t, x)
 		case "fencer":
 			// all: a fencer for every member; none; or the names it covers.
 			v.Fencing, v.FenceTargets = x != "none", nil
@@ -336,10 +338,17 @@ func (s *scenario) world(t *testing.T, line string) {
 				if fa := kv["failover-at"]; fa != "" {
 					ll.FailoverAt = at(t, fa)
 				}
-				s.v.Snap.Fenced = nil
+				if has("fenced") || s.v.Snap.Fenced == nil {
+					s.v.Snap.Fenced = nil
+				}
 				if has("fenced") {
+					// fenced: for last_leader's epoch; fenced=E: for epoch E.
+					fe := ll.Epoch
+					if kv["fenced"] != "" {
+						fe = cluster.Epoch(num(t, kv["fenced"]))
+					}
 					s.v.Snap.Fenced = map[string]cluster.FenceOutcome{name: {Target: name, Result: cluster.FenceConfirmed,
-						Driver: "ipmi power off", By: "hamgrctl on ops1", Epoch: ll.Epoch}}
+						Driver: "ipmi power off", By: "hamgrctl on ops1", Epoch: fe}}
 				}
 				s.v.Snap.LastLeader = ll
 			} else {

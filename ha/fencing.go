@@ -52,15 +52,19 @@ func (v View) canFence(name string) bool {
 
 // fenceSubstitutes reports whether, for an old primary whose liveness is
 // live (not proven dead), a fence may stand in for the proof, this agent
-// having a fencer for the last leader: over a writable one with fencing
-// on; over one that gives no answer only with fencing require. Under
+// having a fencer for the last leader and the last leader's agent being
+// gone (its member record expired with its lease: no renewals), the store
+// not having dropped every lease at once (then a live agent republishes
+// and takes its key back, and fencing it would be a needless failover):
+// over a writable one with fencing on; over one that gives no answer only
+// with fencing require. Under
 // best-effort a silent old primary waits for the liveness proof as with
 // fencing off: the key holder stops probing it, so a promotion begun on
 // the fence alone could never fall back to the proof that arrives later,
 // and best-effort would then be less available than off.
 func fenceSubstitutes(v View, live detector.Liveness) bool {
 	last := v.Snap.LastLeader
-	if last == nil || last.Name == v.Self || !v.canFence(last.Name) {
+	if last == nil || last.Name == v.Self || !v.canFence(last.Name) || v.Snap.Member(last.Name) != nil || storeDroppedLeases(v) {
 		return false
 	}
 	pol := fencingPolicy(v)
@@ -207,8 +211,10 @@ func noFenceWhy(v View, old string) string {
 		return "fencing is off: hamgrctl config set fencing require, with a fencing section in each member's config file"
 	case !v.canFence(old):
 		return "this member has no fencer for " + old + ": add fencing.members." + old + " to its config file"
+	case v.Snap.Member(old) != nil:
+		return "its agent still publishes its record: it takes its key back"
 	}
-	return "a fence would stand in for the proof"
+	return "the store dropped every lease at once: its agent, if alive, takes its key back"
 }
 
 // decideFencedSelf: no leader, and this member is the last leader that an

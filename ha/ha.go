@@ -669,7 +669,7 @@ func promotionEvidence(v View) (*cluster.Evidence, string, cluster.Problem) {
 	}
 	switch live {
 	case detector.Alive:
-		return nil, fmt.Sprintf("leader key of %s expired but its database still accepts writes (its agent is gone or hangs); not promoting without fencing (%s)",
+		return nil, fmt.Sprintf("leader key of %s expired but its database still accepts writes; not promoting without fencing (%s)",
 			last.Name, noFenceWhy(v, last.Name)), cluster.ProblemOldPrimaryWritable
 	case detector.Unknown:
 		return nil, fmt.Sprintf("the old primary %s gave no answer (%s) and no proof that it takes no writes: its WAL still reaches a member, or no member saw its stream go silent; not promoting",
