@@ -65,6 +65,7 @@ confirmed.`,
 		},
 	}
 	c.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	c.Flags().BoolVarP(&yes, "force", "f", false, "the same as --yes (as for the other commands that ask)")
 	return c
 }
 
