@@ -66,8 +66,21 @@ type Options struct {
 	// nil relies on the liveness evidence alone.
 	Fencer stonith.Fencer
 	// Publishers run, in order, in the publish step of a promotion
-	// (after the database is promoted, before the promotion is recorded).
+	// (after the database is promoted, before the promotion is recorded),
+	// and again whenever what this member is differs from what they last
+	// published (see Republish); MemberPublishers also publish replicas
+	// and withdraw on a clean stop.
 	Publishers []discovery.Publisher
+	// Observers are told, in order, what each round left behind, and that
+	// Run has stopped (see RoundObserver).
+	Observers []RoundObserver
+	// PublishTimeout bounds one attempt of one publisher (zero:
+	// DefaultPublishTimeout).
+	PublishTimeout time.Duration
+	// PrePromote, if set, runs in the promote step of a promotion, before
+	// the database is promoted (the pre_promote hook); its error fails the
+	// step, which is retried.
+	PrePromote discovery.PrePromoter
 }
 
 // OnStop is what a clean stop of the agent does with its database.
@@ -123,6 +136,7 @@ type Agent struct {
 	storeOK          bool
 	self             cluster.Member
 	accepting        bool
+	dbRunning        bool      // the database process existed at the latest probe
 	probedAt         time.Time // when the latest probe of the database returned
 	busy             string    // the long action running in the background ("": none)
 	lastLoop         time.Time
@@ -146,6 +160,15 @@ type Agent struct {
 	// fenceWake wakes the fence timer in Run when its deadline may have
 	// moved earlier: the agent started to lead, or the timing changed.
 	fenceWake chan struct{}
+
+	// Publishing (see Republish). pubMu serializes the publishers' calls
+	// (the promotion's publish step, Republish, the withdrawal); pubs
+	// (one per publisher) and pubSteps are guarded by mu.
+	pubMu       sync.Mutex
+	withdrawn   bool // the agent stopped and withdrew (guarded by pubMu)
+	pubs        []pubState
+	pubSteps    pubSteps
+	publishWake chan struct{}
 }
 
 // New returns an agent; it does nothing until Run (or its step functions)
@@ -164,7 +187,7 @@ func New(opts Options) *Agent {
 	return &Agent{
 		opts: opts, log: opts.Logger.With("member", opts.Name), clk: opts.Clock, cfg: opts.Config,
 		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), fenceWake: make(chan struct{}, 1),
-		started: opts.Clock.Now(),
+		started: opts.Clock.Now(), pubs: make([]pubState, len(opts.Publishers)), publishWake: make(chan struct{}, 1),
 	}
 }
 
@@ -193,10 +216,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	changes := a.opts.Store.Changes(inner)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		for sleep(inner, a.Renew(inner)) {
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for a.waitPublish(inner, a.Republish(inner)) {
 		}
 	}()
 	go func() {
@@ -226,6 +254,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		sleep(ctx, a.NotBefore().Sub(a.clk.Now()))
 	}
 	a.stop(inner)
+	a.notifyObservers(inner, PhaseStopped)
 	return nil
 }
 

@@ -61,8 +61,11 @@ func (x executor) Stop(ctx context.Context, s ha.Step, act ha.Stop) error {
 }
 
 // Promote promotes the replica and notes when (for the history entry).
-func (x executor) Promote(ctx context.Context, _ ha.Step, _ ha.Promote) error {
+func (x executor) Promote(ctx context.Context, s ha.Step, _ ha.Promote) error {
 	a := x.a
+	if err := a.prePromote(ctx, s.View); err != nil {
+		return err
+	}
 	dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := a.opts.DB.Promote(dctx); err != nil {

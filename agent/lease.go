@@ -109,11 +109,11 @@ func (a *Agent) Fence(ctx context.Context) {
 		a.log.Error("self-fencing stop failed", "err", err)
 		return
 	}
-	a.fenced(epoch, "self-fenced: stopped database")
+	a.fenced(ctx, epoch, "self-fenced: stopped database")
 }
 
 // fenced records that the database was stopped for epoch.
-func (a *Agent) fenced(epoch cluster.Epoch, what string) {
+func (a *Agent) fenced(ctx context.Context, epoch cluster.Epoch, what string) {
 	a.emit(what)
 	a.opts.Metrics.SelfFence()
 	a.mu.Lock()
@@ -121,6 +121,7 @@ func (a *Agent) fenced(epoch cluster.Epoch, what string) {
 		a.holdsLeader = 0
 	}
 	a.mu.Unlock()
+	a.notifyObservers(ctx, PhaseFenced)
 	a.poke()
 }
 
@@ -158,7 +159,7 @@ func (a *Agent) fenceAfterResume(ctx context.Context, epoch cluster.Epoch, cfg c
 		a.log.Error("fencing stop failed", "err", err)
 		return
 	}
-	a.fenced(epoch, "fenced after resume: stopped database ("+why+")")
+	a.fenced(ctx, epoch, "fenced after resume: stopped database ("+why+")")
 }
 
 // reclaim asks the store, within a short deadline, whether this agent

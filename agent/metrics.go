@@ -32,6 +32,10 @@ type Metrics interface {
 	// ObserveProblem records the problem of this member's last decision
 	// (ha.Plan.Problem, as published in its record; ProblemNone: none).
 	ObserveProblem(p cluster.Problem)
+	// Publish records one attempt of the discovery publisher named
+	// publisher: its error (nil: it published and read back) and how long
+	// it took.
+	Publish(publisher string, err error, took time.Duration)
 }
 
 // NopMetrics is a Metrics that discards everything: the agent's default.
@@ -64,6 +68,9 @@ func (NopMetrics) ObserveSync(int) {}
 
 // ObserveProblem does nothing.
 func (NopMetrics) ObserveProblem(cluster.Problem) {}
+
+// Publish does nothing.
+func (NopMetrics) Publish(string, error, time.Duration) {}
 
 // Store operation names for Metrics.StoreError (the op label of
 // hamgr_etcd_errors_total).

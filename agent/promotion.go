@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hamgr/hamgr/cluster"
-	"github.com/hamgr/hamgr/discovery"
 	"github.com/hamgr/hamgr/ha"
 	"github.com/hamgr/hamgr/stonith"
 )
@@ -139,13 +138,15 @@ func (x executor) Fence(ctx context.Context, s ha.Step, act ha.Fence) error {
 	return x.a.fence(ctx, s.View, l, act.Target)
 }
 
-// Publish publishes this member as the primary (Agent.publish).
+// Publish publishes this member as the primary (Agent.publishPromotion);
+// it fails only when this member does not hold the key.
 func (x executor) Publish(ctx context.Context, _ ha.Step, _ ha.Publish) error {
 	l, err := x.a.heldLeaderFor("publish")
 	if err != nil {
 		return err
 	}
-	return x.a.publish(ctx, l)
+	x.a.publishPromotion(ctx, l)
+	return nil
 }
 
 // ProceedUnfenced marks the fence step done without a confirmation
@@ -248,24 +249,6 @@ func (a *Agent) fence(ctx context.Context, v ha.View, l cluster.Leader, target s
 	return nil
 }
 
-// publishTimeout bounds each publisher's attempt.
-const publishTimeout = 30 * time.Second
-
-// publish runs every publisher in order; the first failure fails the step
-// (the next round runs them all again: they are idempotent).
-func (a *Agent) publish(ctx context.Context, l cluster.Leader) error {
-	p := discovery.Primary{Cluster: a.opts.Cluster, Name: a.opts.Name, Epoch: l.Epoch, Host: a.opts.ConnHost, Port: a.opts.ConnPort}
-	for _, pub := range a.opts.Publishers {
-		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		err := pub.Publish(pctx, p)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("publish epoch %d through %s: %w", l.Epoch, pub.Name(), err)
-		}
-	}
-	return nil
-}
-
 // RecordFailover is a promotion's last step: the history entry (unless the
 // record's kind is ""), then the record marked complete. It fails, and the
 // next round runs it again, when either write fails: the promotion stands
@@ -326,6 +309,9 @@ func (a *Agent) historyEntry(v ha.View, epoch cluster.Epoch, p cluster.Promotion
 		}
 		e.Steps = append(e.Steps, cluster.Step{Name: "promote", Duration: cluster.Duration(max(promoted.Sub(from), 0))})
 	}
+	a.mu.Lock()
+	e.Steps = append(e.Steps, a.promotionPublishSteps(epoch)...)
+	a.mu.Unlock()
 	return e
 }
 

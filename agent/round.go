@@ -18,6 +18,7 @@ import (
 // store, the database process exiting) comes first; in any case no round
 // starts before NotBefore.
 func (a *Agent) Round(ctx context.Context) time.Duration {
+	defer a.notifyObservers(ctx, PhaseRound)
 	defer a.observeRound(a.opts.Metrics, a.clk.Now())
 	// A fence due now acts before anything is decided (after a freeze the
 	// round and the fence timer wake together).
@@ -66,6 +67,7 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
 		LeaseID: a.leaseID, LastRenewSent: a.lastRenewSent,
 		Engine: a.opts.Engine, Busy: a.busy, Fencing: a.opts.Fencer != nil, FenceTargets: fenceTargets(a.opts.Fencer),
+		PublishFailed: a.publishFailed(),
 	})
 	a.mu.Unlock()
 	if st.Accepting && st.Role == cluster.RolePrimary && view.Snap.Leader != nil && view.Snap.Leader.Name == a.opts.Name {
@@ -90,6 +92,7 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	a.self.State, a.self.Reason, a.self.Problem = plan.State, plan.Reason, plan.Problem
 	a.lastLoop = a.clk.Now()
 	a.mu.Unlock()
+	a.pokePublish() // what this member is may have changed
 	if len(plan.Actions) == 0 && changed {
 		// The decision changed this member's state: publish it now, not a
 		// loop_wait later (operators and the other agents read it).
@@ -186,7 +189,7 @@ func (a *Agent) probe(ctx context.Context) db.Status {
 		a.log.Warn("database probe failed", "err", err)
 	}
 	a.mu.Lock()
-	a.accepting, a.probedAt = st.Accepting, a.clk.Now()
+	a.accepting, a.dbRunning, a.probedAt = st.Accepting, st.Running, a.clk.Now()
 	a.mu.Unlock()
 	return st
 }

@@ -23,6 +23,7 @@ func stopTimeout(cfg cluster.DynamicConfig) time.Duration {
 // still runs stops (fast) and a key still held is released, so that a
 // replica with everything this primary wrote takes over.
 func (a *Agent) stop(ctx context.Context) {
+	defer a.withdraw(context.WithoutCancel(ctx))
 	cfg := a.config()
 	if a.opts.OnStop == OnStopLeaveRunning || cfg.Paused {
 		a.log.Info("agent stopping; PostgreSQL is left as it is (on_stop leave-running, or the cluster is paused)")
@@ -33,6 +34,7 @@ func (a *Agent) stop(ctx context.Context) {
 	if a.opts.OnStop == OnStopHandover && a.leads() {
 		a.handOver(ctx)
 	}
+	a.notifyObservers(ctx, PhaseStopping)
 	a.log.Info("agent stopping: stopping PostgreSQL")
 	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
 	err := a.opts.DB.Stop(sctx, db.StopFast)

@@ -648,6 +648,9 @@ type DataLoss struct {
 type Step struct {
 	Name     string   `json:"name"`
 	Duration Duration `json:"duration"`
+	// Failed says why the step did not complete ("": it did), such as a
+	// discovery publisher that could not read its change back.
+	Failed string `json:"failed,omitempty"`
 }
 
 // RequestKind says what an operator asked for.

@@ -75,6 +75,10 @@ const (
 	// the one to promote, has no fencer for the old primary: it does not
 	// take the key.
 	ProblemFencingNotConfigured Problem = "fencing_not_configured"
+	// ProblemPublishFailed: a discovery publisher (DNS, Consul, a hook)
+	// could not publish this member's role; the agent retries with
+	// back-off. It never holds up or undoes a promotion.
+	ProblemPublishFailed Problem = "publish_failed"
 )
 
 // ProblemInfo describes a Problem for operators.
@@ -130,6 +134,8 @@ func ProblemTable() []ProblemInfo {
 			"add fencing.members.OLD to the config file of every member that may be promoted and restart its agent; or set fencing best-effort or off"},
 		{ProblemFailoverBackoff, "no leader, and the leader was lost within failover_backoff of the previous automatic failover: hamgr does not fail over again by itself (flapping); the history has a \"failover refused\" entry",
 			"find out why the new primary failed too (hamgrctl history, its logs); then choose the primary: hamgrctl failover --to NAME; or let the old primary come back (it takes the key again)"},
+		{ProblemPublishFailed, "a discovery publisher (named in the reason: dns, consul, hooks) could not publish this member's role or read it back; clients that find the primary through it may be sent to the old one. The promotion went on regardless; the agent retries with back-off",
+			"fix what the reason names (the DNS server or its key, the Consul agent or its token, the hook); the agent publishes again by itself"},
 	}
 }
 

@@ -39,6 +39,8 @@ const (
 	DefaultPriority                      = 1
 	DefaultLogLevel                      = "info"
 	DefaultLogFormat                     = "text"
+	DefaultWatchdogMode                  = WatchdogOff
+	DefaultWatchdogDevice                = "/dev/watchdog"
 )
 
 // Config is the static configuration of one agent, as read from its YAML file.
@@ -64,8 +66,11 @@ type Config struct {
 	// Log configures the agent's own logging.
 	Log Log `yaml:"log"`
 	// Discovery configures the publishers that tell clients where the
-	// primary is (DNS). Optional.
+	// primary is (DNS, Consul; the hooks run with them). Optional.
 	Discovery Discovery `yaml:"discovery"`
+	// Hooks are the operator's executables run before and after a
+	// promotion, on role changes, at start and at stop. Optional.
+	Hooks Hooks `yaml:"hooks"`
 	// Fencing says how to power off other members' machines before this
 	// agent promotes over them (STONITH). Optional.
 	Fencing Fencing `yaml:"fencing"`
@@ -77,7 +82,31 @@ type Config struct {
 	// running; the primary has no leader key until the agent is back).
 	// While the cluster is paused PostgreSQL is always left running.
 	OnStop string `yaml:"on_stop"`
+	// Watchdog arms a watchdog device while this member is the primary.
+	Watchdog Watchdog `yaml:"watchdog"`
 }
+
+// Watchdog configures the watchdog device (package watchdog): armed while
+// this member is the primary, kicked by the agent's loop, so that the
+// machine resets before the leader lease can expire in etcd if the agent
+// dies or hangs.
+type Watchdog struct {
+	// Mode is "off" (default: the device is never opened), "automatic"
+	// (armed where possible; where not, the agent logs an error and leads
+	// unprotected) or "required" (the member never leads without it: with
+	// no usable device at start it advertises nofailover; if arming fails
+	// once it leads, the agent hands over and exits).
+	Mode string `yaml:"mode"`
+	// Device is the watchdog device. Default /dev/watchdog; absolute.
+	Device string `yaml:"device"`
+}
+
+// Watchdog modes (Watchdog.Mode).
+const (
+	WatchdogOff       = "off"
+	WatchdogAutomatic = "automatic"
+	WatchdogRequired  = "required"
+)
 
 // On-stop modes (Config.OnStop).
 const (
@@ -334,9 +363,10 @@ func Default() *Config {
 			MaximumLagOnFailover: DefaultMaximumLagOnFailover,
 			Fencing:              string(cluster.FencingOff),
 		},
-		Tags:   Tags{Priority: &prio},
-		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
-		OnStop: OnStopHandover,
+		Tags:     Tags{Priority: &prio},
+		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		OnStop:   OnStopHandover,
+		Watchdog: Watchdog{Mode: DefaultWatchdogMode, Device: DefaultWatchdogDevice},
 	}
 }
 
@@ -385,13 +415,16 @@ func (c *Config) ApplyDefaults() {
 	setStr(&c.Log.Level, d.Log.Level)
 	setStr(&c.Log.Format, d.Log.Format)
 	setStr(&c.OnStop, d.OnStop)
+	setStr(&c.Watchdog.Mode, d.Watchdog.Mode)
+	setStr(&c.Watchdog.Device, d.Watchdog.Device)
 	c.applyDerived()
 }
 
 // applyDerived fills the defaults that depend on other keys, and those of
-// optional sections (discovery.dns).
+// optional sections (discovery.dns, discovery.consul).
 func (c *Config) applyDerived() {
 	c.applyDNSDefaults()
+	c.applyConsulDefaults()
 	if e := c.Etcd.Embedded; e != nil {
 		if e.ClientURL == "" {
 			e.ClientURL = DefaultEmbeddedClientURL

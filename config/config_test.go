@@ -64,6 +64,8 @@ func TestDefaults(t *testing.T) {
 		{"tags.nofailover", c.Tags.NoFailover, false},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "text"},
+		{"watchdog.mode", c.Watchdog.Mode, "off"},
+		{"watchdog.device", c.Watchdog.Device, "/dev/watchdog"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -215,6 +217,10 @@ etcd: {endpoints: ["http://e:2379"]}`, true, []string{"postgresql.data_dir: requ
 		{"noloadbalance not a bool", "tags: {noloadbalance: maybe}\n", false, []string{"tags.noloadbalance:", "want true or false"}},
 		{"log level", "log: {level: verbose}\n", false, []string{`log.level: "verbose" is not a level`}},
 		{"log format", "log: {format: xml}\n", false, []string{`log.format: "xml" is not a format`}},
+		{"watchdog mode", "watchdog: {mode: on}\n", false, []string{`watchdog.mode: "on": want off, automatic or required`}},
+		{"watchdog device relative", "watchdog: {mode: automatic, device: watchdog0}\n", false, []string{`watchdog.device: "watchdog0": want an absolute path`}},
+		{"watchdog required with leave-running", "watchdog: {mode: required}\non_stop: leave-running\n", false,
+			[]string{"watchdog.mode: required cannot go with on_stop: leave-running"}},
 		{"prefix trailing slash", "etcd: {endpoints: [\"http://e:2379\"], prefix: /hamgr/}\n", false, []string{"etcd.prefix: \"/hamgr/\" must not end with"}},
 		{"prefix relative", "etcd: {endpoints: [\"http://e:2379\"], prefix: hamgr}\n", false, []string{"etcd.prefix: \"hamgr\" must start with"}},
 		{"dial_timeout", "etcd: {endpoints: [\"http://e:2379\"], dial_timeout: 0}\n", false, []string{"etcd.dial_timeout: 0s must be greater than 0"}},
@@ -556,7 +562,10 @@ func TestExampleFile(t *testing.T) {
 		if l == "  # members:" {
 			in = true
 		}
-		if in && strings.HasPrefix(l, "  # ") {
+		if in && !strings.HasPrefix(l, "  # ") {
+			in = false // the end of the commented members
+		}
+		if in {
 			l = "  " + strings.TrimPrefix(l, "  # ")
 		}
 		lines = append(lines, l)
@@ -715,5 +724,19 @@ func TestErrorsAreJoined(t *testing.T) {
 	var multi interface{ Unwrap() []error }
 	if !errors.As(err, &multi) || len(multi.Unwrap()) != 2 {
 		t.Errorf("want errors.Join of 2, got %T %v", err, err)
+	}
+}
+
+func TestWatchdogSection(t *testing.T) {
+	c := mustParse(t, minimal+"watchdog:\n  mode: required\n  device: /dev/watchdog1\n")
+	if c.Watchdog.Mode != WatchdogRequired || c.Watchdog.Device != "/dev/watchdog1" {
+		t.Errorf("watchdog = %+v", c.Watchdog)
+	}
+	// YAML 1.1 would read an unquoted off as false; the mode stays "off".
+	if c := mustParse(t, minimal+"watchdog:\n  mode: off\n"); c.Watchdog.Mode != WatchdogOff || c.Watchdog.Device != DefaultWatchdogDevice {
+		t.Errorf("watchdog = %+v", c.Watchdog)
+	}
+	if _, err := Parse([]byte(minimal + "watchdog: automatic\n")); err == nil || !strings.Contains(err.Error(), "watchdog") {
+		t.Errorf("watchdog as a scalar: %v", err)
 	}
 }

@@ -17,13 +17,21 @@ import (
 const DefaultDNSTTL = 30 * time.Second
 
 // Discovery configures how clients learn where the primary is: each
-// configured publisher points its name at a new primary during the
-// promotion, and the promotion is recorded complete only once every
-// publisher has read its change back (package discovery).
+// configured publisher, in order (dns, consul, then the hooks), points its
+// name at a new primary during the promotion and reads it back, and again
+// whenever this member's role changes or the agent starts (package
+// discovery). A failing publisher never holds up a promotion: it is the
+// problem publish_failed, retried with back-off.
 type Discovery struct {
 	// DNS publishes the primary in DNS by RFC 2136 dynamic updates signed
 	// with a TSIG key (package discovery/dns). Optional.
 	DNS *DNS `yaml:"dns"`
+	// Consul publishes every member as a Consul service instance tagged
+	// primary or replica (package discovery/consul). Optional.
+	Consul *Consul `yaml:"consul"`
+	// Timeout bounds one attempt of one publisher (and of each hook).
+	// Default 10s; 1s to 5m.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // DNS configures the DNS publisher. The primary's name gets an A or AAAA

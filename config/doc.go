@@ -1,9 +1,11 @@
 // Package config reads and checks the static YAML configuration of one hamgr
 // agent: which cluster it belongs to, its member name, how to reach etcd,
 // where its HTTP API listens, where its PostgreSQL server lives, the failover
-// timings, its election and load-balancing tags, its logging, the
-// publishers that tell clients where the primary is (discovery.dns), and
-// how to fence other members' machines (STONITH).
+// timings, its election and load-balancing tags, its logging, what a clean
+// stop does, the publishers that tell clients where the primary is
+// (discovery.dns), how to fence other members' machines (STONITH), and its
+// watchdog device (watchdog.mode: off, automatic or required;
+// watchdog.device; see package watchdog).
 //
 // # Loading
 //

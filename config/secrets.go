@@ -48,6 +48,9 @@ func (c *Config) secretFiles() []secretFile {
 		{key: "api.tls.key_file", path: c.API.TLS.KeyFile, tlsKey: true},
 		{key: "discovery.dns.key_file", path: c.dnsKeyFile()},
 	}
+	if d := c.Discovery.Consul; d != nil {
+		files = append(files, secretFile{key: "discovery.consul.token_file", path: d.TokenFile})
+	}
 	for _, name := range c.Fencing.Names() {
 		files = append(files, secretFile{key: "fencing.members." + name + ".password_file", path: c.Fencing.Members[name].PasswordFile})
 	}

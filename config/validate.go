@@ -38,6 +38,8 @@ func (c *Config) Validate() error {
 	c.validateTiming(&p)
 	c.validateTags(&p)
 	c.validateDiscovery(&p)
+	c.validateConsul(&p)
+	c.validateHooks(&p)
 	c.validateFencing(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -54,7 +56,27 @@ func (c *Config) Validate() error {
 	default:
 		p.add("on_stop", "%q: want %s, %s or %s", c.OnStop, OnStopHandover, OnStopStop, OnStopLeaveRunning)
 	}
+	c.validateWatchdog(&p)
 	return errors.Join(p...)
+}
+
+// validateWatchdog checks the watchdog section. Mode required cannot go
+// with on_stop leave-running: when arming fails on a primary, the agent
+// stops to stop leading, and leave-running would leave the database
+// running as a primary, unguarded and without the key.
+func (c *Config) validateWatchdog(p *problems) {
+	w := c.Watchdog
+	switch w.Mode {
+	case WatchdogOff, WatchdogAutomatic, WatchdogRequired:
+	default:
+		p.add("watchdog.mode", "%q: want %s, %s or %s", w.Mode, WatchdogOff, WatchdogAutomatic, WatchdogRequired)
+	}
+	if !filepath.IsAbs(w.Device) {
+		p.add("watchdog.device", "%q: want an absolute path (default %s)", w.Device, DefaultWatchdogDevice)
+	}
+	if w.Mode == WatchdogRequired && c.OnStop == OnStopLeaveRunning {
+		p.add("watchdog.mode", "required cannot go with on_stop: %s (a primary whose watchdog cannot be armed stops to hand over); pause the cluster to restart the agent alone", OnStopLeaveRunning)
+	}
 }
 
 // tagNameRE is what a custom tag's name may be made of: characters that

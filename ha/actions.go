@@ -568,7 +568,9 @@ func (ProceedUnfenced) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Durat
 }
 
 // Publish tells the agent's publishers (discovery) that this member is the
-// primary, and has each read its change back.
+// primary, and has each read its change back. A publisher's failure does
+// not fail it: the agent records it in the history entry's steps and
+// keeps publishing level-triggered (agent.Republish).
 type Publish struct{}
 
 // String renders the action (see Action).

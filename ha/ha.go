@@ -126,6 +126,9 @@ type View struct {
 	// last one's error.
 	FenceFailures int
 	FenceError    string
+	// PublishFailed says which discovery publisher failed to publish
+	// this member's role, and why ("": none fails); see publishProblem.
+	PublishFailed string
 }
 
 // Slots are the replication slots on a leader's server, by member.
@@ -220,7 +223,10 @@ func decideSlots(v View) (Plan, bool) {
 func HandoffTimeout(cfg cluster.DynamicConfig) time.Duration { return time.Duration(cfg.TTL) }
 
 // Decide is the HA policy. It is deterministic and pure.
-func Decide(v View) Plan {
+func Decide(v View) Plan { return publishProblem(v, decide(v)) }
+
+// decide is Decide without the discovery problem.
+func decide(v View) Plan {
 	health := detector.Local(v.DB, v.Now, v.DBDownSince, time.Duration(v.Config.PrimaryStartTimeout), v.FailedStarts)
 	isPrimary := v.DB.Running && v.DB.Accepting && v.DB.Role == cluster.RolePrimary
 	ls := detector.Leader(v.Snap.Leader, v.Self, v.LeaseID)

@@ -58,6 +58,9 @@ type Metrics struct {
 	syncCount    prometheus.Gauge
 	atRisk       prometheus.Gauge
 	problem      *prometheus.GaugeVec
+	publishes    *prometheus.CounterVec
+	publishFail  *prometheus.GaugeVec
+	publishSecs  *prometheus.GaugeVec
 }
 
 // New returns the metrics of member in cluster, registered with a new
@@ -107,11 +110,21 @@ func New(clusterName, member string) *Metrics {
 		problem: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hamgr_problem", Help: "1 for the problem this member's last HA decision reported (see docs/design.md, Problems), 0 for the others.", ConstLabels: labels,
 		}, []string{"code"}),
+		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hamgr_publish_total", Help: "Attempts of each discovery publisher, by result (ok: published and read back; error).", ConstLabels: labels,
+		}, []string{"publisher", "result"}),
+		publishFail: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hamgr_publish_failing", Help: "1 while a discovery publisher's last attempt failed (problem publish_failed), 0 once it succeeded.", ConstLabels: labels,
+		}, []string{"publisher"}),
+		publishSecs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hamgr_publish_seconds", Help: "Duration of each discovery publisher's last attempt.", ConstLabels: labels,
+		}, []string{"publisher"}),
 	}
 	m.reg.MustRegister(
 		m.role, m.isLeader, m.walPosition, m.timeline, m.lagBytes, m.replayLag, m.epoch, m.paused,
 		m.failovers, m.switchovers, m.stepSeconds, m.loopDuration, m.lastLoop, m.storeErrors,
 		m.probeErrors, m.selfFences, m.fences, m.syncCount, m.atRisk, m.problem,
+		m.publishes, m.publishFail, m.publishSecs,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -276,4 +289,20 @@ func (m *Metrics) ObserveProblem(p cluster.Problem) {
 		m.problem.WithLabelValues(string(i.Code)).Set(boolFloat(i.Code == p))
 	}
 	m.atRisk.Set(boolFloat(p == cluster.ProblemDurabilityAtRisk))
+}
+
+// Publish records one attempt of the discovery publisher named publisher:
+// hamgr_publish_total counts it by result, hamgr_publish_failing says
+// whether it failed and hamgr_publish_seconds how long it took.
+func (m *Metrics) Publish(publisher string, err error, took time.Duration) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.publishes.WithLabelValues(publisher, result).Inc()
+	m.publishFail.WithLabelValues(publisher).Set(boolFloat(err != nil))
+	m.publishSecs.WithLabelValues(publisher).Set(took.Seconds())
 }

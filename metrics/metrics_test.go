@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -292,4 +293,25 @@ func TestProblem(t *testing.T) {
 
 	m.ObserveProblem(cluster.ProblemNone)
 	wantLines(t, scrape(t, m.Handler()), append(zeros, series("hamgr_durability_at_risk")+" 0")...)
+}
+
+// Each publisher's attempts are counted by result; hamgr_publish_failing
+// follows its last attempt.
+func TestPublish(t *testing.T) {
+	m := metrics.New("main", "pg1")
+	m.Publish("consul", errors.New("connection refused"), 1500*time.Millisecond)
+	m.Publish("dns", nil, 20*time.Millisecond)
+	wantLines(t, scrape(t, m.Handler()),
+		series("hamgr_publish_total", "publisher", "consul", "result", "error")+" 1",
+		series("hamgr_publish_failing", "publisher", "consul")+" 1",
+		series("hamgr_publish_seconds", "publisher", "consul")+" 1.5",
+		series("hamgr_publish_total", "publisher", "dns", "result", "ok")+" 1",
+		series("hamgr_publish_failing", "publisher", "dns")+" 0",
+	)
+	m.Publish("consul", nil, time.Second)
+	wantLines(t, scrape(t, m.Handler()),
+		series("hamgr_publish_total", "publisher", "consul", "result", "error")+" 1",
+		series("hamgr_publish_total", "publisher", "consul", "result", "ok")+" 1",
+		series("hamgr_publish_failing", "publisher", "consul")+" 0",
+	)
 }

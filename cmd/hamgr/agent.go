@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/hamgr/hamgr/dcs/etcd"
 	"github.com/hamgr/hamgr/dcs/etcd/etcdembed"
 	"github.com/hamgr/hamgr/metrics"
+	"github.com/hamgr/hamgr/watchdog"
 )
 
 func agentCmd() *cobra.Command {
@@ -108,12 +110,19 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	observers, tags, err := lifecycle(ctx, cfg, log, watchdog.Open, stop)
+	if err != nil {
+		return err
+	}
 	mx := metrics.New(cfg.Cluster, cfg.Name)
 	ag := agent.New(agent.Options{
-		Cluster: cfg.Cluster, Name: cfg.Name, Tags: cfg.Tags.Cluster(), Config: cfg.Dynamic(),
+		Cluster: cfg.Cluster, Name: cfg.Name, Tags: tags, Config: cfg.Dynamic(),
 		DB: pg, Store: store, APIURL: cfg.API.Advertise, ConnHost: pgc.ConnectHost, ConnPort: pgc.Port,
 		Logger: log, Metrics: mx, Engine: postgres.Capabilities(rejoinMethods(pgc)),
-		OnStop: onStop(cfg.OnStop), Publishers: pubs, Fencer: fencer,
+		OnStop: onStop(cfg.OnStop), Publishers: pubs, Fencer: fencer, Observers: observers,
+		PublishTimeout: time.Duration(cfg.Discovery.Timeout), PrePromote: prePromoter(pubs),
 	})
 	// Operator endpoints (bearer token from api.token_file) and /metrics.
 	token, err := readAPIToken(cfg.API, log)
@@ -123,18 +132,9 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	h := api.NewHandler(ag, api.Options{
 		Logger: log, Operator: api.NewOperator(store), Token: token, Metrics: mx.Handler(),
 	})
-	var srv *api.Server
-	if cfg.API.TLS.Enabled() {
-		tc, err := cfg.API.TLS.ServerConfig()
-		if err != nil {
-			return fmt.Errorf("api.tls: %w", err)
-		}
-		srv, err = api.ListenTLS(cfg.API.Listen, h, tc)
-		if err != nil {
-			return fmt.Errorf("api.listen %s: %w", cfg.API.Listen, err)
-		}
-	} else if srv, err = api.Listen(cfg.API.Listen, h); err != nil {
-		return fmt.Errorf("api.listen %s: %w", cfg.API.Listen, err)
+	srv, err := listenAPI(cfg.API, h)
+	if err != nil {
+		return err
 	}
 	go func() {
 		if err := srv.Serve(); err != nil {
@@ -146,11 +146,34 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	release := time.AfterFunc(startupPagesDelay, func() { releaseStartupPages(log) })
 	defer release.Stop()
 	err = ag.Run(ctx)
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer scancel()
 	_ = srv.Shutdown(sctx)
 	log.Info("agent stopped", "on_stop", cfg.OnStop)
+	if cause := context.Cause(ctx); errors.Is(cause, errWatchdogRequired) {
+		return &exitError{code: exitWatchdogRequired, err: cause}
+	}
 	return err
+}
+
+// listenAPI listens on api.listen, with TLS when api.tls is set.
+func listenAPI(a config.API, h http.Handler) (*api.Server, error) {
+	if !a.TLS.Enabled() {
+		srv, err := api.Listen(a.Listen, h)
+		if err != nil {
+			return nil, fmt.Errorf("api.listen %s: %w", a.Listen, err)
+		}
+		return srv, nil
+	}
+	tc, err := a.TLS.ServerConfig()
+	if err != nil {
+		return nil, fmt.Errorf("api.tls: %w", err)
+	}
+	srv, err := api.ListenTLS(a.Listen, h, tc)
+	if err != nil {
+		return nil, fmt.Errorf("api.listen %s: %w", a.Listen, err)
+	}
+	return srv, nil
 }
 
 // onStop maps the config file's on_stop to the agent's mode.

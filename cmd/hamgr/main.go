@@ -23,7 +23,7 @@ func main() {
 	root.AddCommand(agentCmd(), demoCmd(), versionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "hamgr:", err)
-		os.Exit(1)
+		os.Exit(exitStatus(err))
 	}
 }
 

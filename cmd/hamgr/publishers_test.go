@@ -27,6 +27,13 @@ func TestPublishersFromConfig(t *testing.T) {
 	if err != nil || len(pubs) != 1 || pubs[0].Name() != "dns" {
 		t.Fatalf("DNS section: %v, %v", pubs, err)
 	}
+	c.Hooks.OnRoleChange, c.Hooks.PrePromote = "/bin/true", "/bin/true"
+	c.API.Advertise = "http://127.0.0.1:8008"
+	c.Discovery.Consul = &config.Consul{Address: "127.0.0.1:8500", Service: "pg"}
+	pubs, err = publishers(c, log)
+	if err != nil || len(pubs) != 3 || pubs[1].Name() != "consul" || pubs[2].Name() != "hooks" || prePromoter(pubs) == nil {
+		t.Fatalf("DNS, Consul and hooks: %v, %v; want them in that order", pubs, err)
+	}
 	if err := os.Chmod(key, 0o604); err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,11 @@ func writeHistory(a *app, hist []cluster.HistoryEntry) error {
 		}
 		var steps []string
 		for _, s := range h.Steps {
-			steps = append(steps, fmt.Sprintf("%s %s", s.Name, time.Duration(s.Duration).Round(time.Millisecond)))
+			step := fmt.Sprintf("%s %s", s.Name, time.Duration(s.Duration).Round(time.Millisecond))
+			if s.Failed != "" {
+				step += " FAILED"
+			}
+			steps = append(steps, step)
 		}
 		loss := humanBytes(h.DataLossBytes)
 		switch {

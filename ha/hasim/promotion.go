@@ -19,6 +19,7 @@ const (
 	CallAcquire         Call = "acquire-leader"
 	CallFence           Call = "fence"
 	CallSetSync         Call = "set-sync"
+	CallPrePromote      Call = "pre-promote"
 	CallPromote         Call = "promote"
 	CallPublish         Call = "publish"
 	CallUpdatePromotion Call = "update-promotion"
@@ -88,6 +89,27 @@ func (p simPublisher) Publish(_ context.Context, pr discovery.Primary) error {
 		return err
 	}
 	p.w.Publications = append(p.w.Publications, fmt.Sprintf("%s@%d", pr.Name, pr.Epoch))
+	return nil
+}
+
+// simPrePromoter is every agent's pre_promote hook (blocking on failure):
+// it lists each successful run in World.PrePromotes, and records a
+// violation if it runs, or fails, on a database that is already a primary
+// (the hook must run before the promotion, and a failing one must keep it
+// from happening).
+type simPrePromoter struct {
+	w *World
+	n *node
+}
+
+func (p simPrePromoter) PrePromote(_ context.Context, pr discovery.Primary) error {
+	if p.n.db.hasData && !p.n.db.standby {
+		p.w.violate("%s: pre_promote ran on a database already promoted", p.n.spec.Name)
+	}
+	if err := p.w.callFault(p.n, CallPrePromote); err != nil {
+		return err
+	}
+	p.w.PrePromotes = append(p.w.PrePromotes, fmt.Sprintf("%s@%d over %s", pr.Name, pr.Epoch, pr.OldPrimary))
 	return nil
 }
 

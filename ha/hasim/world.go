@@ -141,6 +141,9 @@ type World struct {
 	// "name@epoch" for every publish step that succeeded.
 	Fences       []string
 	Publications []string
+	// PrePromotes lists "name@epoch over old" for every pre_promote hook
+	// that succeeded.
+	PrePromotes []string
 }
 
 // node is one simulated machine: a database, and the real hamgr agent
@@ -254,6 +257,7 @@ func (w *World) startAgent(n *node) {
 		Engine:     postgres.Capabilities(n.spec.rejoin()),
 		Background: func(fn func()) { fn() }, // the simulated clock does not move during an action
 		Publishers: []discovery.Publisher{simPublisher{w: w, n: n}},
+		PrePromote: simPrePromoter{w: w, n: n},
 	}
 	if n.spec.Fencer {
 		opts.Fencer = simFencer{w: w, n: n}
@@ -343,6 +347,11 @@ func (w *World) Step(faults ...Fault) error {
 		if n.agentRuns() && !w.now.Before(n.nextRound) && !w.now.Before(n.a.NotBefore()) {
 			w.round(n)
 			w.wakeOnChange()
+		}
+	}
+	for _, n := range w.nodes {
+		if n.agentRuns() {
+			n.a.Republish(ctx) // cheap when nothing is to be published
 		}
 	}
 	w.checkPrimaries()

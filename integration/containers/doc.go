@@ -3,7 +3,9 @@
 // hamgr-node target) and three etcd containers (drilletcd) on a private
 // Docker network of the test's own, each container with its own address,
 // driven with testcontainers-go. A fault (docker kill, docker pause past the
-// TTL, network disconnect) hits the primary while clients write through the
+// TTL, network disconnect, iptables cuts both ways or one way, a CPU quota,
+// etcd losing its quorum or every member, a rolling restart with
+// switchovers) hits the cluster while clients write through the
 // multi-host target_session_attrs=read-write string and directly to every
 // member; every acknowledgement is logged with the member and timeline that
 // gave it, and integration/history checks the log: no split-brain write,

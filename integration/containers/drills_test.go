@@ -25,14 +25,31 @@ type fault struct {
 	name string
 	// inject takes node n out.
 	inject func(c *cluster, n *member)
-	// minHold is how long after the injection the heal waits at least
-	// (besides waiting for the failover).
+	// minHold is how long after the injection (after inject returned) the
+	// heal waits at least (besides waiting for the failover).
 	minHold time.Duration
 	// heal brings node n back.
 	heal func(c *cluster, n *member)
 	// failovers is how many the fault must cause: 1, or 0 when the primary
 	// keeps its lease (a failover then is a false one).
 	failovers int
+	// maxFailovers, when above failovers, is how many the fault may cause
+	// at most: a fault after which either outcome is safe (a throttled
+	// primary keeps its lease or fences itself and is failed over).
+	maxFailovers int
+	// verify, when set, checks what is particular to the fault once the
+	// common checks ran.
+	verify func(t *testing.T, r drillResult)
+}
+
+// drillResult is what one drill saw, for a fault's own checks.
+type drillResult struct {
+	acks []history.Ack
+	// old is the primary the fault hit, primary the one the cluster
+	// converged on after the heal.
+	old, primary string
+	// healed is just before the heal.
+	healed time.Time
 }
 
 // cut drops every packet between node n and the given peers, both ways.
@@ -152,6 +169,101 @@ func TestDrillCutFromReplicas(t *testing.T) {
 	})
 }
 
+// cutOneWay drops the packets of one direction only between node n and
+// the given peers: chain "OUTPUT" drops what n sends them, "INPUT" what
+// it receives from them.
+func cutOneWay(c *cluster, n *member, peers []*member, chain string) {
+	for _, p := range peers {
+		if chain == "OUTPUT" {
+			c.iptables(n, "-A", "OUTPUT", "-d", p.ip.String(), "-j", "DROP")
+		} else {
+			c.iptables(n, "-A", "INPUT", "-s", p.ip.String(), "-j", "DROP")
+		}
+	}
+}
+
+// TestDrillOneWayToEtcd: iptables inside the primary's container drops
+// what it sends to the etcd members (OUTPUT only) while it still receives
+// what they send. With TCP that is a cut both ways soon enough: etcd never
+// sees the agent's lease renewals (nor its acknowledgements of etcd's own
+// segments, so etcd retransmits watch events the agent may still read), the
+// agent never gets a reply to a request, and new connections die at the
+// SYN. The agent's last renewal confirmed is its last before the cut, so
+// its fence timer stops PostgreSQL loop_wait + retry_timeout after it,
+// before the lease expires; the replicas, once the key is gone, have
+// their proof (the old primary refuses connections) and one of them is
+// promoted: one failover, no split-brain write, nothing acknowledged lost.
+func TestDrillOneWayToEtcd(t *testing.T) {
+	runDrill(t, fault{
+		name:      "one-way cut to etcd (OUTPUT)",
+		inject:    func(c *cluster, n *member) { cutOneWay(c, n, c.etcds, "OUTPUT") },
+		minHold:   2 * drillTTL,
+		heal:      uncut,
+		failovers: 1,
+	})
+}
+
+// TestDrillOneWayFromEtcd: the reverse: the primary's packets reach etcd
+// but etcd's never reach it (INPUT only). The renewal requests already in
+// flight on established connections still arrive (etcd receives the
+// segments; only its acknowledgements and replies are lost), so etcd may
+// extend the lease once or twice after the cut; then the agent's TCP,
+// getting no acknowledgements, retransmits its oldest segment and sends
+// nothing new, and new connections never complete the handshake. The agent
+// sees no reply, so its last confirmed renewal is from before the cut and
+// its fence timer stops PostgreSQL before any lease etcd extended can
+// expire (each extension runs from a send that came after that renewal).
+// The expected end is the same as the OUTPUT cut's: the old primary
+// fenced, one failover once the lease expires, no split-brain write,
+// nothing acknowledged lost.
+func TestDrillOneWayFromEtcd(t *testing.T) {
+	runDrill(t, fault{
+		name:      "one-way cut from etcd (INPUT)",
+		inject:    func(c *cluster, n *member) { cutOneWay(c, n, c.etcds, "INPUT") },
+		minHold:   2 * drillTTL,
+		heal:      uncut,
+		failovers: 1,
+	})
+}
+
+// TestDrillCPUThrottle: the primary's container is throttled to 5 % of a
+// CPU (a CFS quota of 5 ms per 100 ms period) for three ttls with docker
+// update --cpu-period --cpu-quota, then the quota is removed (--cpus
+// cannot be reset on this engine once set, a quota of -1 can). Either
+// outcome is safe: the agent still renews its lease in time (no failover),
+// or it misses renewals and its fence timer stops PostgreSQL before the
+// lease expires (one failover). Never a split-brain write, never a lost
+// acknowledgement; the drill logs which happened. Skipped, with the
+// engine's error, where docker update cannot set a CPU quota.
+func TestDrillCPUThrottle(t *testing.T) {
+	runDrill(t, cpuThrottle(t, 100*time.Millisecond, 5*time.Millisecond))
+}
+
+// TestDrillCPUThrottleHard: the same at 0.1 % of a CPU: the smallest quota
+// (1 ms) in the longest period (1 s), so the container's processes are
+// stopped for most of each second, in one piece.
+func TestDrillCPUThrottleHard(t *testing.T) {
+	runDrill(t, cpuThrottle(t, time.Second, time.Millisecond))
+}
+
+// cpuThrottle is the fault of the CPU drills: the primary's container held
+// to quota of CPU time per period for three ttls.
+func cpuThrottle(t *testing.T, period, quota time.Duration) fault {
+	us := func(d time.Duration) string { return fmt.Sprint(d.Microseconds()) }
+	return fault{
+		name: fmt.Sprintf("CPU throttled to %v per %v", quota, period),
+		inject: func(c *cluster, n *member) {
+			if _, err := dockerErr("update", "--cpu-period", us(period), "--cpu-quota", us(quota), n.id()); err != nil {
+				t.Skipf("this engine cannot throttle a container's CPU: %v", err)
+			}
+		},
+		minHold:      3 * drillTTL,
+		heal:         func(c *cluster, n *member) { docker(t, "update", "--cpu-quota", "-1", n.id()) },
+		failovers:    0,
+		maxFailovers: 1,
+	}
+}
+
 // runDrill starts a cluster in synchronous mode, writes, injects f into
 // the primary, waits for the failover, heals, waits for convergence and
 // checks the history: no split-brain write, no acknowledged write lost, no
@@ -173,6 +285,7 @@ func runDrill(t *testing.T, f fault) {
 
 	start := time.Now()
 	f.inject(c, old)
+	injected := time.Now()
 	newTL := func(a []history.Ack) bool {
 		for _, x := range a {
 			if x.Timeline > oldTL && x.Path == history.PathMultiHost {
@@ -185,11 +298,16 @@ func runDrill(t *testing.T, f fault) {
 		waitFailover(ctx, t, c, w, f, old, newTL)
 	}
 	failedOver := "no failover expected"
+	if f.maxFailovers > f.failovers {
+		failedOver = fmt.Sprintf("%d to %d failovers safe", f.failovers, f.maxFailovers)
+	}
 	if f.failovers > 0 {
 		failedOver = fmt.Sprintf("failover seen by the clients after %v", time.Since(start).Round(time.Millisecond))
 	}
-	if hold := f.minHold - time.Since(start); hold > 0 {
-		// The fault lasts at least minHold; the condition here is time itself.
+	if hold := f.minHold - time.Since(injected); hold > 0 {
+		// The fault lasts at least minHold from the end of its injection
+		// (stopping etcd members takes seconds); the condition here is time
+		// itself.
 		select {
 		case <-time.After(hold):
 		case <-ctx.Done():
@@ -222,6 +340,9 @@ func runDrill(t *testing.T, f fault) {
 		t.Fatal(err)
 	}
 	check(t, f, acks, present, start, heal, converge)
+	if f.verify != nil {
+		f.verify(t, drillResult{acks: acks, old: old.name, primary: primary, healed: heal})
+	}
 	t.Logf("%s of %s: %s, healed at +%v, converged on %s %v after the heal; %d acknowledgements (%s); drill %v",
 		f.name, old.name, failedOver, heal.Sub(start).Round(time.Millisecond), primary,
 		converge.Round(time.Millisecond), len(acks), byNode(acks), time.Since(begin).Round(time.Millisecond))
@@ -269,14 +390,24 @@ func check(t *testing.T, f fault, acks []history.Ack, present map[int64]bool, st
 		t.Logf("%s: write unavailability through the multi-host string %v", f.name, o.Duration.Round(time.Millisecond))
 	}
 	var explaining []history.Fault
-	if f.failovers > 0 {
+	if max(f.failovers, f.maxFailovers) > 0 {
 		explaining = []history.Fault{{Name: f.name, Start: start, End: heal}}
 	}
 	if ff := history.FalseFailovers(acks, explaining, 2*drillTTL); len(ff) > 0 {
 		t.Errorf("failovers no fault explains: %+v", ff)
 	}
-	if fs := history.Failovers(acks); len(fs) != f.failovers {
-		t.Errorf("failovers = %+v, want %d", fs, f.failovers)
+	fs := history.Failovers(acks)
+	switch hi := max(f.failovers, f.maxFailovers); {
+	case hi == f.failovers && len(fs) != hi:
+		t.Errorf("failovers = %+v, want %d", fs, hi)
+	case len(fs) < f.failovers || len(fs) > hi:
+		t.Errorf("failovers = %+v, want %d to %d", fs, f.failovers, hi)
+	case hi > f.failovers:
+		var at []string
+		for _, x := range fs {
+			at = append(at, fmt.Sprintf("to %s at +%v (heal at +%v)", x.Node, x.At.Sub(start).Round(time.Millisecond), heal.Sub(start).Round(time.Millisecond)))
+		}
+		t.Logf("%s: %d failovers (%d to %d are safe) %s", f.name, len(fs), f.failovers, hi, strings.Join(at, ", "))
 	}
 	if converge > convergeTarget {
 		t.Errorf("converged %v after the heal, target %v", converge, convergeTarget)
