@@ -161,11 +161,15 @@ type Agent struct {
 	lastPlanKey        string
 	lastPlanLogged     time.Time
 	lastLiveness       string
-	promotedAt         time.Time            // when this agent last promoted its database
-	notBefore          time.Time            // no round before this (backoff after a failed action)
-	lastSeen           map[string]time.Time // member → last time seen (for slot housekeeping)
-	syncTracker        lagmon.SyncTracker
-	wake               chan struct{}
+	promotedAt         time.Time // when this agent last promoted its database
+	// fencedOld is the fence of the old primary this run confirmed for the leader key of
+	// epoch fencedOld.epoch: a fence whose record could not be written is
+	// recorded again, not repeated (at most one fence per epoch).
+	fencedOld   fencedEpoch
+	notBefore   time.Time            // no round before this (backoff after a failed action)
+	lastSeen    map[string]time.Time // member → last time seen (for slot housekeeping)
+	syncTracker lagmon.SyncTracker
+	wake        chan struct{}
 	// fenceWake wakes the fence timer in Run when its deadline may have
 	// moved earlier: the agent started to lead, or the timing changed.
 	fenceWake chan struct{}

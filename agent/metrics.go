@@ -25,6 +25,8 @@ type Metrics interface {
 	Failover(kind cluster.HistoryKind, steps []cluster.Step)
 	// SelfFence counts a self-fencing stop of the local database.
 	SelfFence()
+	// Fence counts a fence attempt of an old primary by its result.
+	Fence(result cluster.FenceResult)
 	// ObserveSync records the leader's recorded synchronous standbys.
 	ObserveSync(standbys int)
 	// ObserveProblem records the problem of this member's last decision
@@ -57,6 +59,9 @@ func (NopMetrics) Failover(cluster.HistoryKind, []cluster.Step) {}
 
 // SelfFence does nothing.
 func (NopMetrics) SelfFence() {}
+
+// Fence does nothing.
+func (NopMetrics) Fence(cluster.FenceResult) {}
 
 // ObserveSync does nothing.
 func (NopMetrics) ObserveSync(int) {}

@@ -154,34 +154,102 @@ func (x executor) Publish(ctx context.Context, _ ha.Step, _ ha.Publish) error {
 	return nil
 }
 
+// ProceedUnfenced marks the fence step done without a confirmation
+// (fencing best-effort after its timeout), loudly.
+func (x executor) ProceedUnfenced(ctx context.Context, s ha.Step, act ha.ProceedUnfenced) error {
+	a, v := x.a, s.View
+	l, err := a.heldLeaderFor("proceed-unfenced")
+	if err != nil {
+		return err
+	}
+	if err := checkFenceTarget(l, act.Target); err != nil {
+		return err
+	}
+	now := a.clk.Now()
+	p := l.Promotion.With(cluster.StepFence)
+	p.Fenced = "NOT FENCED: " + act.Reason
+	p.Fence = &cluster.FenceOutcome{Target: act.Target, Result: cluster.FenceUnconfirmed, Detail: v.FenceError,
+		Attempts: v.FenceFailures, At: now.UTC(), Duration: sinceElected(p, now), By: a.opts.Name}
+	if err := a.setPromotion(ctx, v, l, p); err != nil {
+		return err
+	}
+	a.opts.Metrics.Fence(cluster.FenceUnconfirmed)
+	a.log.Error("PROMOTING WITHOUT A CONFIRMED FENCE of the old primary", "target", act.Target, "epoch", l.Epoch, "reason", act.Reason)
+	a.emit("NOT FENCED " + act.Target + ": " + act.Reason)
+	return nil
+}
+
 // fenceTimeout bounds one attempt of the fence step.
 const fenceTimeout = 2 * time.Minute
 
-// fence fences target through the configured fencer and marks the fence
-// step done; the promotion goes on only after that.
-func (a *Agent) fence(ctx context.Context, v ha.View, l cluster.Leader, target string) error {
-	if l.Promotion == nil {
+// checkFenceTarget refuses to fence anyone but the old primary of the
+// promotion the held key l is for (never this member, never another).
+func checkFenceTarget(l cluster.Leader, target string) error {
+	p := l.Promotion
+	switch {
+	case p == nil:
 		return errors.New("fence: the leader key has no promotion record")
+	case target == "" || target != p.OldPrimary || target == l.Name:
+		return fmt.Errorf("fence %q refused: only the old primary of the promotion of epoch %d (%q) may be fenced", target, l.Epoch, p.OldPrimary)
+	}
+	return nil
+}
+
+// sinceElected is how long the fence step of p took by now: from the key
+// being taken (0 when not known).
+func sinceElected(p cluster.Promotion, now time.Time) cluster.Duration {
+	if p.ElectedAt.IsZero() || now.Before(p.ElectedAt) {
+		return 0
+	}
+	return cluster.Duration(now.Sub(p.ElectedAt))
+}
+
+// fence fences target through the configured fencer and marks the fence
+// step done with its outcome; the promotion goes on only after that.
+func (a *Agent) fence(ctx context.Context, v ha.View, l cluster.Leader, target string) error {
+	if err := checkFenceTarget(l, target); err != nil {
+		return err
 	}
 	if a.opts.Fencer == nil {
-		return fmt.Errorf("fence %s: no fencer configured", target)
+		a.opts.Metrics.Fence(cluster.FenceFailed)
+		return fmt.Errorf("fence %s: no fencer configured (add a fencing section to this member's config file)", target)
 	}
 	t := stonith.Target{Name: target}
 	if ll := v.Snap.LastLeader; ll != nil && ll.Name == target {
 		t.Host, t.Port = ll.ConnHost, ll.ConnPort
 	}
-	fctx, cancel := context.WithTimeout(ctx, fenceTimeout)
-	defer cancel()
-	conf, err := a.opts.Fencer.Fence(fctx, t)
-	if err != nil {
-		return fmt.Errorf("fence %s: %w", target, err)
+	a.mu.Lock()
+	prev := a.fencedOld
+	a.mu.Unlock()
+	start := a.clk.Now()
+	conf, err := prev.conf, error(nil)
+	if prev.epoch != l.Epoch {
+		fctx, cancel := context.WithTimeout(ctx, fenceTimeout)
+		conf, err = a.opts.Fencer.Fence(fctx, t)
+		cancel()
 	}
+	if err != nil {
+		a.opts.Metrics.Fence(cluster.FenceFailed)
+		a.log.Warn("fencing the old primary failed", "target", target, "epoch", l.Epoch, "attempt", v.FenceFailures+1,
+			"took", a.clk.Now().Sub(start).Round(time.Millisecond), "err", err)
+		return fmt.Errorf("fence %s (epoch %d): %w", target, l.Epoch, err)
+	}
+	now := a.clk.Now()
 	p := l.Promotion.With(cluster.StepFence)
 	p.Fenced = conf.String()
+	p.Fence = &cluster.FenceOutcome{Target: target, Driver: conf.Method, Result: cluster.FenceConfirmed, Detail: conf.Detail,
+		Attempts: v.FenceFailures + 1, At: now.UTC(), Duration: sinceElected(p, now), By: a.opts.Name}
+	if prev.epoch != l.Epoch {
+		a.opts.Metrics.Fence(cluster.FenceConfirmed)
+		a.mu.Lock()
+		a.fencedOld = fencedEpoch{epoch: l.Epoch, conf: conf}
+		a.mu.Unlock()
+	}
 	if err := a.setPromotion(ctx, v, l, p); err != nil {
 		return err
 	}
-	a.log.Info("fenced the old primary", "target", target, "epoch", l.Epoch, "confirmation", conf.String())
+	a.log.Info("fenced the old primary", "target", target, "epoch", l.Epoch, "confirmation", conf.String(),
+		"attempts", p.Fence.Attempts, "took", now.Sub(start).Round(time.Millisecond))
 	a.emit("fenced " + target + ": " + conf.String())
 	return nil
 }
@@ -236,11 +304,15 @@ func (a *Agent) historyEntry(v ha.View, epoch cluster.Epoch, p cluster.Promotion
 	if p.DataLoss != nil {
 		e.DataLossBytes = p.DataLoss.Bytes
 	}
+	e.Fence = p.Fence
 	if !p.DetectedAt.IsZero() {
-		e.Steps = []cluster.Step{
-			{Name: "elect", Duration: cluster.Duration(p.ElectedAt.Sub(p.DetectedAt))},
-			{Name: "promote", Duration: cluster.Duration(promoted.Sub(p.ElectedAt))},
+		e.Steps = []cluster.Step{{Name: "elect", Duration: cluster.Duration(p.ElectedAt.Sub(p.DetectedAt))}}
+		from := p.ElectedAt
+		if f := p.Fence; f != nil && !f.At.IsZero() && !f.At.Before(p.ElectedAt) {
+			e.Steps = append(e.Steps, cluster.Step{Name: "fence", Duration: f.Duration})
+			from = f.At
 		}
+		e.Steps = append(e.Steps, cluster.Step{Name: "promote", Duration: cluster.Duration(max(promoted.Sub(from), 0))})
 	}
 	a.mu.Lock()
 	e.Steps = append(e.Steps, a.promotionPublishSteps(epoch)...)
@@ -264,4 +336,19 @@ func dataLoss(v ha.View, kind cluster.HistoryKind, old string) *cluster.DataLoss
 	}
 	return &cluster.DataLoss{How: cluster.DataLossLowerBound,
 		Detail: fmt.Sprintf("at least: %s's last published position was %s; exact when it rejoins by %s", old, v.LastLeaderPosition, v.Engine.Names.Resync)}
+}
+
+// fenceTargets names the members fencer can fence: its Names when it
+// lists them (stonith.Members), else nil (any member).
+func fenceTargets(f stonith.Fencer) []string {
+	if n, ok := f.(interface{ Names() []string }); ok {
+		return n.Names()
+	}
+	return nil
+}
+
+// fencedEpoch is a fence confirmed for the leader key of epoch.
+type fencedEpoch struct {
+	epoch cluster.Epoch
+	conf  stonith.Confirmation
 }

@@ -67,7 +67,8 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 		Now: now, Self: a.opts.Name, Tags: a.opts.Tags, Config: cfg, DB: st, StoreOK: storeOK, Snap: a.snap,
 		LeaseID: a.leaseID, LastRenewSent: a.fenceFromLocked(), FailsafeActive: a.failsafeActiveLocked(),
 		FailsafePromise: a.promise, Started: a.started,
-		Engine: a.opts.Engine, Busy: a.busy, Fencing: a.opts.Fencer != nil, PublishFailed: a.publishFailed(),
+		Engine: a.opts.Engine, Busy: a.busy, Fencing: a.opts.Fencer != nil, FenceTargets: fenceTargets(a.opts.Fencer),
+		PublishFailed: a.publishFailed(),
 	})
 	a.mu.Unlock()
 	if st.Accepting && st.Role == cluster.RolePrimary && view.Snap.Leader != nil && view.Snap.Leader.Name == a.opts.Name {

@@ -193,12 +193,21 @@ const (
 	// by hand), where the liveness rule had no proof. The operator
 	// answers for it.
 	EvidenceOperator
+	// EvidenceFence: the liveness rule had no proof (the old primary
+	// answered as writable, or gave no answer and its streams proved
+	// nothing), and fencing is on: the key was taken to fence it, and the
+	// promotion waits for the fencer's confirmation of its power-off,
+	// whatever the policy (best-effort never promotes without it here).
+	EvidenceFence
+	// EvidenceFenced: the old primary was fenced by an operator (hamgrctl
+	// fence) after it led: last_leader records the confirmation.
+	EvidenceFenced
 )
 
 var evidenceNames = map[EvidenceKind]string{
 	EvidenceNone: "none", EvidenceRefused: "refused", EvidenceReadOnly: "read-only",
 	EvidenceStreamsSilent: "streams-silent", EvidenceHandoff: "handoff", EvidenceReleased: "released",
-	EvidenceOperator: "operator",
+	EvidenceOperator: "operator", EvidenceFence: "fence", EvidenceFenced: "fenced",
 }
 
 // String names the kind as in JSON.
@@ -295,6 +304,26 @@ type Snapshot struct {
 	// Failsafe is the leader's failsafe record (the members it must hear
 	// from to keep writing without the store), nil when none.
 	Failsafe *FailsafeState
+	// Fenced holds the operators' fences (hamgrctl fence), by member.
+	Fenced map[string]FenceOutcome
+}
+
+// FencedLastLeader is the operator's confirmed fence of the last leader
+// made while (or after) it led its epoch, or nil. Its agent, back, never
+// takes the key or runs its database as a primary again under that
+// last_leader record, and candidates count it as proof that the old
+// primary takes no writes (EvidenceFenced). A new leadership makes it
+// stale: its Epoch is no longer the last leader's.
+func (s Snapshot) FencedLastLeader() *FenceOutcome {
+	last := s.LastLeader
+	if last == nil {
+		return nil
+	}
+	f, ok := s.Fenced[last.Name]
+	if !ok || f.Result != FenceConfirmed || f.Epoch != last.Epoch {
+		return nil
+	}
+	return &f
 }
 
 // Member returns the record of the named member, or nil.
@@ -349,6 +378,43 @@ type DynamicConfig struct {
 	// failsafe record confirms, over the API, that it sees this leader
 	// and no other (see FailsafeState). Off by default.
 	FailsafeMode bool `json:"failsafe_mode,omitempty"`
+	// Fencing is the fencing policy: off (or empty, the default),
+	// require or best-effort; see FencingPolicy.
+	Fencing FencingPolicy `json:"fencing,omitempty"`
+}
+
+// FencingPolicy says whether a promotion over an old primary powers it
+// off first (package stonith, through each member's fencing section of
+// its config file). Its value is the string stored in the dynamic config.
+type FencingPolicy string
+
+// Fencing policies.
+const (
+	// FencingOff: no fencing; the liveness evidence, checked before the
+	// key is taken, stands alone (a member's fencing section is unused).
+	FencingOff FencingPolicy = "off"
+	// FencingRequire: the new leader holds the key but does not promote
+	// until its fencer confirmed the old primary's power-off; it retries
+	// with back-off, and the cluster shows problem fencing_unconfirmed.
+	FencingRequire FencingPolicy = "require"
+	// FencingBestEffort: as require, but when the old primary was proven
+	// dead by the liveness rule and the fencer could not confirm within
+	// ttl of the key being taken, the member promotes anyway (logged as
+	// an error, recorded in the history). A promotion that relies on the
+	// fence as its only proof (a writable or silent-but-unproven old
+	// primary) still waits for the confirmation.
+	FencingBestEffort FencingPolicy = "best-effort"
+)
+
+// Enabled reports whether the policy fences (require or best-effort).
+func (f FencingPolicy) Enabled() bool { return f == FencingRequire || f == FencingBestEffort }
+
+// Or returns f, or FencingOff when f is empty.
+func (f FencingPolicy) Or() FencingPolicy {
+	if f == "" {
+		return FencingOff
+	}
+	return f
 }
 
 // SyncMode is the cluster's replication durability mode.
@@ -435,6 +501,11 @@ const (
 	// it) and before the next leader's, so the entry sorts between them
 	// and replaces neither.
 	HistoryFailoverRefused HistoryKind = "failover refused"
+	// HistoryFence: no promotion; an operator fenced a member with
+	// hamgrctl fence (Fence holds the outcome, OldPrimary the target).
+	// NewPrimary is empty and Epoch is the store revision it was written
+	// at, so it sorts between the leaderships around it.
+	HistoryFence HistoryKind = "fence"
 )
 
 // HistoryEntry records one change of leadership.
@@ -461,6 +532,65 @@ type HistoryEntry struct {
 	// agents (then DataLossBytes came from the last position the new
 	// primary saw the old one publish).
 	DataLoss *DataLoss `json:"data_loss,omitempty"`
+	// Fence is the promotion's fence step (nil: none was needed, or an
+	// older agent).
+	Fence *FenceOutcome `json:"fence,omitempty"`
+}
+
+// FenceResult is how a fence ended. Its value is the string stored in
+// JSON and used as the result label of hamgr_fences_total.
+type FenceResult string
+
+// Fence results.
+const (
+	// FenceConfirmed: the fencer confirmed the target's power-off.
+	FenceConfirmed FenceResult = "confirmed"
+	// FenceFailed: an attempt failed (the fencer returned an error or
+	// timed out); it is retried.
+	FenceFailed FenceResult = "failed"
+	// FenceUnconfirmed: fencing best-effort gave up after its timeout and
+	// the member was promoted without a confirmation.
+	FenceUnconfirmed FenceResult = "unconfirmed"
+)
+
+// FenceOutcome is the record of a fence: of a promotion's fence step (in
+// the promotion record and its history entry) or of an operator's
+// hamgrctl fence (a history entry of kind HistoryFence). No secret is
+// ever in it.
+type FenceOutcome struct {
+	// Target is the member fenced: a promotion's old primary.
+	Target string `json:"target"`
+	// Driver names the driver and action (the fencer's confirmation
+	// method, "ipmi power off" say); empty when none confirmed.
+	Driver string `json:"driver,omitempty"`
+	// Result is confirmed or unconfirmed.
+	Result FenceResult `json:"result"`
+	// Detail is what confirmed it (the power state read back), or for
+	// unconfirmed the last attempt's error.
+	Detail string `json:"detail,omitempty"`
+	// Attempts counts the attempts (this agent's run).
+	Attempts int `json:"attempts,omitempty"`
+	// At is when it ended; Duration how long it took from the key being
+	// taken (from the start of the command, for an operator's fence).
+	At       time.Time `json:"at,omitzero"`
+	Duration Duration  `json:"duration"`
+	// By names who fenced (the new leader, or "hamgrctl on HOST").
+	By string `json:"by,omitempty"`
+	// Epoch, in an operator's fence, is the epoch of last_leader when it
+	// was made (the target led it, or led before it).
+	Epoch Epoch `json:"epoch,omitempty"`
+}
+
+// String renders the outcome on one line.
+func (f FenceOutcome) String() string {
+	s := fmt.Sprintf("%s %s", f.Target, f.Result)
+	if f.Driver != "" {
+		s += " by " + f.Driver
+	}
+	if f.Detail != "" {
+		s += ": " + f.Detail
+	}
+	return s
 }
 
 // DataLossHow says how a leadership change's data loss was measured.

@@ -67,6 +67,14 @@ const (
 	// failover_backoff of the previous automatic failover: no automatic
 	// failover (anti-flapping).
 	ProblemFailoverBackoff Problem = "failover_backoff"
+	// ProblemFencingUnconfirmed: the new leader holds the key but its
+	// fencer has not confirmed the old primary's power-off: it does not
+	// promote (fencing require, or no other proof), and retries.
+	ProblemFencingUnconfirmed Problem = "fencing_unconfirmed"
+	// ProblemFencingNotConfigured: fencing is required, but this member,
+	// the one to promote, has no fencer for the old primary: it does not
+	// take the key.
+	ProblemFencingNotConfigured Problem = "fencing_not_configured"
 	// ProblemPublishFailed: a discovery publisher (DNS, Consul, a hook)
 	// could not publish this member's role; the agent retries with
 	// back-off. It never holds up or undoes a promotion.
@@ -102,8 +110,8 @@ func ProblemTable() []ProblemInfo {
 			"fix an excluded member (start it, let it catch up, remove nofailover), or choose one: hamgrctl failover --to"},
 		{ProblemOldPrimaryNotProvenDead, "no leader, and nothing proves that the old primary takes no writes (it does not answer, its WAL still reaches a member, or its address is unknown): nobody promotes",
 			"make sure the old primary is down (power it off), then hamgrctl failover --to NAME --confirm-down OLD"},
-		{ProblemOldPrimaryWritable, "the old primary's leader key expired but its database still accepts writes: nobody promotes (there would be two primaries)",
-			"find out why its agent lost the key (agent dead, network partition from etcd); stop that database or restart its agent"},
+		{ProblemOldPrimaryWritable, "the old primary's leader key expired but its database still accepts writes (its agent died or hangs, or etcd dropped its lease): nobody promotes (there would be two primaries); with fencing on and a fencer for it, the best candidate fences it and fails over instead",
+			"find out why its agent lost the key; restart its agent (it takes the key back), or stop that database (hamgrctl fence OLD powers it off); or turn fencing on (hamgrctl config set fencing require)"},
 		{ProblemDatabaseStalled, "the primary answers on the agent's old connection only: new connections or a small write do not complete (hung postmaster, full disk); the key is released if it lasts primary_start_timeout",
 			"check the database host (disk, memory, the database log)"},
 		{ProblemCannotFollow, "this member's history diverged from the leader's and it cannot rejoin by itself (rewind off or failed, re-clone not allowed); it stays stopped",
@@ -124,6 +132,10 @@ func ProblemTable() []ProblemInfo {
 			"nothing at once; it rejoins by rewind or re-clone (see the engine's rejoin settings); find out how it came to run as primary"},
 		{ProblemRequestFailed, "an operator's switchover or manual failover was refused or did not complete (the reason says why)",
 			"read the reason; fix the target (streaming, caught up, not nofailover) and ask again"},
+		{ProblemFencingUnconfirmed, "the new leader holds the leader key but its fencer has not confirmed the old primary's power-off: it does not promote (fencing require, or the fence is the only proof that the old primary takes no writes) and retries with back-off; the reason has the fencer's error",
+			"fix the path to the old primary's BMC (address, credentials, network) or power it off by hand and let the next attempt confirm it; or, knowing it takes no writes, set fencing best-effort"},
+		{ProblemFencingNotConfigured, "fencing is required, but the member that would be promoted has no fencer for the old primary (no fencing.members entry for it in its config file): it does not take the leader key",
+			"add fencing.members.OLD to the config file of every member that may be promoted and restart its agent; or set fencing best-effort or off"},
 		{ProblemFailoverBackoff, "no leader, and the leader was lost within failover_backoff of the previous automatic failover: hamgr does not fail over again by itself (flapping); the history has a \"failover refused\" entry",
 			"find out why the new primary failed too (hamgrctl history, its logs); then choose the primary: hamgrctl failover --to NAME; or let the old primary come back (it takes the key again)"},
 		{ProblemPublishFailed, "a discovery publisher (named in the reason: dns, consul, hooks) could not publish this member's role or read it back; clients that find the primary through it may be sent to the old one. The promotion went on regardless; the agent retries with back-off",

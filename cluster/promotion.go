@@ -94,6 +94,9 @@ type Promotion struct {
 	// Fenced says how the fence step was done (a fencer's confirmation,
 	// or why none was needed).
 	Fenced string `json:"fenced,omitempty"`
+	// Fence is the fence step's outcome when a fencer ran (nil: the step
+	// was done without one, Fenced says why).
+	Fence *FenceOutcome `json:"fence,omitempty"`
 	// ClearRequest: the pending operator request is the one this
 	// promotion serves, and is cleared when it is recorded.
 	ClearRequest bool `json:"clear_request,omitempty"`

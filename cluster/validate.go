@@ -108,7 +108,8 @@ func (c DynamicConfig) Validate() error {
 //   - maximum_lag_on_failover: 0..MaxMaximumLagOnFailover bytes;
 //   - synchronous_mode: off (or empty), on or strict;
 //   - synchronous_node_count: 0 (unset, meaning 1) or 1..MaxSynchronousNodeCount;
-//   - failover_backoff: whole seconds, 0 (off)..MaxFailoverBackoff.
+//   - failover_backoff: whole seconds, 0 (off)..MaxFailoverBackoff;
+//   - fencing: off (or empty), require or best-effort.
 //
 // The limits' comments say why each is where it is.
 func (c DynamicConfig) Problems() []*ConfigError {
@@ -150,6 +151,9 @@ func (c DynamicConfig) Problems() []*ConfigError {
 	add(checkSeconds("failover_backoff", time.Duration(c.FailoverBackoff), 0, MaxFailoverBackoff,
 		"0 turns anti-flapping off",
 		"a longer window leaves every failover after the first of the day to an operator"))
+	if f := c.Fencing; f != "" && f != FencingOff && !f.Enabled() {
+		add(&ConfigError{Key: "fencing", Value: strconv.Quote(string(f)), Problem: "must be off, require or best-effort (each member's fencing section of its config file says how to power the others off)"})
+	}
 	return out
 }
 

@@ -281,6 +281,10 @@ type Timing struct {
 	// etcd, as long as every member confirms it over the API (default
 	// false); see cluster.DynamicConfig.FailsafeMode.
 	FailsafeMode bool `yaml:"failsafe_mode"`
+	// Fencing is the fencing policy: off (default), require or
+	// best-effort; see cluster.FencingPolicy. How to fence each member is
+	// the top-level fencing section.
+	Fencing string `yaml:"fencing"`
 }
 
 // Tags are this member's election and load-balancing tags.
@@ -364,6 +368,7 @@ func Default() *Config {
 			RetryTimeout:         Duration(DefaultRetryTimeout),
 			PrimaryStartTimeout:  Duration(DefaultPrimaryStartTimeout),
 			MaximumLagOnFailover: DefaultMaximumLagOnFailover,
+			Fencing:              string(cluster.FencingOff),
 		},
 		Tags:     Tags{Priority: &prio},
 		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
@@ -407,6 +412,9 @@ func (c *Config) ApplyDefaults() {
 	setDur(&t.PrimaryStartTimeout, d.Timing.PrimaryStartTimeout)
 	if t.MaximumLagOnFailover == 0 {
 		t.MaximumLagOnFailover = d.Timing.MaximumLagOnFailover
+	}
+	if t.Fencing == "" {
+		t.Fencing = d.Timing.Fencing
 	}
 	if c.Tags.Priority == nil {
 		c.Tags.Priority = d.Tags.Priority
@@ -556,6 +564,7 @@ func (c *Config) Dynamic() cluster.DynamicConfig {
 		MaximumLagOnFailover: int64(t.MaximumLagOnFailover),
 		FailoverBackoff:      cluster.Duration(t.FailoverBackoff),
 		FailsafeMode:         t.FailsafeMode,
+		Fencing:              cluster.FencingPolicy(t.Fencing),
 	}
 }
 

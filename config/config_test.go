@@ -254,7 +254,7 @@ postgresql: {data_dir: /d, replication: {password_file: /pw}}`, true, []string{"
 		{"reserved parameter", "postgresql: {data_dir: /d, replication: {password_file: /pw}, parameters: {wal_level: logical, Port: '6000', shared_buffers: 1GB}}\n", false,
 			[]string{"postgresql.parameters.wal_level: hamgr sets wal_level itself", "postgresql.parameters.Port: hamgr sets Port itself"}},
 		{"unknown key", minimal + "timing:\n  ttll: 10s\n", true,
-			[]string{`config line 11: unknown key "ttll" in timing (known: ttl, loop_wait, retry_timeout, primary_start_timeout, maximum_lag_on_failover, failover_backoff, failsafe_mode); did you mean "ttl"?`}},
+			[]string{`config line 11: unknown key "ttll" in timing (known: ttl, loop_wait, retry_timeout, primary_start_timeout, maximum_lag_on_failover, failover_backoff, failsafe_mode, fencing); did you mean "ttl"?`}},
 		{"unknown top-level key", "clusterr: x\n", false, []string{`unknown key "clusterr" in the top level`}},
 		{"unknown nested key", "postgresql: {data_dir: /d, replication: {password_fil: /pw}}\n", false,
 			[]string{`unknown key "password_fil" in postgresql.replication`}},

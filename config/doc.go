@@ -58,7 +58,10 @@
 //   - ttl, loop_wait, retry_timeout and primary_start_timeout are whole
 //     seconds;
 //   - ttl is 3s to 10m, loop_wait 1s to 1m, retry_timeout 1s to 5m,
-//     primary_start_timeout 0 to 1h, maximum_lag_on_failover 0 to 1TB;
+//     primary_start_timeout 0 to 1h, maximum_lag_on_failover 0 to 1TB,
+//     failover_backoff 0 (off) to 24h;
+//   - fencing (the policy: whether promotions use the fencing section
+//     below) is off, require or best-effort;
 //   - ttl (leader lease) must exceed loop_wait + retry_timeout, so that a
 //     leader that can no longer renew its lease notices and demotes itself
 //     before the lease expires and another member may be promoted.

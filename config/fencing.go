@@ -30,9 +30,13 @@ const (
 
 // Fencing configures STONITH: how this agent, when it promotes its
 // database over an old primary, powers the old primary's machine off
-// first. Every member that may be promoted needs an entry for every other
-// member; a member with no entry is never fenced (the fence step fails,
-// naming the member and the key to add).
+// first, and how hamgrctl fence powers a member off. Whether promotions
+// fence is the cluster's dynamic fencing policy (timing.fencing at
+// bootstrap; off by default). Every member that may be promoted needs an
+// entry for every other member; under fencing require a member with no
+// entry for the old primary does not take the leader key
+// (fencing_not_configured), under best-effort its fence step fails and it
+// promotes after the timeout.
 type Fencing struct {
 	// Members maps a member's name to the way to fence it.
 	Members map[string]FenceMember `yaml:"members"`

@@ -12,6 +12,7 @@
 //	<prefix>/<cluster>/history/<epoch as 20 digits> history entry (JSON)
 //	<prefix>/<cluster>/request        pending switchover or failover request (JSON)
 //	<prefix>/<cluster>/sync           the leader's synchronous standbys (JSON)
+//	<prefix>/<cluster>/fenced/<name>  an operator's latest fence of that member (hamgrctl fence; JSON)
 //
 // Values are JSON and never contain secrets.
 package dcs

@@ -68,6 +68,7 @@ type Executor interface {
 	Reclone(ctx context.Context, s Step, a Reclone) error
 	BeginPromotion(ctx context.Context, s Step, a BeginPromotion) error
 	Fence(ctx context.Context, s Step, a Fence) error
+	ProceedUnfenced(ctx context.Context, s Step, a ProceedUnfenced) error
 	Publish(ctx context.Context, s Step, a Publish) error
 	RecordRefusal(ctx context.Context, s Step, a RecordRefusal) error
 }

@@ -65,6 +65,7 @@ func allActions() []struct {
 		{Reclone{Upstream: up}, "reclone upstream=n2"},
 		{BeginPromotion{Promotion: prom}, `begin-promotion promotion="` + prom.String() + `"`},
 		{Fence{Target: "n1"}, "fence target=n1"},
+		{ProceedUnfenced{Target: "n1", Reason: "best-effort"}, "proceed-unfenced target=n1"},
 		{Publish{}, "publish"},
 		{RecordRefusal{Epoch: 6, OldPrimary: "n2", Reason: "flapping"}, "record-refusal epoch=6"},
 	}
@@ -158,7 +159,10 @@ func (r *recorder) Reclone(context.Context, Step, Reclone) error     { return r.
 func (r *recorder) BeginPromotion(context.Context, Step, BeginPromotion) error {
 	return r.rec("BeginPromotion")
 }
-func (r *recorder) Fence(context.Context, Step, Fence) error     { return r.rec("Fence") }
+func (r *recorder) Fence(context.Context, Step, Fence) error { return r.rec("Fence") }
+func (r *recorder) ProceedUnfenced(context.Context, Step, ProceedUnfenced) error {
+	return r.rec("ProceedUnfenced")
+}
 func (r *recorder) Publish(context.Context, Step, Publish) error { return r.rec("Publish") }
 
 // TestEveryActionHasOneExecutor: the table lists one action per Executor

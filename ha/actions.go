@@ -549,9 +549,12 @@ func (BeginPromotion) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Durati
 	return loopWaitBackOff(cfg)
 }
 
-// Fence fences Target, the old primary, through the agent's fencer and
-// marks the promotion's fence step done. It runs after the key is taken
-// and before the database is promoted, at most once per promotion.
+// Fence fences Target, the old primary (the promotion record's
+// OldPrimary, never another member), through the agent's fencer and marks
+// the promotion's fence step done with the outcome. It runs after the key
+// is taken and before the database is promoted, at most once per
+// promotion. Failed attempts are counted (View.FenceFailures) and retried
+// with a doubling back-off.
 type Fence struct {
 	Target string
 }
@@ -565,9 +568,37 @@ func (a Fence) Execute(ctx context.Context, s Step, e Executor) error { return e
 // Long reports false (the fencer bounds its attempt).
 func (Fence) Long() bool { return false }
 
-func (Fence) done(*Tracker, Step, error) {}
+func (Fence) done(t *Tracker, s Step, err error) { t.fenceDoneTrack(s, err) }
 
-func (Fence) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+func (Fence) backOff(t *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return t.fenceBackOff(cfg)
+}
+
+// ProceedUnfenced marks the promotion's fence step done without a
+// confirmation that Target was powered off, for Reason: fencing
+// best-effort gave up after its timeout (the liveness rule had proved
+// Target dead), or fencing was turned off meanwhile. The agent logs it as
+// an error and records it (result unconfirmed) in the promotion record and
+// its history entry.
+type ProceedUnfenced struct {
+	Target string
+	Reason string
+}
+
+// String renders the action (see Action).
+func (a ProceedUnfenced) String() string { return "proceed-unfenced" + targetField(a.Target) }
+
+// Execute runs e.ProceedUnfenced.
+func (a ProceedUnfenced) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.ProceedUnfenced(ctx, s, a)
+}
+
+// Long reports false.
+func (ProceedUnfenced) Long() bool { return false }
+
+func (ProceedUnfenced) done(*Tracker, Step, error) {}
+
+func (ProceedUnfenced) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
 	return loopWaitBackOff(cfg)
 }
 

@@ -257,6 +257,22 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 			v.Config.FailoverBackoff = dur(t, x)
 		case "refused":
 			v.RefusedEpoch = cluster.Epoch(num(t, x))
+		case "fencing":
+			v.Config.Fencing = cluster.FencingPolicy(x)
+		case "lease-lost":
+			v.LeaseLostAt = at(t, x)
+		case "fencer":
+			// all: a fencer for every member; none; or the names it covers.
+			v.Fencing, v.FenceTargets = x != "none", nil
+			if x != "all" && x != "none" {
+				v.FenceTargets = strings.Split(x, ",")
+			}
+		case "fence-failures":
+			v.FenceFailures = int(num(t, x))
+			v.FenceError = ""
+			if v.FenceFailures > 0 {
+				v.FenceError = "ipmi: connection timed out"
+			}
 		default:
 			t.Fatalf("unknown view argument %q", a.Key)
 		}
@@ -322,6 +338,18 @@ func (s *scenario) world(t *testing.T, line string) {
 				if fa := kv["failover-at"]; fa != "" {
 					ll.FailoverAt = at(t, fa)
 				}
+				if has("fenced") || s.v.Snap.Fenced == nil {
+					s.v.Snap.Fenced = nil
+				}
+				if has("fenced") {
+					// fenced: for last_leader's epoch; fenced=E: for epoch E.
+					fe := ll.Epoch
+					if kv["fenced"] != "" {
+						fe = cluster.Epoch(num(t, kv["fenced"]))
+					}
+					s.v.Snap.Fenced = map[string]cluster.FenceOutcome{name: {Target: name, Result: cluster.FenceConfirmed,
+						Driver: "ipmi power off", By: "hamgrctl on ops1", Epoch: fe}}
+				}
 				s.v.Snap.LastLeader = ll
 			} else {
 				s.v.Snap.LastLeader = nil
@@ -329,6 +357,16 @@ func (s *scenario) world(t *testing.T, line string) {
 			return
 		}
 		l := &cluster.Leader{Name: f[1], Epoch: cluster.Epoch(num(t, kv["epoch"])), Lease: num(t, kv["lease"])}
+		if old := kv["promotion-over"]; old != "" {
+			// A failover's record with only the key taken, at elected=T,
+			// on the evidence given (default refused).
+			ev := &cluster.Evidence{Kind: cluster.EvidenceRefused}
+			if e := kv["evidence"]; e != "" {
+				_ = ev.Kind.UnmarshalText([]byte(e))
+			}
+			l.Promotion = &cluster.Promotion{Kind: cluster.HistoryFailover, OldPrimary: old, Lost: l.Epoch - 1,
+				Evidence: ev, ElectedAt: at(t, kv["elected"]), Done: []cluster.PromotionStep{cluster.StepKey}}
+		}
 		s.v.Snap.Leader = l
 		s.v.Snap.LastLeader = &cluster.LastLeader{Name: l.Name, Epoch: l.Epoch, ConnHost: l.Name, ConnPort: 5432}
 	case "member":

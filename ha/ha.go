@@ -129,10 +129,18 @@ type View struct {
 	// agent runs in the background; "" when none. Nothing else is done to
 	// the database meanwhile.
 	Busy string
-	// Fencing is set when the agent has a fencer (package stonith): a
-	// promotion over another member then fences it (the Fence step)
-	// before it promotes. Without one the liveness evidence stands alone.
-	Fencing bool
+	// Fencing is set when the agent has a fencer (package stonith);
+	// FenceTargets names the members it can fence (nil: any). Under the
+	// dynamic config's fencing policy (require, best-effort) a promotion
+	// over another member fences it (the Fence step) before it promotes;
+	// with the policy off the liveness evidence stands alone.
+	Fencing      bool
+	FenceTargets []string
+	// FenceFailures counts the failed attempts of the fence step of the
+	// leader key this member holds (this agent's run); FenceError is the
+	// last one's error.
+	FenceFailures int
+	FenceError    string
 	// PublishFailed says which discovery publisher failed to publish
 	// this member's role, and why ("": none fails); see publishProblem.
 	PublishFailed string
@@ -474,6 +482,9 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 // decideNoLeader: nobody holds the key.
 func decideNoLeader(v View, health detector.Health, isPrimary bool) Plan {
 	last := v.Snap.LastLeader
+	if last != nil && last.Name == v.Self && v.Snap.FencedLastLeader() != nil {
+		return decideFencedSelf(v, health, isPrimary)
+	}
 	lastIsSelf := last == nil || last.Name == v.Self
 	if isPrimary {
 		if lastIsSelf {
@@ -608,6 +619,9 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	// Rule 3: never promote without proof that the old primary takes no
 	// writes.
 	ev, why, problem := promotionEvidence(v)
+	if why == "" {
+		why, problem = fencingBlocks(v, oldName, ev)
+	}
 	if why != "" {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why, Problem: problem}
 	}
@@ -673,12 +687,22 @@ func promotionEvidence(v View) (*cluster.Evidence, string, cluster.Problem) {
 		return &cluster.Evidence{}, "", cluster.ProblemNone
 	}
 	live, ev := OldPrimaryLiveness(v)
-	switch live {
-	case detector.Dead:
-		return &ev, "", cluster.ProblemNone
-	case detector.Alive:
-		return nil, fmt.Sprintf("leader key of %s expired but its database still accepts writes; not promoting without fencing", last.Name),
+	fenced := v.Snap.FencedLastLeader()
+	switch {
+	case live == detector.Alive && fenced != nil:
+		return nil, fmt.Sprintf("%s was fenced (%s) but its database still accepts writes; not promoting", last.Name, fenced),
 			cluster.ProblemOldPrimaryWritable
+	case fenced != nil:
+		return &cluster.Evidence{Kind: cluster.EvidenceFenced, Detail: fenced.String()}, "", cluster.ProblemNone
+	case live == detector.Dead:
+		return &ev, "", cluster.ProblemNone
+	case fenceSubstitutes(v, live):
+		return fenceEvidence(v, live), "", cluster.ProblemNone
+	}
+	switch live {
+	case detector.Alive:
+		return nil, fmt.Sprintf("leader key of %s expired but its database still accepts writes; not promoting without fencing (%s)",
+			last.Name, noFenceWhy(v, last.Name)), cluster.ProblemOldPrimaryWritable
 	case detector.Unknown:
 		return nil, fmt.Sprintf("the old primary %s gave no answer (%s) and no proof that it takes no writes: its WAL still reaches a member, or no member saw its stream go silent; not promoting",
 			last.Name, v.OldPrimary.Err), cluster.ProblemOldPrimaryNotProvenDead

@@ -37,6 +37,12 @@ type Tracker struct {
 	// FailedClones counts clone and re-clone failures in a row; it paces
 	// their retries (BackOff).
 	FailedClones int
+	// FenceEpoch is the leader epoch whose fence step failed
+	// FenceFailures times in this run, last with FenceError (the View
+	// fields of those names while this member holds that epoch's key).
+	FenceEpoch    cluster.Epoch
+	FenceFailures int
+	FenceError    string
 	// LastLeader is the leader's member record as last seen (nil: none).
 	LastLeader *cluster.Member
 	// Stream is what this agent observed of its replica's WAL stream
@@ -318,6 +324,9 @@ func (t *Tracker) View(v View) View {
 	v.RejoinEpoch, v.RejoinError = t.RejoinEpoch, t.RejoinError
 	v.LeaseLostAt, v.LastLeaderFreshAt = t.LeaseLostAt, t.LastLeaderFreshAt
 	v.Peers = append([]string(nil), t.Peers...)
+	if l := v.Snap.Leader; l != nil && l.Epoch == t.FenceEpoch {
+		v.FenceFailures, v.FenceError = t.FenceFailures, t.FenceError
+	}
 	if t.LastLeader != nil {
 		v.LastLeaderPosition = t.LastLeader.Position
 	}
@@ -333,10 +342,11 @@ func WantsOldPrimaryProbe(v View) bool {
 
 // ObserveOldPrimary records the old primary's probe in v and opens the
 // election the first time, in the current leader loss, that the old
-// primary is proven dead (OldPrimaryLiveness).
+// primary is proven dead (OldPrimaryLiveness), or, with fencing on, that
+// it can be fenced in its place (fenceSubstitutes).
 func (t *Tracker) ObserveOldPrimary(v *View, p OldPrimaryProbe) {
 	v.OldPrimary = p
-	if live, _ := OldPrimaryLiveness(*v); live == detector.Dead && t.ElectionOpenAt.IsZero() {
+	if live, _ := OldPrimaryLiveness(*v); (live == detector.Dead || fenceSubstitutes(*v, live)) && t.ElectionOpenAt.IsZero() {
 		t.ElectionOpenAt = v.Now
 	}
 	v.ElectionOpenAt = t.ElectionOpenAt

@@ -27,10 +27,11 @@ import (
 // complete (the synchronous pre-step, publishing, the history entry, all
 // idempotent).
 //
-// The fence step is the seam for STONITH: with a fencer (View.Fencing) a
-// promotion over another member fences it before promoting, at most once
-// per promotion (the record says it is done). Without one the record marks
-// it done when the key is taken: the liveness evidence, checked before the
+// The fence step is the seam for STONITH (fencing.go): under the
+// fencing policy (require, best-effort) a promotion over another member
+// fences it before promoting, at most once per promotion (the record says
+// it is done). With fencing off, or nobody to fence, the record marks it
+// done when the key is taken: the liveness evidence, checked before the
 // key was taken, stands alone. The publish step is the seam for discovery.
 
 // newPromotion is the record of a promotion taken over from epoch lost,
@@ -38,15 +39,7 @@ import (
 func newPromotion(v View, kind cluster.HistoryKind, lost cluster.Epoch, old string, ev *cluster.Evidence) cluster.Promotion {
 	p := cluster.Promotion{Kind: kind, Lost: lost, OldPrimary: old, Evidence: ev,
 		Done: []cluster.PromotionStep{cluster.StepKey}}
-	switch {
-	case old == "" || old == v.Self:
-		p.Fenced = "nobody to fence: no other member led before"
-	case ev != nil && ev.Kind == cluster.EvidenceHandoff:
-		p.Fenced = "not needed: the old primary stopped and handed over"
-	case !v.Fencing:
-		p.Fenced = "no fencer configured: relying on the liveness evidence"
-	}
-	if p.Fenced != "" {
+	if p.Fenced = fenceDone(v, p); p.Fenced != "" {
 		p = p.With(cluster.StepFence)
 	}
 	return p
@@ -67,7 +60,7 @@ func promotionSteps(v View, p cluster.Promotion, promoted bool) []Action {
 	var acts []Action
 	if !promoted {
 		if !p.Has(cluster.StepFence) {
-			acts = append(acts, Fence{Target: p.OldPrimary})
+			acts = append(acts, fenceAction(v, p))
 		}
 		if v.Config.SynchronousMode.Enabled() {
 			acts = append(acts, SetSyncStandbys{Choice: SyncAny})
@@ -125,8 +118,12 @@ func resumePromotion(v View, health detector.Health, isPrimary bool) (Plan, bool
 	if promoted {
 		state = cluster.StateRunning
 	}
-	return Plan{Actions: promotionSteps(v, *p, promoted), State: state,
-		Reason: fmt.Sprintf("resuming the promotion of epoch %d (%s)", l.Epoch, p)}, true
+	plan := Plan{Actions: promotionSteps(v, *p, promoted), State: state,
+		Reason: fmt.Sprintf("resuming the promotion of epoch %d (%s)", l.Epoch, p)}
+	if problem, why, ok := fencePending(v, *p); ok {
+		plan.Problem, plan.Reason = problem, why
+	}
+	return plan, true
 }
 
 // CarryPromotion is what a member taking its own key back under a new

@@ -124,16 +124,19 @@ func decideManualFailover(v View, r cluster.Request, health detector.Health) Pla
 		ev, why = &cluster.Evidence{Kind: cluster.EvidenceOperator, Detail: fmt.Sprintf(
 			"%s confirmed that %s can no longer take writes (no proof otherwise: %s)", r.RequestedBy, r.ConfirmedDown, why)}, ""
 	}
+	old := ""
+	if v.Snap.LastLeader != nil {
+		old = v.Snap.LastLeader.Name
+	}
+	if why == "" {
+		why, problem = fencingBlocks(v, old, ev)
+	}
 	if why != "" {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: "manual failover: " + why, Problem: problem}
 	}
 	var lost cluster.Epoch
 	if v.Snap.LastLeader != nil {
 		lost = v.Snap.LastLeader.Epoch
-	}
-	old := ""
-	if v.Snap.LastLeader != nil {
-		old = v.Snap.LastLeader.Name
 	}
 	return Plan{Actions: promotionPlan(v, requestPromotion(v, r, cluster.HistoryManualFailover, lost, old, ev)),
 		State: cluster.StateStarting, Reason: "manual failover to this member requested by " + r.RequestedBy}

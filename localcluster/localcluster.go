@@ -72,6 +72,11 @@ type Options struct {
 	// members a test may stop and restart, every agent listing them all.
 	EtcdMembers int
 	Logger      *slog.Logger
+	// Fencing, if set, returns the fencing section (YAML, starting with
+	// "fencing:") of member n's config file: how its agent powers the
+	// other members off (see Node.PowerOffScript for a simulated BMC
+	// whose power-off kills a member's processes). "" gives n none.
+	Fencing func(n *Node) string
 	// Prepare, if set, is called for each member after its directory and
 	// config are written and before any agent starts (a test may break
 	// the first start of a member, say). A non-nil error stops Start.

@@ -92,6 +92,14 @@ func (n *Node) configYAML(superFile, replFile string) string {
 	fmt.Fprintf(&b, "timing:\n  ttl: %s\n  loop_wait: %s\n  retry_timeout: %s\n  primary_start_timeout: %s\n  maximum_lag_on_failover: %d\n",
 		time.Duration(t.TTL), time.Duration(t.LoopWait), time.Duration(t.RetryTimeout),
 		time.Duration(t.PrimaryStartTimeout), t.MaximumLagOnFailover)
+	if t.Fencing != "" {
+		fmt.Fprintf(&b, "  fencing: %s\n", t.Fencing)
+	}
+	if o.Fencing != nil {
+		if f := o.Fencing(n); f != "" {
+			b.WriteString(strings.TrimSuffix(f, "\n") + "\n")
+		}
+	}
 	fmt.Fprintf(&b, "tags:\n  nofailover: %t\n  noloadbalance: %t\n  priority: %d\n", tags.NoFailover, tags.NoLoadBalance, prio)
 	if len(tags.Custom) > 0 {
 		b.WriteString("  custom:\n")
@@ -423,4 +431,25 @@ func (n *Node) nodePIDs() []int {
 		}
 	}
 	return pids
+}
+
+// PowerOffScript is a sh script that kills, with SIGKILL, every process
+// of the member as a power-off would: its agent (found by its config
+// file in its command line, so a restarted agent too) and every process
+// whose working directory is its data directory (the postmaster and its
+// children), stopped or not. A simulated BMC runs it when its chassis is
+// powered off (ipmisim.BMC.OnPowerOff).
+func (n *Node) PowerOffScript() string {
+	dir := n.DataDir
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	return fmt.Sprintf(`for p in /proc/[0-9]*; do
+  pid=${p#/proc/}
+  [ "$pid" = "$$" ] && continue
+  if [ "$(readlink "$p/cwd" 2>/dev/null)" = %q ] || tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qF -- "--config %s"; then
+    kill -KILL "$pid" 2>/dev/null && echo "power off: killed $pid"
+  fi
+done
+`, dir, n.Config)
 }

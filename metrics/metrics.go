@@ -54,6 +54,7 @@ type Metrics struct {
 	storeErrors  *prometheus.CounterVec
 	probeErrors  prometheus.Counter
 	selfFences   prometheus.Counter
+	fences       *prometheus.CounterVec
 	syncCount    prometheus.Gauge
 	atRisk       prometheus.Gauge
 	problem      *prometheus.GaugeVec
@@ -101,8 +102,11 @@ func New(clusterName, member string) *Metrics {
 		}, []string{"op"}),
 		probeErrors: counter("hamgr_db_probe_errors_total", "Failed probes of the local database."),
 		selfFences:  counter("hamgr_self_fences_total", "Times this agent stopped its database because it could not renew its lease in time."),
-		syncCount:   gauge("hamgr_synchronous_standbys", "Synchronous standbys recorded by this leader for its epoch (0 on replicas)."),
-		atRisk:      gauge("hamgr_durability_at_risk", "1 on a leader in synchronous_mode on that runs asynchronously because no standby is healthy (the same as hamgr_problem{code=\"durability_at_risk\"})."),
+		fences: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hamgr_fences_total", Help: "Fence attempts of an old primary this agent made in a promotion's fence step, by result: confirmed, failed (retried), unconfirmed (fencing best-effort promoted without a confirmation).", ConstLabels: labels,
+		}, []string{"result"}),
+		syncCount: gauge("hamgr_synchronous_standbys", "Synchronous standbys recorded by this leader for its epoch (0 on replicas)."),
+		atRisk:    gauge("hamgr_durability_at_risk", "1 on a leader in synchronous_mode on that runs asynchronously because no standby is healthy (the same as hamgr_problem{code=\"durability_at_risk\"})."),
 		problem: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hamgr_problem", Help: "1 for the problem this member's last HA decision reported (see docs/design.md, Problems), 0 for the others.", ConstLabels: labels,
 		}, []string{"code"}),
@@ -119,7 +123,7 @@ func New(clusterName, member string) *Metrics {
 	m.reg.MustRegister(
 		m.role, m.isLeader, m.walPosition, m.timeline, m.lagBytes, m.replayLag, m.epoch, m.paused,
 		m.failovers, m.switchovers, m.stepSeconds, m.loopDuration, m.lastLoop, m.storeErrors,
-		m.probeErrors, m.selfFences, m.syncCount, m.atRisk, m.problem,
+		m.probeErrors, m.selfFences, m.fences, m.syncCount, m.atRisk, m.problem,
 		m.publishes, m.publishFail, m.publishSecs,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -238,6 +242,14 @@ func (m *Metrics) Failover(kind cluster.HistoryKind, steps []cluster.Step) {
 	for _, s := range steps {
 		m.stepSeconds.WithLabelValues(s.Name).Set(time.Duration(s.Duration).Seconds())
 	}
+}
+
+// Fence counts one fence attempt by its result.
+func (m *Metrics) Fence(result cluster.FenceResult) {
+	if m == nil {
+		return
+	}
+	m.fences.WithLabelValues(string(result)).Inc()
 }
 
 // SelfFence counts one self-fencing stop of the local database.

@@ -131,6 +131,9 @@ func TestScrapeAfterObservations(t *testing.T) {
 	m.StoreError("watch") // not pre-declared
 	m.ProbeError()
 	m.SelfFence()
+	m.Fence(cluster.FenceFailed)
+	m.Fence(cluster.FenceFailed)
+	m.Fence(cluster.FenceConfirmed)
 	m.Failover("failover", []cluster.Step{{Name: "elect", Duration: cluster.Duration(1500 * time.Millisecond)}, {Name: "promote", Duration: cluster.Duration(250 * time.Millisecond)}})
 	m.Failover("switchover", []cluster.Step{{Name: "promote", Duration: cluster.Duration(2 * time.Second)}})
 	// A later promotion replaces the steps of the previous one: the
@@ -147,6 +150,8 @@ func TestScrapeAfterObservations(t *testing.T) {
 		series("hamgr_replay_lag_seconds")+" 0.25",
 		series("hamgr_epoch")+" 42",
 		series("hamgr_paused")+" 1",
+		series("hamgr_fences_total", "result", "failed")+" 2",
+		series("hamgr_fences_total", "result", "confirmed")+" 1",
 		series("hamgr_loop_duration_seconds_count")+" 2",
 		series("hamgr_loop_duration_seconds_sum")+" 3.03",
 		series("hamgr_loop_duration_seconds_bucket", "le", "0.05")+" 1",

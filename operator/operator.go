@@ -204,7 +204,7 @@ func (o *Operator) setPaused(ctx context.Context, paused bool) error {
 
 // ConfigKeys lists the dynamic config keys SetConfig accepts.
 var ConfigKeys = []string{"ttl", "loop_wait", "retry_timeout", "primary_start_timeout", "maximum_lag_on_failover", "paused",
-	"synchronous_mode", "synchronous_node_count", "failover_backoff", "failsafe_mode"}
+	"synchronous_mode", "synchronous_node_count", "failover_backoff", "failsafe_mode", "fencing"}
 
 // SetConfig sets one dynamic config key from its text form, validates the
 // whole result with cluster.DynamicConfig.Validate and writes it; a bad
@@ -314,6 +314,8 @@ func Apply(c *cluster.DynamicConfig, key, value string) error {
 		c.FailsafeMode = b
 	case "synchronous_mode":
 		c.SynchronousMode = cluster.SyncMode(strings.ToLower(strings.TrimSpace(value)))
+	case "fencing":
+		c.Fencing = cluster.FencingPolicy(strings.ToLower(strings.TrimSpace(value)))
 	case "synchronous_node_count":
 		n, err := strconv.Atoi(strings.TrimSpace(value))
 		if err != nil || n == 0 {

@@ -6,8 +6,11 @@
 // The agent calls the Fencer in the fence step of a promotion (see
 // package ha, "Promotions are level-triggered"): after the new leader
 // holds the leader key and before its database is promoted, at most once
-// per promotion (the step is recorded in the leader key's promotion
-// record). An agent without a Fencer relies on the liveness evidence alone.
+// per epoch (the step is recorded in the leader key's promotion record),
+// when the cluster's fencing policy is require or best-effort (package
+// ha, fencing.go). An agent without a Fencer, or with the policy off,
+// relies on the liveness evidence alone. hamgrctl fence calls a Fencer
+// built the same way (package fromconfig) for an operator.
 //
 // Drivers, each in its own package: bmc (IPMI through bmclib's ipmitool
 // provider, Redfish through its gofish provider), fenceagent (Pacemaker

@@ -50,6 +50,12 @@ reads from etcd:
                            keep writing while every member confirms it over
                            the API (needs api.token_file on every member;
                            false, the default, stops it as without failsafe)
+  fencing                  off (the default), require (a new primary is
+                           promoted only once the old one's power-off is
+                           confirmed) or best-effort (promoted without the
+                           confirmation after ttl, when the old primary was
+                           proven dead); each member's fencing section says
+                           how to power the others off
 
 The four durations are whole seconds. ttl must be greater than loop_wait +
 retry_timeout, so that a leader that cannot renew its lease stops its
@@ -103,7 +109,7 @@ func (a *app) configSetCmd() *cobra.Command {
 		Long: `Change dynamic config keys. Durations take Go syntax (10s, 1m30s) or a
 number of seconds, and must be whole seconds: ttl 3s to 10m, loop_wait 1s
 to 1m, retry_timeout 1s to 5m, primary_start_timeout 0 to 1h,
-failover_backoff 0 (off) to 24h.
+failover_backoff 0 (off) to 24h; fencing off, require or best-effort.
 maximum_lag_on_failover takes bytes, optionally with B, kB, MB, GB or TB
 (powers of 1024: 16MB = 16777216), 0 to 1TB; paused and failsafe_mode take
 true or false; synchronous_mode off, on or strict; synchronous_node_count 1
@@ -185,7 +191,8 @@ refused rather than overwrite theirs: run it again.`,
 			header := fmt.Sprintf("# Dynamic config of cluster %s. Save and quit to apply; lines starting with # are ignored.\n"+
 				"# Durations in whole seconds (10s, 1m or 10): ttl 3s-10m, loop_wait 1s-1m, retry_timeout 1s-5m,\n"+
 				"# primary_start_timeout 0-1h, failover_backoff 0 (off)-24h; ttl must be greater than loop_wait + retry_timeout.\n"+
-				"# maximum_lag_on_failover: bytes or 16MB (1024-based), 0-1TB. synchronous_node_count: 1-16.\n", a.target.Cluster)
+				"# maximum_lag_on_failover: bytes or 16MB (1024-based), 0-1TB. synchronous_node_count: 1-16.\n"+
+				"# fencing: off, require or best-effort.\n", a.target.Cluster)
 			if err := os.WriteFile(path, []byte(renderConfigYAML(cur, header)), 0o600); err != nil {
 				return err
 			}
@@ -344,6 +351,7 @@ func configValues(c cluster.DynamicConfig) map[string]any {
 		"synchronous_node_count": c.NodeCount(),
 		"failover_backoff":       "0s",
 		"failsafe_mode":          false,
+		"fencing":                string(cluster.FencingOff),
 	}
 	out := make(map[string]any, len(operator.ConfigKeys))
 	for _, k := range operator.ConfigKeys {

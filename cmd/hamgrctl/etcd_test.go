@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/dcs/etcd"
 	"github.com/hamgr/hamgr/dcs/etcd/etcdembed"
+	"github.com/hamgr/hamgr/internal/ipmisim"
 )
 
 // startEtcd starts an embedded etcd on a free loopback port and returns a
@@ -100,4 +104,71 @@ func TestUnreachableEtcdNamed(t *testing.T) {
 		}
 	}
 	t.Logf("%s", stderr)
+}
+
+// hamgrctl fence against a real etcd and a real BMC simulator: without
+// confirmation nothing happens; with --yes the last leader's machine is
+// powered off through the ipmi driver of the config file's fencing
+// section, and the fence is recorded tied to its epoch (proof for the
+// election, and it never leads again under that epoch), in the history,
+// and shown by list.
+func TestFenceAgainstEtcdAndBMC(t *testing.T) {
+	sim := ipmisim.Start(t)
+	srv, st := startEtcd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := st.Grant(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	l, ok, err := st.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0, nil)
+	if err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "bmc.pw")
+	if err := os.WriteFile(pw, []byte(ipmisim.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "hamgr.yml")
+	doc := fmt.Sprintf(`cluster: c
+name: n2
+etcd: {endpoints: [%q]}
+postgresql: {data_dir: /d/pg, replication: {password_file: /pw}}
+fencing:
+  members:
+    n1: {driver: ipmi, address: 127.0.0.1, port: %d, username: %s, password_file: %s, timeout: 20s}
+`, srv.Endpoints()[0], sim.Port, ipmisim.User, pw)
+	if err := os.WriteFile(cfgFile, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The config file names the cluster and etcd too; the flags agree.
+	conn := []string{"--cluster", "c", "--etcd", srv.Endpoints()[0], "--config", cfgFile}
+	code, _, stderr := runCLI(t, "", false, append([]string{"fence", "n1"}, conn...)...)
+	if code == 0 || sim.Power(t) != "on" {
+		t.Fatalf("fence without a terminal or --yes: exit %d, power %s (%s)", code, sim.Power(t), stderr)
+	}
+	code, out, stderr := runCLI(t, "", false, append([]string{"fence", "n3", "--yes"}, conn...)...)
+	if code == 0 || !strings.Contains(stderr, "fencing.members.n3") {
+		t.Fatalf("fence of a member without a driver: exit %d, %s %s", code, out, stderr)
+	}
+	code, out, stderr = runCLI(t, "", false, append([]string{"fence", "n1", "--yes"}, conn...)...)
+	if code != 0 || sim.Power(t) != "off" || !strings.Contains(out, "Fenced n1") || !strings.Contains(out, "epoch") {
+		t.Fatalf("fence --yes: exit %d, power %s\n%s%s", code, sim.Power(t), out, stderr)
+	}
+	snap, err := st.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := snap.FencedLastLeader()
+	if f == nil || f.Epoch != l.Epoch || !strings.Contains(f.Driver, "ipmi") || strings.Contains(fmt.Sprint(*f), ipmisim.Password) {
+		t.Fatalf("fence record %+v (leader epoch %d): want n1 confirmed for its epoch, no password", snap.Fenced, l.Epoch)
+	}
+	hist, err := st.History(ctx)
+	if err != nil || len(hist) == 0 || hist[len(hist)-1].Kind != cluster.HistoryFence || hist[len(hist)-1].Fence == nil {
+		t.Fatalf("history %+v, %v: want a fence entry", hist, err)
+	}
+	_, out, _ = runCLI(t, "", false, append([]string{"list"}, conn...)...)
+	if !strings.Contains(out, "Fenced: n1 (confirmed, ipmi") {
+		t.Fatalf("list does not show the fence:\n%s", out)
+	}
 }

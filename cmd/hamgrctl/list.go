@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -127,6 +128,10 @@ type listJSON struct {
 	SyncStandbys    []string     `json:"sync_standbys"`
 	Request         *requestJSON `json:"request"`
 	Members         []memberJSON `json:"members"`
+	// Fenced lists the fences to show: the current promotion's fence step
+	// and operators' fences of members that have not published a record
+	// since.
+	Fenced []cluster.FenceOutcome `json:"fenced"`
 }
 
 type requestJSON struct {
@@ -194,6 +199,7 @@ func listDocument(name string, s cluster.Snapshot) listJSON {
 		}
 		d.Request = rj
 	}
+	d.Fenced = append([]cluster.FenceOutcome{}, fencedMembers(s)...)
 	for _, m := range s.Members {
 		tl, lsn, _ := m.Position.PostgreSQL()
 		d.Members = append(d.Members, memberJSON{
@@ -243,7 +249,11 @@ func writeList(out io.Writer, name string, s cluster.Snapshot, now time.Time) er
 		syncText = fmt.Sprintf("   Sync: %s (standbys: %s)", s.Config.SynchronousMode, standbys)
 	}
 	fmt.Fprintf(out, "Cluster: %s   Leader: %s   Paused: %s   Members: %d%s\n", name, leader, paused, len(s.Members), syncText)
-	fmt.Fprintf(out, "Request: %s\n\n", describeRequest(s.Request, now))
+	fmt.Fprintf(out, "Request: %s\n", describeRequest(s.Request, now))
+	for _, f := range fencedMembers(s) {
+		fmt.Fprintf(out, "Fenced: %s\n", describeFence(f))
+	}
+	fmt.Fprintln(out)
 	if len(s.Members) == 0 {
 		fmt.Fprintln(out, "No member has published a record: no agent is running, or the cluster name or etcd prefix is wrong.")
 		return nil
@@ -354,4 +364,43 @@ func describeRequest(r *cluster.Request, now time.Time) string {
 		fmt.Fprintf(&b, " at %s", r.RequestedAt.Local().Format("15:04:05"))
 	}
 	return b.String()
+}
+
+// fencedMembers are the fences list shows: the fence step of the current
+// leader's promotion (confirmed or not), then every operator's fence
+// (hamgrctl fence) of a member whose agent has not published a record
+// since, by name.
+func fencedMembers(s cluster.Snapshot) []cluster.FenceOutcome {
+	var out []cluster.FenceOutcome
+	if l := s.Leader; l != nil && l.Promotion != nil && l.Promotion.Fence != nil {
+		out = append(out, *l.Promotion.Fence)
+	}
+	names := make([]string, 0, len(s.Fenced))
+	for n := range s.Fenced {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		f := s.Fenced[n]
+		if m := s.Member(n); m != nil && m.UpdatedAt.After(f.At) {
+			continue // back since
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// describeFence renders a fence on one line.
+func describeFence(f cluster.FenceOutcome) string {
+	s := fmt.Sprintf("%s (%s", f.Target, f.Result)
+	if f.Driver != "" {
+		s += ", " + f.Driver
+	}
+	if !f.At.IsZero() {
+		s += ", " + f.At.UTC().Format("2006-01-02 15:04:05")
+	}
+	if f.By != "" {
+		s += ", by " + f.By
+	}
+	return s + ")"
 }

@@ -159,6 +159,6 @@ Exit status: 0 success, 1 refused or failed, 2 usage error.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	a.conn.register(root)
 	root.AddCommand(a.listCmd(), a.switchoverCmd(), a.failoverCmd(), a.pauseCmd(true), a.pauseCmd(false),
-		a.historyCmd(), a.configCmd(), a.bootstrapCmd(), a.dsnCmd())
+		a.historyCmd(), a.configCmd(), a.bootstrapCmd(), a.dsnCmd(), a.fenceCmd())
 	return root, a
 }

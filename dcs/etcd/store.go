@@ -192,6 +192,7 @@ const (
 	keyRequest    = "request"
 	keySync       = "sync"
 	keyFailsafe   = "failsafe"
+	keyFenced     = "fenced/"
 )
 
 func (s *Store) key(name string) string { return s.base + name }
@@ -436,6 +437,7 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 		clientv3.OpGet(s.key(keyRequest)),
 		clientv3.OpGet(s.key(keySync)),
 		clientv3.OpGet(s.key(keyFailsafe)),
+		clientv3.OpGet(s.key(keyFenced), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return cluster.Snapshot{}, s.opErr("load", s.base, err)
@@ -493,7 +495,63 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 		}
 		snap.Failsafe = &f
 	}
+	for _, kv := range kvs(8) {
+		var f cluster.FenceOutcome
+		if err := json.Unmarshal(kv.Value, &f); err != nil || f.Target == "" {
+			s.log.Warn("skipping undecodable fence record", "key", string(kv.Key), "err", err)
+			continue
+		}
+		if snap.Fenced == nil {
+			snap.Fenced = map[string]cluster.FenceOutcome{}
+		}
+		snap.Fenced[f.Target] = f
+	}
 	return snap, nil
+}
+
+// RecordFence records an operator's fence (hamgrctl fence) in one
+// transaction: fenced/<target> (the latest fence of that member, read
+// into Snapshot.Fenced) and a history entry of kind fence, keyed by the
+// revision of the snapshot the operator acted on (after every epoch
+// before it; written only if no entry has that key, so it replaces no
+// leadership's). A fence carrying the epoch of
+// last_leader is written only if last_leader is still that epoch (it
+// returns an error wrapping dcs.ErrEpochChanged otherwise), so a mark
+// meant for one leadership never lands on the next.
+func (s *Store) RecordFence(ctx context.Context, f cluster.FenceOutcome, rev int64) error {
+	if f.Target == "" || strings.Contains(f.Target, "/") || rev <= 0 {
+		return fmt.Errorf("etcd record fence: invalid target %q or revision %d", f.Target, rev)
+	}
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("etcd record fence of %s: %w", f.Target, err)
+	}
+	e := cluster.HistoryEntry{Epoch: cluster.Epoch(rev), Kind: cluster.HistoryFence, OldPrimary: f.Target,
+		Reason: fmt.Sprintf("%s fenced %s", f.By, f.Target), Fence: &f}
+	h, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("etcd record fence of %s: %w", f.Target, err)
+	}
+	key, hkey := s.key(keyFenced+f.Target), s.key(historyKeyName(e.Epoch))
+	conds := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(hkey), "=", 0)}
+	if f.Epoch > 0 {
+		conds = append(conds, clientv3.Compare(clientv3.ModRevision(s.key(keyLastLeader)), "=", int64(f.Epoch)))
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Txn(rctx).If(conds...).Then(clientv3.OpPut(key, string(v)), clientv3.OpPut(hkey, string(h))).Commit()
+	if err != nil {
+		return s.opErr("record fence", key, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("etcd record fence %s: %w: last_leader is no longer epoch %d, or history entry %d exists; read the cluster again",
+			key, dcs.ErrEpochChanged, f.Epoch, rev)
+	}
+	return nil
 }
 
 // PublishMember writes members/<m.Name> as JSON, bound to the session

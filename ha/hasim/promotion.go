@@ -63,6 +63,7 @@ func (f simFencer) Fence(_ context.Context, t stonith.Target) (stonith.Confirmat
 	if target == nil {
 		return stonith.Confirmation{}, fmt.Errorf("no BMC known for %s", t.Name)
 	}
+	w.checkFence(f.n, t.Name)
 	target.alive, target.frozen = false, false
 	target.db.stop(true)
 	epoch := cluster.Epoch(0)
@@ -155,6 +156,33 @@ func (s faultyStore) AppendHistory(ctx context.Context, e cluster.HistoryEntry) 
 	return s.Client.AppendHistory(ctx, e)
 }
 
+// checkFence: a fence by fencer of target happens only while fencer holds
+// the leader key of an epoch E whose promotion record names target as its
+// old primary, target being the leader of the epoch the promotion took
+// over from (the last leader) and not fencer itself; and at most once per
+// epoch.
+func (w *World) checkFence(fencer *node, target string) {
+	l := w.store.Snapshot().Leader
+	switch {
+	case l == nil || l.Name != fencer.spec.Name:
+		w.violate("%s fenced %s without holding the leader key (leader %s)", fencer.spec.Name, target, w.leaderString())
+		return
+	case l.Promotion == nil || l.Promotion.OldPrimary != target || target == fencer.spec.Name:
+		w.violate("%s fenced %s at epoch %d, not the old primary of its promotion (%v)", fencer.spec.Name, target, l.Epoch, l.Promotion)
+		return
+	}
+	if old, ok := w.leaderAt[l.Promotion.Lost]; ok && old != target {
+		w.violate("%s fenced %s at epoch %d, but %s led the lost epoch %d", fencer.spec.Name, target, l.Epoch, old, l.Promotion.Lost)
+	}
+	if w.fencedAt == nil {
+		w.fencedAt = map[cluster.Epoch]string{}
+	}
+	if prev, ok := w.fencedAt[l.Epoch]; ok {
+		w.violate("%s fenced %s a second time at epoch %d (first: %s)", fencer.spec.Name, target, l.Epoch, prev)
+	}
+	w.fencedAt[l.Epoch] = target
+}
+
 // checkPromotionSteps: no database is promoted at epoch E before every
 // earlier step of E's promotion is done — the key was taken with a
 // promotion record (StepKey), the old primary was dealt with (StepFence:
@@ -174,9 +202,29 @@ func (w *World) checkPromotionSteps(n *node) {
 		return
 	case !p.Has(cluster.StepKey) || !p.Has(cluster.StepFence):
 		w.violate("%s promoted at epoch %d before the earlier steps were done (%s)", n.spec.Name, l.Epoch, p)
+	case mustConfirmFence(s, *p, n.spec.Name) && (p.Fence == nil || p.Fence.Result != cluster.FenceConfirmed):
+		w.violate("%s promoted at epoch %d over %s without a confirmed fence (fencing %s, evidence %v, fence %v)",
+			n.spec.Name, l.Epoch, p.OldPrimary, s.Config.Fencing, p.Evidence, p.Fence)
 	}
 	if s.Config != nil && s.Config.SynchronousMode.Enabled() && !n.db.syncAny && len(n.db.syncNames) == 0 {
 		w.violate("%s promoted at epoch %d in synchronous mode %s before requiring a standby's confirmation",
 			n.spec.Name, l.Epoch, s.Config.SynchronousMode)
 	}
+}
+
+// mustConfirmFence reports whether promotion p of self may promote only
+// after a confirmed fence: it is over another member that neither handed
+// over nor was fenced by an operator, and fencing is require or the fence
+// is the promotion's only proof (evidence fence).
+func mustConfirmFence(s cluster.Snapshot, p cluster.Promotion, self string) bool {
+	if p.OldPrimary == "" || p.OldPrimary == self || p.Evidence == nil {
+		return false
+	}
+	switch p.Evidence.Kind {
+	case cluster.EvidenceHandoff, cluster.EvidenceFenced, cluster.EvidenceNone:
+		return false
+	case cluster.EvidenceFence:
+		return true
+	}
+	return s.Config != nil && s.Config.Fencing == cluster.FencingRequire
 }

@@ -93,8 +93,12 @@ func randomWorldWith(seed uint64, failsafe bool) (*World, []string, error) {
 		specs = append(specs, s)
 	}
 	cfg := Config{Members: specs, Fresh: r.IntN(4) == 0}
+	// The fencing policy from a stream of its own: require (the default
+	// with fencers), best-effort or off.
+	pol := rand.New(rand.NewPCG(seed, 0xfe9c))
 	cfg.defaults()
 	cfg.Dynamic.FailsafeMode = failsafe
+	cfg.Dynamic.Fencing = []cluster.FencingPolicy{"", cluster.FencingBestEffort, cluster.FencingOff}[pol.IntN(3)]
 	api := rand.New(rand.NewPCG(seed, 0xfa15e))
 	w := New(cfg)
 	names := make([]string, len(specs))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,6 +82,11 @@ func (c *Config) defaults() {
 			RetryTimeout: cluster.Duration(time.Second), PrimaryStartTimeout: cluster.Duration(3 * time.Second),
 		}
 	}
+	if c.Dynamic.Fencing == "" && slices.ContainsFunc(c.Members, func(m MemberSpec) bool { return m.Fencer }) {
+		// Members with a fencer fence: a world that gives them one
+		// without a policy means require.
+		c.Dynamic.Fencing = cluster.FencingRequire
+	}
 	if c.Tick == 0 {
 		c.Tick = 100 * time.Millisecond
 	}
@@ -109,7 +115,11 @@ type World struct {
 	// violations found during the current step.
 	violations []string
 	maxEpoch   cluster.Epoch
-	wakeRev    int64
+	// leaderAt names the member that took the key of each epoch seen;
+	// fencedAt the epochs whose leader fenced (checkFence).
+	leaderAt map[cluster.Epoch]string
+	fencedAt map[cluster.Epoch]string
+	wakeRev  int64
 	// storeDown is a store outage: no agent reaches it.
 	storeDown bool
 	// revoked holds the leases the store revoked before their TTL ran out
@@ -413,6 +423,10 @@ func (w *World) checkEpochs() {
 		return
 	}
 	w.maxEpoch = l.Epoch
+	if w.leaderAt == nil {
+		w.leaderAt = map[cluster.Epoch]string{}
+	}
+	w.leaderAt[l.Epoch] = l.Name
 	w.logf("store: %s took the leader key, epoch %d", l.Name, l.Epoch)
 }
 

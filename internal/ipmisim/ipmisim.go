@@ -62,6 +62,9 @@ set) while [ $# -ge 2 ]; do
          power) if [ "$v" = 0 ] && [ -f "$DIR/host.pid" ]; then
                   kill -KILL "$(cat "$DIR/host.pid")" 2>/dev/null; rm -f "$DIR/host.pid"
                 fi
+                if [ "$v" = 0 ] && [ -f "$DIR/poweroff.sh" ]; then
+                  sh "$DIR/poweroff.sh" >> "$DIR/chassis.log" 2>&1
+                fi
                 echo "$v" > "$DIR/power" ;;
          reset) echo 1 > "$DIR/power" ;;
        esac
@@ -245,6 +248,25 @@ func (b *BMC) WaitHostDead(within time.Duration) bool {
 	case <-time.After(within):
 		return false
 	}
+}
+
+// OnPowerOff makes every chassis power-off run script (sh) as well as kill
+// the stand-in host: a test's way to power a real machine's processes off
+// (localcluster.Node.PowerOffScript).
+func (b *BMC) OnPowerOff(t testing.TB, script string) {
+	t.Helper()
+	write(t, filepath.Join(b.dir, "poweroff.sh"), script, 0o644)
+}
+
+// ChassisLog is the chassis program's log: one line per request, with the
+// time it ran (date +%T.%N).
+func (b *BMC) ChassisLog(t testing.TB) string {
+	t.Helper()
+	s, err := os.ReadFile(filepath.Join(b.dir, "chassis.log"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(s)
 }
 
 // SetPowerOff records the power as off without touching the host (for
