@@ -30,8 +30,9 @@ const (
 	buildScript = "integration/containers/build-images.sh"
 )
 
-// drillTiming is the fast timing profile (ttl 5 s): the drills wait
-// multiples of the TTL.
+// drillTTL is the fast timing profile's ttl, the one every drill but the
+// fault matrix's default-profile cells runs with: the drills wait multiples
+// of the TTL.
 const (
 	drillTTL  = 5 * time.Second
 	pgPort    = 5432
@@ -94,6 +95,7 @@ func (m *member) id() string { return m.ctr.GetContainerID() }
 // network.
 type cluster struct {
 	t        *testing.T
+	timing   profile
 	netName  string
 	nodes    []*member
 	etcds    []*member
@@ -181,15 +183,35 @@ func (c *cluster) startContainerHC(ctx context.Context, name string, ip netip.Ad
 	return &member{name: name, ip: ip, ctr: ctr}
 }
 
-// startCluster starts three etcd members and three nodes and waits until
-// one node is primary and both others stream from it.
+// profile is a timing profile the nodes' hamgr.yml sets
+// (localcluster.FastTiming and localcluster.DefaultTiming).
+type profile struct {
+	name                                             string
+	ttl, loopWait, retryTimeout, primaryStartTimeout time.Duration
+}
+
+// The two documented timing profiles.
+var (
+	fastProfile    = profile{name: "fast", ttl: drillTTL, loopWait: drillLoopWait, retryTimeout: drillRetryTimeout, primaryStartTimeout: 10 * time.Second}
+	defaultProfile = profile{name: "default", ttl: 10 * time.Second, loopWait: 2 * time.Second, retryTimeout: 5 * time.Second, primaryStartTimeout: 30 * time.Second}
+)
+
+// startCluster starts a cluster with the fast timing profile.
 func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	return startClusterWith(t, fastProfile)
+}
+
+// startClusterWith starts three etcd members and three nodes with timing
+// profile p and waits until one node is primary and both others stream
+// from it.
+func startClusterWith(t *testing.T, p profile) *cluster {
 	t.Helper()
 	requireEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	netName, prefix := createNetwork(t)
-	c := &cluster{t: t, netName: netName, password: randomSecret(t, 12), byIP: map[string]string{}}
+	c := &cluster{t: t, timing: p, netName: netName, password: randomSecret(t, 12), byIP: map[string]string{}}
 	var initial, endpoints []string
 	for i := range 3 {
 		ip := addr(prefix, byte(21+i))
@@ -216,7 +238,7 @@ func startCluster(t *testing.T) *cluster {
 		ip := addr(prefix, byte(11+i))
 		c.byIP[ip.String()] = name
 		c.nodes = append(c.nodes, c.startContainerHC(ctx, name, ip, nodeImage, map[string]string{
-			"HAMGR_CONFIG":               nodeConfig(name, ip, endpoints),
+			"HAMGR_CONFIG":               nodeConfig(name, ip, endpoints, p),
 			"HAMGR_SUPERUSER_PASSWORD":   c.password,
 			"HAMGR_REPLICATION_PASSWORD": c.password + "-r",
 			"HAMGR_API_TOKEN":            c.password + "-t",
@@ -242,9 +264,9 @@ func startCluster(t *testing.T) *cluster {
 	return c
 }
 
-// nodeConfig is a node's hamgr.yml: the fast timing profile, every
-// address the container's own.
-func nodeConfig(name string, ip netip.Addr, etcd []string) string {
+// nodeConfig is a node's hamgr.yml: timing profile p, every address the
+// container's own.
+func nodeConfig(name string, ip netip.Addr, etcd []string, p profile) string {
 	return fmt.Sprintf(`cluster: drill
 name: %s
 etcd:
@@ -271,10 +293,10 @@ postgresql:
     max_connections: "50"
 timing:
   ttl: %s
-  loop_wait: 1s
-  retry_timeout: 3s
-  primary_start_timeout: 10s
-`, name, strings.Join(etcd, ", "), apiPort, ip, apiPort, ip, pgPort, drillTTL)
+  loop_wait: %s
+  retry_timeout: %s
+  primary_start_timeout: %s
+`, name, strings.Join(etcd, ", "), apiPort, ip, apiPort, ip, pgPort, p.ttl, p.loopWait, p.retryTimeout, p.primaryStartTimeout)
 }
 
 // waitEtcd waits until every etcd member answers /health with 200.

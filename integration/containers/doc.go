@@ -10,7 +10,11 @@
 // member; every acknowledgement is logged with the member and timeline that
 // gave it, and integration/history checks the log: no split-brain write,
 // no acknowledged write lost (synchronous mode), no failover without a
-// fault, convergence within 30 s of the heal.
+// fault, convergence within 30 s of the heal. The drills run in
+// synchronous mode with the fast timing profile; TestFaultMatrix
+// (HAMGR_FAULT_MATRIX=<runs per cell>) runs every fault with both timing
+// profiles in both replication modes and writes the table of what they
+// measured (HAMGR_FAULT_MATRIX_OUT=<file>).
 //
 // The images come from build-images.sh in this directory (Debian packages
 // only, no registry). Without them, or without a Docker engine, the drills

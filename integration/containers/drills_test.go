@@ -18,16 +18,41 @@ const convergeTarget = 30 * time.Second
 // autoFailoverLimit bounds the wait for an automatic failover: the lease
 // (ttl), the replicas' receiver timeout (6 s) and the election, with room
 // for a loaded machine.
-const autoFailoverLimit = 3*drillTTL + 15*time.Second
+func autoFailoverLimit(p profile) time.Duration { return 3*p.ttl + 15*time.Second }
+
+// replication is the replication mode a drill sets (synchronous_mode).
+type replication int
+
+// The replication modes.
+const (
+	syncMode  replication = iota // synchronous_mode=on
+	asyncMode                    // synchronous_mode=off
+)
+
+func (r replication) String() string {
+	if r == asyncMode {
+		return "async"
+	}
+	return "sync"
+}
+
+// setting is the synchronous_mode value of r.
+func (r replication) setting() string {
+	if r == asyncMode {
+		return "off"
+	}
+	return "on"
+}
 
 // fault is one way to take the primary out, and to bring it back.
 type fault struct {
 	name string
 	// inject takes node n out.
 	inject func(c *cluster, n *member)
-	// minHold is how long after the injection (after inject returned) the
-	// heal waits at least (besides waiting for the failover).
-	minHold time.Duration
+	// holdTTLs is how long after the injection (after inject returned) the
+	// heal waits at least, in ttls of the drill's timing profile (besides
+	// waiting for the failover).
+	holdTTLs int
 	// heal brings node n back.
 	heal func(c *cluster, n *member)
 	// failovers is how many the fault must cause: 1, or 0 when the primary
@@ -50,6 +75,8 @@ type drillResult struct {
 	old, primary string
 	// healed is just before the heal.
 	healed time.Time
+	// timing is the cluster's timing profile.
+	timing profile
 }
 
 // cut drops every packet between node n and the given peers, both ways.
@@ -65,6 +92,16 @@ func uncut(c *cluster, n *member) {
 	c.iptables(n, "-F", "OUTPUT")
 	c.iptables(n, "-F", "INPUT")
 }
+
+// drillOptions are the settings a drill runs with besides its fault.
+type drillOptions struct {
+	timing profile
+	mode   replication
+}
+
+// defaultDrill is what every TestDrill* runs with: the fast timing
+// profile, synchronous mode.
+var defaultDrill = drillOptions{timing: fastProfile, mode: syncMode}
 
 // others returns the nodes other than n.
 func (c *cluster) others(n *member) []*member {
@@ -92,40 +129,51 @@ func TestDrillKill(t *testing.T) {
 	if os.Getenv("HAMGR_CONTAINER_DRILLS") != "all" {
 		t.Skip("docker kill of the primary is not failed over automatically yet (no proof the old primary stopped: old_primary_not_proven_dead); HAMGR_CONTAINER_DRILLS=all runs this drill")
 	}
-	runDrill(t, fault{
+	runDrill(t, killFault())
+}
+
+// killFault is TestDrillKill's fault.
+func killFault() fault {
+	return fault{
 		name:      "docker kill",
-		inject:    func(c *cluster, n *member) { docker(t, "kill", n.id()) },
-		heal:      func(c *cluster, n *member) { docker(t, "start", n.id()) },
+		inject:    func(c *cluster, n *member) { docker(c.t, "kill", n.id()) },
+		heal:      func(c *cluster, n *member) { docker(c.t, "start", n.id()) },
 		failovers: 1,
-	})
+	}
 }
 
 // TestDrillPause: docker pause (cgroup freezer) of the primary past twice
 // the TTL, then docker unpause: the frozen primary must not take writes
 // once it thaws.
-func TestDrillPause(t *testing.T) {
-	runDrill(t, fault{
+func TestDrillPause(t *testing.T) { runDrill(t, pauseFault()) }
+
+// pauseFault is TestDrillPause's fault.
+func pauseFault() fault {
+	return fault{
 		name:      "docker pause",
-		inject:    func(c *cluster, n *member) { docker(t, "pause", n.id()) },
-		minHold:   2 * drillTTL,
-		heal:      func(c *cluster, n *member) { docker(t, "unpause", n.id()) },
+		inject:    func(c *cluster, n *member) { docker(c.t, "pause", n.id()) },
+		holdTTLs:  2,
+		heal:      func(c *cluster, n *member) { docker(c.t, "unpause", n.id()) },
 		failovers: 1,
-	})
+	}
 }
 
 // TestDrillDisconnect: the primary's container is disconnected from the
 // drill network (cut off from etcd, replicas and clients), then connected
 // again with the address it had.
-func TestDrillDisconnect(t *testing.T) {
-	runDrill(t, fault{
-		name:    "network disconnect",
-		inject:  func(c *cluster, n *member) { docker(t, "network", "disconnect", c.netName, n.id()) },
-		minHold: 2 * drillTTL,
+func TestDrillDisconnect(t *testing.T) { runDrill(t, disconnectFault()) }
+
+// disconnectFault is TestDrillDisconnect's fault.
+func disconnectFault() fault {
+	return fault{
+		name:     "network disconnect",
+		inject:   func(c *cluster, n *member) { docker(c.t, "network", "disconnect", c.netName, n.id()) },
+		holdTTLs: 2,
 		heal: func(c *cluster, n *member) {
-			docker(t, "network", "connect", "--ip", n.ip.String(), "--alias", n.name, c.netName, n.id())
+			docker(c.t, "network", "connect", "--ip", n.ip.String(), "--alias", n.name, c.netName, n.id())
 		},
 		failovers: 1,
-	})
+	}
 }
 
 // TestDrillCutFromEtcd: iptables inside the primary's container drops
@@ -133,40 +181,49 @@ func TestDrillDisconnect(t *testing.T) {
 // replicas and clients still reach it; the rules are then removed. Its agent
 // cannot renew the lease, so it must stop taking writes before the lease
 // can expire, and the replicas then have their proof.
-func TestDrillCutFromEtcd(t *testing.T) {
-	runDrill(t, fault{
+func TestDrillCutFromEtcd(t *testing.T) { runDrill(t, cutFromEtcdFault()) }
+
+// cutFromEtcdFault is TestDrillCutFromEtcd's fault.
+func cutFromEtcdFault() fault {
+	return fault{
 		name:      "cut from etcd",
 		inject:    func(c *cluster, n *member) { cut(c, n, c.etcds) },
-		minHold:   2 * drillTTL,
+		holdTTLs:  2,
 		heal:      uncut,
 		failovers: 1,
-	})
+	}
 }
 
 // TestDrillCutFromAllButClients: the primary reaches neither etcd nor its
 // replicas, only the clients (the test process): as above, it must fence
 // itself, and the replicas fail over among themselves.
-func TestDrillCutFromAllButClients(t *testing.T) {
-	runDrill(t, fault{
+func TestDrillCutFromAllButClients(t *testing.T) { runDrill(t, cutFromAllButClientsFault()) }
+
+// cutFromAllButClientsFault is TestDrillCutFromAllButClients's fault.
+func cutFromAllButClientsFault() fault {
+	return fault{
 		name:      "cut from etcd and replicas",
 		inject:    func(c *cluster, n *member) { cut(c, n, append(c.others(n), c.etcds...)) },
-		minHold:   2 * drillTTL,
+		holdTTLs:  2,
 		heal:      uncut,
 		failovers: 1,
-	})
+	}
 }
 
 // TestDrillCutFromReplicas: the primary loses its replicas only; it keeps
 // etcd and so its lease, and nobody may take over: no failover. In
 // synchronous mode its commits wait for a synchronous standby meanwhile.
-func TestDrillCutFromReplicas(t *testing.T) {
-	runDrill(t, fault{
+func TestDrillCutFromReplicas(t *testing.T) { runDrill(t, cutFromReplicasFault()) }
+
+// cutFromReplicasFault is TestDrillCutFromReplicas's fault.
+func cutFromReplicasFault() fault {
+	return fault{
 		name:      "cut from replicas",
 		inject:    func(c *cluster, n *member) { cut(c, n, c.others(n)) },
-		minHold:   2 * drillTTL,
+		holdTTLs:  2,
 		heal:      uncut,
 		failovers: 0,
-	})
+	}
 }
 
 // cutOneWay drops the packets of one direction only between node n and
@@ -193,15 +250,7 @@ func cutOneWay(c *cluster, n *member, peers []*member, chain string) {
 // before the lease expires; the replicas, once the key is gone, have
 // their proof (the old primary refuses connections) and one of them is
 // promoted: one failover, no split-brain write, nothing acknowledged lost.
-func TestDrillOneWayToEtcd(t *testing.T) {
-	runDrill(t, fault{
-		name:      "one-way cut to etcd (OUTPUT)",
-		inject:    func(c *cluster, n *member) { cutOneWay(c, n, c.etcds, "OUTPUT") },
-		minHold:   2 * drillTTL,
-		heal:      uncut,
-		failovers: 1,
-	})
-}
+func TestDrillOneWayToEtcd(t *testing.T) { runDrill(t, oneWayFault("OUTPUT")) }
 
 // TestDrillOneWayFromEtcd: the reverse: the primary's packets reach etcd
 // but etcd's never reach it (INPUT only). The renewal requests already in
@@ -216,14 +265,22 @@ func TestDrillOneWayToEtcd(t *testing.T) {
 // The expected end is the same as the OUTPUT cut's: the old primary
 // fenced, one failover once the lease expires, no split-brain write,
 // nothing acknowledged lost.
-func TestDrillOneWayFromEtcd(t *testing.T) {
-	runDrill(t, fault{
-		name:      "one-way cut from etcd (INPUT)",
-		inject:    func(c *cluster, n *member) { cutOneWay(c, n, c.etcds, "INPUT") },
-		minHold:   2 * drillTTL,
+func TestDrillOneWayFromEtcd(t *testing.T) { runDrill(t, oneWayFault("INPUT")) }
+
+// oneWayFault is the one-way cut between the primary and etcd in chain
+// "OUTPUT" (to etcd) or "INPUT" (from etcd).
+func oneWayFault(chain string) fault {
+	name := "one-way cut to etcd (OUTPUT)"
+	if chain == "INPUT" {
+		name = "one-way cut from etcd (INPUT)"
+	}
+	return fault{
+		name:      name,
+		inject:    func(c *cluster, n *member) { cutOneWay(c, n, c.etcds, chain) },
+		holdTTLs:  2,
 		heal:      uncut,
 		failovers: 1,
-	})
+	}
 }
 
 // TestDrillCPUThrottle: the primary's container is throttled to 5 % of a
@@ -236,84 +293,86 @@ func TestDrillOneWayFromEtcd(t *testing.T) {
 // acknowledgement; the drill logs which happened. Skipped, with the
 // engine's error, where docker update cannot set a CPU quota.
 func TestDrillCPUThrottle(t *testing.T) {
-	runDrill(t, cpuThrottle(t, 100*time.Millisecond, 5*time.Millisecond))
+	runDrill(t, cpuThrottle(100*time.Millisecond, 5*time.Millisecond))
 }
 
 // TestDrillCPUThrottleHard: the same at 0.1 % of a CPU: the smallest quota
 // (1 ms) in the longest period (1 s), so the container's processes are
 // stopped for most of each second, in one piece.
 func TestDrillCPUThrottleHard(t *testing.T) {
-	runDrill(t, cpuThrottle(t, time.Second, time.Millisecond))
+	runDrill(t, cpuThrottle(time.Second, time.Millisecond))
 }
 
 // cpuThrottle is the fault of the CPU drills: the primary's container held
 // to quota of CPU time per period for three ttls.
-func cpuThrottle(t *testing.T, period, quota time.Duration) fault {
+func cpuThrottle(period, quota time.Duration) fault {
 	us := func(d time.Duration) string { return fmt.Sprint(d.Microseconds()) }
 	return fault{
 		name: fmt.Sprintf("CPU throttled to %v per %v", quota, period),
 		inject: func(c *cluster, n *member) {
 			if _, err := dockerErr("update", "--cpu-period", us(period), "--cpu-quota", us(quota), n.id()); err != nil {
-				t.Skipf("this engine cannot throttle a container's CPU: %v", err)
+				c.t.Skipf("this engine cannot throttle a container's CPU: %v", err)
 			}
 		},
-		minHold:      3 * drillTTL,
-		heal:         func(c *cluster, n *member) { docker(t, "update", "--cpu-quota", "-1", n.id()) },
+		holdTTLs:     3,
+		heal:         func(c *cluster, n *member) { docker(c.t, "update", "--cpu-quota", "-1", n.id()) },
 		failovers:    0,
 		maxFailovers: 1,
 	}
 }
 
-// runDrill starts a cluster in synchronous mode, writes, injects f into
-// the primary, waits for the failover, heals, waits for convergence and
-// checks the history: no split-brain write, no acknowledged write lost, no
-// failover the fault does not explain, convergence within 30 s.
+// drillRecord is what one drill measured, a row of the fault matrix.
+type drillRecord struct {
+	fault  string
+	timing string
+	mode   replication
+	// unavailability is the longest interval without an acknowledged
+	// write through the multi-host string around the fault; measured is
+	// false when it could not be measured.
+	unavailability time.Duration
+	measured       bool
+	// splitBrain and lost count split-brain writes and acknowledged
+	// writes lost; falseFailovers the failovers no fault explains and
+	// failovers every timeline change.
+	splitBrain, lost, falseFailovers, failovers int
+	// converge is from the heal until every member streams from one
+	// primary.
+	converge time.Duration
+}
+
+// runDrill runs f with defaultDrill (fast profile, synchronous mode).
 func runDrill(t *testing.T, f fault) {
+	runDrillWith(t, f, defaultDrill)
+}
+
+// runDrillWith starts a cluster with o's timing and replication mode,
+// writes, injects f into the primary, waits for the failover, heals, waits
+// for convergence and checks the history: no split-brain write, no
+// acknowledged write lost (synchronous mode only; asynchronous mode
+// reports the count), no failover the fault does not explain, convergence
+// within 30 s. It returns what it measured; a fatal failure ends the test
+// before it returns.
+func runDrillWith(t *testing.T, f fault, o drillOptions) drillRecord {
 	begin := time.Now()
-	c := startCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	c := startClusterWith(t, o.timing)
+	// 4 min at the fast profile, more for longer ttls.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute+10*(o.timing.ttl-drillTTL))
 	defer cancel()
 	old := c.node("n1")
-	c.hamgrctl(old, "config", "set", "synchronous_mode=on")
-	c.waitSyncStandby(ctx, old)
+	c.hamgrctl(old, "config", "set", "synchronous_mode="+o.mode.setting())
+	if o.mode == syncMode {
+		c.waitSyncStandby(ctx, old)
+	}
 	w := c.startWriters(ctx)
 	if err := w.waitFor(ctx, "100 acknowledgements", func(a []history.Ack) bool { return len(a) >= 100 }); err != nil {
 		t.Fatal(err)
 	}
 	oldTL := w.snapshot()[0].Timeline
-	t.Logf("cluster up in %v: primary %s on timeline %d, synchronous_mode=on", time.Since(begin).Round(time.Millisecond), old.name, oldTL)
+	t.Logf("cluster up in %v: primary %s on timeline %d, %s timing, synchronous_mode=%s",
+		time.Since(begin).Round(time.Millisecond), old.name, oldTL, o.timing.name, o.mode.setting())
 
 	start := time.Now()
-	f.inject(c, old)
-	injected := time.Now()
-	newTL := func(a []history.Ack) bool {
-		for _, x := range a {
-			if x.Timeline > oldTL && x.Path == history.PathMultiHost {
-				return true
-			}
-		}
-		return false
-	}
-	if f.failovers > 0 {
-		waitFailover(ctx, t, c, w, f, old, newTL)
-	}
-	failedOver := "no failover expected"
-	if f.maxFailovers > f.failovers {
-		failedOver = fmt.Sprintf("%d to %d failovers safe", f.failovers, f.maxFailovers)
-	}
-	if f.failovers > 0 {
-		failedOver = fmt.Sprintf("failover seen by the clients after %v", time.Since(start).Round(time.Millisecond))
-	}
-	if hold := f.minHold - time.Since(injected); hold > 0 {
-		// The fault lasts at least minHold from the end of its injection
-		// (stopping etcd members takes seconds); the condition here is time
-		// itself.
-		select {
-		case <-time.After(hold):
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		}
-	}
+	failedOver := injectAndHold(ctx, t, c, w, f, old, oldTL)
 	heal := time.Now()
 	f.heal(c, old)
 	samples, primary := c.sampleConvergence(ctx, heal, convergeTarget+10*time.Second)
@@ -339,13 +398,51 @@ func runDrill(t *testing.T, f fault) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, f, acks, present, start, heal, converge)
+	rec := check(t, f, o, acks, present, start, heal, converge)
 	if f.verify != nil {
-		f.verify(t, drillResult{acks: acks, old: old.name, primary: primary, healed: heal})
+		f.verify(t, drillResult{acks: acks, old: old.name, primary: primary, healed: heal, timing: o.timing})
 	}
 	t.Logf("%s of %s: %s, healed at +%v, converged on %s %v after the heal; %d acknowledgements (%s); drill %v",
 		f.name, old.name, failedOver, heal.Sub(start).Round(time.Millisecond), primary,
 		converge.Round(time.Millisecond), len(acks), byNode(acks), time.Since(begin).Round(time.Millisecond))
+	return rec
+}
+
+// injectAndHold injects f into old, waits for the failover f must cause
+// and holds the fault at least f.holdTTLs ttls from the end of the
+// injection; it returns how the failover went, for the log.
+func injectAndHold(ctx context.Context, t *testing.T, c *cluster, w *writers, f fault, old *member, oldTL int64) string {
+	t.Helper()
+	start := time.Now()
+	f.inject(c, old)
+	injected := time.Now()
+	newTL := func(a []history.Ack) bool {
+		for _, x := range a {
+			if x.Timeline > oldTL && x.Path == history.PathMultiHost {
+				return true
+			}
+		}
+		return false
+	}
+	failedOver := "no failover expected"
+	if f.maxFailovers > f.failovers {
+		failedOver = fmt.Sprintf("%d to %d failovers safe", f.failovers, f.maxFailovers)
+	}
+	if f.failovers > 0 {
+		waitFailover(ctx, t, c, w, f, old, newTL)
+		failedOver = fmt.Sprintf("failover seen by the clients after %v", time.Since(start).Round(time.Millisecond))
+	}
+	if hold := time.Duration(f.holdTTLs)*c.timing.ttl - time.Since(injected); hold > 0 {
+		// The fault lasts at least holdTTLs from the end of its injection
+		// (stopping etcd members takes seconds); the condition here is time
+		// itself.
+		select {
+		case <-time.After(hold):
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+	}
+	return failedOver
 }
 
 // waitFailover waits for a write on a new timeline through the
@@ -354,14 +451,15 @@ func runDrill(t *testing.T, f fault) {
 // the rest of the drill still runs.
 func waitFailover(ctx context.Context, t *testing.T, c *cluster, w *writers, f fault, old *member, newTL func([]history.Ack) bool) {
 	t.Helper()
-	autoCtx, cancel := context.WithTimeout(ctx, autoFailoverLimit)
+	limit := autoFailoverLimit(c.timing)
+	autoCtx, cancel := context.WithTimeout(ctx, limit)
 	err := w.waitFor(autoCtx, "a write on a new timeline through the multi-host string", newTL)
 	cancel()
 	if err == nil {
 		return
 	}
 	t.Errorf("%s of %s: no automatic failover within %v: %v; hamgrctl list says:\n%s",
-		f.name, old.name, autoFailoverLimit, err, c.hamgrctl(c.node("n2"), "list"))
+		f.name, old.name, limit, err, c.hamgrctl(c.node("n2"), "list"))
 	c.confirmDownFailover(old)
 	if err := w.waitFor(ctx, "a write on a new timeline after failover --confirm-down", newTL); err != nil {
 		c.dumpLogs()
@@ -369,14 +467,23 @@ func waitFailover(ctx context.Context, t *testing.T, c *cluster, w *writers, f f
 	}
 }
 
-// check asserts issue 9's targets on the history of one drill.
-func check(t *testing.T, f fault, acks []history.Ack, present map[int64]bool, start, heal time.Time, converge time.Duration) {
+// check asserts issue 9's targets on the history of one drill and returns
+// what it measured. Lost acknowledgements fail the drill in synchronous
+// mode only (asynchronous replication may lose the last ones by design);
+// split-brain writes fail it in both.
+func check(t *testing.T, f fault, o drillOptions, acks []history.Ack, present map[int64]bool, start, heal time.Time, converge time.Duration) drillRecord {
 	t.Helper()
-	if sb := history.SplitBrain(acks); len(sb) > 0 {
+	rec := drillRecord{fault: f.name, timing: o.timing.name, mode: o.mode, converge: converge}
+	sb := history.SplitBrain(acks)
+	if rec.splitBrain = len(sb); rec.splitBrain > 0 {
 		t.Errorf("%d split-brain writes (acknowledged by an old primary after the new one's first), first: %+v", len(sb), sb[0])
 	}
-	if lost := history.Lost(acks, present); len(lost) > 0 {
+	lost := history.Lost(acks, present)
+	switch rec.lost = len(lost); {
+	case rec.lost > 0 && o.mode == syncMode:
 		t.Errorf("%d acknowledged writes lost in synchronous mode: %v", len(lost), lost[:min(len(lost), 10)])
+	case rec.lost > 0:
+		t.Logf("%d acknowledged writes lost in asynchronous mode (reported, not a failure): %v", len(lost), lost[:min(len(lost), 10)])
 	}
 	var multi []history.Ack
 	for _, a := range acks {
@@ -384,19 +491,33 @@ func check(t *testing.T, f fault, acks []history.Ack, present map[int64]bool, st
 			multi = append(multi, a)
 		}
 	}
-	if o, err := history.Unavailability(multi, history.Fault{Name: f.name, Start: start, End: heal}); err != nil {
+	if out, err := history.Unavailability(multi, history.Fault{Name: f.name, Start: start, End: heal}); err != nil {
 		t.Errorf("write unavailability: %v", err)
 	} else {
-		t.Logf("%s: write unavailability through the multi-host string %v", f.name, o.Duration.Round(time.Millisecond))
+		rec.unavailability, rec.measured = out.Duration, true
+		t.Logf("%s: write unavailability through the multi-host string %v", f.name, out.Duration.Round(time.Millisecond))
 	}
 	var explaining []history.Fault
 	if max(f.failovers, f.maxFailovers) > 0 {
 		explaining = []history.Fault{{Name: f.name, Start: start, End: heal}}
 	}
-	if ff := history.FalseFailovers(acks, explaining, 2*drillTTL); len(ff) > 0 {
+	ff := history.FalseFailovers(acks, explaining, 2*o.timing.ttl)
+	if rec.falseFailovers = len(ff); len(ff) > 0 {
 		t.Errorf("failovers no fault explains: %+v", ff)
 	}
 	fs := history.Failovers(acks)
+	rec.failovers = len(fs)
+	checkFailoverCount(t, f, fs, start, heal)
+	if converge > convergeTarget {
+		t.Errorf("converged %v after the heal, target %v", converge, convergeTarget)
+	}
+	return rec
+}
+
+// checkFailoverCount asserts that the drill saw as many failovers as f
+// must (or may) cause.
+func checkFailoverCount(t *testing.T, f fault, fs []history.Failover, start, heal time.Time) {
+	t.Helper()
 	switch hi := max(f.failovers, f.maxFailovers); {
 	case hi == f.failovers && len(fs) != hi:
 		t.Errorf("failovers = %+v, want %d", fs, hi)
@@ -408,9 +529,6 @@ func check(t *testing.T, f fault, acks []history.Ack, present map[int64]bool, st
 			at = append(at, fmt.Sprintf("to %s at +%v (heal at +%v)", x.Node, x.At.Sub(start).Round(time.Millisecond), heal.Sub(start).Round(time.Millisecond)))
 		}
 		t.Logf("%s: %d failovers (%d to %d are safe) %s", f.name, len(fs), f.failovers, hi, strings.Join(at, ", "))
-	}
-	if converge > convergeTarget {
-		t.Errorf("converged %v after the heal, target %v", converge, convergeTarget)
 	}
 }
 

@@ -31,44 +31,53 @@ const (
 // etcd lost its quorum: its fence timer fires loop_wait + retry_timeout
 // after its last renewal (before the loss); the margin covers the fast
 // shutdown and a loaded machine, as in integration/etcd_quorum_test.go.
-const etcdFenceBound = drillLoopWait + drillRetryTimeout + 3*time.Second
+func etcdFenceBound(p profile) time.Duration {
+	return p.loopWait + p.retryTimeout + 3*time.Second
+}
 
-// etcdOutageHold is how long etcd stays out: three ttls, so every lease
-// would have expired on an etcd that kept running.
-const etcdOutageHold = 3 * drillTTL
+// etcdOutageTTLs is how long etcd stays out, in ttls: every lease would
+// have expired on an etcd that kept running.
+const etcdOutageTTLs = 3
 
 // TestDrillEtcdQuorumLoss: docker stop of the etcd leader and one more
 // member (1 of 3 runs), held three ttls, then docker start of both.
 func TestDrillEtcdQuorumLoss(t *testing.T) {
-	runEtcdOutageDrill(t, "etcd quorum loss (leader + 1 stopped)", 2)
+	runDrill(t, etcdQuorumLoss())
 }
+
+// etcdQuorumLoss is TestDrillEtcdQuorumLoss's fault.
+func etcdQuorumLoss() fault { return etcdOutage("etcd quorum loss (leader + 1 stopped)", 2) }
 
 // TestDrillEtcdFullOutage: docker stop of all three etcd members (the
 // leader first), held three ttls, then docker start of all.
 func TestDrillEtcdFullOutage(t *testing.T) {
-	runEtcdOutageDrill(t, "etcd full outage (3 stopped)", 3)
+	runDrill(t, etcdFullOutage())
 }
 
-// runEtcdOutageDrill stops k etcd members, the leader first, for
-// etcdOutageHold and starts them again, and asserts the outage's
-// particular safety on top of runDrill's checks.
-func runEtcdOutageDrill(t *testing.T, name string, k int) {
+// etcdFullOutage is TestDrillEtcdFullOutage's fault.
+func etcdFullOutage() fault { return etcdOutage("etcd full outage (3 stopped)", 3) }
+
+// etcdOutage is the fault that stops k etcd members, the leader first, for
+// etcdOutageTTLs ttls and starts them again; it asserts the outage's
+// particular safety on top of runDrill's checks. Each drill needs a fault
+// of its own (it remembers what it stopped).
+func etcdOutage(name string, k int) fault {
 	var stopped []*member
 	var lost time.Time // when the second member had stopped: no quorum
-	runDrill(t, fault{
+	return fault{
 		name: name,
 		inject: func(c *cluster, _ *member) {
 			stopped, lost = c.stopEtcd(k)
 		},
-		minHold: etcdOutageHold,
+		holdTTLs: etcdOutageTTLs,
 		heal: func(c *cluster, _ *member) {
 			for _, m := range stopped {
-				docker(t, "start", m.id())
+				docker(c.t, "start", m.id())
 			}
 		},
 		failovers: 0,
 		verify:    func(t *testing.T, r drillResult) { verifyEtcdOutage(t, r, lost) },
-	})
+	}
 }
 
 // verifyEtcdOutage checks that the old primary stopped taking writes by
@@ -76,25 +85,26 @@ func runEtcdOutageDrill(t *testing.T, name string, k int) {
 // then until the heal, and that the old primary leads again.
 func verifyEtcdOutage(t *testing.T, r drillResult, lost time.Time) {
 	t.Helper()
+	bound := etcdFenceBound(r.timing)
 	var last time.Time
 	var during []history.Ack
 	for _, a := range r.acks {
 		if a.Node == r.old && a.At.Before(r.healed) && a.At.After(last) {
 			last = a.At
 		}
-		if a.At.After(lost.Add(etcdFenceBound)) && a.At.Before(r.healed) {
+		if a.At.After(lost.Add(bound)) && a.At.Before(r.healed) {
 			during = append(during, a)
 		}
 	}
 	switch {
 	case last.IsZero():
 		t.Errorf("%s acknowledged no write before the heal", r.old)
-	case last.After(lost.Add(etcdFenceBound)):
+	case last.After(lost.Add(bound)):
 		t.Errorf("%s last acknowledged a write %v after etcd lost its quorum, want at most %v (loop_wait + retry_timeout + margin)",
-			r.old, last.Sub(lost).Round(time.Millisecond), etcdFenceBound)
+			r.old, last.Sub(lost).Round(time.Millisecond), bound)
 	default:
 		t.Logf("%s last acknowledged a write %v after etcd lost its quorum (bound %v); etcd out %v",
-			r.old, last.Sub(lost).Round(time.Millisecond), etcdFenceBound, r.healed.Sub(lost).Round(time.Millisecond))
+			r.old, last.Sub(lost).Round(time.Millisecond), bound, r.healed.Sub(lost).Round(time.Millisecond))
 	}
 	if len(during) > 0 {
 		t.Errorf("%d writes acknowledged while etcd had no quorum, after the fence bound; first: %+v", len(during), during[0])
