@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -188,18 +187,19 @@ func firstOnlyPrimary(t *testing.T, stop func() []statusSample, h *haproxy, newN
 }
 
 // watchName queries the DNS server at addr (over netw) for name's A
-// records every 20ms, recording each answer (like watchA).
+// records every 20ms, without asking for recursion (the server's own
+// answer, never a cache's), recording each answer.
 func watchName(t *testing.T, addr, netw, name string) *aWatch {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	w := &aWatch{cancel: cancel, done: make(chan struct{})}
-	var once sync.Once
-	t.Cleanup(func() { once.Do(func() { w.stop() }) })
+	t.Cleanup(func() { w.stop() }) // stop may run twice
 	go func() {
 		defer close(w.done)
 		c := &mdns.Client{Net: netw, Timeout: time.Second}
 		for ctx.Err() == nil {
 			q := new(mdns.Msg)
 			q.SetQuestion(name, mdns.TypeA)
+			q.RecursionDesired = false
 			if r, _, err := c.ExchangeContext(ctx, q, addr); err == nil {
 				var as []string
 				for _, rr := range r.Answer {

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	mdns "github.com/miekg/dns"
-
 	"github.com/hamgr/hamgr/discovery/dns/bindtest"
 	"github.com/hamgr/hamgr/localcluster"
 )
@@ -130,36 +128,9 @@ type answer struct {
 	answer []string
 }
 
+// watchA watches name's A records on the BIND server srv (see watchName).
 func watchA(t *testing.T, srv *bindtest.Server, name string) *aWatch {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	w := &aWatch{cancel: cancel, done: make(chan struct{})}
-	t.Cleanup(func() { w.stop() })
-	go func() {
-		defer close(w.done)
-		c := &mdns.Client{Net: "tcp", Timeout: time.Second}
-		for ctx.Err() == nil {
-			q := new(mdns.Msg)
-			q.SetQuestion(name, mdns.TypeA)
-			q.RecursionDesired = false
-			if r, _, err := c.ExchangeContext(ctx, q, srv.Addr); err == nil {
-				var as []string
-				for _, rr := range r.Answer {
-					if a, ok := rr.(*mdns.A); ok {
-						as = append(as, a.A.String())
-					}
-				}
-				slices.Sort(as)
-				w.mu.Lock()
-				w.seen = append(w.seen, answer{at: time.Now(), answer: as})
-				w.mu.Unlock()
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-	return w
+	return watchName(t, srv.Addr, "tcp", name)
 }
 
 func (w *aWatch) last() []string {
