@@ -99,14 +99,7 @@ func runEtcdOutage(t *testing.T, outage etcdOutage, mode, table string) {
 	}
 	nobodyWritable(t, c, mon, fenced, outageHold-time.Since(t0))
 
-	back := time.Now()
-	if err := c.EtcdCluster.Restart(ctxFor(t, time.Minute), stopped...); err != nil {
-		t.Fatalf("restart etcd members %v: %v", stopped, err)
-	}
-	n, err := c.WaitLeader(ctxFor(t, leaderBackBound), "")
-	if err != nil {
-		t.Fatalf("no leader within %v of etcd's return: %v", leaderBackBound, err)
-	}
+	back, n := restartEtcd(t, c, stopped)
 	s, err := c.Snapshot(context.Background())
 	if err != nil || s.Leader == nil {
 		t.Fatalf("read the leader after etcd's return: %v", err)
@@ -145,6 +138,22 @@ func stopEtcd(t *testing.T, ec *etcdembed.Cluster, outage etcdOutage) []int {
 	}
 	t.Logf("stopped etcd members %v (the etcd leader first)", names)
 	return stop
+}
+
+// restartEtcd restarts the members stopEtcd stopped and waits, within
+// leaderBackBound, for a leader to serve again; it returns when etcd was
+// restarted and the leader.
+func restartEtcd(t *testing.T, c *localcluster.Cluster, stopped []int) (time.Time, *localcluster.Node) {
+	t.Helper()
+	back := time.Now()
+	if err := c.EtcdCluster.Restart(ctxFor(t, time.Minute), stopped...); err != nil {
+		t.Fatalf("restart etcd members %v: %v", stopped, err)
+	}
+	n, err := c.WaitLeader(ctxFor(t, leaderBackBound), "")
+	if err != nil {
+		t.Fatalf("no leader within %v of etcd's return: %v", leaderBackBound, err)
+	}
+	return back, n
 }
 
 // nobodyWritable fails the test if, for the whole of d, any member

@@ -99,14 +99,7 @@ func runFailsafeFullOutage(t *testing.T, mode, table string) {
 		t.Errorf("only %d writes acknowledged through the %v outage, want writes to go on", during, failsafeOutage)
 	}
 
-	back := time.Now()
-	if err := c.EtcdCluster.Restart(ctxFor(t, time.Minute), stopped...); err != nil {
-		t.Fatalf("restart etcd members %v: %v", stopped, err)
-	}
-	n, err := c.WaitLeader(ctxFor(t, leaderBackBound), "")
-	if err != nil {
-		t.Fatalf("no leader within %v of etcd's return: %v", leaderBackBound, err)
-	}
+	back, n := restartEtcd(t, c, stopped)
 	s, err := c.Snapshot(context.Background())
 	if err != nil || s.Leader == nil {
 		t.Fatalf("read the leader after etcd's return: %v", err)
@@ -159,14 +152,7 @@ func TestEtcdQuorumLossWithFailsafeAndAgentDownFences(t *testing.T) {
 	}
 	nobodyWritable(t, c, mon, fenced, outageHold-time.Since(t0))
 
-	back := time.Now()
-	if err := c.EtcdCluster.Restart(ctxFor(t, time.Minute), stopped...); err != nil {
-		t.Fatalf("restart etcd members %v: %v", stopped, err)
-	}
-	n, err := c.WaitLeader(ctxFor(t, leaderBackBound), "")
-	if err != nil {
-		t.Fatalf("no leader within %v of etcd's return: %v", leaderBackBound, err)
-	}
+	back, n := restartEtcd(t, c, stopped)
 	t.Logf("failsafe, %s's agent down: %s last writable %v after the quorum loss; leader %s %v after etcd's return",
 		down.Name, old.Name, fenced.Sub(t0).Round(time.Millisecond), n.Name, time.Since(back).Round(time.Millisecond))
 	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+20); err != nil {
