@@ -30,16 +30,16 @@ func TestPrimaryPublishesReplicaSet(t *testing.T) {
 			t.Fatalf("last replica set published = %q, want %q (all: %v)\n%s", got, s, w.ReplicaSets, w.Summary())
 		}
 	}
-	want("n1@" + itoa(int64(epoch)) + ":[n2 n3]")
+	want("n1@" + strconv.FormatInt(int64(epoch), 10) + ":[n2 n3]")
 	published := len(w.ReplicaSets)
 	run(t, w, 10*time.Second)
 	if len(w.ReplicaSets) != published {
 		t.Errorf("an unchanged set was published again: %v", w.ReplicaSets[published:])
 	}
 	run(t, w, 15*time.Second, Fault{Kind: KillNode, Member: "n3"})
-	want("n1@" + itoa(int64(epoch)) + ":[n2]")
+	want("n1@" + strconv.FormatInt(int64(epoch), 10) + ":[n2]")
 	run(t, w, 30*time.Second, Fault{Kind: StartNode, Member: "n3"})
-	want("n1@" + itoa(int64(epoch)) + ":[n2 n3]")
+	want("n1@" + strconv.FormatInt(int64(epoch), 10) + ":[n2 n3]")
 	run(t, w, 20*time.Second, Fault{Kind: KillNode, Member: "n1"})
 	l := w.Leader()
 	if l == nil || l.Name == "n1" {
@@ -49,7 +49,5 @@ func TestPrimaryPublishesReplicaSet(t *testing.T) {
 	if l.Name == "n3" {
 		other = "n2"
 	}
-	want(l.Name + "@" + itoa(int64(l.Epoch)) + ":[" + other + "]")
+	want(l.Name + "@" + strconv.FormatInt(int64(l.Epoch), 10) + ":[" + other + "]")
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
