@@ -173,6 +173,9 @@ type Agent struct {
 	// fenceWake wakes the fence timer in Run when its deadline may have
 	// moved earlier: the agent started to lead, or the timing changed.
 	fenceWake chan struct{}
+	// failsafeWake wakes the failsafe goroutine in Run when failsafe_mode
+	// was turned on (while it is off the goroutine has nothing to watch).
+	failsafeWake chan struct{}
 
 	// Publishing (see Republish). pubMu serializes the publishers' calls
 	// (the promotion's publish step, Republish, the withdrawal); pubs and
@@ -201,7 +204,7 @@ func New(opts Options) *Agent {
 	}
 	return &Agent{
 		opts: opts, log: opts.Logger.With("member", opts.Name), clk: opts.Clock, cfg: opts.Config,
-		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), fenceWake: make(chan struct{}, 1),
+		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), fenceWake: make(chan struct{}, 1), failsafeWake: make(chan struct{}, 1),
 		started: opts.Clock.Now(), pubs: make([]pubState, len(opts.Publishers)),
 		replPubs: make([]pubState, len(opts.Publishers)), publishWake: make(chan struct{}, 1),
 	}
@@ -209,17 +212,20 @@ func New(opts Options) *Agent {
 
 // Run's timers. The renewer sleeps until the next renewal is due (Renew
 // says when), or renewTick while the agent has no lease. The fence timer
-// sleeps until the fence deadline while the agent leads, at most fenceIdle
-// (and fenceIdle while it does not lead), and is woken at once when the
-// deadline may have moved earlier (it started to lead, the timing
-// changed); fenceTick is how soon it retries a fence that could not stop
-// the database. Sleeping until the deadline rather than polling keeps an
-// idle agent's wakeups few, and is as exact: after a freeze the timer fires
-// as soon as the process runs again, and finds itself past the deadline.
+// sleeps until the fence deadline while the agent leads, and while it does
+// not lead until it is woken (fenceWake: it started to lead, the timing
+// changed), at most fenceIdle; fenceTick is how soon it retries a fence
+// that could not stop the database. The deadline only moves later while
+// the agent leads (each renewal, each confirmed failsafe round), so waking
+// at the old one and sleeping again is exact; whatever could move it
+// earlier pokes the timer. Sleeping until the deadline rather than polling
+// keeps an idle agent's wakeups few, and is as exact: after a freeze the
+// timer fires as soon as the process runs again, and finds itself past the
+// deadline.
 const (
 	renewTick = 250 * time.Millisecond
 	fenceTick = 50 * time.Millisecond
-	fenceIdle = time.Second
+	fenceIdle = time.Minute
 )
 
 // Run loops until ctx ends, then stops as Options.OnStop says (a primary
@@ -245,7 +251,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		for sleep(inner, a.Failsafe(inner)) {
+		for a.waitFailsafe(inner, a.Failsafe(inner)) {
 		}
 	}()
 	go func() {
@@ -289,7 +295,6 @@ func (a *Agent) waitFence(ctx context.Context) bool {
 		if d <= 0 {
 			d = fenceTick // Fence could not stop the database: retry
 		}
-		d = min(d, fenceIdle)
 	}
 	a.mu.Unlock()
 	t := time.NewTimer(d)
@@ -299,6 +304,20 @@ func (a *Agent) waitFence(ctx context.Context) bool {
 		return false
 	case <-t.C:
 	case <-a.fenceWake:
+	}
+	return true
+}
+
+// waitFailsafe sleeps d or until failsafeWake, and reports false when
+// ctx ended.
+func (a *Agent) waitFailsafe(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-a.failsafeWake:
 	}
 	return true
 }

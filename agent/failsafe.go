@@ -38,8 +38,13 @@ type FailsafePeers interface {
 	AskFailsafe(ctx context.Context, m cluster.FailsafeMember, req cluster.FailsafeRequest) (cluster.FailsafeAnswer, error)
 }
 
-// failsafeIdle is how long Failsafe sleeps when it has nothing to watch.
-const failsafeIdle = time.Second
+// failsafeIdle is how long Failsafe sleeps, with failsafe_mode on, when it
+// has nothing to watch; failsafeDormant how long with failsafe_mode off
+// (applyConfig wakes it when the mode is turned on).
+const (
+	failsafeIdle    = time.Second
+	failsafeDormant = time.Minute
+)
 
 // fenceFromLocked is what the fence deadline counts from: the last
 // successful renewal's send time, or the last fully confirmed failsafe
@@ -74,7 +79,10 @@ func (a *Agent) Failsafe(ctx context.Context) time.Duration {
 	// the store said is gone is no reason to keep writing.
 	held := a.snap.Leader != nil && a.snap.Leader.Epoch == epoch && a.snap.Leader.Lease == lease && lease != 0
 	a.mu.Unlock()
-	if !cfg.FailsafeMode || epoch == 0 || !held || rec == nil || rec.Epoch != epoch || a.opts.Peers == nil || from.IsZero() {
+	if !cfg.FailsafeMode {
+		return failsafeDormant
+	}
+	if epoch == 0 || !held || rec == nil || rec.Epoch != epoch || a.opts.Peers == nil || from.IsZero() {
 		return failsafeIdle
 	}
 	deadline := detector.FenceDeadline(from, cfg)

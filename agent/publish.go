@@ -42,6 +42,9 @@ const (
 	publishRetryMin = time.Second
 	publishRetryMax = time.Minute
 	publishIdle     = 5 * time.Second
+	// publishNone is how long Republish sleeps when the agent has no
+	// publishers (they are fixed at start): nothing to do, ever.
+	publishNone = time.Hour
 )
 
 // pubState is what the agent remembers of one publisher.
@@ -113,7 +116,7 @@ func wantKey(p discovery.Publisher, s discovery.Self) string {
 // publishIdle). A failing publisher does not stop the others.
 func (a *Agent) Republish(ctx context.Context) time.Duration {
 	if len(a.opts.Publishers) == 0 {
-		return publishIdle
+		return publishNone
 	}
 	a.pubMu.Lock()
 	defer a.pubMu.Unlock()

@@ -122,7 +122,7 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 		}
 		return 10 * time.Millisecond
 	}
-	wait := time.Duration(cfg.LoopWait)
+	wait := a.alignedWait(time.Duration(cfg.LoopWait))
 	if plan.Soon > 0 {
 		wait = min(wait, plan.Soon)
 	}
@@ -136,6 +136,22 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 		wait = min(wait, soon)
 	}
 	return wait
+}
+
+// alignedWait returns how long an idle loop waits for its next round: at
+// most loop_wait, and no later than the renewer's next renewal, so that
+// the two wake together. The renewal schedule is the lease's (one
+// keep-alive per loop_wait, timed from the last send); a round scheduled
+// loop_wait after this one would wake the process a second time in every
+// loop_wait, which is most of what an idle agent costs.
+func (a *Agent) alignedWait(loopWait time.Duration) time.Duration {
+	a.mu.Lock()
+	next, leased := a.nextRenew, a.leaseID != 0
+	a.mu.Unlock()
+	if d := next.Sub(a.clk.Now()); leased && d > 0 && d < loopWait {
+		return d
+	}
+	return loopWait
 }
 
 // applyConfig adopts the dynamic config read from the store, unless it
@@ -163,6 +179,12 @@ func (a *Agent) applyConfig(c cluster.DynamicConfig) {
 	}
 	if c.LoopWait != a.cfg.LoopWait || c.RetryTimeout != a.cfg.RetryTimeout {
 		a.pokeFence() // the fence deadline moved
+	}
+	if c.FailsafeMode && !a.cfg.FailsafeMode {
+		select {
+		case a.failsafeWake <- struct{}{}: // something to watch now
+		default:
+		}
 	}
 	a.cfg = c
 }
