@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -76,6 +77,7 @@ func newLogger(l config.Log) *slog.Logger {
 // runAgent wires the configured parts together and runs until ctx ends.
 func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	tuneGC()
+	tuneMaxProcs()
 	store, closeStore, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -134,7 +136,12 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}()
 	log.Info("agent started", "cluster", cfg.Cluster, "api", srv.Addr(), dbe.engine, fmt.Sprintf("%s:%d", dbe.host, dbe.port))
 	// Once start-up is over (see releaseStartupPages).
-	release := time.AfterFunc(startupPagesDelay, func() { releaseStartupPages(log) })
+	release := time.AfterFunc(startupPagesDelay, func() {
+		releaseStartupPages(log)
+		// And the heap start-up needed: the runtime otherwise returns
+		// free heap pages to the OS only gradually.
+		debug.FreeOSMemory()
+	})
 	defer release.Stop()
 	err = ag.Run(ctx)
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -62,6 +62,13 @@ func releaseStartupPages(log *slog.Logger) {
 			log.Debug("not releasing start-up pages", "range", fl[0], "err", errno)
 			return
 		}
+		// Fault pages back one at a time: without this the kernel maps
+		// the neighbours of each faulting page too (fault-around, 64 KiB),
+		// and the scattered code and tables an idle agent uses bring
+		// back most of the binary.
+		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(lo), uintptr(hi-lo), unix.MADV_RANDOM); errno != 0 {
+			log.Debug("not marking the binary's pages for random access", "range", fl[0], "err", errno)
+		}
 		released += hi - lo
 	}
 	log.Debug("released the start-up pages of the hamgr binary", "mapped_bytes", released)
