@@ -27,7 +27,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN go build -trimpath -ldflags='-s -w' -o /out/hamgr ./cmd/hamgr \
+RUN go build -trimpath -tags agentonly -ldflags='-s -w' -o /out/hamgr ./cmd/hamgr \
  && go build -trimpath -ldflags='-s -w' -o /out/hamgrctl ./cmd/hamgrctl \
  && go build -trimpath -ldflags='-s -w' -o /out/drilletcd ./integration/containers/drilletcd
 

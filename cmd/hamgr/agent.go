@@ -22,7 +22,6 @@ import (
 	"github.com/hamgr/hamgr/db/mysql"
 	"github.com/hamgr/hamgr/db/postgres"
 	"github.com/hamgr/hamgr/dcs/etcd"
-	"github.com/hamgr/hamgr/dcs/etcd/etcdembed"
 	"github.com/hamgr/hamgr/metrics"
 	"github.com/hamgr/hamgr/watchdog"
 )
@@ -193,13 +192,13 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*etcd
 	closeEmbedded := func() {}
 	if e := cfg.Etcd.Embedded; e != nil {
 		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		srv, err := etcdembed.Start(sctx, etcdembed.Options{Dir: e.Dir, ClientURL: e.ClientURL, PeerURL: e.PeerURL})
+		eps, closeSrv, err := startEmbeddedEtcd(sctx, e)
 		cancel()
 		if err != nil {
-			return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", e.Dir, err)
+			return nil, nil, err
 		}
-		closeEmbedded = srv.Close
-		endpoints = srv.Endpoints()
+		closeEmbedded = closeSrv
+		endpoints = eps
 		log.Warn("using an embedded single-member etcd: fine for demos, not highly available", "endpoints", endpoints)
 	}
 	etcdPass, err := cfg.Etcd.Password()

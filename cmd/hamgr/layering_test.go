@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/hamgr/hamgr/internal/archtest"
@@ -12,4 +13,21 @@ func TestNoTestCodeInTheBinary(t *testing.T) {
 	archtest.Forbid(t, "github.com/hamgr/hamgr/cmd/hamgr", "code the product imports must live outside integration/",
 		"github.com/hamgr/hamgr/integration/...", "github.com/hamgr/hamgr/internal/archtest",
 		"github.com/hamgr/hamgr/internal/ipmisim", "github.com/hamgr/hamgr/stonith/redfishtest")
+}
+
+// TestAgentOnlyBuildHasNoEtcdServer keeps the production build (-tags
+// agentonly) free of the etcd server that `hamgr demo` and etcd.embedded
+// run: linked in, its package initialisers' heap and the pages the agent
+// then touches cost an idle agent about 2 MiB (integration/cmd/footprint).
+func TestAgentOnlyBuildHasNoEtcdServer(t *testing.T) {
+	archtest.ForbidTagged(t, "agentonly", "github.com/hamgr/hamgr/cmd/hamgr", "the production build leaves out the embedded etcd server",
+		"go.etcd.io/etcd/server/...", "github.com/hamgr/hamgr/dcs/etcd/etcdembed", "github.com/hamgr/hamgr/localcluster")
+}
+
+// TestFullBuildHasTheDemo checks the other side: without the tag, the
+// demo and its embedded etcd are in (or the README's first command breaks).
+func TestFullBuildHasTheDemo(t *testing.T) {
+	if !slices.Contains(archtest.Deps(t, "github.com/hamgr/hamgr/cmd/hamgr"), "github.com/hamgr/hamgr/dcs/etcd/etcdembed") {
+		t.Fatal("cmd/hamgr built without tags does not link dcs/etcd/etcdembed: `hamgr demo` has no etcd to run")
+	}
 }

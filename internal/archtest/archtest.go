@@ -14,11 +14,17 @@ import (
 // fails or lists nothing.
 func Deps(t testing.TB, pkg string) []string {
 	t.Helper()
+	return deps(t, pkg, "")
+}
+
+// deps is Deps for a build with the given build tags ("" for none).
+func deps(t testing.TB, pkg, tags string) []string {
+	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skipf("go command not found: %v", err)
 	}
-	out, err := exec.Command(goBin, "list", "-deps", pkg).CombinedOutput()
+	out, err := exec.Command(goBin, "list", "-deps", "-tags", tags, pkg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
 	}
@@ -34,7 +40,14 @@ func Deps(t testing.TB, pkg string) []string {
 // and every package below it. why says what the rule protects.
 func Forbid(t testing.TB, pkg, why string, forbidden ...string) {
 	t.Helper()
-	for _, dep := range Deps(t, pkg) {
+	ForbidTagged(t, "", pkg, why, forbidden...)
+}
+
+// ForbidTagged is Forbid for pkg built with build tags (comma-separated,
+// as go build -tags takes them).
+func ForbidTagged(t testing.TB, tags, pkg, why string, forbidden ...string) {
+	t.Helper()
+	for _, dep := range deps(t, pkg, tags) {
 		for _, f := range forbidden {
 			if dep == f || strings.HasSuffix(f, "/...") && (dep == strings.TrimSuffix(f, "/...") || strings.HasPrefix(dep, strings.TrimSuffix(f, "..."))) {
 				t.Errorf("%s depends on %s (%s)", pkg, dep, why)

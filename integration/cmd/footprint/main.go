@@ -16,8 +16,8 @@
 // minute is reported as an upper bound of etcd's.
 //
 // The report goes to stdout, progress to stderr. Flags: -idle, -settle,
-// -profile default|fast, -hamgr (default: go build ./cmd/hamgr into a
-// temporary directory), -bin-dir, -keep-dir, -v.
+// -profile default|fast, -hamgr (default: go build -tags agentonly
+// ./cmd/hamgr, the production build, into a temporary directory), -tags, -bin-dir, -keep-dir, -v.
 package main
 
 import (
@@ -46,6 +46,7 @@ type options struct {
 	timing       cluster.DynamicConfig
 	profile      string
 	hamgr        string
+	tags         string
 	binDir       string
 	keepDir      bool
 	verbose      bool
@@ -56,7 +57,8 @@ func main() {
 	flag.DurationVar(&o.idle, "idle", time.Minute, "idle window over which the agents are sampled")
 	flag.DurationVar(&o.settle, "settle", 30*time.Second, "wait after the cluster is healthy before the window starts")
 	flag.StringVar(&o.profile, "profile", "default", "timing profile: default or fast")
-	flag.StringVar(&o.hamgr, "hamgr", "", "hamgr binary (default: go build ./cmd/hamgr)")
+	flag.StringVar(&o.hamgr, "hamgr", "", "hamgr binary (default: go build -tags $tags ./cmd/hamgr)")
+	flag.StringVar(&o.tags, "tags", "agentonly", "build tags for the default hamgr binary: agentonly is the production build (no embedded etcd server); -tags '' measures the full one")
 	flag.StringVar(&o.binDir, "bin-dir", "/usr/lib/postgresql/15/bin", "PostgreSQL binaries")
 	flag.BoolVar(&o.keepDir, "keep-dir", false, "keep the cluster directory")
 	flag.BoolVar(&o.verbose, "v", false, "log the cluster's progress")
@@ -104,7 +106,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if bin == "" {
 		bin = filepath.Join(base, "hamgr")
 		fmt.Fprintln(os.Stderr, "building hamgr")
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/hamgr/hamgr/cmd/hamgr").CombinedOutput()
+		out, err := exec.CommandContext(ctx, "go", "build", "-tags", o.tags, "-o", bin, "github.com/hamgr/hamgr/cmd/hamgr").CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("build hamgr (run from the hamgr module or pass -hamgr): %w\n%s", err, out)
 		}
@@ -281,6 +283,11 @@ func report(w *os.File, o options, r result) {
 	fmt.Fprintf(w, "hamgr idle footprint\n")
 	fmt.Fprintf(w, "profile:  %s (ttl %v, loop_wait %v, retry_timeout %v)\n", o.profile,
 		time.Duration(o.timing.TTL), time.Duration(o.timing.LoopWait), time.Duration(o.timing.RetryTimeout))
+	build := "go build -tags '" + o.tags + "' ./cmd/hamgr"
+	if o.hamgr != "" {
+		build = o.hamgr
+	}
+	fmt.Fprintf(w, "binary:   %s\n", build)
 	fmt.Fprintf(w, "window:   %v idle after %v settling; load average %s at the start, %s at the end\n",
 		r.window.Round(time.Second), o.settle, r.loadStart, r.loadEnd)
 	fmt.Fprintf(w, "\n%-6s %14s %12s %12s %12s\n", "AGENT", "CPU s/IDLE MIN", "RSS MiB", "RSS MAX MiB", "PSS MiB")
