@@ -126,6 +126,12 @@ type Member struct {
 	WAL *WALStream `json:"wal_stream,omitempty"`
 	// UpdatedAt is the agent's wall clock at publication, for humans only.
 	UpdatedAt time.Time `json:"updated_at"`
+	// Revision is the store's revision of the record's last write (etcd:
+	// its mod revision), filled by Load and never stored: a live agent
+	// rewrites its record every loop_wait, and a restarted one before it
+	// could run its database as a primary, so a take-over conditioned on
+	// it fails when the agent came back (dcs.LeaderLease.TakeOverLeader).
+	Revision int64 `json:"-"`
 }
 
 // WALStream is a replica's stream from its sender as the replica's own
