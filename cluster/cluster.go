@@ -208,12 +208,20 @@ const (
 	// EvidenceFenced: the old primary was fenced by an operator (hamgrctl
 	// fence) after it led: last_leader records the confirmation.
 	EvidenceFenced
+	// EvidenceRefusedEarly: the failover before the ttl on proof of
+	// death: while the old primary's key was still held, its database
+	// port and its agent's API port both refused connections on repeated
+	// checks and every replica had lost its stream; the key was taken
+	// over, guarded by its epoch, its lease and the old member record's
+	// revision (ha/takeover.go).
+	EvidenceRefusedEarly
 )
 
 var evidenceNames = map[EvidenceKind]string{
 	EvidenceNone: "none", EvidenceRefused: "refused", EvidenceReadOnly: "read-only",
 	EvidenceStreamsSilent: "streams-silent", EvidenceHandoff: "handoff", EvidenceReleased: "released",
 	EvidenceOperator: "operator", EvidenceFence: "fence", EvidenceFenced: "fenced",
+	EvidenceRefusedEarly: "refused-early",
 }
 
 // String names the kind as in JSON.
