@@ -95,6 +95,10 @@ type runResult struct {
 	RejoinHow      string `json:"rejoin_how,omitempty"`
 	RejoinFallback bool   `json:"rejoin_fallback,omitempty"`
 	RejoinError    string `json:"rejoin_error,omitempty"`
+	// Evidence is what the failover's promotion relied on (the newest
+	// history entry's evidence kind, and its fence step), for rows that
+	// record it.
+	Evidence string `json:"evidence,omitempty"`
 	// Latency is the commit latency measurement of a Latency row.
 	Latency *latencyJSON `json:"latency,omitempty"`
 	// samples are the Latency row's per-commit latencies.
