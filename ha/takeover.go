@@ -114,6 +114,30 @@ func (p LeaderGoneProbe) proves(l cluster.Leader, rev int64) bool {
 		p.Answer == "" && p.Refused >= TakeOverChecks && p.Over >= TakeOverCheckSpan
 }
 
+// takeOverTick is how soon a replica re-runs its round while a take-over's
+// proof is pending after the leader link dropped (proofPending): the WAL
+// receivers notice a dead sender within a round trip, and each round
+// publishes this member's record.
+const takeOverTick = 100 * time.Millisecond
+
+// proofPending reports whether this member should re-run its round soon
+// because the proof of death may be on its way: the link to the leader's
+// agent dropped less than a ttl ago, this member runs a replica, and
+// either its own stream is not yet seen lost or another replica's report
+// is pending. The ttl bounds it: an agent that only restarted (its link
+// back, its stream never lost) costs a few rounds more, and nothing polls
+// while nothing happens.
+func proofPending(v View, pending string) bool {
+	l := v.Snap.Leader
+	if v.LeaderLinkLost.IsZero() || v.Now.Sub(v.LeaderLinkLost) >= time.Duration(v.Config.TTL) || l == nil || l.Name == v.Self {
+		return false
+	}
+	if pending != "" {
+		return true
+	}
+	return v.DB.Running && v.DB.Accepting && v.DB.Role == cluster.RoleReplica && v.DB.Streaming
+}
+
 // WantsLeaderGoneProbe reports whether the agent should check the leader's
 // ports this round: it would take the key over on proof of death.
 func WantsLeaderGoneProbe(v View) bool {
@@ -136,6 +160,11 @@ func takeOverCandidate(v View) (bool, string) {
 		return false, ""
 	}
 	if !v.DB.Running || !v.DB.Accepting || v.DB.Role != cluster.RoleReplica || v.DB.Streaming || v.CannotFollowEpoch == l.Epoch {
+		return false, ""
+	}
+	if lm := v.Snap.Member(l.Name); lm == nil || lm.Role != cluster.RolePrimary {
+		// Only a leader that ran its database as a primary is taken over
+		// (not one still promoting or starting: its agent answers anyway).
 		return false, ""
 	}
 	var pending []string
@@ -165,16 +194,13 @@ func takeOverCandidate(v View) (bool, string) {
 func takeOver(v View, p Plan) Plan {
 	ok, pending := takeOverCandidate(v)
 	if !ok {
-		if pending != "" && !v.LeaderLinkLost.IsZero() && v.Now.Sub(v.LeaderLinkLost) < time.Duration(v.Config.TTL) {
-			p.Soon = electionTick
+		if proofPending(v, pending) {
+			p.Soon = takeOverTick
 		}
 		return p
 	}
 	l := *v.Snap.Leader
-	var rev int64
-	if m := v.Snap.Member(l.Name); m != nil {
-		rev = m.Revision
-	}
+	rev := v.Snap.Member(l.Name).Revision // takeOverCandidate: the record exists
 	g := v.LeaderGone
 	if !g.proves(l, rev) {
 		return p
