@@ -9,10 +9,9 @@ import (
 	"github.com/hamgr/hamgr/cluster"
 )
 
-// GET /alive is held open until the
-// server shuts down; then AliveClient.Hold returns nil (the drop), and the
-// shutdown is not held up by the held request. A closed client (the
-// context) is no drop.
+// GET /alive is held open until the server shuts down; then
+// AliveClient.Hold returns nil (the drop), and the shutdown is not held up
+// by the held request.
 func TestAliveHeldUntilShutdown(t *testing.T) {
 	s, err := Listen("127.0.0.1:0", newTestHandler(selfState(cluster.RolePrimary, true, true, false, 0)))
 	if err != nil {
