@@ -75,6 +75,12 @@ type fault struct {
 	// Latency marks a commit latency measurement (runLatency) instead of
 	// a fault: no Inject, no outage.
 	Latency bool
+	// ResumeAfterFailover, with ExpectFailover, counts the acknowledged
+	// writes that mean "writes resumed" only from when the new primary
+	// serves: for a fault after which the old primary goes on taking
+	// writes for a while (its agent dead, its database alive), so that the
+	// run covers the outage of the failover itself.
+	ResumeAfterFailover bool
 }
 
 // faults maps the names accepted by -faults to their definitions.
@@ -135,14 +141,15 @@ var faults = map[string]fault{
 		Setup: func(ctx context.Context, c *localcluster.Cluster) error {
 			return errors.Join(armPowerOff(ctx, c), enableSync(ctx, c))
 		},
-		Ready:          waitSyncRecord,
-		ExpectFailover: true,
-		ZeroLoss:       true,
-		Sync:           true,
-		Inject:         killAgent,
-		Outage:         longestGap,
-		OutageMethod:   "the longest interval between consecutive acknowledged writes of the run (Result.LongestGap: the old primary takes writes until its power-off, so no gap contains the fault)",
-		Restore:        withEvidence(rejoinOld),
+		Ready:               waitSyncRecord,
+		ExpectFailover:      true,
+		ResumeAfterFailover: true,
+		ZeroLoss:            true,
+		Sync:                true,
+		Inject:              killAgent,
+		Outage:              longestGap,
+		OutageMethod:        "the longest interval between consecutive acknowledged writes of the run (Result.LongestGap: the old primary takes writes until its power-off, so no gap contains the fault)",
+		Restore:             withEvidence(rejoinOld),
 	},
 	"node-vanish": {
 		Name: "node-vanish",

@@ -260,6 +260,9 @@ func (d *drill) run(ctx context.Context, s *slot, p profile, f fault, i int) (r 
 	r.FaultAt = t0
 	d.log.Info("fault injected", "profile", p.Name, "fault", f.Name, "run", i, "primary", old.Name)
 
+	if f.ResumeAfterFailover {
+		obs.Wait() // the old primary may write on until the failover
+	}
 	// Wait (bounded) for writes to flow again.
 	resumeBound := ttl + time.Duration(p.Timing.PrimaryStartTimeout) + 30*time.Second
 	rctx, rcancel := context.WithTimeout(ctx, resumeBound)
