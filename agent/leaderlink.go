@@ -80,9 +80,10 @@ func (tcpReacher) Refusals(ctx context.Context, addrs []string, n int, span time
 	return n, time.Since(start), ""
 }
 
-// probeLeaderGone checks the ports of the leader in v's snapshot (its
-// database at its member record's address, or last_leader's; its agent's
-// API at its record's URL).
+// probeLeaderGone checks the ports of the leader in v's snapshot: its
+// database at its member record's address and its agent's API at its
+// record's URL. The record's revision, read with the snapshot before the
+// checks, is the take-over's guard.
 func (a *Agent) probeLeaderGone(ctx context.Context, v ha.View) ha.LeaderGoneProbe {
 	l := *v.Snap.Leader
 	p := ha.LeaderGoneProbe{Leader: l}
