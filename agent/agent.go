@@ -85,6 +85,12 @@ type Options struct {
 	// the database is promoted (the pre_promote hook); its error fails the
 	// step, which is retried.
 	PrePromote discovery.PrePromoter
+	// Reach checks the leader's ports for the take-over on proof of death
+	// (nil: TCP connects; the simulator gives its twin).
+	Reach Reacher
+	// Link holds the leader link (api.AliveClient: GET /alive on the
+	// leader's agent), whose drop wakes the loop at once; nil: none.
+	Link LeaderLinker
 }
 
 // OnStop is what a clean stop of the agent does with its database.
@@ -187,6 +193,13 @@ type Agent struct {
 	replPubs    []pubState
 	pubSteps    pubSteps
 	publishWake chan struct{}
+
+	// The leader link (leaderlink.go), guarded by mu but linkWake.
+	linkTarget  string
+	linkCancel  context.CancelFunc
+	linkLostAt  time.Time
+	linkWake    chan struct{}
+	lastGoneLog string
 }
 
 // New returns an agent; it does nothing until Run (or its step functions)
@@ -207,6 +220,7 @@ func New(opts Options) *Agent {
 		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), fenceWake: make(chan struct{}, 1), failsafeWake: make(chan struct{}, 1),
 		started: opts.Clock.Now(), pubs: make([]pubState, len(opts.Publishers)),
 		replPubs: make([]pubState, len(opts.Publishers)), publishWake: make(chan struct{}, 1),
+		linkWake: make(chan struct{}, 1),
 	}
 }
 
@@ -238,7 +252,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	changes := a.opts.Store.Changes(inner)
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
+	go func() {
+		defer wg.Done()
+		a.runLink(inner)
+	}()
 	go func() {
 		defer wg.Done()
 		for sleep(inner, a.Renew(inner)) {

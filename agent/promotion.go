@@ -35,7 +35,13 @@ func (x executor) AcquireLeader(ctx context.Context, s ha.Step, act ha.AcquireLe
 	defer cancel()
 	who := cluster.LastLeader{Name: a.opts.Name, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
 		FailoverAt: ha.FailoverAt(v.Snap.LastLeader, rec, a.clk.Now())}
-	l, ok, err := a.opts.Store.AcquireLeader(sctx, who, ha.LostEpoch(v.Snap), rec)
+	var l cluster.Leader
+	var ok bool
+	if act.Over != nil {
+		l, ok, err = a.takeOver(sctx, who, *act.Over, rec)
+	} else {
+		l, ok, err = a.opts.Store.AcquireLeader(sctx, who, ha.LostEpoch(v.Snap), rec)
+	}
 	if err != nil {
 		return fmt.Errorf("acquire leader key: %w", err)
 	}
@@ -59,6 +65,25 @@ func (x executor) AcquireLeader(ctx context.Context, s ha.Step, act ha.AcquireLe
 	return nil
 }
 
+// takeOver takes the leader key over from a leader proven dead while its
+// key is still held (ha/takeover.go), then revokes that leader's lease at
+// once: from then on the old agent's renewals fail (were it alive, its
+// fence timer would stop its database), and its member record is gone.
+func (a *Agent) takeOver(ctx context.Context, who cluster.LastLeader, over ha.TakeOver, rec *cluster.Promotion) (cluster.Leader, bool, error) {
+	l, ok, err := a.opts.Store.TakeOverLeader(ctx, who, over.Leader, over.MemberRev, rec)
+	if err != nil || !ok {
+		return l, ok, err
+	}
+	if err := a.opts.Store.RevokeLease(ctx, over.Leader.Lease); err != nil {
+		// The key is ours either way; the old lease then runs out by itself.
+		a.log.Warn("took the leader key over but could not revoke the old leader's lease; it expires by itself",
+			"old_leader", over.Leader.Name, "lease", fmt.Sprintf("%x", over.Leader.Lease), "err", err)
+	}
+	a.log.Info("took the leader key over before its expiry", "old_leader", over.Leader.Name,
+		"old_epoch", over.Leader.Epoch, "epoch", l.Epoch)
+	return l, true, nil
+}
+
 // measurePromotion completes a new promotion record with what the view
 // measured before the promotion: when the loss was seen and the key taken,
 // both positions and the data loss. A record carried over from an earlier
@@ -68,6 +93,9 @@ func (a *Agent) measurePromotion(v ha.View, p cluster.Promotion) cluster.Promoti
 		return p
 	}
 	p.ElectedAt, p.DetectedAt = a.clk.Now(), v.LeaderLostAt
+	if p.DetectedAt.IsZero() && p.Evidence != nil && p.Evidence.Kind == cluster.EvidenceRefusedEarly {
+		p.DetectedAt = v.LeaderLinkLost // a take-over: the key was never lost
+	}
 	if p.Kind == "" {
 		return p
 	}

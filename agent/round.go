@@ -68,7 +68,7 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 		LeaseID: a.leaseID, LastRenewSent: a.fenceFromLocked(), FailsafeActive: a.failsafeActiveLocked(),
 		FailsafePromise: a.promise, Started: a.started,
 		Engine: a.opts.Engine, Busy: a.busy, Fencing: a.opts.Fencer != nil, FenceTargets: fenceTargets(a.opts.Fencer),
-		PublishFailed: a.publishFailed(),
+		PublishFailed: a.publishFailed(), LeaderLinkLost: a.linkLostAt,
 	})
 	a.mu.Unlock()
 	if st.Accepting && st.Role == cluster.RolePrimary && view.Snap.Leader != nil && view.Snap.Leader.Name == a.opts.Name {
@@ -85,6 +85,10 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 		a.logOldPrimary(view)
 	}
 
+	if ha.WantsLeaderGoneProbe(view) {
+		view.LeaderGone = a.probeLeaderGone(ctx, view)
+	}
+
 	plan := ha.Decide(view)
 	a.logPlan(now, plan, snap)
 	failedAct, failed := a.execute(ctx, view, plan)
@@ -94,6 +98,10 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	a.lastLoop = a.clk.Now()
 	a.mu.Unlock()
 	a.pokePublish() // what this member is may have changed
+	a.mu.Lock()
+	target := linkTargetOf(a.opts.Name, a.snap)
+	a.mu.Unlock()
+	a.setLinkTarget(target)
 	if len(plan.Actions) == 0 && changed {
 		// The decision changed this member's state: publish it now, not a
 		// loop_wait later (operators and the other agents read it).

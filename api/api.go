@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hamgr/hamgr/cluster"
@@ -79,6 +80,7 @@ const (
 	epPause
 	epResume
 	epFailsafe
+	epAlive
 )
 
 // routes maps each served path to its endpoint: Patroni's names (and its
@@ -114,6 +116,7 @@ var routes = map[string]endpoint{
 	"/pause":                 epPause,
 	"/resume":                epResume,
 	"/failsafe":              epFailsafe,
+	"/alive":                 epAlive,
 }
 
 // handler is the http.Handler NewHandler returns.
@@ -128,6 +131,10 @@ type handler struct {
 	// SHA-256 digest (the token itself is not kept).
 	hasToken bool
 	tokenSum [sha256.Size]byte
+	// closing is closed when the server shuts down: it ends the held
+	// GET /alive requests, which would otherwise hold the shutdown up.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // NewHandler returns the agent's HTTP API handler, answering every request
@@ -136,7 +143,8 @@ func NewHandler(src Source, opts Options) http.Handler {
 	if src == nil {
 		panic("api.NewHandler: nil Source")
 	}
-	h := &handler{src: src, log: opts.Logger, now: opts.Now, op: opts.Operator, metrics: opts.Metrics, failsafe: opts.Failsafe}
+	h := &handler{src: src, log: opts.Logger, now: opts.Now, op: opts.Operator, metrics: opts.Metrics, failsafe: opts.Failsafe,
+		closing: make(chan struct{})}
 	if opts.Token != "" {
 		h.hasToken, h.tokenSum = true, sha256.Sum256([]byte(opts.Token))
 	}
@@ -208,6 +216,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.metrics.ServeHTTP(rw, r)
 	case epLiveness:
 		h.serveLiveness(rw, r)
+	case epAlive:
+		h.serveAlive(rw, r)
 	case epReadiness:
 		h.serveReadiness(rw, r)
 	case epCluster:
@@ -479,3 +489,32 @@ func timeOf(t time.Time) *time.Time {
 	}
 	return &t
 }
+
+// serveAlive answers GET /alive with 200 at once and then holds the
+// response open, sending nothing, until the client goes away or the
+// server shuts down. The other members' agents hold one each to the
+// leader's agent: the connection drops the moment the agent process dies
+// (its kernel closes the socket), which wakes their loops at once (the
+// take-over on proof of death), and costs nothing while idle.
+func (h *handler) serveAlive(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	// The server's read and write timeouts are for ordinary requests.
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodGet {
+		return
+	}
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	select {
+	case <-r.Context().Done():
+	case <-h.closing:
+	}
+}
+
+// closeStreams ends every held GET /alive (the server is shutting down).
+func (h *handler) closeStreams() { h.closeOnce.Do(func() { close(h.closing) }) }

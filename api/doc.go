@@ -48,6 +48,12 @@
 //	/metrics
 //	    the agent's Prometheus metrics (see package metrics), when
 //	    Options.Metrics is set; otherwise 404.
+//	/alive
+//	    GET answers 200 at once and holds the response open, sending
+//	    nothing, until the client leaves or the server shuts down: the
+//	    other agents hold one to the leader's agent, and its drop (the
+//	    agent process died) wakes them at once (the failover before the
+//	    ttl, docs/design.md). HEAD and OPTIONS answer 200 and return.
 //
 // Every check except the primary ones (and /readiness, /liveness) also
 // applies ?tag_NAME=VALUE filters, as Patroni does: a check that would pass

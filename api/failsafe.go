@@ -118,3 +118,38 @@ func (c FailsafeClient) AskFailsafe(ctx context.Context, m cluster.FailsafeMembe
 	}
 	return cluster.FailsafeAnswer{}, fmt.Errorf("failsafe request to %s at %s: %s: %s", m.Name, url, resp.Status, e.Error)
 }
+
+// AliveClient holds GET /alive on another agent's API (agent.LeaderLinker:
+// the leader link, whose drop says the agent process died).
+type AliveClient struct {
+	// HTTP is the client (with the API's TLS client settings); nil:
+	// http.DefaultClient. It must have no overall Timeout.
+	HTTP *http.Client
+}
+
+// Hold connects to apiURL's GET /alive, calls connected once it answered
+// 200, and blocks until the connection drops (nil) or ctx ends. It
+// returns an error when it could not connect or the agent has no such
+// endpoint.
+func (c AliveClient) Hold(ctx context.Context, apiURL string, connected func()) error {
+	cl := c.HTTP
+	if cl == nil {
+		cl = http.DefaultClient
+	}
+	u := strings.TrimSuffix(apiURL, "/") + "/alive"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("api alive %s: %w", u, err)
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return fmt.Errorf("api alive %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("api alive %s: answered %s", u, resp.Status)
+	}
+	connected()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return nil
+}

@@ -73,7 +73,7 @@ func ListenTLS(addr string, h http.Handler, cfg *tls.Config) (*Server, error) {
 
 // newServer wraps a bound listener.
 func newServer(ln net.Listener, h http.Handler) *Server {
-	return &Server{
+	s := &Server{
 		ln: ln,
 		srv: &http.Server{
 			Handler:           h,
@@ -85,6 +85,11 @@ func newServer(ln net.Listener, h http.Handler) *Server {
 			ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
 		},
 	}
+	if c, ok := h.(interface{ closeStreams() }); ok {
+		// Held GET /alive requests end when the server shuts down.
+		s.srv.RegisterOnShutdown(c.closeStreams)
+	}
+	return s
 }
 
 // Addr returns the address the server is bound to, with the real port when

@@ -126,6 +126,12 @@ type Member struct {
 	WAL *WALStream `json:"wal_stream,omitempty"`
 	// UpdatedAt is the agent's wall clock at publication, for humans only.
 	UpdatedAt time.Time `json:"updated_at"`
+	// Revision is the store's revision of the record's last write (etcd:
+	// its mod revision), filled by Load and never stored: a live agent
+	// rewrites its record every loop_wait, and a restarted one before it
+	// could run its database as a primary, so a take-over conditioned on
+	// it fails when the agent came back (dcs.LeaderLease.TakeOverLeader).
+	Revision int64 `json:"-"`
 }
 
 // WALStream is a replica's stream from its sender as the replica's own
@@ -202,12 +208,20 @@ const (
 	// EvidenceFenced: the old primary was fenced by an operator (hamgrctl
 	// fence) after it led: last_leader records the confirmation.
 	EvidenceFenced
+	// EvidenceRefusedEarly: the failover before the ttl on proof of
+	// death: while the old primary's key was still held, its database
+	// port and its agent's API port both refused connections on repeated
+	// checks and every replica had lost its stream; the key was taken
+	// over, guarded by its epoch, its lease and the old member record's
+	// revision (ha/takeover.go).
+	EvidenceRefusedEarly
 )
 
 var evidenceNames = map[EvidenceKind]string{
 	EvidenceNone: "none", EvidenceRefused: "refused", EvidenceReadOnly: "read-only",
 	EvidenceStreamsSilent: "streams-silent", EvidenceHandoff: "handoff", EvidenceReleased: "released",
 	EvidenceOperator: "operator", EvidenceFence: "fence", EvidenceFenced: "fenced",
+	EvidenceRefusedEarly: "refused-early",
 }
 
 // String names the kind as in JSON.

@@ -70,7 +70,37 @@ type LeaderLease interface {
 	UpdatePromotion(ctx context.Context, l cluster.Leader, p cluster.Promotion) error
 	// ReleaseLeader deletes the leader key if it still is l (same epoch).
 	ReleaseLeader(ctx context.Context, l cluster.Leader) error
+	// TakeOverLeader takes the leader key from old, whose agent and
+	// database the caller proved gone while the key is still held (the
+	// failover faster than the ttl, see docs/design.md "Failover before
+	// the ttl"). First one transaction deletes the key only if it is
+	// still old's: its create revision is old.Epoch, it is bound to
+	// old.Lease, and old's member record is still at revision memberRev
+	// (Member.Revision as the caller read it; 0: the record must be
+	// absent) — a restarted old agent rewrites its record before it
+	// could run its database as a primary, and any new key of its own
+	// has a new create revision, so either makes the take-over fail.
+	// Then, at once, AcquireLeader(who, old.Epoch, p) creates the key for
+	// who: it fails if anyone took the key in between. etcd cannot do
+	// both in one transaction (it refuses a delete and a put of the same
+	// key in one request, and the new epoch must be a new create
+	// revision). It returns the new leader and true; false with the
+	// current holder when the second step lost the key to another
+	// member; an error wrapping ErrTakeOverRefused when the guard failed
+	// (nothing was written). The caller then revokes old.Lease
+	// (RevokeLease): the old agent's renewals fail from then on.
+	TakeOverLeader(ctx context.Context, who cluster.LastLeader, old cluster.Leader, memberRev int64, p *cluster.Promotion) (cluster.Leader, bool, error)
+	// RevokeLease revokes lease id (another member's): every key bound
+	// to it is deleted and its holder's next renewal fails with
+	// ErrLeaseLost. Revoking a lease that no longer exists is not an
+	// error.
+	RevokeLease(ctx context.Context, id int64) error
 }
+
+// ErrTakeOverRefused is returned by TakeOverLeader when the leader key or
+// the old leader's member record changed since the caller read them: the
+// proof it had is about a leadership or an agent that no longer is.
+var ErrTakeOverRefused = errors.New("the leader key or the old leader's member record changed since they were read")
 
 // Members publishes this agent's member record.
 type Members interface {

@@ -172,14 +172,31 @@ func (Follow) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
 // plan is skipped. Evidence is what a promotion over an old primary relied
 // on (the agent logs it). Taking the key resets the down clock and the
 // failed starts (the primary start timeout counts from then).
+//
+// Over, when set, takes the key over from a leader whose key is still held
+// (dcs.LeaderLease.TakeOverLeader, on proof of death, see takeover.go)
+// rather than create an absent key.
 type AcquireLeader struct {
 	Evidence  *cluster.Evidence
 	Promotion *cluster.Promotion
+	Over      *TakeOver
+}
+
+// TakeOver is the leader key taken over and the guard: the key as read
+// (epoch, lease) and the revision of its holder's member record then (0:
+// it had none).
+type TakeOver struct {
+	Leader    cluster.Leader
+	MemberRev int64
 }
 
 // String renders the action (see Action).
 func (a AcquireLeader) String() string {
-	return "acquire-leader" + evidenceField(a.Evidence) + promotionField(a.Promotion)
+	s := "acquire-leader"
+	if a.Over != nil {
+		s += fmt.Sprintf(" over=%s@%d", a.Over.Leader.Name, a.Over.Leader.Epoch)
+	}
+	return s + evidenceField(a.Evidence) + promotionField(a.Promotion)
 }
 
 // Execute runs e.AcquireLeader.

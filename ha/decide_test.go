@@ -25,7 +25,7 @@ import (
 //	     [old-primary=alive|dead|refused|read-only|timeout|unknown]
 //	     [last-lsn=0/5000000] [released=E] [cannot-follow=E]
 //	     [nofailover] [paused] [max-lag=N]
-//	     [open=T] [handoff-seen=T]
+//	     [open=T] [handoff-seen=T] [gone=refused|accepted|short|stale|none] [link-lost=T]
 //	     [ttl=30s] [loop-wait=10s] [retry-timeout=10s] [start-timeout=20s]
 //	<lines describing the world, see below>
 //	----
@@ -35,7 +35,7 @@ import (
 //	  db running [accepting] role=primary|replica lsn=.. [tl=N] [streaming] [upstream=n1] [diverged]
 //	  leader n1 epoch=4 lease=9 | leader none [last=n1@4 [addr=host:port]]
 //	  member n1 role=primary|replica|unknown lsn=.. [tl=N] [state=running]
-//	         [after=E] [nofailover] [priority=N] [noaddr] [streaming] [upstream=n1]
+//	         [after=E] [nofailover] [priority=N] [noaddr] [streaming] [upstream=n1] [rev=N]
 //	         [wal=n1 [silent=8s] [seen] [connected] [timeout=6s] [key-seen=1s]]
 //	  request switchover [from=n1] [to=n2] [at=T] [by=who]
 //	  request failover to=n2 [by=who]
@@ -67,11 +67,44 @@ var origin = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 type scenario struct {
 	v       View
 	noSlots bool // the scenario set Slots.Members itself
+	// gone is the leader-ports check of the take-over (gone=...), made at
+	// decide time against the leader key then in the view.
+	gone string
+}
+
+// leaderGone builds the take-over's check of the current leader's ports:
+// refused (3 checks over 300ms, both refusing), accepted (the API port
+// answered at the second check), short (only 2 checks), stale (made when
+// the leader's record was at an older revision).
+func (s *scenario) leaderGone(t *testing.T) LeaderGoneProbe {
+	l := s.v.Snap.Leader
+	if s.gone == "" || s.gone == "none" || l == nil {
+		return LeaderGoneProbe{}
+	}
+	var rev int64
+	if m := s.v.Snap.Member(l.Name); m != nil {
+		rev = m.Revision
+	}
+	p := LeaderGoneProbe{Leader: *l, MemberRev: rev, DB: l.Name + ":5432", API: l.Name + ":8008",
+		Refused: TakeOverChecks, Over: TakeOverCheckSpan}
+	switch s.gone {
+	case "refused":
+	case "accepted":
+		p.Refused, p.Over, p.Answer = 1, 150*time.Millisecond, l.Name+":8008 accepted a connection"
+	case "short":
+		p.Refused, p.Over = 2, 150*time.Millisecond
+	case "stale":
+		p.MemberRev--
+	default:
+		t.Fatalf("unknown gone=%q", s.gone)
+	}
+	return p
 }
 
 func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
 	switch d.Cmd {
 	case "view":
+		s.gone = ""
 		s.v = View{
 			StoreOK: true,
 			Config: cluster.DynamicConfig{
@@ -114,6 +147,7 @@ func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
 				v.OldPrimary.Host, v.OldPrimary.Port = v.Snap.LastLeader.Name, 5432
 			}
 		}
+		v.LeaderGone = s.leaderGone(t)
 		p := Decide(v)
 		if p.Soon != 0 {
 			return p.String() + " soon=" + p.Soon.String()
@@ -259,6 +293,10 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 			v.RefusedEpoch = cluster.Epoch(num(t, x))
 		case "fencing":
 			v.Config.Fencing = cluster.FencingPolicy(x)
+		case "gone":
+			s.gone = x
+		case "link-lost":
+			v.LeaderLinkLost = at(t, x)
 		case "lease-lost":
 			v.LeaseLostAt = at(t, x)
 		case "fencer":
@@ -390,6 +428,9 @@ func (s *scenario) world(t *testing.T, line string) {
 			m.ConnHost, m.ConnPort = "", 0
 		}
 		m.Upstream = kv["upstream"]
+		if has("rev") {
+			m.Revision = num(t, kv["rev"])
+		}
 		if has("wal") {
 			// wal=n1 [silent=8s] [seen] [connected] [timeout=6s]: the
 			// member's WAL stream report (silent= also means heard).

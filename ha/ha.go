@@ -144,6 +144,14 @@ type View struct {
 	// PublishFailed says which discovery publisher failed to publish
 	// this member's role, and why ("": none fails); see publishProblem.
 	PublishFailed string
+	// LeaderGone is this round's check of the leader's ports, made only
+	// when WantsLeaderGoneProbe (zero otherwise): the proof of death of
+	// the take-over (takeover.go).
+	LeaderGone LeaderGoneProbe
+	// LeaderLinkLost is when this agent's idle connection to the leader
+	// agent's API last dropped (zero: held, or none made since the
+	// leader changed): the event that starts a take-over's checks.
+	LeaderLinkLost time.Time
 }
 
 // Slots are the replication slots on a leader's server, by member.
@@ -277,7 +285,7 @@ func decide(v View) Plan {
 	case detector.StaleSelf:
 		return decideStaleSelf(v, health)
 	case detector.OtherLeader:
-		return decideFollower(v, health, isPrimary)
+		return takeOver(v, decideFollower(v, health, isPrimary))
 	default:
 		return decideNoLeader(v, health, isPrimary)
 	}

@@ -114,12 +114,17 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	linkClient, err := apiClient(cfg.API)
+	if err != nil {
+		return err
+	}
 	ag := agent.New(agent.Options{
 		Cluster: cfg.Cluster, Name: cfg.Name, Tags: tags, Config: cfg.Dynamic(),
 		DB: dbe.db, Store: store, APIURL: cfg.API.Advertise, ConnHost: dbe.host, ConnPort: dbe.port,
 		Logger: log, Metrics: mx, Engine: dbe.caps,
 		OnStop: onStop(cfg.OnStop), Publishers: pubs, Fencer: fencer, Observers: observers,
 		PublishTimeout: time.Duration(cfg.Discovery.Timeout), PrePromote: prePromoter(pubs), Peers: peers,
+		Link: api.AliveClient{HTTP: linkClient},
 	})
 	h := api.NewHandler(ag, api.Options{
 		Logger: log, Operator: api.NewOperator(store), Token: token, Metrics: mx.Handler(), Failsafe: ag,
@@ -130,7 +135,12 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	go func() {
 		if err := srv.Serve(); err != nil {
-			log.Error("api server stopped", "err", err)
+			// The agent serves its API for its whole life: the other
+			// agents take a refused API port (with a refused database
+			// port) as proof that this agent is gone (the failover
+			// before the ttl), so an agent without its API stops.
+			log.Error("api server stopped; stopping the agent", "err", err)
+			stop(fmt.Errorf("api server: %w", err))
 		}
 	}()
 	log.Info("agent started", "cluster", cfg.Cluster, "api", srv.Addr(), dbe.engine, fmt.Sprintf("%s:%d", dbe.host, dbe.port))
@@ -340,13 +350,23 @@ func rejoinMethods(pgc config.PostgreSQL) db.RejoinMethods {
 // same) and, when the API serves HTTPS, its TLS files to verify them. Each
 // request is bounded by the agent's own deadline.
 func failsafePeers(c config.API, token string) (agent.FailsafePeers, error) {
+	cl, err := apiClient(c)
+	if err != nil {
+		return nil, err
+	}
+	return api.FailsafeClient{HTTP: cl, Token: token}, nil
+}
+
+// apiClient is the HTTP client for the other agents' APIs (failsafe
+// requests, the leader link), with api.tls's client side when set.
+func apiClient(c config.API) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if c.TLS.Enabled() {
 		tc, err := c.TLS.ClientConfig()
 		if err != nil {
-			return nil, fmt.Errorf("api.tls (client side, for failsafe requests): %w", err)
+			return nil, fmt.Errorf("api.tls (client side, for the other agents' APIs): %w", err)
 		}
 		tr.TLSClientConfig = tc
 	}
-	return api.FailsafeClient{HTTP: &http.Client{Transport: tr}, Token: token}, nil
+	return &http.Client{Transport: tr}, nil
 }

@@ -32,6 +32,78 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("Sync", func(t *testing.T) { testSync(t, newStores(t, 2)) })
 	t.Run("Failsafe", func(t *testing.T) { testFailsafe(t, newStores(t, 2)) })
 	t.Run("Promotion", func(t *testing.T) { testPromotion(t, newStores(t, 2)) })
+	t.Run("TakeOver", func(t *testing.T) { testTakeOver(t, newStores(t, 3)) })
+}
+
+// testTakeOver: TakeOverLeader takes a held key under a new epoch only
+// while the key is still the observed one (epoch and lease) and the old
+// leader's member record was not rewritten since it was read; RevokeLease
+// then ends the old lease, its keys and its renewals.
+func testTakeOver(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	old, cand, restarted := s[0], s[1], s[2]
+	must(t, old.Grant(ctx, 30*time.Second))
+	must(t, cand.Grant(ctx, 30*time.Second))
+	must(t, old.PublishMember(ctx, cluster.Member{Name: "n0", Role: cluster.RolePrimary}))
+	l0, ok, err := old.AcquireLeader(ctx, cluster.LastLeader{Name: "n0"}, 0, nil)
+	if err != nil || !ok {
+		t.Fatalf("old leader acquire: %v %v", ok, err)
+	}
+	snap := load(t, cand)
+	rec := snap.Member("n0")
+	if rec == nil || rec.Revision == 0 {
+		t.Fatalf("member record %+v: want a revision from Load", rec)
+	}
+	who := cluster.LastLeader{Name: "n1"}
+	// The old agent rewrites its record (alive, or restarted): refused.
+	must(t, old.PublishMember(ctx, cluster.Member{Name: "n0", Role: cluster.RolePrimary}))
+	if _, _, err := cand.TakeOverLeader(ctx, who, *snap.Leader, rec.Revision, nil); !errors.Is(err, dcs.ErrTakeOverRefused) {
+		t.Fatalf("take-over after the old member record changed: %v, want ErrTakeOverRefused", err)
+	}
+	snap = load(t, cand)
+	if snap.Leader == nil || snap.Leader.Epoch != l0.Epoch {
+		t.Fatalf("a refused take-over changed the key: %+v", snap.Leader)
+	}
+	// A wrong lease (the key observed on another lease): refused.
+	wrong := *snap.Leader
+	wrong.Lease++
+	if _, _, err := cand.TakeOverLeader(ctx, who, wrong, snap.Member("n0").Revision, nil); !errors.Is(err, dcs.ErrTakeOverRefused) {
+		t.Fatalf("take-over of another lease: %v, want ErrTakeOverRefused", err)
+	}
+	// The old agent restarts (new lease) and takes its key back under a
+	// new epoch: a take-over decided on the old key is refused.
+	must(t, restarted.Grant(ctx, 30*time.Second))
+	stale := snap
+	must(t, old.ReleaseLeader(ctx, l0))
+	must(t, restarted.PublishMember(ctx, cluster.Member{Name: "n0", Role: cluster.RolePrimary}))
+	l0b, ok, err := restarted.AcquireLeader(ctx, cluster.LastLeader{Name: "n0"}, l0.Epoch, nil)
+	if err != nil || !ok {
+		t.Fatalf("restarted old leader retakes the key: %v %v", ok, err)
+	}
+	if _, _, err := cand.TakeOverLeader(ctx, who, *stale.Leader, stale.Member("n0").Revision, nil); !errors.Is(err, dcs.ErrTakeOverRefused) {
+		t.Fatalf("take-over of an epoch that was retaken: %v, want ErrTakeOverRefused", err)
+	}
+	// Unchanged: the key is taken under a new epoch with the record, and
+	// last_leader names the candidate.
+	snap = load(t, cand)
+	p := cluster.Promotion{Kind: cluster.HistoryFailover, Lost: l0b.Epoch, OldPrimary: "n0", Done: []cluster.PromotionStep{cluster.StepKey}}
+	l1, ok, err := cand.TakeOverLeader(ctx, who, *snap.Leader, snap.Member("n0").Revision, &p)
+	if err != nil || !ok || l1.Name != "n1" || l1.Epoch <= l0b.Epoch || l1.Promotion == nil {
+		t.Fatalf("take-over: %+v %v %v, want n1 at a new epoch with its record", l1, ok, err)
+	}
+	snap = load(t, old)
+	if snap.Leader == nil || snap.Leader.Name != "n1" || snap.LastLeader == nil || snap.LastLeader.Name != "n1" || snap.LastLeader.Epoch != l1.Epoch {
+		t.Fatalf("after take-over: leader %+v last %+v", snap.Leader, snap.LastLeader)
+	}
+	// Revoking the old lease ends its renewals and its member record.
+	must(t, cand.RevokeLease(ctx, l0b.Lease))
+	if err := restarted.KeepAlive(ctx); !errors.Is(err, dcs.ErrLeaseLost) {
+		t.Fatalf("renewal of the revoked lease: %v, want ErrLeaseLost", err)
+	}
+	if m := load(t, cand).Member("n0"); m != nil {
+		t.Fatalf("old member record %+v still there after its lease was revoked", m)
+	}
+	must(t, cand.RevokeLease(ctx, l0b.Lease)) // already gone: no error
 }
 
 // The promotion record lives in the leader key's value: written with the

@@ -365,6 +365,48 @@ func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader, after
 		key, after, now, dcs.ErrEpochChanged)
 }
 
+// TakeOverLeader takes the leader key from old (see dcs.LeaderLease):
+// a transaction deletes it only while its create revision is old.Epoch,
+// its lease old.Lease and old's member record's mod revision memberRev
+// (absent when 0), then AcquireLeader creates it for who after old.Epoch.
+func (s *Store) TakeOverLeader(ctx context.Context, who cluster.LastLeader, old cluster.Leader, memberRev int64, p *cluster.Promotion) (cluster.Leader, bool, error) {
+	key := s.key(keyLeader)
+	cli, err := s.client()
+	if err != nil {
+		return cluster.Leader{}, false, err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", int64(old.Epoch)),
+			clientv3.Compare(clientv3.LeaseValue(key), "=", clientv3.LeaseID(old.Lease)),
+			clientv3.Compare(clientv3.ModRevision(s.key(keyMembers+old.Name)), "=", memberRev)).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	if err != nil {
+		return cluster.Leader{}, false, s.opErr("take over leader", key, err)
+	}
+	if !resp.Succeeded {
+		return cluster.Leader{}, false, fmt.Errorf("etcd take over leader %s from %s (epoch %d, lease %x, member record at revision %d): %w",
+			key, old.Name, old.Epoch, old.Lease, memberRev, dcs.ErrTakeOverRefused)
+	}
+	return s.AcquireLeader(ctx, who, old.Epoch, p)
+}
+
+// RevokeLease revokes lease id; a lease already gone is not an error.
+func (s *Store) RevokeLease(ctx context.Context, id int64) error {
+	cli, err := s.client()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	if _, err := cli.Revoke(rctx, clientv3.LeaseID(id)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return s.opErr("revoke lease", fmt.Sprintf("%x", id), err)
+	}
+	return nil
+}
+
 // UpdatePromotion rewrites the leader key's value with promotion record p,
 // bound to l's lease, in a transaction that succeeds only while the key's
 // create revision is still l.Epoch.
@@ -459,6 +501,7 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 		if m.Name == "" {
 			m.Name = strings.TrimPrefix(string(kv.Key), s.key(keyMembers))
 		}
+		m.Revision = kv.ModRevision
 		snap.Members = append(snap.Members, m)
 	}
 	sort.Slice(snap.Members, func(i, j int) bool { return snap.Members[i].Name < snap.Members[j].Name })

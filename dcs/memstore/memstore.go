@@ -86,6 +86,7 @@ func (l *leaderKV) leader() *cluster.Leader {
 type memberKV struct {
 	value []byte
 	lease int64
+	mod   int64 // revision of the last write
 }
 
 // New returns an empty store whose leases expire on now.
@@ -269,6 +270,7 @@ func (c *Cluster) snapshotLocked() cluster.Snapshot {
 	for _, m := range c.members {
 		var rec cluster.Member
 		mustUnmarshal(m.value, &rec)
+		rec.Revision = m.mod
 		s.Members = append(s.Members, rec)
 	}
 	sort.Slice(s.Members, func(i, j int) bool { return s.Members[i].Name < s.Members[j].Name })
@@ -465,6 +467,47 @@ func (k *Client) AcquireLeader(ctx context.Context, who cluster.LastLeader, afte
 	return *c.leader.leader(), true, nil
 }
 
+// TakeOverLeader deletes the leader key only while it is old's (same
+// epoch and lease) and old's member record is still at revision memberRev
+// (absent when 0), then creates it for who as AcquireLeader does.
+func (k *Client) TakeOverLeader(ctx context.Context, who cluster.LastLeader, old cluster.Leader, memberRev int64, p *cluster.Promotion) (cluster.Leader, bool, error) {
+	if err := k.check(ctx); err != nil {
+		return cluster.Leader{}, false, fmt.Errorf("memstore take over leader: %w", err)
+	}
+	c := k.c
+	c.mu.Lock()
+	l := c.leader
+	m, ok := c.members[old.Name]
+	rev := int64(0)
+	if ok {
+		rev = m.mod
+	}
+	if l == nil || l.create != int64(old.Epoch) || l.lease != old.Lease || rev != memberRev {
+		c.mu.Unlock()
+		return cluster.Leader{}, false, fmt.Errorf("memstore take over leader from %s (epoch %d, lease %d, member record at revision %d): %w",
+			old.Name, old.Epoch, old.Lease, memberRev, dcs.ErrTakeOverRefused)
+	}
+	c.leader = nil
+	c.bump(true)
+	c.mu.Unlock()
+	return k.AcquireLeader(ctx, who, old.Epoch, p)
+}
+
+// RevokeLease revokes lease id with every key bound to it (a lease
+// already gone is not an error).
+func (k *Client) RevokeLease(ctx context.Context, id int64) error {
+	if err := k.check(ctx); err != nil {
+		return fmt.Errorf("memstore revoke lease: %w", err)
+	}
+	c := k.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.leases[id]; ok {
+		c.revokeLocked(id)
+	}
+	return nil
+}
+
 // UpdatePromotion replaces the promotion record in the leader key while l
 // still holds it.
 func (k *Client) UpdatePromotion(ctx context.Context, l cluster.Leader, p cluster.Promotion) error {
@@ -510,8 +553,8 @@ func (k *Client) PublishMember(ctx context.Context, m cluster.Member) error {
 		return err
 	}
 	_, existed := c.members[m.Name]
-	c.members[m.Name] = memberKV{value: mustJSON(m), lease: id}
 	c.bump(!existed)
+	c.members[m.Name] = memberKV{value: mustJSON(m), lease: id, mod: c.rev}
 	return nil
 }
 

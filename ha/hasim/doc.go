@@ -64,6 +64,11 @@
 //     promotion is done: the leader key carries a promotion record with
 //     the key and fence steps done, and in synchronous mode the database
 //     already requires a standby's confirmation (checkPromotionSteps);
+//   - a leader key still held is taken over (the failover before the ttl
+//     on proof of death) only while the old leader's agent process is
+//     gone, its database does not run and its machine is up and not
+//     frozen (checkTakeOver; simReach answers the agents' port checks
+//     from the same state);
 //   - when the store expires a lease, the database of the agent that owns
 //     it is not a writable primary (the agent fenced first). A paused
 //     (SIGSTOPped) agent cannot fence: that case is exempt and covered by

@@ -223,7 +223,7 @@ func TestRandomFaults(t *testing.T) {
 		seeds = *seedsFlag
 	}
 	promotions, switchovers, faults, failures := 0, 0, 0, 0
-	rewinds, rewound, rewindFailures, reclones := 0, 0, 0, 0
+	rewinds, rewound, rewindFailures, reclones, takeOvers := 0, 0, 0, 0, 0
 	for seed := *firstSeed; seed < *firstSeed+uint64(seeds); seed++ {
 		w, injected, err := randomWorld(seed)
 		promotions += len(w.Promotions)
@@ -237,6 +237,7 @@ func TestRandomFaults(t *testing.T) {
 		}
 		rewindFailures += len(w.RewindFailures)
 		reclones += len(w.Reclones)
+		takeOvers += len(w.TakeOvers)
 		if err == nil {
 			continue
 		}
@@ -257,8 +258,11 @@ func TestRandomFaults(t *testing.T) {
 			return
 		}
 	}
-	t.Logf("%d seeds: %d faults injected, %d promotions, %d switchovers, %d pg_rewinds (%d rewound, %d found no rewind required), %d failed pg_rewinds, %d re-clones",
-		seeds, faults, promotions, switchovers, rewinds, rewound, rewinds-rewound, rewindFailures, reclones)
+	t.Logf("%d seeds: %d faults injected, %d promotions (%d of them take-overs before the ttl), %d switchovers, %d pg_rewinds (%d rewound, %d found no rewind required), %d failed pg_rewinds, %d re-clones",
+		seeds, faults, promotions, takeOvers, switchovers, rewinds, rewound, rewinds-rewound, rewindFailures, reclones)
+	if takeOvers == 0 && seeds >= 100 {
+		t.Errorf("no take-over before the ttl in %d seeds: the faults do not exercise the proof of death", seeds)
+	}
 	if promotions < seeds/4 {
 		t.Errorf("only %d promotions in %d seeds: the faults do not exercise failover", promotions, seeds)
 	}

@@ -147,6 +147,9 @@ type World struct {
 	// PrePromotes lists "name@epoch over old" for every pre_promote hook
 	// that succeeded.
 	PrePromotes []string
+	// TakeOvers lists "name<-old@epoch" for every take-over of a held
+	// leader key on proof of death (checkTakeOver).
+	TakeOvers []string
 }
 
 // node is one simulated machine: a database, and the real hamgr agent
@@ -267,6 +270,8 @@ func (w *World) startAgent(n *node) {
 		Publishers: []discovery.Publisher{simPublisher{w: w, n: n}},
 		PrePromote: simPrePromoter{w: w, n: n},
 		Peers:      simPeers{w: w, n: n},
+		APIURL:     apiURL(n.spec.Name),
+		Reach:      simReach{w: w, n: n},
 	}
 	if n.spec.Fencer {
 		opts.Fencer = simFencer{w: w, n: n}

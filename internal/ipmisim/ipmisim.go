@@ -275,3 +275,11 @@ func (b *BMC) SetPowerOff(t testing.TB) {
 	t.Helper()
 	write(t, filepath.Join(b.dir, "power"), "0\n", 0o644)
 }
+
+// PowerOn records the power as on again (the machine was powered back on
+// after a fence); the stand-in host is not restarted, and the next
+// power-off runs the OnPowerOff script again.
+func (b *BMC) PowerOn(t testing.TB) {
+	t.Helper()
+	write(t, filepath.Join(b.dir, "power"), "1\n", 0o644)
+}

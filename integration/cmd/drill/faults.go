@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -74,6 +75,12 @@ type fault struct {
 	// Latency marks a commit latency measurement (runLatency) instead of
 	// a fault: no Inject, no outage.
 	Latency bool
+	// ResumeAfterFailover, with ExpectFailover, counts the acknowledged
+	// writes that mean "writes resumed" only from when the new primary
+	// serves: for a fault after which the old primary goes on taking
+	// writes for a while (its agent dead, its database alive), so that the
+	// run covers the outage of the failover itself.
+	ResumeAfterFailover bool
 }
 
 // faults maps the names accepted by -faults to their definitions.
@@ -99,6 +106,50 @@ var faults = map[string]fault{
 		Outage:         outageAround,
 		OutageMethod:   "the gap between acknowledged writes that contains the fault (Result.OutageAround)",
 		Restore:        rejoinOld,
+	},
+	"proof-of-death": {
+		Name: "proof-of-death",
+		Describe: "node-crash in synchronous mode, recording the promotion's evidence: agent and postgres of the primary SIGKILLed on a host " +
+			"that stays up, so both its ports refuse and the key is taken over before the ttl (evidence refused-early)",
+		Setup:          enableSync,
+		Ready:          waitSyncRecord,
+		ExpectFailover: true,
+		ZeroLoss:       true,
+		Sync:           true,
+		Inject:         killNode,
+		Outage:         outageAround,
+		OutageMethod:   "the gap between acknowledged writes that contains the fault (Result.OutageAround)",
+		Restore:        withEvidence(rejoinOld),
+	},
+	"fenced-node-crash": {
+		Name: "fenced-node-crash",
+		Describe: "node-crash under fencing require with a simulated BMC per member (ipmi_sim, ipmi driver; power-off kills the member's " +
+			"processes): the promotion waits for the confirmed power-off of the old primary; asynchronous replication",
+		Configure:      configureFencing,
+		Setup:          armPowerOff,
+		ExpectFailover: true,
+		Inject:         killNode,
+		Outage:         outageAround,
+		OutageMethod:   "the gap between acknowledged writes that contains the fault (Result.OutageAround)",
+		Restore:        withEvidence(rejoinOld),
+	},
+	"fenced-agent-dead": {
+		Name: "fenced-agent-dead",
+		Describe: "only the primary's agent SIGKILLed, its PostgreSQL alive, under fencing require (ipmi_sim BMCs): after the key " +
+			"expires the fence stands in for the proof (evidence fence) and powers it off before the promotion; synchronous mode",
+		Configure: configureFencing,
+		Setup: func(ctx context.Context, c *localcluster.Cluster) error {
+			return errors.Join(armPowerOff(ctx, c), enableSync(ctx, c))
+		},
+		Ready:               waitSyncRecord,
+		ExpectFailover:      true,
+		ResumeAfterFailover: true,
+		ZeroLoss:            true,
+		Sync:                true,
+		Inject:              killAgent,
+		Outage:              longestGap,
+		OutageMethod:        "the longest interval between consecutive acknowledged writes of the run (Result.LongestGap: the old primary takes writes until its power-off, so no gap contains the fault)",
+		Restore:             withEvidence(rejoinOld),
 	},
 	"node-vanish": {
 		Name: "node-vanish",

@@ -163,6 +163,7 @@ func mainErr() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	defer runCleanups(tb) // the fenced rows' BMCs
 	results, env, err := runDrill(ctx, o, log)
 	if env != nil {
 		writeReport(os.Stdout, *env, o, results)

@@ -171,6 +171,9 @@ func writeReport(w io.Writer, env environment, o options, results []runResult) {
 		if len(r.SyncMembers) > 0 {
 			notes = append(notes, "sync "+strings.Join(r.SyncMembers, ","))
 		}
+		if r.Evidence != "" {
+			notes = append(notes, "evidence "+r.Evidence)
+		}
 		if r.Rejoin > 0 || r.RejoinFallback {
 			rj := fmt.Sprintf("rejoin %s (%s)", r.Rejoin, r.RejoinHow)
 			if r.RejoinFallback {

@@ -95,6 +95,10 @@ type runResult struct {
 	RejoinHow      string `json:"rejoin_how,omitempty"`
 	RejoinFallback bool   `json:"rejoin_fallback,omitempty"`
 	RejoinError    string `json:"rejoin_error,omitempty"`
+	// Evidence is what the failover's promotion relied on (the newest
+	// history entry's evidence kind, and its fence step), for rows that
+	// record it.
+	Evidence string `json:"evidence,omitempty"`
 	// Latency is the commit latency measurement of a Latency row.
 	Latency *latencyJSON `json:"latency,omitempty"`
 	// samples are the Latency row's per-commit latencies.
@@ -256,6 +260,9 @@ func (d *drill) run(ctx context.Context, s *slot, p profile, f fault, i int) (r 
 	r.FaultAt = t0
 	d.log.Info("fault injected", "profile", p.Name, "fault", f.Name, "run", i, "primary", old.Name)
 
+	if f.ResumeAfterFailover {
+		obs.Wait() // the old primary may write on until the failover
+	}
 	// Wait (bounded) for writes to flow again.
 	resumeBound := ttl + time.Duration(p.Timing.PrimaryStartTimeout) + 30*time.Second
 	rctx, rcancel := context.WithTimeout(ctx, resumeBound)

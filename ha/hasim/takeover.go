@@ -1,0 +1,106 @@
+package hasim
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+)
+
+// The take-over on proof of death (ha/takeover.go) in the simulator: each
+// agent publishes an API URL (apiPort) and checks the leader's ports with
+// simReach, which answers from the world's state as TCP connects would on
+// real machines.
+
+// apiPort is every simulated agent's API port.
+const apiPort = 8008
+
+// apiURL is the API URL of the agent on node name.
+func apiURL(name string) string { return "http://" + net.JoinHostPort(name, strconv.Itoa(apiPort)) }
+
+// simReach is the agents' ha Reacher twin. The simulated clock does not
+// move during a call, so the checks are all made at one instant and
+// reported as spread over the span asked for.
+type simReach struct {
+	w *World
+	n *node
+}
+
+// Refusals implements agent.Reacher.
+func (r simReach) Refusals(_ context.Context, addrs []string, n int, span time.Duration) (int, time.Duration, string) {
+	for _, a := range addrs {
+		if why := r.answer(a); why != "" {
+			return 0, 0, why
+		}
+	}
+	return n, span, ""
+}
+
+// answer is "" when a connect to addr is refused now, else what it got: a
+// machine powered off, frozen or cut off gives timeouts; a live machine
+// refuses on a port nothing listens on (a stopped database, a dead agent
+// process), and the kernel accepts on one a process listens on, even a
+// stopped (SIGSTOP) or hung one.
+func (r simReach) answer(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr + ": " + err.Error()
+	}
+	var t *node
+	for _, x := range r.w.nodes {
+		if x.spec.Name == host {
+			t = x
+		}
+	}
+	switch {
+	case t == nil:
+		return addr + ": no such host"
+	case !t.alive || t.frozen:
+		return addr + ": timeout"
+	case port == strconv.Itoa(apiPort):
+		if r.n.apiCut || t.apiCut {
+			return addr + ": timeout"
+		}
+		if t.agentDown {
+			return ""
+		}
+		return addr + " accepted a connection"
+	case t.overloaded:
+		return addr + ": timeout"
+	case t.db.running:
+		return addr + " accepted a connection"
+	}
+	return ""
+}
+
+// TakeOverLeader takes the key over as the store does, and checks the
+// take-over's invariant when it succeeds.
+func (s faultyStore) TakeOverLeader(ctx context.Context, who cluster.LastLeader, old cluster.Leader, memberRev int64, p *cluster.Promotion) (cluster.Leader, bool, error) {
+	if err := s.w.callFault(s.n, CallAcquire); err != nil {
+		return cluster.Leader{}, false, err
+	}
+	l, ok, err := s.Client.TakeOverLeader(ctx, who, old, memberRev, p)
+	if err == nil && ok {
+		s.w.checkTakeOver(s.n, old, l)
+	}
+	return l, ok, err
+}
+
+// checkTakeOver: a take-over of old's key by n happens only while old's
+// agent process is gone (so nothing renews old's lease) and its database
+// does not run, on a machine that is up and not frozen (both ports
+// refuse); never while old's agent runs or is merely stopped.
+func (w *World) checkTakeOver(n *node, old, l cluster.Leader) {
+	t := w.node(old.Name)
+	w.TakeOvers = append(w.TakeOvers, n.spec.Name+"<-"+old.Name+"@"+strconv.FormatInt(int64(l.Epoch), 10))
+	switch {
+	case t.alive && !t.agentDown:
+		w.violate("%s took the key of epoch %d over from %s while its agent process exists (running or stopped) and can renew its lease", n.spec.Name, old.Epoch, old.Name)
+	case t.db.running:
+		w.violate("%s took the key of epoch %d over from %s while its database runs", n.spec.Name, old.Epoch, old.Name)
+	case !t.alive || t.frozen:
+		w.violate("%s took the key of epoch %d over from %s whose machine is down or frozen (no refusal is possible)", n.spec.Name, old.Epoch, old.Name)
+	}
+}

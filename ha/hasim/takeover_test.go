@@ -1,0 +1,105 @@
+package hasim
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+)
+
+// The failover before the ttl on proof of death (ha/takeover.go). In the
+// simulator ttl is 3s and loop_wait 1s.
+
+// leaderEvidence is the evidence of the current leader key's promotion.
+func leaderEvidence(w *World) cluster.EvidenceKind {
+	if l := w.Leader(); l != nil && l.Promotion != nil && l.Promotion.Evidence != nil {
+		return l.Promotion.Evidence.Kind
+	}
+	return cluster.EvidenceNone
+}
+
+// Agent and database of the primary killed on a machine that stays up:
+// both ports refuse, every replica loses its stream, and the best one
+// (n2) takes the key over before it could expire.
+func TestTakeOverCrashedNode(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	expectLeader(t, w, "n1")
+	run(t, w, 2500*time.Millisecond, Fault{Kind: CrashNode, Member: "n1"})
+	if len(w.TakeOvers) != 1 || !strings.HasPrefix(w.TakeOvers[0], "n2<-n1@") {
+		t.Fatalf("take-overs %v within 2.5s of the crash (ttl 3s), want n2 over n1\n%s\n%s", w.TakeOvers, w.Summary(), strings.Join(w.Log(), "\n"))
+	}
+	run(t, w, 2*time.Second)
+	expectLeader(t, w, "n2")
+	if ev := leaderEvidence(w); ev != cluster.EvidenceRefusedEarly {
+		t.Fatalf("evidence %s, want refused-early", ev)
+	}
+}
+
+// Only the primary's agent dies (its database runs): its database port
+// answers, so there is no take-over; the key runs out as before and the
+// liveness rule refuses a writable old primary.
+func TestNoTakeOverWhileDatabaseRuns(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	run(t, w, 10*time.Second, Fault{Kind: KillAgent, Member: "n1"})
+	if len(w.TakeOvers) != 0 || len(w.Promotions) != 0 {
+		t.Fatalf("take-overs %v, promotions %v: want none\n%s", w.TakeOvers, w.Promotions, strings.Join(w.Log(), "\n"))
+	}
+}
+
+// The primary's agent is stopped (SIGSTOP) and its database crashed: the
+// database port refuses, but the stopped agent's API port still accepts
+// (the kernel completes the handshake), so there is no take-over before
+// the key expires.
+func TestNoTakeOverWhileAgentStopped(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	run(t, w, 2500*time.Millisecond, Fault{Kind: Pause, Member: "n1"}, Fault{Kind: CrashDB, Member: "n1"})
+	if len(w.TakeOvers) != 0 {
+		t.Fatalf("take-overs %v while n1's agent process exists\n%s", w.TakeOvers, strings.Join(w.Log(), "\n"))
+	}
+}
+
+// A machine that vanishes (power off: timeouts) or freezes gives no
+// refusal: no take-over; the liveness rule decides after the key expires.
+func TestNoTakeOverOnTimeouts(t *testing.T) {
+	for _, k := range []FaultKind{KillNode, Freeze} {
+		w := New(three())
+		run(t, w, 10*time.Second)
+		run(t, w, 10*time.Second, Fault{Kind: k, Member: "n1"})
+		if len(w.TakeOvers) != 0 {
+			t.Fatalf("%s: take-overs %v\n%s", k, w.TakeOvers, strings.Join(w.Log(), "\n"))
+		}
+	}
+}
+
+// The crashed primary's agent comes back at once: it answers on its API
+// port (and takes its key back under a new epoch), so nobody takes over.
+func TestNoTakeOverWhenAgentRestarts(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	run(t, w, 5*time.Second, Fault{Kind: CrashNode, Member: "n1"}, Fault{Kind: StartNode, Member: "n1"})
+	if len(w.TakeOvers) != 0 {
+		t.Fatalf("take-overs %v after n1's agent restarted\n%s", w.TakeOvers, strings.Join(w.Log(), "\n"))
+	}
+	expectLeader(t, w, "n1")
+}
+
+// With fencing require and a fencer, the take-over still fences before it
+// promotes (checkPromotionSteps checks the confirmation).
+func TestTakeOverFencesUnderRequire(t *testing.T) {
+	cfg := three()
+	for i := range cfg.Members {
+		cfg.Members[i].Fencer = true
+	}
+	w := New(cfg)
+	run(t, w, 10*time.Second)
+	run(t, w, 2500*time.Millisecond, Fault{Kind: CrashNode, Member: "n1"})
+	if len(w.TakeOvers) != 1 || len(w.Fences) != 1 || !strings.HasPrefix(w.Fences[0], "n2->n1") {
+		t.Fatalf("take-overs %v, fences %v: want n2 to take over and fence n1\n%s", w.TakeOvers, w.Fences, strings.Join(w.Log(), "\n"))
+	}
+	run(t, w, 2*time.Second)
+	expectLeader(t, w, "n2")
+}

@@ -1,0 +1,223 @@
+package ha
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/election"
+)
+
+// Failover before the ttl: the take-over on proof of death.
+//
+// Without it a primary whose agent and database died together costs the
+// whole ttl: the replicas wait for the leader key to expire before the
+// election. The take-over shortens that only on proof, while the key is
+// still held by the dead leader's lease:
+//
+//   - every replica's record says its WAL stream is lost (not streaming, no
+//     connected receiver), this member's own database and record too: its
+//     WAL senders are gone, and every replica's position is final, so the
+//     ranking on those records is the election's;
+//   - this member is the best candidate of that ranking (the same rule as
+//     the election: position, priority, name; synchronous standbys only in
+//     synchronous mode);
+//   - this agent's checks (LeaderGoneProbe) found the leader's database
+//     port and its agent's API port both refusing connections
+//     (ECONNREFUSED, not a timeout) TakeOverChecks times in a row over at
+//     least TakeOverCheckSpan, all of them made after the snapshot whose
+//     key and member record the take-over is conditioned on was read.
+//
+// The key is then taken by dcs.LeaderLease.TakeOverLeader: deleted only
+// while it is still the same epoch on the same lease and the old leader's
+// member record has not been written since that snapshot, and created at
+// once for this member under a new epoch (the ordinary create-if-absent,
+// conditioned on last_leader still being the lost epoch); then the old
+// lease is revoked.
+//
+// Why this cannot leave two writable primaries. A database runs as a
+// primary only while its agent holds the key on its current lease (rule
+// 1). A refusal on the database port means no postmaster listens there:
+// the server is gone, and the backends of a dead postmaster exit at their
+// next wait (the liveness rule's refused). A refusal on the API port means
+// no agent serves there: the agent serves its API for its whole life (it
+// exits when its listener fails), so the agent process is gone. Nothing
+// else starts the database as a primary on that node: only its agent,
+// once back, and a restarted agent (a new process, a new lease) must
+// first take the key on its new lease — which gives the key a new create
+// revision — and it publishes its member record in every round, before
+// any decision of that round is executed, so before it could start its
+// database as a primary. Either write makes the take-over's guard fail,
+// and the take-over changes nothing. The guard's snapshot is read before
+// the first check: a restart anywhere between the first check and the
+// guard is caught by the guard, a restart before the first check answers
+// the checks on the API port (or has already rewritten the record). The
+// repeated checks (TakeOverChecks over TakeOverCheckSpan) only add margin
+// against a listener caught between close and reopen; the guard is what
+// the argument rests on. After the take-over, the old lease is revoked at
+// once: etcd cannot revoke in a transaction, but revoking right after is
+// enough, since the old agent is gone (a new one has a new lease and finds
+// another leader, rule 1) and, were it somehow alive, its renewals fail
+// from then on, so its fence timer stops its database within
+// loop_wait + retry_timeout of its last renewal, as for any lost lease,
+// while its rounds see the new leader and stop it at once (rule 1). Until
+// the revocation the old member record stays: it only keeps candidates from
+// counting the old leader's record as gone, which nothing here relies on.
+//
+// A timeout on either port proves nothing (a frozen machine, a firewall
+// that drops): the take-over does not happen and the leader key's expiry,
+// with the liveness rule, decides as before. Fencing policy require still
+// fences before promoting (the fence step follows the key as for any
+// promotion); evidence refused-early is recorded in the promotion record
+// and the history entry.
+
+// TakeOverChecks and TakeOverCheckSpan are the proof of death's checks of
+// the leader's ports: that many in a row, both ports refusing, spread over
+// at least the span (first to last). Each check connects once to each
+// port with a short timeout (a connection refused comes back within a
+// round trip). 300 ms is a tenth of the smallest loop_wait and a small
+// part of the 1 s target; three checks make one stray listener caught
+// between close and reopen (a server restarting in place by its own
+// agent, which then also answers on its API port) fail the proof, not
+// pass it.
+const (
+	TakeOverChecks    = 3
+	TakeOverCheckSpan = 300 * time.Millisecond
+)
+
+// LeaderGoneProbe is this agent's check of whether the leader's database
+// port and its agent's API port refuse connections, made while another
+// member holds the leader key and every replica reports its stream from it
+// lost (WantsLeaderGoneProbe).
+type LeaderGoneProbe struct {
+	// Leader is the key the checks were made under; MemberRev the revision
+	// of the leader's member record in the snapshot read before the first
+	// check (0: it had none). The take-over is conditioned on both.
+	Leader    cluster.Leader
+	MemberRev int64
+	// DB and API are the addresses checked (host:port).
+	DB, API string
+	// Refused counts the checks in a row in which both refused; Over is
+	// the time from the first check to the last.
+	Refused int
+	Over    time.Duration
+	// Answer describes the first check in which either port did not
+	// refuse ("" when every check found both refusing).
+	Answer string
+}
+
+// proves reports whether p is proof of death for leader l whose member
+// record is at revision rev.
+func (p LeaderGoneProbe) proves(l cluster.Leader, rev int64) bool {
+	return p.Leader.Epoch == l.Epoch && p.Leader.Lease == l.Lease && p.MemberRev == rev &&
+		p.Answer == "" && p.Refused >= TakeOverChecks && p.Over >= TakeOverCheckSpan
+}
+
+// takeOverTick is how soon a replica re-runs its round while a take-over's
+// proof is pending after the leader link dropped (proofPending): the WAL
+// receivers notice a dead sender within a round trip, and each round
+// publishes this member's record.
+const takeOverTick = 100 * time.Millisecond
+
+// proofPending reports whether this member should re-run its round soon
+// because the proof of death may be on its way: the link to the leader's
+// agent dropped less than a ttl ago, this member runs a replica, and
+// either its own stream is not yet seen lost or another replica's report
+// is pending. The ttl bounds it: an agent that only restarted (its link
+// back, its stream never lost) costs a few rounds more, and nothing polls
+// while nothing happens.
+func proofPending(v View, pending string) bool {
+	l := v.Snap.Leader
+	if v.LeaderLinkLost.IsZero() || v.Now.Sub(v.LeaderLinkLost) >= time.Duration(v.Config.TTL) || l == nil || l.Name == v.Self {
+		return false
+	}
+	if pending != "" {
+		return true
+	}
+	return v.DB.Running && v.DB.Accepting && v.DB.Role == cluster.RoleReplica && v.DB.Streaming
+}
+
+// WantsLeaderGoneProbe reports whether the agent should check the leader's
+// ports this round: it would take the key over on proof of death.
+func WantsLeaderGoneProbe(v View) bool {
+	ok, _ := takeOverCandidate(v)
+	return ok
+}
+
+// streamLost reports whether a member's record says it streams from
+// nobody.
+func streamLost(m cluster.Member) bool {
+	return !m.Streaming && (m.WAL == nil || !m.WAL.Connected)
+}
+
+// takeOverCandidate reports whether this member would take the key over
+// on proof of death, or, when not, why it waits for the replicas' reports
+// ("" when it is no take-over candidate at all).
+func takeOverCandidate(v View) (bool, string) {
+	l := v.Snap.Leader
+	if !v.StoreOK || l == nil || l.Name == v.Self || v.Config.Paused || v.Tags.NoFailover || v.Snap.Request != nil || v.Busy != "" {
+		return false, ""
+	}
+	if !v.DB.Running || !v.DB.Accepting || v.DB.Role != cluster.RoleReplica || v.DB.Streaming || v.CannotFollowEpoch == l.Epoch {
+		return false, ""
+	}
+	if lm := v.Snap.Member(l.Name); lm == nil || lm.Role != cluster.RolePrimary {
+		// Only a leader that ran its database as a primary is taken over
+		// (not one still promoting or starting: its agent answers anyway).
+		return false, ""
+	}
+	var pending []string
+	for _, m := range v.Snap.Members {
+		if m.Name != l.Name && (m.Role == cluster.RoleReplica || m.Name == v.Self) && !streamLost(m) {
+			pending = append(pending, m.Name)
+		}
+	}
+	if len(pending) > 0 {
+		return false, fmt.Sprintf("%s lost? waiting for %s to report its stream lost", l.Name, strings.Join(pending, ", "))
+	}
+	if _, ok := failsafeElection(v, l.Epoch); ok {
+		return false, ""
+	}
+	members, maxLag, why, _ := syncCandidates(v, l.Epoch)
+	if why != "" {
+		return false, ""
+	}
+	res := election.Rank(members, election.Options{OldPrimary: l.Name, MaximumLag: maxLag, Reference: v.LastLeaderPosition})
+	return res.Index(v.Self) == 0, ""
+}
+
+// takeOver turns the follower's plan p into the take-over of the leader
+// key on proof of death, or, while the proof is pending after the
+// leader's agent connection dropped, asks for the next round soon. It
+// returns p unchanged otherwise.
+func takeOver(v View, p Plan) Plan {
+	ok, pending := takeOverCandidate(v)
+	if !ok {
+		if proofPending(v, pending) {
+			p.Soon = takeOverTick
+		}
+		return p
+	}
+	l := *v.Snap.Leader
+	rev := v.Snap.Member(l.Name).Revision // takeOverCandidate: the record exists
+	g := v.LeaderGone
+	if !g.proves(l, rev) {
+		return p
+	}
+	ev := &cluster.Evidence{Kind: cluster.EvidenceRefusedEarly, Detail: fmt.Sprintf(
+		"%s's database %s and agent API %s refused connections %d times in a row over %s, and every replica lost its stream, while its key (epoch %d) was still held",
+		l.Name, g.DB, g.API, g.Refused, g.Over.Round(10*time.Millisecond), l.Epoch)}
+	if why, problem := fencingBlocks(v, l.Name, ev); why != "" {
+		p.Reason, p.Problem = why, problem
+		return p
+	}
+	if why := flapping(v, v.Snap.LastLeader); why != "" {
+		return p
+	}
+	rec := newPromotion(v, cluster.HistoryFailover, l.Epoch, l.Name, ev)
+	acts := promotionPlan(v, rec)
+	acts[0] = AcquireLeader{Evidence: ev, Promotion: &rec, Over: &TakeOver{Leader: l, MemberRev: rev}}
+	return Plan{Actions: acts, State: cluster.StateStarting,
+		Reason: fmt.Sprintf("taking over from %s before its key expires: its agent and database are gone (%s)", l.Name, ev.Kind)}
+}
