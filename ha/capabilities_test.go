@@ -6,6 +6,7 @@ import (
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/db/postgres"
 )
 
 // otherEngine names its tools and settings unlike PostgreSQL, keeps no
@@ -102,6 +103,73 @@ func TestHandoffComparesPositions(t *testing.T) {
 			f = cluster.PGPosition(0, 0x5000028)
 		}
 		if p := Decide(handoffView(f, c.pos)); promotes(p) != c.want {
+			t.Errorf("%s: promotes=%t, want %t: %s", c.name, promotes(p), c.want, p)
+		}
+	}
+}
+
+// demoteEngine switches over by demoting in place.
+var demoteEngine = db.Capabilities{Switchover: db.SwitchoverDemote}
+
+// An engine that demotes in place: the leader demotes (no stop), records
+// the handoff and releases the key; a leader that recorded its handoff
+// but still holds the key (its database read-only now, or down) only
+// releases it: never a start or a promotion under that key again.
+func TestSwitchoverDemotesInPlace(t *testing.T) {
+	v := syncView(cluster.SyncOff)
+	v.Engine, v.Slots = demoteEngine, Slots{}
+	v.Snap.Request = &cluster.Request{Kind: cluster.KindSwitchover, From: "n1", To: "n2"}
+	if p := Decide(v); kinds(p) != "demote,handoff,release-leader" {
+		t.Fatalf("switchover by demotion: %s, want demote, handoff, release-leader", p)
+	}
+	// Demoted, but the handoff was not recorded: do it again.
+	v.DB.Role = cluster.RoleReplica
+	if p := Decide(v); kinds(p) != "demote,handoff,release-leader" {
+		t.Errorf("demoted without a handoff: %s, want demote, handoff, release-leader", p)
+	}
+	// Recorded: release, whatever the database does.
+	v.Snap.Request.Handoff = &cluster.Handoff{Target: "n2", Epoch: v.Snap.Leader.Epoch}
+	if p := Decide(v); kinds(p) != "demote,release-leader" {
+		t.Errorf("handoff recorded, key held: %s, want demote, release-leader", p)
+	}
+	v.DB = db.Status{HasData: true, WasPrimary: true}
+	if p := Decide(v); kinds(p) != "release-leader" {
+		t.Errorf("handoff recorded, database down: %s, want release-leader only", p)
+	}
+	// The same for an engine that stops: no start-primary.
+	v.Engine = postgres.Capabilities(0)
+	if p := Decide(v); kinds(p) != "stop,release-leader" {
+		t.Errorf("handoff recorded, database stopped (stop method): %s, want stop, release-leader", p)
+	}
+}
+
+// With demotion in place, the target promotes once it has applied the
+// old primary's final position (at it is enough: it is the demoted
+// server's executed set), not when it has only received it.
+func TestHandoffDemotedNeedsApplied(t *testing.T) {
+	pos := func(s string) cluster.Position {
+		p, err := cluster.MariaDBPosition(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	final := pos("0-1-10")
+	for _, c := range []struct {
+		name     string
+		replayed string
+		want     bool
+	}{
+		{"applied exactly", "0-1-10", true},
+		{"applied more (a later domain)", "0-1-10,1-1-3", true},
+		{"received, not applied", "0-1-9", false},
+		{"holds it and a later server's", "0-1-10,0-2-11", true},
+		{"an errant transaction instead", "0-1-9,0-2-10", false},
+	} {
+		v := handoffView(final, pos("0-1-10"))
+		v.Engine = demoteEngine
+		v.DB.Replayed = pos(c.replayed)
+		if p := Decide(v); promotes(p) != c.want {
 			t.Errorf("%s: promotes=%t, want %t: %s", c.name, promotes(p), c.want, p)
 		}
 	}
