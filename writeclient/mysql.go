@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	driver "github.com/go-sql-driver/mysql"
@@ -52,12 +54,23 @@ func (o Options) mysqlSchema() string {
 	return ident[:strings.LastIndex(ident, ".")]
 }
 
+// quietDriver sends the driver's own log lines (one logger per process:
+// "unexpected EOF" on every connection a failover cuts, which the client
+// already reports as a failed write) to the first MySQL client's logger
+// at debug level.
+var quietDriver sync.Once
+
+type driverLogger struct{ log *slog.Logger }
+
+func (l driverLogger) Print(v ...any) { l.log.Debug(fmt.Sprint(v...)) }
+
 // connectMySQL tries every host in order and returns a session to the
 // first writable one; the error names what each host answered.
 func (o Options) connectMySQL(ctx context.Context) (session, error) {
 	if len(o.Hosts) == 0 {
 		return nil, errors.New("writeclient: no hosts")
 	}
+	quietDriver.Do(func() { _ = driver.SetLogger(driverLogger{o.Logger.With("component", "mysql-driver")}) })
 	var why []string
 	for _, hp := range o.Hosts {
 		s, err := o.connectMySQLHost(ctx, hp)
