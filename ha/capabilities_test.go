@@ -3,6 +3,7 @@ package ha
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
@@ -172,5 +173,30 @@ func TestHandoffDemotedNeedsApplied(t *testing.T) {
 		if p := Decide(v); promotes(p) != c.want {
 			t.Errorf("%s: promotes=%t, want %t: %s", c.name, promotes(p), c.want, p)
 		}
+	}
+}
+
+// A leader whose promotion is done but whose database runs read-only (a
+// restart in place that did not finish, a demotion whose switchover was
+// cancelled) is promoted again, not left read-only; with a switchover
+// scheduled for later it is promoted too, not demoted early.
+func TestReadOnlyUnderDonePromotionPromotes(t *testing.T) {
+	v := syncView(cluster.SyncOff)
+	v.Engine, v.Slots = demoteEngine, Slots{}
+	v.DB.Role = cluster.RoleReplica
+	done := cluster.Promotion{Kind: cluster.HistoryFailover, Lost: 3}
+	for _, s := range []cluster.PromotionStep{cluster.StepKey, cluster.StepFence, cluster.StepSync, cluster.StepPromote, cluster.StepPublish, cluster.StepRecord} {
+		done = done.With(s)
+	}
+	if !done.Complete() {
+		t.Fatalf("test setup: promotion %s not complete", done)
+	}
+	v.Snap.Leader.Promotion = &done
+	if p := Decide(v); !promotes(p) {
+		t.Errorf("read-only under a done promotion: %s, want a promotion", p)
+	}
+	v.Snap.Request = &cluster.Request{Kind: cluster.KindSwitchover, From: "n1", To: "n2", At: v.Now.Add(time.Hour)}
+	if p := Decide(v); !promotes(p) || strings.Contains(p.String(), "demote") {
+		t.Errorf("read-only, switchover scheduled in an hour: %s, want a promotion and no demotion", p)
 	}
 }

@@ -74,9 +74,11 @@ func finishHandoff(v View, r cluster.Request) Plan {
 // handoffPending reports whether this leader recorded a switchover
 // handoff under its current key (finishHandoff applies), or — for an
 // engine that demotes in place — demoted its database for a switchover
-// whose handoff it has not recorded yet, under a key whose promotion is
-// done (so the demotion, not a promotion in progress, made it read-only):
-// decideLeaderRequest then picks the switchover up again.
+// that is due and whose handoff it has not recorded yet, under a key whose
+// promotion is done (so the demotion, not a promotion in progress, made
+// it read-only): decideLeaderRequest then picks the switchover up again.
+// Otherwise a read-only database under a done promotion is promoted again
+// (resumePromotion).
 func handoffPending(v View, health detector.Health) (Plan, bool) {
 	r, l := v.Snap.Request, v.Snap.Leader
 	switch {
@@ -85,6 +87,7 @@ func handoffPending(v View, health detector.Health) (Plan, bool) {
 	case r.Handoff != nil && r.Handoff.Epoch == l.Epoch:
 		return finishHandoff(v, *r), true
 	case v.Engine.Switchover == db.SwitchoverDemote && r.Handoff == nil && r.Kind == cluster.KindSwitchover &&
+		(r.At.IsZero() || !v.Now.Before(r.At)) &&
 		health == detector.Healthy && v.DB.Role == cluster.RoleReplica && (l.Promotion == nil || l.Promotion.Complete()):
 		return decideLeaderRequest(v, *r), true
 	}
