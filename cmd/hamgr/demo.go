@@ -34,7 +34,9 @@ primary's whole node (agent and every postgres process, as a dying host
 would), and print a timeline of the failover. Everything is removed at the
 end unless --keep (or --dir) is given; --keep leaves the cluster running
 until Ctrl-C and prints how to use it (config files, etcd, API token,
-hamgrctl, curl and psql command lines).`,
+hamgrctl, curl and psql command lines). --engine mariadb does the same
+with three MariaDB servers (the system's mariadbd), writing as a user
+without READ_ONLY ADMIN to the first member whose read_only is off.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
@@ -199,13 +201,32 @@ func failOver(ctx context.Context, out io.Writer, c *localcluster.Cluster, engin
 	missing, verr := writeclient.VerifyNoLoss(vctx, wopts, res.AckedIDs)
 	vcancel()
 	rep.Missing, rep.VerifyErr = len(missing), verr
-	hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
-	hist, herr := c.Store.History(hctx)
-	hcancel()
-	if herr == nil && len(hist) > 0 {
-		rep.History = &hist[len(hist)-1]
-	}
+	rep.History = failoverHistory(ctx, c, tl.Epoch)
 	return rep, nil
+}
+
+// historyWait bounds the wait for the failover's history entry, which the
+// new leader writes as the last step of its promotion, after it took
+// writes.
+const historyWait = 10 * time.Second
+
+// failoverHistory waits (up to historyWait) for the history entry of the
+// failover to epoch and returns it, else the latest entry, else nil.
+func failoverHistory(ctx context.Context, c *localcluster.Cluster, epoch cluster.Epoch) *cluster.HistoryEntry {
+	var latest *cluster.HistoryEntry
+	hctx, cancel := context.WithTimeout(ctx, historyWait)
+	defer cancel()
+	_ = localcluster.Poll(hctx, 100*time.Millisecond, func() bool {
+		qctx, qcancel := context.WithTimeout(hctx, 2*time.Second)
+		hist, err := c.Store.History(qctx)
+		qcancel()
+		if err != nil || len(hist) == 0 {
+			return false
+		}
+		latest = &hist[len(hist)-1]
+		return latest.Epoch >= epoch
+	})
+	return latest
 }
 
 // sayf prints one progress line, prefixed with the time of day.

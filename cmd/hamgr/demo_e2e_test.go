@@ -224,6 +224,9 @@ func TestDemoMariaDBEndToEnd(t *testing.T) {
 		t.Fatalf("parse the demo's output: %v", err)
 	}
 	checkTimeline(t, p)
+	if p.HistoryEpoch == 0 {
+		t.Error("no history line for the failover")
+	}
 	for _, want := range []string{"every mysqld process", "with read_only off", "0-"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("the output does not say %q", want)
