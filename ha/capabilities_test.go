@@ -32,8 +32,10 @@ func TestEngineWithoutSlots(t *testing.T) {
 		t.Fatalf("n2 not elected: %s", p)
 	}
 	for _, a := range p.Actions {
-		if c, ok := a.(CreateSlots); ok && len(c.Names) > 0 {
-			t.Errorf("promotion of an engine without slots creates %s", a)
+		if is[CreateSlots](a) {
+			// Even an empty create-slots fails on such an engine, and
+			// the promotion's later steps wait a round for it.
+			t.Errorf("promotion of an engine without slots plans %s", a)
 		}
 	}
 	e.Engine = db.Capabilities{Slots: true}

@@ -65,7 +65,10 @@ func promotionSteps(v View, p cluster.Promotion, promoted bool) []Action {
 		if v.Config.SynchronousMode.Enabled() {
 			acts = append(acts, SetSyncStandbys{Choice: SyncAny})
 		}
-		acts = append(acts, Promote{}, slotsFor(v))
+		acts = append(acts, Promote{})
+		if v.Engine.Slots {
+			acts = append(acts, slotsFor(v))
+		}
 	}
 	acts = append(acts, Publish{})
 	if p.ClearRequest && requestServed(v) {

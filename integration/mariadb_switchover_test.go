@@ -10,9 +10,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/localcluster"
 	"github.com/hamgr/hamgr/writeclient"
 )
@@ -226,4 +228,52 @@ func mysqldPID(t *testing.T, n *localcluster.Node) int {
 		t.Fatalf("%s's pid file %q: %v", n.Name, b, err)
 	}
 	return pid
+}
+
+// A clean stop of the MariaDB primary's agent (SIGTERM) hands over through
+// the same demotion: a replica becomes the primary with everything
+// acknowledged, then the old primary's mysqld is stopped and its agent
+// exits.
+func TestMariaDBCleanStopHandsOver(t *testing.T) {
+	c := startMariaDBCluster(t)
+	old, lead := leader(t, c)
+	user, pw := mariadbAppUser(t, c, old)
+	monitorMariaDB(t, c)
+	w, o := mariadbWriter(t, c, c.Hosts(), user, pw, "clean_stop")
+	if err := w.WaitAcked(ctxFor(t, 30*time.Second), 50); err != nil {
+		t.Fatalf("writes do not flow: %v", err)
+	}
+	t0 := time.Now()
+	if err := old.KillAgent(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	n, l := leaderNot(t, c, old.Name)
+	if l.Epoch <= lead.Epoch {
+		t.Fatalf("new leader %s at epoch %d, want above %d", n.Name, l.Epoch, lead.Epoch)
+	}
+	err := localcluster.WaitFor(ctxFor(t, 2*time.Duration(localcluster.FastTiming.TTL)+30*time.Second), func() bool {
+		return !old.AgentRunning() && len(old.PostgresPIDs()) == 0
+	})
+	if err != nil {
+		t.Fatalf("the stopped agent or its mysqld is still running: agent %v, mysqld %v", old.AgentRunning(), old.PostgresPIDs())
+	}
+	if err := w.WaitAcked(ctxFor(t, 30*time.Second), w.Acked()+20); err != nil {
+		t.Fatal(err)
+	}
+	res := w.Stop()
+	if missing := verifyNoLoss(t, o, res.AckedIDs); len(missing) > 0 {
+		t.Errorf("%d of %d acknowledged writes lost in the handover: %v", len(missing), res.Acked, missing)
+	}
+	// The history entry is the promotion's last step, after it took
+	// writes.
+	var hist []cluster.HistoryEntry
+	err = localcluster.WaitFor(ctxFor(t, 10*time.Second), func() bool {
+		hist, err = c.Store.History(context.Background())
+		return err == nil && len(hist) > 0 && hist[len(hist)-1].Kind == cluster.HistorySwitchover
+	})
+	if err != nil {
+		t.Fatalf("history %+v (%v): want a switchover", hist, err)
+	}
+	t.Logf("clean stop: %s leads at epoch %d, %v after SIGTERM; longest write gap %v",
+		n.Name, l.Epoch, time.Since(t0).Round(time.Millisecond), res.LongestGap.Round(time.Millisecond))
 }
