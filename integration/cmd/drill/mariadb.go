@@ -18,6 +18,14 @@ import (
 // not bind READ_ONLY ADMIN, which root has), through every member, keeping
 // the first writable one.
 
+// mariadbDescribe describes the rows that read differently on MariaDB.
+var mariadbDescribe = map[string]string{
+	"node-crash":       "SIGKILL to the primary's agent and its mysqld at once (Node.KillNode); asynchronous replication",
+	"postmaster-crash": "SIGKILL to the primary's mysqld, agent alive (Node.CrashPostgres)",
+	"switchover": "operator switchover to the best replica (Operator.Switchover, to=\"\"): the primary is demoted in place " +
+		"(read-only, client sessions ended), the target promotes once it has applied its final GTID set; asynchronous replication",
+}
+
 // appUser and appPassword are the write client's MariaDB account.
 const (
 	appUser     = "drill"

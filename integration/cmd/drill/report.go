@@ -105,7 +105,6 @@ func writeReport(w io.Writer, env environment, o options, results []runResult) {
 	fmt.Fprintf(w, "settings:  %s\n", o.settings)
 	if o.engine == localcluster.EngineMariaDB {
 		fmt.Fprintln(w, "load:      (faults) one client (go-sql-driver/mysql) trying the 3 members in order, keeping the first with read_only off, one INSERT every 10 ms")
-		fmt.Fprintln(w, "engine:    mariadb: node-crash kills the agent and mysqld at once; postmaster-crash kills mysqld (agent alive); switchover demotes in place")
 	} else {
 		fmt.Fprintln(w, "load:      (faults) one client, multi-host target_session_attrs=read-write over the 3 members, one INSERT every 10 ms")
 	}
@@ -114,7 +113,11 @@ func writeReport(w io.Writer, env environment, o options, results []runResult) {
 			fmt.Fprintf(w, "measure:   %s: %s, %d per run\n", f.Name, f.Describe, o.latencyWrites)
 			continue
 		}
-		fmt.Fprintf(w, "fault:     %s: %s;\n           unavailability = %s\n", f.Name, f.Describe, f.OutageMethod)
+		describe := f.Describe
+		if d, ok := mariadbDescribe[f.Name]; ok && o.engine == localcluster.EngineMariaDB {
+			describe = d
+		}
+		fmt.Fprintf(w, "fault:     %s: %s;\n           unavailability = %s\n", f.Name, describe, f.OutageMethod)
 	}
 	if env.Interrupt {
 		fmt.Fprintln(w, "INTERRUPTED: the results below are partial")
