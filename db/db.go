@@ -324,6 +324,12 @@ type Capabilities struct {
 	// on the leader (Replication.CreateSlots, DropSlots, Slots), which
 	// the leader then manages.
 	Slots bool
+	// Synchronous is true when the engine implements synchronous
+	// replication (Replication.SetSynchronousStandbys and
+	// ReplicationStatus); without it package ha runs the cluster
+	// asynchronously whatever synchronous_mode says, and says so
+	// (durability_at_risk).
+	Synchronous bool
 	// Switchover is how a switchover's primary stops taking writes
 	// before it hands over (zero: SwitchoverStop).
 	Switchover SwitchoverMethod

@@ -202,3 +202,29 @@ func TestReadOnlyUnderDonePromotionPromotes(t *testing.T) {
 		t.Errorf("read-only, switchover scheduled in an hour: %s, want a promotion and no demotion", p)
 	}
 }
+
+// An engine without synchronous replication runs asynchronously whatever
+// synchronous_mode says: the leader plans no set-sync-standbys (which would
+// fail there) and says durability_at_risk; an election is not restricted
+// to a sync record, and a promotion has no synchronous pre-step.
+func TestEngineWithoutSynchronousReplication(t *testing.T) {
+	v := syncView(cluster.SyncOn)
+	v.Engine, v.Slots, v.Repl = demoteEngine, Slots{}, nil
+	p := Decide(v)
+	if strings.Contains(p.String(), "set-sync") || p.Problem != cluster.ProblemDurabilityAtRisk ||
+		!strings.Contains(p.Reason, "no synchronous replication for this database engine") {
+		t.Errorf("leader, synchronous_mode on, engine without it: %s, want no sync actions and durability_at_risk", p)
+	}
+	e := electionView("n2", 0x5000000, 80e9)
+	e.ElectionOpenAt = e.LeaderLostAt
+	e.Config.SynchronousMode = cluster.SyncStrict
+	e.Engine = demoteEngine
+	p = Decide(e)
+	if !promotes(p) || strings.Contains(p.String(), "set-sync") {
+		t.Errorf("election, synchronous_mode strict, engine without it: %s, want a promotion without a synchronous pre-step", p)
+	}
+	e.Engine = postgres.Capabilities(0)
+	if p := Decide(e); promotes(p) || p.Problem != cluster.ProblemNoFailoverCandidate {
+		t.Errorf("the same with PostgreSQL: %s, want no promotion (no sync record in strict mode)", p)
+	}
+}

@@ -62,7 +62,7 @@ func promotionSteps(v View, p cluster.Promotion, promoted bool) []Action {
 		if !p.Has(cluster.StepFence) {
 			acts = append(acts, fenceAction(v, p))
 		}
-		if v.Config.SynchronousMode.Enabled() {
+		if syncMode(v).Enabled() {
 			acts = append(acts, SetSyncStandbys{Choice: SyncAny})
 		}
 		acts = append(acts, Promote{})

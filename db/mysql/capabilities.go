@@ -8,7 +8,9 @@ import "github.com/hamgr/hamgr/db"
 // only rejoin by a re-clone, as far as allowed says; there are no
 // replication slots. A switchover demotes the primary in place
 // (read-only, client sessions ended: MySQL.Demote) and the target
-// applies its final GTID set before it promotes.
+// applies its final GTID set before it promotes. Semi-synchronous
+// replication is not built yet (Synchronous false: synchronous_mode is
+// not applied, and the leader says durability_at_risk).
 func Capabilities(allowed db.RejoinMethods) db.Capabilities {
 	return db.Capabilities{
 		Rejoin:     allowed & db.RejoinReclone,
