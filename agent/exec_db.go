@@ -60,6 +60,22 @@ func (x executor) Stop(ctx context.Context, s ha.Step, act ha.Stop) error {
 	return nil
 }
 
+// Demote demotes the primary in place (db.Demoter) for a switchover.
+func (x executor) Demote(ctx context.Context, s ha.Step, _ ha.Demote) error {
+	a := x.a
+	d, ok := a.opts.DB.(db.Demoter)
+	if !ok {
+		return errors.New("demote: the database engine cannot demote in place")
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.Demote(dctx); err != nil {
+		return err
+	}
+	a.emit("demoted database in place: " + s.Plan.Reason)
+	return nil
+}
+
 // Promote promotes the replica and notes when (for the history entry).
 func (x executor) Promote(ctx context.Context, s ha.Step, _ ha.Promote) error {
 	a := x.a

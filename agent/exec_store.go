@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
 	"github.com/hamgr/hamgr/ha"
 )
 
@@ -94,20 +95,36 @@ func (x executor) Handoff(ctx context.Context, s ha.Step, act ha.Handoff) error 
 	if v.Snap.Request == nil || v.Snap.Leader == nil {
 		return errors.New("handoff: no pending request or leader")
 	}
-	st := a.probe(ctx)
-	if st.Running || st.Checkpoint.IsZero() {
-		return fmt.Errorf("handoff: cannot read the shutdown checkpoint of the stopped database (running=%t)", st.Running)
+	final, err := finalPosition(a.probe(ctx), v.Engine.Switchover)
+	if err != nil {
+		return err
 	}
 	r := *v.Snap.Request
-	r.Handoff = &cluster.Handoff{Target: target, Final: st.Checkpoint, Epoch: v.Snap.Leader.Epoch, StoppedAt: a.clk.Now().UTC()}
+	r.Handoff = &cluster.Handoff{Target: target, Final: final, Epoch: v.Snap.Leader.Epoch, StoppedAt: a.clk.Now().UTC()}
 	sctx, cancel := x.storeCtx(ctx, s)
 	defer cancel()
 	if err := a.opts.Store.UpdateRequest(sctx, r); err != nil {
 		return fmt.Errorf("handoff to %s: %w", target, err)
 	}
-	a.log.Info("switchover: stopped writes, handing over", "target", target, "final_position", st.Checkpoint.String())
-	a.emit("switchover: stopped at " + st.Checkpoint.String() + ", handing over to " + target)
+	a.log.Info("switchover: stopped writes, handing over", "target", target, "final_position", final.String())
+	a.emit("switchover: stopped at " + final.String() + ", handing over to " + target)
 	return nil
+}
+
+// finalPosition is a switchover's final position, read from the database
+// that stopped taking writes by method m: the stopped server's shutdown
+// checkpoint, or the demoted server's position.
+func finalPosition(st db.Status, m db.SwitchoverMethod) (cluster.Position, error) {
+	if m == db.SwitchoverDemote {
+		if !st.Accepting || st.Role != cluster.RoleReplica || st.Position.IsZero() {
+			return cluster.Position{}, fmt.Errorf("handoff: cannot read the position of the demoted database (accepting=%t, role=%s)", st.Accepting, st.Role)
+		}
+		return st.Position, nil
+	}
+	if st.Running || st.Checkpoint.IsZero() {
+		return cluster.Position{}, fmt.Errorf("handoff: cannot read the shutdown checkpoint of the stopped database (running=%t)", st.Running)
+	}
+	return st.Checkpoint, nil
 }
 
 // RecordRefusal writes the history entry of an automatic failover that

@@ -102,7 +102,7 @@ type ProblemInfo struct {
 // rejoin and slot settings); docs/design.md names each engine's.
 func ProblemTable() []ProblemInfo {
 	return []ProblemInfo{
-		{ProblemDurabilityAtRisk, "synchronous_mode on, but the leader's server requires no standby (none is healthy): commits are acknowledged without a copy, and a failover may lose them",
+		{ProblemDurabilityAtRisk, "synchronous_mode on, but the leader's server requires no standby (none is healthy, or the engine has no synchronous replication in hamgr yet): commits are acknowledged without a copy, and a failover may lose them",
 			"bring a replica back to streaming from the leader; or accept the risk for now"},
 		{ProblemWritesBlocked, "synchronous_mode strict and no healthy standby: commits wait until one returns",
 			"bring a replica back to streaming; or set synchronous_mode on (accepting the risk)"},

@@ -324,6 +324,15 @@ type Capabilities struct {
 	// on the leader (Replication.CreateSlots, DropSlots, Slots), which
 	// the leader then manages.
 	Slots bool
+	// Synchronous is true when the engine implements synchronous
+	// replication (Replication.SetSynchronousStandbys and
+	// ReplicationStatus); without it package ha runs the cluster
+	// asynchronously whatever synchronous_mode says, and says so
+	// (durability_at_risk).
+	Synchronous bool
+	// Switchover is how a switchover's primary stops taking writes
+	// before it hands over (zero: SwitchoverStop).
+	Switchover SwitchoverMethod
 	// Names are the engine's user-facing names.
 	Names Names
 }
@@ -338,4 +347,37 @@ type Names struct {
 	// ("postgresql.use_pg_rewind").
 	ResyncSetting  string
 	RecloneSetting string
+}
+
+// SwitchoverMethod is how a switchover's primary stops taking writes, and
+// so what its final position is and when the target holds it.
+type SwitchoverMethod int
+
+// Switchover methods.
+const (
+	_ SwitchoverMethod = iota
+	// SwitchoverStop: a fast shutdown (Controller.Stop with StopFast).
+	// The final position is the stopped server's Checkpoint (PostgreSQL:
+	// its shutdown checkpoint record, which the WAL senders ship before
+	// they exit); the target holds everything once it has received past
+	// it (Position ahead of it).
+	SwitchoverStop
+	// SwitchoverDemote: the primary is demoted in place (Demoter.Demote:
+	// read-only, every client session ended) and keeps running, so its
+	// replicas keep streaming from it. The final position is the demoted
+	// server's Position (its executed transactions); the target holds
+	// everything once it has applied it (Replayed at or ahead of it).
+	SwitchoverDemote
+)
+
+// Demoter is implemented by engines whose Capabilities.Switchover is
+// SwitchoverDemote.
+type Demoter interface {
+	// Demote makes the running primary read-only in place and ends every
+	// client session (but replication's and the agent's own), returning
+	// only once no client transaction can commit any more: after it, the
+	// server's Position is final until it is made writable again. On a
+	// read-only server it only makes sure of read-only. A stopped server
+	// is ErrNotRunning. Retrying is safe.
+	Demote(ctx context.Context) error
 }

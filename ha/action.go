@@ -51,6 +51,7 @@ type Executor interface {
 	StartPrimary(ctx context.Context, s Step, a StartPrimary) error
 	StartReplica(ctx context.Context, s Step, a StartReplica) error
 	Stop(ctx context.Context, s Step, a Stop) error
+	Demote(ctx context.Context, s Step, a Demote) error
 	Promote(ctx context.Context, s Step, a Promote) error
 	Follow(ctx context.Context, s Step, a Follow) error
 	AcquireLeader(ctx context.Context, s Step, a AcquireLeader) error

@@ -48,6 +48,7 @@ func allActions() []struct {
 		{StartPrimary{}, "start-primary"},
 		{StartReplica{Upstream: &up}, "start-replica upstream=n2"},
 		{Stop{Mode: db.StopFast}, "stop mode=fast"},
+		{Demote{}, "demote"},
 		{Promote{}, "promote"},
 		{Follow{Upstream: up}, "follow upstream=n2"},
 		{AcquireLeader{Evidence: ev, Promotion: &prom}, `acquire-leader evidence=refused promotion="` + prom.String() + `"`},
@@ -120,6 +121,7 @@ func (r *recorder) StartReplica(context.Context, Step, StartReplica) error {
 	return r.rec("StartReplica")
 }
 func (r *recorder) Stop(context.Context, Step, Stop) error       { return r.rec("Stop") }
+func (r *recorder) Demote(context.Context, Step, Demote) error   { return r.rec("Demote") }
 func (r *recorder) Promote(context.Context, Step, Promote) error { return r.rec("Promote") }
 func (r *recorder) Follow(context.Context, Step, Follow) error   { return r.rec("Follow") }
 func (r *recorder) AcquireLeader(context.Context, Step, AcquireLeader) error {

@@ -129,6 +129,26 @@ func (Stop) done(*Tracker, Step, error) {}
 
 func (Stop) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration { return loopWaitBackOff(cfg) }
 
+// Demote makes the local primary read-only in place and ends its client
+// sessions (db.Demoter), for a switchover of an engine whose
+// Capabilities.Switchover is db.SwitchoverDemote.
+type Demote struct{}
+
+// String renders the action (see Action).
+func (Demote) String() string { return "demote" }
+
+// Execute runs e.Demote.
+func (a Demote) Execute(ctx context.Context, s Step, e Executor) error { return e.Demote(ctx, s, a) }
+
+// Long reports false.
+func (Demote) Long() bool { return false }
+
+func (Demote) done(*Tracker, Step, error) {}
+
+func (Demote) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
 // Promote promotes the local replica.
 type Promote struct{}
 

@@ -3,9 +3,11 @@ package ha
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
+	"github.com/hamgr/hamgr/db/postgres"
 )
 
 // otherEngine names its tools and settings unlike PostgreSQL, keeps no
@@ -30,8 +32,10 @@ func TestEngineWithoutSlots(t *testing.T) {
 		t.Fatalf("n2 not elected: %s", p)
 	}
 	for _, a := range p.Actions {
-		if c, ok := a.(CreateSlots); ok && len(c.Names) > 0 {
-			t.Errorf("promotion of an engine without slots creates %s", a)
+		if is[CreateSlots](a) {
+			// Even an empty create-slots fails on such an engine, and
+			// the promotion's later steps wait a round for it.
+			t.Errorf("promotion of an engine without slots plans %s", a)
 		}
 	}
 	e.Engine = db.Capabilities{Slots: true}
@@ -104,5 +108,123 @@ func TestHandoffComparesPositions(t *testing.T) {
 		if p := Decide(handoffView(f, c.pos)); promotes(p) != c.want {
 			t.Errorf("%s: promotes=%t, want %t: %s", c.name, promotes(p), c.want, p)
 		}
+	}
+}
+
+// demoteEngine switches over by demoting in place.
+var demoteEngine = db.Capabilities{Switchover: db.SwitchoverDemote}
+
+// An engine that demotes in place: the leader demotes (no stop), records
+// the handoff and releases the key; a leader that recorded its handoff
+// but still holds the key (its database read-only now, or down) only
+// releases it: never a start or a promotion under that key again.
+func TestSwitchoverDemotesInPlace(t *testing.T) {
+	v := syncView(cluster.SyncOff)
+	v.Engine, v.Slots = demoteEngine, Slots{}
+	v.Snap.Request = &cluster.Request{Kind: cluster.KindSwitchover, From: "n1", To: "n2"}
+	if p := Decide(v); kinds(p) != "demote,handoff,release-leader" {
+		t.Fatalf("switchover by demotion: %s, want demote, handoff, release-leader", p)
+	}
+	// Demoted, but the handoff was not recorded: do it again.
+	v.DB.Role = cluster.RoleReplica
+	if p := Decide(v); kinds(p) != "demote,handoff,release-leader" {
+		t.Errorf("demoted without a handoff: %s, want demote, handoff, release-leader", p)
+	}
+	// Recorded: release, whatever the database does.
+	v.Snap.Request.Handoff = &cluster.Handoff{Target: "n2", Epoch: v.Snap.Leader.Epoch}
+	if p := Decide(v); kinds(p) != "demote,release-leader" {
+		t.Errorf("handoff recorded, key held: %s, want demote, release-leader", p)
+	}
+	v.DB = db.Status{HasData: true, WasPrimary: true}
+	if p := Decide(v); kinds(p) != "release-leader" {
+		t.Errorf("handoff recorded, database down: %s, want release-leader only", p)
+	}
+	// The same for an engine that stops: no start-primary.
+	v.Engine = postgres.Capabilities(0)
+	if p := Decide(v); kinds(p) != "stop,release-leader" {
+		t.Errorf("handoff recorded, database stopped (stop method): %s, want stop, release-leader", p)
+	}
+}
+
+// With demotion in place, the target promotes once it has applied the
+// old primary's final position (at it is enough: it is the demoted
+// server's executed set), not when it has only received it.
+func TestHandoffDemotedNeedsApplied(t *testing.T) {
+	pos := func(s string) cluster.Position {
+		p, err := cluster.MariaDBPosition(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	final := pos("0-1-10")
+	for _, c := range []struct {
+		name     string
+		replayed string
+		want     bool
+	}{
+		{"applied exactly", "0-1-10", true},
+		{"applied more (a later domain)", "0-1-10,1-1-3", true},
+		{"received, not applied", "0-1-9", false},
+		{"holds it and a later server's", "0-1-10,0-2-11", true},
+		{"an errant transaction instead", "0-1-9,0-2-10", false},
+	} {
+		v := handoffView(final, pos("0-1-10"))
+		v.Engine = demoteEngine
+		v.DB.Replayed = pos(c.replayed)
+		if p := Decide(v); promotes(p) != c.want {
+			t.Errorf("%s: promotes=%t, want %t: %s", c.name, promotes(p), c.want, p)
+		}
+	}
+}
+
+// A leader whose promotion is done but whose database runs read-only (a
+// restart in place that did not finish, a demotion whose switchover was
+// cancelled) is promoted again, not left read-only; with a switchover
+// scheduled for later it is promoted too, not demoted early.
+func TestReadOnlyUnderDonePromotionPromotes(t *testing.T) {
+	v := syncView(cluster.SyncOff)
+	v.Engine, v.Slots = demoteEngine, Slots{}
+	v.DB.Role = cluster.RoleReplica
+	done := cluster.Promotion{Kind: cluster.HistoryFailover, Lost: 3}
+	for _, s := range []cluster.PromotionStep{cluster.StepKey, cluster.StepFence, cluster.StepSync, cluster.StepPromote, cluster.StepPublish, cluster.StepRecord} {
+		done = done.With(s)
+	}
+	if !done.Complete() {
+		t.Fatalf("test setup: promotion %s not complete", done)
+	}
+	v.Snap.Leader.Promotion = &done
+	if p := Decide(v); !promotes(p) {
+		t.Errorf("read-only under a done promotion: %s, want a promotion", p)
+	}
+	v.Snap.Request = &cluster.Request{Kind: cluster.KindSwitchover, From: "n1", To: "n2", At: v.Now.Add(time.Hour)}
+	if p := Decide(v); !promotes(p) || strings.Contains(p.String(), "demote") {
+		t.Errorf("read-only, switchover scheduled in an hour: %s, want a promotion and no demotion", p)
+	}
+}
+
+// An engine without synchronous replication runs asynchronously whatever
+// synchronous_mode says: the leader plans no set-sync-standbys (which would
+// fail there) and says durability_at_risk; an election is not restricted
+// to a sync record, and a promotion has no synchronous pre-step.
+func TestEngineWithoutSynchronousReplication(t *testing.T) {
+	v := syncView(cluster.SyncOn)
+	v.Engine, v.Slots, v.Repl = demoteEngine, Slots{}, nil
+	p := Decide(v)
+	if strings.Contains(p.String(), "set-sync") || p.Problem != cluster.ProblemDurabilityAtRisk ||
+		!strings.Contains(p.Reason, "no synchronous replication for this database engine") {
+		t.Errorf("leader, synchronous_mode on, engine without it: %s, want no sync actions and durability_at_risk", p)
+	}
+	e := electionView("n2", 0x5000000, 80e9)
+	e.ElectionOpenAt = e.LeaderLostAt
+	e.Config.SynchronousMode = cluster.SyncStrict
+	e.Engine = demoteEngine
+	p = Decide(e)
+	if !promotes(p) || strings.Contains(p.String(), "set-sync") {
+		t.Errorf("election, synchronous_mode strict, engine without it: %s, want a promotion without a synchronous pre-step", p)
+	}
+	e.Engine = postgres.Capabilities(0)
+	if p := Decide(e); promotes(p) || p.Problem != cluster.ProblemNoFailoverCandidate {
+		t.Errorf("the same with PostgreSQL: %s, want no promotion (no sync record in strict mode)", p)
 	}
 }

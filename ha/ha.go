@@ -336,6 +336,9 @@ func decideLeader(v View, health detector.Health, isPrimary bool) Plan {
 		return Plan{Actions: []Action{Stop{Mode: db.StopImmediate}, ReleaseLeader{Leader: l}},
 			State: cluster.StateStopped, Reason: fmt.Sprintf("manual failover to %s requested while this primary is not healthy; released the leader key", r.To)}
 	}
+	if p, ok := handoffPending(v, health); ok {
+		return p
+	}
 	if p, ok := resumePromotion(v, health, isPrimary); ok {
 		return p
 	}

@@ -62,10 +62,13 @@ func promotionSteps(v View, p cluster.Promotion, promoted bool) []Action {
 		if !p.Has(cluster.StepFence) {
 			acts = append(acts, fenceAction(v, p))
 		}
-		if v.Config.SynchronousMode.Enabled() {
+		if syncMode(v).Enabled() {
 			acts = append(acts, SetSyncStandbys{Choice: SyncAny})
 		}
-		acts = append(acts, Promote{}, slotsFor(v))
+		acts = append(acts, Promote{})
+		if v.Engine.Slots {
+			acts = append(acts, slotsFor(v))
+		}
 	}
 	acts = append(acts, Publish{})
 	if p.ClearRequest && requestServed(v) {
@@ -101,12 +104,15 @@ func resumePromotion(v View, health detector.Health, isPrimary bool) (Plan, bool
 	}
 	p := l.Promotion
 	promoted := v.DB.Role == cluster.RolePrimary
-	if p == nil {
+	if p == nil || (p.Complete() && !promoted) {
 		if promoted {
 			return Plan{}, false
 		}
 		// The key was taken without a record (by an older hamgr, or
-		// for a database that turned out to hold a replica): begin one.
+		// for a database that turned out to hold a replica), or its
+		// promotion is complete but the database runs read-only again
+		// (a restart in place that did not finish making it writable, a
+		// switchover's demotion whose request was cancelled): begin one.
 		rec := newPromotion(v, "", l.Epoch, "", nil)
 		acts := append([]Action{BeginPromotion{Promotion: rec}}, promotionSteps(v, rec, false)...)
 		return Plan{Actions: acts, State: cluster.StateStarting, Reason: "promoting: this member holds the leader key"}, true

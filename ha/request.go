@@ -27,10 +27,7 @@ func decideLeaderRequest(v View, r cluster.Request) Plan {
 		return Plan{Actions: []Action{ClearRequest{}}, State: cluster.StateRunning,
 			Reason: fmt.Sprintf("dropped a stale switchover handoff of epoch %d", r.Handoff.Epoch)}
 	case r.Handoff != nil:
-		// A handoff recorded by this leader but the key not yet released
-		// (the agent restarted midway): finish it.
-		return Plan{Actions: []Action{Stop{Mode: db.StopFast}, ReleaseLeader{Leader: l}},
-			State: cluster.StateStopped, Reason: "switchover to " + r.Handoff.Target + ": releasing the leader key"}
+		return finishHandoff(v, r)
 	case r.Kind == cluster.KindFailover:
 		return Plan{Actions: []Action{ClearRequest{}}, State: cluster.StateRunning, Problem: cluster.ProblemRequestFailed,
 			Reason: fmt.Sprintf("manual failover to %s refused: the primary is healthy; use switchover", r.To)}
@@ -46,8 +43,67 @@ func decideLeaderRequest(v View, r cluster.Request) Plan {
 		return Plan{Actions: []Action{ClearRequest{}}, State: cluster.StateRunning, Problem: cluster.ProblemRequestFailed,
 			Reason: "switchover refused: " + why}
 	}
-	return Plan{Actions: []Action{Stop{Mode: db.StopFast}, Handoff{Target: target}, ReleaseLeader{Leader: l}},
+	return Plan{Actions: append(stopWrites(v), Handoff{Target: target}, ReleaseLeader{Leader: l}),
 		State: cluster.StateStopped, Reason: "switchover to " + target + ": stopped writes, handing over"}
+}
+
+// stopWrites is how this switchover's primary stops taking writes, by
+// the engine's switchover method: a fast shutdown, or a demotion in place
+// (a running server only; a stopped one takes no writes).
+func stopWrites(v View) []Action {
+	if v.Engine.Switchover != db.SwitchoverDemote {
+		return []Action{Stop{Mode: db.StopFast}}
+	}
+	if !v.DB.Running {
+		return nil
+	}
+	return []Action{Demote{}}
+}
+
+// finishHandoff: this leader recorded the handoff of switchover r (its
+// final position) but still holds the key (the release failed, or the
+// agent restarted midway). Whatever its database does now, it must not
+// take a write past the recorded final position: stop writes again (a
+// no-op when they are stopped) and release the key. It is never started
+// or promoted under this key again.
+func finishHandoff(v View, r cluster.Request) Plan {
+	return Plan{Actions: append(stopWrites(v), ReleaseLeader{Leader: *v.Snap.Leader}),
+		State: cluster.StateStopped, Reason: "switchover to " + r.Handoff.Target + ": releasing the leader key"}
+}
+
+// handoffPending reports whether this leader recorded a switchover
+// handoff under its current key (finishHandoff applies), or — for an
+// engine that demotes in place — demoted its database for a switchover
+// that is due and whose handoff it has not recorded yet, under a key whose
+// promotion is done (so the demotion, not a promotion in progress, made
+// it read-only): decideLeaderRequest then picks the switchover up again.
+// Otherwise a read-only database under a done promotion is promoted again
+// (resumePromotion).
+func handoffPending(v View, health detector.Health) (Plan, bool) {
+	r, l := v.Snap.Request, v.Snap.Leader
+	switch {
+	case r == nil:
+		return Plan{}, false
+	case r.Handoff != nil && r.Handoff.Epoch == l.Epoch:
+		return finishHandoff(v, *r), true
+	case v.Engine.Switchover == db.SwitchoverDemote && r.Handoff == nil && r.Kind == cluster.KindSwitchover &&
+		(r.At.IsZero() || !v.Now.Before(r.At)) &&
+		health == detector.Healthy && v.DB.Role == cluster.RoleReplica && (l.Promotion == nil || l.Promotion.Complete()):
+		return decideLeaderRequest(v, *r), true
+	}
+	return Plan{}, false
+}
+
+// holdsFinal reports whether this member's database holds everything the
+// switchover's old primary wrote up to its final position, by the
+// engine's switchover method (db.SwitchoverMethod): received past the
+// shutdown checkpoint, or applied the demoted primary's executed set.
+func holdsFinal(v View, final cluster.Position) bool {
+	if v.Engine.Switchover == db.SwitchoverDemote {
+		o := v.DB.Replayed.Compare(final)
+		return o == cluster.Equal || o == cluster.Ahead
+	}
+	return v.DB.Position.Compare(final) == cluster.Ahead
 }
 
 func targetName(to string) string {
@@ -83,7 +139,7 @@ func decideHandoff(v View, r cluster.Request, health detector.Health) (Plan, boo
 		case live == detector.Alive:
 			return Plan{State: stateOf(v), Soon: electionTick, Problem: cluster.ProblemOldPrimaryWritable,
 				Reason: fmt.Sprintf("switchover from %s: its database still accepts writes; not promoting", r.From)}, true
-		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && v.DB.Position.Compare(h.Final) == cluster.Ahead:
+		case health == detector.Healthy && v.DB.Role == cluster.RoleReplica && holdsFinal(v, h.Final):
 			ev := &cluster.Evidence{Kind: cluster.EvidenceHandoff,
 				Detail: fmt.Sprintf("%s stopped at %s and handed over to %s", r.From, h.Final, h.Target)}
 			return Plan{Actions: promotionPlan(v, requestPromotion(v, r, cluster.HistorySwitchover, h.Epoch, r.From, ev)),

@@ -29,9 +29,18 @@ import (
 // epoch; before it promotes, it makes commits wait for any one standby
 // (SyncAny), so nothing is acknowledged without a copy in between.
 
+// syncMode is the synchronous mode in effect: synchronous_mode, or off
+// on an engine without synchronous replication (db.Capabilities).
+func syncMode(v View) cluster.SyncMode {
+	if !v.Engine.Synchronous {
+		return cluster.SyncOff
+	}
+	return v.Config.SynchronousMode
+}
+
 // decideSync: a healthy leader's synchronous standby management.
 func decideSync(v View) Plan {
-	mode := v.Config.SynchronousMode
+	mode := syncMode(v)
 	if !mode.Enabled() {
 		if v.Repl != nil && (len(v.Repl.SyncNames) > 0 || v.Repl.SyncAny) {
 			return Plan{Actions: []Action{SetSyncStandbys{}}, State: cluster.StateRunning,
@@ -39,6 +48,11 @@ func decideSync(v View) Plan {
 		}
 		if v.Snap.Sync != nil && len(v.Snap.Sync.Members) > 0 {
 			return Plan{Actions: []Action{SetSyncRecord{}}, State: cluster.StateRunning}
+		}
+		if v.Config.SynchronousMode.Enabled() {
+			return Plan{State: cluster.StateRunning, Problem: cluster.ProblemDurabilityAtRisk, Reason: fmt.Sprintf(
+				"DURABILITY AT RISK: synchronous_mode %s, but hamgr has no synchronous replication for this database engine yet; running asynchronously",
+				v.Config.SynchronousMode)}
 		}
 		return Plan{State: cluster.StateRunning}
 	}
@@ -158,7 +172,7 @@ func desiredSync(v View, recorded []string) []string {
 // and stops automatic failover in mode strict (ProblemNoFailoverCandidate).
 // A non-empty reason says why this member may not be elected.
 func syncCandidates(v View, lost cluster.Epoch) ([]cluster.Member, int64, string, cluster.Problem) {
-	mode := v.Config.SynchronousMode
+	mode := syncMode(v)
 	if !mode.Enabled() {
 		return v.Snap.Members, v.Config.MaximumLagOnFailover, "", cluster.ProblemNone
 	}

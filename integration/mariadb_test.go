@@ -13,6 +13,7 @@ import (
 
 	driver "github.com/go-sql-driver/mysql"
 
+	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/localcluster"
 )
 
@@ -170,4 +171,87 @@ func TestMariaDBServerCrashRestartsInPlace(t *testing.T) {
 	if err := pdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM it.t").Scan(&rows); err != nil || rows != 2 {
 		t.Errorf("rows after the restart: %d, %v", rows, err)
 	}
+}
+
+// synchronous_mode=on on a MariaDB cluster, whose engine has no
+// synchronous replication in hamgr yet: the leader says
+// durability_at_risk (it runs asynchronously), and a node crash still
+// fails over (no synchronous pre-step that would fail on MariaDB).
+func TestMariaDBSynchronousModeNotAppliedFailsOver(t *testing.T) {
+	c := startMariaDBCluster(t)
+	old, lead := leader(t, c)
+	if _, err := newOperator(c).SetConfig(ctxFor(t, 10*time.Second), "synchronous_mode", "on"); err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	err := localcluster.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+		s, err := c.Snapshot(context.Background())
+		if err != nil {
+			return false
+		}
+		m := s.Member(old.Name)
+		if m == nil {
+			return false
+		}
+		last = fmt.Sprintf("problem %q, reason %q", m.Problem, m.Reason)
+		return m.Problem == cluster.ProblemDurabilityAtRisk
+	})
+	if err != nil {
+		t.Fatalf("the leader does not say durability_at_risk with synchronous_mode on: %v (last: %s)", err, last)
+	}
+	t0 := time.Now()
+	old.KillNode()
+	ttl := time.Duration(localcluster.FastTiming.TTL)
+	tl, err := c.ObserveFailover(ctxFor(t, ttl+60*time.Second), old.Name, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl.Epoch <= lead.Epoch {
+		t.Errorf("new epoch %d not greater than old %d", tl.Epoch, lead.Epoch)
+	}
+	t.Logf("synchronous_mode on (not applied): %s promoted %v after the kill", tl.New, tl.Promoted)
+}
+
+// A replica that was down while the primary took 300 transactions comes
+// back (its agent restarted: mysqld started read-only, replication
+// repointed by GTID) and catches up: it reaches the primary's GTID
+// position and holds every row.
+func TestMariaDBReplicaCatchesUp(t *testing.T) {
+	c := startMariaDBCluster(t)
+	p, _ := leader(t, c)
+	r := others(c, p.Name)[0]
+	pdb := mariadbSocket(t, c, p)
+	ctx := ctxFor(t, 3*time.Minute)
+	r.KillNode()
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS it", "CREATE TABLE it.behind (id INT PRIMARY KEY)"} {
+		if _, err := pdb.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for i := 1; i <= 300; i++ {
+		if _, err := pdb.ExecContext(ctx, "INSERT INTO it.behind VALUES (?)", i); err != nil {
+			t.Fatalf("insert %d: %v", i, err)
+		}
+	}
+	var gtid string
+	if err := pdb.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if err := r.StartAgent(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitHealthy(ctxFor(t, 2*time.Minute)); err != nil {
+		t.Fatalf("%s does not stream again: %v", r.Name, err)
+	}
+	rdb := mariadbSocket(t, c, r)
+	var res sql.NullInt64
+	if err := rdb.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 30)", gtid).Scan(&res); err != nil || !res.Valid || res.Int64 != 0 {
+		t.Fatalf("%s did not reach the primary's %s: %v, %v", r.Name, gtid, res, err)
+	}
+	var n int
+	if err := rdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM it.behind").Scan(&n); err != nil || n != 300 {
+		t.Fatalf("%s holds %d rows (%v), want 300", r.Name, n, err)
+	}
+	t.Logf("%s caught up with 300 transactions %v after its agent restarted", r.Name, time.Since(t0).Round(time.Millisecond))
 }

@@ -238,9 +238,15 @@ func (n *Node) KillAgent(sig syscall.Signal) error {
 	return nil
 }
 
-// PostmasterPID reads the postmaster's pid from postmaster.pid (0 if none).
+// PostmasterPID reads the server's main pid from its pid file (0 if
+// none): PostgreSQL's postmaster (postmaster.pid) or, for EngineMariaDB,
+// mysqld (mysqld.pid), which PostgresPIDs and CrashPostgres then mean.
 func (n *Node) PostmasterPID() int {
-	b, err := os.ReadFile(filepath.Join(n.DataDir, "postmaster.pid"))
+	file := "postmaster.pid"
+	if n.c.opts.Engine == EngineMariaDB {
+		file = "mysqld.pid"
+	}
+	b, err := os.ReadFile(filepath.Join(n.DataDir, file))
 	if err != nil {
 		return 0
 	}

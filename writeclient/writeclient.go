@@ -25,6 +25,8 @@ const (
 	DefaultStatementTimeout = 2 * time.Second
 	DefaultMaxWrites        = 1_000_000
 	DefaultSSLMode          = "prefer"
+	// DefaultMySQLDatabase is the default Database of the MySQL engine.
+	DefaultMySQLDatabase = "hamgr_writes"
 )
 
 // faultWindow is how far after a fault time Result.OutageAround looks for the
@@ -69,11 +71,33 @@ type Options struct {
 	// Logger receives connection and outage transitions; default
 	// slog.Default().
 	Logger *slog.Logger
+	// Engine is the servers' engine: PostgreSQL (the default) or MySQL
+	// (MySQL and MariaDB, see mysql.go).
+	Engine Engine
 }
+
+// Engine is the database engine a Client writes to.
+type Engine int
+
+// Engines.
+const (
+	_ Engine = iota
+	// PostgreSQL: one multi-host connection with
+	// target_session_attrs=read-write (the zero Engine means it too).
+	PostgreSQL
+	// MySQL (and MariaDB): every host tried in order, the first whose
+	// @@GLOBAL.read_only is off kept (go-sql-driver/mysql). Database is
+	// then the schema the table is in (default DefaultMySQLDatabase),
+	// created by Setup when missing; SSLMode is ignored.
+	MySQL
+)
 
 func (o Options) withDefaults() Options {
 	if o.Database == "" {
 		o.Database = DefaultDatabase
+		if o.Engine == MySQL {
+			o.Database = DefaultMySQLDatabase
+		}
 	}
 	if o.Table == "" {
 		o.Table = DefaultTable
@@ -145,9 +169,82 @@ func (o Options) connString() (string, error) {
 		quoteValue(o.SSLMode), secs), nil
 }
 
-// connect opens one read-write connection, trying every host in order. The
+// session is one connection to the writable server, of either engine.
+type session interface {
+	// createTable creates the table (and for MySQL its schema) if missing.
+	createTable(ctx context.Context) error
+	// maxID is the largest id in the table (0 when empty).
+	maxID(ctx context.Context) (int64, error)
+	// insert writes row id; nil only when the server acknowledged the
+	// commit of the autocommit statement.
+	insert(ctx context.Context, id int64) error
+	// present returns which of ids are in the table.
+	present(ctx context.Context, ids []int64) (map[int64]struct{}, error)
+	// port is the TCP port of the server (0 if unknown).
+	port() int
+	close()
+}
+
+// connect opens a session to the writable server (see Engine).
+func (o Options) connect(ctx context.Context) (session, error) {
+	if o.Engine == MySQL {
+		return o.connectMySQL(ctx)
+	}
+	conn, err := o.connectPG(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pgSession{conn: conn, o: o}, nil
+}
+
+// pgSession is a PostgreSQL session.
+type pgSession struct {
+	conn *pgx.Conn
+	o    Options
+}
+
+func (s pgSession) createTable(ctx context.Context) error {
+	_, err := s.conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.o.tableIdent()+
+		" (id bigint PRIMARY KEY, at timestamptz DEFAULT now(), node text)")
+	return err
+}
+
+func (s pgSession) maxID(ctx context.Context) (int64, error) { return s.o.maxID(ctx, s.conn) }
+
+func (s pgSession) insert(ctx context.Context, id int64) error {
+	tag, err := s.conn.Exec(ctx, "INSERT INTO "+s.o.tableIdent()+" (id, node) VALUES ($1, inet_server_port()::text)", id)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("insert affected %d rows", tag.RowsAffected())
+	}
+	return nil
+}
+
+func (s pgSession) present(ctx context.Context, ids []int64) (map[int64]struct{}, error) {
+	rows, err := s.conn.Query(ctx, "SELECT id FROM "+s.o.tableIdent()+" WHERE id = ANY($1)", ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := make(map[int64]struct{}, len(ids))
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		found[id] = struct{}{}
+	}
+	return found, rows.Err()
+}
+
+func (s pgSession) port() int { return remotePort(s.conn) }
+func (s pgSession) close()    { closeConn(s.conn) }
+
+// connectPG opens one read-write connection, trying every host in order. The
 // whole attempt is bounded by ConnectTimeout per host.
-func (o Options) connect(ctx context.Context) (*pgx.Conn, error) {
+func (o Options) connectPG(ctx context.Context) (*pgx.Conn, error) {
 	cs, err := o.connString()
 	if err != nil {
 		return nil, err
@@ -360,13 +457,11 @@ func (c *Client) Setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("writeclient: setup connect: %w", err)
 	}
-	defer closeConn(conn)
-	_, err = conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+c.opts.tableIdent()+
-		" (id bigint PRIMARY KEY, at timestamptz DEFAULT now(), node text)")
-	if err != nil {
+	defer conn.close()
+	if err := conn.createTable(ctx); err != nil {
 		return fmt.Errorf("writeclient: create table: %w", err)
 	}
-	m, err := c.opts.maxID(ctx, conn)
+	m, err := conn.maxID(ctx)
 	if err != nil {
 		return fmt.Errorf("writeclient: read max id: %w", err)
 	}
@@ -375,7 +470,7 @@ func (c *Client) Setup(ctx context.Context) error {
 		c.nextID, c.baseSet = m, true
 	}
 	c.mu.Unlock()
-	c.log.Info("table ready", "port", remotePort(conn), "max_id", m)
+	c.log.Info("table ready", "port", conn.port(), "max_id", m)
 	return nil
 }
 
@@ -492,11 +587,11 @@ func (c *Client) notifyLocked() {
 
 // run is the write loop.
 func (c *Client) run(ctx context.Context) {
-	var conn *pgx.Conn
+	var conn session
 	var connPort int
 	defer func() {
 		if conn != nil {
-			closeConn(conn)
+			conn.close()
 		}
 		c.mu.Lock()
 		c.running = false
@@ -505,7 +600,6 @@ func (c *Client) run(ctx context.Context) {
 		c.mu.Unlock()
 		close(c.done)
 	}()
-	insert := "INSERT INTO " + c.opts.tableIdent() + " (id, node) VALUES ($1, inet_server_port()::text)"
 	timer := time.NewTimer(c.opts.Interval)
 	timer.Stop()
 	defer timer.Stop()
@@ -519,7 +613,7 @@ func (c *Client) run(ctx context.Context) {
 		if conn == nil {
 			conn, err = c.opts.connect(ctx)
 			if err == nil {
-				connPort = remotePort(conn)
+				connPort = conn.port()
 				c.log.Info("connected", "port", connPort)
 				err = c.ensureBase(ctx, conn)
 			}
@@ -529,13 +623,13 @@ func (c *Client) run(ctx context.Context) {
 			c.nextID++
 			id = c.nextID
 			c.mu.Unlock()
-			err = c.insert(ctx, conn, insert, id)
+			err = c.insert(ctx, conn, id)
 		}
 		now := time.Now()
 		shutdown := ctx.Err() != nil
 		c.record(id, err, shutdown, now, connPort)
 		if err != nil && conn != nil {
-			closeConn(conn)
+			conn.close()
 			conn, connPort = nil, 0
 		}
 		if shutdown {
@@ -552,23 +646,17 @@ func (c *Client) run(ctx context.Context) {
 }
 
 // insert runs one INSERT under its own deadline. It returns nil only when
-// the server confirmed the autocommit statement (CommandComplete and
-// ReadyForQuery received, i.e. committed).
-func (c *Client) insert(ctx context.Context, conn *pgx.Conn, sql string, id int64) error {
+// the server confirmed the autocommit statement (PostgreSQL:
+// CommandComplete and ReadyForQuery received; MySQL: its OK packet), i.e.
+// committed.
+func (c *Client) insert(ctx context.Context, conn session, id int64) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.StatementTimeout)
 	defer cancel()
-	tag, err := conn.Exec(ctx, sql, id)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("insert affected %d rows", tag.RowsAffected())
-	}
-	return nil
+	return conn.insert(ctx, id)
 }
 
 // ensureBase reads the largest existing id once if Setup did not.
-func (c *Client) ensureBase(ctx context.Context, conn *pgx.Conn) error {
+func (c *Client) ensureBase(ctx context.Context, conn session) error {
 	c.mu.Lock()
 	set := c.baseSet
 	c.mu.Unlock()
@@ -577,7 +665,7 @@ func (c *Client) ensureBase(ctx context.Context, conn *pgx.Conn) error {
 	}
 	qctx, cancel := context.WithTimeout(ctx, c.opts.StatementTimeout)
 	defer cancel()
-	m, err := c.opts.maxID(qctx, conn)
+	m, err := conn.maxID(qctx)
 	if err != nil {
 		return err
 	}
@@ -621,36 +709,28 @@ func (c *Client) record(id int64, err error, shutdown bool, at time.Time, port i
 	c.failing = true
 }
 
-// VerifyNoLoss connects to the current primary (target_session_attrs=
-// read-write over all hosts of opts) and returns the acked ids that are
-// absent from the table, in the order given. It looks ids up in chunks with
-// SELECT id FROM <table> WHERE id = ANY($1). It makes a single connection
-// attempt; callers that verify right after a failover should retry on error.
+// VerifyNoLoss connects to the current primary (PostgreSQL:
+// target_session_attrs=read-write over all hosts of opts; MySQL: the first
+// writable host) and returns the acked ids that are absent from the table,
+// in the order given. It looks ids up in chunks. It makes a single
+// connection attempt; callers that verify right after a failover should
+// retry on error.
 func VerifyNoLoss(ctx context.Context, opts Options, acked []int64) (missing []int64, err error) {
 	opts = opts.withDefaults()
 	conn, err := opts.connect(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("writeclient: verify connect: %w", err)
 	}
-	defer closeConn(conn)
-	q := "SELECT id FROM " + opts.tableIdent() + " WHERE id = ANY($1)"
-	for start := 0; start < len(acked); start += verifyChunk {
-		chunk := acked[start:min(start+verifyChunk, len(acked))]
-		rows, err := conn.Query(ctx, q, chunk)
+	defer conn.close()
+	chunkSize := verifyChunk
+	if opts.Engine == MySQL {
+		chunkSize = mysqlVerifyChunk
+	}
+	for start := 0; start < len(acked); start += chunkSize {
+		chunk := acked[start:min(start+chunkSize, len(acked))]
+		found, err := conn.present(ctx, chunk)
 		if err != nil {
 			return nil, fmt.Errorf("writeclient: verify query: %w", err)
-		}
-		found := make(map[int64]struct{}, len(chunk))
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("writeclient: verify scan: %w", err)
-			}
-			found[id] = struct{}{}
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("writeclient: verify rows: %w", err)
 		}
 		for _, id := range chunk {
 			if _, ok := found[id]; !ok {
@@ -660,7 +740,7 @@ func VerifyNoLoss(ctx context.Context, opts Options, acked []int64) (missing []i
 	}
 	if len(missing) > 0 {
 		opts.Logger.Warn("acknowledged writes missing", "component", "writeclient",
-			"table", opts.Table, "missing", len(missing), "acked", len(acked), "port", remotePort(conn))
+			"table", opts.Table, "missing", len(missing), "acked", len(acked), "port", conn.port())
 	}
 	return missing, nil
 }

@@ -202,6 +202,46 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 }
 
+// hamgr demo --engine mariadb: the same timeline, on three local MariaDB
+// servers.
+func TestDemoMariaDBEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the end-to-end demo (it starts etcd, 3 agents and 3 MariaDB servers)")
+	}
+	if _, err := os.Stat(mariadbServer); err != nil {
+		t.Skipf("MariaDB is not installed (%v); the demo needs it (Debian/Ubuntu: apt-get install mariadb-server)", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), demoTestTimeout)
+	defer cancel()
+	hamgr, _ := buildTools(t, ctx)
+	var stdout, stderr bytes.Buffer
+	cmd := demoCommand(ctx, hamgr, "--fast", "--engine", "mariadb")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("hamgr demo --fast --engine mariadb: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	t.Logf("hamgr demo --fast --engine mariadb:\n%s", stdout.String())
+	p, err := parseTimeline(stdout.String())
+	if err != nil {
+		t.Fatalf("parse the demo's output: %v", err)
+	}
+	checkTimeline(t, p)
+	if p.HistoryEpoch == 0 {
+		t.Error("no history line for the failover")
+	}
+	for _, want := range []string{"every mysqld process", "with read_only off", "0-"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("the output does not say %q", want)
+		}
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("the demo wrote to stderr: %s", stderr.String())
+	}
+	if _, err := os.Stat(p.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the demo's temporary directory %s is still there after it ended (stat: %v)", p.Dir, err)
+	}
+}
+
 // lineReader collects a process's output (an io.Writer for exec.Cmd's
 // Stdout and Stderr) and lets a test wait for a line.
 type lineReader struct {

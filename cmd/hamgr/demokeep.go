@@ -45,15 +45,27 @@ type keepInfo struct {
 	Psql string
 	// Members, in any order.
 	Members []keepMember
+	// Engine is the members' database; with EngineMariaDB, Client is the
+	// mariadb client (Psql is then unused).
+	Engine localcluster.Engine
+	Client string
+}
+
+// serverName is the database's name in the member list.
+func (k keepInfo) serverName() string {
+	if k.Engine == localcluster.EngineMariaDB {
+		return "MariaDB"
+	}
+	return "PostgreSQL"
 }
 
 // keepInfoOf gathers what --keep prints about the running cluster c,
 // whose files are in dir; self is the hamgr binary, binDir PostgreSQL's.
-func keepInfoOf(ctx context.Context, c *localcluster.Cluster, dir, self, binDir string) keepInfo {
+func keepInfoOf(ctx context.Context, c *localcluster.Cluster, dir, self, binDir string, engine localcluster.Engine) keepInfo {
 	k := keepInfo{
 		Dir: dir, Etcd: c.Etcd.Endpoints(),
 		TokenFile: c.APITokenFile(), PasswordFile: c.SuperPasswordFile(),
-		Psql: findTool("psql", binDir),
+		Psql: findTool("psql", binDir), Engine: engine, Client: findTool("mariadb", "/usr/bin"),
 	}
 	k.Hamgrctl = findTool("hamgrctl", filepath.Dir(self))
 	if k.Hamgrctl == "hamgrctl" {
@@ -148,8 +160,8 @@ func writeKeepInstructions(out io.Writer, k keepInfo) error {
 	var down []string
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	for _, m := range ordered {
-		fmt.Fprintf(tw, "  %s\t%s\tconfig %s\tPostgreSQL 127.0.0.1:%d\tAPI http://127.0.0.1:%d\n",
-			m.Name, memberRole(m), m.Config, m.PGPort, m.APIPort)
+		fmt.Fprintf(tw, "  %s\t%s\tconfig %s\t%s 127.0.0.1:%d\tAPI http://127.0.0.1:%d\n",
+			m.Name, memberRole(m), m.Config, k.serverName(), m.PGPort, m.APIPort)
 		if m.Down {
 			down = append(down, m.Name)
 		}
@@ -159,8 +171,14 @@ func writeKeepInstructions(out io.Writer, k keepInfo) error {
 	}
 	fmt.Fprintf(out, "etcd endpoint: %s (cluster %q)\n", strings.Join(k.Etcd, ","), k.Cluster)
 	fmt.Fprintf(out, "API token: in %s (the agents' POST endpoints want it as a bearer token)\n", k.TokenFile)
-	fmt.Fprintf(out, "postgres superuser password: in %s\n", k.PasswordFile)
-	if len(down) > 0 {
+	if k.Engine == localcluster.EngineMariaDB {
+		fmt.Fprintf(out, "root password: in %s (the agents' own account: write as a user without READ_ONLY ADMIN)\n", k.PasswordFile)
+	} else {
+		fmt.Fprintf(out, "postgres superuser password: in %s\n", k.PasswordFile)
+	}
+	if len(down) > 0 && k.Engine == localcluster.EngineMariaDB {
+		fmt.Fprintf(out, "%s %s down (its node was killed).\n", strings.Join(down, ", "), isAre(len(down)))
+	} else if len(down) > 0 {
 		fmt.Fprintf(out, "%s %s down (its node was killed); psql below lists it last, after the running members.\n",
 			strings.Join(down, ", "), isAre(len(down)))
 	}
@@ -195,6 +213,12 @@ func keepCommands(k keepInfo, ordered []keepMember) []string {
 	}
 	bearer := `-H "Authorization: Bearer $(cat ` + shellQuote(k.TokenFile) + `)"`
 	api := fmt.Sprintf("http://127.0.0.1:%d", first.APIPort)
+	client := `PGPASSWORD="$(cat ` + shellQuote(k.PasswordFile) + `)" ` + shellQuote(k.Psql) + " '" + psqlConnString(k.Members) + "'"
+	if k.Engine == localcluster.EngineMariaDB {
+		// root is the agents' account, over the member's unix socket.
+		client = fmt.Sprintf(`MYSQL_PWD="$(cat %s)" %s -S %s -u root`, shellQuote(k.PasswordFile), shellQuote(k.Client),
+			shellQuote(filepath.Join(filepath.Dir(first.Config), "my.sock")))
+	}
 	return []string{
 		ctl + " list",
 		ctl + " history",
@@ -202,7 +226,7 @@ func keepCommands(k keepInfo, ordered []keepMember) []string {
 		shellQuote(k.Hamgrctl) + " --cluster " + shellQuote(k.Cluster) + " --etcd " + shellQuote(strings.Join(k.Etcd, ",")) + " list",
 		"curl -s -X POST " + bearer + " " + api + "/pause",
 		"curl -s -X POST " + bearer + " " + api + "/resume",
-		`PGPASSWORD="$(cat ` + shellQuote(k.PasswordFile) + `)" ` + shellQuote(k.Psql) + " '" + psqlConnString(k.Members) + "'",
+		client,
 	}
 }
 

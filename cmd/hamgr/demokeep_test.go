@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/hamgr/hamgr/localcluster"
 )
 
 // keptCluster is a cluster after the demo killed n1 and n2 took over.
@@ -189,5 +191,32 @@ func TestFindTool(t *testing.T) {
 	}
 	if got := findTool("hamgrctl-no-such-tool", dir); got != "hamgrctl-no-such-tool" {
 		t.Errorf("findTool of a missing tool = %q, want the bare name", got)
+	}
+}
+
+// --keep on MariaDB: members labelled MariaDB, the root password named as
+// the agents' account, and a mariadb client line over the primary's socket
+// instead of psql.
+func TestKeepInstructionsMariaDB(t *testing.T) {
+	k := keptCluster()
+	k.Engine, k.Client = localcluster.EngineMariaDB, "/usr/bin/mariadb"
+	var b bytes.Buffer
+	if err := writeKeepInstructions(&b, k); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"n2  primary  config /tmp/hamgr-demo-1/n2/hamgr.yml  MariaDB 127.0.0.1:5002",
+		"root password: in /tmp/hamgr-demo-1/superuser.password",
+		`MYSQL_PWD="$(cat /tmp/hamgr-demo-1/superuser.password)" /usr/bin/mariadb -S /tmp/hamgr-demo-1/n2/my.sock -u root`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("instructions lack %q:\n%s", want, out)
+		}
+	}
+	for _, not := range []string{"psql", "PostgreSQL", "PGPASSWORD"} {
+		if strings.Contains(out, not) {
+			t.Errorf("instructions for MariaDB mention %q:\n%s", not, out)
+		}
 	}
 }

@@ -6,10 +6,15 @@ import "github.com/hamgr/hamgr/db"
 // in-place resync of a diverged member (no pg_rewind counterpart; MariaDB's
 // mariadb-binlog --flashback is not automated), so a diverged member may
 // only rejoin by a re-clone, as far as allowed says; there are no
-// replication slots.
+// replication slots. A switchover demotes the primary in place
+// (read-only, client sessions ended: MySQL.Demote) and the target
+// applies its final GTID set before it promotes. Semi-synchronous
+// replication is not built yet (Synchronous false: synchronous_mode is
+// not applied, and the leader says durability_at_risk).
 func Capabilities(allowed db.RejoinMethods) db.Capabilities {
 	return db.Capabilities{
-		Rejoin: allowed & db.RejoinReclone,
+		Rejoin:     allowed & db.RejoinReclone,
+		Switchover: db.SwitchoverDemote,
 		Names: db.Names{
 			Resync:         "mariadb-binlog --flashback",
 			ResyncSetting:  "mysql.use_flashback",

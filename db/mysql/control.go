@@ -264,6 +264,8 @@ func (m *MySQL) writeMarker() error {
 	return nil
 }
 
+var _ db.Demoter = (*MySQL)(nil)
+
 // Demote makes a running server a replica in place: read-only at once
 // (MySQL: super_read_only, which binds SUPER users too), semi-sync's
 // source side off (a replica that waits for acknowledgements stalls its
@@ -271,8 +273,13 @@ func (m *MySQL) writeMarker() error {
 // session that began while it was writable commits after the demotion
 // (MariaDB's read_only does not bind users with READ_ONLY ADMIN, and a
 // transaction in progress could still commit). Replication and the
-// agent's own sessions are left alone. On a replica it only makes sure of
-// read-only and the semi-sync setting. Retrying is safe.
+// agent's own sessions are left alone. It returns once the ended sessions
+// are gone (a killed session may still commit until it notices), so the
+// server's GTID set is then final: a switchover's handoff reads it. The
+// agent's own heartbeat write checks read_only in the statement itself
+// (heartbeatWrite), and setting read_only waits for commits in progress.
+// On a replica it only makes sure of read-only and the semi-sync setting.
+// Retrying is safe.
 func (m *MySQL) Demote(ctx context.Context) error {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
@@ -354,7 +361,59 @@ func (m *MySQL) killClients(ctx context.Context, pool *sql.DB) (int, error) {
 		}
 		n++
 	}
+	if err := awaitGone(ctx, pool, ids); err != nil {
+		return n, err
+	}
 	return n, nil
+}
+
+// awaitGone waits until none of the sessions ids is listed any more. KILL
+// only marks a session: it ends at its next check, and a transaction it
+// was committing may still commit until then; once it is gone, nothing of
+// it can.
+func awaitGone(ctx context.Context, pool *sql.DB, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	killed := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		killed[id] = true
+	}
+	for {
+		left, err := listedOf(ctx, pool, killed)
+		if err != nil {
+			return err
+		}
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d ended sessions still listed: %w", left, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// listedOf counts the sessions of ids still in the process list.
+func listedOf(ctx context.Context, pool *sql.DB, ids map[int64]bool) (int, error) {
+	rows, err := pool.QueryContext(ctx, ProcessList)
+	if err != nil {
+		return 0, fmt.Errorf("list sessions: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var id int64
+		var user, command sql.NullString
+		if err := rows.Scan(&id, &user, &command); err != nil {
+			return 0, fmt.Errorf("list sessions: %w", err)
+		}
+		if ids[id] {
+			n++
+		}
+	}
+	return n, rows.Err()
 }
 
 // Promote turns a running replica into a primary: it starts a stopped

@@ -27,8 +27,14 @@ const (
 	heartbeatSchema = "CREATE DATABASE IF NOT EXISTS hamgr"
 	heartbeatTable  = "CREATE TABLE IF NOT EXISTS hamgr.heartbeat (id INT PRIMARY KEY, ts DATETIME(6) NOT NULL, " +
 		"server_id INT UNSIGNED NOT NULL) ENGINE=InnoDB"
-	heartbeatWrite = "INSERT INTO hamgr.heartbeat (id, ts, server_id) VALUES (1, NOW(6), @@server_id) " +
-		"ON DUPLICATE KEY UPDATE ts = VALUES(ts), server_id = VALUES(server_id)"
+	// heartbeatWrite writes nothing on a read-only server: the agent's
+	// user may bypass read_only (MariaDB's READ_ONLY ADMIN), and a
+	// probe that read the server writable just before a demotion must
+	// not commit after it (a switchover's final position would miss it).
+	// Setting read_only waits for the statements in progress to end, so
+	// one that reads read_only off commits before the demotion returns.
+	heartbeatWrite = "INSERT INTO hamgr.heartbeat (id, ts, server_id) SELECT 1, NOW(6), @@server_id FROM DUAL " +
+		"WHERE @@GLOBAL.read_only = 0 ON DUPLICATE KEY UPDATE ts = VALUES(ts), server_id = VALUES(server_id)"
 	heartbeatAge = "SELECT TIMESTAMPDIFF(MICROSECOND, ts, NOW(6)) FROM hamgr.heartbeat WHERE id = 1"
 )
 

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -364,6 +366,50 @@ func TestDemoteEndsClientSessions(t *testing.T) {
 		t.Errorf("demoted n1 role %s", st.Role)
 	}
 	must(t, "demote again", n1.Demote(ctxT(t, 10*time.Second)))
+}
+
+// Under a write load (clients as app, and the agent's own heartbeat
+// write, which as root bypasses read_only, in a loop), the position read
+// right after Demote returns is final: nothing commits after it.
+func TestDemoteFinalPositionUnderLoad(t *testing.T) {
+	requireMariaDB(t)
+	n1, _, _ := threeMembers(t)
+	app := sqlAs(t, n1, "app", testAppPw)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var acked atomic.Int64
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100000 && ctx.Err() == nil; i++ {
+				if _, err := app.ExecContext(ctx, "INSERT INTO appdb.t VALUES (?, 'load')", 1000+w*100000+i); err == nil {
+					acked.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 100000 && ctx.Err() == nil; i++ {
+			_ = n1.checkFresh(ctx)
+		}
+	}()
+	waitFor(t, 20*time.Second, "writes to flow", func() (bool, string) { return acked.Load() > 50, "" })
+	must(t, "demote", n1.Demote(ctxT(t, 10*time.Second)))
+	final := probe(t, n1).Position
+	before := acked.Load()
+	// An observation window, not a wait for a condition: the load keeps
+	// trying meanwhile, and nothing of it may commit.
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	if got := probe(t, n1).Position; got != final || acked.Load() != before {
+		t.Fatalf("after the demotion: position %s (final %s), acks %d (then %d)", got, final, acked.Load(), before)
+	}
+	t.Logf("%d writes acknowledged before the demotion; final %s", before, final)
 }
 
 // A transaction written on a replica (root bypasses read_only) is errant:

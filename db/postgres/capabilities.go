@@ -9,8 +9,9 @@ import "github.com/hamgr/hamgr/db"
 // leader keeps a physical replication slot per member.
 func Capabilities(allowed db.RejoinMethods) db.Capabilities {
 	return db.Capabilities{
-		Rejoin: allowed & (db.RejoinResync | db.RejoinReclone),
-		Slots:  true,
+		Rejoin:      allowed & (db.RejoinResync | db.RejoinReclone),
+		Slots:       true,
+		Synchronous: true,
 		Names: db.Names{
 			Resync:         "pg_rewind",
 			ResyncSetting:  "postgresql.use_pg_rewind",

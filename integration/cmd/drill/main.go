@@ -31,6 +31,12 @@
 // with pgbench data (-scale, 20 by default: about 320 MB) before its first
 // run; -settings test runs them as the test suite does (fsync off).
 //
+// -engine mariadb runs the same drill on MariaDB (the system's mariadbd,
+// localcluster.EngineMariaDB): rows node-crash, postmaster-crash (mysqld
+// killed, agent alive) and switchover; the write client tries every member
+// in order and keeps the first writable one (writeclient.MySQL), as a user
+// without READ_ONLY ADMIN; -settings and -scale do not apply.
+//
 // The report goes to stdout, progress to stderr. Cluster directories (with
 // the agents' logs in <dir>/n*/agent.log) are removed at the end unless
 // -keep-dir is given or a run in them misbehaved.
@@ -92,11 +98,17 @@ type options struct {
 	latencyWrites int
 	// settings are the PostgreSQL settings and data of every cluster.
 	settings settings
+	// engine is the members' database (-engine).
+	engine localcluster.Engine
 }
+
+// mariadbFaults are the rows the drill runs on MariaDB (-engine mariadb):
+// postmaster-crash then kills mysqld.
+var mariadbFaults = map[string]bool{"node-crash": true, "postmaster-crash": true, "switchover": true}
 
 func mainErr() int {
 	var o options
-	var faultList, profileName, settingsName string
+	var faultList, profileName, settingsName, engineName string
 	var scale int
 	flag.IntVar(&o.runs, "n", 5, "runs per fault and profile")
 	flag.StringVar(&faultList, "faults", "node-crash,postmaster-crash", "comma-separated faults and measurements: "+strings.Join(faultNames(), ", "))
@@ -109,6 +121,7 @@ func mainErr() int {
 	flag.BoolVar(&o.verbose, "v", false, "log the write client's connection and outage transitions")
 	flag.StringVar(&settingsName, "settings", "production", "PostgreSQL settings: production (fsync on, as shipped) or test (fsync off, as the test suite runs)")
 	flag.IntVar(&scale, "scale", 20, "pgbench scale factor of the data loaded into every cluster before its first run (0: none; 1 is about 16 MB)")
+	flag.StringVar(&engineName, "engine", "postgresql", "database engine: postgresql, or mariadb (the system's /usr/sbin/mariadbd; rows node-crash, postmaster-crash (= mysqld crash) and switchover; -settings and -scale do not apply)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if flag.NArg() > 0 {
@@ -122,6 +135,16 @@ func mainErr() int {
 	var err error
 	if o.settings, err = newSettings(settingsName, scale); err != nil || scale < 0 {
 		fmt.Fprintf(os.Stderr, "drill: %v (-scale must be 0 or more)\n", err)
+		return 2
+	}
+	switch engineName {
+	case "postgresql":
+		o.engine = localcluster.EnginePostgreSQL
+	case "mariadb":
+		o.engine = localcluster.EngineMariaDB
+		o.settings = settings{Name: "mariadb"}
+	default:
+		fmt.Fprintf(os.Stderr, "drill: unknown -engine %q (postgresql or mariadb)\n", engineName)
 		return 2
 	}
 	if o.latencyWrites < 1 {
@@ -139,6 +162,10 @@ func mainErr() int {
 			f, ok := faults[n]
 			if !ok {
 				fmt.Fprintf(os.Stderr, "drill: unknown fault %q (known: %s)\n", n, strings.Join(faultNames(), ", "))
+				return 2
+			}
+			if o.engine == localcluster.EngineMariaDB && !mariadbFaults[n] {
+				fmt.Fprintf(os.Stderr, "drill: fault %q is not run on MariaDB (node-crash, postmaster-crash, switchover)\n", n)
 				return 2
 			}
 			if !seen[n] {
@@ -193,10 +220,12 @@ type environment struct {
 	Duration secs      `json:"duration"`
 	CPUs     string    `json:"cpus"`
 	Kernel   string    `json:"kernel"`
-	Postgres string    `json:"postgres"`
-	Go       string    `json:"go"`
-	HamgrRev string    `json:"hamgr_revision"`
-	HamgrBin string    `json:"hamgr_binary"`
+	// Postgres is the database server's version (MariaDB's with
+	// -engine mariadb; the name is kept for earlier reports' readers).
+	Postgres string `json:"postgres"`
+	Go       string `json:"go"`
+	HamgrRev string `json:"hamgr_revision"`
+	HamgrBin string `json:"hamgr_binary"`
 	// Settings describes the PostgreSQL settings and data (-settings).
 	Settings string `json:"settings"`
 	// HamgrVersion is the output of "hamgr version" for a binary given
@@ -213,13 +242,21 @@ type environment struct {
 // runDrill runs every profile × fault and returns the results. It stops
 // every process it started before returning, also on error or interrupt.
 func runDrill(ctx context.Context, o options, log *slog.Logger) ([]runResult, *environment, error) {
-	for _, b := range config.PostgreSQLBinaries {
-		if _, err := os.Stat(filepath.Join(o.binDir, b)); err != nil {
-			return nil, nil, fmt.Errorf("PostgreSQL server binaries not found (%s is missing); pass -bin-dir", filepath.Join(o.binDir, b))
+	version := mariadbVersion(ctx)
+	if o.engine == localcluster.EngineMariaDB {
+		if _, err := os.Stat(mariadbServer); err != nil {
+			return nil, nil, fmt.Errorf("MariaDB server not found (%v): apt-get install mariadb-server", err)
 		}
+	} else {
+		for _, b := range config.PostgreSQLBinaries {
+			if _, err := os.Stat(filepath.Join(o.binDir, b)); err != nil {
+				return nil, nil, fmt.Errorf("PostgreSQL server binaries not found (%s is missing); pass -bin-dir", filepath.Join(o.binDir, b))
+			}
+		}
+		version = postgresVersion(ctx, o.binDir)
 	}
 	env := &environment{Command: commandLine(), Started: time.Now(), CPUs: nproc(), Kernel: kernel(),
-		Postgres: postgresVersion(ctx, o.binDir), Go: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
+		Postgres: version, Go: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
 		HamgrRev: gitRevision(ctx), LoadStart: loadavg(), Settings: o.settings.String()}
 	defer func() { env.Duration, env.LoadEnd = secs(time.Since(env.Started)), loadavg() }()
 
@@ -266,7 +303,7 @@ func runDrill(ctx context.Context, o options, log *slog.Logger) ([]runResult, *e
 	if o.verbose {
 		wlog = log
 	}
-	d := &drill{hamgrBin: env.HamgrBin, binDir: o.binDir, baseDir: base, log: log, wlog: wlog, settings: o.settings}
+	d := &drill{hamgrBin: env.HamgrBin, binDir: o.binDir, baseDir: base, log: log, wlog: wlog, settings: o.settings, engine: o.engine}
 	var results []runResult
 	for _, p := range o.profiles {
 		for _, f := range o.faults {
@@ -389,6 +426,20 @@ func postgresVersion(ctx context.Context, binDir string) string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, filepath.Join(binDir, "postgres"), "--version").Output()
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// mariadbServer is the MariaDB server the drill runs with -engine mariadb.
+const mariadbServer = "/usr/sbin/mariadbd"
+
+// mariadbVersion is the output of mariadbd --version.
+func mariadbVersion(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, mariadbServer, "--version").Output()
 	if err != nil {
 		return "unknown (" + err.Error() + ")"
 	}

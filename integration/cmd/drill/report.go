@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hamgr/hamgr/localcluster"
 	"github.com/hamgr/hamgr/writeclient"
 )
 
@@ -102,13 +103,21 @@ func writeReport(w io.Writer, env environment, o options, results []runResult) {
 			time.Duration(t.TTL), time.Duration(t.LoopWait), time.Duration(t.RetryTimeout), time.Duration(t.PrimaryStartTimeout))
 	}
 	fmt.Fprintf(w, "settings:  %s\n", o.settings)
-	fmt.Fprintln(w, "load:      (faults) one client, multi-host target_session_attrs=read-write over the 3 members, one INSERT every 10 ms")
+	if o.engine == localcluster.EngineMariaDB {
+		fmt.Fprintln(w, "load:      (faults) one client (go-sql-driver/mysql) trying the 3 members in order, keeping the first with read_only off, one INSERT every 10 ms")
+	} else {
+		fmt.Fprintln(w, "load:      (faults) one client, multi-host target_session_attrs=read-write over the 3 members, one INSERT every 10 ms")
+	}
 	for _, f := range o.faults {
 		if f.Latency {
 			fmt.Fprintf(w, "measure:   %s: %s, %d per run\n", f.Name, f.Describe, o.latencyWrites)
 			continue
 		}
-		fmt.Fprintf(w, "fault:     %s: %s;\n           unavailability = %s\n", f.Name, f.Describe, f.OutageMethod)
+		describe := f.Describe
+		if d, ok := mariadbDescribe[f.Name]; ok && o.engine == localcluster.EngineMariaDB {
+			describe = d
+		}
+		fmt.Fprintf(w, "fault:     %s: %s;\n           unavailability = %s\n", f.Name, describe, f.OutageMethod)
 	}
 	if env.Interrupt {
 		fmt.Fprintln(w, "INTERRUPTED: the results below are partial")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	mysqldriver "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -126,13 +128,14 @@ type drill struct {
 	log                       *slog.Logger
 	wlog                      *slog.Logger // write client logger
 	settings                  settings
+	engine                    localcluster.Engine
 }
 
 // startSlot starts a fresh 3-member cluster for profile × fault.
 func (d *drill) startSlot(ctx context.Context, p profile, f fault, index int) (*slot, error) {
 	dir := filepath.Join(d.baseDir, fmt.Sprintf("%s-%s-%d", p.Name, f.Name, index))
 	opts := localcluster.Options{Dir: dir, Members: 3, HamgrBin: d.hamgrBin, BinDir: d.binDir,
-		Timing: p.Timing, Logger: slog.New(slog.DiscardHandler), Parameters: map[string]string{}}
+		Timing: p.Timing, Logger: slog.New(slog.DiscardHandler), Parameters: map[string]string{}, Engine: d.engine}
 	for k, v := range d.settings.Parameters {
 		opts.Parameters[k] = v
 	}
@@ -146,6 +149,12 @@ func (d *drill) startSlot(ctx context.Context, p profile, f fault, index int) (*
 	if err != nil {
 		// Start closed whatever it had started; the logs stay in dir.
 		return &slot{dir: dir, index: index, keep: true}, fmt.Errorf("start cluster in %s: %w", dir, err)
+	}
+	if d.engine == localcluster.EngineMariaDB {
+		if err := createAppUser(sctx, c); err != nil {
+			c.Close()
+			return &slot{dir: dir, index: index, keep: true}, fmt.Errorf("cluster in %s: %w", dir, err)
+		}
 	}
 	if f.Setup != nil {
 		if err := f.Setup(sctx, c); err != nil {
@@ -200,8 +209,7 @@ func (d *drill) run(ctx context.Context, s *slot, p profile, f fault, i int) (r 
 	r.OldPrimary, r.OldEpoch = old.Name, int64(snap.Leader.Epoch)
 	oldPM := old.PostmasterPID()
 
-	wopts := writeclient.Options{Hosts: c.Hosts(), User: "postgres", Password: c.SuperPassword,
-		Table: fmt.Sprintf("drill_run_%d", i), Interval: 10 * time.Millisecond, Logger: d.wlog}
+	wopts := d.writeOptions(c, fmt.Sprintf("drill_run_%d", i))
 	w := writeclient.New(wopts)
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
@@ -220,7 +228,7 @@ func (d *drill) run(ctx context.Context, s *slot, p profile, f fault, i int) (r 
 		return fail(fmt.Errorf("writes do not flow before the fault: %w", err))
 	}
 
-	mon := startMonitor(ctx, c)
+	mon := startMonitor(ctx, c, d.engine)
 	defer mon.stop()
 
 	var syncAtFault *cluster.SyncState
@@ -389,6 +397,9 @@ func verify(ctx context.Context, o writeclient.Options, acked []int64) ([]int64,
 		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "42P01" {
 			return append([]int64(nil), acked...), nil
 		}
+		if me := (*mysqldriver.MySQLError)(nil); errors.As(err, &me) && me.Number == 1146 {
+			return append([]int64(nil), acked...), nil
+		}
 		last = err
 		select {
 		case <-ctx.Done():
@@ -408,15 +419,19 @@ type monitor struct {
 }
 
 // startMonitor starts a monitor of c's members until stop.
-func startMonitor(ctx context.Context, c *localcluster.Cluster) *monitor {
+func startMonitor(ctx context.Context, c *localcluster.Cluster, engine localcluster.Engine) *monitor {
 	ctx, cancel := context.WithCancel(ctx)
 	m := &monitor{cancel: cancel, done: make(chan struct{})}
 	conns := map[string]*pgx.Conn{}
+	pools := map[string]*sql.DB{}
 	go func() {
 		defer close(m.done)
 		defer func() {
 			for _, cn := range conns {
 				closeQuick(cn)
+			}
+			for _, p := range pools {
+				p.Close()
 			}
 		}()
 		tick := time.NewTicker(50 * time.Millisecond)
@@ -424,7 +439,13 @@ func startMonitor(ctx context.Context, c *localcluster.Cluster) *monitor {
 		for {
 			var prim []string
 			for _, n := range c.Nodes {
-				if writable(ctx, conns, n, c.SuperPassword) {
+				w := false
+				if engine == localcluster.EngineMariaDB {
+					w = mariadbWritable(ctx, pools, n, c)
+				} else {
+					w = writable(ctx, conns, n, c.SuperPassword)
+				}
+				if w {
 					prim = append(prim, n.Name)
 				}
 			}

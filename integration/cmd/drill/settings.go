@@ -45,6 +45,10 @@ func newSettings(name string, scale int) (settings, error) {
 
 // String describes the settings for the report.
 func (s settings) String() string {
+	if s.Name == "mariadb" {
+		return "mariadb: localcluster's (innodb_flush_log_at_trx_commit=2, sync_binlog=0 as shipped, 32 MB buffer pool), " +
+			"clients over TCP as a user without READ_ONLY ADMIN"
+	}
 	out := s.Name + ": "
 	if s.Name == "production" {
 		out += "fsync=on, synchronous_commit=on, full_page_writes=on, shared_buffers=128MB"
