@@ -58,7 +58,7 @@ func (tcpReacher) Refusals(ctx context.Context, addrs []string, n int, span time
 	d := net.Dialer{Timeout: reachTimeout}
 	for i := 0; i < n; i++ {
 		if i > 0 {
-			t := time.NewTimer(start.Add(time.Duration(i) * gap).Sub(time.Now()))
+			t := time.NewTimer(time.Until(start.Add(time.Duration(i) * gap)))
 			select {
 			case <-ctx.Done():
 				t.Stop()
