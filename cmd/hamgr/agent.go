@@ -77,6 +77,7 @@ func newLogger(l config.Log) *slog.Logger {
 func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	tuneGC()
 	tuneMaxProcs()
+	stopHeapSampling()
 	store, closeStore, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
 // agentGCPercent is the agent's garbage-collection target when GOGC is not
@@ -38,5 +39,17 @@ const agentMaxProcs = 1
 func tuneMaxProcs() {
 	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
 		runtime.GOMAXPROCS(agentMaxProcs)
+	}
+}
+
+// stopHeapSampling turns off the runtime's heap profile: the agent serves
+// no profiles, and the sampling (a stack walk every 512 KiB allocated, and
+// a record per distinct stack kept for ever in a table of its own that
+// starts at 1.4 MiB of address space) would otherwise grow its memory
+// slowly with each new allocation site it meets. GODEBUG=memprofilerate=N
+// in the environment keeps it on.
+func stopHeapSampling() {
+	if !strings.Contains(os.Getenv("GODEBUG"), "memprofilerate=") {
+		runtime.MemProfileRate = 0
 	}
 }

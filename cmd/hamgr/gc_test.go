@@ -27,3 +27,23 @@ func TestTuneMaxProcs(t *testing.T) {
 		t.Errorf("GOMAXPROCS after tuneMaxProcs = %d, want %d", got, agentMaxProcs)
 	}
 }
+
+// TestStopHeapSampling: the agent keeps no heap profile unless GODEBUG
+// asks for one.
+func TestStopHeapSampling(t *testing.T) {
+	before := runtime.MemProfileRate
+	defer func() { runtime.MemProfileRate = before }()
+
+	t.Setenv("GODEBUG", "memprofilerate=4096")
+	runtime.MemProfileRate = 4096
+	stopHeapSampling()
+	if runtime.MemProfileRate != 4096 {
+		t.Errorf("with GODEBUG=memprofilerate=4096, MemProfileRate became %d", runtime.MemProfileRate)
+	}
+	t.Setenv("GODEBUG", "")
+	runtime.MemProfileRate = 512 * 1024
+	stopHeapSampling()
+	if runtime.MemProfileRate != 0 {
+		t.Errorf("MemProfileRate after stopHeapSampling = %d, want 0", runtime.MemProfileRate)
+	}
+}
