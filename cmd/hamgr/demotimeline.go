@@ -91,13 +91,22 @@ type failoverReport struct {
 	History *cluster.HistoryEntry
 }
 
+// lossCause says how the old leader's key was lost: taken over on proof
+// of death before it expired (evidence refused-early), or expired.
+func lossCause(r failoverReport) string {
+	if h := r.History; h != nil && h.Evidence != nil && h.Evidence.Kind == cluster.EvidenceRefusedEarly {
+		return fmt.Sprintf("%s's ports refused: its leader key taken over before it expired", r.Timeline.Old)
+	}
+	return fmt.Sprintf("leader key of %s expired", r.Timeline.Old)
+}
+
 // writeFailoverReport prints the failover timeline, the write count and
 // the history entry.
 func writeFailoverReport(out io.Writer, r failoverReport) error {
 	tl := r.Timeline
 	fmt.Fprintf(out, "\nFailover timeline (from the kill of %s):\n", tl.Old)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  leader loss detected\t+%s\t(leader key of %s expired)\n", round(tl.Detected), tl.Old)
+	fmt.Fprintf(tw, "  leader loss detected\t+%s\t(%s)\n", round(tl.Detected), lossCause(r))
 	fmt.Fprintf(tw, "  new leader elected\t+%s\t(%s took the leader key, epoch %d)\n", round(tl.Elected), tl.New, tl.Epoch)
 	fmt.Fprintf(tw, "  promoted\t+%s\t(%s answers /primary 200)\n", round(tl.Promoted), tl.New)
 	fmt.Fprintf(tw, "  replica following\t+%s\t(the other replica streams from %s)\n", round(tl.Following), tl.New)

@@ -161,3 +161,20 @@ func TestSigned(t *testing.T) {
 		}
 	}
 }
+
+// TestLossCause: a take-over on proof of death is not reported as an
+// expired key.
+func TestLossCause(t *testing.T) {
+	r := demoReport(writeOutage{Kind: outageNone})
+	if got, want := lossCause(r), "leader key of n1 expired"; got != want {
+		t.Errorf("lossCause with evidence refused = %q, want %q", got, want)
+	}
+	r.History.Evidence = &cluster.Evidence{Kind: cluster.EvidenceRefusedEarly, Detail: "ports refused"}
+	if got, want := lossCause(r), "n1's ports refused: its leader key taken over before it expired"; got != want {
+		t.Errorf("lossCause with evidence refused-early = %q, want %q", got, want)
+	}
+	r.History = nil
+	if got, want := lossCause(r), "leader key of n1 expired"; got != want {
+		t.Errorf("lossCause without history = %q, want %q", got, want)
+	}
+}
