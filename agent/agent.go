@@ -315,37 +315,39 @@ func (a *Agent) waitFence(ctx context.Context) bool {
 		}
 	}
 	a.mu.Unlock()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-	case <-a.fenceWake:
-	}
-	return true
+	return sleepOrWake(ctx, d, a.fenceWake)
 }
 
 // waitFailsafe sleeps d or until failsafeWake, and reports false when
 // ctx ended.
 func (a *Agent) waitFailsafe(ctx context.Context, d time.Duration) bool {
+	return sleepOrWake(ctx, d, a.failsafeWake)
+}
+
+// sleepOrWake sleeps d or until wake, and reports false when ctx ended.
+func sleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
 	case <-t.C:
-	case <-a.failsafeWake:
+	case <-wake:
 	}
 	return true
 }
 
-// pokeFence wakes the fence timer (see fenceWake).
-func (a *Agent) pokeFence() {
+// signal wakes whoever waits on ch, unless a wakeup is already pending.
+func signal(ch chan<- struct{}) {
 	select {
-	case a.fenceWake <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
+}
+
+// pokeFence wakes the fence timer (see fenceWake).
+func (a *Agent) pokeFence() {
+	signal(a.fenceWake)
 }
 
 // sleep waits d (not at all when d <= 0) and reports false when ctx ended.
@@ -407,10 +409,7 @@ func (a *Agent) State() cluster.AgentStatus {
 }
 
 func (a *Agent) poke() {
-	select {
-	case a.wake <- struct{}{}:
-	default:
-	}
+	signal(a.wake)
 }
 
 // LastPlan is the latest plan the loop decided, rendered (for tests and the

@@ -365,24 +365,13 @@ func (a *Agent) withdraw(ctx context.Context) {
 
 // pokePublish wakes Republish in Run (see publishWake).
 func (a *Agent) pokePublish() {
-	select {
-	case a.publishWake <- struct{}{}:
-	default:
-	}
+	signal(a.publishWake)
 }
 
 // waitPublish sleeps d or until publishWake, and reports false when ctx
 // ended.
 func (a *Agent) waitPublish(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-	case <-a.publishWake:
-	}
-	return true
+	return sleepOrWake(ctx, d, a.publishWake)
 }
 
 // prePromote runs Options.PrePromote before the promote step promotes the

@@ -189,10 +189,7 @@ func (a *Agent) applyConfig(c cluster.DynamicConfig) {
 		a.pokeFence() // the fence deadline moved
 	}
 	if c.FailsafeMode && !a.cfg.FailsafeMode {
-		select {
-		case a.failsafeWake <- struct{}{}: // something to watch now
-		default:
-		}
+		signal(a.failsafeWake) // something to watch now
 	}
 	a.cfg = c
 }
