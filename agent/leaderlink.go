@@ -153,10 +153,7 @@ func (a *Agent) setLinkTarget(target string) {
 		}
 	}
 	a.mu.Unlock()
-	select {
-	case a.linkWake <- struct{}{}:
-	default:
-	}
+	signal(a.linkWake)
 }
 
 // LeaderLinker holds the leader link (package api implements it with
