@@ -95,6 +95,33 @@ type LeaderLease interface {
 	// ErrLeaseLost. Revoking a lease that no longer exists is not an
 	// error.
 	RevokeLease(ctx context.Context, id int64) error
+	// LeaseTimeToLive reads how long lease id (another member's) has left
+	// before it expires, as etcd's LeaseTimeToLive reports it: Remaining
+	// in whole seconds, rounded down, and the TTL it was granted with
+	// (every renewal sets the time left back to Granted). A lease that no
+	// longer exists gives an error wrapping ErrLeaseLost.
+	LeaseTimeToLive(ctx context.Context, id int64) (LeaseTTL, error)
+}
+
+// LeaseTTL is a lease's time left as the store reported it.
+type LeaseTTL struct {
+	// Remaining is the time left, rounded down to a whole second (the
+	// true time left lies in [Remaining, Remaining+1s) when the store
+	// answered).
+	Remaining time.Duration
+	// Granted is the TTL the lease was granted with.
+	Granted time.Duration
+}
+
+// UnrenewedFor is a lower bound on how long the lease had gone without a
+// renewal when the store answered: the store sets the time left back to
+// Granted at each renewal, and the true time left is under Remaining+1s.
+// It is 0 when the answer allows a renewal within the last second.
+func (t LeaseTTL) UnrenewedFor() time.Duration {
+	if d := t.Granted - t.Remaining - time.Second; d > 0 {
+		return d
+	}
+	return 0
 }
 
 // ErrTakeOverRefused is returned by TakeOverLeader when the leader key or

@@ -33,6 +33,7 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("Failsafe", func(t *testing.T) { testFailsafe(t, newStores(t, 2)) })
 	t.Run("Promotion", func(t *testing.T) { testPromotion(t, newStores(t, 2)) })
 	t.Run("TakeOver", func(t *testing.T) { testTakeOver(t, newStores(t, 3)) })
+	t.Run("LeaseTimeToLive", func(t *testing.T) { testLeaseTimeToLive(t, newStores(t, 2)) })
 }
 
 // testTakeOver: TakeOverLeader takes a held key under a new epoch only
@@ -109,6 +110,30 @@ func testTakeOver(t *testing.T, s []dcs.Store) {
 // The promotion record lives in the leader key's value: written with the
 // key, updated only by the epoch that holds it, kept on the key's lease,
 // and gone with the key.
+// testLeaseTimeToLive: another member's lease reads with its granted TTL
+// and whole seconds left, just renewed (no lower bound on the time
+// unrenewed); once revoked it reads as lost.
+func testLeaseTimeToLive(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	must(t, s[0].Grant(ctx, 30*time.Second))
+	id := s[0].LeaseID()
+	must(t, s[0].KeepAlive(ctx))
+	got, err := s[1].LeaseTimeToLive(ctx, id)
+	if err != nil {
+		t.Fatalf("time to live of a live lease: %v", err)
+	}
+	if got.Granted != 30*time.Second || got.Remaining < 28*time.Second || got.Remaining > 30*time.Second || got.Remaining%time.Second != 0 {
+		t.Fatalf("time to live just after a renewal: %+v, want granted 30s and 28-30 whole seconds left", got)
+	}
+	if u := got.UnrenewedFor(); u > time.Second {
+		t.Fatalf("unrenewed for at least %s just after a renewal (%+v)", u, got)
+	}
+	must(t, s[1].RevokeLease(ctx, id))
+	if _, err := s[1].LeaseTimeToLive(ctx, id); !errors.Is(err, dcs.ErrLeaseLost) {
+		t.Fatalf("time to live of a revoked lease: %v, want ErrLeaseLost", err)
+	}
+}
+
 func testPromotion(t *testing.T, s []dcs.Store) {
 	ctx := ctxFor(t)
 	s1, s2 := s[0], s[1]

@@ -407,6 +407,25 @@ func (s *Store) RevokeLease(ctx context.Context, id int64) error {
 	return nil
 }
 
+// LeaseTimeToLive reads lease id's time left and granted TTL (both whole
+// seconds in etcd's answer; the time left rounded down).
+func (s *Store) LeaseTimeToLive(ctx context.Context, id int64) (dcs.LeaseTTL, error) {
+	cli, err := s.client()
+	if err != nil {
+		return dcs.LeaseTTL{}, err
+	}
+	rctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := cli.TimeToLive(rctx, clientv3.LeaseID(id))
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL < 0) {
+		return dcs.LeaseTTL{}, fmt.Errorf("etcd lease %x time to live: %w: it no longer exists", id, dcs.ErrLeaseLost)
+	}
+	if err != nil {
+		return dcs.LeaseTTL{}, s.opErr("lease time to live", fmt.Sprintf("%x", id), err)
+	}
+	return dcs.LeaseTTL{Remaining: time.Duration(resp.TTL) * time.Second, Granted: time.Duration(resp.GrantedTTL) * time.Second}, nil
+}
+
 // UpdatePromotion rewrites the leader key's value with promotion record p,
 // bound to l's lease, in a transaction that succeeds only while the key's
 // create revision is still l.Epoch.

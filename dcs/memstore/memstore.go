@@ -508,6 +508,23 @@ func (k *Client) RevokeLease(ctx context.Context, id int64) error {
 	return nil
 }
 
+// LeaseTimeToLive reads lease id's time left at the clock's time, rounded
+// down to a whole second as etcd reports it, and its granted TTL.
+func (k *Client) LeaseTimeToLive(ctx context.Context, id int64) (dcs.LeaseTTL, error) {
+	if err := k.check(ctx); err != nil {
+		return dcs.LeaseTTL{}, fmt.Errorf("memstore lease time to live: %w", err)
+	}
+	c := k.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.leases[id]
+	if !ok {
+		return dcs.LeaseTTL{}, fmt.Errorf("memstore lease %x time to live: %w: it no longer exists", id, dcs.ErrLeaseLost)
+	}
+	left := max(l.expires.Sub(c.now()), 0)
+	return dcs.LeaseTTL{Remaining: left.Truncate(time.Second), Granted: l.ttl}, nil
+}
+
 // UpdatePromotion replaces the promotion record in the leader key while l
 // still holds it.
 func (k *Client) UpdatePromotion(ctx context.Context, l cluster.Leader, p cluster.Promotion) error {
