@@ -105,13 +105,33 @@ func (a *Agent) probeLeaderGone(ctx context.Context, v ha.View) ha.LeaderGonePro
 		r = tcpReacher{}
 	}
 	p.Refused, p.Over, p.Answer = r.Refusals(ctx, []string{p.DB, p.API}, ha.TakeOverChecks, ha.TakeOverCheckSpan)
-	key := fmt.Sprintf("%d/%d/%s", l.Epoch, p.Refused, p.Answer)
+	var leaseErr error
+	if p.Answer == "" {
+		// Read after the last check: the later, the more a renewal by a
+		// live agent behind a rejecting firewall is seen.
+		p.Unrenewed, leaseErr = a.leaseUnrenewed(ctx, l.Lease, time.Duration(v.Config.RetryTimeout)/2)
+	}
+	key := fmt.Sprintf("%d/%d/%s/%v/%v", l.Epoch, p.Refused, p.Answer, p.Unrenewed >= ha.TakeOverUnrenewed(v.Config), leaseErr)
 	if key != a.lastGoneLog {
 		a.lastGoneLog = key
-		a.log.Info("checked the leader's ports for the take-over", "leader", l.Name, "epoch", l.Epoch,
-			"database", p.DB, "api", p.API, "refused", p.Refused, "over", p.Over.Round(time.Millisecond), "answer", p.Answer)
+		a.log.Info("checked the leader's ports and lease for the take-over", "leader", l.Name, "epoch", l.Epoch,
+			"database", p.DB, "api", p.API, "refused", p.Refused, "over", p.Over.Round(time.Millisecond), "answer", p.Answer,
+			"lease_unrenewed_at_least", p.Unrenewed, "lease_err", leaseErr)
 	}
 	return p
+}
+
+// leaseUnrenewed reads from the store a lower bound on how long lease id
+// has gone without a renewal (0 and the error when it cannot be read; a
+// lease already gone leaves the next round to the ordinary election).
+func (a *Agent) leaseUnrenewed(ctx context.Context, id int64, timeout time.Duration) (time.Duration, error) {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ttl, err := a.opts.Store.LeaseTimeToLive(rctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("reading the leader's lease: %w", err)
+	}
+	return ttl.UnrenewedFor(), nil
 }
 
 // apiHostPort is the host:port of an API base URL.

@@ -25,7 +25,7 @@ import (
 //	     [old-primary=alive|dead|refused|read-only|timeout|unknown]
 //	     [last-lsn=0/5000000] [released=E] [cannot-follow=E]
 //	     [nofailover] [paused] [max-lag=N]
-//	     [open=T] [handoff-seen=T] [gone=refused|accepted|short|stale|none] [link-lost=T]
+//	     [open=T] [handoff-seen=T] [gone=refused|renewed|accepted|short|stale|none] [link-lost=T]
 //	     [ttl=30s] [loop-wait=10s] [retry-timeout=10s] [start-timeout=20s]
 //	<lines describing the world, see below>
 //	----
@@ -75,7 +75,8 @@ type scenario struct {
 // leaderGone builds the take-over's check of the current leader's ports:
 // refused (3 checks over 300ms, both refusing), accepted (the API port
 // answered at the second check), short (only 2 checks), stale (made when
-// the leader's record was at an older revision).
+// the leader's record was at an older revision), renewed (both refused,
+// but the lease was renewed a second ago).
 func (s *scenario) leaderGone(t *testing.T) LeaderGoneProbe {
 	l := s.v.Snap.Leader
 	if s.gone == "" || s.gone == "none" || l == nil {
@@ -86,9 +87,11 @@ func (s *scenario) leaderGone(t *testing.T) LeaderGoneProbe {
 		rev = m.Revision
 	}
 	p := LeaderGoneProbe{Leader: *l, MemberRev: rev, DB: l.Name + ":5432", API: l.Name + ":8008",
-		Refused: TakeOverChecks, Over: TakeOverCheckSpan}
+		Refused: TakeOverChecks, Over: TakeOverCheckSpan, Unrenewed: TakeOverUnrenewed(s.v.Config)}
 	switch s.gone {
 	case "refused":
+	case "renewed":
+		p.Unrenewed = time.Second
 	case "accepted":
 		p.Refused, p.Over, p.Answer = 1, 150*time.Millisecond, l.Name+":8008 accepted a connection"
 	case "short":

@@ -27,7 +27,10 @@ import (
 //     port and its agent's API port both refusing connections
 //     (ECONNREFUSED, not a timeout) TakeOverChecks times in a row over at
 //     least TakeOverCheckSpan, all of them made after the snapshot whose
-//     key and member record the take-over is conditioned on was read.
+//     key and member record the take-over is conditioned on was read;
+//   - the store, asked after the last check, says the leader's lease has
+//     gone unrenewed for at least TakeOverUnrenewed (loop_wait + 1s):
+//     longer than a live agent connected to the store lets it go.
 //
 // The key is then taken by dcs.LeaderLease.TakeOverLeader: deleted only
 // while it is still the same epoch on the same lease and the old leader's
@@ -64,6 +67,22 @@ import (
 // while its rounds see the new leader and stop it at once (rule 1). Until
 // the revocation the old member record stays: it only keeps candidates from
 // counting the old leader's record as gone, which nothing here relies on.
+//
+// The refusals alone are forged by a firewall that rejects (a TCP reset
+// or an ICMP port-unreachable) the replicas' connections to a primary
+// that lives: its replicas lose their streams, both ports "refuse", and
+// yet its agent renews its lease and its database takes writes from
+// clients that still reach it. That is what the lease condition is for:
+// such an agent renews every loop_wait, so its lease never goes unrenewed
+// for loop_wait + 1s, and the take-over waits for the key's expiry like
+// any other failover (where the agent, had it lost the store too, has
+// fenced itself). What the lease cannot tell apart is an agent that lives
+// but stopped renewing for another reason — cut off from the store, or
+// too starved of CPU to send its renewal a second late — behind such a
+// firewall at the same time: then its database runs on until its fence
+// deadline (last renewal sent + loop_wait + retry_timeout) or its next
+// round, whichever comes first. Fencing policy require closes that too: the
+// old primary is powered off before the promotion.
 //
 // A timeout on either port proves nothing (a frozen machine, a firewall
 // that drops): the take-over does not happen and the leader key's expiry,
@@ -105,11 +124,31 @@ type LeaderGoneProbe struct {
 	// Answer describes the first check in which either port did not
 	// refuse ("" when every check found both refusing).
 	Answer string
+	// Unrenewed is a lower bound on how long the leader's lease had gone
+	// without a renewal, from the store's answer read after the last
+	// check (dcs.LeaseTTL.UnrenewedFor; 0 when it was not read).
+	Unrenewed time.Duration
 }
 
-// proves reports whether p is proof of death for leader l whose member
-// record is at revision rev.
-func (p LeaderGoneProbe) proves(l cluster.Leader, rev int64) bool {
+// TakeOverRenewSlack is how late a live agent's renewal may reach the
+// store before its lease counts as no longer renewed: an agent renews
+// every loop_wait (agent.Renew), and a second covers its scheduling and
+// the request's way to the store. etcd reports a lease's time left in
+// whole seconds, so a bound under a second would only be rounded up to
+// the next one.
+const TakeOverRenewSlack = time.Second
+
+// TakeOverUnrenewed is how long the leader's lease must have gone without
+// a renewal, as the store saw it, before the take-over: a live agent
+// connected to the store would have renewed within it.
+func TakeOverUnrenewed(cfg cluster.DynamicConfig) time.Duration {
+	return time.Duration(cfg.LoopWait) + TakeOverRenewSlack
+}
+
+// refused reports whether p found both ports of leader l whose member
+// record is at revision rev refusing, as many times and over as long as
+// the proof of death asks.
+func (p LeaderGoneProbe) refused(l cluster.Leader, rev int64) bool {
 	return p.Leader.Epoch == l.Epoch && p.Leader.Lease == l.Lease && p.MemberRev == rev &&
 		p.Answer == "" && p.Refused >= TakeOverChecks && p.Over >= TakeOverCheckSpan
 }
@@ -202,12 +241,20 @@ func takeOver(v View, p Plan) Plan {
 	l := *v.Snap.Leader
 	rev := v.Snap.Member(l.Name).Revision // takeOverCandidate: the record exists
 	g := v.LeaderGone
-	if !g.proves(l, rev) {
+	if !g.refused(l, rev) {
+		return p
+	}
+	if need := TakeOverUnrenewed(v.Config); g.Unrenewed < need {
+		// The ports refuse, but the lease was renewed too recently to
+		// rule out a live agent behind a firewall that rejects: look
+		// again once it could have gone unrenewed long enough.
+		p.Soon = min(max(takeOverTick, need-g.Unrenewed-TakeOverCheckSpan), time.Duration(v.Config.LoopWait))
+		p.Reason = fmt.Sprintf("%s's ports refuse connections; taking over once its lease has gone unrenewed for %s", l.Name, need)
 		return p
 	}
 	ev := &cluster.Evidence{Kind: cluster.EvidenceRefusedEarly, Detail: fmt.Sprintf(
-		"%s's database %s and agent API %s refused connections %d times in a row over %s, and every replica lost its stream, while its key (epoch %d) was still held",
-		l.Name, g.DB, g.API, g.Refused, g.Over.Round(10*time.Millisecond), l.Epoch)}
+		"%s's database %s and agent API %s refused connections %d times in a row over %s, its lease went unrenewed for at least %s, and every replica lost its stream, while its key (epoch %d) was still held",
+		l.Name, g.DB, g.API, g.Refused, g.Over.Round(10*time.Millisecond), g.Unrenewed.Round(10*time.Millisecond), l.Epoch)}
 	if why, problem := fencingBlocks(v, l.Name, ev); why != "" {
 		p.Reason, p.Problem = why, problem
 		return p

@@ -50,7 +50,7 @@ func (e *engine) Ask(_ context.Context, host string, port int) (db.Answer, error
 		return db.AnswerNone, fmt.Errorf("%s:%d: no such host", host, port)
 	case !t.alive || t.dbFrozen() || t.db.hung || t.overloaded:
 		return db.AnswerNone, fmt.Errorf("%s:%d: timeout: context deadline exceeded", host, port)
-	case !t.db.running:
+	case !t.db.running || t.rejecting && t != e.n:
 		return db.AnswerRefused, fmt.Errorf("%s:%d: connect: connection refused", host, port)
 	case !t.db.accepting:
 		return db.AnswerNone, fmt.Errorf("%s:%d: the database system is starting up (SQLSTATE 57P03)", host, port)

@@ -164,7 +164,7 @@ func TestRandomFaultsFailsafe(t *testing.T) {
 	}
 	failures, promotions := 0, 0
 	for seed := *firstSeed; seed < *firstSeed+uint64(seeds); seed++ {
-		w, injected, err := randomWorldWith(seed, true)
+		w, injected, err := randomWorldWith(seed, randomOptions{failsafe: true})
 		promotions += len(w.Promotions)
 		if err == nil {
 			continue

@@ -92,6 +92,14 @@ const (
 	// (failsafe requests fail); RestoreAPI ends it.
 	CutAPI
 	RestoreAPI
+	// Reject puts a firewall on the member's machine that rejects (a TCP
+	// reset) every connection from the other members: their connects to
+	// its database and agent API are refused and their WAL streams from
+	// it cut, while its own agent, the store and the clients still reach
+	// it. A live primary then looks dead by its ports alone. Unreject
+	// removes the firewall.
+	Reject
+	Unreject
 )
 
 var faultNames = map[FaultKind]string{
@@ -102,6 +110,7 @@ var faultNames = map[FaultKind]string{
 	Overload: "overload", Relieve: "relieve", StoreOutage: "store-outage", StoreReturn: "store-return",
 	RevokeLeases: "revoke-leases", CrashNode: "crash-node", StoreReturnRenewing: "store-return-renewing",
 	FailCall: "fail-call", DieOnCall: "die-on-call", CutAPI: "cut-api", RestoreAPI: "restore-api",
+	Reject: "reject", Unreject: "unreject",
 }
 
 // String names the kind.
@@ -162,7 +171,7 @@ func (w *World) inject(f Fault) {
 				n.thawedAt = w.now
 			}
 			n.paused, n.db.failStarts, n.frozen, n.db.hung, n.overloaded = false, 0, false, false, false
-			n.failCalls, n.dieOn, n.apiCut = nil, "", false
+			n.failCalls, n.dieOn, n.apiCut, n.rejecting = nil, "", false, false
 			w.setPartitioned(n, false)
 			if !n.alive || n.agentDown {
 				w.restartAgent(n, true)
@@ -283,6 +292,10 @@ func (w *World) inject(f Fault) {
 		n.apiCut = true
 	case RestoreAPI:
 		n.apiCut = false
+	case Reject:
+		n.rejecting = true
+	case Unreject:
+		n.rejecting = false
 	case Overload:
 		n.overloaded = true
 	case Relieve:

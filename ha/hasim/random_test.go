@@ -68,12 +68,26 @@ func promotionFault(r *rand.Rand, names []string) Fault {
 // randomWorld runs one seed: random faults and repairs for randomSteps
 // steps, with invariants checked after each, then everything healed and
 // liveness checked. It returns the faults injected and any failure.
-func randomWorld(seed uint64) (*World, []string, error) { return randomWorldWith(seed, false) }
+func randomWorld(seed uint64) (*World, []string, error) {
+	return randomWorldWith(seed, randomOptions{})
+}
 
-// randomWorldWith is randomWorld, with failsafe_mode on when failsafe is
-// set: the same seed then also cuts and restores members' APIs, from a
-// stream of its own.
-func randomWorldWith(seed uint64, failsafe bool) (*World, []string, error) {
+// randomOptions vary randomWorld.
+type randomOptions struct {
+	// failsafe turns failsafe_mode on: the same seed then also cuts and
+	// restores members' APIs, from a stream of its own.
+	failsafe bool
+	// rejecting also puts up and takes down firewalls that reject the
+	// other members (fault Reject), from a stream of its own, with a
+	// fencer on every member and fencing require: the one case the lease
+	// condition of the take-over cannot tell apart (a live agent that also
+	// stopped renewing) is then closed by the fence.
+	rejecting bool
+}
+
+// randomWorldWith is randomWorld with options o.
+func randomWorldWith(seed uint64, o randomOptions) (*World, []string, error) {
+	failsafe := o.failsafe
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	// The rejoin options come from a stream of their own, so that a seed
 	// injects the same faults as before they existed.
@@ -89,7 +103,7 @@ func randomWorldWith(seed uint64, failsafe bool) (*World, []string, error) {
 			s.Tags.NoFailover = true
 		}
 		s.UseRewind, s.AllowReclone = opts.IntN(3) != 0, opts.IntN(2) == 0
-		s.Fencer = promo.IntN(3) == 0
+		s.Fencer = promo.IntN(3) == 0 || o.rejecting
 		specs = append(specs, s)
 	}
 	cfg := Config{Members: specs, Fresh: r.IntN(4) == 0}
@@ -99,6 +113,10 @@ func randomWorldWith(seed uint64, failsafe bool) (*World, []string, error) {
 	cfg.defaults()
 	cfg.Dynamic.FailsafeMode = failsafe
 	cfg.Dynamic.Fencing = []cluster.FencingPolicy{"", cluster.FencingBestEffort, cluster.FencingOff}[pol.IntN(3)]
+	if o.rejecting {
+		cfg.Dynamic.Fencing = cluster.FencingRequire
+	}
+	firewall := rand.New(rand.NewPCG(seed, 0xf1e3a11))
 	api := rand.New(rand.NewPCG(seed, 0xfa15e))
 	w := New(cfg)
 	names := make([]string, len(specs))
@@ -123,6 +141,12 @@ func randomWorldWith(seed uint64, failsafe bool) (*World, []string, error) {
 		}
 		if promo.IntN(60) == 0 {
 			fs = append(fs, promotionFault(promo, names))
+		}
+		if o.rejecting {
+			fs = withoutAgentOnly(fs)
+		}
+		if o.rejecting && firewall.IntN(40) == 0 {
+			fs = append(fs, Fault{Kind: []FaultKind{Reject, Unreject}[firewall.IntN(2)], Member: names[firewall.IntN(len(names))]})
 		}
 		if failsafe && api.IntN(30) == 0 {
 			fs = append(fs, Fault{Kind: []FaultKind{CutAPI, RestoreAPI}[api.IntN(2)], Member: names[api.IntN(len(names))]})
@@ -277,4 +301,50 @@ func tail(lines []string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// withoutAgentOnly turns the faults of fs that stop only a member's agent
+// (Pause, KillAgent) into CrashNode (agent and database). An agent gone
+// while its database runs, behind a rejecting firewall, is the residual
+// docs/design.md names ("The assumption, and the lease"): the firewall
+// forges the database port's refusal for the take-over and for the
+// liveness rule alike, and no agent is left there to fence it.
+func withoutAgentOnly(fs []Fault) []Fault {
+	for i := range fs {
+		if fs[i].Kind == Pause || fs[i].Kind == KillAgent {
+			fs[i].Kind = CrashNode
+		}
+	}
+	return fs
+}
+
+// TestRandomFaultsRejecting is TestRandomFaults with rejecting firewalls
+// among the faults, every member fenced and fencing require: no take-over
+// while the old agent renews (checkTakeOver), and no two writable
+// primaries whatever else fails with it.
+func TestRandomFaultsRejecting(t *testing.T) {
+	seeds := randomSeeds / 2
+	if testing.Short() {
+		seeds = 10
+	}
+	if *seedsFlag > 0 {
+		seeds = *seedsFlag
+	}
+	rejects, takeOvers := 0, 0
+	for seed := *firstSeed; seed < *firstSeed+uint64(seeds); seed++ {
+		w, injected, err := randomWorldWith(seed, randomOptions{rejecting: true})
+		takeOvers += len(w.TakeOvers)
+		for _, f := range injected {
+			if strings.Contains(f, " reject ") {
+				rejects++
+			}
+		}
+		if err != nil {
+			t.Fatalf("seed %d: %v\nfaults:\n  %s\n%s\nlog:\n%s", seed, err, strings.Join(injected, "\n  "), w.Summary(), tail(w.Log(), 150))
+		}
+	}
+	t.Logf("%d seeds: %d rejecting firewalls put up, %d take-overs before the ttl", seeds, rejects, takeOvers)
+	if rejects < seeds {
+		t.Errorf("only %d rejecting firewalls in %d seeds: the faults do not exercise them", rejects, seeds)
+	}
 }

@@ -173,7 +173,7 @@ func (w *World) advanceDB(n *node) {
 // behind a hung postmaster), loses the connection at once when the
 // sender's database stopped on a live machine (the kernel resets it), and
 // keeps a silent one (a machine powered off or frozen) until the
-// receiver timeout. A new connection needs a postmaster that lets it in.
+// receiver timeout. A sender behind a rejecting firewall resets it too. A new connection needs a postmaster that lets it in.
 func (w *World) stream(n *node) {
 	d := &n.db
 	var u *node
@@ -184,14 +184,14 @@ func (w *World) stream(n *node) {
 		d.streaming = false // repointed: the receiver restarts
 	}
 	if !d.streaming {
-		if u != nil && u.alive && !u.dbFrozen() && u.db.running && u.db.accepting && !u.db.hung && canFollow(d, &u.db) {
+		if u != nil && u.alive && !u.dbFrozen() && u.db.running && u.db.accepting && !u.db.hung && !u.rejecting && canFollow(d, &u.db) {
 			d.streaming, d.streamingFrom, d.lastMsg = true, u.spec.Name, w.now
 			w.catchUp(d, u)
 		}
 		return
 	}
 	switch {
-	case u.alive && !u.dbFrozen() && u.db.running && u.db.accepting && canFollow(d, &u.db):
+	case u.alive && !u.dbFrozen() && u.db.running && u.db.accepting && !u.rejecting && canFollow(d, &u.db):
 		d.lastMsg = w.now
 		w.catchUp(d, u)
 	case u.alive && !u.dbFrozen():

@@ -59,6 +59,8 @@ func (r simReach) answer(addr string) string {
 		return addr + ": no such host"
 	case !t.alive || t.frozen:
 		return addr + ": timeout"
+	case t.rejecting && t != r.n:
+		return "" // the firewall resets the connection: a refusal
 	case port == strconv.Itoa(apiPort):
 		if r.n.apiCut || t.apiCut {
 			return addr + ": timeout"
@@ -91,14 +93,18 @@ func (s faultyStore) TakeOverLeader(ctx context.Context, who cluster.LastLeader,
 // checkTakeOver: a take-over of old's key by n happens only while old's
 // agent process is gone (so nothing renews old's lease) and its database
 // does not run, on a machine that is up and not frozen (both ports
-// refuse); never while old's agent runs or is merely stopped.
+// refuse); never while old's agent runs or is merely stopped. Behind a
+// rejecting firewall (fault Reject) the ports refuse anyway: then never
+// while old's agent runs and reaches the store (it renews its lease).
 func (w *World) checkTakeOver(n *node, old, l cluster.Leader) {
 	t := w.node(old.Name)
 	w.TakeOvers = append(w.TakeOvers, n.spec.Name+"<-"+old.Name+"@"+strconv.FormatInt(int64(l.Epoch), 10))
 	switch {
-	case t.alive && !t.agentDown:
+	case t.rejecting && t.agentRuns() && !t.partitioned && !w.storeDown:
+		w.violate("%s took the key of epoch %d over from %s while its agent renews its lease (behind a rejecting firewall)", n.spec.Name, old.Epoch, old.Name)
+	case t.alive && !t.agentDown && !t.rejecting:
 		w.violate("%s took the key of epoch %d over from %s while its agent process exists (running or stopped) and can renew its lease", n.spec.Name, old.Epoch, old.Name)
-	case t.db.running:
+	case t.db.running && !t.rejecting:
 		w.violate("%s took the key of epoch %d over from %s while its database runs", n.spec.Name, old.Epoch, old.Name)
 	case !t.alive || t.frozen:
 		w.violate("%s took the key of epoch %d over from %s whose machine is down or frozen (no refusal is possible)", n.spec.Name, old.Epoch, old.Name)

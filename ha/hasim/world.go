@@ -180,6 +180,9 @@ type node struct {
 	// overloaded is a machine so busy that connections to its database
 	// time out while it keeps working (and writing).
 	overloaded bool
+	// rejecting is a firewall on this machine that resets every
+	// connection from the other members (fault Reject).
+	rejecting bool
 	// agentGoneAt is when the agent last died or was paused.
 	agentGoneAt time.Time
 	// thawedAt is when the machine was last thawed. In that step its
