@@ -320,6 +320,27 @@ type Snapshot struct {
 	Failsafe *FailsafeState
 	// Fenced holds the operators' fences (hamgrctl fence), by member.
 	Fenced map[string]FenceOutcome
+	// FenceOwed is the fence a promotion took the leader key for and has
+	// not confirmed yet, nil when none is owed.
+	FenceOwed *FenceOwed
+}
+
+// FenceOwed is the record of a fence owed: a member took the leader key
+// to promote over Target, which may still run as a primary, and has not
+// yet recorded its promotion's fence step done. It is written with the
+// key (dcs.LeaderLease.AcquireLeader) and deleted when the fence step is
+// recorded, so it outlives a winner that dies in between: the next
+// promotion fences Target, not the winner that never promoted.
+type FenceOwed struct {
+	// Target is the member to fence: the old primary of that promotion.
+	Target string `json:"target"`
+	// Lost is the epoch Target led.
+	Lost Epoch `json:"lost,omitempty"`
+	// By is the member that took the key and owed the fence.
+	By string `json:"by"`
+	// Evidence is what that promotion had, before it took the key, that
+	// Target takes no writes (EvidenceFence: nothing but the fence).
+	Evidence *Evidence `json:"evidence,omitempty"`
 }
 
 // FencedLastLeader is the operator's confirmed fence of the last leader

@@ -88,6 +88,10 @@ type Promotion struct {
 	// Lost is the epoch taken over from (0: none); OldPrimary its leader.
 	Lost       Epoch  `json:"lost,omitempty"`
 	OldPrimary string `json:"old_primary,omitempty"`
+	// OldEpoch is the epoch OldPrimary led when it is not Lost's leader:
+	// the fence owed by an unfinished earlier promotion (FenceOwed),
+	// carried over; 0 otherwise.
+	OldEpoch Epoch `json:"old_epoch,omitempty"`
 	// Evidence is what proved, before the key was taken, that the old
 	// primary takes no writes.
 	Evidence *Evidence `json:"evidence,omitempty"`

@@ -62,11 +62,15 @@ type LeaderLease interface {
 	// changed it returns an error wrapping ErrEpochChanged. A non-nil p
 	// is the record of the promotion the key is taken for: it is stored
 	// in the key's value by the same transaction, and the returned
-	// leader carries it.
+	// leader carries it. The same transaction also writes the fence
+	// owed (cluster.FenceOwed) when p has an old primary and its fence
+	// step is not done, and deletes any fence owed when p's fence step is
+	// done; a nil p leaves it as it is.
 	AcquireLeader(ctx context.Context, who cluster.LastLeader, after cluster.Epoch, p *cluster.Promotion) (cluster.Leader, bool, error)
 	// UpdatePromotion replaces the promotion record in the leader key's
 	// value, only while l still holds the key (same epoch); the key stays
-	// bound to its lease. Otherwise it fails and writes nothing.
+	// bound to its lease. Otherwise it fails and writes nothing. When p's
+	// fence step is done, the same transaction deletes the fence owed.
 	UpdatePromotion(ctx context.Context, l cluster.Leader, p cluster.Promotion) error
 	// ReleaseLeader deletes the leader key if it still is l (same epoch).
 	ReleaseLeader(ctx context.Context, l cluster.Leader) error

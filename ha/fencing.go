@@ -97,6 +97,34 @@ func fencingBlocks(v View, old string, ev *cluster.Evidence) (string, cluster.Pr
 		old, old), cluster.ProblemFencingNotConfigured
 }
 
+// owedFence is the old primary a promotion over old with evidence ev
+// must fence, and the evidence that stands for it: old and ev, unless an
+// earlier promotion took the key to promote over another member and never
+// recorded its fence step (Snapshot.FenceOwed; its winner died or lost
+// the key in between). That member may still run as a primary — the
+// winner never promoted, or promoted only on that fence — so the fence
+// and the evidence are that promotion's, not the last leader's. A fence
+// owed for this member itself is none: it is the database promoted.
+func owedFence(v View, old string, ev *cluster.Evidence) (string, *cluster.Evidence) {
+	if o := fenceOwedOver(v, old, ev); o != nil {
+		return o.Target, o.Evidence
+	}
+	return old, ev
+}
+
+// fenceOwedOver is the fence owed that replaces old and ev (owedFence),
+// nil when none does.
+func fenceOwedOver(v View, old string, ev *cluster.Evidence) *cluster.FenceOwed {
+	o := v.Snap.FenceOwed
+	if o == nil || o.Target == "" || o.Target == v.Self || o.Target == old {
+		return nil
+	}
+	if ev != nil && ev.Kind == cluster.EvidenceHandoff {
+		return nil // a handoff comes from a leader that promoted, so fenced
+	}
+	return o
+}
+
 // fenceDone says why promotion p's fence step needs no fencer ("": it
 // does): nobody to fence, a handoff, an operator's fence, or fencing off
 // with the liveness evidence standing alone.

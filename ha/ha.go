@@ -631,7 +631,8 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	// writes.
 	ev, why, problem := promotionEvidence(v)
 	if why == "" {
-		why, problem = fencingBlocks(v, oldName, ev)
+		target, tev := owedFence(v, oldName, ev)
+		why, problem = fencingBlocks(v, target, tev)
 	}
 	if why != "" {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why, Problem: problem}

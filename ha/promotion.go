@@ -35,10 +35,15 @@ import (
 // key was taken, stands alone. The publish step is the seam for discovery.
 
 // newPromotion is the record of a promotion taken over from epoch lost,
-// whose leader was old ("" or this member: nobody to fence).
+// whose leader was old ("" or this member: nobody to fence), with the
+// fence owed by an unfinished earlier promotion taking old's place
+// (owedFence).
 func newPromotion(v View, kind cluster.HistoryKind, lost cluster.Epoch, old string, ev *cluster.Evidence) cluster.Promotion {
 	p := cluster.Promotion{Kind: kind, Lost: lost, OldPrimary: old, Evidence: ev,
 		Done: []cluster.PromotionStep{cluster.StepKey}}
+	if o := fenceOwedOver(v, old, ev); o != nil {
+		p.OldPrimary, p.OldEpoch, p.Evidence = o.Target, o.Lost, o.Evidence
+	}
 	if p.Fenced = fenceDone(v, p); p.Fenced != "" {
 		p = p.With(cluster.StepFence)
 	}

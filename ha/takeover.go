@@ -255,7 +255,8 @@ func takeOver(v View, p Plan) Plan {
 	ev := &cluster.Evidence{Kind: cluster.EvidenceRefusedEarly, Detail: fmt.Sprintf(
 		"%s's database %s and agent API %s refused connections %d times in a row over %s, its lease went unrenewed for at least %s, and every replica lost its stream, while its key (epoch %d) was still held",
 		l.Name, g.DB, g.API, g.Refused, g.Over.Round(10*time.Millisecond), g.Unrenewed.Round(10*time.Millisecond), l.Epoch)}
-	if why, problem := fencingBlocks(v, l.Name, ev); why != "" {
+	target, tev := owedFence(v, l.Name, ev)
+	if why, problem := fencingBlocks(v, target, tev); why != "" {
 		p.Reason, p.Problem = why, problem
 		return p
 	}

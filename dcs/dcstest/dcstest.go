@@ -34,6 +34,7 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("Promotion", func(t *testing.T) { testPromotion(t, newStores(t, 2)) })
 	t.Run("TakeOver", func(t *testing.T) { testTakeOver(t, newStores(t, 3)) })
 	t.Run("LeaseTimeToLive", func(t *testing.T) { testLeaseTimeToLive(t, newStores(t, 2)) })
+	t.Run("FenceOwed", func(t *testing.T) { testFenceOwed(t, newStores(t, 2)) })
 }
 
 // testTakeOver: TakeOverLeader takes a held key under a new epoch only
@@ -131,6 +132,56 @@ func testLeaseTimeToLive(t *testing.T, s []dcs.Store) {
 	must(t, s[1].RevokeLease(ctx, id))
 	if _, err := s[1].LeaseTimeToLive(ctx, id); !errors.Is(err, dcs.ErrLeaseLost) {
 		t.Fatalf("time to live of a revoked lease: %v, want ErrLeaseLost", err)
+	}
+}
+
+// testFenceOwed: taking the key for a promotion whose fence is not done
+// writes the fence owed (with the epoch its target led), recording the
+// fence step deletes it, a nil promotion leaves it, and a carried fence
+// keeps its target's epoch.
+func testFenceOwed(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	a, b := s[0], s[1]
+	must(t, a.Grant(ctx, 30*time.Second))
+	must(t, b.Grant(ctx, 30*time.Second))
+	l0, ok, err := a.AcquireLeader(ctx, cluster.LastLeader{Name: "n0"}, 0, nil)
+	if err != nil || !ok {
+		t.Fatalf("first leader: %v %v", ok, err)
+	}
+	if o := load(t, b).FenceOwed; o != nil {
+		t.Fatalf("fence owed %+v after a key taken without a promotion", o)
+	}
+	must(t, a.ReleaseLeader(ctx, l0))
+	ev := &cluster.Evidence{Kind: cluster.EvidenceFence, Detail: "agent gone, database answers"}
+	p := cluster.Promotion{Kind: cluster.HistoryFailover, Lost: l0.Epoch, OldPrimary: "n0", Evidence: ev, Done: []cluster.PromotionStep{cluster.StepKey}}
+	l1, ok, err := b.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, l0.Epoch, &p)
+	if err != nil || !ok {
+		t.Fatalf("second leader: %v %v", ok, err)
+	}
+	o := load(t, a).FenceOwed
+	if o == nil || o.Target != "n0" || o.Lost != l0.Epoch || o.By != "n1" || o.Evidence == nil || o.Evidence.Kind != cluster.EvidenceFence {
+		t.Fatalf("fence owed %+v, want n0 (epoch %d) owed by n1 with evidence fence", o, l0.Epoch)
+	}
+	// n1 dies before its fence; n0's agent is gone too: n2 (store a)
+	// carries the fence owed over n1's epoch.
+	must(t, b.ReleaseLeader(ctx, l1))
+	carried := cluster.Promotion{Kind: cluster.HistoryFailover, Lost: l1.Epoch, OldPrimary: "n0", OldEpoch: l0.Epoch, Evidence: ev,
+		Done: []cluster.PromotionStep{cluster.StepKey}}
+	l2, ok, err := a.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, l1.Epoch, &carried)
+	if err != nil || !ok {
+		t.Fatalf("third leader: %v %v", ok, err)
+	}
+	if o := load(t, b).FenceOwed; o == nil || o.Target != "n0" || o.Lost != l0.Epoch || o.By != "n2" {
+		t.Fatalf("carried fence owed %+v, want n0 (epoch %d) owed by n2", o, l0.Epoch)
+	}
+	// Recording the promotion without the fence keeps it; with it, it goes.
+	must(t, a.UpdatePromotion(ctx, l2, carried))
+	if load(t, b).FenceOwed == nil {
+		t.Fatal("the fence owed went with a promotion record whose fence step is not done")
+	}
+	must(t, a.UpdatePromotion(ctx, l2, carried.With(cluster.StepFence)))
+	if o := load(t, b).FenceOwed; o != nil {
+		t.Fatalf("fence owed %+v after the fence step was recorded", o)
 	}
 }
 

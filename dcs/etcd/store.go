@@ -193,6 +193,7 @@ const (
 	keySync       = "sync"
 	keyFailsafe   = "failsafe"
 	keyFenced     = "fenced/"
+	keyFenceOwed  = "fence_owed"
 )
 
 func (s *Store) key(name string) string { return s.base + name }
@@ -335,16 +336,21 @@ func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader, after
 	if err != nil {
 		return cluster.Leader{}, false, err
 	}
+	ops := []clientv3.Op{clientv3.OpPut(key, string(lv), clientv3.WithLease(lease)), clientv3.OpPut(s.key(keyLastLeader), string(llv))}
+	owed, err := s.fenceOwedOp(name, after, p)
+	if err != nil {
+		return cluster.Leader{}, false, err
+	}
+	if owed != nil {
+		ops = append(ops, *owed)
+	}
 	rctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	lastKey := s.key(keyLastLeader)
 	resp, err := cli.Txn(rctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
 			clientv3.Compare(clientv3.ModRevision(lastKey), "=", int64(after))).
-		Then(
-			clientv3.OpPut(key, string(lv), clientv3.WithLease(lease)),
-			clientv3.OpPut(lastKey, string(llv)),
-		).
+		Then(ops...).
 		Else(clientv3.OpGet(key), clientv3.OpGet(lastKey)).
 		Commit()
 	if err != nil {
@@ -363,6 +369,28 @@ func (s *Store) AcquireLeader(ctx context.Context, who cluster.LastLeader, after
 	}
 	return cluster.Leader{}, false, fmt.Errorf("etcd acquire leader %s: decided after epoch %d, last leader now %s: %w",
 		key, after, now, dcs.ErrEpochChanged)
+}
+
+// fenceOwedOp is what taking the key for promotion p does to the fence
+// owed: writes it when p has an old primary whose fence is not done,
+// deletes it when p's fence step is done, nothing for a nil p.
+func (s *Store) fenceOwedOp(by string, lost cluster.Epoch, p *cluster.Promotion) (*clientv3.Op, error) {
+	switch {
+	case p == nil:
+		return nil, nil
+	case p.Has(cluster.StepFence) || p.OldPrimary == "":
+		op := clientv3.OpDelete(s.key(keyFenceOwed))
+		return &op, nil
+	}
+	if p.OldEpoch != 0 {
+		lost = p.OldEpoch
+	}
+	v, err := json.Marshal(cluster.FenceOwed{Target: p.OldPrimary, Lost: lost, By: by, Evidence: p.Evidence})
+	if err != nil {
+		return nil, err
+	}
+	op := clientv3.OpPut(s.key(keyFenceOwed), string(v))
+	return &op, nil
 }
 
 // TakeOverLeader takes the leader key from old (see dcs.LeaderLease):
@@ -441,9 +469,13 @@ func (s *Store) UpdatePromotion(ctx context.Context, l cluster.Leader, p cluster
 	}
 	rctx, cancel := s.reqCtx(ctx)
 	defer cancel()
+	ops := []clientv3.Op{clientv3.OpPut(key, string(v), clientv3.WithLease(clientv3.LeaseID(l.Lease)))}
+	if p.Has(cluster.StepFence) {
+		ops = append(ops, clientv3.OpDelete(s.key(keyFenceOwed)))
+	}
 	resp, err := cli.Txn(rctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", int64(l.Epoch))).
-		Then(clientv3.OpPut(key, string(v), clientv3.WithLease(clientv3.LeaseID(l.Lease)))).
+		Then(ops...).
 		Commit()
 	if err != nil {
 		return s.opErr("update promotion", key, err)
@@ -499,6 +531,7 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 		clientv3.OpGet(s.key(keySync)),
 		clientv3.OpGet(s.key(keyFailsafe)),
 		clientv3.OpGet(s.key(keyFenced), clientv3.WithPrefix()),
+		clientv3.OpGet(s.key(keyFenceOwed)),
 	).Commit()
 	if err != nil {
 		return cluster.Snapshot{}, s.opErr("load", s.base, err)
@@ -567,6 +600,14 @@ func (s *Store) Load(ctx context.Context) (cluster.Snapshot, error) {
 			snap.Fenced = map[string]cluster.FenceOutcome{}
 		}
 		snap.Fenced[f.Target] = f
+	}
+	if kv := kvs(9); len(kv) > 0 {
+		var f cluster.FenceOwed
+		if err := json.Unmarshal(kv[0].Value, &f); err != nil || f.Target == "" {
+			// Whom the next promotion must fence depends on it.
+			return cluster.Snapshot{}, fmt.Errorf("etcd load %s: decode the fence owed: %q: %v", kv[0].Key, kv[0].Value, err)
+		}
+		snap.FenceOwed = &f
 	}
 	return snap, nil
 }

@@ -52,6 +52,7 @@ type Cluster struct {
 	request    []byte
 	sync       []byte
 	failsafe   []byte
+	fenceOwed  []byte
 	history    map[cluster.Epoch][]byte
 	watchers   []chan struct{}
 }
@@ -294,7 +295,26 @@ func (c *Cluster) snapshotLocked() cluster.Snapshot {
 		mustUnmarshal(c.failsafe, &f)
 		s.Failsafe = &f
 	}
+	if c.fenceOwed != nil {
+		var f cluster.FenceOwed
+		mustUnmarshal(c.fenceOwed, &f)
+		s.FenceOwed = &f
+	}
 	return s
+}
+
+// setFenceOwedLocked is what taking the key for promotion p by who after
+// epoch lost does to the fence owed (dcs.LeaderLease.AcquireLeader).
+func (c *Cluster) setFenceOwedLocked(who string, lost cluster.Epoch, p *cluster.Promotion) {
+	switch {
+	case p == nil:
+	case p.Has(cluster.StepFence) || p.OldPrimary == "":
+		c.fenceOwed = nil
+	case p.OldEpoch != 0:
+		c.fenceOwed = mustJSON(cluster.FenceOwed{Target: p.OldPrimary, Lost: p.OldEpoch, By: who, Evidence: p.Evidence})
+	default:
+		c.fenceOwed = mustJSON(cluster.FenceOwed{Target: p.OldPrimary, Lost: lost, By: who, Evidence: p.Evidence})
+	}
 }
 
 func (c *Cluster) historyLocked() []cluster.HistoryEntry {
@@ -462,6 +482,7 @@ func (k *Client) AcquireLeader(ctx context.Context, who cluster.LastLeader, afte
 	if p != nil {
 		c.leader.promotion = mustJSON(*p)
 	}
+	c.setFenceOwedLocked(who.Name, after, p)
 	who.Epoch, who.Since = 0, c.now().UTC()
 	c.lastLeader, c.lastMod = mustJSON(who), c.rev
 	return *c.leader.leader(), true, nil
@@ -538,6 +559,9 @@ func (k *Client) UpdatePromotion(ctx context.Context, l cluster.Leader, p cluste
 		return fmt.Errorf("memstore update promotion: %s no longer holds the leader key of epoch %d", l.Name, l.Epoch)
 	}
 	c.leader.promotion = mustJSON(p)
+	if p.Has(cluster.StepFence) {
+		c.fenceOwed = nil
+	}
 	c.bump(true)
 	return nil
 }

@@ -139,3 +139,29 @@ func TestFencingRequireWithoutFencerForTheOldPrimary(t *testing.T) {
 		t.Fatalf("leader %v, fences %v: want n3 leading after fencing n1", l, w.Fences)
 	}
 }
+
+// The fence owed outlives the winner that owed it. n1's agent dies while
+// its database runs (fencing is the only proof): n2, the best candidate,
+// takes the key and dies in its fence step, and so does n3. n4 then leads
+// after the loss of n3's epoch — but n3 and n2 never promoted, and n1 still
+// runs as a primary: the fence owed since n2 took the key makes n4 fence
+// n1, not n3, before it promotes. Fencing the last leader instead left two
+// writable primaries.
+func TestFenceOwedOutlivesTheWinner(t *testing.T) {
+	cfg := Config{Members: []MemberSpec{{Name: "n1"}, {Name: "n2", Lag: 0x200}, {Name: "n3", Lag: 0x800}, {Name: "n4", Lag: 0x900}}}
+	for i := range cfg.Members {
+		cfg.Members[i].Fencer = true
+	}
+	w := New(cfg)
+	run(t, w, 10*time.Second)
+	expectLeader(t, w, "n1")
+	run(t, w, 30*time.Second, Fault{Kind: KillAgent, Member: "n1"},
+		Fault{Kind: DieOnCall, Member: "n2", Call: CallFence}, Fault{Kind: DieOnCall, Member: "n3", Call: CallFence})
+	expectLeader(t, w, "n4")
+	if len(w.Fences) != 1 || !strings.HasPrefix(w.Fences[0], "n4->n1") {
+		t.Fatalf("fences %v: want n4 to fence n1, the primary nobody fenced\n%s", w.Fences, strings.Join(w.Log(), "\n"))
+	}
+	if o := w.store.Snapshot().FenceOwed; o != nil {
+		t.Fatalf("fence owed %+v after n4 fenced n1 and promoted", o)
+	}
+}

@@ -159,8 +159,8 @@ func (s faultyStore) AppendHistory(ctx context.Context, e cluster.HistoryEntry) 
 // checkFence: a fence by fencer of target happens only while fencer holds
 // the leader key of an epoch E whose promotion record names target as its
 // old primary, target being the leader of the epoch the promotion took
-// over from (the last leader) and not fencer itself; and at most once per
-// epoch.
+// over from (the last leader) or of the epoch of a fence still owed
+// (owesFence), and not fencer itself; and at most once per epoch.
 func (w *World) checkFence(fencer *node, target string) {
 	l := w.store.Snapshot().Leader
 	switch {
@@ -171,7 +171,7 @@ func (w *World) checkFence(fencer *node, target string) {
 		w.violate("%s fenced %s at epoch %d, not the old primary of its promotion (%v)", fencer.spec.Name, target, l.Epoch, l.Promotion)
 		return
 	}
-	if old, ok := w.leaderAt[l.Promotion.Lost]; ok && old != target {
+	if old, ok := w.leaderAt[l.Promotion.Lost]; ok && old != target && !w.owesFence(target) {
 		w.violate("%s fenced %s at epoch %d, but %s led the lost epoch %d", fencer.spec.Name, target, l.Epoch, old, l.Promotion.Lost)
 	}
 	if w.fencedAt == nil {
@@ -181,6 +181,18 @@ func (w *World) checkFence(fencer *node, target string) {
 		w.violate("%s fenced %s a second time at epoch %d (first: %s)", fencer.spec.Name, target, l.Epoch, prev)
 	}
 	w.fencedAt[l.Epoch] = target
+}
+
+// owesFence reports whether the store's fence owed names target as the
+// leader of the epoch an unfinished earlier promotion took over from: a
+// promotion then fences it rather than its own last leader.
+func (w *World) owesFence(target string) bool {
+	o := w.store.Snapshot().FenceOwed
+	if o == nil || o.Target != target {
+		return false
+	}
+	old, ok := w.leaderAt[o.Lost]
+	return ok && old == target
 }
 
 // checkPromotionSteps: no database is promoted at epoch E before every

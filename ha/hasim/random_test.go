@@ -79,9 +79,10 @@ type randomOptions struct {
 	failsafe bool
 	// rejecting also puts up and takes down firewalls that reject the
 	// other members (fault Reject), from a stream of its own, with a
-	// fencer on every member and fencing require: the one case the lease
-	// condition of the take-over cannot tell apart (a live agent that also
-	// stopped renewing) is then closed by the fence.
+	// fencer on every member and fencing require: what a rejecting
+	// firewall forges that no lease tells apart (an old agent dead, stopped
+	// or cut off while its database runs behind it) is then closed by the
+	// fence.
 	rejecting bool
 }
 
@@ -141,9 +142,6 @@ func randomWorldWith(seed uint64, o randomOptions) (*World, []string, error) {
 		}
 		if promo.IntN(60) == 0 {
 			fs = append(fs, promotionFault(promo, names))
-		}
-		if o.rejecting {
-			fs = withoutAgentOnly(fs)
 		}
 		if o.rejecting && firewall.IntN(40) == 0 {
 			fs = append(fs, Fault{Kind: []FaultKind{Reject, Unreject}[firewall.IntN(2)], Member: names[firewall.IntN(len(names))]})
@@ -301,21 +299,6 @@ func tail(lines []string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// withoutAgentOnly turns the faults of fs that stop only a member's agent
-// (Pause, KillAgent) into CrashNode (agent and database). An agent gone
-// while its database runs, behind a rejecting firewall, is the residual
-// docs/design.md names ("The assumption, and the lease"): the firewall
-// forges the database port's refusal for the take-over and for the
-// liveness rule alike, and no agent is left there to fence it.
-func withoutAgentOnly(fs []Fault) []Fault {
-	for i := range fs {
-		if fs[i].Kind == Pause || fs[i].Kind == KillAgent {
-			fs[i].Kind = CrashNode
-		}
-	}
-	return fs
 }
 
 // TestRandomFaultsRejecting is TestRandomFaults with rejecting firewalls
