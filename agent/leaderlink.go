@@ -38,11 +38,36 @@ type Reacher interface {
 	// that was not a refusal ("" when there was none). It stops at the
 	// first such answer.
 	Refusals(ctx context.Context, addrs []string, n int, span time.Duration) (int, time.Duration, string)
+	// AgentAnswers asks the agent API at apiURL for an answer (GET
+	// /alive) within timeout, and returns "" when it answered, or how it
+	// did not.
+	AgentAnswers(ctx context.Context, apiURL string, timeout time.Duration) string
 }
 
 // tcpReacher is the Reacher of real networks: one TCP connect per address
-// and check.
-type tcpReacher struct{}
+// and check, and the leader link's request for an agent's answer.
+type tcpReacher struct {
+	link LeaderLinker
+}
+
+// AgentAnswers implements Reacher with the leader link's GET /alive: the
+// agent answered once the link connects.
+func (r tcpReacher) AgentAnswers(ctx context.Context, apiURL string, timeout time.Duration) string {
+	if r.link == nil {
+		return "" // nothing to ask with: count it as an answer (no fence's take-over)
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	answered := false
+	err := r.link.Hold(cctx, apiURL, func() { answered = true; cancel() })
+	switch {
+	case answered:
+		return ""
+	case err != nil:
+		return err.Error()
+	}
+	return fmt.Sprintf("no answer from %s within %s", apiURL, timeout)
+}
 
 // reachTimeout bounds one connect: a refusal comes back within a round
 // trip; anything slower is no refusal.
@@ -102,21 +127,25 @@ func (a *Agent) probeLeaderGone(ctx context.Context, v ha.View) ha.LeaderGonePro
 	p.API = api
 	r := a.opts.Reach
 	if r == nil {
-		r = tcpReacher{}
+		r = tcpReacher{link: a.opts.Link}
 	}
 	p.Refused, p.Over, p.Answer = r.Refusals(ctx, []string{p.DB, p.API}, ha.TakeOverChecks, ha.TakeOverCheckSpan)
+	if p.Answer != "" && ha.WantsFenceProbe(v) {
+		p.Unreached = r.AgentAnswers(ctx, m.APIURL, ha.AgentAnswerTimeout)
+	}
 	var leaseErr error
-	if p.Answer == "" {
+	if p.Answer == "" || p.Unreached != "" {
 		// Read after the last check: the later, the more a renewal by a
-		// live agent behind a rejecting firewall is seen.
+		// live agent (behind a rejecting firewall, or slow to answer) is
+		// seen.
 		p.Unrenewed, leaseErr = a.leaseUnrenewed(ctx, l.Lease, time.Duration(v.Config.RetryTimeout)/2)
 	}
-	key := fmt.Sprintf("%d/%d/%s/%v/%v", l.Epoch, p.Refused, p.Answer, p.Unrenewed >= ha.TakeOverUnrenewed(v.Config), leaseErr)
+	key := fmt.Sprintf("%d/%d/%s/%v/%v/%v", l.Epoch, p.Refused, p.Answer, p.Unreached != "", p.Unrenewed >= ha.TakeOverUnrenewed(v.Config), leaseErr)
 	if key != a.lastGoneLog {
 		a.lastGoneLog = key
-		a.log.Info("checked the leader's ports and lease for the take-over", "leader", l.Name, "epoch", l.Epoch,
+		a.log.Info("checked the leader's ports, agent and lease for the take-over", "leader", l.Name, "epoch", l.Epoch,
 			"database", p.DB, "api", p.API, "refused", p.Refused, "over", p.Over.Round(time.Millisecond), "answer", p.Answer,
-			"lease_unrenewed_at_least", p.Unrenewed, "lease_err", leaseErr)
+			"agent_unreached", p.Unreached, "lease_unrenewed_at_least", p.Unrenewed, "lease_err", leaseErr)
 	}
 	return p
 }

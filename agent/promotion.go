@@ -93,8 +93,15 @@ func (a *Agent) measurePromotion(v ha.View, p cluster.Promotion) cluster.Promoti
 		return p
 	}
 	p.ElectedAt, p.DetectedAt = a.clk.Now(), v.LeaderLostAt
-	if p.DetectedAt.IsZero() && p.Evidence != nil && p.Evidence.Kind == cluster.EvidenceRefusedEarly {
-		p.DetectedAt = v.LeaderLinkLost // a take-over: the key was never lost
+	if p.DetectedAt.IsZero() && p.Evidence != nil && (p.Evidence.Kind == cluster.EvidenceRefusedEarly || p.Evidence.Kind == cluster.EvidenceFence) {
+		// A take-over: the key was never lost. The leader link's drop is
+		// the detection when there was one (a dead agent); a frozen or
+		// vanished leader keeps it silent, and the round that found the
+		// proof is the detection.
+		p.DetectedAt = v.LeaderLinkLost
+		if p.DetectedAt.IsZero() {
+			p.DetectedAt = v.Now
+		}
 	}
 	if p.Kind == "" {
 		return p

@@ -128,7 +128,16 @@ type LeaderGoneProbe struct {
 	// without a renewal, from the store's answer read after the last
 	// check (dcs.LeaseTTL.UnrenewedFor; 0 when it was not read).
 	Unrenewed time.Duration
+	// Unreached, when the ports did not both refuse and WantsFenceProbe,
+	// says how the leader's agent failed to answer a request on its API
+	// within AgentAnswerTimeout ("": it answered, or was not asked).
+	Unreached string
 }
+
+// AgentAnswerTimeout bounds the request to the leader's agent API of a
+// fence's take-over: a live agent answers at once; one that does not
+// within a second, with its lease unrenewed, is fenced.
+const AgentAnswerTimeout = time.Second
 
 // TakeOverRenewSlack is how late a live agent's renewal may reach the
 // store before its lease counts as no longer renewed: an agent renews
@@ -143,6 +152,12 @@ const TakeOverRenewSlack = time.Second
 // connected to the store would have renewed within it.
 func TakeOverUnrenewed(cfg cluster.DynamicConfig) time.Duration {
 	return time.Duration(cfg.LoopWait) + TakeOverRenewSlack
+}
+
+// unreached reports whether p found the agent of leader l, whose member
+// record is at revision rev, not answering on its API.
+func (p LeaderGoneProbe) unreached(l cluster.Leader, rev int64) bool {
+	return p.Leader.Epoch == l.Epoch && p.Leader.Lease == l.Lease && p.MemberRev == rev && p.Unreached != ""
 }
 
 // refused reports whether p found both ports of leader l whose member
@@ -178,11 +193,32 @@ func proofPending(v View, pending string) bool {
 }
 
 // WantsLeaderGoneProbe reports whether the agent should check the leader's
-// ports this round: it would take the key over on proof of death.
+// ports this round: it would take the key over on proof of death, or on a
+// fence (WantsFenceProbe).
 func WantsLeaderGoneProbe(v View) bool {
-	ok, _ := takeOverCandidate(v)
+	ok, _ := takeOverCandidate(v, proofRefused)
+	return ok || WantsFenceProbe(v)
+}
+
+// WantsFenceProbe reports whether the agent should, when the leader's
+// ports do not both refuse, read the leader's lease and ask its agent's
+// API (LeaderGoneProbe.Unreached): it would take the key over to fence
+// the leader.
+func WantsFenceProbe(v View) bool {
+	ok, _ := takeOverCandidate(v, proofFence)
 	return ok
 }
+
+// proofKind is which proof a take-over rests on.
+type proofKind int
+
+const (
+	// proofRefused: both ports refuse (the proof of death).
+	proofRefused proofKind = iota
+	// proofFence: the lease went unrenewed and the agent gives no answer;
+	// the power-off, confirmed before the promotion, is the proof.
+	proofFence
+)
 
 // streamLost reports whether a member's record says it streams from
 // nobody.
@@ -190,15 +226,29 @@ func streamLost(m cluster.Member) bool {
 	return !m.Streaming && (m.WAL == nil || !m.WAL.Connected)
 }
 
+// streamGone is streamLost, or, for a fence's take-over, a stream whose
+// sender stopped answering the receiver's ping (WALStream.SilenceSeen): a
+// frozen or powered-off primary's connections stay up until the
+// receiver's timeout, while its positions no longer move.
+func streamGone(m cluster.Member, k proofKind) bool {
+	return streamLost(m) || k == proofFence && m.WAL != nil && m.WAL.SilenceSeen
+}
+
 // takeOverCandidate reports whether this member would take the key over
-// on proof of death, or, when not, why it waits for the replicas' reports
-// ("" when it is no take-over candidate at all).
-func takeOverCandidate(v View) (bool, string) {
+// on proof k, or, when not, why it waits for the replicas' reports ("" when
+// it is no take-over candidate at all). A fence's take-over needs fencing
+// require and a fencer for the leader here.
+func takeOverCandidate(v View, k proofKind) (bool, string) {
 	l := v.Snap.Leader
 	if !v.StoreOK || l == nil || l.Name == v.Self || v.Config.Paused || v.Tags.NoFailover || v.Snap.Request != nil || v.Busy != "" {
 		return false, ""
 	}
-	if !v.DB.Running || !v.DB.Accepting || v.DB.Role != cluster.RoleReplica || v.DB.Streaming || v.CannotFollowEpoch == l.Epoch {
+	if k == proofFence && (fencingPolicy(v) != cluster.FencingRequire || !v.canFence(l.Name)) {
+		return false, ""
+	}
+	self := v.Snap.Member(v.Self)
+	if !v.DB.Running || !v.DB.Accepting || v.DB.Role != cluster.RoleReplica || v.CannotFollowEpoch == l.Epoch ||
+		v.DB.Streaming && (k == proofRefused || self == nil || !streamGone(*self, k)) {
 		return false, ""
 	}
 	if lm := v.Snap.Member(l.Name); lm == nil || lm.Role != cluster.RolePrimary {
@@ -208,7 +258,7 @@ func takeOverCandidate(v View) (bool, string) {
 	}
 	var pending []string
 	for _, m := range v.Snap.Members {
-		if m.Name != l.Name && (m.Role == cluster.RoleReplica || m.Name == v.Self) && !streamLost(m) {
+		if m.Name != l.Name && (m.Role == cluster.RoleReplica || m.Name == v.Self) && !streamGone(m, k) {
 			pending = append(pending, m.Name)
 		}
 	}
@@ -227,12 +277,12 @@ func takeOverCandidate(v View) (bool, string) {
 }
 
 // takeOver turns the follower's plan p into the take-over of the leader
-// key on proof of death, or, while the proof is pending after the
-// leader's agent connection dropped, asks for the next round soon. It
-// returns p unchanged otherwise.
+// key on proof of death or to fence the leader, or, while a proof is
+// pending, asks for the next round soon. It returns p unchanged otherwise.
 func takeOver(v View, p Plan) Plan {
-	ok, pending := takeOverCandidate(v)
-	if !ok {
+	refused, pending := takeOverCandidate(v, proofRefused)
+	fence, _ := takeOverCandidate(v, proofFence)
+	if !refused && !fence {
 		if proofPending(v, pending) {
 			p.Soon = takeOverTick
 		}
@@ -241,20 +291,32 @@ func takeOver(v View, p Plan) Plan {
 	l := *v.Snap.Leader
 	rev := v.Snap.Member(l.Name).Revision // takeOverCandidate: the record exists
 	g := v.LeaderGone
-	if !g.refused(l, rev) {
-		return p
-	}
-	if need := TakeOverUnrenewed(v.Config); g.Unrenewed < need {
-		// The ports refuse, but the lease was renewed too recently to
-		// rule out a live agent behind a firewall that rejects: look
-		// again once it could have gone unrenewed long enough.
+	need := TakeOverUnrenewed(v.Config)
+	var ev *cluster.Evidence
+	switch {
+	case refused && g.refused(l, rev) && g.Unrenewed >= need:
+		ev = &cluster.Evidence{Kind: cluster.EvidenceRefusedEarly, Detail: fmt.Sprintf(
+			"%s's database %s and agent API %s refused connections %d times in a row over %s, its lease went unrenewed for at least %s, and every replica lost its stream, while its key (epoch %d) was still held",
+			l.Name, g.DB, g.API, g.Refused, g.Over.Round(10*time.Millisecond), g.Unrenewed.Round(10*time.Millisecond), l.Epoch)}
+	case fence && g.unreached(l, rev) && g.Unrenewed >= need:
+		ev = &cluster.Evidence{Kind: cluster.EvidenceFence, Detail: fmt.Sprintf(
+			"%s's lease went unrenewed for at least %s, its agent API did not answer (%s), and every replica's stream from it is lost or silent, while its key (epoch %d) was still held; fencing require: promoting only once its power-off is confirmed",
+			l.Name, g.Unrenewed.Round(10*time.Millisecond), g.Unreached, l.Epoch)}
+	case g.refused(l, rev) || g.unreached(l, rev):
+		// The ports refuse or the agent gives no answer, but the lease
+		// was renewed too recently to rule out a live agent (behind a
+		// firewall that rejects, or only slow to answer): look again
+		// once it could have gone unrenewed long enough.
 		p.Soon = min(max(takeOverTick, need-g.Unrenewed-TakeOverCheckSpan), time.Duration(v.Config.LoopWait))
-		p.Reason = fmt.Sprintf("%s's ports refuse connections; taking over once its lease has gone unrenewed for %s", l.Name, need)
+		what := "ports refuse connections"
+		if !g.refused(l, rev) {
+			what = "agent does not answer"
+		}
+		p.Reason = fmt.Sprintf("%s's %s; taking over once its lease has gone unrenewed for %s", l.Name, what, need)
+		return p
+	default:
 		return p
 	}
-	ev := &cluster.Evidence{Kind: cluster.EvidenceRefusedEarly, Detail: fmt.Sprintf(
-		"%s's database %s and agent API %s refused connections %d times in a row over %s, its lease went unrenewed for at least %s, and every replica lost its stream, while its key (epoch %d) was still held",
-		l.Name, g.DB, g.API, g.Refused, g.Over.Round(10*time.Millisecond), g.Unrenewed.Round(10*time.Millisecond), l.Epoch)}
 	target, tev := owedFence(v, l.Name, ev)
 	if why, problem := fencingBlocks(v, target, tev); why != "" {
 		p.Reason, p.Problem = why, problem
@@ -266,6 +328,10 @@ func takeOver(v View, p Plan) Plan {
 	rec := newPromotion(v, cluster.HistoryFailover, l.Epoch, l.Name, ev)
 	acts := promotionPlan(v, rec)
 	acts[0] = AcquireLeader{Evidence: ev, Promotion: &rec, Over: &TakeOver{Leader: l, MemberRev: rev}}
+	why := "its agent and database are gone"
+	if ev.Kind == cluster.EvidenceFence {
+		why = "its lease is not renewed and its agent does not answer; fencing it before promoting"
+	}
 	return Plan{Actions: acts, State: cluster.StateStarting,
-		Reason: fmt.Sprintf("taking over from %s before its key expires: its agent and database are gone (%s)", l.Name, ev.Kind)}
+		Reason: fmt.Sprintf("taking over from %s before its key expires: %s (%s)", l.Name, why, ev.Kind)}
 }

@@ -28,6 +28,12 @@ import (
 // member name.
 func fencedCluster(t *testing.T, policy cluster.FencingPolicy, unreachable bool) (*localcluster.Cluster, map[string]*ipmisim.BMC) {
 	t.Helper()
+	return fencedClusterTimed(t, policy, unreachable, localcluster.FastTiming)
+}
+
+// fencedClusterTimed is fencedCluster with the given timing.
+func fencedClusterTimed(t *testing.T, policy cluster.FencingPolicy, unreachable bool, timing cluster.DynamicConfig) (*localcluster.Cluster, map[string]*ipmisim.BMC) {
+	t.Helper()
 	bmcs := map[string]*ipmisim.BMC{}
 	ports := map[string]int{}
 	names := []string{"n1", "n2", "n3"}
@@ -43,7 +49,6 @@ func fencedCluster(t *testing.T, policy cluster.FencingPolicy, unreachable bool)
 	if err := os.WriteFile(pw, []byte(ipmisim.Password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	timing := localcluster.FastTiming
 	timing.Fencing = policy
 	c := startCluster(t, localcluster.Options{Timing: timing, Fencing: func(n *localcluster.Node) string {
 		var b strings.Builder
@@ -254,9 +259,34 @@ func TestFencingAgentDeadDatabaseAliveFailsOverInSyncMode(t *testing.T) {
 // require: a replica powers it off before promoting; thawed, it never
 // acknowledges a write after the new primary's first.
 func TestFencingFrozenPrimaryNeverAcknowledgesAfterFailover(t *testing.T) {
-	c, bmcs := fencedCluster(t, cluster.FencingRequire, false)
+	tl, h := frozenUnderRequire(t, localcluster.FastTiming, "frozenfence")
+	t.Logf("frozen primary: %s promoted %v after the freeze; evidence %s", tl.New, tl.Promoted, h.Evidence)
+}
+
+// The same at the default timing (ttl 10s): the best replica does not wait
+// for the key to expire. Once the frozen primary's lease has gone
+// unrenewed for loop_wait + 1s, its agent gives no answer and every
+// replica heard its sender stop answering, it takes the key over (guarded
+// by the key's epoch and lease) to fence it, and promotes after the
+// confirmed power-off: evidence fence, taken while the key was still held.
+func TestFencingTakeOverOfFrozenPrimaryBeforeTTL(t *testing.T) {
+	tl, h := frozenUnderRequire(t, localcluster.DefaultTiming, "frozentakeover")
+	if h.Evidence == nil || h.Evidence.Kind != cluster.EvidenceFence || !strings.Contains(h.Evidence.Detail, "was still held") {
+		t.Fatalf("evidence %v: want fence, taken over while the frozen primary's key was still held", h.Evidence)
+	}
+	t.Logf("frozen primary, default timing: %s promoted %v after the freeze (ttl %s); evidence %s",
+		tl.New, tl.Promoted, time.Duration(localcluster.DefaultTiming.TTL), h.Evidence)
+}
+
+// frozenUnderRequire freezes the primary of a cluster fenced under
+// require at the given timing while writers run, waits for the failover,
+// thaws it, and checks the fence was confirmed before the promotion and
+// the thawed old primary acknowledged nothing after the new one's first.
+func frozenUnderRequire(t *testing.T, timing cluster.DynamicConfig, table string) (localcluster.Timeline, cluster.HistoryEntry) {
+	t.Helper()
+	c, bmcs := fencedClusterTimed(t, cluster.FencingRequire, false, timing)
 	old, _ := leader(t, c)
-	w := startWriters(t, c, "frozenfence")
+	w := startWriters(t, c, table)
 	if err := w.all.WaitAcked(ctxFor(t, 30*time.Second), w.all.Acked()+50); err != nil {
 		t.Fatal(err)
 	}
@@ -265,8 +295,7 @@ func TestFencingFrozenPrimaryNeverAcknowledgesAfterFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = old.SignalNode(syscall.SIGCONT) })
-	ttl := time.Duration(localcluster.FastTiming.TTL)
-	tl, err := c.ObservePromotion(ctxFor(t, ttl+silenceBound()+time.Minute), old.Name, t0)
+	tl, err := c.ObservePromotion(ctxFor(t, time.Duration(timing.TTL)+silenceBound()+time.Minute), old.Name, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +316,7 @@ func TestFencingFrozenPrimaryNeverAcknowledgesAfterFailover(t *testing.T) {
 	if n, first := a.splitBrain(old.Name, tl.New, t0); n > 0 {
 		t.Errorf("%d writes acknowledged by the thawed %s after %s's first at %s", n, old.Name, tl.New, first.Format("15:04:05.000"))
 	}
-	t.Logf("frozen primary: %s promoted %v after the freeze; evidence %s", tl.New, tl.Promoted, h.Evidence)
+	return tl, h
 }
 
 // processAliveOrZombie reports whether pid exists and is not a zombie.

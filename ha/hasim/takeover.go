@@ -2,7 +2,9 @@ package hasim
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -36,6 +38,32 @@ func (r simReach) Refusals(_ context.Context, addrs []string, n int, span time.D
 		}
 	}
 	return n, span, ""
+}
+
+// AgentAnswers implements agent.Reacher: the agent on the URL's host
+// answers when its process runs (not stopped, not frozen, machine up) and
+// neither its API nor the asker's is cut off; a rejecting firewall resets
+// the request.
+func (r simReach) AgentAnswers(_ context.Context, apiURL string, timeout time.Duration) string {
+	u, err := url.Parse(apiURL)
+	if err != nil {
+		return err.Error()
+	}
+	var t *node
+	for _, x := range r.w.nodes {
+		if x.spec.Name == u.Hostname() {
+			t = x
+		}
+	}
+	switch {
+	case t == nil:
+		return apiURL + ": no such host"
+	case t.rejecting && t != r.n:
+		return apiURL + ": connection refused"
+	case !t.agentRuns() || r.n.apiCut || t.apiCut:
+		return fmt.Sprintf("%s: no answer within %s", apiURL, timeout)
+	}
+	return ""
 }
 
 // answer is "" when a connect to addr is refused now, else what it got: a
@@ -85,7 +113,11 @@ func (s faultyStore) TakeOverLeader(ctx context.Context, who cluster.LastLeader,
 	}
 	l, ok, err := s.Client.TakeOverLeader(ctx, who, old, memberRev, p)
 	if err == nil && ok {
-		s.w.checkTakeOver(s.n, old, l)
+		if p != nil && p.Evidence != nil && p.Evidence.Kind == cluster.EvidenceFence {
+			s.w.checkFenceTakeOver(s.n, old, l)
+		} else {
+			s.w.checkTakeOver(s.n, old, l)
+		}
 	}
 	return l, ok, err
 }
@@ -108,5 +140,17 @@ func (w *World) checkTakeOver(n *node, old, l cluster.Leader) {
 		w.violate("%s took the key of epoch %d over from %s while its database runs", n.spec.Name, old.Epoch, old.Name)
 	case !t.alive || t.frozen:
 		w.violate("%s took the key of epoch %d over from %s whose machine is down or frozen (no refusal is possible)", n.spec.Name, old.Epoch, old.Name)
+	}
+}
+
+// checkFenceTakeOver: a take-over of old's key by n to fence old (fencing
+// require; the promotion waits for the confirmed power-off, which
+// checkPromotionSteps checks) happens only while old's agent does not
+// renew its lease: not while it runs and reaches the store.
+func (w *World) checkFenceTakeOver(n *node, old, l cluster.Leader) {
+	t := w.node(old.Name)
+	w.TakeOvers = append(w.TakeOvers, n.spec.Name+"<-"+old.Name+"@"+strconv.FormatInt(int64(l.Epoch), 10)+" (fence)")
+	if t.agentRuns() && !t.partitioned && !w.storeDown {
+		w.violate("%s took the key of epoch %d over from %s to fence it while its agent renews its lease", n.spec.Name, old.Epoch, old.Name)
 	}
 }

@@ -146,3 +146,53 @@ func TestTakeOverBehindRejectingFirewallFencesUnderRequire(t *testing.T) {
 		t.Fatalf("leader %v, want a replica", l)
 	}
 }
+
+// fencedTen is three() with a fencer on every member, fencing require and
+// a ttl of 10s, so that a take-over before the ttl shows.
+func fencedTen() Config {
+	cfg := three()
+	for i := range cfg.Members {
+		cfg.Members[i].Fencer = true
+	}
+	cfg.Dynamic = cluster.DynamicConfig{
+		TTL: cluster.Duration(10 * time.Second), LoopWait: cluster.Duration(time.Second),
+		RetryTimeout: cluster.Duration(time.Second), PrimaryStartTimeout: cluster.Duration(3 * time.Second),
+		Fencing: cluster.FencingRequire,
+	}
+	return cfg
+}
+
+// A frozen primary (a paused VM: its connections stay up, nothing
+// answers) under fencing require: once its lease has gone unrenewed for
+// loop_wait + 1s, its agent gives no answer and every replica heard its
+// sender stop answering, the best replica takes the key over to fence it,
+// and promotes after the confirmed power-off, well before the key's ttl.
+func TestFenceTakeOverOfFrozenPrimary(t *testing.T) {
+	w := New(fencedTen())
+	run(t, w, 10*time.Second)
+	expectLeader(t, w, "n1")
+	run(t, w, 7*time.Second, Fault{Kind: Freeze, Member: "n1"})
+	if len(w.TakeOvers) != 1 || !strings.HasPrefix(w.TakeOvers[0], "n2<-n1@") || !strings.HasSuffix(w.TakeOvers[0], "(fence)") {
+		t.Fatalf("take-overs %v within 7s of the freeze (ttl 10s), want n2 over n1 to fence it\n%s", w.TakeOvers, strings.Join(w.Log(), "\n"))
+	}
+	if len(w.Fences) != 1 || !strings.HasPrefix(w.Fences[0], "n2->n1") {
+		t.Fatalf("fences %v, want n2 to fence n1", w.Fences)
+	}
+	expectLeader(t, w, "n2")
+	if ev := leaderEvidence(w); ev != cluster.EvidenceFence {
+		t.Fatalf("evidence %s, want fence", ev)
+	}
+}
+
+// Under fencing require, a primary behind a rejecting firewall (its agent
+// API refuses the replicas, their streams are cut) whose agent renews its
+// lease is not taken over to be fenced either.
+func TestNoFenceTakeOverWhileAgentRenews(t *testing.T) {
+	w := New(fencedTen())
+	run(t, w, 10*time.Second)
+	run(t, w, 30*time.Second, Fault{Kind: Reject, Member: "n1"})
+	if len(w.TakeOvers) != 0 || len(w.Fences) != 0 {
+		t.Fatalf("take-overs %v, fences %v while n1's agent renews\n%s", w.TakeOvers, w.Fences, strings.Join(w.Log(), "\n"))
+	}
+	expectLeader(t, w, "n1")
+}
