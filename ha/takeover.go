@@ -281,9 +281,12 @@ func takeOverCandidate(v View, k proofKind) (bool, string) {
 // pending, asks for the next round soon. It returns p unchanged otherwise.
 func takeOver(v View, p Plan) Plan {
 	refused, pending := takeOverCandidate(v, proofRefused)
-	fence, _ := takeOverCandidate(v, proofFence)
+	fence, fencePending := takeOverCandidate(v, proofFence)
 	if !refused && !fence {
-		if proofPending(v, pending) {
+		// A fence's take-over is pending when this member's own stream
+		// went silent and another replica's report is not in yet: they
+		// publish it within a round of seeing it.
+		if proofPending(v, pending) || fencePending != "" {
 			p.Soon = takeOverTick
 		}
 		return p
