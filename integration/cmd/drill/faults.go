@@ -171,6 +171,27 @@ var faults = map[string]fault{
 			return rejoinOld(ctx, c, old, r)
 		},
 	},
+	"fenced-node-vanish": {
+		Name: "fenced-node-vanish",
+		Describe: "node-vanish (every process of the primary's node SIGSTOPped) under fencing require with ipmi_sim BMCs: once its lease " +
+			"is unrenewed for loop_wait + 1s, its agent gives no answer and every stream went silent, the best replica takes the key " +
+			"over before the ttl and promotes after the confirmed power-off (evidence fence); asynchronous replication",
+		Configure:      configureFencing,
+		Setup:          armPowerOff,
+		ExpectFailover: true,
+		Inject: func(_ context.Context, _ *localcluster.Cluster, p *localcluster.Node) error {
+			return p.SignalNode(syscall.SIGSTOP)
+		},
+		Outage:       outageAround,
+		OutageMethod: "the gap between acknowledged writes that contains the fault (Result.OutageAround)",
+		Restore: withEvidence(func(ctx context.Context, c *localcluster.Cluster, old *localcluster.Node, r *runResult) error {
+			// Powered off by the fence; anything left (a fence that did
+			// not run) is killed as node-vanish does.
+			_ = old.SignalNode(syscall.SIGKILL)
+			old.KillNode()
+			return rejoinOld(ctx, c, old, r)
+		}),
+	},
 	"postmaster-crash": {
 		Name:           "postmaster-crash",
 		Describe:       "SIGKILL to the primary's postmaster and all its children, agent alive (Node.CrashPostgres)",
