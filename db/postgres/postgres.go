@@ -128,6 +128,10 @@ type Postgres struct {
 	ctlPos      controlData
 	walEndStamp string // the control data stamp walEndLSN was read at
 	walEndLSN   cluster.LSN
+
+	freshMu  sync.Mutex // guards freshAt and freshWhy
+	freshAt  time.Time  // when checkFresh last ran
+	freshWhy string     // what it found then ("": a fresh commit went through)
 }
 
 var (

@@ -63,7 +63,7 @@ func (p *Postgres) Probe(ctx context.Context) (db.Status, error) {
 		if err == nil {
 			st.Accepting = true
 			if st.Role == cluster.RolePrimary {
-				st.Stalled = p.checkFresh(ctx)
+				st.Stalled = p.freshStatus(ctx)
 			}
 			st.Position = p.withFork(st.Position)
 			return st, nil
@@ -596,6 +596,30 @@ func parseTimelineHistory(s string) (map[uint32]cluster.LSN, error) {
 // lasted primary_start_timeout (detector.Local), so one slow answer on a
 // loaded machine costs nothing.
 const freshCheckTimeout = 3 * time.Second
+
+// freshEvery is how often a primary that passed checkFresh is checked
+// again: a stall counts only once it has lasted primary_start_timeout
+// (30s by default), so seeing it up to 5s later costs nothing, while each
+// check is a new session, a commit and a WAL record (which every replica
+// then applies and reports). A primary found stalled is checked at every
+// probe.
+const freshEvery = 5 * time.Second
+
+// freshStatus is checkFresh, run at most every freshEvery while it finds
+// nothing wrong ("" in between).
+func (p *Postgres) freshStatus(ctx context.Context) string {
+	p.freshMu.Lock()
+	at, why := p.freshAt, p.freshWhy
+	p.freshMu.Unlock()
+	if why == "" && !at.IsZero() && time.Since(at) < freshEvery {
+		return ""
+	}
+	why = p.checkFresh(ctx)
+	p.freshMu.Lock()
+	p.freshAt, p.freshWhy = time.Now(), why
+	p.freshMu.Unlock()
+	return why
+}
 
 // checkFresh opens a new connection to the local primary and commits a
 // tiny write on it (a transactional logical message, which touches no
