@@ -172,3 +172,30 @@ fencing:
 		t.Fatalf("list does not show the fence:\n%s", out)
 	}
 }
+
+// list shows a fence owed: a member took the key to promote over n1 with
+// its fence step not done yet.
+func TestListShowsFenceOwed(t *testing.T) {
+	ctx := context.Background()
+	srv, st := startEtcd(t)
+	if err := st.Grant(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	l0, ok, err := st.AcquireLeader(ctx, cluster.LastLeader{Name: "n1"}, 0, nil)
+	if err != nil || !ok {
+		t.Fatalf("n1 takes the key: %v %v", ok, err)
+	}
+	if err := st.ReleaseLeader(ctx, l0); err != nil {
+		t.Fatal(err)
+	}
+	p := cluster.Promotion{Kind: cluster.HistoryFailover, Lost: l0.Epoch, OldPrimary: "n1",
+		Evidence: &cluster.Evidence{Kind: cluster.EvidenceFence}, Done: []cluster.PromotionStep{cluster.StepKey}}
+	if _, ok, err := st.AcquireLeader(ctx, cluster.LastLeader{Name: "n2"}, l0.Epoch, &p); err != nil || !ok {
+		t.Fatalf("n2 takes the key over n1: %v %v", ok, err)
+	}
+	_, out, _ := runCLI(t, "", false, "list", "--cluster", "c", "--etcd", srv.Endpoints()[0])
+	want := fmt.Sprintf("Fence owed: n1 (the primary of epoch %d; n2 took the key", l0.Epoch)
+	if !strings.Contains(out, want) {
+		t.Fatalf("list does not show the fence owed (%q):\n%s", want, out)
+	}
+}

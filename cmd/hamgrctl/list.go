@@ -132,6 +132,9 @@ type listJSON struct {
 	// and operators' fences of members that have not published a record
 	// since.
 	Fenced []cluster.FenceOutcome `json:"fenced"`
+	// FenceOwed is the fence a promotion took the key for and has not
+	// confirmed (its target may still run as a primary), nil when none.
+	FenceOwed *cluster.FenceOwed `json:"fence_owed,omitempty"`
 }
 
 type requestJSON struct {
@@ -200,6 +203,7 @@ func listDocument(name string, s cluster.Snapshot) listJSON {
 		d.Request = rj
 	}
 	d.Fenced = append([]cluster.FenceOutcome{}, fencedMembers(s)...)
+	d.FenceOwed = s.FenceOwed
 	for _, m := range s.Members {
 		tl, lsn, _ := m.Position.PostgreSQL()
 		d.Members = append(d.Members, memberJSON{
@@ -252,6 +256,10 @@ func writeList(out io.Writer, name string, s cluster.Snapshot, now time.Time) er
 	fmt.Fprintf(out, "Request: %s\n", describeRequest(s.Request, now))
 	for _, f := range fencedMembers(s) {
 		fmt.Fprintf(out, "Fenced: %s\n", describeFence(f))
+	}
+	if o := s.FenceOwed; o != nil {
+		fmt.Fprintf(out, "Fence owed: %s (the primary of epoch %d; %s took the key to promote over it and has not confirmed its fence: the next promotion fences it first)\n",
+			o.Target, o.Lost, o.By)
 	}
 	fmt.Fprintln(out)
 	if len(s.Members) == 0 {
