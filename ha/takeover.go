@@ -85,8 +85,18 @@ import (
 // old primary is powered off before the promotion.
 //
 // A timeout on either port proves nothing (a frozen machine, a firewall
-// that drops): the take-over does not happen and the leader key's expiry,
-// with the liveness rule, decides as before. Fencing policy require still
+// that drops): the take-over on proof of death does not happen and the
+// leader key's expiry, with the liveness rule, decides as before — unless
+// fencing require gives the second proof (proofFence): every replica's
+// stream lost or silent, the leader's agent giving no answer on its API
+// within AgentAnswerTimeout, and the same lease condition. The key is then
+// taken by the same guarded TakeOverLeader with evidence fence, and the
+// promotion's fence step has the BMC confirm the power-off before the
+// database is promoted. Why that cannot leave two writable primaries: the
+// old primary is confirmed off before the new one takes a write, whatever
+// its agent was doing; the take-over itself only moves the key and
+// revokes a lease that a live agent answers by fencing itself. A restarted
+// old agent is caught by the guard as above. Fencing policy require still
 // fences before promoting (the fence step follows the key as for any
 // promotion); evidence refused-early is recorded in the promotion record
 // and the history entry.
