@@ -132,11 +132,7 @@ func TestNoTakeOverBehindRejectingFirewall(t *testing.T) {
 // before the promotion, so the two never take writes together (the
 // world's invariants check it at every step).
 func TestTakeOverBehindRejectingFirewallFencesUnderRequire(t *testing.T) {
-	cfg := three()
-	for i := range cfg.Members {
-		cfg.Members[i].Fencer = true
-	}
-	w := New(cfg)
+	w := New(fencingPolicy(cluster.FencingRequire))
 	run(t, w, 10*time.Second)
 	run(t, w, 10*time.Second, Fault{Kind: Reject, Member: "n1"}, Fault{Kind: Partition, Member: "n1"})
 	if len(w.TakeOvers) != 1 || len(w.Fences) == 0 || !strings.Contains(w.Fences[0], "->n1") {
@@ -150,15 +146,8 @@ func TestTakeOverBehindRejectingFirewallFencesUnderRequire(t *testing.T) {
 // fencedTen is three() with a fencer on every member, fencing require and
 // a ttl of 10s, so that a take-over before the ttl shows.
 func fencedTen() Config {
-	cfg := three()
-	for i := range cfg.Members {
-		cfg.Members[i].Fencer = true
-	}
-	cfg.Dynamic = cluster.DynamicConfig{
-		TTL: cluster.Duration(10 * time.Second), LoopWait: cluster.Duration(time.Second),
-		RetryTimeout: cluster.Duration(time.Second), PrimaryStartTimeout: cluster.Duration(3 * time.Second),
-		Fencing: cluster.FencingRequire,
-	}
+	cfg := fencingPolicy(cluster.FencingRequire)
+	cfg.Dynamic.TTL = cluster.Duration(10 * time.Second)
 	return cfg
 }
 
