@@ -280,22 +280,26 @@ type statusSample struct {
 }
 
 // watchPools reads the pools every 200 ms until stop is called, which
-// returns the samples.
+// takes one last reading (so a state the caller has just waited for is in
+// the samples even if it came between two ticks) and returns the samples.
 func (h *haproxy) watchPools() (stop func() []statusSample) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
 	var samples []statusSample
+	sample := func(ctx context.Context) {
+		if ps, err := h.stats(ctx); err == nil {
+			mu.Lock()
+			samples = append(samples, statusSample{time.Now(), ps})
+			mu.Unlock()
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if ps, err := h.stats(ctx); err == nil {
-				mu.Lock()
-				samples = append(samples, statusSample{time.Now(), ps})
-				mu.Unlock()
-			}
+			sample(ctx)
 			select {
 			case <-ctx.Done():
 				return
@@ -306,6 +310,9 @@ func (h *haproxy) watchPools() (stop func() []statusSample) {
 	return func() []statusSample {
 		cancel()
 		<-done
+		last, cancelLast := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancelLast()
+		sample(last)
 		mu.Lock()
 		defer mu.Unlock()
 		return samples
