@@ -139,6 +139,12 @@ func (m *MySQL) measure(ctx context.Context, st *db.Status) error {
 		st.UpstreamHost, st.UpstreamPort = rs.SourceHost, rs.SourcePort
 	}
 	st.Diverged = rs.Diverged()
+	if st.Diverged != "" {
+		// The applier stopped on a conflict with this server's own
+		// transactions: what it received cannot be applied as it is, so
+		// it is no part of what this member would hold if promoted.
+		st.Position, st.Received = s.executed, s.executed
+	}
 	switch o := s.executed.Compare(s.received); {
 	case o == cluster.Equal || o == cluster.Ahead:
 		st.ReplayLagSeconds = 0

@@ -434,6 +434,12 @@ func TestErrantTransactionDetected(t *testing.T) {
 	if o := p3.Compare(p1); o != cluster.Equal {
 		t.Errorf("clean replica %s vs primary %s: %s", p3, p1, o)
 	}
+	// What the stopped applier received cannot be applied: it is not part
+	// of the position an election would compare (it would pass for a
+	// superset of the primary's otherwise).
+	if st2.Position.Compare(st2.Replayed) != cluster.Equal || st2.Position.Compare(p1) != cluster.Diverged {
+		t.Errorf("errant replica's position %s (applied %s): want what it applied, diverged from the primary's %s", st2.Position, st2.Replayed, p1)
+	}
 	errant, ok := p2.Beyond(p3)
 	if !ok || !strings.HasPrefix(errant.String(), "0-2-") {
 		t.Errorf("errant GTIDs of n2 = %s, %t; want n2's own (server 2)", errant, ok)
