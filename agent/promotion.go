@@ -61,6 +61,12 @@ func (x executor) AcquireLeader(ctx context.Context, s ha.Step, act ha.AcquireLe
 	default:
 		a.log.Info("acquired leader key", "epoch", l.Epoch)
 	}
+	if rec != nil {
+		for _, e := range rec.Errant {
+			a.log.Warn("the election's positions were not ordered: errant transactions, recorded in the history entry",
+				"epoch", l.Epoch, "member", e.Member, "holds", e.Holds.String(), "that_lacks", e.Against)
+		}
+	}
 	a.emit(fmt.Sprintf("acquired leader key (epoch %d)", l.Epoch))
 	return nil
 }
@@ -339,7 +345,7 @@ func (a *Agent) historyEntry(v ha.View, epoch cluster.Epoch, p cluster.Promotion
 	if p.DataLoss != nil {
 		e.DataLossBytes = p.DataLoss.Bytes
 	}
-	e.Fence = p.Fence
+	e.Fence, e.Errant = p.Fence, p.Errant
 	if !p.DetectedAt.IsZero() {
 		e.Steps = []cluster.Step{{Name: "elect", Duration: cluster.Duration(p.ElectedAt.Sub(p.DetectedAt))}}
 		from := p.ElectedAt

@@ -570,6 +570,29 @@ type HistoryEntry struct {
 	// Fence is the promotion's fence step (nil: none was needed, or an
 	// older agent).
 	Fence *FenceOutcome `json:"fence,omitempty"`
+	// Errant lists, when the election's positions were not ordered
+	// (errant transactions), what each member held that the history it
+	// was compared with lacked (none: they were ordered).
+	Errant []Errant `json:"errant,omitempty"`
+}
+
+// Errant is what one member's position held that another history lacked,
+// in the engine's notation (GTIDs): found by an election among positions
+// that were not ordered. A candidate's errant transactions against the new
+// primary leave it unable to follow until repaired; the new primary's own
+// against the old primary's last known position become part of the
+// cluster's history.
+type Errant struct {
+	Member string `json:"member"`
+	// Against names the history Member's position was compared with: the
+	// new primary's name, or the old primary's.
+	Against string   `json:"against"`
+	Holds   Position `json:"holds"`
+}
+
+// String renders e for reasons and logs.
+func (e Errant) String() string {
+	return fmt.Sprintf("%s holds %s that %s lacks", e.Member, e.Holds, e.Against)
 }
 
 // FenceResult is how a fence ended. Its value is the string stored in

@@ -114,6 +114,10 @@ type Promotion struct {
 	OldPosition Position  `json:"old_position,omitzero"`
 	NewPosition Position  `json:"new_position,omitzero"`
 	DataLoss    *DataLoss `json:"data_loss,omitempty"`
+	// Errant is what the election found held beyond the winner's or the
+	// old primary's history when the candidates' positions were not
+	// ordered (election.Result.Errant); copied to the history entry.
+	Errant []Errant `json:"errant,omitempty"`
 	// Done lists the steps completed, in order.
 	Done []PromotionStep `json:"done"`
 }

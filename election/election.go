@@ -6,6 +6,7 @@ package election
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/hamgr/hamgr/cluster"
 )
@@ -39,6 +40,24 @@ type Exclusion struct {
 type Result struct {
 	Candidates []cluster.Member
 	Excluded   []Exclusion
+	// Errant is set when the best candidate's position and another
+	// eligible member's, or the old primary's last known one (Reference),
+	// are not ordered and the engine can name the difference (GTID sets):
+	// what each held that the other lacked. Empty otherwise.
+	Errant []cluster.Errant
+}
+
+// Diverged says, for reasons and logs, that the positions were not
+// ordered and what each held beyond the other; "" when they were.
+func (r Result) Diverged() string {
+	if len(r.Errant) == 0 {
+		return ""
+	}
+	s := make([]string, len(r.Errant))
+	for i, e := range r.Errant {
+		s[i] = e.String()
+	}
+	return "positions not ordered (errant transactions): " + strings.Join(s, "; ")
 }
 
 // Best returns the best candidate, or false when there is none.
@@ -59,10 +78,19 @@ func (r Result) Index(name string) int {
 	return -1
 }
 
-// Rank orders the members: most advanced position first (Position.Cmp,
-// the engine's ranking order), then higher priority, then name. Members tagged nofailover, not
-// running as replicas, measured before the loss, or lagging more than
-// MaximumLag are excluded with a reason.
+// Rank orders the members: on an engine whose positions are sets of
+// transactions (GTIDs), those holding every transaction of the old
+// primary's last known position (Reference) first; then the most advanced
+// position (Position.Cmp, the engine's ranking order), then higher
+// priority, then name. Members tagged nofailover, not running as
+// replicas, measured before the loss, or lagging more than MaximumLag are
+// excluded with a reason.
+//
+// Holding the reference decides only between positions that are not
+// ordered: of two ordered positions the more advanced one holds whatever
+// the other holds. So a member with errant transactions (some the old
+// primary never had) loses to one that holds all of the old primary's,
+// however many transactions it counts; Result.Errant names them.
 func Rank(members []cluster.Member, opts Options) Result {
 	var res Result
 	var eligible []cluster.Member
@@ -73,7 +101,8 @@ func Rank(members []cluster.Member, opts Options) Result {
 		}
 		eligible = append(eligible, m)
 	}
-	sort.SliceStable(eligible, func(i, j int) bool { return better(eligible[i], eligible[j]) })
+	sort.SliceStable(eligible, func(i, j int) bool { return better(eligible[i], eligible[j], opts.Reference) })
+	res.Errant = errant(eligible, opts)
 	if len(eligible) > 0 && opts.MaximumLag > 0 {
 		ref := opts.Reference.Max(eligible[0].Position)
 		for _, m := range eligible {
@@ -105,8 +134,49 @@ func ineligible(m cluster.Member, opts Options) string {
 	return ""
 }
 
-// better reports whether a should rank before b.
-func better(a, b cluster.Member) bool {
+// errant compares the best of eligible (ranked) with the others and with
+// the old primary's last known position: what each held beyond the other,
+// for every pair the engine says diverged and can name the difference of.
+func errant(eligible []cluster.Member, opts Options) []cluster.Errant {
+	if len(eligible) == 0 {
+		return nil
+	}
+	best := eligible[0]
+	var out []cluster.Errant
+	add := func(member, against string, p, q cluster.Position) {
+		if beyond, named := p.Beyond(q); named && !beyond.IsZero() {
+			out = append(out, cluster.Errant{Member: member, Against: against, Holds: beyond})
+		}
+	}
+	if !opts.Reference.IsZero() && best.Position.Compare(opts.Reference) == cluster.Diverged {
+		add(best.Name, opts.OldPrimary, best.Position, opts.Reference)
+	}
+	for _, m := range eligible[1:] {
+		if m.Position.Compare(best.Position) == cluster.Diverged {
+			add(m.Name, best.Name, m.Position, best.Position)
+		}
+	}
+	return out
+}
+
+// holdsReference reports whether m's position holds every transaction of
+// ref, the old primary's last known position. It is true when ref is
+// unknown, and on an engine that cannot name the transactions one
+// position lacks (a log position: the ranking order alone decides there).
+func holdsReference(m cluster.Member, ref cluster.Position) bool {
+	if ref.IsZero() {
+		return true
+	}
+	missing, named := ref.Beyond(m.Position)
+	return !named || missing.IsZero()
+}
+
+// better reports whether a should rank before b, given the old primary's
+// last known position ref.
+func better(a, b cluster.Member, ref cluster.Position) bool {
+	if ha, hb := holdsReference(a, ref), holdsReference(b, ref); ha != hb {
+		return ha
+	}
 	if c := a.Position.Cmp(b.Position); c != 0 {
 		return c > 0
 	}

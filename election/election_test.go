@@ -190,3 +190,101 @@ func TestRankDeterministic(t *testing.T) {
 		t.Errorf("order = %s, want c,d,a,b", want)
 	}
 }
+
+// mdb is a running MariaDB replica with GTID state state, measured after
+// the loss of epoch 4.
+func mdb(t *testing.T, name, state string) cluster.Member {
+	t.Helper()
+	p, err := cluster.MariaDBPosition(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cluster.Member{Name: name, Role: cluster.RoleReplica, State: cluster.StateRunning, Position: p, MeasuredAfterLossOf: 4}
+}
+
+func errants(es []cluster.Errant) string {
+	var s []string
+	for _, e := range es {
+		s = append(s, e.String())
+	}
+	return strings.Join(s, "; ")
+}
+
+// TestRankErrant: GTID positions that are not ordered. The member that
+// holds every transaction of the old primary's last known position wins
+// over one that counts more transactions but lacks some of the old
+// primary's (it has errant ones of its own), and the result names what
+// each held beyond the other.
+func TestRankErrant(t *testing.T) {
+	ref := mdb(t, "ref", "0-1-100").Position
+	tests := []struct {
+		name       string
+		members    []cluster.Member
+		ref        cluster.Position
+		candidates string
+		errant     string
+	}{
+		{name: "errant transactions lose to the old primary's history",
+			// b counts 110 transactions (90 + 20) against a's 100, but
+			// lacks 0-1-91..100 and has 5-3-1..20 the old primary never had.
+			members:    []cluster.Member{mdb(t, "b", "0-1-90,5-3-20"), mdb(t, "a", "0-1-100")},
+			ref:        ref,
+			candidates: "a,b",
+			errant:     "b holds 5-3-20 that a lacks"},
+		{name: "without a reference the count decides and the errant side is named",
+			members:    []cluster.Member{mdb(t, "b", "0-1-90,5-3-20"), mdb(t, "a", "0-1-100")},
+			candidates: "b,a",
+			errant:     "a holds 0-1-100 that b lacks"},
+		{name: "the winner's own errant transactions against the old primary",
+			// Nobody holds the reference; a counts most and lacks 0-1-100.
+			members:    []cluster.Member{mdb(t, "b", "0-1-98"), mdb(t, "a", "0-1-99,5-2-3")},
+			ref:        ref,
+			candidates: "a,b",
+			errant:     "a holds 5-2-3 that n1 lacks"},
+		{name: "a superset of the reference is ordered, not errant",
+			members:    []cluster.Member{mdb(t, "b", "0-1-95"), mdb(t, "a", "0-1-100,5-2-3")},
+			ref:        ref,
+			candidates: "a,b"},
+		{name: "ordered positions: the most advanced wins, nothing errant",
+			members:    []cluster.Member{mdb(t, "a", "0-1-98"), mdb(t, "b", "0-1-100"), mdb(t, "c", "0-1-99")},
+			ref:        ref,
+			candidates: "b,c,a"},
+		{name: "nobody holds the reference: the count decides",
+			members:    []cluster.Member{mdb(t, "a", "0-1-98"), mdb(t, "b", "0-1-99")},
+			ref:        ref,
+			candidates: "b,a"},
+		{name: "both hold the reference but diverge beyond it",
+			members:    []cluster.Member{mdb(t, "a", "0-1-100,6-2-1"), mdb(t, "b", "0-1-100,7-3-4")},
+			ref:        ref,
+			candidates: "b,a",
+			errant:     "a holds 6-2-1 that b lacks"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := Rank(tt.members, Options{LostEpoch: 4, OldPrimary: "n1", Reference: tt.ref})
+			if got := names(res.Candidates); got != tt.candidates {
+				t.Errorf("candidates = %q, want %q", got, tt.candidates)
+			}
+			if got := errants(res.Errant); got != tt.errant {
+				t.Errorf("errant = %q, want %q", got, tt.errant)
+			}
+			if d := res.Diverged(); (d == "") != (tt.errant == "") || tt.errant != "" && !strings.Contains(d, tt.errant) {
+				t.Errorf("Diverged() = %q, want it to say %q", d, tt.errant)
+			}
+		})
+	}
+}
+
+// TestRankReferenceLeavesTimelinesAlone: on PostgreSQL the old primary's
+// last known position does not reorder candidates (the timeline order
+// decides, as before), and nothing is named errant.
+func TestRankReferenceLeavesTimelinesAlone(t *testing.T) {
+	res := Rank([]cluster.Member{rep("a", 1, 900, 0), rep("b", 2, 100, 0)},
+		Options{LostEpoch: 4, OldPrimary: "n1", Reference: cluster.PGPosition(1, 500)})
+	if got := names(res.Candidates); got != "b,a" {
+		t.Errorf("candidates = %q, want b,a", got)
+	}
+	if len(res.Errant) != 0 {
+		t.Errorf("errant = %v, want none", res.Errant)
+	}
+}

@@ -228,3 +228,56 @@ func TestEngineWithoutSynchronousReplication(t *testing.T) {
 		t.Errorf("the same with PostgreSQL: %s, want no promotion (no sync record in strict mode)", p)
 	}
 }
+
+// An election among GTID positions that are not ordered promotes the
+// member that holds the old primary's last known transactions, says so,
+// and carries the errant transactions into the promotion record (and so
+// the history entry); the other candidate waits for it.
+func TestElectionErrantGTIDs(t *testing.T) {
+	pos := func(s string) cluster.Position {
+		p, err := cluster.MariaDBPosition(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	view := func(self string) View {
+		v := electionView(self, 0, 80e9)
+		v.ElectionOpenAt = v.LeaderLostAt
+		v.Engine, v.Slots = demoteEngine, Slots{}
+		v.LastLeaderPosition = pos("0-1-100")
+		// n3 counts more transactions (90 + 20) but lacks 0-1-91..100,
+		// and holds 5-3-1..20 that the old primary never had.
+		v.Snap.Members[0].Position, v.Snap.Members[1].Position = pos("0-1-100"), pos("0-1-90,5-3-20")
+		v.DB.Position = v.Snap.Member(self).Position
+		return v
+	}
+	p := Decide(view("n2"))
+	if !promotes(p) {
+		t.Fatalf("n2 (holds the old primary's history) not elected: %s", p)
+	}
+	var rec *cluster.Promotion
+	for _, a := range p.Actions {
+		if acq, ok := a.(AcquireLeader); ok {
+			rec = acq.Promotion
+		}
+	}
+	if rec == nil || len(rec.Errant) != 1 || rec.Errant[0].String() != "n3 holds 5-3-20 that n2 lacks" {
+		t.Errorf("promotion record %+v: want the errant n3 holds 5-3-20 that n2 lacks", rec)
+	}
+	if !strings.Contains(p.Reason, "positions not ordered (errant transactions): n3 holds 5-3-20 that n2 lacks") {
+		t.Errorf("reason %q does not say the positions diverged", p.Reason)
+	}
+	if p := Decide(view("n3")); promotes(p) || !strings.Contains(p.Reason, "n2 is the better candidate") {
+		t.Errorf("n3 (errant, lacks the old primary's last transactions): %s, want it to wait for n2", p)
+	}
+	// The reference is the old primary's member record while it lasts
+	// (every agent reads the same), not an older position this agent saw.
+	stale := view("n2")
+	stale.LastLeaderPosition = pos("0-1-90")
+	stale.Snap.Members = append(stale.Snap.Members, cluster.Member{Name: "n1", Role: cluster.RoleUnknown, State: cluster.StateCrashed,
+		Position: pos("0-1-100"), MeasuredAfterLossOf: 4})
+	if p := Decide(stale); !promotes(p) || !strings.Contains(p.Reason, "n3 holds 5-3-20 that n2 lacks") {
+		t.Errorf("with the old primary's record at 0-1-100 and a stale 0-1-90 seen: %s, want n2 elected, n3's errant named", p)
+	}
+}

@@ -591,7 +591,7 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 		return Plan{State: cluster.StateRunning, Soon: electionTick, Reason: why, Problem: problem}
 	}
 	res := election.Rank(members, election.Options{
-		LostEpoch: lost, OldPrimary: oldName, MaximumLag: maxLag, Reference: v.LastLeaderPosition,
+		LostEpoch: lost, OldPrimary: oldName, MaximumLag: maxLag, Reference: oldPrimaryPosition(v, oldName),
 	})
 	waited := time.Duration(0)
 	if !v.LeaderLostAt.IsZero() {
@@ -644,8 +644,31 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 		}
 		return p
 	}
-	return Plan{Actions: promotionPlan(v, newPromotion(v, cluster.HistoryFailover, lost, oldName, ev)),
-		State: cluster.StateStarting, Reason: fmt.Sprintf("elected after the loss of epoch %d; promoting (%s)", lost, ev.Kind)}
+	rec := newPromotion(v, cluster.HistoryFailover, lost, oldName, ev)
+	rec.Errant = res.Errant
+	return Plan{Actions: promotionPlan(v, rec), State: cluster.StateStarting,
+		Reason: withDivergence(fmt.Sprintf("elected after the loss of epoch %d; promoting (%s)", lost, ev.Kind), res)}
+}
+
+// oldPrimaryPosition is the old primary's last known position, an
+// election's reference (election.Options.Reference): its member record's
+// while the record lasts, which every agent reads alike (a stopped former
+// primary's is the end of its log, exact); else the last one this agent
+// saw it publish as leader.
+func oldPrimaryPosition(v View, old string) cluster.Position {
+	if m := v.Snap.Member(old); old != "" && m != nil && !m.Position.IsZero() {
+		return m.Position
+	}
+	return v.LastLeaderPosition
+}
+
+// withDivergence adds to an election's reason that the candidates'
+// positions were not ordered, and what each held beyond the other.
+func withDivergence(reason string, res election.Result) string {
+	if d := res.Diverged(); d != "" {
+		return reason + "; " + d
+	}
+	return reason
 }
 
 // flapping returns why an automatic failover after the loss of last is

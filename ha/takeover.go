@@ -283,12 +283,18 @@ func takeOverCandidate(v View, k proofKind) (bool, string) {
 	if _, ok := failsafeElection(v, l.Epoch); ok {
 		return false, ""
 	}
+	res, ok := takeOverRank(v, *l)
+	return ok && res.Index(v.Self) == 0, ""
+}
+
+// takeOverRank ranks the candidates to take the key over from leader l,
+// as an election would (false: synchronous mode allows none).
+func takeOverRank(v View, l cluster.Leader) (election.Result, bool) {
 	members, maxLag, why, _ := syncCandidates(v, l.Epoch)
 	if why != "" {
-		return false, ""
+		return election.Result{}, false
 	}
-	res := election.Rank(members, election.Options{OldPrimary: l.Name, MaximumLag: maxLag, Reference: v.LastLeaderPosition})
-	return res.Index(v.Self) == 0, ""
+	return election.Rank(members, election.Options{OldPrimary: l.Name, MaximumLag: maxLag, Reference: oldPrimaryPosition(v, l.Name)}), true
 }
 
 // takeOver turns the follower's plan p into the take-over of the leader
@@ -344,6 +350,8 @@ func takeOver(v View, p Plan) Plan {
 		return p
 	}
 	rec := newPromotion(v, cluster.HistoryFailover, l.Epoch, l.Name, ev)
+	res, _ := takeOverRank(v, l)
+	rec.Errant = res.Errant
 	acts := promotionPlan(v, rec)
 	acts[0] = AcquireLeader{Evidence: ev, Promotion: &rec, Over: &TakeOver{Leader: l, MemberRev: rev}}
 	why := "its agent and database are gone"
@@ -351,5 +359,5 @@ func takeOver(v View, p Plan) Plan {
 		why = "its lease is not renewed and its agent does not answer; fencing it before promoting"
 	}
 	return Plan{Actions: acts, State: cluster.StateStarting,
-		Reason: fmt.Sprintf("taking over from %s before its key expires: %s (%s)", l.Name, why, ev.Kind)}
+		Reason: withDivergence(fmt.Sprintf("taking over from %s before its key expires: %s (%s)", l.Name, why, ev.Kind), res)}
 }

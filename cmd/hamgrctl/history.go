@@ -22,7 +22,9 @@ Each line is one leadership, by epoch (the fencing token: the etcd
 revision at which the leader key was created): when its primary was
 promoted, how (failover, switchover, ...), from and to which member, why, how long each step took, and how many bytes of WAL
 the old primary had that the new one lacked (an estimate from the
-positions the agents last published; 0 for switchovers).
+positions the agents last published; 0 for switchovers). When the
+election found positions that were not ordered (errant GTIDs on MariaDB or
+MySQL), the reason ends with what each member held that the other lacked.
 
 The cluster's first leader (the member that bootstrapped it) has no
 entry. Use it after an incident to see what happened, and after a switchover to
@@ -89,8 +91,12 @@ func writeHistory(a *app, hist []cluster.HistoryEntry) error {
 		if h.Evidence != nil {
 			evidence = h.Evidence.Kind.String()
 		}
+		reason := h.Reason
+		for _, e := range h.Errant {
+			reason += "; ERRANT: " + e.String()
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Epoch, at, dash(string(h.Kind)), dash(h.OldPrimary), dash(h.NewPrimary),
-			loss, evidence, dash(strings.Join(steps, ", ")), dash(h.Reason))
+			loss, evidence, dash(strings.Join(steps, ", ")), dash(reason))
 	}
 	return tw.Flush()
 }

@@ -361,3 +361,23 @@ func TestWorldReadablePasswordFile(t *testing.T) {
 		t.Errorf("exit %d, %q; want exit 1 and %q", code, stderr, want)
 	}
 }
+
+// TestHistoryShowsErrant: a failover whose election found positions that
+// were not ordered says, in its reason column, what each member held that
+// the other lacked.
+func TestHistoryShowsErrant(t *testing.T) {
+	held, err := cluster.MariaDBPosition("5-3-20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &bytes.Buffer{}
+	a := &app{env: env{stdout: out}}
+	hist := []cluster.HistoryEntry{{Epoch: 7, Kind: cluster.HistoryFailover, OldPrimary: "n1", NewPrimary: "n2", Reason: "leader key of epoch 4 was lost",
+		Errant: []cluster.Errant{{Member: "n3", Against: "n2", Holds: held}}}}
+	if err := writeHistory(a, hist); err != nil {
+		t.Fatal(err)
+	}
+	if want := "leader key of epoch 4 was lost; ERRANT: n3 holds 5-3-20 that n2 lacks"; !strings.Contains(out.String(), want) {
+		t.Errorf("history:\n%s\nwant it to contain %q", out, want)
+	}
+}
