@@ -142,14 +142,18 @@ type Agent struct {
 	holdsLeader   cluster.Epoch // epoch this agent believes it leads (0: none)
 	// leaseLostInRound: an action of this round found the lease gone.
 	leaseLostInRound bool
-	snap             cluster.Snapshot
-	storeOK          bool
-	self             cluster.Member
-	accepting        bool
-	dbRunning        bool      // the database process existed at the latest probe
-	probedAt         time.Time // when the latest probe of the database returned
-	busy             string    // the long action running in the background ("": none)
-	lastLoop         time.Time
+	// repeated is the action list the previous round ran with success
+	// ("": none, or it failed); the same list again waits as an idle
+	// round (repeatsLastPlan).
+	repeated  string
+	snap      cluster.Snapshot
+	storeOK   bool
+	self      cluster.Member
+	accepting bool
+	dbRunning bool      // the database process existed at the latest probe
+	probedAt  time.Time // when the latest probe of the database returned
+	busy      string    // the long action running in the background ("": none)
+	lastLoop  time.Time
 
 	// failsafe mode (failsafe.go)
 	failsafeRec      *cluster.FailsafeState // this leader's record in the store, as last read or written (nil: none or unknown)

@@ -125,11 +125,42 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 			// whatever wakes the loop meanwhile.
 			a.mu.Lock()
 			a.notBefore = a.clk.Now().Add(wait)
+			a.repeated = ""
 			a.mu.Unlock()
 			return wait
 		}
-		return 10 * time.Millisecond
+		if !a.repeatsLastPlan(plan, failed) {
+			return 10 * time.Millisecond
+		}
+		// The same actions succeeded last round and changed nothing
+		// this round sees (a replica repointed at an upstream that does
+		// not answer yet): the next round comes as an idle one would,
+		// not at once, or the loop would probe and write to the store a
+		// hundred times a second until the upstream comes back.
+	} else {
+		a.repeatsLastPlan(plan, false)
 	}
+	return a.idleWait(cfg, plan, st)
+}
+
+// repeatsLastPlan reports whether plan's actions are the ones the previous
+// round ran with success, and remembers them (with success) for the next.
+func (a *Agent) repeatsLastPlan(plan ha.Plan, failed bool) bool {
+	acts := ""
+	if len(plan.Actions) > 0 && !failed {
+		acts = fmt.Sprint(plan.Actions)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	same := acts != "" && acts == a.repeated
+	a.repeated = acts
+	return same
+}
+
+// idleWait is how long the loop waits after a round that leaves nothing
+// to do at once: loop_wait (aligned with the renewals), or sooner when the
+// plan or the replica's stream asks for it.
+func (a *Agent) idleWait(cfg cluster.DynamicConfig, plan ha.Plan, st db.Status) time.Duration {
 	wait := a.alignedWait(time.Duration(cfg.LoopWait))
 	if plan.Soon > 0 {
 		wait = min(wait, plan.Soon)

@@ -330,8 +330,11 @@ func takeOver(v View, p Plan) Plan {
 		// The ports refuse or the agent gives no answer, but the lease
 		// was renewed too recently to rule out a live agent (behind a
 		// firewall that rejects, or only slow to answer): look again
-		// once it could have gone unrenewed long enough.
-		p.Soon = min(max(takeOverTick, need-g.Unrenewed-TakeOverCheckSpan), time.Duration(v.Config.LoopWait))
+		// once it could have gone unrenewed long enough. The store
+		// answers in whole seconds, so the bound read (a lower bound)
+		// may step up at any moment within the next second: from a
+		// second before it could reach need, look every takeOverTick.
+		p.Soon = min(max(takeOverTick, need-g.Unrenewed-time.Second-TakeOverCheckSpan), time.Duration(v.Config.LoopWait))
 		what := "ports refuse connections"
 		if !g.refused(l, rev) {
 			what = "agent does not answer"

@@ -185,3 +185,27 @@ func TestNoFenceTakeOverWhileAgentRenews(t *testing.T) {
 	}
 	expectLeader(t, w, "n1")
 }
+
+// A replica whose upstream stops answering (its node crashed: the key is
+// held until the take-over) plans to follow it every round, and the follow
+// succeeds without changing anything. The same actions again wait as an
+// idle round would: before, each replica asked for its next round at once
+// (10ms: a probe and a store write each) until the key was taken, and
+// indefinitely for an upstream it could not reach while the store could.
+func TestRepeatedPlanWaitsAsIdle(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	expectLeader(t, w, "n1")
+	rounds, hurried := w.Rounds("n2")
+	const window = 1500 * time.Millisecond // before the take-over (the lease unrenewed 2s)
+	run(t, w, window, Fault{Kind: CrashNode, Member: "n1"})
+	r, h := w.Rounds("n2")
+	r, h = r-rounds, h-hurried
+	// The first follow is followed at once by a round that publishes its
+	// outcome; the same follow again is not.
+	if h > 1 {
+		t.Errorf("n2 asked for its next round at once after %d of its %d rounds in the %v after its upstream crashed, want at most 1\n%s",
+			h, r, window, strings.Join(w.Log(), "\n"))
+	}
+	t.Logf("n2 ran %d rounds in %v, %d of them hurried", r, window, h)
+}

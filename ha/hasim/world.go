@@ -158,6 +158,9 @@ type World struct {
 // client of its own.
 type node struct {
 	spec MemberSpec
+	// rounds counts the rounds its agents ran; hurried those that asked
+	// for the next one at once (in under 50ms).
+	rounds, hurried int
 	// alive is false while the node (agent and database) is down.
 	alive bool
 	db    simDB
@@ -386,7 +389,21 @@ func (w *World) Step(faults ...Fault) error {
 
 // round runs one round of n's agent and schedules the next.
 func (w *World) round(n *node) {
-	n.nextRound = w.now.Add(n.a.Round(context.Background()))
+	wait := n.a.Round(context.Background())
+	n.rounds++
+	if wait < 50*time.Millisecond {
+		n.hurried++
+	}
+	n.nextRound = w.now.Add(wait)
+}
+
+// Rounds is how many rounds member's agents have run, and how many of
+// them asked for the next one at once (in under 50ms).
+func (w *World) Rounds(member string) (rounds, hurried int) {
+	if n := w.node(member); n != nil {
+		return n.rounds, n.hurried
+	}
+	return 0, 0
 }
 
 // wakeOnChange is the store watch: after a change an agent's watch would
