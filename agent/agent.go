@@ -143,9 +143,10 @@ type Agent struct {
 	// leaseLostInRound: an action of this round found the lease gone.
 	leaseLostInRound bool
 	// repeated is the action list the previous round ran with success
-	// ("": none, or it failed); the same list again waits as an idle
-	// round (repeatsLastPlan).
+	// ("": none, or it failed), repeats how many rounds in a row ran it
+	// again; a repeat waits longer each time (repeatsLastPlan).
 	repeated  string
+	repeats   int
 	snap      cluster.Snapshot
 	storeOK   bool
 	self      cluster.Member

@@ -125,36 +125,46 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 			// whatever wakes the loop meanwhile.
 			a.mu.Lock()
 			a.notBefore = a.clk.Now().Add(wait)
-			a.repeated = ""
+			a.repeated, a.repeats = "", 0
 			a.mu.Unlock()
 			return wait
 		}
-		if !a.repeatsLastPlan(plan, failed) {
+		n := a.repeatsLastPlan(plan, failed)
+		if n == 0 {
 			return 10 * time.Millisecond
 		}
-		// The same actions succeeded last round and changed nothing
-		// this round sees (a replica repointed at an upstream that does
-		// not answer yet): the next round comes as an idle one would,
-		// not at once, or the loop would probe and write to the store a
+		// The same actions succeeded in the previous rounds and changed
+		// nothing this round sees (a replica repointed at an upstream
+		// that does not answer yet): the next round comes after 100ms,
+		// doubling with each repeat, and at most as an idle one would;
+		// at once, the loop would probe and write to the store a
 		// hundred times a second until the upstream comes back.
-	} else {
-		a.repeatsLastPlan(plan, false)
+		return min(repeatWait<<min(n-1, 8), a.idleWait(cfg, plan, st))
 	}
+	a.repeatsLastPlan(plan, false)
 	return a.idleWait(cfg, plan, st)
 }
 
-// repeatsLastPlan reports whether plan's actions are the ones the previous
-// round ran with success, and remembers them (with success) for the next.
-func (a *Agent) repeatsLastPlan(plan ha.Plan, failed bool) bool {
+// repeatWait is the wait after a round that repeated the previous round's
+// successful actions for the first time; it doubles with each repeat.
+const repeatWait = 100 * time.Millisecond
+
+// repeatsLastPlan reports how many rounds in a row before this one ran
+// plan's actions with success (0: none, or the plan differs or failed),
+// and remembers this round's.
+func (a *Agent) repeatsLastPlan(plan ha.Plan, failed bool) int {
 	acts := ""
 	if len(plan.Actions) > 0 && !failed {
 		acts = fmt.Sprint(plan.Actions)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	same := acts != "" && acts == a.repeated
-	a.repeated = acts
-	return same
+	if acts == "" || acts != a.repeated {
+		a.repeated, a.repeats = acts, 0
+		return 0
+	}
+	a.repeats++
+	return a.repeats
 }
 
 // idleWait is how long the loop waits after a round that leaves nothing

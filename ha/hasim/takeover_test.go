@@ -188,11 +188,11 @@ func TestNoFenceTakeOverWhileAgentRenews(t *testing.T) {
 
 // A replica whose upstream stops answering (its node crashed: the key is
 // held until the take-over) plans to follow it every round, and the follow
-// succeeds without changing anything. The same actions again wait as an
-// idle round would: before, each replica asked for its next round at once
+// succeeds without changing anything. The same actions again wait 100ms,
+// doubling with each repeat: before, each replica asked for its next round at once
 // (10ms: a probe and a store write each) until the key was taken, and
 // indefinitely for an upstream it could not reach while the store could.
-func TestRepeatedPlanWaitsAsIdle(t *testing.T) {
+func TestRepeatedPlanBacksOff(t *testing.T) {
 	w := New(three())
 	run(t, w, 10*time.Second)
 	expectLeader(t, w, "n1")
