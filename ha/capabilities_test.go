@@ -281,3 +281,23 @@ func TestElectionErrantGTIDs(t *testing.T) {
 		t.Errorf("with the old primary's record at 0-1-100 and a stale 0-1-90 seen: %s, want n2 elected, n3's errant named", p)
 	}
 }
+
+// A member whose engine reports it diverged from the leader names, in its
+// reason, the transactions it holds that the leader lacks (errant GTIDs),
+// when the engine's positions can name them.
+func TestDivergedReasonNamesErrant(t *testing.T) {
+	pos := func(s string) cluster.Position {
+		p, err := cluster.MariaDBPosition(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	v := divergedFollower(otherEngine)
+	v.DB.Position = pos("0-3-8")
+	v.Snap.Members[len(v.Snap.Members)-1].Position = pos("0-3-5,0-1-12")
+	p := Decide(v)
+	if p.Problem != cluster.ProblemCannotFollow || !strings.Contains(p.Reason, "it holds 0-3-8 that n1 lacks") {
+		t.Errorf("diverged member: %s (problem %q), want cannot_follow naming 0-3-8", p, p.Problem)
+	}
+}

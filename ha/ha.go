@@ -426,7 +426,8 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 			acts = append(acts, Stop{Mode: db.StopFast})
 		}
 		return Plan{Actions: acts, State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
-			Reason: fmt.Sprintf("cannot follow %s (epoch %d): this database's history diverged; it needs %s or a re-clone by an operator (see the database log)", l.Name, l.Epoch, v.Engine.Names.Resync)}
+			Reason: fmt.Sprintf("cannot follow %s (epoch %d): this database's history diverged%s; it needs %s or a re-clone by an operator (see the database log)",
+				l.Name, l.Epoch, errantAgainst(v, l.Name), v.Engine.Names.Resync)}
 	}
 	up := leaderUpstream(v)
 	if up == nil {
@@ -461,7 +462,7 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 			// The engine says this database's history left the
 			// leader's: it holds WAL the leader lacks and can never
 			// stream from it as it is.
-			why := fmt.Sprintf("diverged from %s (%s)", l.Name, v.DB.Diverged)
+			why := fmt.Sprintf("diverged from %s (%s)%s", l.Name, v.DB.Diverged, errantAgainst(v, l.Name))
 			if lm := v.Snap.Member(l.Name); v.Engine.Rejoin != 0 &&
 				(lm == nil || lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning) {
 				// As for a former primary: the one rewind of the epoch
@@ -648,6 +649,20 @@ func decideElection(v View, last *cluster.LastLeader) Plan {
 	rec.Errant = res.Errant
 	return Plan{Actions: promotionPlan(v, rec), State: cluster.StateStarting,
 		Reason: withDivergence(fmt.Sprintf("elected after the loss of epoch %d; promoting (%s)", lost, ev.Kind), res)}
+}
+
+// errantAgainst names, for a reason, the transactions this member holds
+// that member other's published position lacks, when the engine can name
+// them (GTIDs); "" otherwise.
+func errantAgainst(v View, other string) string {
+	m := v.Snap.Member(other)
+	if m == nil || m.Position.IsZero() {
+		return ""
+	}
+	if beyond, named := v.DB.Position.Beyond(m.Position); named && !beyond.IsZero() {
+		return fmt.Sprintf("; it holds %s that %s lacks", beyond, other)
+	}
+	return ""
 }
 
 // oldPrimaryPosition is the old primary's last known position, an

@@ -215,3 +215,92 @@ func waitPublished(t *testing.T, c *localcluster.Cluster, name string, pos clust
 		t.Fatal(fmt.Errorf("%s never published a position holding %s (last %s): %w", name, pos, last, err))
 	}
 }
+
+// A former MariaDB primary comes back holding transactions the new
+// primary never had (its last three commits reached no replica before its
+// node crashed): its agent restarts it read-only as a replica of the new
+// primary, MariaDB refuses its GTID position, and it is never silently
+// re-attached: the member reports problem cannot_follow, naming the
+// errant GTIDs (its own server's), and takes no part in the cluster; the
+// new primary keeps everything it acknowledged.
+func TestMariaDBReturningOldPrimaryWithErrantStaysOut(t *testing.T) {
+	c := startMariaDBCluster(t)
+	if err := c.WaitHealthy(ctxFor(t, 2*time.Minute)); err != nil {
+		t.Fatalf("replicas do not stream: %v", err)
+	}
+	old, lead := leader(t, c)
+	reps := others(c, old.Name)
+	pdb := mariadbSocket(t, c, old)
+	ctx := ctxFor(t, 4*time.Minute)
+	execAll(ctx, t, pdb, "CREATE DATABASE IF NOT EXISTS it", "CREATE TABLE it.t (id INT PRIMARY KEY)")
+	insertRows(ctx, t, pdb, "", 1, 5)
+	waitGTID(ctx, t, c, pdb, reps...)
+	// Both replicas' agents stopped (well within the ttl) so they do not
+	// restart the replication stopped under them.
+	for _, r := range reps {
+		pid := r.AgentPID()
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+		execAll(ctx, t, mariadbSocket(t, c, r), "STOP SLAVE IO_THREAD")
+	}
+	insertRows(ctx, t, pdb, "", 6, 8) // on the old primary only
+	t0 := time.Now()
+	old.KillNode()
+	for _, r := range reps {
+		if err := syscall.Kill(r.AgentPID(), syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ttl := time.Duration(localcluster.FastTiming.TTL)
+	tl, err := c.ObservePromotion(ctxFor(t, ttl+60*time.Second), old.Name, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl.Epoch <= lead.Epoch {
+		t.Fatalf("new epoch %d not above %d", tl.Epoch, lead.Epoch)
+	}
+	ndb := mariadbSocket(t, c, c.Node(tl.New))
+	// More commits on the new primary than the old one had of its own, so
+	// the old one's position is behind in sequence and ahead in content.
+	insertRows(ctx, t, ndb, "", 101, 110)
+
+	if err := old.StartAgent(); err != nil {
+		t.Fatal(err)
+	}
+	var last cluster.Member
+	errant := fmt.Sprintf("holds 0-%s-", strings.TrimPrefix(old.Name, "n")) // its own server's
+	// The agent starts mysqld, repoints it and reads the refusal within a
+	// few rounds; a margin for a loaded machine.
+	wait := 10*time.Duration(localcluster.FastTiming.LoopWait) + 60*time.Second
+	err = localcluster.WaitFor(ctxFor(t, wait), func() bool {
+		s, err := c.Snapshot(context.Background())
+		if m := s.Member(old.Name); err == nil && m != nil {
+			last = *m
+			return m.Problem == cluster.ProblemCannotFollow && strings.Contains(m.Reason, errant)
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatalf("%s never reported cannot_follow naming its errant GTIDs (%s...) (last: role %s, state %s, problem %q, reason %q): %v",
+			old.Name, errant, last.Role, last.State, last.Problem, last.Reason, err)
+	}
+	t.Logf("%s: state %s, problem %s: %s", old.Name, last.State, last.Problem, last.Reason)
+	s, err := c.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Leader == nil || s.Leader.Name != tl.New || s.Leader.Epoch != tl.Epoch {
+		t.Errorf("leader %+v, want %s at epoch %d", s.Leader, tl.New, tl.Epoch)
+	}
+	for _, m := range s.Members {
+		if m.Name != tl.New && m.Role == cluster.RolePrimary {
+			t.Errorf("%s runs as a primary besides %s", m.Name, tl.New)
+		}
+	}
+	var rows int
+	if err := ndb.QueryRowContext(ctx, "SELECT COUNT(*) FROM it.t WHERE id <= 5 OR id > 100").Scan(&rows); err != nil || rows != 15 {
+		t.Errorf("new primary %s holds %d of the 15 rows it acknowledged or replicated (%v)", tl.New, rows, err)
+	}
+}
