@@ -403,7 +403,7 @@ func (a *Agent) State() cluster.AgentStatus {
 		Cluster: a.opts.Cluster, Self: a.self, Accepting: a.accepting,
 		Leader: a.snap.Leader, Members: a.snap.Members, Paused: a.cfg.Paused,
 		StoreOK: a.storeOK, LastLoop: a.lastLoop, SyncMode: a.cfg.SynchronousMode, Sync: a.snap.Sync,
-		Config: a.cfg, Started: a.started,
+		Config: a.cfg, Started: a.started, Fenced: a.snap.Fenced, FenceOwed: a.snap.FenceOwed,
 	}
 	if l := a.track.LastLeader; l != nil {
 		st.LastLeaderPosition = l.Position

@@ -32,6 +32,10 @@ type Metrics interface {
 	// ObserveProblem records the problem of this member's last decision
 	// (ha.Plan.Problem, as published in its record; ProblemNone: none).
 	ObserveProblem(p cluster.Problem)
+	// ObserveFences records the fences in the store: how many members
+	// an operator fenced, and the member a promotion owes a fence ("":
+	// none).
+	ObserveFences(fenced int, owedTo string)
 	// Publish records one attempt of the discovery publisher named
 	// publisher: its error (nil: it published and read back) and how long
 	// it took.
@@ -68,6 +72,9 @@ func (NopMetrics) ObserveSync(int) {}
 
 // ObserveProblem does nothing.
 func (NopMetrics) ObserveProblem(cluster.Problem) {}
+
+// ObserveFences does nothing.
+func (NopMetrics) ObserveFences(int, string) {}
 
 // Publish does nothing.
 func (NopMetrics) Publish(string, error, time.Duration) {}
@@ -119,5 +126,10 @@ func (a *Agent) observeRound(m Metrics, start time.Time) {
 	// The problem is the one the round's decision derived (ha.Decide),
 	// not worked out again here.
 	m.ObserveProblem(st.Self.Problem)
+	owed := ""
+	if st.FenceOwed != nil {
+		owed = st.FenceOwed.Target
+	}
+	m.ObserveFences(len(st.Fenced), owed)
 	m.ObserveLoop(a.clk.Now().Sub(start))
 }

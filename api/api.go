@@ -385,10 +385,16 @@ type clusterView struct {
 	// recorded as holding every acknowledged commit for the current epoch.
 	// DurabilityAtRisk is true when the leader's record reports
 	// cluster.ProblemDurabilityAtRisk (mode on, running asynchronously).
-	SynchronousMode     string          `json:"synchronous_mode"`
-	SynchronousStandbys []string        `json:"synchronous_standbys"`
-	DurabilityAtRisk    bool            `json:"durability_at_risk"`
-	Members             []clusterMember `json:"members"`
+	SynchronousMode     string   `json:"synchronous_mode"`
+	SynchronousStandbys []string `json:"synchronous_standbys"`
+	DurabilityAtRisk    bool     `json:"durability_at_risk"`
+	// Fenced lists the operators' fences (hamgrctl fence) by member ({}:
+	// none); FenceOwed is the fence a promotion took the leader key for and
+	// has not confirmed yet (null: none owed): the next promotion fences
+	// that member first.
+	Fenced    map[string]cluster.FenceOutcome `json:"fenced"`
+	FenceOwed *cluster.FenceOwed              `json:"fence_owed"`
+	Members   []clusterMember                 `json:"members"`
 }
 
 // clusterMember is one member in /cluster.
@@ -418,9 +424,14 @@ type clusterMember struct {
 // the snapshot's records as published, sorted by name.
 func newClusterView(st *State) clusterView {
 	v := clusterView{
-		Cluster: st.Cluster,
-		Paused:  st.Paused,
-		Members: make([]clusterMember, 0, len(st.Members)),
+		Cluster:   st.Cluster,
+		Paused:    st.Paused,
+		Fenced:    map[string]cluster.FenceOutcome{},
+		FenceOwed: st.FenceOwed,
+		Members:   make([]clusterMember, 0, len(st.Members)),
+	}
+	for name, f := range st.Fenced {
+		v.Fenced[name] = f
 	}
 	leader := ""
 	if st.Leader != nil {

@@ -676,6 +676,9 @@ func TestClusterJSON(t *testing.T) {
 		SynchronousMode     string   `json:"synchronous_mode"`
 		SynchronousStandbys []string `json:"synchronous_standbys"`
 		DurabilityAtRisk    bool     `json:"durability_at_risk"`
+
+		Fenced    map[string]any `json:"fenced"`
+		FenceOwed any            `json:"fence_owed"`
 	}
 	dec := json.NewDecoder(rec.Body)
 	dec.DisallowUnknownFields()
@@ -733,7 +736,7 @@ func TestClusterJSON(t *testing.T) {
 
 	// No leader and no members: null leader and epoch, empty list.
 	rec = do(t, newTestHandler(State{Cluster: "x"}), http.MethodGet, "/cluster")
-	if s := rec.Body.String(); s != `{"cluster":"x","leader":null,"epoch":null,"paused":false,"synchronous_mode":"off","synchronous_standbys":[],"durability_at_risk":false,"members":[]}`+"\n" {
+	if s := rec.Body.String(); s != `{"cluster":"x","leader":null,"epoch":null,"paused":false,"synchronous_mode":"off","synchronous_standbys":[],"durability_at_risk":false,"fenced":{},"fence_owed":null,"members":[]}`+"\n" {
 		t.Errorf("empty cluster: %s", s)
 	}
 }
@@ -827,5 +830,26 @@ func TestClusterSyncFields(t *testing.T) {
 		if got.SynchronousMode != string(c.mode) || strings.Join(got.SynchronousStandbys, ",") != c.standbys || got.DurabilityAtRisk != c.atRisk {
 			t.Errorf("mode %s sync %+v: got %+v", c.mode, c.sync, got)
 		}
+	}
+}
+
+// /cluster shows the operators' fences and a fence a promotion owes.
+func TestClusterFences(t *testing.T) {
+	st := State{Cluster: "main", Leader: &cluster.Leader{Name: "b", Epoch: 9},
+		Fenced: map[string]cluster.FenceOutcome{"a": {Target: "a", Driver: "ipmi power off", Result: cluster.FenceConfirmed, By: "hamgrctl on ops1"}},
+		FenceOwed: &cluster.FenceOwed{Target: "c", Lost: 7, By: "b"}}
+	rec := do(t, newTestHandler(st), http.MethodGet, "/cluster")
+	var got struct {
+		Fenced    map[string]cluster.FenceOutcome `json:"fenced"`
+		FenceOwed *cluster.FenceOwed              `json:"fence_owed"`
+	}
+	if err := json.NewDecoder(rec.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if f := got.Fenced["a"]; len(got.Fenced) != 1 || f.Result != cluster.FenceConfirmed || f.Driver != "ipmi power off" {
+		t.Errorf("fenced = %+v, want a confirmed by ipmi power off", got.Fenced)
+	}
+	if o := got.FenceOwed; o == nil || o.Target != "c" || o.Lost != 7 || o.By != "b" {
+		t.Errorf("fence_owed = %+v, want c (epoch 7) owed by b", o)
 	}
 }

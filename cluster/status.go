@@ -43,4 +43,9 @@ type AgentStatus struct {
 	// publish (zero if none). Replica lag is measured against it while no
 	// leader's record can be read, as during a failover.
 	LastLeaderPosition Position
+	// Fenced holds the operators' fences recorded in the store, by member
+	// (nil: none); FenceOwed the fence a promotion took the leader key for
+	// and has not confirmed (nil: none).
+	Fenced    map[string]FenceOutcome
+	FenceOwed *FenceOwed
 }

@@ -58,6 +58,8 @@ type Metrics struct {
 	syncCount    prometheus.Gauge
 	atRisk       prometheus.Gauge
 	problem      *prometheus.GaugeVec
+	fenced       prometheus.Gauge
+	fenceOwed    prometheus.Gauge
 	publishes    *prometheus.CounterVec
 	publishFail  *prometheus.GaugeVec
 	publishSecs  *prometheus.GaugeVec
@@ -106,6 +108,8 @@ func New(clusterName, member string) *Metrics {
 			Name: "hamgr_fences_total", Help: "Fence attempts of an old primary this agent made in a promotion's fence step, by result: confirmed, failed (retried), unconfirmed (fencing best-effort promoted without a confirmation).", ConstLabels: labels,
 		}, []string{"result"}),
 		syncCount: gauge("hamgr_synchronous_standbys", "Synchronous standbys recorded by this leader for its epoch (0 on replicas)."),
+		fenced:    gauge("hamgr_fenced_members", "Members with an operator's fence recorded in the store (hamgrctl fence)."),
+		fenceOwed: gauge("hamgr_fence_owed", "1 while a promotion took the leader key without confirming the fence it owes its old primary (the next promotion fences it first), 0 otherwise."),
 		atRisk:    gauge("hamgr_durability_at_risk", "1 on a leader in synchronous_mode on that runs asynchronously because no standby is healthy (the same as hamgr_problem{code=\"durability_at_risk\"})."),
 		problem: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hamgr_problem", Help: "1 for the problem this member's last HA decision reported (see docs/design.md, Problems), 0 for the others.", ConstLabels: labels,
@@ -123,7 +127,7 @@ func New(clusterName, member string) *Metrics {
 	m.reg.MustRegister(
 		m.role, m.isLeader, m.walPosition, m.timeline, m.lagBytes, m.replayLag, m.epoch, m.paused,
 		m.failovers, m.switchovers, m.stepSeconds, m.loopDuration, m.lastLoop, m.storeErrors,
-		m.probeErrors, m.selfFences, m.fences, m.syncCount, m.atRisk, m.problem,
+		m.probeErrors, m.selfFences, m.fences, m.syncCount, m.atRisk, m.problem, m.fenced, m.fenceOwed,
 		m.publishes, m.publishFail, m.publishSecs,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -275,6 +279,17 @@ func (m *Metrics) ObserveSync(standbys int) {
 		return
 	}
 	m.syncCount.Set(float64(standbys))
+}
+
+// ObserveFences records the fences the store holds: how many members an
+// operator's fence is recorded for, and the member a promotion owes a
+// fence ("": none).
+func (m *Metrics) ObserveFences(fenced int, owedTo string) {
+	if m == nil {
+		return
+	}
+	m.fenced.Set(float64(fenced))
+	m.fenceOwed.Set(boolFloat(owedTo != ""))
 }
 
 // ObserveProblem records the problem of this member's last HA decision

@@ -315,3 +315,14 @@ func TestPublish(t *testing.T) {
 		series("hamgr_publish_failing", "publisher", "consul")+" 0",
 	)
 }
+
+// hamgr_fenced_members counts the operators' fences in the store;
+// hamgr_fence_owed is 1 while a promotion owes a fence.
+func TestFences(t *testing.T) {
+	m := metrics.New("main", "pg1")
+	wantLines(t, scrape(t, m.Handler()), series("hamgr_fenced_members")+" 0", series("hamgr_fence_owed")+" 0")
+	m.ObserveFences(2, "n1")
+	wantLines(t, scrape(t, m.Handler()), series("hamgr_fenced_members")+" 2", series("hamgr_fence_owed")+" 1")
+	m.ObserveFences(0, "")
+	wantLines(t, scrape(t, m.Handler()), series("hamgr_fenced_members")+" 0", series("hamgr_fence_owed")+" 0")
+}
