@@ -836,7 +836,7 @@ func TestClusterSyncFields(t *testing.T) {
 // /cluster shows the operators' fences and a fence a promotion owes.
 func TestClusterFences(t *testing.T) {
 	st := State{Cluster: "main", Leader: &cluster.Leader{Name: "b", Epoch: 9},
-		Fenced: map[string]cluster.FenceOutcome{"a": {Target: "a", Driver: "ipmi power off", Result: cluster.FenceConfirmed, By: "hamgrctl on ops1"}},
+		Fenced:    map[string]cluster.FenceOutcome{"a": {Target: "a", Driver: "ipmi power off", Result: cluster.FenceConfirmed, By: "hamgrctl on ops1"}},
 		FenceOwed: &cluster.FenceOwed{Target: "c", Lost: 7, By: "b"}}
 	rec := do(t, newTestHandler(st), http.MethodGet, "/cluster")
 	var got struct {
