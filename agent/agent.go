@@ -205,6 +205,10 @@ type Agent struct {
 	linkLostAt  time.Time
 	linkWake    chan struct{}
 	lastGoneLog string
+	// lastRefused is the last leader-gone probe whose port checks all
+	// were refused, made at lastRefusedAt (leaderlink.go).
+	lastRefused   ha.LeaderGoneProbe
+	lastRefusedAt time.Time
 }
 
 // New returns an agent; it does nothing until Run (or its step functions)

@@ -125,6 +125,9 @@ func (a *Agent) probeLeaderGone(ctx context.Context, v ha.View) ha.LeaderGonePro
 		return p
 	}
 	p.API = api
+	if q, ok := a.stillRefused(ctx, v, p); ok {
+		return q
+	}
 	r := a.opts.Reach
 	if r == nil {
 		r = tcpReacher{link: a.opts.Link}
@@ -140,6 +143,9 @@ func (a *Agent) probeLeaderGone(ctx context.Context, v ha.View) ha.LeaderGonePro
 		// seen.
 		p.Unrenewed, leaseErr = a.leaseUnrenewed(ctx, l.Lease, time.Duration(v.Config.RetryTimeout)/2)
 	}
+	if p.Answer == "" && leaseErr == nil {
+		a.lastRefused, a.lastRefusedAt = p, a.clk.Now()
+	}
 	key := fmt.Sprintf("%d/%d/%s/%v/%v/%v", l.Epoch, p.Refused, p.Answer, p.Unreached != "", p.Unrenewed >= ha.TakeOverUnrenewed(v.Config), leaseErr)
 	if key != a.lastGoneLog {
 		a.lastGoneLog = key
@@ -148,6 +154,35 @@ func (a *Agent) probeLeaderGone(ctx context.Context, v ha.View) ha.LeaderGonePro
 			"agent_unreached", p.Unreached, "lease_unrenewed_at_least", p.Unrenewed, "lease_err", leaseErr)
 	}
 	return p
+}
+
+// refusedRecheck is how long the port checks of a leader-gone probe that
+// were all refused stand in for new ones while only the lease is read
+// (stillRefused).
+const refusedRecheck = time.Second
+
+// stillRefused: while the leader's ports were all refused less than
+// refusedRecheck ago (the same leader key, lease and member record) and
+// only its lease has not gone unrenewed long enough, a round reads the
+// lease alone, not the ports again (0.3 s of checks): the probe of then,
+// with the lease read now. It reports false, and the caller checks the
+// ports, when that does not apply or when the lease now reads long
+// enough: a take-over (ha.takeOver: refused and unrenewed at least
+// TakeOverUnrenewed) therefore always rests on port checks made in its own
+// round, followed by a lease read, as the proof requires.
+func (a *Agent) stillRefused(ctx context.Context, v ha.View, p ha.LeaderGoneProbe) (ha.LeaderGoneProbe, bool) {
+	prev := a.lastRefused
+	if a.lastRefusedAt.IsZero() || a.clk.Now().Sub(a.lastRefusedAt) >= refusedRecheck ||
+		prev.Leader.Name != p.Leader.Name || prev.Leader.Epoch != p.Leader.Epoch || prev.Leader.Lease != p.Leader.Lease ||
+		prev.MemberRev != p.MemberRev || prev.DB != p.DB || prev.API != p.API {
+		return p, false
+	}
+	u, err := a.leaseUnrenewed(ctx, p.Leader.Lease, time.Duration(v.Config.RetryTimeout)/2)
+	if err != nil || u >= ha.TakeOverUnrenewed(v.Config) {
+		return p, false
+	}
+	prev.Unrenewed = u
+	return prev, true
 }
 
 // leaseUnrenewed reads from the store a lower bound on how long lease id

@@ -32,6 +32,7 @@ type simReach struct {
 
 // Refusals implements agent.Reacher.
 func (r simReach) Refusals(_ context.Context, addrs []string, n int, span time.Duration) (int, time.Duration, string) {
+	r.n.portChecks++
 	for _, a := range addrs {
 		if why := r.answer(a); why != "" {
 			return 0, 0, why

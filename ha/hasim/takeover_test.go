@@ -209,3 +209,25 @@ func TestRepeatedPlanBacksOff(t *testing.T) {
 	}
 	t.Logf("n2 ran %d rounds in %v, %d of them hurried", r, window, h)
 }
+
+// While the crashed leader's ports have been refused less than a second
+// ago and only its lease is still too recent, the candidate's rounds read
+// the lease alone; the take-over still comes within 2.5 s, on port checks
+// of its own round.
+func TestTakeOverWaitReadsLeaseOnly(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	expectLeader(t, w, "n1")
+	rounds, _ := w.Rounds("n2")
+	checks := w.PortChecks("n2")
+	run(t, w, 2500*time.Millisecond, Fault{Kind: CrashNode, Member: "n1"})
+	if len(w.TakeOvers) != 1 || !strings.HasPrefix(w.TakeOvers[0], "n2<-n1@") {
+		t.Fatalf("take-overs %v within 2.5s of the crash, want n2 over n1", w.TakeOvers)
+	}
+	r, _ := w.Rounds("n2")
+	r, c := r-rounds, w.PortChecks("n2")-checks
+	t.Logf("n2: %d rounds in the 2.5s, %d port checks", r, c)
+	if c >= r-1 || c > 4 {
+		t.Errorf("n2 checked the ports in %d of its %d rounds, want the rounds in between to read the lease alone", c, r)
+	}
+}

@@ -159,8 +159,9 @@ type World struct {
 type node struct {
 	spec MemberSpec
 	// rounds counts the rounds its agents ran; hurried those that asked
-	// for the next one at once (in under 50ms).
-	rounds, hurried int
+	// for the next one at once (in under 50ms); portChecks the leader-gone
+	// port checks they made (simReach.Refusals).
+	rounds, hurried, portChecks int
 	// alive is false while the node (agent and database) is down.
 	alive bool
 	db    simDB
@@ -395,6 +396,15 @@ func (w *World) round(n *node) {
 		n.hurried++
 	}
 	n.nextRound = w.now.Add(wait)
+}
+
+// PortChecks is how many times member's agents checked the leader's
+// ports for a take-over.
+func (w *World) PortChecks(member string) int {
+	if n := w.node(member); n != nil {
+		return n.portChecks
+	}
+	return 0
 }
 
 // Rounds is how many rounds member's agents have run, and how many of
