@@ -416,8 +416,11 @@ type clusterMember struct {
 	Lag       *int64           `json:"lag"`
 	Streaming bool             `json:"streaming"`
 	Upstream  string           `json:"upstream"`
-	Tags      cluster.Tags     `json:"tags"`
-	UpdatedAt *time.Time       `json:"updated_at"`
+	// Coordinates are the database's own log coordinates (a binary log
+	// file and offset), for operators; absent when the engine shows none.
+	Coordinates string       `json:"coordinates,omitempty"`
+	Tags        cluster.Tags `json:"tags"`
+	UpdatedAt   *time.Time   `json:"updated_at"`
 }
 
 // newClusterView builds the /cluster body from st's snapshot. The members are
@@ -462,22 +465,23 @@ func newClusterView(st *State) clusterView {
 		}
 		tl, lsn, _ := m.Position.PostgreSQL()
 		v.Members = append(v.Members, clusterMember{
-			Name:      m.Name,
-			Role:      role,
-			State:     m.State,
-			Reason:    m.Reason,
-			Problem:   m.Problem,
-			APIURL:    m.APIURL,
-			Host:      m.ConnHost,
-			Port:      m.ConnPort,
-			Position:  m.Position,
-			Timeline:  tl,
-			LSN:       lsn,
-			Lag:       lagOf(m),
-			Streaming: m.Streaming,
-			Upstream:  m.Upstream,
-			Tags:      m.Tags,
-			UpdatedAt: timeOf(m.UpdatedAt),
+			Name:        m.Name,
+			Role:        role,
+			State:       m.State,
+			Reason:      m.Reason,
+			Problem:     m.Problem,
+			APIURL:      m.APIURL,
+			Host:        m.ConnHost,
+			Port:        m.ConnPort,
+			Position:    m.Position,
+			Timeline:    tl,
+			LSN:         lsn,
+			Lag:         lagOf(m),
+			Streaming:   m.Streaming,
+			Upstream:    m.Upstream,
+			Coordinates: m.Coordinates,
+			Tags:        m.Tags,
+			UpdatedAt:   timeOf(m.UpdatedAt),
 		})
 	}
 	slices.SortStableFunc(v.Members, func(a, b clusterMember) int { return strings.Compare(a.Name, b.Name) })

@@ -112,6 +112,10 @@ type Member struct {
 	ConnHost string `json:"conn_host"`
 	ConnPort int    `json:"conn_port"`
 	Tags     Tags   `json:"tags"`
+	// Coordinates are the database's own log coordinates for operators
+	// (db.Status.Coordinates: a binary log file and offset); absent when
+	// the engine shows none.
+	Coordinates string `json:"coordinates,omitempty"`
 	// Diverged is true when the engine reports that this replica's history
 	// diverged from its upstream's (it holds WAL the leader lacks): it must
 	// be rewound or re-cloned and is never a healthy replica.

@@ -28,6 +28,11 @@ type Status struct {
 	// a failover without it loses), else the checkpoint or minimum
 	// recovery point of its control data.
 	Position cluster.Position
+	// Coordinates are the server's own log coordinates in the engine's
+	// notation, for operators (MariaDB/MySQL: the binary log file and
+	// offset it writes, "mysql-bin.000003:1234"); "" when the engine has
+	// none to show or the server did not answer. No decision uses them.
+	Coordinates string
 	// Checkpoint is a stopped server's latest checkpoint (after a fast
 	// shutdown: the shutdown checkpoint, the final position a switchover
 	// hands over); zero while it runs.

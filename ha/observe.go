@@ -181,6 +181,7 @@ func (t *Tracker) Record(now time.Time, base cluster.Member, prev cluster.Snapsh
 		Position: st.Position, Received: st.Received, Replayed: st.Replayed,
 		Streaming: st.Streaming, APIURL: base.APIURL, ConnHost: base.ConnHost, ConnPort: base.ConnPort,
 		Tags: base.Tags, LagBytes: -1, LagSeconds: -1, UpdatedAt: base.UpdatedAt, Diverged: st.Diverged != "",
+		Coordinates: st.Coordinates,
 	}
 	if st.Role == cluster.RoleReplica {
 		m.LagSeconds = st.ReplayLagSeconds

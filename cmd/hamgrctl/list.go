@@ -164,17 +164,22 @@ type memberJSON struct {
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
 	// Problem is the member's problem code; absent when none.
-	Problem    string    `json:"problem,omitempty"`
-	Timeline   uint32    `json:"timeline"`
-	LSN        string    `json:"lsn"`
-	LagBytes   int64     `json:"lag_bytes"`
-	LagSeconds float64   `json:"lag_seconds"`
-	Streaming  bool      `json:"streaming"`
-	Upstream   string    `json:"upstream,omitempty"`
-	NoFailover bool      `json:"nofailover"`
-	Priority   int       `json:"priority"`
-	APIURL     string    `json:"api_url,omitempty"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	Problem  string `json:"problem,omitempty"`
+	Timeline uint32 `json:"timeline"`
+	LSN      string `json:"lsn"`
+	// Position is the engine's position (a GTID set on MariaDB/MySQL,
+	// where timeline and lsn are zero); Coordinates the database's own
+	// log coordinates (a binary log file and offset), when it shows any.
+	Position    cluster.Position `json:"position"`
+	Coordinates string           `json:"coordinates,omitempty"`
+	LagBytes    int64            `json:"lag_bytes"`
+	LagSeconds  float64          `json:"lag_seconds"`
+	Streaming   bool             `json:"streaming"`
+	Upstream    string           `json:"upstream,omitempty"`
+	NoFailover  bool             `json:"nofailover"`
+	Priority    int              `json:"priority"`
+	APIURL      string           `json:"api_url,omitempty"`
+	UpdatedAt   time.Time        `json:"updated_at"`
 }
 
 func listDocument(name string, s cluster.Snapshot) listJSON {
@@ -209,6 +214,7 @@ func listDocument(name string, s cluster.Snapshot) listJSON {
 		d.Members = append(d.Members, memberJSON{
 			Name: m.Name, Host: m.ConnHost, Port: m.ConnPort, Role: roleOf(s, m), DBRole: m.Role.String(),
 			State: string(m.State), Reason: m.Reason, Problem: string(m.Problem), Timeline: tl, LSN: lsn.String(),
+			Position: m.Position, Coordinates: m.Coordinates,
 			LagBytes: m.LagBytes, LagSeconds: m.LagSeconds, Streaming: m.Streaming, Upstream: m.Upstream,
 			NoFailover: m.Tags.NoFailover, Priority: m.Tags.Priority, APIURL: m.APIURL, UpdatedAt: m.UpdatedAt,
 		})
@@ -267,13 +273,41 @@ func writeList(out io.Writer, name string, s cluster.Snapshot, now time.Time) er
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tADDRESS\tROLE\tSTATE\tTL\tLSN\tLAG\tUPSTREAM\tTAGS\tPROBLEM\tREASON")
+	posHeader := "TL\tLSN"
+	if !walPositions(s.Members) {
+		posHeader = "POSITION"
+	}
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tROLE\tSTATE\t"+posHeader+"\tLAG\tUPSTREAM\tTAGS\tPROBLEM\tREASON")
 	for _, m := range s.Members {
-		tl, lsn, _ := m.Position.PostgreSQL()
-		fmt.Fprintf(tw, "%s\t%s:%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.ConnHost, m.ConnPort, roleOf(s, m), m.State,
-			tl, lsn, lagText(s, m), upstreamText(m), tagsText(m.Tags), dash(string(m.Problem)), dash(m.Reason))
+		fmt.Fprintf(tw, "%s\t%s:%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.ConnHost, m.ConnPort, roleOf(s, m), m.State,
+			positionCells(s.Members, m), lagText(s, m), upstreamText(m), tagsText(m.Tags), dash(string(m.Problem)), dash(m.Reason))
 	}
 	return tw.Flush()
+}
+
+// walPositions reports whether every member's position is a PostgreSQL
+// one (or unknown): the list then shows timeline and LSN columns.
+func walPositions(ms []cluster.Member) bool {
+	for _, m := range ms {
+		if _, _, ok := m.Position.PostgreSQL(); !ok && !m.Position.IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// positionCells is m's position in the list's position columns: timeline
+// and LSN on PostgreSQL; otherwise the engine's notation (a GTID set),
+// followed by the database's own log coordinates when it shows them.
+func positionCells(ms []cluster.Member, m cluster.Member) string {
+	if walPositions(ms) {
+		tl, lsn, _ := m.Position.PostgreSQL()
+		return fmt.Sprintf("%d\t%s", tl, lsn)
+	}
+	if m.Coordinates != "" {
+		return fmt.Sprintf("%s (%s)", m.Position, m.Coordinates)
+	}
+	return m.Position.String()
 }
 
 func dash(s string) string {

@@ -381,3 +381,32 @@ func TestHistoryShowsErrant(t *testing.T) {
 		t.Errorf("history:\n%s\nwant it to contain %q", out, want)
 	}
 }
+
+// On MariaDB the list shows each member's GTID position and binary log
+// coordinates in one POSITION column, not PostgreSQL's timeline and LSN.
+func TestRenderListGTID(t *testing.T) {
+	pos := func(s string) cluster.Position {
+		p, err := cluster.MariaDBPosition(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	s := cluster.Snapshot{Leader: &cluster.Leader{Name: "n1", Epoch: 7}, Members: []cluster.Member{
+		{Name: "n1", Role: cluster.RolePrimary, State: cluster.StateRunning, Position: pos("0-1-12"), Coordinates: "mysql-bin.000002:3456"},
+		{Name: "n2", Role: cluster.RoleReplica, State: cluster.StateRunning, Position: pos("0-1-11"), LagBytes: 1},
+	}}
+	var b bytes.Buffer
+	if err := writeList(&b, "prod", s, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"POSITION", "0-1-12 (mysql-bin.000002:3456)", "0-1-11"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "LSN") || strings.Contains(out, "0/0") {
+		t.Errorf("list shows PostgreSQL columns for GTID positions:\n%s", out)
+	}
+}

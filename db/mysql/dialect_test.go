@@ -333,3 +333,20 @@ func TestClampState(t *testing.T) {
 		t.Errorf("clamped %s, %v", got, err)
 	}
 }
+
+func TestFormatCoordinates(t *testing.T) {
+	str := func(s string) *string { return &s }
+	for _, c := range []struct {
+		row  map[string]*string
+		want string
+	}{
+		{map[string]*string{"File": str("mysql-bin.000003"), "Position": str("1234"), "Binlog_Do_DB": str("")}, "mysql-bin.000003:1234"},
+		{map[string]*string{"File": str("binlog.000001")}, "binlog.000001"},
+		{map[string]*string{}, ""},
+		{nil, ""},
+	} {
+		if got := FormatCoordinates(c.row); got != c.want {
+			t.Errorf("FormatCoordinates(%v) = %q, want %q", c.row, got, c.want)
+		}
+	}
+}

@@ -127,6 +127,7 @@ func (m *MySQL) measure(ctx context.Context, st *db.Status) error {
 		return err
 	}
 	st.Position = s.executed
+	st.Coordinates = binlogCoordinates(ctx, pool, d)
 	if !s.readOnly {
 		st.Role = cluster.RolePrimary
 		return nil
@@ -152,6 +153,30 @@ func (m *MySQL) measure(ctx context.Context, st *db.Status) error {
 		st.ReplayLagSeconds = m.heartbeatLag(ctx, pool, rs)
 	}
 	return nil
+}
+
+// binlogCoordinates reads the binary log file and offset the server
+// writes, "file:offset", for operators; "" when its binary log is off or
+// the query fails (no decision depends on it).
+func binlogCoordinates(ctx context.Context, q querier, d Dialect) string {
+	row, err := queryRow(ctx, q, d.BinlogStatus())
+	if err != nil {
+		return ""
+	}
+	return FormatCoordinates(row)
+}
+
+// FormatCoordinates renders a SHOW MASTER STATUS (SHOW BINARY LOG STATUS)
+// row as "file:offset"; "" when the row has no file.
+func FormatCoordinates(row map[string]*string) string {
+	file, pos := row["File"], row["Position"]
+	if file == nil || *file == "" {
+		return ""
+	}
+	if pos == nil {
+		return *file
+	}
+	return *file + ":" + *pos
 }
 
 // heartbeatLag is the age of the heartbeat row the replica applied, in

@@ -256,6 +256,12 @@ func TestServerLifecycleAndFailover(t *testing.T) {
 	if st2.Role != cluster.RoleReplica || st2.UpstreamPort != n1.opts.Port || st2.ReplayLagSeconds < 0 || st2.ReplayLagSeconds > 5 || st2.Diverged != "" {
 		t.Fatalf("replica status %+v", st2)
 	}
+	// Each shows the binary log file and offset it writes, for operators.
+	for _, st := range []db.Status{st1, st2} {
+		if file, off, ok := strings.Cut(st.Coordinates, ":"); !ok || file == "" || off == "" || off == "0" {
+			t.Errorf("coordinates %q, want file:offset", st.Coordinates)
+		}
+	}
 	// Ask: writable primary, read-only replica, refused on a free port.
 	if a, err := n2.Ask(ctxT(t, 2*time.Second), "127.0.0.1", n1.opts.Port); a != db.AnswerWritable {
 		t.Errorf("ask primary: %s, %v", a, err)
