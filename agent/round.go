@@ -23,39 +23,58 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	// A fence due now acts before anything is decided (after a freeze the
 	// round and the fence timer wake together).
 	a.Fence(ctx)
+	now := a.clk.Now()
+	st, snap, storeOK, cfg := a.observe(ctx, now)
+	view := a.view(ctx, now, cfg, st, snap, storeOK)
+
+	plan := ha.Decide(view)
+	a.logPlan(now, plan, snap)
+	failedAct, failed := a.execute(ctx, view, plan)
+	return a.settle(ctx, cfg, st, plan, failedAct, failed)
+}
+
+// observe is a round's first phase: the lease, the database probe, this
+// member's record published and the cluster read (again after a fresh
+// probe when the leader is gone and this member's record predates the
+// loss, so the election compares fresh positions), and the dynamic config
+// adopted. It returns the probe, the snapshot, whether the store answered
+// and the config in effect.
+func (a *Agent) observe(ctx context.Context, now time.Time) (db.Status, cluster.Snapshot, bool, cluster.DynamicConfig) {
 	cfg := a.config()
 	storeTimeout := time.Duration(cfg.RetryTimeout) / 2
-	now := a.clk.Now()
-
 	if err := a.ensureLease(ctx, storeTimeout); err != nil {
 		a.log.Warn("no store lease", "err", err)
 	}
 	st := a.probe(ctx)
-
 	snap, storeOK := a.publishAndLoad(ctx, storeTimeout, st)
-	if storeOK {
-		if snap.Config != nil {
-			a.applyConfig(*snap.Config)
-			cfg = a.config()
-		}
-		a.mu.Lock()
-		lost := a.track.ObserveLeader(now, snap)
-		fresh := a.track.NeedsFreshRecord(snap)
-		a.mu.Unlock()
-		if lost {
-			a.log.Warn("leader key absent", "last_leader", lastLeaderName(snap), "epoch", ha.LostEpoch(snap))
-			a.emit("leader loss detected (last leader " + lastLeaderName(snap) + ")")
-		}
-		if snap.Leader == nil && fresh {
-			// Re-measure and publish a position taken after the loss,
-			// then read again so the election compares fresh positions.
-			st = a.probe(ctx)
-			if s2, ok := a.publishAndLoad(ctx, storeTimeout, st); ok {
-				snap = s2
-			}
+	if !storeOK {
+		return st, snap, false, cfg
+	}
+	if snap.Config != nil {
+		a.applyConfig(*snap.Config)
+		cfg = a.config()
+	}
+	a.mu.Lock()
+	lost := a.track.ObserveLeader(now, snap)
+	fresh := a.track.NeedsFreshRecord(snap)
+	a.mu.Unlock()
+	if lost {
+		a.log.Warn("leader key absent", "last_leader", lastLeaderName(snap), "epoch", ha.LostEpoch(snap))
+		a.emit("leader loss detected (last leader " + lastLeaderName(snap) + ")")
+	}
+	if snap.Leader == nil && fresh {
+		st = a.probe(ctx)
+		if s2, ok := a.publishAndLoad(ctx, storeTimeout, st); ok {
+			snap = s2
 		}
 	}
+	return st, snap, true, cfg
+}
 
+// view is a round's second phase: what ha.Decide sees, with the
+// measurements only some decisions need (the leader's standbys and slots,
+// the old primary's and a gone leader's liveness) taken when they are.
+func (a *Agent) view(ctx context.Context, now time.Time, cfg cluster.DynamicConfig, st db.Status, snap cluster.Snapshot, storeOK bool) ha.View {
 	a.mu.Lock()
 	if storeOK {
 		a.track.StoreReachable(now)
@@ -84,14 +103,20 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 		a.mu.Unlock()
 		a.logOldPrimary(view)
 	}
-
 	if ha.WantsLeaderGoneProbe(view) {
 		view.LeaderGone = a.probeLeaderGone(ctx, view)
 	}
+	return view
+}
 
-	plan := ha.Decide(view)
-	a.logPlan(now, plan, snap)
-	failedAct, failed := a.execute(ctx, view, plan)
+// settle is a round's last phase, after the plan ran: this member's new
+// state is recorded (and published at once when it changed or actions
+// ran), the leader link follows the leader, and the wait until the next
+// round is chosen: the back-off after a failed action, 10ms after new
+// actions, longer after actions repeated without effect, else an idle
+// round's.
+func (a *Agent) settle(ctx context.Context, cfg cluster.DynamicConfig, st db.Status, plan ha.Plan, failedAct ha.Action, failed bool) time.Duration {
+	storeTimeout := time.Duration(cfg.RetryTimeout) / 2
 	a.mu.Lock()
 	changed := a.self.State != plan.State || a.self.Reason != plan.Reason || a.self.Problem != plan.Problem
 	a.self.State, a.self.Reason, a.self.Problem = plan.State, plan.Reason, plan.Problem
@@ -102,47 +127,51 @@ func (a *Agent) Round(ctx context.Context) time.Duration {
 	target := linkTargetOf(a.opts.Name, a.snap)
 	a.mu.Unlock()
 	a.setLinkTarget(target)
-	if len(plan.Actions) == 0 && changed {
-		// The decision changed this member's state: publish it now, not a
-		// loop_wait later (operators and the other agents read it).
-		a.publishAndLoad(ctx, storeTimeout, st)
+	if len(plan.Actions) == 0 {
+		if changed {
+			// The decision changed this member's state: publish it now,
+			// not a loop_wait later (operators and the other agents
+			// read it).
+			a.publishAndLoad(ctx, storeTimeout, st)
+		}
+		a.repeatsLastPlan(plan, false)
+		return a.idleWait(cfg, plan, st)
 	}
-	if len(plan.Actions) > 0 {
-		// Publish the outcome now rather than a loop_wait later.
-		st = a.probe(ctx)
-		a.publishAndLoad(ctx, storeTimeout, st)
-		var wait time.Duration
-		if failed {
-			a.mu.Lock()
-			if !a.leaseLostInRound {
-				wait = a.track.BackOff(failedAct, cfg)
-			}
-			a.leaseLostInRound = false
-			a.mu.Unlock()
-		}
-		if wait > 0 {
-			// A failing action is retried after the back-off,
-			// whatever wakes the loop meanwhile.
-			a.mu.Lock()
-			a.notBefore = a.clk.Now().Add(wait)
-			a.repeated, a.repeats = "", 0
-			a.mu.Unlock()
-			return wait
-		}
-		n := a.repeatsLastPlan(plan, failed)
-		if n == 0 {
-			return 10 * time.Millisecond
-		}
-		// The same actions succeeded in the previous rounds and changed
-		// nothing this round sees (a replica repointed at an upstream
-		// that does not answer yet): the next round comes after 100ms,
-		// doubling with each repeat, and at most as an idle one would;
-		// at once, the loop would probe and write to the store a
-		// hundred times a second until the upstream comes back.
-		return min(repeatWait<<min(n-1, 8), a.idleWait(cfg, plan, st))
+	// Publish the outcome now rather than a loop_wait later.
+	st = a.probe(ctx)
+	a.publishAndLoad(ctx, storeTimeout, st)
+	if wait := a.backOff(cfg, failedAct, failed); wait > 0 {
+		return wait
 	}
-	a.repeatsLastPlan(plan, false)
-	return a.idleWait(cfg, plan, st)
+	n := a.repeatsLastPlan(plan, failed)
+	if n == 0 {
+		return 10 * time.Millisecond
+	}
+	// The same actions succeeded in the previous rounds and changed
+	// nothing this round sees (a replica repointed at an upstream that
+	// does not answer yet): the next round comes after 100ms, doubling
+	// with each repeat, and at most as an idle one would; at once, the
+	// loop would probe and write to the store a hundred times a second
+	// until the upstream comes back.
+	return min(repeatWait<<min(n-1, 8), a.idleWait(cfg, plan, st))
+}
+
+// backOff is the wait before retrying failedAct when it failed (0: none,
+// or its failure was the lease found gone, which the next round mends
+// at once); no round starts before it, whatever wakes the loop.
+func (a *Agent) backOff(cfg cluster.DynamicConfig, failedAct ha.Action, failed bool) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var wait time.Duration
+	if failed && !a.leaseLostInRound {
+		wait = a.track.BackOff(failedAct, cfg)
+	}
+	a.leaseLostInRound = false
+	if wait > 0 {
+		a.notBefore = a.clk.Now().Add(wait)
+		a.repeated, a.repeats = "", 0
+	}
+	return wait
 }
 
 // repeatWait is the wait after a round that repeated the previous round's
