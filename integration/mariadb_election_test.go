@@ -106,26 +106,14 @@ func mariadbRankedFailover(t *testing.T, errant int) {
 	if rows != 30 || errantRows != 0 {
 		t.Errorf("new primary %s holds %d rows, %d of them errant; want the old primary's 30 only", ahead.Name, rows, errantRows)
 	}
-	checkErrantHistory(ctx, t, c, tl.Epoch, behind.Name, ahead.Name, errant > 0)
+	checkErrantHistory(t, c, tl.Epoch, behind.Name, ahead.Name, errant > 0)
 }
 
 // checkErrantHistory: the history entry of epoch names behind's errant
 // GTIDs (domain 5) against the new primary when want, and none otherwise.
-func checkErrantHistory(ctx context.Context, t *testing.T, c *localcluster.Cluster, epoch cluster.Epoch, behind, newPrimary string, want bool) {
+func checkErrantHistory(t *testing.T, c *localcluster.Cluster, epoch cluster.Epoch, behind, newPrimary string, want bool) {
 	t.Helper()
-	var entry *cluster.HistoryEntry
-	err := localcluster.WaitFor(ctx, func() bool {
-		hist, err := c.Store.History(ctx)
-		for i := range hist {
-			if err == nil && hist[i].Epoch == epoch {
-				entry = &hist[i]
-			}
-		}
-		return entry != nil
-	})
-	if err != nil {
-		t.Fatalf("no history entry for epoch %d: %v", epoch, err)
-	}
+	entry := waitHistory(t, c, epoch)
 	var named []string
 	for _, e := range entry.Errant {
 		named = append(named, e.String())
@@ -198,22 +186,10 @@ func waitGTID(ctx context.Context, t *testing.T, c *localcluster.Cluster, primar
 // its reference).
 func waitPublished(t *testing.T, c *localcluster.Cluster, name string, pos cluster.Position) {
 	t.Helper()
-	var last cluster.Position
-	// Every agent publishes its position every round; a margin for a
-	// loaded machine.
-	d := 5*time.Duration(localcluster.FastTiming.LoopWait) + 10*time.Second
-	err := localcluster.WaitFor(ctxFor(t, d), func() bool {
-		s, err := c.Snapshot(context.Background())
-		if m := s.Member(name); err == nil && m != nil {
-			last = m.Position
-			o := m.Position.Compare(pos)
-			return o == cluster.Equal || o == cluster.Ahead
-		}
-		return false
+	waitMember(t, c, name, "publish a position holding "+pos.String(), func(m *cluster.Member) bool {
+		o := m.Position.Compare(pos)
+		return o == cluster.Equal || o == cluster.Ahead
 	})
-	if err != nil {
-		t.Fatal(fmt.Errorf("%s never published a position holding %s (last %s): %w", name, pos, last, err))
-	}
 }
 
 // A former MariaDB primary comes back holding transactions the new
@@ -272,20 +248,11 @@ func TestMariaDBReturningOldPrimaryWithErrantStaysOut(t *testing.T) {
 	var last cluster.Member
 	errant := fmt.Sprintf("holds 0-%s-", strings.TrimPrefix(old.Name, "n")) // its own server's
 	// The agent starts mysqld, repoints it and reads the refusal within a
-	// few rounds; a margin for a loaded machine.
-	wait := 10*time.Duration(localcluster.FastTiming.LoopWait) + 60*time.Second
-	err = localcluster.WaitFor(ctxFor(t, wait), func() bool {
-		s, err := c.Snapshot(context.Background())
-		if m := s.Member(old.Name); err == nil && m != nil {
-			last = *m
-			return m.Problem == cluster.ProblemCannotFollow && strings.Contains(m.Reason, errant)
-		}
-		return false
+	// few rounds.
+	waitMember(t, c, old.Name, "report cannot_follow naming its errant GTIDs ("+errant+"...)", func(m *cluster.Member) bool {
+		last = *m
+		return m.Problem == cluster.ProblemCannotFollow && strings.Contains(m.Reason, errant)
 	})
-	if err != nil {
-		t.Fatalf("%s never reported cannot_follow naming its errant GTIDs (%s...) (last: role %s, state %s, problem %q, reason %q): %v",
-			old.Name, errant, last.Role, last.State, last.Problem, last.Reason, err)
-	}
 	t.Logf("%s: state %s, problem %s: %s", old.Name, last.State, last.Problem, last.Reason)
 	s, err := c.Snapshot(ctx)
 	if err != nil {
