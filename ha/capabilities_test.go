@@ -150,14 +150,7 @@ func TestSwitchoverDemotesInPlace(t *testing.T) {
 // old primary's final position (at it is enough: it is the demoted
 // server's executed set), not when it has only received it.
 func TestHandoffDemotedNeedsApplied(t *testing.T) {
-	pos := func(s string) cluster.Position {
-		p, err := cluster.MariaDBPosition(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	final := pos("0-1-10")
+	final := mariaDBPos(t, "0-1-10")
 	for _, c := range []struct {
 		name     string
 		replayed string
@@ -169,9 +162,9 @@ func TestHandoffDemotedNeedsApplied(t *testing.T) {
 		{"holds it and a later server's", "0-1-10,0-2-11", true},
 		{"an errant transaction instead", "0-1-9,0-2-10", false},
 	} {
-		v := handoffView(final, pos("0-1-10"))
+		v := handoffView(final, mariaDBPos(t, "0-1-10"))
 		v.Engine = demoteEngine
-		v.DB.Replayed = pos(c.replayed)
+		v.DB.Replayed = mariaDBPos(t, c.replayed)
 		if p := Decide(v); promotes(p) != c.want {
 			t.Errorf("%s: promotes=%t, want %t: %s", c.name, promotes(p), c.want, p)
 		}
@@ -234,21 +227,14 @@ func TestEngineWithoutSynchronousReplication(t *testing.T) {
 // and carries the errant transactions into the promotion record (and so
 // the history entry); the other candidate waits for it.
 func TestElectionErrantGTIDs(t *testing.T) {
-	pos := func(s string) cluster.Position {
-		p, err := cluster.MariaDBPosition(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	view := func(self string) View {
 		v := electionView(self, 0, 80e9)
 		v.ElectionOpenAt = v.LeaderLostAt
 		v.Engine, v.Slots = demoteEngine, Slots{}
-		v.LastLeaderPosition = pos("0-1-100")
+		v.LastLeaderPosition = mariaDBPos(t, "0-1-100")
 		// n3 counts more transactions (90 + 20) but lacks 0-1-91..100,
 		// and holds 5-3-1..20 that the old primary never had.
-		v.Snap.Members[0].Position, v.Snap.Members[1].Position = pos("0-1-100"), pos("0-1-90,5-3-20")
+		v.Snap.Members[0].Position, v.Snap.Members[1].Position = mariaDBPos(t, "0-1-100"), mariaDBPos(t, "0-1-90,5-3-20")
 		v.DB.Position = v.Snap.Member(self).Position
 		return v
 	}
@@ -274,9 +260,9 @@ func TestElectionErrantGTIDs(t *testing.T) {
 	// The reference is the old primary's member record while it lasts
 	// (every agent reads the same), not an older position this agent saw.
 	stale := view("n2")
-	stale.LastLeaderPosition = pos("0-1-90")
+	stale.LastLeaderPosition = mariaDBPos(t, "0-1-90")
 	stale.Snap.Members = append(stale.Snap.Members, cluster.Member{Name: "n1", Role: cluster.RoleUnknown, State: cluster.StateCrashed,
-		Position: pos("0-1-100"), MeasuredAfterLossOf: 4})
+		Position: mariaDBPos(t, "0-1-100"), MeasuredAfterLossOf: 4})
 	if p := Decide(stale); !promotes(p) || !strings.Contains(p.Reason, "n3 holds 5-3-20 that n2 lacks") {
 		t.Errorf("with the old primary's record at 0-1-100 and a stale 0-1-90 seen: %s, want n2 elected, n3's errant named", p)
 	}
@@ -286,18 +272,21 @@ func TestElectionErrantGTIDs(t *testing.T) {
 // reason, the transactions it holds that the leader lacks (errant GTIDs),
 // when the engine's positions can name them.
 func TestDivergedReasonNamesErrant(t *testing.T) {
-	pos := func(s string) cluster.Position {
-		p, err := cluster.MariaDBPosition(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	v := divergedFollower(otherEngine)
-	v.DB.Position = pos("0-3-8")
-	v.Snap.Members[len(v.Snap.Members)-1].Position = pos("0-3-5,0-1-12")
+	v.DB.Position = mariaDBPos(t, "0-3-8")
+	v.Snap.Members[len(v.Snap.Members)-1].Position = mariaDBPos(t, "0-3-5,0-1-12")
 	p := Decide(v)
 	if p.Problem != cluster.ProblemCannotFollow || !strings.Contains(p.Reason, "it holds 0-3-8 that n1 lacks") {
 		t.Errorf("diverged member: %s (problem %q), want cannot_follow naming 0-3-8", p, p.Problem)
 	}
+}
+
+// mariaDBPos parses MariaDB GTID state s, failing the test on an error.
+func mariaDBPos(t *testing.T, s string) cluster.Position {
+	t.Helper()
+	p, err := cluster.MariaDBPosition(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
