@@ -173,8 +173,7 @@ const refusedRecheck = time.Second
 func (a *Agent) stillRefused(ctx context.Context, v ha.View, p ha.LeaderGoneProbe) (ha.LeaderGoneProbe, bool) {
 	prev := a.lastRefused
 	if a.lastRefusedAt.IsZero() || a.clk.Now().Sub(a.lastRefusedAt) >= refusedRecheck ||
-		prev.Leader.Name != p.Leader.Name || prev.Leader.Epoch != p.Leader.Epoch || prev.Leader.Lease != p.Leader.Lease ||
-		prev.MemberRev != p.MemberRev || prev.DB != p.DB || prev.API != p.API {
+		!prev.About(p.Leader, p.MemberRev) || prev.DB != p.DB || prev.API != p.API {
 		return p, false
 	}
 	u, err := a.leaseUnrenewed(ctx, p.Leader.Lease, time.Duration(v.Config.RetryTimeout)/2)

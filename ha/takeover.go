@@ -167,12 +167,12 @@ func TakeOverUnrenewed(cfg cluster.DynamicConfig) time.Duration {
 // unreached reports whether p found the agent of leader l, whose member
 // record is at revision rev, not answering on its API.
 func (p LeaderGoneProbe) unreached(l cluster.Leader, rev int64) bool {
-	return p.about(l, rev) && p.Unreached != ""
+	return p.About(l, rev) && p.Unreached != ""
 }
 
-// about reports whether p was made under leader l (same epoch and lease)
+// About reports whether p was made under leader l (same epoch and lease)
 // with its member record at revision rev.
-func (p LeaderGoneProbe) about(l cluster.Leader, rev int64) bool {
+func (p LeaderGoneProbe) About(l cluster.Leader, rev int64) bool {
 	return p.Leader.Epoch == l.Epoch && p.Leader.Lease == l.Lease && p.MemberRev == rev
 }
 
@@ -180,7 +180,7 @@ func (p LeaderGoneProbe) about(l cluster.Leader, rev int64) bool {
 // record is at revision rev refusing, as many times and over as long as
 // the proof of death asks.
 func (p LeaderGoneProbe) refused(l cluster.Leader, rev int64) bool {
-	return p.about(l, rev) && p.Answer == "" && p.Refused >= TakeOverChecks && p.Over >= TakeOverCheckSpan
+	return p.About(l, rev) && p.Answer == "" && p.Refused >= TakeOverChecks && p.Over >= TakeOverCheckSpan
 }
 
 // takeOverTick is how soon a replica re-runs its round while a take-over's
