@@ -273,14 +273,15 @@ func writeList(out io.Writer, name string, s cluster.Snapshot, now time.Time) er
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	wal := walPositions(s.Members)
 	posHeader := "TL\tLSN"
-	if !walPositions(s.Members) {
+	if !wal {
 		posHeader = "POSITION"
 	}
 	fmt.Fprintln(tw, "MEMBER\tADDRESS\tROLE\tSTATE\t"+posHeader+"\tLAG\tUPSTREAM\tTAGS\tPROBLEM\tREASON")
 	for _, m := range s.Members {
 		fmt.Fprintf(tw, "%s\t%s:%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.ConnHost, m.ConnPort, roleOf(s, m), m.State,
-			positionCells(s.Members, m), lagText(s, m), upstreamText(m), tagsText(m.Tags), dash(string(m.Problem)), dash(m.Reason))
+			positionCells(m, wal), lagText(s, m), upstreamText(m), tagsText(m.Tags), dash(string(m.Problem)), dash(m.Reason))
 	}
 	return tw.Flush()
 }
@@ -297,10 +298,11 @@ func walPositions(ms []cluster.Member) bool {
 }
 
 // positionCells is m's position in the list's position columns: timeline
-// and LSN on PostgreSQL; otherwise the engine's notation (a GTID set),
-// followed by the database's own log coordinates when it shows them.
-func positionCells(ms []cluster.Member, m cluster.Member) string {
-	if walPositions(ms) {
+// and LSN when every member's position is PostgreSQL's (wal); otherwise
+// the engine's notation (a GTID set), followed by the database's own log
+// coordinates when it shows them.
+func positionCells(m cluster.Member, wal bool) string {
+	if wal {
 		tl, lsn, _ := m.Position.PostgreSQL()
 		return fmt.Sprintf("%d\t%s", tl, lsn)
 	}
