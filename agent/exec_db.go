@@ -121,9 +121,9 @@ func (x executor) replication(what string) (db.Replication, error) {
 
 // SetSyncStandbys sets the server's synchronous standbys.
 func (x executor) SetSyncStandbys(ctx context.Context, _ ha.Step, act ha.SetSyncStandbys) error {
-	r, err := x.replication("manage synchronous replication")
-	if err != nil {
-		return err
+	r, ok := x.a.opts.DB.(db.SyncReplication)
+	if !ok {
+		return errors.New("this database engine cannot manage synchronous replication")
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -132,6 +132,21 @@ func (x executor) SetSyncStandbys(ctx context.Context, _ ha.Step, act ha.SetSync
 		return err
 	}
 	x.a.log.Info("synchronous standbys set", "names", act.Names, "any", anyStandby)
+	return nil
+}
+
+// SetAcknowledging turns the local replica's acknowledging on or off.
+func (x executor) SetAcknowledging(ctx context.Context, _ ha.Step, act ha.SetAcknowledging) error {
+	r, ok := x.a.opts.DB.(db.Acknowledger)
+	if !ok {
+		return errors.New("this database engine has no acknowledging replica side")
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := r.SetAcknowledging(dctx, act.State); err != nil {
+		return fmt.Errorf("set acknowledging %s: %w", act.State, err)
+	}
+	x.a.log.Info("acknowledging set", "state", string(act.State))
 	return nil
 }
 

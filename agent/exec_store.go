@@ -71,17 +71,20 @@ func (x executor) ClearRequest(ctx context.Context, s ha.Step, _ ha.ClearRequest
 
 // SetSyncRecord writes the record of synchronous standbys for the
 // leader's epoch.
+// The leader is the key this agent holds: within a promotion's first
+// round the view still shows the key it took over.
 func (x executor) SetSyncRecord(ctx context.Context, s ha.Step, act ha.SetSyncRecord) error {
-	l := s.View.Snap.Leader
-	if l == nil {
-		return errors.New("set sync record: no leader")
+	l, err := x.a.heldLeader()
+	if err != nil {
+		return fmt.Errorf("set sync record: %w", err)
 	}
+	rec := act.Record(s.View.Snap.Sync, l.Epoch)
 	sctx, cancel := x.storeCtx(ctx, s)
 	defer cancel()
-	if err := x.a.opts.Store.SetSync(sctx, *l, act.Names); err != nil {
+	if err := x.a.opts.Store.SetSync(sctx, l, rec); err != nil {
 		return fmt.Errorf("record synchronous standbys %v: %w", act.Names, err)
 	}
-	x.a.log.Info("synchronous standby record written", "names", act.Names, "epoch", l.Epoch)
+	x.a.log.Info("synchronous standby record written", "names", act.Names, "acking", act.Acking, "async", act.Async, "epoch", l.Epoch, "gen", rec.Gen)
 	return nil
 }
 

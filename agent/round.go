@@ -424,7 +424,7 @@ func (a *Agent) logPlan(now time.Time, p ha.Plan, s cluster.Snapshot) {
 // measureSync reads the primary's standbys and works out which required
 // standbys have confirmed a position measured after they became required.
 func (a *Agent) measureSync(ctx context.Context) (*db.ReplicationStatus, []string) {
-	r, ok := a.opts.DB.(db.Replication)
+	r, ok := a.opts.DB.(db.SyncReplication)
 	if !ok {
 		return nil, nil
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -120,6 +121,10 @@ type Member struct {
 	// diverged from its upstream's (it holds WAL the leader lacks): it must
 	// be rewound or re-cloned and is never a healthy replica.
 	Diverged bool `json:"diverged,omitempty"`
+	// Ack is what this member reported of its replica side of an
+	// acknowledging (semi-synchronous) replication, on engines with one
+	// (db.AcksAny); nil otherwise, and in records written before it.
+	Ack *AckReport `json:"ack,omitempty"`
 	// MeasuredAfterLossOf is the epoch of the leadership whose loss this
 	// record's position was measured after; 0 outside elections. Candidates
 	// compare only positions measured after the same loss.
@@ -136,6 +141,34 @@ type Member struct {
 	// could run its database as a primary, so a take-over conditioned on
 	// it fails when the agent came back (dcs.LeaderLease.TakeOverLeader).
 	Revision int64 `json:"-"`
+}
+
+// AckState says whether a replica acknowledges the commits it receives
+// (semi-synchronous replication's replica side).
+type AckState string
+
+// Acknowledging states.
+const (
+	// AckUnknown: not measured (no server answered, or the engine has no
+	// replica side).
+	AckUnknown AckState = ""
+	// AckOff: the replica acknowledges nothing: its replica side is off,
+	// and its stream was restarted since it was turned off.
+	AckOff AckState = "off"
+	// AckOn: the replica acknowledges, or may (its replica side is on, or
+	// was on when its stream started).
+	AckOn AckState = "on"
+)
+
+// AckReport is a member's report of its acknowledging state, and of the
+// synchronous record it acted on: State was measured before this agent
+// acted on the record of generation Gen (SyncState.Gen) of the leader's
+// epoch Epoch, so AckOff with a record that does not ask it to acknowledge
+// stays off until a later record does.
+type AckReport struct {
+	State AckState `json:"state"`
+	Epoch Epoch    `json:"epoch"`
+	Gen   int64    `json:"gen"`
 }
 
 // WALStream is a replica's stream from its sender as the replica's own
@@ -488,10 +521,37 @@ func (c DynamicConfig) NodeCount() int {
 // member is added only after it has confirmed the primary's WAL while
 // required by the server's synchronous standby setting, and removed here
 // before it is removed from that setting.
+//
+// With an engine whose server accepts an acknowledgement from any
+// replica that has acknowledging turned on (db.AcksAny: MariaDB and
+// MySQL semi-synchronous replication) the order is the other way round:
+// Members lists every member that may have acknowledged a commit of the
+// epoch (a superset of those acknowledging), Acking the ones the leader
+// asks to acknowledge, and an election must hear every one of Members.
+// See package ha's semisync.go.
 type SyncState struct {
 	Leader  string   `json:"leader"`
 	Epoch   Epoch    `json:"epoch"`
 	Members []string `json:"members"`
+	// Acking (db.AcksAny engines) are the members asked to acknowledge
+	// commits (their replica side on); a subset of Members. A member
+	// leaves Members only after it reported acknowledging off under a
+	// record that no longer lists it here (Member.Ack).
+	Acking []string `json:"acking,omitempty"`
+	// Async (db.AcksAny engines) is true while the leader's server does
+	// not wait for acknowledgements: commits are acknowledged without a
+	// copy (durability at risk), so Members does not bound an election.
+	// Set before the server stops waiting; cleared only after it waits
+	// again.
+	Async bool `json:"async,omitempty"`
+	// Gen counts the writes of the record within its epoch (from 1), so
+	// that a member's report names the record it acted on (AckReport.Gen).
+	Gen int64 `json:"gen,omitempty"`
+}
+
+// Acks reports whether name is asked to acknowledge commits (Acking).
+func (s *SyncState) Acks(name string) bool {
+	return s != nil && slices.Contains(s.Acking, name)
 }
 
 // Has reports whether name is listed.

@@ -74,6 +74,11 @@ type Status struct {
 	// rewound or cloned again. Reported by the engine from the server's
 	// own state, never guessed from the stream.
 	Diverged string
+	// Ack is a replica's acknowledging state (semi-synchronous
+	// replication's replica side, on engines with Capabilities.Acks
+	// AcksAny): AckOn when its replica side is on, or its stream still
+	// runs as it did when the side was on; AckUnknown when not measured.
+	Ack cluster.AckState
 	// LastMessageAge is how long before the probe, by the server's own
 	// clock, its WAL receiver last received a message from its sender (WAL
 	// or a keepalive); -1 when unknown (no receiver, or nothing received
@@ -273,13 +278,7 @@ type RewindResult struct {
 // standby setting and replication slots on a primary, and pg_rewind of a
 // stopped former primary. Engines implement it alongside Database.
 type Replication interface {
-	// ReplicationStatus reports the standbys of a running primary.
-	ReplicationStatus(ctx context.Context) (ReplicationStatus, error)
-	// SetSynchronousStandbys sets which standbys must confirm each commit
-	// and reloads: every one of names (in order); with no names, none
-	// (asynchronous) unless anyStandby, which makes commits wait for any
-	// one standby (and block while none is connected).
-	SetSynchronousStandbys(ctx context.Context, names []string, anyStandby bool) error
+	SyncReplication
 	// SlotName is the replication slot name used for member.
 	SlotName(member string) string
 	// Slots lists the physical replication slots.
@@ -295,6 +294,20 @@ type Replication interface {
 	// RemoveData deletes the stopped server's data so it can be cloned
 	// again. It fails when the server runs.
 	RemoveData(ctx context.Context) error
+}
+
+// SyncReplication is a primary's synchronous replication: engines with
+// Capabilities.Synchronous implement it.
+type SyncReplication interface {
+	// ReplicationStatus reports the standbys of a running primary.
+	ReplicationStatus(ctx context.Context) (ReplicationStatus, error)
+	// SetSynchronousStandbys sets which standbys must confirm each commit
+	// and reloads: every one of names (in order); with no names, none
+	// (asynchronous) unless anyStandby, which makes commits wait for any
+	// one standby (and block while none is connected). An AcksAny engine
+	// takes no names: anyStandby turns waiting on, for any replica that
+	// acknowledges (Acknowledger).
+	SetSynchronousStandbys(ctx context.Context, names []string, anyStandby bool) error
 }
 
 // RejoinMethods is a set of ways a member whose history diverged from the
@@ -335,6 +348,9 @@ type Capabilities struct {
 	// asynchronously whatever synchronous_mode says, and says so
 	// (durability_at_risk).
 	Synchronous bool
+	// Acks is which standbys the server accepts a commit's
+	// acknowledgement from, when Synchronous.
+	Acks AckPolicy
 	// Switchover is how a switchover's primary stops taking writes
 	// before it hands over (zero: SwitchoverStop).
 	Switchover SwitchoverMethod
@@ -352,6 +368,33 @@ type Names struct {
 	// ("postgresql.use_pg_rewind").
 	ResyncSetting  string
 	RecloneSetting string
+}
+
+// AckPolicy is which standbys a synchronous primary waits for.
+type AckPolicy int
+
+// Acknowledgement policies.
+const (
+	// AcksNamed (PostgreSQL): the primary waits for every standby named
+	// in its setting (Replication.SetSynchronousStandbys), or for any one
+	// with anyStandby; the setting is the primary's alone.
+	AcksNamed AckPolicy = iota
+	// AcksAny (MariaDB and MySQL semi-synchronous replication): the
+	// primary, while waiting is on (SetSynchronousStandbys with
+	// anyStandby; no names), waits for an acknowledgement from any
+	// connected replica whose replica side is on (Acknowledger), which
+	// each replica's agent sets.
+	AcksAny
+)
+
+// Acknowledger is implemented by engines with Capabilities.Acks AcksAny:
+// it turns the local replica's acknowledging on or off (MariaDB:
+// rpl_semi_sync_slave_enabled, and a restart of the replication stream so
+// that the primary sees the change). After AckOff returned, the replica
+// acknowledges nothing until AckOn; Status.Ack reports the state. A
+// promotion turns it off. Retrying is safe.
+type Acknowledger interface {
+	SetAcknowledging(ctx context.Context, state cluster.AckState) error
 }
 
 // SwitchoverMethod is how a switchover's primary stops taking writes, and

@@ -214,9 +214,10 @@ type Requests interface {
 
 // SyncRecord holds the leader's record of its synchronous standbys.
 type SyncRecord interface {
-	// SetSync writes the synchronous standby record for leader l, only if
-	// l still holds the leader key (same epoch); otherwise it fails.
-	SetSync(ctx context.Context, l cluster.Leader, members []string) error
+	// SetSync writes rec as the synchronous standby record for leader l
+	// (its Leader and Epoch are l's), only if l still holds the leader key
+	// (same epoch); otherwise it fails.
+	SetSync(ctx context.Context, l cluster.Leader, rec cluster.SyncState) error
 }
 
 // FailsafeRecord holds the leader's failsafe record (failsafe_mode).

@@ -62,6 +62,7 @@ type Executor interface {
 	ClearRequest(ctx context.Context, s Step, a ClearRequest) error
 	SetSyncStandbys(ctx context.Context, s Step, a SetSyncStandbys) error
 	SetSyncRecord(ctx context.Context, s Step, a SetSyncRecord) error
+	SetAcknowledging(ctx context.Context, s Step, a SetAcknowledging) error
 	SetFailsafeRecord(ctx context.Context, s Step, a SetFailsafeRecord) error
 	CreateSlots(ctx context.Context, s Step, a CreateSlots) error
 	DropSlots(ctx context.Context, s Step, a DropSlots) error

@@ -59,6 +59,7 @@ func allActions() []struct {
 		{ClearRequest{}, "clear-request"},
 		{SetSyncStandbys{Names: []string{"n2", "n3"}}, "set-sync-standbys names=[n2,n3]"},
 		{SetSyncRecord{Names: []string{"n2"}}, "set-sync-record names=[n2]"},
+		{SetAcknowledging{State: cluster.AckOn}, "set-acknowledging on"},
 		{SetFailsafeRecord{Members: []cluster.FailsafeMember{{Name: "n1"}, {Name: "n2"}}}, "set-failsafe-record names=[n1,n2]"},
 		{CreateSlots{Names: []string{"n2", "n3"}}, "create-slots names=[n2,n3]"},
 		{DropSlots{Names: []string{"n4"}}, "drop-slots names=[n4]"},
@@ -92,6 +93,7 @@ func TestActionStrings(t *testing.T) {
 		{RecordFailover{}, "record-failover"},
 		{SetSyncStandbys{Choice: SyncAny}, "set-sync-standbys names=[] any"},
 		{SetSyncRecord{}, "set-sync-record names=[]"},
+		{SetSyncRecord{Names: []string{"n2", "n3"}, Acking: []string{"n2"}, Async: true}, "set-sync-record names=[n2,n3] acking=[n2] async"},
 		{SetFailsafeRecord{}, "set-failsafe-record delete"},
 		{Fence{}, "fence"},
 	}
@@ -151,6 +153,9 @@ func (r *recorder) SetFailsafeRecord(context.Context, Step, SetFailsafeRecord) e
 }
 func (r *recorder) SetSyncRecord(context.Context, Step, SetSyncRecord) error {
 	return r.rec("SetSyncRecord")
+}
+func (r *recorder) SetAcknowledging(context.Context, Step, SetAcknowledging) error {
+	return r.rec("SetAcknowledging")
 }
 func (r *recorder) CreateSlots(context.Context, Step, CreateSlots) error {
 	return r.rec("CreateSlots")

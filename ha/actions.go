@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hamgr/hamgr/cluster"
@@ -433,13 +434,61 @@ func (SetFailsafeRecord) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Dur
 }
 
 // SetSyncRecord writes Names as the store's record of synchronous
-// standbys of the leader's epoch.
+// standbys of the leader's epoch (cluster.SyncState.Members), with, on an
+// engine that takes any replica's acknowledgement (db.AcksAny), the
+// members asked to acknowledge (Acking) and whether the server runs
+// asynchronously (Async). The executor numbers the write (Gen).
 type SetSyncRecord struct {
-	Names []string
+	Names  []string
+	Acking []string
+	Async  bool
 }
 
 // String renders the action (see Action).
-func (a SetSyncRecord) String() string { return "set-sync-record" + namesField(a.Names) }
+func (a SetSyncRecord) String() string {
+	s := "set-sync-record" + namesField(a.Names)
+	if a.Acking != nil {
+		s += " acking=[" + strings.Join(a.Acking, ",") + "]"
+	}
+	if a.Async {
+		s += " async"
+	}
+	return s
+}
+
+// Record is the record the action writes for leader epoch epoch over
+// prev (the record last read; nil when none): Gen follows prev's within
+// the same epoch, from 1.
+func (a SetSyncRecord) Record(prev *cluster.SyncState, epoch cluster.Epoch) cluster.SyncState {
+	rec := cluster.SyncState{Epoch: epoch, Members: a.Names, Acking: a.Acking, Async: a.Async, Gen: 1}
+	if prev != nil && prev.Epoch == epoch {
+		rec.Gen = prev.Gen + 1
+	}
+	return rec
+}
+
+// SetAcknowledging turns the local replica's acknowledging (the replica
+// side of semi-synchronous replication, db.Acknowledger) on or off.
+type SetAcknowledging struct {
+	State cluster.AckState
+}
+
+// String renders the action (see Action).
+func (a SetAcknowledging) String() string { return "set-acknowledging " + string(a.State) }
+
+// Execute runs e.SetAcknowledging.
+func (a SetAcknowledging) Execute(ctx context.Context, s Step, e Executor) error {
+	return e.SetAcknowledging(ctx, s, a)
+}
+
+// Long reports false.
+func (SetAcknowledging) Long() bool { return false }
+
+func (SetAcknowledging) done(*Tracker, Step, error) {}
+
+func (SetAcknowledging) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
 
 // Execute runs e.SetSyncRecord.
 func (a SetSyncRecord) Execute(ctx context.Context, s Step, e Executor) error {

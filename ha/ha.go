@@ -455,7 +455,12 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 	}
 	switch health {
 	case detector.Healthy:
+		ack := ackAction(v)
 		if v.DB.Streaming && v.DB.UpstreamPort == up.Port && v.DB.UpstreamHost == up.Host {
+			if ack != nil {
+				return Plan{Actions: []Action{ack}, State: cluster.StateRunning,
+					Reason: fmt.Sprintf("synchronous mode: acknowledging %s as the record of epoch %d says", ack.(SetAcknowledging).State, l.Epoch)}
+			}
 			return Plan{State: cluster.StateRunning}
 		}
 		if v.DB.Diverged != "" && v.DB.UpstreamPort == up.Port && v.DB.UpstreamHost == up.Host {
@@ -478,8 +483,13 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 				State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
 				Reason: fmt.Sprintf("%s and neither %s nor a re-clone is allowed (%s, %s)", why, v.Engine.Names.Resync, v.Engine.Names.ResyncSetting, v.Engine.Names.RecloneSetting)}
 		}
-		return Plan{Actions: []Action{Follow{Upstream: *up}}, State: cluster.StateRunning,
-			Reason: "following " + up.Name}
+		acts := []Action{Follow{Upstream: *up}}
+		if ack != nil && ack.(SetAcknowledging).State == cluster.AckOff {
+			// Not acknowledging before the stream starts: a record that
+			// no longer lists this member must not see it acknowledge.
+			acts = []Action{ack, Follow{Upstream: *up}}
+		}
+		return Plan{Actions: acts, State: cluster.StateRunning, Reason: "following " + up.Name}
 	case detector.Starting:
 		return Plan{State: cluster.StateStarting, Soon: electionTick}
 	case detector.Unrecoverable:

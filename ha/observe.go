@@ -212,6 +212,14 @@ func (t *Tracker) Record(now time.Time, base cluster.Member, prev cluster.Snapsh
 	if m.WAL = t.Stream.Record(now); m.WAL != nil && !t.LeaderSeenAt.IsZero() {
 		m.WAL.LeaderSeen, m.WAL.SinceLeader = true, cluster.Duration(now.Sub(t.LeaderSeenAt))
 	}
+	if st.Ack != cluster.AckUnknown {
+		// st was probed after every action decided on prev, and every
+		// later action is decided on prev or a newer snapshot.
+		m.Ack = &cluster.AckReport{State: st.Ack}
+		if prev.Sync != nil {
+			m.Ack.Epoch, m.Ack.Gen = prev.Sync.Epoch, prev.Sync.Gen
+		}
+	}
 	if prev.Leader == nil && !t.LeaderLostAt.IsZero() {
 		// st was probed after this agent saw the leader key gone.
 		m.MeasuredAfterLossOf = LostEpoch(prev)

@@ -68,6 +68,9 @@ func promotionSteps(v View, p cluster.Promotion, promoted bool) []Action {
 			acts = append(acts, fenceAction(v, p))
 		}
 		if syncMode(v).Enabled() {
+			if carry, ok := carryBeforePromote(v); ok {
+				acts = append(acts, carry)
+			}
 			acts = append(acts, SetSyncStandbys{Choice: SyncAny})
 		}
 		acts = append(acts, Promote{})

@@ -40,6 +40,9 @@ func syncMode(v View) cluster.SyncMode {
 
 // decideSync: a healthy leader's synchronous standby management.
 func decideSync(v View) Plan {
+	if acksAny(v) {
+		return decideSemiSync(v)
+	}
 	mode := syncMode(v)
 	if !mode.Enabled() {
 		if v.Repl != nil && (len(v.Repl.SyncNames) > 0 || v.Repl.SyncAny) {
@@ -172,6 +175,9 @@ func desiredSync(v View, recorded []string) []string {
 // and stops automatic failover in mode strict (ProblemNoFailoverCandidate).
 // A non-empty reason says why this member may not be elected.
 func syncCandidates(v View, lost cluster.Epoch) ([]cluster.Member, int64, string, cluster.Problem) {
+	if acksAny(v) {
+		return semiSyncCandidates(v, lost, v.Config.SynchronousMode)
+	}
 	mode := syncMode(v)
 	if !mode.Enabled() {
 		return v.Snap.Members, v.Config.MaximumLagOnFailover, "", cluster.ProblemNone

@@ -524,12 +524,13 @@ func testSync(t *testing.T, s []dcs.Store) {
 	if err != nil || !ok {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
-	must(t, s1.SetSync(ctx, l1, []string{"n2"}))
-	if snap := load(t, s2); snap.Sync == nil || snap.Sync.Epoch != l1.Epoch || !snap.Sync.Has("n2") || snap.Sync.Leader != "n1" {
-		t.Fatalf("sync record %+v, want n1@%d with n2", snap.Sync, l1.Epoch)
+	must(t, s1.SetSync(ctx, l1, cluster.SyncState{Leader: "other", Members: []string{"n2", "n3"}, Acking: []string{"n2"}, Async: true, Gen: 4}))
+	if snap := load(t, s2); snap.Sync == nil || snap.Sync.Epoch != l1.Epoch || !snap.Sync.Has("n2") || snap.Sync.Leader != "n1" ||
+		!snap.Sync.Acks("n2") || snap.Sync.Acks("n3") || !snap.Sync.Async || snap.Sync.Gen != 4 {
+		t.Fatalf("sync record %+v, want n1@%d with n2 and n3, n2 acking, async, gen 4", snap.Sync, l1.Epoch)
 	}
 	must(t, s1.ReleaseLeader(ctx, l1))
-	if err := s1.SetSync(ctx, l1, nil); err == nil {
+	if err := s1.SetSync(ctx, l1, cluster.SyncState{}); err == nil {
 		t.Fatal("SetSync succeeded for a leader that no longer holds the key")
 	}
 	if snap := load(t, s2); snap.Sync == nil || !snap.Sync.Has("n2") {

@@ -96,16 +96,13 @@ func (s *Store) SetFailsafe(ctx context.Context, l cluster.Leader, rec *cluster.
 
 // SetSync writes the synchronous standby record, in a transaction that
 // succeeds only while l still holds the leader key.
-func (s *Store) SetSync(ctx context.Context, l cluster.Leader, members []string) error {
+func (s *Store) SetSync(ctx context.Context, l cluster.Leader, rec cluster.SyncState) error {
 	key := s.key(keySync)
 	cli, err := s.client()
 	if err != nil {
 		return err
 	}
-	if members == nil {
-		members = []string{}
-	}
-	v, err := json.Marshal(cluster.SyncState{Leader: l.Name, Epoch: l.Epoch, Members: members})
+	v, err := json.Marshal(syncValue(l, rec))
 	if err != nil {
 		return err
 	}
@@ -121,4 +118,14 @@ func (s *Store) SetSync(ctx context.Context, l cluster.Leader, members []string)
 		return fmt.Errorf("etcd set sync %s: %s no longer holds the leader key of epoch %d", key, l.Name, l.Epoch)
 	}
 	return nil
+}
+
+// syncValue is rec as stored for leader l: l's name and epoch, and an
+// empty list rather than null for no members.
+func syncValue(l cluster.Leader, rec cluster.SyncState) cluster.SyncState {
+	rec.Leader, rec.Epoch = l.Name, l.Epoch
+	if rec.Members == nil {
+		rec.Members = []string{}
+	}
+	return rec
 }

@@ -740,7 +740,7 @@ func (k *Client) ClearRequest(ctx context.Context) error {
 }
 
 // SetSync writes the synchronous standby record while l holds the key.
-func (k *Client) SetSync(ctx context.Context, l cluster.Leader, members []string) error {
+func (k *Client) SetSync(ctx context.Context, l cluster.Leader, rec cluster.SyncState) error {
 	if err := k.check(ctx); err != nil {
 		return fmt.Errorf("memstore set sync: %w", err)
 	}
@@ -750,10 +750,11 @@ func (k *Client) SetSync(ctx context.Context, l cluster.Leader, members []string
 	if c.leader == nil || c.leader.create != int64(l.Epoch) {
 		return fmt.Errorf("memstore set sync: %s no longer holds the leader key of epoch %d", l.Name, l.Epoch)
 	}
-	if members == nil {
-		members = []string{}
+	rec.Leader, rec.Epoch = l.Name, l.Epoch
+	if rec.Members == nil {
+		rec.Members = []string{}
 	}
-	c.sync = mustJSON(cluster.SyncState{Leader: l.Name, Epoch: l.Epoch, Members: members})
+	c.sync = mustJSON(rec)
 	c.bump(true)
 	return nil
 }
