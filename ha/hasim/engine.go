@@ -28,8 +28,9 @@ type engine struct {
 }
 
 var (
-	_ db.Database    = (*engine)(nil)
-	_ db.Replication = (*engine)(nil)
+	_ db.Database     = (*engine)(nil)
+	_ db.Replication  = (*engine)(nil)
+	_ db.Acknowledger = (*engine)(nil)
 )
 
 func (e *engine) d() *simDB { return &e.n.db }
@@ -163,10 +164,11 @@ func (e *engine) Promote(context.Context) error {
 	}
 	w.checkHoldsKey(n, "promoted")
 	w.checkPromotionSteps(n)
+	w.checkPromised(n)
 	d.forks = copyForks(d.forks)
 	d.forks[d.timeline] = d.lsn
 	d.timeline++
-	d.standby, d.upstream, d.streaming = false, "", false
+	d.standby, d.upstream, d.streaming, d.ack = false, "", false, false
 	n.promotedLSN = d.lsn
 	s := w.store.Snapshot()
 	epoch := cluster.Epoch(0)
@@ -242,7 +244,23 @@ func (e *engine) SetSynchronousStandbys(_ context.Context, names []string, anySt
 	if err := e.w.callFault(e.n, CallSetSync); err != nil {
 		return err
 	}
+	if e.w.cfg.SemiSync && len(names) > 0 {
+		return errors.New("semi-synchronous replication cannot name standbys")
+	}
 	d.syncNames, d.syncAny = slices.Clone(names), anyStandby && len(names) == 0
+	return nil
+}
+
+// SetAcknowledging turns the replica side on or off (a SemiSync world).
+func (e *engine) SetAcknowledging(_ context.Context, state cluster.AckState) error {
+	d := e.d()
+	if !e.w.cfg.SemiSync {
+		return errors.New("set acknowledging: not a semi-synchronous engine")
+	}
+	if !d.running || !d.accepting {
+		return db.ErrNotRunning
+	}
+	d.ack = state == cluster.AckOn
 	return nil
 }
 

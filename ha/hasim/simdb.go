@@ -38,7 +38,10 @@ type simDB struct {
 	// replication slots (by member name).
 	syncNames []string
 	syncAny   bool
-	slots     map[string]bool
+	// ack is a replica's acknowledging (semi-sync's replica side, a
+	// SemiSync world): off at every start.
+	ack   bool
+	slots map[string]bool
 	// streamingFrom is the sender a streaming replica's receiver is
 	// connected to (it keeps the connection while the sender is silent,
 	// up to the receiver timeout), and lastMsg when the last message from
@@ -141,7 +144,7 @@ func canFollow(r, u *simDB) bool {
 func (w *World) advanceDB(n *node) {
 	d := &n.db
 	if !n.alive || !d.running {
-		d.streaming = false
+		d.streaming, d.ack = false, false
 		return
 	}
 	if n.dbFrozen() {
@@ -159,6 +162,7 @@ func (w *World) advanceDB(n *node) {
 	}
 	if !d.standby {
 		d.lsn += w.cfg.WritePerTick
+		w.acknowledge(n)
 		return
 	}
 	was := d.streaming

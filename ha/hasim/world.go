@@ -69,6 +69,11 @@ type Config struct {
 	// ReceiverTimeout is every replica's WAL receiver timeout (default
 	// 4s): a connected receiver keeps a silent sender that long.
 	ReceiverTimeout time.Duration
+	// SemiSync gives every member an engine that takes any replica's
+	// acknowledgement (db.AcksAny, MariaDB's semi-synchronous
+	// replication) instead of PostgreSQL's named standbys, with the
+	// durability invariant below.
+	SemiSync bool
 	// Fresh starts from empty data directories and an uninitialized store;
 	// otherwise the first member leads a healthy cluster at the first
 	// step and every other member streams from it.
@@ -127,6 +132,12 @@ type World struct {
 	revoked map[int64]bool
 	// Promotions lists "name@epoch" for every promotion, in order.
 	Promotions []string
+	// promised is, per timeline, the furthest position a SemiSync
+	// primary had acknowledged while its record promised it (acknowledge).
+	promised map[uint32]cluster.LSN
+	// Acknowledged counts the ticks in which a SemiSync primary
+	// acknowledged under a promise.
+	Acknowledged int
 	// Switchovers lists "from->to@epoch" for every completed switchover.
 	Switchovers []string
 	// Rewinds lists "name<-upstream@epoch" for every successful pg_rewind,
@@ -221,7 +232,7 @@ type node struct {
 // New builds a World.
 func New(cfg Config) *World {
 	cfg.defaults()
-	w := &World{cfg: cfg, now: Origin, revoked: map[int64]bool{}}
+	w := &World{cfg: cfg, now: Origin, revoked: map[int64]bool{}, promised: map[uint32]cluster.LSN{}}
 	w.store = memstore.New(w.Now)
 	for _, s := range cfg.Members {
 		n := &node{spec: s, alive: true, db: simDB{lag: s.Lag}}
@@ -272,7 +283,7 @@ func (w *World) startAgent(n *node) {
 		Cluster: "sim", Name: n.spec.Name, Tags: n.spec.Tags, Config: w.cfg.Dynamic,
 		DB: n.eng, Store: faultyStore{Client: n.client, w: w, n: n}, ConnHost: host, ConnPort: port,
 		Logger: slog.New(&logHandler{w: w}), Clock: worldClock{w},
-		Engine:     postgres.Capabilities(n.spec.rejoin()),
+		Engine:     w.capabilities(n),
 		Background: func(fn func()) { fn() }, // the simulated clock does not move during an action
 		Publishers: []discovery.Publisher{simPublisher{w: w, n: n}},
 		PrePromote: simPrePromoter{w: w, n: n},
@@ -495,6 +506,12 @@ func (n *node) dbFrozen() bool { return n.frozen || n.db.suspended }
 func (w *World) probe(n *node) db.Status {
 	st := n.db.status(w.now, n.alive, w.cfg.ReceiverTimeout)
 	d := &n.db
+	if w.cfg.SemiSync && st.Accepting {
+		st.Ack = cluster.AckOff
+		if d.ack {
+			st.Ack = cluster.AckOn
+		}
+	}
 	if st.Accepting && !d.standby && d.hung {
 		st.Stalled = "a new connection did not complete in 3s: timeout"
 	}
@@ -667,3 +684,13 @@ func (h *logHandler) WithAttrs(as []slog.Attr) slog.Handler {
 }
 
 func (h *logHandler) WithGroup(string) slog.Handler { return h }
+
+// capabilities are n's engine's: PostgreSQL's, or with SemiSync an engine
+// that takes any replica's acknowledgement.
+func (w *World) capabilities(n *node) db.Capabilities {
+	c := postgres.Capabilities(n.spec.rejoin())
+	if w.cfg.SemiSync {
+		c.Acks = db.AcksAny
+	}
+	return c
+}
