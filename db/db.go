@@ -79,6 +79,12 @@ type Status struct {
 	// AcksAny): AckOn when its replica side is on, or its stream still
 	// runs as it did when the side was on; AckUnknown when not measured.
 	Ack cluster.AckState
+	// AckOverdue, when not empty, says how a commit on this primary has
+	// waited for a replica's acknowledgement (Capabilities.Acks AcksAny)
+	// longer than the probe's bound: with MariaDB, a replica that
+	// received a commit before it acknowledged never acknowledges it, and
+	// commits queued behind it wait too, until waiting is turned off.
+	AckOverdue string
 	// LastMessageAge is how long before the probe, by the server's own
 	// clock, its WAL receiver last received a message from its sender (WAL
 	// or a keepalive); -1 when unknown (no receiver, or nothing received

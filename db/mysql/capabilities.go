@@ -8,13 +8,17 @@ import "github.com/hamgr/hamgr/db"
 // only rejoin by a re-clone, as far as allowed says; there are no
 // replication slots. A switchover demotes the primary in place
 // (read-only, client sessions ended: MySQL.Demote) and the target
-// applies its final GTID set before it promotes. Semi-synchronous
-// replication is not built yet (Synchronous false: synchronous_mode is
-// not applied, and the leader says durability_at_risk).
+// applies its final GTID set before it promotes. Synchronous replication
+// is semi-synchronous (db.AcksAny): the primary waits for any replica
+// whose replica side is on (SetSynchronousStandbys takes no names), and
+// each replica's agent turns its own replica side on or off
+// (SetAcknowledging).
 func Capabilities(allowed db.RejoinMethods) db.Capabilities {
 	return db.Capabilities{
-		Rejoin:     allowed & db.RejoinReclone,
-		Switchover: db.SwitchoverDemote,
+		Rejoin:      allowed & db.RejoinReclone,
+		Synchronous: true,
+		Acks:        db.AcksAny,
+		Switchover:  db.SwitchoverDemote,
 		Names: db.Names{
 			Resync:         "mariadb-binlog --flashback",
 			ResyncSetting:  "mysql.use_flashback",

@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	sqldriver "database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
@@ -209,6 +210,13 @@ func (m *MySQL) startPrimary(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.waitAsked.Load() {
+		// The restarted server forgot it (SET GLOBAL): commits wait
+		// again before the first one is taken.
+		if err := execAll(ctx, pool, d.SemiSyncSourceOn()); err != nil {
+			return fmt.Errorf("make commits wait for an acknowledgement: %w", err)
+		}
+	}
 	return execAll(ctx, pool, d.SetWritable())
 }
 
@@ -295,11 +303,12 @@ func (m *MySQL) Demote(ctx context.Context) error {
 	return nil
 }
 
-// demote sets read-only and turns semi-sync's source side off; it ends
-// the client sessions when the server was writable, or when fromPrimary
-// (the data directory is not marked as a replica's yet: the marker is
-// written only after the sessions ended, so a demotion that crashed
-// half-way ends them when retried).
+// demote sets read-only (setReadOnly, which ends the client sessions
+// first when a commit waits for an acknowledgement) and turns semi-sync's
+// source side off; it ends the client sessions when the server was
+// writable, or when fromPrimary (the data directory is not marked as a
+// replica's yet: the marker is written only after the sessions ended, so
+// a demotion that crashed half-way ends them when retried).
 func (m *MySQL) demote(ctx context.Context, fromPrimary bool) error {
 	pool, d, err := m.localDB(ctx)
 	if err != nil {
@@ -309,13 +318,14 @@ func (m *MySQL) demote(ctx context.Context, fromPrimary bool) error {
 	if err := pool.QueryRowContext(ctx, "SELECT @@GLOBAL.read_only").Scan(&ro); err != nil {
 		return fmt.Errorf("read read_only: %w", err)
 	}
-	if err := execAll(ctx, pool, d.SetReadOnly()); err != nil {
+	if err := m.setReadOnly(ctx, pool, d); err != nil {
 		return err
 	}
-	if d.Flavour == FlavourMariaDB { // built in; MySQL's plugin may not be loaded
-		if _, err := pool.ExecContext(ctx, "SET GLOBAL rpl_semi_sync_master_enabled = OFF"); err != nil {
-			return fmt.Errorf("turn semi-sync off: %w", err)
-		}
+	m.waitOnPromote.Store(false)
+	m.waitAsked.Store(false)
+	// MySQL's plugin may not be loaded (1193: unknown system variable).
+	if _, err := pool.ExecContext(ctx, d.SemiSyncSourceOff()); err != nil && !isErrno(err, 1193) {
+		return fmt.Errorf("turn semi-sync off: %w", err)
 	}
 	if ro && !fromPrimary {
 		return nil
@@ -328,29 +338,110 @@ func (m *MySQL) demote(ctx context.Context, fromPrimary bool) error {
 	return nil
 }
 
+// readOnlyLockWait bounds each wait of setReadOnly for the commits in
+// progress, in seconds (lock_wait_timeout).
+const readOnlyLockWait = 1
+
+// setReadOnly makes the server read-only. Setting it waits for the
+// commits in progress, and for ever for one that waits for a semi-sync
+// acknowledgement no replica sends: so each try waits at most
+// readOnlyLockWait, and after a try that timed out the client sessions
+// and the sessions whose commit holds it (CommitBlockers: waiting for an
+// acknowledgement, or the agent's own heartbeat write queued behind one)
+// are ended before the next. Their transactions are in the binary log
+// already, so part of the final position; their clients got no OK.
+func (m *MySQL) setReadOnly(ctx context.Context, pool *sql.DB, d Dialect) error {
+	c, err := pool.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// The session's lock_wait_timeout is not the pool's: drop it.
+		_ = c.Raw(func(any) error { return sqldriver.ErrBadConn })
+		_ = c.Close()
+	}()
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("SET SESSION lock_wait_timeout = %d", readOnlyLockWait)); err != nil {
+		return fmt.Errorf("set lock_wait_timeout: %w", err)
+	}
+	for {
+		err := execAll(ctx, c, d.SetReadOnly())
+		if err == nil || !isErrno(err, 1205) || ctx.Err() != nil { // 1205: lock wait timeout
+			return err
+		}
+		ids, err := m.clientSessions(ctx, pool)
+		if err != nil {
+			return err
+		}
+		blockers, err := sessionIDs(ctx, pool, CommitBlockers)
+		if err != nil {
+			return err
+		}
+		n, err := killSessions(ctx, pool, append(ids, blockers...))
+		if err != nil {
+			return err
+		}
+		m.log.Warn("setting read-only waited for commits in progress: ended the sessions holding it", "sessions", n)
+	}
+}
+
 // killClients ends every client session (IsClientSession) and returns
 // how many it ended.
 func (m *MySQL) killClients(ctx context.Context, pool *sql.DB) (int, error) {
+	ids, err := m.clientSessions(ctx, pool)
+	if err != nil {
+		return 0, err
+	}
+	return killSessions(ctx, pool, ids)
+}
+
+// clientSessions lists the ids of the client sessions (IsClientSession).
+func (m *MySQL) clientSessions(ctx context.Context, pool *sql.DB) ([]int64, error) {
 	rows, err := pool.QueryContext(ctx, ProcessList)
 	if err != nil {
-		return 0, fmt.Errorf("list sessions: %w", err)
+		return nil, fmt.Errorf("list sessions: %w", err)
 	}
+	defer rows.Close()
 	var ids []int64
 	for rows.Next() {
 		var id int64
 		var user, command sql.NullString
 		if err := rows.Scan(&id, &user, &command); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("list sessions: %w", err)
+			return nil, fmt.Errorf("list sessions: %w", err)
 		}
 		if IsClientSession(user.String, command.String, m.opts.Superuser) {
 			ids = append(ids, id)
 		}
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("list sessions: %w", err)
+		return nil, fmt.Errorf("list sessions: %w", err)
 	}
+	return ids, nil
+}
+
+// sessionIDs runs query, which selects session ids.
+func sessionIDs(ctx context.Context, pool *sql.DB, query string) ([]int64, error) {
+	rows, err := pool.QueryContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list sessions: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	return ids, nil
+}
+
+// killSessions ends the sessions ids, waits until they are gone and
+// returns how many it ended (one that ended by itself is not counted).
+func killSessions(ctx context.Context, pool *sql.DB, ids []int64) (int, error) {
 	n := 0
 	for _, id := range ids {
 		if _, err := pool.ExecContext(ctx, KillConnection(id)); err != nil {
@@ -416,11 +507,15 @@ func listedOf(ctx context.Context, pool *sql.DB, ids map[int64]bool) (int, error
 	return n, rows.Err()
 }
 
-// Promote turns a running replica into a primary: it starts a stopped
-// applier (startApplier), stops the IO thread, lets the applier apply
-// everything received (up to the context's deadline), stops replication, forgets the upstream (RESET REPLICA ALL)
-// and makes the server writable. On a primary it does nothing; after a
-// crash mid-way, calling it again finishes the job.
+// Promote turns a running replica into a primary: it turns semi-sync's
+// replica side off (and the source side, until the end:
+// semiSyncBeforePromote), starts a stopped applier (startApplier), stops
+// the IO thread, lets the applier apply everything received (up to the
+// context's deadline), stops replication, forgets the upstream (RESET
+// REPLICA ALL), makes commits wait for an acknowledgement when
+// SetSynchronousStandbys asked it, and makes the server writable. On a
+// primary it only makes sure the replica side is off; after a crash
+// mid-way, calling it again finishes the job.
 func (m *MySQL) Promote(ctx context.Context) error {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
@@ -453,6 +548,10 @@ func (m *MySQL) promote(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	wait, err := m.semiSyncBeforePromote(ctx, pool, d, s)
+	if err != nil {
+		return err
+	}
 	if s.replica.Configured {
 		if err := m.startApplier(ctx, pool, d, s); err != nil {
 			return err
@@ -469,6 +568,12 @@ func (m *MySQL) promote(ctx context.Context) error {
 			}
 		}
 	}
+	if wait {
+		if err := execAll(ctx, pool, d.SemiSyncSourceOn()); err != nil {
+			return fmt.Errorf("make commits wait for an acknowledgement: %w", err)
+		}
+		m.waitOnPromote.Store(false)
+	}
 	if err := execAll(ctx, pool, d.SetWritable()); err != nil {
 		return err
 	}
@@ -476,6 +581,34 @@ func (m *MySQL) promote(ctx context.Context) error {
 		return fmt.Errorf("remove the replica marker: %w", err)
 	}
 	return nil
+}
+
+// semiSyncBeforePromote turns the replica side off (a promoted server
+// must not acknowledge as a replica when it is later demoted and
+// repointed; the IO thread the promotion stops then acknowledges
+// nothing) and, on a read-only server, the source side off, which would
+// make the applier's catch-up wait. It reports whether commits must wait
+// once the server takes writes: SetSynchronousStandbys asked it
+// (waitOnPromote), or the source side was on.
+func (m *MySQL) semiSyncBeforePromote(ctx context.Context, pool *sql.DB, d Dialect, s state) (bool, error) {
+	if s.ack == cluster.AckOn {
+		if _, err := pool.ExecContext(ctx, d.SemiSyncReplica(false)); err != nil {
+			return false, fmt.Errorf("turn the semi-sync replica side off: %w", err)
+		}
+	}
+	if !s.readOnly {
+		return false, nil
+	}
+	ss, err := readSyncStatus(ctx, pool, d)
+	if err != nil {
+		return false, err
+	}
+	if ss.source.Enabled {
+		if _, err := pool.ExecContext(ctx, d.SemiSyncSourceOff()); err != nil {
+			return false, fmt.Errorf("turn the semi-sync source side off: %w", err)
+		}
+	}
+	return ss.source.Enabled || m.waitOnPromote.Load(), nil
 }
 
 // startApplier starts a stopped applier so that it applies what was
@@ -544,6 +677,8 @@ func (m *MySQL) follow(ctx context.Context, up db.Upstream) error {
 	if up.Host == "" || up.Port <= 0 {
 		return m.errorf("follow", "upstream %q has no host or port", up.Name)
 	}
+	m.waitOnPromote.Store(false) // it stays a replica
+	m.waitAsked.Store(false)
 	pool, d, err := m.localDB(ctx)
 	if err != nil {
 		return m.errorf("follow", "%w", err)

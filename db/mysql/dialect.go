@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"regexp"
@@ -189,12 +190,13 @@ func (d Dialect) SetWritable() []string {
 // StateQuery selects, in one row: the GTID set the server holds
 // (MariaDB: gtid_binlog_state, its GTID state per domain and server, and
 // gtid_slave_pos; MySQL: gtid_executed, twice), whether it is read-only,
-// and its clock with microseconds.
+// its clock with microseconds, and whether the replica side of semi-sync
+// acknowledges ("ON"; ackColumn).
 func (d Dialect) StateQuery() string {
 	if d.Flavour == FlavourMariaDB {
-		return "SELECT @@GLOBAL.gtid_binlog_state, @@GLOBAL.gtid_slave_pos, @@GLOBAL.read_only, NOW(6)"
+		return "SELECT @@GLOBAL.gtid_binlog_state, @@GLOBAL.gtid_slave_pos, @@GLOBAL.read_only, NOW(6), " + d.ackColumn()
 	}
-	return "SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_executed, @@GLOBAL.read_only, NOW(6)"
+	return "SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_executed, @@GLOBAL.read_only, NOW(6), " + d.ackColumn()
 }
 
 // Position parses a GTID set of this flavour.
@@ -215,63 +217,213 @@ func (d Dialect) WaitForPosition() string {
 	return "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)"
 }
 
-// BinlogStatus shows the binary log file and offset the server writes.
-func (d Dialect) BinlogStatus() string {
-	if d.Flavour == FlavourMySQL && d.Version.AtLeast(8, 2, 0) {
-		return "SHOW BINARY LOG STATUS"
+// SemiSyncTimeoutMS is the source side's acknowledgement timeout hamgr
+// sets: 24 hours, so long that it never fires in practice. On timeout
+// the server silently stops waiting (it acknowledges commits without a
+// copy until a replica catches up), which would make hamgr's
+// synchronous record lie; hamgr instead turns waiting off itself
+// (SetSynchronousStandbys without anyStandby) when it decides to run
+// asynchronously, and records that it did.
+const SemiSyncTimeoutMS = 24 * 60 * 60 * 1000
+
+// semiSyncWords are the prefixes of the semi-sync variables: MariaDB and
+// MySQL before 8.0.26 say master and slave, MySQL 8.0.26+ (whose
+// plugins SemiSyncServerOptions loads) source and replica.
+func (d Dialect) semiSyncWords() (source, replica, noReplica string) {
+	if d.Flavour == FlavourMariaDB || !d.Version.AtLeast(8, 0, 26) {
+		return "rpl_semi_sync_master", "rpl_semi_sync_slave", "rpl_semi_sync_master_wait_no_slave"
 	}
-	return "SHOW MASTER STATUS"
+	return "rpl_semi_sync_source", "rpl_semi_sync_replica", "rpl_semi_sync_source_wait_no_replica"
 }
 
-// SemiSync returns the statements that turn semi-synchronous replication
-// on this server's source side (acknowledged commits wait for a replica
-// up to timeoutMS) and replica side on or off. MySQL needs the plugins
-// loaded first (InstallSemiSync).
-func (d Dialect) SemiSync(source, replica bool, timeoutMS int) []string {
-	on := map[bool]string{true: "ON", false: "OFF"}
-	if d.Flavour == FlavourMariaDB || !d.Version.AtLeast(8, 0, 26) {
-		return []string{
-			fmt.Sprintf("SET GLOBAL rpl_semi_sync_master_timeout = %d", timeoutMS),
-			"SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC",
-			"SET GLOBAL rpl_semi_sync_master_enabled = " + on[source],
-			"SET GLOBAL rpl_semi_sync_slave_enabled = " + on[replica],
-		}
-	}
+// SemiSyncSourceOn returns the statements that make commits wait for an
+// acknowledgement from any replica whose replica side is on: after the
+// binary log is synced and before the engine commit (AFTER_SYNC, so no
+// other session sees a commit no replica holds), while no such replica
+// is connected too (wait_no_slave), for SemiSyncTimeoutMS. Enabling comes
+// last, so waiting never starts with another server's settings.
+func (d Dialect) SemiSyncSourceOn() []string {
+	src, _, noReplica := d.semiSyncWords()
 	return []string{
-		fmt.Sprintf("SET GLOBAL rpl_semi_sync_source_timeout = %d", timeoutMS),
-		"SET GLOBAL rpl_semi_sync_source_wait_point = AFTER_SYNC",
-		"SET GLOBAL rpl_semi_sync_source_enabled = " + on[source],
-		"SET GLOBAL rpl_semi_sync_replica_enabled = " + on[replica],
+		fmt.Sprintf("SET GLOBAL %s_timeout = %d", src, SemiSyncTimeoutMS),
+		"SET GLOBAL " + src + "_wait_point = AFTER_SYNC",
+		"SET GLOBAL " + noReplica + " = ON",
+		"SET GLOBAL " + src + "_enabled = ON",
 	}
+}
+
+// SemiSyncSourceOff returns the statement that stops commits waiting for
+// acknowledgements; commits waiting at that moment return at once.
+func (d Dialect) SemiSyncSourceOff() string {
+	src, _, _ := d.semiSyncWords()
+	return "SET GLOBAL " + src + "_enabled = OFF"
+}
+
+// SemiSyncReplica returns the statement that turns the replica side
+// (acknowledging) on or off. It takes effect when the IO thread next
+// connects (RestartReplicaIO); a running stream keeps acknowledging as
+// it did when it started.
+func (d Dialect) SemiSyncReplica(on bool) string {
+	_, rep, _ := d.semiSyncWords()
+	if on {
+		return "SET GLOBAL " + rep + "_enabled = ON"
+	}
+	return "SET GLOBAL " + rep + "_enabled = OFF"
+}
+
+// RestartReplicaIO returns the statements that reconnect the IO thread
+// (the applier keeps running), so that the source sees the replica side
+// as it is now.
+func (d Dialect) RestartReplicaIO() []string {
+	return []string{d.StopReplica() + " IO_THREAD", d.StartReplica() + " IO_THREAD"}
+}
+
+// globalVariable is an expression for a global variable that is NULL when
+// the variable does not exist (MySQL's semi-sync plugins not loaded).
+// MariaDB has the semi-sync variables built in: @@GLOBAL is cheaper.
+func (d Dialect) globalVariable(name string) string {
+	if d.Flavour == FlavourMariaDB {
+		return "@@GLOBAL." + name
+	}
+	return "(SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = '" + name + "')"
+}
+
+// globalStatus is an expression for a global status variable (NULL when
+// it does not exist).
+func (d Dialect) globalStatus(name string) string {
+	if d.Flavour == FlavourMariaDB {
+		return "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '" + strings.ToUpper(name) + "')"
+	}
+	return "(SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = '" + name + "')"
+}
+
+// ackExpressions are the replica side's variable
+// (rpl_semi_sync_slave_enabled: what the next stream declares) and
+// operational status (Rpl_semi_sync_slave_status: whether the running
+// stream acknowledges, as it declared when it connected); both NULL when
+// MySQL's plugin is not loaded.
+func (d Dialect) ackExpressions() (variable, status string) {
+	_, rep, _ := d.semiSyncWords()
+	name := "Rpl_semi_sync_slave_status"
+	if rep == "rpl_semi_sync_replica" {
+		name = "Rpl_semi_sync_replica_status"
+	}
+	return d.globalVariable(rep + "_enabled"), d.globalStatus(name)
+}
+
+// ackColumn is an expression that is ON when the replica side's variable
+// or its status is (a stream started while the variable was on
+// acknowledges until it is restarted): the acknowledging state. The
+// status is read (a status table, the costly part) only when the
+// variable is off.
+func (d Dialect) ackColumn() string {
+	variable, status := d.ackExpressions()
+	if d.Flavour == FlavourMariaDB {
+		return "IF(" + variable + ", 'ON', " + status + ")"
+	}
+	return "IF(" + variable + " = 'ON', 'ON', " + status + ")"
+}
+
+// AckQuery selects the replica side's variable and status.
+func (d Dialect) AckQuery() string {
+	variable, status := d.ackExpressions()
+	return "SELECT " + variable + ", " + status
+}
+
+// SyncStatusQuery selects, in one row: the GTID set the server holds (as
+// StateQuery), whether it is read-only, and the source side's settings:
+// enabled, wait_no_slave, timeout and wait point (NULL when MySQL's
+// plugin is not loaded). It reads no status variable: it runs every
+// round on the leader.
+func (d Dialect) SyncStatusQuery() string {
+	src, _, noReplica := d.semiSyncWords()
+	sets := "@@GLOBAL.gtid_binlog_state, @@GLOBAL.gtid_slave_pos"
+	if d.Flavour == FlavourMySQL {
+		sets = "@@GLOBAL.gtid_executed, @@GLOBAL.gtid_executed"
+	}
+	return "SELECT " + sets + ", @@GLOBAL.read_only, " + d.globalVariable(src+"_enabled") + ", " +
+		d.globalVariable(noReplica) + ", " + d.globalVariable(src+"_timeout") + ", " + d.globalVariable(src+"_wait_point")
+}
+
+// SemiSyncSource is the source side's settings as SyncStatusQuery reads
+// them.
+type SemiSyncSource struct {
+	Enabled, WaitNoReplica bool
+	TimeoutMS              uint64
+	WaitPoint              string
+}
+
+// ParseSemiSyncSource reads the four settings of SyncStatusQuery (NULL:
+// the plugin is not loaded, so off).
+func ParseSemiSyncSource(enabled, noReplica, timeout, waitPoint sql.NullString) SemiSyncSource {
+	t, _ := strconv.ParseUint(timeout.String, 10, 64)
+	return SemiSyncSource{Enabled: isOn(enabled), WaitNoReplica: isOn(noReplica), TimeoutMS: t,
+		WaitPoint: strings.ToUpper(waitPoint.String)}
+}
+
+// Waits reports whether commits wait as SemiSyncSourceOn makes them:
+// enabled, whether or not a replica is connected, after the sync, with a
+// timeout no shorter than SemiSyncTimeoutMS. Weaker settings (an
+// operator's) fall back to asynchronous silently, so they do not count.
+func (s SemiSyncSource) Waits() bool {
+	return s.Enabled && s.WaitNoReplica && s.TimeoutMS >= SemiSyncTimeoutMS && s.WaitPoint == "AFTER_SYNC"
+}
+
+// isOn reads a boolean variable or status value: "ON" or "1" (MariaDB's
+// @@GLOBAL reads booleans as 0 and 1); NULL is off.
+func isOn(v sql.NullString) bool {
+	return v.Valid && (strings.EqualFold(v.String, "ON") || v.String == "1")
 }
 
 // SemiSyncSourceEnabled selects whether semi-synchronous replication is
-// on at the source side ("ON"/"OFF"; no row when MySQL's plugin is not
-// loaded).
+// on at the source side ("ON"/"OFF", or 1/0; no row when MySQL's plugin
+// is not loaded).
 func (d Dialect) SemiSyncSourceEnabled() string {
+	src, _, _ := d.semiSyncWords()
 	if d.Flavour == FlavourMariaDB {
-		return "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_ENABLED'"
+		return "SELECT @@GLOBAL." + src + "_enabled"
 	}
-	return "SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_source_enabled'"
+	return "SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = '" + src + "_enabled'"
 }
 
-// InstallSemiSync loads MySQL's semi-sync plugins (MariaDB has them built
-// in: no statements). An already loaded plugin is an error the caller
-// ignores (ER_PLUGIN_INSTALLED, 1968, or 1125 before 8.0).
-func (d Dialect) InstallSemiSync() []string {
-	switch {
-	case d.Flavour == FlavourMariaDB:
-		return nil
-	case d.Version.AtLeast(8, 0, 26):
-		return []string{"INSTALL PLUGIN rpl_semi_sync_source SONAME 'semisync_source.so'",
-			"INSTALL PLUGIN rpl_semi_sync_replica SONAME 'semisync_replica.so'"}
+// SemiSyncServerOptions are the server options that start every server
+// with both semi-sync sides off, whatever the options before them say
+// (SET GLOBAL is not persistent: each start begins off, and the agent
+// turns them on). MySQL's semi-sync plugins are loaded here, at every
+// start: INSTALL PLUGIN is refused by super_read_only, which every
+// server starts with; loose- keeps a server whose plugin cannot load
+// starting (its semi-sync variables are then missing: off).
+func (d Dialect) SemiSyncServerOptions() []string {
+	src, rep, _ := d.semiSyncWords()
+	dash := func(s string) string { return strings.ReplaceAll(s, "_", "-") }
+	if d.Flavour == FlavourMariaDB {
+		return []string{"--" + dash(src) + "-enabled=OFF", "--" + dash(rep) + "-enabled=OFF"}
 	}
-	return []string{"INSTALL PLUGIN rpl_semi_sync_master SONAME 'semisync_master.so'",
-		"INSTALL PLUGIN rpl_semi_sync_slave SONAME 'semisync_slave.so'"}
+	lib := map[string]string{"rpl_semi_sync_master": "semisync_master.so", "rpl_semi_sync_slave": "semisync_slave.so",
+		"rpl_semi_sync_source": "semisync_source.so", "rpl_semi_sync_replica": "semisync_replica.so"}
+	return []string{"--plugin-load-add=" + lib[src], "--plugin-load-add=" + lib[rep],
+		"--loose-" + dash(src) + "-enabled=OFF", "--loose-" + dash(rep) + "-enabled=OFF"}
 }
+
+// WaitingForAck is the PROCESSLIST state of a session whose commit waits
+// for a semi-sync acknowledgement (MariaDB and MySQL before 8.0.26 end it
+// "from slave", MySQL 8.0.26+ "from replica").
+const WaitingForAck = "Waiting for semi-sync ACK from"
 
 // ProcessList lists the other sessions: id, user, command.
 const ProcessList = "SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
+
+// CommitBlockers selects the other sessions whose commit waits for a
+// semi-sync acknowledgement (WaitingForAck) and the agent's own heartbeat
+// writes (which queue behind such a commit): what keeps setting read-only
+// waiting.
+const CommitBlockers = "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND " +
+	"(STATE LIKE '" + WaitingForAck + "%' OR INFO LIKE 'INSERT INTO hamgr.heartbeat %')"
+
+// HeartbeatSessions selects the other sessions running the heartbeat
+// write.
+const HeartbeatSessions = "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND " +
+	"INFO LIKE 'INSERT INTO hamgr.heartbeat %'"
 
 // KillConnection ends session id.
 func KillConnection(id int64) string { return fmt.Sprintf("KILL CONNECTION %d", id) }

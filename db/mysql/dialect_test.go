@@ -1,12 +1,15 @@
 package mysql
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db"
 )
 
 func dialect(t *testing.T, version, comment string) Dialect {
@@ -70,10 +73,15 @@ func TestDialectStatements(t *testing.T) {
 		{mdb.StartReplica(), "START REPLICA"}, {my80.StartReplica(), "START SLAVE"}, {my8036.StartReplica(), "START REPLICA"},
 		{mdb.ResetReplicaAll(), "RESET REPLICA ALL"}, {my80.ResetReplicaAll(), "RESET SLAVE ALL"}, {my84.ResetReplicaAll(), "RESET REPLICA ALL"},
 		{mdb.ShowReplicaStatus(), "SHOW REPLICA STATUS"}, {my80.ShowReplicaStatus(), "SHOW SLAVE STATUS"},
-		{mdb.StateQuery(), "SELECT @@GLOBAL.gtid_binlog_state, @@GLOBAL.gtid_slave_pos, @@GLOBAL.read_only, NOW(6)"},
-		{my84.StateQuery(), "SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_executed, @@GLOBAL.read_only, NOW(6)"},
+		{mdb.StateQuery(), "SELECT @@GLOBAL.gtid_binlog_state, @@GLOBAL.gtid_slave_pos, @@GLOBAL.read_only, NOW(6), " +
+			"IF(@@GLOBAL.rpl_semi_sync_slave_enabled, 'ON', (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_SLAVE_STATUS'))"},
+		{my84.StateQuery(), "SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_executed, @@GLOBAL.read_only, NOW(6), " +
+			"IF((SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_replica_enabled') = 'ON', 'ON', " +
+			"(SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = 'Rpl_semi_sync_replica_status'))"},
+		{my80.StateQuery(), "SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_executed, @@GLOBAL.read_only, NOW(6), " +
+			"IF((SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_slave_enabled') = 'ON', 'ON', " +
+			"(SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = 'Rpl_semi_sync_slave_status'))"},
 		{mdb.WaitForPosition(), "SELECT MASTER_GTID_WAIT(?, ?)"}, {my84.WaitForPosition(), "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)"},
-		{mdb.BinlogStatus(), "SHOW MASTER STATUS"}, {my8036.BinlogStatus(), "SHOW MASTER STATUS"}, {my84.BinlogStatus(), "SHOW BINARY LOG STATUS"},
 		{KillConnection(42), "KILL CONNECTION 42"},
 		{mdb.SetOwnPassword("p'w"), "SET PASSWORD = PASSWORD('p''w')"}, {my84.SetOwnPassword("x"), "SET PASSWORD = 'x'"},
 		{SetSlavePos("0-1-9,1-2-3"), "SET GLOBAL gtid_slave_pos = '0-1-9,1-2-3'"},
@@ -89,15 +97,6 @@ func TestDialectStatements(t *testing.T) {
 		{my84.SetReadOnly(), []string{"SET GLOBAL super_read_only = ON"}},
 		{mdb.SetWritable(), []string{"SET GLOBAL read_only = OFF"}},
 		{my84.SetWritable(), []string{"SET GLOBAL super_read_only = OFF", "SET GLOBAL read_only = OFF"}},
-		{mdb.SemiSync(true, false, 1000), []string{"SET GLOBAL rpl_semi_sync_master_timeout = 1000",
-			"SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC", "SET GLOBAL rpl_semi_sync_master_enabled = ON",
-			"SET GLOBAL rpl_semi_sync_slave_enabled = OFF"}},
-		{my84.SemiSync(false, true, 500), []string{"SET GLOBAL rpl_semi_sync_source_timeout = 500",
-			"SET GLOBAL rpl_semi_sync_source_wait_point = AFTER_SYNC", "SET GLOBAL rpl_semi_sync_source_enabled = OFF",
-			"SET GLOBAL rpl_semi_sync_replica_enabled = ON"}},
-		{mdb.InstallSemiSync(), nil},
-		{my84.InstallSemiSync(), []string{"INSTALL PLUGIN rpl_semi_sync_source SONAME 'semisync_source.so'",
-			"INSTALL PLUGIN rpl_semi_sync_replica SONAME 'semisync_replica.so'"}},
 		{mdb.SetupStatements("repl", "a'b"), []string{"CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'a''b'",
 			"GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS ON *.* TO 'repl'@'%'"}},
 		{my84.SetupStatements("repl", "x")[:1], []string{"CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED WITH caching_sha2_password BY 'x'"}},
@@ -313,15 +312,16 @@ func TestServerArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := strings.Join(m.serverArgs(FlavourMariaDB, "/d/n1"), " ")
+	got := strings.Join(m.serverArgs(dialect(t, "10.11.6-MariaDB", ""), "/d/n1"), " ")
 	want := "--no-defaults --datadir=/d/n1 --socket=/d/n1.sock --port=3307 --bind-address=127.0.0.1 --pid-file=/d/n1/mysqld.pid " +
 		"--server-id=7 --log-bin=mysql-bin --binlog-format=ROW --skip-name-resolve --log-slave-updates --gtid-strict-mode=1 " +
-		"--skip-slave-start --read-only=1 --innodb-buffer-pool-size=64M"
+		"--skip-slave-start --read-only=1 --innodb-buffer-pool-size=64M --rpl-semi-sync-master-enabled=OFF --rpl-semi-sync-slave-enabled=OFF"
 	if got != want {
 		t.Errorf("MariaDB args\n%s\nwant\n%s", got, want)
 	}
-	got = strings.Join(m.serverArgs(FlavourMySQL, "/d/n1"), " ")
-	if !strings.Contains(got, "--gtid-mode=ON --enforce-gtid-consistency=ON --skip-replica-start --super-read-only=ON") {
+	got = strings.Join(m.serverArgs(dialect(t, "8.4.0", ""), "/d/n1"), " ")
+	if !strings.Contains(got, "--gtid-mode=ON --enforce-gtid-consistency=ON --skip-replica-start --super-read-only=ON --innodb-buffer-pool-size=64M "+
+		"--plugin-load-add=semisync_source.so --plugin-load-add=semisync_replica.so") {
 		t.Errorf("MySQL args %s", got)
 	}
 }
@@ -334,19 +334,144 @@ func TestClampState(t *testing.T) {
 	}
 }
 
-func TestFormatCoordinates(t *testing.T) {
-	str := func(s string) *string { return &s }
-	for _, c := range []struct {
-		row  map[string]*string
-		want string
-	}{
-		{map[string]*string{"File": str("mysql-bin.000003"), "Position": str("1234"), "Binlog_Do_DB": str("")}, "mysql-bin.000003:1234"},
-		{map[string]*string{"File": str("binlog.000001")}, "binlog.000001"},
-		{map[string]*string{}, ""},
-		{nil, ""},
+// The semi-sync statements of each flavour: MariaDB and MySQL before
+// 8.0.26 say master and slave, MySQL 8.0.26+ source and replica (and its
+// plugins may be missing: variables read through performance_schema, so
+// a missing one is NULL rather than an error).
+func TestSemiSyncStatements(t *testing.T) {
+	mdb := dialect(t, "10.11.19-MariaDB-0+deb12u1", "")
+	my80 := dialect(t, "8.0.25", "")
+	my84 := dialect(t, "8.4.0", "")
+	for _, c := range []struct{ got, want []string }{
+		{mdb.SemiSyncSourceOn(), []string{"SET GLOBAL rpl_semi_sync_master_timeout = 86400000",
+			"SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC", "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON",
+			"SET GLOBAL rpl_semi_sync_master_enabled = ON"}},
+		{my80.SemiSyncSourceOn(), []string{"SET GLOBAL rpl_semi_sync_master_timeout = 86400000",
+			"SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC", "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON",
+			"SET GLOBAL rpl_semi_sync_master_enabled = ON"}},
+		{my84.SemiSyncSourceOn(), []string{"SET GLOBAL rpl_semi_sync_source_timeout = 86400000",
+			"SET GLOBAL rpl_semi_sync_source_wait_point = AFTER_SYNC", "SET GLOBAL rpl_semi_sync_source_wait_no_replica = ON",
+			"SET GLOBAL rpl_semi_sync_source_enabled = ON"}},
+		{[]string{mdb.SemiSyncSourceOff(), my80.SemiSyncSourceOff(), my84.SemiSyncSourceOff()}, []string{
+			"SET GLOBAL rpl_semi_sync_master_enabled = OFF", "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
+			"SET GLOBAL rpl_semi_sync_source_enabled = OFF"}},
+		{[]string{mdb.SemiSyncReplica(true), mdb.SemiSyncReplica(false), my84.SemiSyncReplica(true), my84.SemiSyncReplica(false)}, []string{
+			"SET GLOBAL rpl_semi_sync_slave_enabled = ON", "SET GLOBAL rpl_semi_sync_slave_enabled = OFF",
+			"SET GLOBAL rpl_semi_sync_replica_enabled = ON", "SET GLOBAL rpl_semi_sync_replica_enabled = OFF"}},
+		{mdb.RestartReplicaIO(), []string{"STOP REPLICA IO_THREAD", "START REPLICA IO_THREAD"}},
+		{dialect(t, "8.0.20", "").RestartReplicaIO(), []string{"STOP SLAVE IO_THREAD", "START SLAVE IO_THREAD"}},
+		{my84.RestartReplicaIO(), []string{"STOP REPLICA IO_THREAD", "START REPLICA IO_THREAD"}},
+		{[]string{mdb.AckQuery(), my80.AckQuery(), my84.AckQuery()}, []string{
+			"SELECT @@GLOBAL.rpl_semi_sync_slave_enabled, (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_SLAVE_STATUS')",
+			"SELECT (SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_slave_enabled'), " +
+				"(SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = 'Rpl_semi_sync_slave_status')",
+			"SELECT (SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_replica_enabled'), " +
+				"(SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = 'Rpl_semi_sync_replica_status')"}},
+		{[]string{mdb.SyncStatusQuery(), my84.SyncStatusQuery()}, []string{
+			"SELECT @@GLOBAL.gtid_binlog_state, @@GLOBAL.gtid_slave_pos, @@GLOBAL.read_only, @@GLOBAL.rpl_semi_sync_master_enabled, " +
+				"@@GLOBAL.rpl_semi_sync_master_wait_no_slave, @@GLOBAL.rpl_semi_sync_master_timeout, @@GLOBAL.rpl_semi_sync_master_wait_point",
+			"SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_executed, @@GLOBAL.read_only, " +
+				"(SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_source_enabled'), " +
+				"(SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_source_wait_no_replica'), " +
+				"(SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_source_timeout'), " +
+				"(SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_source_wait_point')"}},
+		{[]string{mdb.SemiSyncSourceEnabled(), my80.SemiSyncSourceEnabled(), my84.SemiSyncSourceEnabled()}, []string{
+			"SELECT @@GLOBAL.rpl_semi_sync_master_enabled",
+			"SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_master_enabled'",
+			"SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_source_enabled'"}},
+		{mdb.SemiSyncServerOptions(), []string{"--rpl-semi-sync-master-enabled=OFF", "--rpl-semi-sync-slave-enabled=OFF"}},
+		{my80.SemiSyncServerOptions(), []string{"--plugin-load-add=semisync_master.so", "--plugin-load-add=semisync_slave.so",
+			"--loose-rpl-semi-sync-master-enabled=OFF", "--loose-rpl-semi-sync-slave-enabled=OFF"}},
+		{my84.SemiSyncServerOptions(), []string{"--plugin-load-add=semisync_source.so", "--plugin-load-add=semisync_replica.so",
+			"--loose-rpl-semi-sync-source-enabled=OFF", "--loose-rpl-semi-sync-replica-enabled=OFF"}},
 	} {
-		if got := FormatCoordinates(c.row); got != c.want {
-			t.Errorf("FormatCoordinates(%v) = %q, want %q", c.row, got, c.want)
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("got  %q\nwant %q", c.got, c.want)
 		}
+	}
+}
+
+func TestParseSemiSyncSource(t *testing.T) {
+	v := func(s string) sql.NullString { return sql.NullString{String: s, Valid: true} }
+	null := sql.NullString{}
+	for _, c := range []struct {
+		enabled, noReplica, timeout, waitPoint sql.NullString
+		want                                   SemiSyncSource
+		waits                                  bool
+	}{
+		// MariaDB's @@GLOBAL booleans read 1 and 0.
+		{v("1"), v("1"), v("86400000"), v("AFTER_SYNC"), SemiSyncSource{true, true, 86400000, "AFTER_SYNC"}, true},
+		{v("ON"), v("ON"), v("90000000"), v("after_sync"), SemiSyncSource{true, true, 90000000, "AFTER_SYNC"}, true},
+		// The defaults: a 10 s timeout falls back silently.
+		{v("1"), v("1"), v("10000"), v("AFTER_COMMIT"), SemiSyncSource{true, true, 10000, "AFTER_COMMIT"}, false},
+		{v("1"), v("0"), v("86400000"), v("AFTER_SYNC"), SemiSyncSource{true, false, 86400000, "AFTER_SYNC"}, false},
+		{v("0"), v("1"), v("86400000"), v("AFTER_SYNC"), SemiSyncSource{false, true, 86400000, "AFTER_SYNC"}, false},
+		// MySQL without its plugin.
+		{null, null, null, null, SemiSyncSource{}, false},
+	} {
+		got := ParseSemiSyncSource(c.enabled, c.noReplica, c.timeout, c.waitPoint)
+		if got != c.want || got.Waits() != c.waits {
+			t.Errorf("%v %v %v %v: %+v waits %t; want %+v waits %t", c.enabled, c.noReplica, c.timeout, c.waitPoint,
+				got, got.Waits(), c.want, c.waits)
+		}
+	}
+}
+
+func TestBinaryDialect(t *testing.T) {
+	for _, c := range []struct {
+		out     string
+		flavour Flavour
+		v       Version
+	}{
+		{"/usr/sbin/mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu on x86_64 (Debian 12)\n", FlavourMariaDB, Version{10, 11, 19}},
+		{"/usr/sbin/mysqld  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)\n", FlavourMySQL, Version{8, 0, 36}},
+		{"/usr/sbin/mysqld  Ver 8.4.0 for Linux on x86_64 (MySQL Community Server - GPL)\n", FlavourMySQL, Version{8, 4, 0}},
+	} {
+		d, err := BinaryDialect(c.out)
+		if err != nil || d.Flavour != c.flavour || d.Version != c.v {
+			t.Errorf("%q: %+v, %v", c.out, d, err)
+		}
+	}
+	for _, bad := range []string{"", "mysqld 8.0.36", "/usr/sbin/mysqld  Ver 5.7.44 for Linux"} {
+		if _, err := BinaryDialect(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// SetSynchronousStandbys takes no names, and SetAcknowledging only on and
+// off: both refused before the server is looked at.
+func TestSemiSyncArguments(t *testing.T) {
+	m, err := New(Options{Name: "n1", DataDir: "/nonexistent/n1", ServerBin: "/bin/sh", ListenHost: "127.0.0.1", Port: 3306,
+		ServerID: 1, Replication: "repl", ReplicationPassword: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.SetSynchronousStandbys(context.Background(), []string{"n2"}, false)
+	if !errors.Is(err, ErrNamedStandbys) || !strings.Contains(err.Error(), "cannot name standbys") {
+		t.Errorf("names: %v", err)
+	}
+	if err := m.SetAcknowledging(context.Background(), cluster.AckUnknown); err == nil || errors.Is(err, db.ErrNotRunning) {
+		t.Errorf("unknown state: %v", err)
+	}
+	for _, st := range []cluster.AckState{cluster.AckOn, cluster.AckOff} {
+		if err := m.SetAcknowledging(context.Background(), st); !errors.Is(err, db.ErrNotRunning) {
+			t.Errorf("%s on a stopped server: %v", st, err)
+		}
+	}
+	if err := m.SetSynchronousStandbys(context.Background(), nil, true); !errors.Is(err, db.ErrNotRunning) {
+		t.Errorf("stopped server: %v", err)
+	}
+	if _, err := m.ReplicationStatus(context.Background()); !errors.Is(err, db.ErrNotRunning) {
+		t.Errorf("status of a stopped server: %v", err)
+	}
+	for _, name := range []string{"rpl_semi_sync_master_enabled", "loose-rpl-semi-sync-slave-enabled", "RPL_SEMI_SYNC_SOURCE_ENABLED",
+		"loose_rpl_semi_sync_replica_enabled"} {
+		if !IsReservedParameter(name) {
+			t.Errorf("%s is not reserved", name)
+		}
+	}
+	if IsReservedParameter("rpl_semi_sync_master_timeout") {
+		t.Error("the timeout is reserved")
 	}
 }

@@ -45,6 +45,23 @@
 // set it (CHANGE MASTER, CREATE USER), which are never logged, and is
 // redacted from errors.
 //
-// Not done yet: Clone (a logical copy with mariadb-dump), semi-sync
-// (db.Replication), and the stopped position of a MySQL server.
+// Semi-synchronous replication (db.SyncReplication, db.Acknowledger;
+// see semisync.go for what was verified on MariaDB 10.11). Both sides
+// start off at every server start (SemiSyncServerOptions; MySQL's plugins
+// are loaded there). SetSynchronousStandbys turns the primary's source
+// side on (AFTER_SYNC, waiting while no replica is connected, a 24-hour
+// timeout so that the server never falls back to asynchronous by itself:
+// hamgr turns waiting off when it decides to) or off, which releases the
+// waiting commits at once; a read-only server is not made to wait (its
+// applier would) but Promote turns waiting on before it takes writes.
+// SetAcknowledging sets a replica's side and restarts its IO thread,
+// since the primary learns it only when the stream connects; Probe
+// reports it (Status.Ack) from the variable and the stream's status.
+// Promote turns the replica side off. A commit that waits for an
+// acknowledgement holds read_only and SHOW MASTER STATUS: Demote ends
+// such sessions (their clients get no OK) and the probe reads the binary
+// log coordinates from the data directory.
+//
+// Not done yet: Clone of a MySQL server, and the stopped position of a
+// MySQL server.
 package mysql

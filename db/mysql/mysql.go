@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,18 +63,22 @@ type Options struct {
 }
 
 // ReservedParameters returns the server options this engine sets itself:
-// the member's identity and the replication settings it relies on.
+// the member's identity and the replication settings it relies on (the
+// semi-sync sides start off: the agent turns them on).
 func ReservedParameters() []string {
 	return []string{"datadir", "socket", "port", "bind-address", "pid-file", "server-id", "server_id",
 		"log-bin", "log_bin", "log-slave-updates", "log_slave_updates", "log-replica-updates", "gtid-strict-mode",
 		"gtid_strict_mode", "gtid-mode", "gtid_mode", "enforce-gtid-consistency", "read-only", "read_only",
-		"super-read-only", "super_read_only", "skip-slave-start", "skip-replica-start", "binlog-format", "binlog_format", "user"}
+		"super-read-only", "super_read_only", "skip-slave-start", "skip-replica-start", "binlog-format", "binlog_format", "user",
+		"rpl-semi-sync-master-enabled", "rpl-semi-sync-slave-enabled", "rpl-semi-sync-source-enabled", "rpl-semi-sync-replica-enabled"}
 }
 
 // IsReservedParameter reports whether name is one of ReservedParameters
-// ('-' and '_' are the same to the server).
+// ('-' and '_' are the same to the server, and a loose- prefix only
+// makes an unknown option a warning).
 func IsReservedParameter(name string) bool {
 	n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	n = strings.TrimPrefix(n, "loose-")
 	for _, r := range ReservedParameters() {
 		if n == strings.ReplaceAll(r, "_", "-") {
 			return true
@@ -95,6 +100,20 @@ type MySQL struct {
 	once   sync.Once
 
 	opMu sync.Mutex // serializes control operations
+
+	// waitOnPromote is set when SetSynchronousStandbys asked a read-only
+	// server to make commits wait: a replica's own applier would wait
+	// (its commits are binary-logged), so Promote turns waiting on just
+	// before the server takes writes. Demote and Follow clear it.
+	waitOnPromote atomic.Bool
+	// waitAsked is the last waiting SetSynchronousStandbys asked of this
+	// server as a primary (the setting is not persistent): a restart in
+	// place (StartPrimary) turns waiting on again before the server takes
+	// writes. Demote and Follow clear it.
+	waitAsked atomic.Bool
+	// heartbeatPending is when the probe's last heartbeat write, given
+	// up on, began (Unix nanoseconds; 0: none pending): checkFresh.
+	heartbeatPending atomic.Int64
 
 	mu  sync.Mutex // guards srv
 	srv *server

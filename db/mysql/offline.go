@@ -20,20 +20,9 @@ import (
 // in it. MariaDB only (mariadb-binlog); zero for MySQL, whose stopped
 // position is not read yet.
 func (m *MySQL) offlinePosition(ctx context.Context) (cluster.Position, error) {
-	idx, err := os.ReadFile(m.path("mysql-bin.index"))
-	if errors.Is(err, os.ErrNotExist) {
-		return cluster.Position{}, nil
-	}
-	if err != nil {
-		return cluster.Position{}, fmt.Errorf("read binary log index: %w", err)
-	}
-	files := strings.Fields(string(idx))
-	if len(files) == 0 {
-		return cluster.Position{}, nil
-	}
-	last := files[len(files)-1]
-	if !filepath.IsAbs(last) {
-		last = filepath.Join(m.opts.DataDir, last)
+	last, err := m.lastBinlog()
+	if err != nil || last == "" {
+		return cluster.Position{}, err
 	}
 	if !exists(filepath.Join(m.opts.ToolDir, "mariadb-binlog")) {
 		return cluster.Position{}, nil
@@ -43,6 +32,27 @@ func (m *MySQL) offlinePosition(ctx context.Context) (cluster.Position, error) {
 		return cluster.Position{}, fmt.Errorf("mariadb-binlog %s: %w", last, err)
 	}
 	return parseBinlogGTIDs(string(out))
+}
+
+// lastBinlog is the path of the last binary log file the index names,
+// the one the server writes; "" when there is none.
+func (m *MySQL) lastBinlog() (string, error) {
+	idx, err := os.ReadFile(m.path("mysql-bin.index"))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read binary log index: %w", err)
+	}
+	files := strings.Fields(string(idx))
+	if len(files) == 0 {
+		return "", nil
+	}
+	last := files[len(files)-1]
+	if !filepath.IsAbs(last) {
+		last = filepath.Join(m.opts.DataDir, last)
+	}
+	return last, nil
 }
 
 var (

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -54,7 +56,7 @@ func (m *MySQL) Probe(ctx context.Context) (db.Status, error) {
 		if err == nil {
 			st.Accepting = true
 			if st.Role == cluster.RolePrimary {
-				st.Stalled = m.checkFresh(ctx)
+				st.Stalled, st.AckOverdue = m.checkFresh(ctx)
 			}
 			return st, nil
 		}
@@ -79,14 +81,22 @@ type state struct {
 	executed cluster.Position
 	replica  ReplicaStatus
 	received cluster.Position // executed plus what the IO thread received
+	// ack is the replica side of semi-sync: on when its variable or the
+	// running stream's status is (Dialect.StateQuery).
+	ack cluster.AckState
 }
 
 func (m *MySQL) readState(ctx context.Context, q querier, d Dialect) (state, error) {
 	s := state{dialect: d}
 	var set1, set2 string
 	var now time.Time
-	if err := q.QueryRowContext(ctx, d.StateQuery()).Scan(&set1, &set2, &s.readOnly, &now); err != nil {
+	var ack sql.NullString
+	if err := q.QueryRowContext(ctx, d.StateQuery()).Scan(&set1, &set2, &s.readOnly, &now, &ack); err != nil {
 		return s, fmt.Errorf("read GTID state: %w", err)
+	}
+	s.ack = cluster.AckOff
+	if isOn(ack) {
+		s.ack = cluster.AckOn
 	}
 	a, err := d.Position(set1)
 	if err != nil {
@@ -127,7 +137,8 @@ func (m *MySQL) measure(ctx context.Context, st *db.Status) error {
 		return err
 	}
 	st.Position = s.executed
-	st.Coordinates = binlogCoordinates(ctx, pool, d)
+	st.Ack = s.ack
+	st.Coordinates = m.binlogCoordinates()
 	if !s.readOnly {
 		st.Role = cluster.RolePrimary
 		return nil
@@ -155,28 +166,23 @@ func (m *MySQL) measure(ctx context.Context, st *db.Status) error {
 	return nil
 }
 
-// binlogCoordinates reads the binary log file and offset the server
-// writes, "file:offset", for operators; "" when its binary log is off or
-// the query fails (no decision depends on it).
-func binlogCoordinates(ctx context.Context, q querier, d Dialect) string {
-	row, err := queryRow(ctx, q, d.BinlogStatus())
+// binlogCoordinates reads the binary log file the server writes and its
+// size, "file:offset", for operators; "" when there is none (no decision
+// depends on it). It reads them from the data directory (the last file
+// of the index), as SHOW MASTER STATUS shows them, without asking: that
+// statement waits for the binary log, which a commit waiting for a
+// semi-sync acknowledgement holds while another commit queues behind it,
+// and the probe would then wait too.
+func (m *MySQL) binlogCoordinates() string {
+	last, err := m.lastBinlog()
+	if err != nil || last == "" {
+		return ""
+	}
+	fi, err := os.Stat(last)
 	if err != nil {
 		return ""
 	}
-	return FormatCoordinates(row)
-}
-
-// FormatCoordinates renders a SHOW MASTER STATUS (SHOW BINARY LOG STATUS)
-// row as "file:offset"; "" when the row has no file.
-func FormatCoordinates(row map[string]*string) string {
-	file, pos := row["File"], row["Position"]
-	if file == nil || *file == "" {
-		return ""
-	}
-	if pos == nil {
-		return *file
-	}
-	return *file + ":" + *pos
+	return filepath.Base(last) + ":" + strconv.FormatInt(fi.Size(), 10)
 }
 
 // heartbeatLag is the age of the heartbeat row the replica applied, in
@@ -194,27 +200,54 @@ func (m *MySQL) heartbeatLag(ctx context.Context, q querier, rs ReplicaStatus) f
 }
 
 // checkFresh opens a new connection to the local primary and commits the
-// heartbeat on it. It returns why that could not be done within
-// freshCheckTimeout (a server that lets no new session in, a disk that
-// takes no commit), or "" when it could, or when the server answered with
-// an error that shows it alive (too many connections, read-only, shutting
-// down). With semi-synchronous replication on, a commit that waits for a
-// replica's acknowledgement is not a stall: a timeout then is not
-// reported.
-func (m *MySQL) checkFresh(ctx context.Context) string {
+// heartbeat on it. It returns, as stalled, why that could not be done
+// within freshCheckTimeout (a server that lets no new session in, a disk
+// that takes no commit), or "" when it could, or when the server answered
+// with an error that shows it alive (too many connections, read-only,
+// shutting down). With semi-synchronous replication on, a commit that
+// waits for a replica's acknowledgement is not a stall: a timeout then is
+// reported as overdue instead (db.Status.AckOverdue). A heartbeat write
+// given up on is left to finish in the background, and while it has not,
+// no other is queued behind it.
+func (m *MySQL) checkFresh(ctx context.Context) (stalled, overdue string) {
+	if since := m.heartbeatPending.Load(); since != 0 {
+		waited := time.Since(time.Unix(0, since)).Round(10 * time.Millisecond)
+		if m.semiSyncSource() {
+			return "", fmt.Sprintf("a committed write has waited %s for a replica's acknowledgement", waited)
+		}
+		return fmt.Sprintf("a committed write did not complete in %s", waited), ""
+	}
 	ctx, cancel := context.WithTimeout(ctx, freshCheckTimeout)
 	defer cancel()
 	start := time.Now()
 	pool, err := m.freshDB(ctx)
 	if err != nil {
-		return ""
+		return "", ""
 	}
 	c, err := pool.Conn(ctx)
 	if err != nil {
-		return stallReason("a new connection", err, start)
+		return stallReason("a new connection", err, start), ""
 	}
-	defer c.Close()
-	if _, err := c.ExecContext(ctx, heartbeatWrite); err != nil {
+	err = m.heartbeat(ctx, c, start)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && m.semiSyncSource() {
+		m.endHeartbeats()
+		return "", fmt.Sprintf("a committed write waited %s for a replica's acknowledgement", time.Since(start).Round(10*time.Millisecond))
+	}
+	if err != nil {
+		return stallReason("a committed write", err, start), ""
+	}
+	return "", ""
+}
+
+// heartbeat commits the heartbeat on c and closes c. At ctx's end it
+// returns ctx's error without waiting for the write: the driver's
+// cancellation was seen not to return while the commit queued behind one
+// that waits for a semi-synchronous acknowledgement. The write then
+// finishes (and c closes) in the background, marked by heartbeatPending.
+func (m *MySQL) heartbeat(ctx context.Context, c *sql.Conn, start time.Time) error {
+	res := make(chan error, 1)
+	go func() {
+		_, err := c.ExecContext(ctx, heartbeatWrite)
 		var me *driver.MySQLError
 		if errors.As(err, &me) && me.Number == 1146 { // no table yet (a server hamgr did not initialize)
 			_, _ = c.ExecContext(ctx, heartbeatSchema)
@@ -223,11 +256,46 @@ func (m *MySQL) checkFresh(ctx context.Context) string {
 				_, err = c.ExecContext(ctx, heartbeatWrite)
 			}
 		}
-		if err != nil && !(errors.Is(err, context.DeadlineExceeded) && m.semiSyncSource()) {
-			return stallReason("a committed write", err, start)
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		_ = c.Close()
+		return err
+	case <-ctx.Done():
+		m.heartbeatPending.Store(start.UnixNano())
+		go func() {
+			<-res
+			_ = c.Close()
+			m.heartbeatPending.Store(0)
+		}()
+		return ctx.Err()
+	}
+}
+
+// endHeartbeats ends the sessions of heartbeat writes that wait for a
+// semi-sync acknowledgement, or for the row lock of one that does, after
+// their connection timed out: each would wait on in the server, and one
+// more would join them every probe. It does not wait for them to go: a
+// write queued behind the waiting commit (in its group commit) ends only
+// once that commit returns.
+func (m *MySQL) endHeartbeats() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	pool, _, err := m.localDB(ctx)
+	if err != nil {
+		return
+	}
+	ids, err := sessionIDs(ctx, pool, HeartbeatSessions)
+	for _, id := range ids {
+		if _, kerr := pool.ExecContext(ctx, KillConnection(id)); kerr != nil && !isErrno(kerr, 1094) { // 1094: gone
+			err = kerr
+			break
 		}
 	}
-	return ""
+	if err != nil {
+		m.log.Debug("cannot end the waiting heartbeat writes", "err", err)
+	}
 }
 
 // semiSyncSource reports whether semi-synchronous replication is on at

@@ -141,13 +141,41 @@ func (m *MySQL) binaryFlavour(ctx context.Context) (Flavour, error) {
 	return FlavourMySQL, nil
 }
 
+// binaryDialect tells the flavour and version of ServerBin from its
+// --version (BinaryDialect).
+func (m *MySQL) binaryDialect(ctx context.Context) (Dialect, error) {
+	out, err := exec.CommandContext(ctx, m.opts.ServerBin, "--version").Output()
+	if err != nil {
+		return Dialect{}, fmt.Errorf("%s --version: %w", m.opts.ServerBin, err)
+	}
+	d, err := BinaryDialect(string(out))
+	if err != nil {
+		return Dialect{}, fmt.Errorf("%s --version: %w", m.opts.ServerBin, err)
+	}
+	return d, nil
+}
+
+// BinaryDialect reads the flavour and version from a server binary's
+// --version output ("mariadbd  Ver 10.11.6-MariaDB-0+deb12u1 for
+// debian-linux-gnu on x86_64 (Debian 12)", "mysqld  Ver 8.0.36 for Linux
+// on x86_64 (MySQL Community Server - GPL)").
+func BinaryDialect(out string) (Dialect, error) {
+	_, rest, ok := strings.Cut(out, " Ver ")
+	if !ok {
+		return Dialect{}, fmt.Errorf("version output %q: no \"Ver\"", strings.TrimSpace(out))
+	}
+	return DetectDialect(strings.TrimSpace(rest), out)
+}
+
 // serverArgs is the server command line. Every server starts read-only
 // and without its replication threads: StartPrimary and StartReplica
 // make it writable or start replication once it answers, so a restarted
 // server never takes writes or applies events before the agent decided.
 // The binary log holds every transaction (log_slave_updates), which the
 // GTID position of a MariaDB member relies on (cluster.MariaDBPosition).
-func (m *MySQL) serverArgs(f Flavour, datadir string) []string {
+// Semi-sync starts off on both sides (SemiSyncServerOptions, last, so no
+// parameter overrides them).
+func (m *MySQL) serverArgs(d Dialect, datadir string) []string {
 	o := m.opts
 	args := []string{"--no-defaults",
 		"--datadir=" + datadir, "--socket=" + o.Socket, "--port=" + strconv.Itoa(o.Port),
@@ -155,13 +183,14 @@ func (m *MySQL) serverArgs(f Flavour, datadir string) []string {
 		"--server-id=" + strconv.FormatUint(uint64(o.ServerID), 10),
 		"--log-bin=mysql-bin", "--binlog-format=ROW", "--skip-name-resolve",
 	}
-	if f == FlavourMariaDB {
+	if d.Flavour == FlavourMariaDB {
 		args = append(args, "--log-slave-updates", "--gtid-strict-mode=1", "--skip-slave-start", "--read-only=1")
 	} else {
 		args = append(args, "--log-replica-updates", "--gtid-mode=ON", "--enforce-gtid-consistency=ON",
 			"--skip-replica-start", "--super-read-only=ON")
 	}
-	return append(args, m.parameterArgs()...)
+	args = append(args, m.parameterArgs()...)
+	return append(args, d.SemiSyncServerOptions()...)
 }
 
 // parameterArgs are Options.Parameters as --name=value, in name order.
@@ -202,7 +231,7 @@ func (m *MySQL) startServer(ctx context.Context, extra ...string) (*server, erro
 // startServerOn starts mysqld on datadir (DataDir, or the staging
 // directory of Initialize and Clone).
 func (m *MySQL) startServerOn(ctx context.Context, datadir string, extra ...string) (*server, error) {
-	f, err := m.binaryFlavour(ctx)
+	d, err := m.binaryDialect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +244,7 @@ func (m *MySQL) startServerOn(ctx context.Context, datadir string, extra ...stri
 	}
 	defer logf.Close() // the child holds its own descriptor
 	m.dropConn()
-	cmd := exec.Command(m.opts.ServerBin, append(m.serverArgs(f, datadir), extra...)...)
+	cmd := exec.Command(m.opts.ServerBin, append(m.serverArgs(d, datadir), extra...)...)
 	cmd.Dir = datadir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Like PostgreSQL's postmaster: in the agent's process group, and not

@@ -225,23 +225,32 @@ func count(t *testing.T, m *MySQL) int {
 // threeMembers initializes n1 as the primary with an app schema and user,
 // n2 and n3 as its replicas, and waits until both caught up.
 func threeMembers(t *testing.T) (n1, n2, n3 *MySQL) {
+	ms := primaryWithReplicas(t, 2)
+	return ms[0], ms[1], ms[2]
+}
+
+// primaryWithReplicas initializes n1 as the primary with an app schema
+// and user, n2... as its replicas (replicas of them), and waits until
+// they caught up.
+func primaryWithReplicas(t *testing.T, replicas int) []*MySQL {
 	base := testBase(t)
-	n1 = member(t, testOptions(base, "n1", 1))
-	n2 = member(t, testOptions(base, "n2", 2))
-	n3 = member(t, testOptions(base, "n3", 3))
-	for _, m := range []*MySQL{n1, n2, n3} {
-		must(t, "initialize "+m.opts.Name, m.Initialize(ctxT(t, 60*time.Second)))
+	ms := make([]*MySQL, replicas+1)
+	for i := range ms {
+		ms[i] = member(t, testOptions(base, fmt.Sprintf("n%d", i+1), uint32(i+1)))
+		must(t, "initialize "+ms[i].opts.Name, ms[i].Initialize(ctxT(t, 60*time.Second)))
 	}
+	n1 := ms[0]
 	must(t, "start primary", n1.StartPrimary(ctxT(t, 30*time.Second)))
 	local(t, n1, "CREATE USER 'app'@'%' IDENTIFIED BY '"+testAppPw+"'", "GRANT ALL ON appdb.* TO 'app'@'%'",
 		"CREATE DATABASE appdb", "CREATE TABLE appdb.t (id INT PRIMARY KEY, v VARCHAR(50))", "INSERT INTO appdb.t VALUES (1, 'one')")
-	for _, r := range []*MySQL{n2, n3} {
+	for _, r := range ms[1:] {
 		up := upstream(n1)
 		must(t, "start replica "+r.opts.Name, r.StartReplica(ctxT(t, 30*time.Second), &up))
 	}
-	waitCaughtUp(t, n2, n1)
-	waitCaughtUp(t, n3, n1)
-	return n1, n2, n3
+	for _, r := range ms[1:] {
+		waitCaughtUp(t, r, n1)
+	}
+	return ms
 }
 
 func TestServerLifecycleAndFailover(t *testing.T) {
@@ -400,7 +409,7 @@ func TestDemoteFinalPositionUnderLoad(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < 100000 && ctx.Err() == nil; i++ {
-			_ = n1.checkFresh(ctx)
+			_, _ = n1.checkFresh(ctx)
 		}
 	}()
 	waitFor(t, 20*time.Second, "writes to flow", func() (bool, string) { return acked.Load() > 50, "" })
@@ -550,5 +559,207 @@ func TestPromoteAppliesReceived(t *testing.T) {
 	}
 	if o := gtids(t, n2).Compare(want); o != cluster.Equal {
 		t.Errorf("promoted n2 at %s vs the old primary's %s: %s", gtids(t, n2), want, o)
+	}
+}
+
+// statusVar reads a global status variable of m.
+func statusVar(t *testing.T, m *MySQL, name string) string {
+	t.Helper()
+	pool, _, err := m.localDB(ctxT(t, 5*time.Second))
+	must(t, "connect", err)
+	var n, v string
+	must(t, "read "+name, pool.QueryRowContext(ctxT(t, 5*time.Second), "SHOW GLOBAL STATUS LIKE '"+name+"'").Scan(&n, &v))
+	return v
+}
+
+// replStatus is m's ReplicationStatus.
+func replStatus(t *testing.T, m *MySQL) db.ReplicationStatus {
+	t.Helper()
+	rs, err := m.ReplicationStatus(ctxT(t, 5*time.Second))
+	must(t, "replication status of "+m.opts.Name, err)
+	return rs
+}
+
+// commitAsync inserts row id on m as the app user, without a deadline,
+// and sends the outcome on the returned channel.
+func commitAsync(t *testing.T, m *MySQL, id int) <-chan error {
+	app := sqlAs(t, m, "app", testAppPw)
+	ch := make(chan error, 1)
+	go func() {
+		_, err := app.ExecContext(context.Background(), "INSERT INTO appdb.t VALUES (?, 'semi-sync')", id)
+		ch <- err
+	}()
+	return ch
+}
+
+// returns waits up to within for the commit of ch to return, and fails
+// unless it returned without an error.
+func returns(t *testing.T, ch <-chan error, within time.Duration, what string) {
+	t.Helper()
+	select {
+	case err := <-ch:
+		must(t, what, err)
+	case <-time.After(within):
+		t.Fatalf("%s: did not return within %v", what, within)
+	}
+}
+
+// awaitWaitingForAck waits until m has n sessions whose commit waits for
+// an acknowledgement.
+func awaitWaitingForAck(t *testing.T, m *MySQL, n int) {
+	t.Helper()
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d commits waiting for an acknowledgement on %s", n, m.opts.Name), func() (bool, string) {
+		got := waitingForAck(t, m)
+		return got == n, fmt.Sprintf("%d waiting", got)
+	})
+}
+
+// waitingForAck counts m's sessions whose commit waits for a semi-sync
+// acknowledgement.
+func waitingForAck(t *testing.T, m *MySQL) int {
+	t.Helper()
+	pool, _, err := m.localDB(ctxT(t, 5*time.Second))
+	must(t, "connect", err)
+	var n int
+	must(t, "count waiting sessions", pool.QueryRowContext(ctxT(t, 5*time.Second),
+		"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE '"+WaitingForAck+"%'").Scan(&n))
+	return n
+}
+
+// Semi-synchronous replication: commits wait for an acknowledging
+// replica; a replica turned off stops acknowledging at once, so commits
+// then wait; turning waiting off releases them; a promotion turns the
+// replica side off and waiting on when asked before it.
+func TestSemiSyncAcknowledging(t *testing.T) {
+	requireMariaDB(t)
+	ms := primaryWithReplicas(t, 1)
+	n1, n2 := ms[0], ms[1]
+	if rs := replStatus(t, n1); rs.SyncAny || rs.Current != gtids(t, n1) || rs.SyncNames != nil {
+		t.Fatalf("at start: %+v (executed %s)", rs, gtids(t, n1))
+	}
+	if a1, a2 := probe(t, n1).Ack, probe(t, n2).Ack; a1 != cluster.AckOff || a2 != cluster.AckOff {
+		t.Fatalf("acknowledging at start: n1 %q, n2 %q", a1, a2)
+	}
+
+	// (a) Waiting on, n2 acknowledging: a commit returns.
+	for range 2 { // idempotent
+		must(t, "n2 acknowledges", n2.SetAcknowledging(ctxT(t, 10*time.Second), cluster.AckOn))
+		must(t, "n1 waits", n1.SetSynchronousStandbys(ctxT(t, 10*time.Second), nil, true))
+	}
+	if rs := replStatus(t, n1); !rs.SyncAny {
+		t.Fatalf("waiting on: %+v", rs)
+	}
+	waitFor(t, 10*time.Second, "n2 to connect as an acknowledging replica", func() (bool, string) {
+		c := statusVar(t, n1, "Rpl_semi_sync_master_clients")
+		return c == "1", "clients " + c
+	})
+	returns(t, commitAsync(t, n1, 10), 10*time.Second, "a commit n2 acknowledges")
+	if st := probe(t, n2); st.Ack != cluster.AckOn || statusVar(t, n2, "Rpl_semi_sync_slave_status") != "ON" {
+		t.Fatalf("acknowledging n2: ack %q", st.Ack)
+	}
+	// The variable alone turned off: the running stream still
+	// acknowledges, and the probe says so.
+	local(t, n2, "SET GLOBAL rpl_semi_sync_slave_enabled = OFF")
+	returns(t, commitAsync(t, n1, 11), 10*time.Second, "a commit n2's running stream acknowledges")
+	if st := probe(t, n2); st.Ack != cluster.AckOn {
+		t.Fatalf("n2 with its variable off but its stream acknowledging: ack %q", st.Ack)
+	}
+
+	// (b) n2 stops acknowledging: at once off, and a commit waits.
+	for range 2 { // idempotent
+		must(t, "n2 stops acknowledging", n2.SetAcknowledging(ctxT(t, 10*time.Second), cluster.AckOff))
+		if st := probe(t, n2); st.Ack != cluster.AckOff || statusVar(t, n2, "Rpl_semi_sync_slave_status") != "OFF" {
+			t.Fatalf("n2 after AckOff: ack %q", st.Ack)
+		}
+	}
+	blocked := commitAsync(t, n1, 12)
+	awaitWaitingForAck(t, n1, 1)
+	select { // an observation window: nothing may release it
+	case err := <-blocked:
+		t.Fatalf("a commit returned with no acknowledging replica: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+
+	// (c) Waiting off releases it.
+	must(t, "n1 stops waiting", n1.SetSynchronousStandbys(ctxT(t, 10*time.Second), nil, false))
+	returns(t, blocked, 5*time.Second, "the commit waiting when waiting was turned off")
+	if rs := replStatus(t, n1); rs.SyncAny {
+		t.Fatalf("waiting off: %+v", rs)
+	}
+	waitCaughtUp(t, n2, n1)
+
+	// (d) Asked to wait before its promotion, n2 does not wait while it
+	// is a replica (its applier would), then waits once promoted, with
+	// its replica side off.
+	must(t, "n2 acknowledges", n2.SetAcknowledging(ctxT(t, 10*time.Second), cluster.AckOn))
+	must(t, "n2 to wait once promoted", n2.SetSynchronousStandbys(ctxT(t, 10*time.Second), nil, true))
+	if rs := replStatus(t, n2); !rs.SyncAny {
+		t.Errorf("asked to wait before its promotion: %+v", rs)
+	}
+	local(t, n1, "INSERT INTO appdb.t VALUES (13, 'applied by n2')")
+	waitCaughtUp(t, n2, n1)
+	must(t, "promote n2", n2.Promote(ctxT(t, 20*time.Second)))
+	st := probe(t, n2)
+	if st.Role != cluster.RolePrimary || st.Ack != cluster.AckOff || statusVar(t, n2, "Rpl_semi_sync_slave_status") != "OFF" {
+		t.Fatalf("promoted n2: role %s, ack %q", st.Role, st.Ack)
+	}
+	if rs := replStatus(t, n2); !rs.SyncAny || rs.Current != gtids(t, n2) {
+		t.Errorf("promoted n2 does not wait: %+v", rs)
+	}
+	must(t, "n2 stops waiting", n2.SetSynchronousStandbys(ctxT(t, 10*time.Second), nil, false))
+	if count(t, n2) != 5 {
+		t.Errorf("n2 holds %d rows, want 5", count(t, n2))
+	}
+}
+
+// A primary whose commit waits for an acknowledgement no replica sends
+// still demotes: the waiting session is ended (its client gets no OK) and
+// the transaction, already in the binary log, is part of the final
+// position. The probe's heartbeat write, which waits too, is not a stall
+// but an overdue acknowledgement (db.Status.AckOverdue);
+// the probe does not wait for the binary log (which the waiting commit
+// holds once another commit queues behind it), and its heartbeat
+// sessions do not pile up, one a probe.
+func TestDemoteWithWaitingCommit(t *testing.T) {
+	requireMariaDB(t)
+	ms := primaryWithReplicas(t, 1)
+	n1 := ms[0]
+	must(t, "n1 waits", n1.SetSynchronousStandbys(ctxT(t, 10*time.Second), nil, true))
+	blocked := commitAsync(t, n1, 20)
+	awaitWaitingForAck(t, n1, 1)
+	for range 3 {
+		if st := probe(t, n1); st.Stalled != "" || st.AckOverdue == "" || st.Role != cluster.RolePrimary || st.Coordinates == "" {
+			t.Fatalf("primary waiting for acknowledgements: %+v (want no stall, an overdue acknowledgement)", st)
+		}
+		pool, _, err := n1.localDB(ctxT(t, 5*time.Second))
+		must(t, "connect", err)
+		if ids, err := sessionIDs(ctxT(t, 5*time.Second), pool, HeartbeatSessions); err != nil || len(ids) > 1 {
+			t.Fatalf("heartbeat sessions left by the probes: %v, %v", ids, err)
+		}
+	}
+	start := time.Now()
+	must(t, "demote", n1.Demote(ctxT(t, 15*time.Second)))
+	t.Logf("demote took %v", time.Since(start))
+	select {
+	case err := <-blocked:
+		if err == nil {
+			t.Fatal("a commit no replica acknowledged returned OK")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting commit's session was not ended")
+	}
+	if st := probe(t, n1); st.Role != cluster.RoleReplica || count(t, n1) != 2 {
+		t.Errorf("demoted n1: role %s, %d rows (the ended commit is in the binary log)", st.Role, count(t, n1))
+	}
+	if rs := replStatus(t, n1); rs.SyncAny {
+		t.Errorf("demoted n1 still waits: %+v", rs)
+	}
+	// The coordinates read from the data directory are the server's own.
+	pool, _, err := n1.localDB(ctxT(t, 5*time.Second))
+	must(t, "connect", err)
+	row, err := queryRow(ctxT(t, 5*time.Second), pool, "SHOW MASTER STATUS")
+	must(t, "show master status", err)
+	if got, want := n1.binlogCoordinates(), *row["File"]+":"+*row["Position"]; got != want {
+		t.Errorf("coordinates %q, the server says %q", got, want)
 	}
 }
