@@ -455,41 +455,7 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 	}
 	switch health {
 	case detector.Healthy:
-		ack := ackAction(v)
-		if v.DB.Streaming && v.DB.UpstreamPort == up.Port && v.DB.UpstreamHost == up.Host {
-			if ack != nil {
-				return Plan{Actions: []Action{ack}, State: cluster.StateRunning,
-					Reason: fmt.Sprintf("synchronous mode: acknowledging %s as the record of epoch %d says", ack.(SetAcknowledging).State, l.Epoch)}
-			}
-			return Plan{State: cluster.StateRunning}
-		}
-		if v.DB.Diverged != "" && v.DB.UpstreamPort == up.Port && v.DB.UpstreamHost == up.Host {
-			// The engine says this database's history left the
-			// leader's: it holds WAL the leader lacks and can never
-			// stream from it as it is.
-			why := fmt.Sprintf("diverged from %s (%s)%s", l.Name, v.DB.Diverged, errantAgainst(v, l.Name))
-			if lm := v.Snap.Member(l.Name); v.Engine.Rejoin != 0 &&
-				(lm == nil || lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning) {
-				// As for a former primary: the one rewind of the epoch
-				// against a leader not yet promoted would find nothing to
-				// do and be used up (hasim seed 96).
-				return Plan{State: cluster.StateRunning, Soon: electionTick,
-					Reason: why + fmt.Sprintf(": waiting for %s to run as primary before rejoining it", l.Name)}
-			}
-			if p, ok := rejoin(v, up, []Action{Stop{Mode: db.StopFast}}, why); ok {
-				return p
-			}
-			return Plan{Actions: []Action{MarkCannotFollow{Epoch: l.Epoch}, Stop{Mode: db.StopFast}},
-				State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
-				Reason: fmt.Sprintf("%s and neither %s nor a re-clone is allowed (%s, %s)", why, v.Engine.Names.Resync, v.Engine.Names.ResyncSetting, v.Engine.Names.RecloneSetting)}
-		}
-		acts := []Action{Follow{Upstream: *up}}
-		if ack != nil && ack.(SetAcknowledging).State == cluster.AckOff {
-			// Not acknowledging before the stream starts: a record that
-			// no longer lists this member must not see it acknowledge.
-			acts = []Action{ack, Follow{Upstream: *up}}
-		}
-		return Plan{Actions: acts, State: cluster.StateRunning, Reason: "following " + up.Name}
+		return decideHealthyFollower(v, l, up)
 	case detector.Starting:
 		return Plan{State: cluster.StateStarting, Soon: electionTick}
 	case detector.Unrecoverable:
@@ -499,6 +465,47 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 		return Plan{Actions: []Action{StartReplica{Upstream: up}}, State: cluster.StateStarting,
 			Reason: "starting as a replica of " + up.Name}
 	}
+}
+
+// decideHealthyFollower: a healthy replica of leader l, reachable at up:
+// streaming from it (and acknowledging as the record says), repointed to
+// it, or stopped when its history diverged from l's.
+func decideHealthyFollower(v View, l *cluster.Leader, up *db.Upstream) Plan {
+	ack := ackAction(v)
+	if v.DB.Streaming && v.DB.UpstreamPort == up.Port && v.DB.UpstreamHost == up.Host {
+		if ack != nil {
+			return Plan{Actions: []Action{ack}, State: cluster.StateRunning,
+				Reason: fmt.Sprintf("synchronous mode: acknowledging %s as the record of epoch %d says", ack.(SetAcknowledging).State, l.Epoch)}
+		}
+		return Plan{State: cluster.StateRunning}
+	}
+	if v.DB.Diverged != "" && v.DB.UpstreamPort == up.Port && v.DB.UpstreamHost == up.Host {
+		// The engine says this database's history left the
+		// leader's: it holds WAL the leader lacks and can never
+		// stream from it as it is.
+		why := fmt.Sprintf("diverged from %s (%s)%s", l.Name, v.DB.Diverged, errantAgainst(v, l.Name))
+		if lm := v.Snap.Member(l.Name); v.Engine.Rejoin != 0 &&
+			(lm == nil || lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning) {
+			// As for a former primary: the one rewind of the epoch
+			// against a leader not yet promoted would find nothing to
+			// do and be used up (hasim seed 96).
+			return Plan{State: cluster.StateRunning, Soon: electionTick,
+				Reason: why + fmt.Sprintf(": waiting for %s to run as primary before rejoining it", l.Name)}
+		}
+		if p, ok := rejoin(v, up, []Action{Stop{Mode: db.StopFast}}, why); ok {
+			return p
+		}
+		return Plan{Actions: []Action{MarkCannotFollow{Epoch: l.Epoch}, Stop{Mode: db.StopFast}},
+			State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
+			Reason: fmt.Sprintf("%s and neither %s nor a re-clone is allowed (%s, %s)", why, v.Engine.Names.Resync, v.Engine.Names.ResyncSetting, v.Engine.Names.RecloneSetting)}
+	}
+	acts := []Action{Follow{Upstream: *up}}
+	if ack != nil && ack.(SetAcknowledging).State == cluster.AckOff {
+		// Not acknowledging before the stream starts: a record that
+		// no longer lists this member must not see it acknowledge.
+		acts = []Action{ack, Follow{Upstream: *up}}
+	}
+	return Plan{Actions: acts, State: cluster.StateRunning, Reason: "following " + up.Name}
 }
 
 // decideNoLeader: nobody holds the key.

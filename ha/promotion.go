@@ -68,10 +68,13 @@ func promotionSteps(v View, p cluster.Promotion, promoted bool) []Action {
 			acts = append(acts, fenceAction(v, p))
 		}
 		if syncMode(v).Enabled() {
-			if carry, ok := carryBeforePromote(v); ok {
+			carry, ok := carryBeforePromote(v)
+			if ok {
 				acts = append(acts, carry)
 			}
-			acts = append(acts, SetSyncStandbys{Choice: SyncAny})
+			if waitBeforePromote(v, carry, ok) {
+				acts = append(acts, SetSyncStandbys{Choice: SyncAny})
+			}
 		}
 		acts = append(acts, Promote{})
 		if v.Engine.Slots {

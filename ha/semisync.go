@@ -130,7 +130,31 @@ func carryBeforePromote(v View) (SetSyncRecord, bool) {
 	if rec != nil && l != nil && l.Name == v.Self && rec.Epoch == l.Epoch {
 		return SetSyncRecord{}, false
 	}
-	return carrySyncRecord(v, true), true
+	c := carrySyncRecord(v, true)
+	if v.Config.SynchronousMode != cluster.SyncStrict && len(c.Acking) == 0 {
+		c.Async = true // waitBeforePromote: the server will not wait
+	}
+	return c, true
+}
+
+// waitBeforePromote reports whether the synchronous pre-step makes the
+// server wait for an acknowledgement before it promotes: always on an
+// engine that waits for named standbys (db.AcksNamed) and in mode strict; in mode on only when the
+// record (carried: carry, written this round when carried) asks a member
+// to acknowledge. Without one, every member streams asynchronously from
+// the new primary at first, and a commit waiting then would never be
+// acknowledged by a replica that received it before it acknowledged
+// (MariaDB acknowledges only what it receives while acknowledging), so
+// the new primary starts asynchronous (the record says so) and waits once
+// a member acknowledges.
+func waitBeforePromote(v View, carry SetSyncRecord, carried bool) bool {
+	if !acksAny(v) || v.Config.SynchronousMode == cluster.SyncStrict {
+		return true
+	}
+	if carried {
+		return len(carry.Acking) > 0
+	}
+	return len(v.Snap.Sync.Acking) > 0 // written in an earlier round of this promotion
 }
 
 // confirmedOff lists a member of rec that may leave it: not asked to
@@ -177,7 +201,12 @@ func semiSyncWaiting(v View, rec cluster.SyncState, mode cluster.SyncMode) (bool
 	}
 	acking := acknowledgers(v, rec)
 	if mode == cluster.SyncStrict {
-		if len(acking) == 0 {
+		switch {
+		case v.DB.AckOverdue != "":
+			p.Reason, p.Problem = fmt.Sprintf(
+				"synchronous_mode strict: %s (a replica that received those commits before it acknowledged never acknowledges them): writes stay blocked; set synchronous_mode on to release them", v.DB.AckOverdue),
+				cluster.ProblemWritesBlocked
+		case len(acking) == 0:
 			p.Reason, p.Problem = "synchronous_mode strict: no replica acknowledges; commits wait until one does", cluster.ProblemWritesBlocked
 		}
 		return true, p
@@ -188,10 +217,15 @@ func semiSyncWaiting(v View, rec cluster.SyncState, mode cluster.SyncMode) (bool
 			cluster.ProblemDurabilityAtRisk
 		return false, p
 	}
+	if v.DB.AckOverdue != "" {
+		p.Reason, p.Problem = fmt.Sprintf("DURABILITY AT RISK: %s; running asynchronously for a round to release it", v.DB.AckOverdue),
+			cluster.ProblemDurabilityAtRisk
+		return false, p
+	}
 	if len(acking) > 0 {
 		return true, p
 	}
-	if coming := append(followersToCome(v), askedNotYet(v, rec)...); len(coming) > 0 && v.Repl.SyncAny {
+	if coming := followersToCome(v); len(coming) > 0 && v.Repl.SyncAny {
 		p.Reason, p.Soon = fmt.Sprintf("synchronous mode on: commits wait for an acknowledgement until %v follow", coming), electionTick
 		return true, p
 	}
@@ -206,21 +240,6 @@ func acknowledgers(v View, rec cluster.SyncState) []string {
 	for _, name := range rec.Acking {
 		m := v.Snap.Member(name)
 		if m != nil && m.Ack != nil && m.Ack.State == cluster.AckOn && m.Streaming && m.Upstream == v.Self {
-			out = append(out, name)
-		}
-	}
-	return out
-}
-
-// askedNotYet lists the members asked to acknowledge, streaming from this
-// leader, whose last report predates the current record: they have not
-// acted on it yet (one round, normally).
-func askedNotYet(v View, rec cluster.SyncState) []string {
-	var out []string
-	for _, name := range rec.Acking {
-		m := v.Snap.Member(name)
-		if m != nil && m.Streaming && m.Upstream == v.Self && m.Ack != nil && m.Ack.State != cluster.AckOn &&
-			(m.Ack.Epoch != rec.Epoch || m.Ack.Gen < rec.Gen) {
 			out = append(out, name)
 		}
 	}

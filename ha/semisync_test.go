@@ -74,11 +74,26 @@ func TestDecideSemiSync(t *testing.T) {
 		{"on: asked, not acknowledging yet, server not waiting: at risk", cluster.SyncOn, semiRec(n2, n2, true),
 			func(v *View) { v.Snap.Members[1].Ack.State = cluster.AckOff },
 			"[] state=running problem=durability_at_risk"},
-		{"on: asked, has not acted on this record yet, the server waiting: it keeps waiting", cluster.SyncOn, semiRec(n2, n2, false),
+		{"on: asked, has not acted on this record yet, the server waiting: async first (it may hold waiting commits it will never acknowledge)", cluster.SyncOn, semiRec(n2, n2, false),
 			func(v *View) {
 				v.Repl.SyncAny = true
 				v.Snap.Members[1].Ack = &cluster.AckReport{State: cluster.AckOff, Epoch: 7, Gen: 2}
-			}, "[] state=running reason=synchronous mode on: commits wait for an acknowledgement until [n2]"},
+			}, "[set-sync-record names=[n2] acking=[n2] async] state=running problem=durability_at_risk"},
+		{"on: a commit waits for an acknowledgement that does not come: async first", cluster.SyncOn, semiRec(n2, n2, false),
+			func(v *View) {
+				v.Repl.SyncAny = true
+				v.DB.AckOverdue = "a commit waited 2s"
+			}, "[set-sync-record names=[n2] acking=[n2] async] state=running problem=durability_at_risk reason=DURABILITY AT RISK: a commit waited 2s"},
+		{"on: overdue, async recorded: the server stops waiting (releasing it)", cluster.SyncOn, semiRec(n2, n2, true),
+			func(v *View) {
+				v.Repl.SyncAny = true
+				v.DB.AckOverdue = "a commit waited 2s"
+			}, "[set-sync-standbys names=[]] state=running problem=durability_at_risk"},
+		{"strict: overdue: writes stay blocked, and say why", cluster.SyncStrict, semiRec(n2, n2, false),
+			func(v *View) {
+				v.Repl.SyncAny = true
+				v.DB.AckOverdue = "a commit waited 2s"
+			}, "[] state=running problem=writes_blocked reason=synchronous_mode strict: a commit waited 2s"},
 		{"on: n2 gone from the store: the server stops waiting", cluster.SyncOn, semiRec([]string{"n2", "n3"}, []string{"n2", "n3"}, false),
 			func(v *View) {
 				v.Repl.SyncAny = true
@@ -405,4 +420,34 @@ func (m *semiModel) check() string {
 		return fmt.Sprintf("commit %d was acknowledged, but the members of %+v hold only up to %d (%v)", m.promised, *m.rec, held, m.lsn)
 	}
 	return ""
+}
+
+// TestSemiSyncPromotionPreStep: a promotion on an AcksAny engine carries
+// the record over before it promotes; the server waits before it promotes
+// when the carried record asks a member to acknowledge, or in strict, and
+// otherwise starts asynchronous with the record saying so.
+func TestSemiSyncPromotionPreStep(t *testing.T) {
+	cases := []struct {
+		name   string
+		mode   cluster.SyncMode
+		acking []string
+		want   string
+	}{
+		{"on, an acknowledger carried over: wait", cluster.SyncOn, []string{"n2", "n3"}, "set-sync-record names=[n3] acking=[n3] set-sync-standbys names=[] any promote"},
+		{"on, nobody carried over: asynchronous", cluster.SyncOn, []string{"n2"}, "set-sync-record names=[n3] async promote"},
+		{"strict, nobody carried over: wait", cluster.SyncStrict, []string{"n2"}, "set-sync-record names=[n3] set-sync-standbys names=[] any promote"},
+	}
+	for _, c := range cases {
+		v := semiView(c.mode, &cluster.SyncState{Leader: "n1", Epoch: 7, Members: []string{"n2", "n3"}, Acking: c.acking, Gen: 4})
+		v.Self = "n2"
+		var got []string
+		for _, a := range promotionSteps(v, cluster.Promotion{Done: []cluster.PromotionStep{cluster.StepKey, cluster.StepFence}}, false) {
+			if s := a.String(); !strings.HasPrefix(s, "publish") && !strings.HasPrefix(s, "record-failover") {
+				got = append(got, s)
+			}
+		}
+		if g := strings.Join(got, " "); g != c.want {
+			t.Errorf("%s: %s, want %s", c.name, g, c.want)
+		}
+	}
 }

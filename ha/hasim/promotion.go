@@ -218,7 +218,11 @@ func (w *World) checkPromotionSteps(n *node) {
 		w.violate("%s promoted at epoch %d over %s without a confirmed fence (fencing %s, evidence %v, fence %v)",
 			n.spec.Name, l.Epoch, p.OldPrimary, s.Config.Fencing, p.Evidence, p.Fence)
 	}
-	if s.Config != nil && s.Config.SynchronousMode.Enabled() && !n.db.syncAny && len(n.db.syncNames) == 0 {
+	// A semi-synchronous engine in mode on starts asynchronous when nobody
+	// is asked to acknowledge, and its record says so (ha.waitBeforePromote).
+	semiAsync := w.cfg.SemiSync && s.Config != nil && s.Config.SynchronousMode == cluster.SyncOn &&
+		s.Sync != nil && s.Sync.Epoch == l.Epoch && s.Sync.Async
+	if s.Config != nil && s.Config.SynchronousMode.Enabled() && !n.db.syncAny && len(n.db.syncNames) == 0 && !semiAsync {
 		w.violate("%s promoted at epoch %d in synchronous mode %s before requiring a standby's confirmation",
 			n.spec.Name, l.Epoch, s.Config.SynchronousMode)
 	}
