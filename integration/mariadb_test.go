@@ -13,7 +13,6 @@ import (
 
 	driver "github.com/go-sql-driver/mysql"
 
-	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/localcluster"
 )
 
@@ -171,45 +170,6 @@ func TestMariaDBServerCrashRestartsInPlace(t *testing.T) {
 	if err := pdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM it.t").Scan(&rows); err != nil || rows != 2 {
 		t.Errorf("rows after the restart: %d, %v", rows, err)
 	}
-}
-
-// synchronous_mode=on on a MariaDB cluster, whose engine has no
-// synchronous replication in hamgr yet: the leader says
-// durability_at_risk (it runs asynchronously), and a node crash still
-// fails over (no synchronous pre-step that would fail on MariaDB).
-func TestMariaDBSynchronousModeNotAppliedFailsOver(t *testing.T) {
-	c := startMariaDBCluster(t)
-	old, lead := leader(t, c)
-	if _, err := newOperator(c).SetConfig(ctxFor(t, 10*time.Second), "synchronous_mode", "on"); err != nil {
-		t.Fatal(err)
-	}
-	var last string
-	err := localcluster.WaitFor(ctxFor(t, 30*time.Second), func() bool {
-		s, err := c.Snapshot(context.Background())
-		if err != nil {
-			return false
-		}
-		m := s.Member(old.Name)
-		if m == nil {
-			return false
-		}
-		last = fmt.Sprintf("problem %q, reason %q", m.Problem, m.Reason)
-		return m.Problem == cluster.ProblemDurabilityAtRisk
-	})
-	if err != nil {
-		t.Fatalf("the leader does not say durability_at_risk with synchronous_mode on: %v (last: %s)", err, last)
-	}
-	t0 := time.Now()
-	old.KillNode()
-	ttl := time.Duration(localcluster.FastTiming.TTL)
-	tl, err := c.ObserveFailover(ctxFor(t, ttl+60*time.Second), old.Name, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tl.Epoch <= lead.Epoch {
-		t.Errorf("new epoch %d not greater than old %d", tl.Epoch, lead.Epoch)
-	}
-	t.Logf("synchronous_mode on (not applied): %s promoted %v after the kill", tl.New, tl.Promoted)
 }
 
 // A replica that was down while the primary took 300 transactions comes
