@@ -135,6 +135,21 @@ func (x executor) SetSyncStandbys(ctx context.Context, _ ha.Step, act ha.SetSync
 	return nil
 }
 
+// Detach keeps the local server running read-only with no replication.
+func (x executor) Detach(ctx context.Context, _ ha.Step, _ ha.Detach) error {
+	r, ok := x.a.opts.DB.(db.Detacher)
+	if !ok {
+		return errors.New("this database engine cannot detach a server from replication")
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := r.Detach(dctx); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	x.a.log.Info("detached: running read-only with no replication")
+	return nil
+}
+
 // SetAcknowledging turns the local replica's acknowledging on or off.
 func (x executor) SetAcknowledging(ctx context.Context, _ ha.Step, act ha.SetAcknowledging) error {
 	r, ok := x.a.opts.DB.(db.Acknowledger)

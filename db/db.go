@@ -357,6 +357,10 @@ type Capabilities struct {
 	// Acks is which standbys the server accepts a commit's
 	// acknowledgement from, when Synchronous.
 	Acks AckPolicy
+	// Diverged is what becomes of a running member whose history
+	// diverged from the leader's and that may not rejoin by itself
+	// (cannot_follow).
+	Diverged DivergedPolicy
 	// Switchover is how a switchover's primary stops taking writes
 	// before it hands over (zero: SwitchoverStop).
 	Switchover SwitchoverMethod
@@ -392,6 +396,33 @@ const (
 	// each replica's agent sets.
 	AcksAny
 )
+
+// DivergedPolicy is what becomes of a running member that cannot follow
+// the leader because its history diverged (it holds transactions the
+// leader lacks) and that may not rejoin by itself.
+type DivergedPolicy int
+
+// Diverged policies.
+const (
+	// DivergedStop: the server is stopped (PostgreSQL, whose server
+	// cannot run as a standby without a primary to stream from, and whose
+	// data stays as it was for pg_rewind or an operator).
+	DivergedStop DivergedPolicy = iota
+	// DivergedDetach: the server keeps running read-only with its
+	// replication removed (Detacher): it takes no writes and applies
+	// nothing, and an operator can read what it holds (MariaDB, MySQL).
+	DivergedDetach
+)
+
+// Detacher is implemented by engines with Capabilities.Diverged
+// DivergedDetach.
+type Detacher interface {
+	// Detach makes the running server read-only (if it is not) and
+	// removes its replication configuration: it applies nothing more and
+	// takes no writes. Retrying is safe; a server with no replication
+	// configured is left as it is.
+	Detach(ctx context.Context) error
+}
 
 // Acknowledger is implemented by engines with Capabilities.Acks AcksAny:
 // it turns the local replica's acknowledging on or off (MariaDB:

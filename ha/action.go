@@ -63,6 +63,7 @@ type Executor interface {
 	SetSyncStandbys(ctx context.Context, s Step, a SetSyncStandbys) error
 	SetSyncRecord(ctx context.Context, s Step, a SetSyncRecord) error
 	SetAcknowledging(ctx context.Context, s Step, a SetAcknowledging) error
+	Detach(ctx context.Context, s Step, a Detach) error
 	SetFailsafeRecord(ctx context.Context, s Step, a SetFailsafeRecord) error
 	CreateSlots(ctx context.Context, s Step, a CreateSlots) error
 	DropSlots(ctx context.Context, s Step, a DropSlots) error

@@ -60,6 +60,7 @@ func allActions() []struct {
 		{SetSyncStandbys{Names: []string{"n2", "n3"}}, "set-sync-standbys names=[n2,n3]"},
 		{SetSyncRecord{Names: []string{"n2"}}, "set-sync-record names=[n2]"},
 		{SetAcknowledging{State: cluster.AckOn}, "set-acknowledging on"},
+		{Detach{}, "detach"},
 		{SetFailsafeRecord{Members: []cluster.FailsafeMember{{Name: "n1"}, {Name: "n2"}}}, "set-failsafe-record names=[n1,n2]"},
 		{CreateSlots{Names: []string{"n2", "n3"}}, "create-slots names=[n2,n3]"},
 		{DropSlots{Names: []string{"n4"}}, "drop-slots names=[n4]"},
@@ -157,6 +158,7 @@ func (r *recorder) SetSyncRecord(context.Context, Step, SetSyncRecord) error {
 func (r *recorder) SetAcknowledging(context.Context, Step, SetAcknowledging) error {
 	return r.rec("SetAcknowledging")
 }
+func (r *recorder) Detach(context.Context, Step, Detach) error { return r.rec("Detach") }
 func (r *recorder) CreateSlots(context.Context, Step, CreateSlots) error {
 	return r.rec("CreateSlots")
 }

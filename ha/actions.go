@@ -467,6 +467,26 @@ func (a SetSyncRecord) Record(prev *cluster.SyncState, epoch cluster.Epoch) clus
 	return rec
 }
 
+// Detach keeps the local server running read-only with its replication
+// removed (db.Detacher): a diverged member on an engine whose policy is
+// db.DivergedDetach.
+type Detach struct{}
+
+// String renders the action (see Action).
+func (Detach) String() string { return "detach" }
+
+// Execute runs e.Detach.
+func (a Detach) Execute(ctx context.Context, s Step, e Executor) error { return e.Detach(ctx, s, a) }
+
+// Long reports false.
+func (Detach) Long() bool { return false }
+
+func (Detach) done(*Tracker, Step, error) {}
+
+func (Detach) backOff(_ *Tracker, cfg cluster.DynamicConfig) time.Duration {
+	return loopWaitBackOff(cfg)
+}
+
 // SetAcknowledging turns the local replica's acknowledging (the replica
 // side of semi-synchronous replication, db.Acknowledger) on or off.
 type SetAcknowledging struct {

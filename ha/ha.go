@@ -421,13 +421,9 @@ func decideFollower(v View, health detector.Health, isPrimary bool) Plan {
 			Reason: fmt.Sprintf("%s leads at epoch %d; stopped this primary so there is only one", l.Name, l.Epoch)}
 	}
 	if v.CannotFollowEpoch == l.Epoch {
-		var acts []Action
-		if v.DB.Running {
-			acts = append(acts, Stop{Mode: db.StopFast})
-		}
-		return Plan{Actions: acts, State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
-			Reason: fmt.Sprintf("cannot follow %s (epoch %d): this database's history diverged%s; it needs %s or a re-clone by an operator (see the database log)",
-				l.Name, l.Epoch, errantAgainst(v, l.Name), v.Engine.Names.Resync)}
+		return Plan{Actions: setAside(v), State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
+			Reason: fmt.Sprintf("cannot follow %s (epoch %d): this database's history diverged%s; %s; it needs %s or a re-clone by an operator (see the database log)",
+				l.Name, l.Epoch, errantAgainst(v, l.Name), setAsideHow(v), v.Engine.Names.Resync)}
 	}
 	up := leaderUpstream(v)
 	if up == nil {
@@ -495,7 +491,7 @@ func decideHealthyFollower(v View, l *cluster.Leader, up *db.Upstream) Plan {
 		if p, ok := rejoin(v, up, []Action{Stop{Mode: db.StopFast}}, why); ok {
 			return p
 		}
-		return Plan{Actions: []Action{MarkCannotFollow{Epoch: l.Epoch}, Stop{Mode: db.StopFast}},
+		return Plan{Actions: append([]Action{MarkCannotFollow{Epoch: l.Epoch}}, setAside(v)...),
 			State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
 			Reason: fmt.Sprintf("%s and neither %s nor a re-clone is allowed (%s, %s)", why, v.Engine.Names.Resync, v.Engine.Names.ResyncSetting, v.Engine.Names.RecloneSetting)}
 	}
@@ -506,6 +502,29 @@ func decideHealthyFollower(v View, l *cluster.Leader, up *db.Upstream) Plan {
 		acts = []Action{ack, Follow{Upstream: *up}}
 	}
 	return Plan{Actions: acts, State: cluster.StateRunning, Reason: "following " + up.Name}
+}
+
+// setAside is what is done with a running database that cannot follow
+// the leader (db.Capabilities.Diverged): stopped, or detached from
+// replication while it runs read-only; nothing once that is done.
+func setAside(v View) []Action {
+	switch {
+	case !v.DB.Running:
+		return nil
+	case v.Engine.Diverged != db.DivergedDetach:
+		return []Action{Stop{Mode: db.StopFast}}
+	case v.DB.Role != cluster.RoleReplica || v.DB.Streaming || v.DB.UpstreamHost != "":
+		return []Action{Detach{}}
+	}
+	return nil
+}
+
+// setAsideHow says what setAside does, for the reason.
+func setAsideHow(v View) string {
+	if v.Engine.Diverged == db.DivergedDetach {
+		return "it runs read-only and does not replicate"
+	}
+	return "it is stopped"
 }
 
 // decideNoLeader: nobody holds the key.

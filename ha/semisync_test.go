@@ -451,3 +451,42 @@ func TestSemiSyncPromotionPreStep(t *testing.T) {
 		}
 	}
 }
+
+// TestDivergedDetach: on an engine whose diverged members are detached
+// (db.DivergedDetach), a member that cannot follow the leader keeps
+// running read-only with its replication removed, where PostgreSQL's is
+// stopped; once detached nothing more is done, and the reason says so.
+func TestDivergedDetach(t *testing.T) {
+	base := func(diverged db.DivergedPolicy) View {
+		v := semiView(cluster.SyncOff, nil)
+		v.Self, v.CannotFollowEpoch = "n2", 7
+		v.Engine.Diverged = diverged
+		v.DB = db.Status{Running: true, Accepting: true, HasData: true, Role: cluster.RoleReplica,
+			UpstreamHost: "n1", UpstreamPort: 5432}
+		return v
+	}
+	cases := []struct {
+		name string
+		v    func() View
+		want string
+	}{
+		{"detach: replication configured", func() View { return base(db.DivergedDetach) }, "[detach] state=cannot_follow"},
+		{"detach: done", func() View {
+			v := base(db.DivergedDetach)
+			v.DB.UpstreamHost, v.DB.UpstreamPort = "", 0
+			return v
+		}, "[] state=cannot_follow problem=cannot_follow reason=cannot follow n1 (epoch 7): this database's history diverged; it runs read-only and does not replicate"},
+		{"stop: running", func() View { return base(db.DivergedStop) }, "[stop mode=fast] state=cannot_follow"},
+		{"detach: the engine reports the divergence", func() View {
+			v := base(db.DivergedDetach)
+			v.CannotFollowEpoch = 0
+			v.DB.Diverged = "errant GTIDs"
+			return v
+		}, "[mark-cannot-follow epoch=7, detach] state=cannot_follow"},
+	}
+	for _, c := range cases {
+		if got := Decide(c.v()).String(); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: %q, want prefix %q", c.name, got, c.want)
+		}
+	}
+}

@@ -197,8 +197,9 @@ func waitPublished(t *testing.T, c *localcluster.Cluster, name string, pos clust
 // node crashed): its agent restarts it read-only as a replica of the new
 // primary, MariaDB refuses its GTID position, and it is never silently
 // re-attached: the member reports problem cannot_follow, naming the
-// errant GTIDs (its own server's), and takes no part in the cluster; the
-// new primary keeps everything it acknowledged.
+// errant GTIDs (its own server's), and takes no part in the cluster: its
+// server keeps running read-only with its replication removed; the new
+// primary keeps everything it acknowledged.
 func TestMariaDBReturningOldPrimaryWithErrantStaysOut(t *testing.T) {
 	c := startMariaDBCluster(t)
 	if err := c.WaitHealthy(ctxFor(t, 2*time.Minute)); err != nil {
@@ -254,6 +255,32 @@ func TestMariaDBReturningOldPrimaryWithErrantStaysOut(t *testing.T) {
 		return m.Problem == cluster.ProblemCannotFollow && strings.Contains(m.Reason, errant)
 	})
 	t.Logf("%s: state %s, problem %s: %s", old.Name, last.State, last.Problem, last.Reason)
+	// It stays running, read-only and replicating nothing, so an operator
+	// can read what it holds.
+	odb := mariadbSocket(t, c, old)
+	var detail string
+	err = localcluster.WaitFor(ctxFor(t, 30*time.Second), func() bool {
+		var ro bool
+		if err := odb.QueryRowContext(ctx, "SELECT @@GLOBAL.read_only").Scan(&ro); err != nil {
+			detail = err.Error()
+			return false
+		}
+		rows, err := odb.QueryContext(ctx, "SHOW SLAVE STATUS")
+		if err != nil {
+			detail = err.Error()
+			return false
+		}
+		replicating := rows.Next()
+		rows.Close()
+		detail = fmt.Sprintf("read_only %v, replication configured %v", ro, replicating)
+		return ro && !replicating
+	})
+	if err != nil {
+		t.Errorf("%s is not running read-only with no replication: %s", old.Name, detail)
+	}
+	if err := syscall.Kill(mysqldPID(t, old), 0); err != nil {
+		t.Errorf("%s's mysqld is not running: %v", old.Name, err)
+	}
 	s, err := c.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -12,13 +12,16 @@ import "github.com/hamgr/hamgr/db"
 // is semi-synchronous (db.AcksAny): the primary waits for any replica
 // whose replica side is on (SetSynchronousStandbys takes no names), and
 // each replica's agent turns its own replica side on or off
-// (SetAcknowledging).
+// (SetAcknowledging). A diverged member that may not rejoin keeps
+// running read-only with its replication removed (Detach), rather than
+// stopped.
 func Capabilities(allowed db.RejoinMethods) db.Capabilities {
 	return db.Capabilities{
 		Rejoin:      allowed & db.RejoinReclone,
 		Synchronous: true,
 		Acks:        db.AcksAny,
 		Switchover:  db.SwitchoverDemote,
+		Diverged:    db.DivergedDetach,
 		Names: db.Names{
 			Resync:         "mariadb-binlog --flashback",
 			ResyncSetting:  "mysql.use_flashback",

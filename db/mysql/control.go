@@ -766,3 +766,34 @@ func execAll(ctx context.Context, q querier, stmts []string) error {
 	}
 	return nil
 }
+
+var _ db.Detacher = (*MySQL)(nil)
+
+// Detach keeps the running server read-only (demoting it first when it
+// is writable) and removes its replication (stop, then RESET REPLICA
+// ALL): a member whose history diverged from the leader's takes no
+// writes and applies nothing, while an operator can still read what it
+// holds (its position, including its errant transactions, is kept). A
+// server with no replication configured is only made sure of read-only.
+func (m *MySQL) Detach(ctx context.Context) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if m.running() == nil {
+		return m.errorf("detach", "%w", db.ErrNotRunning)
+	}
+	if err := m.demote(ctx, !exists(m.path(replicaMarker))); err != nil {
+		return m.errorf("detach", "%w", err)
+	}
+	if err := m.writeMarker(); err != nil {
+		return m.errorf("detach", "%w", err)
+	}
+	pool, d, err := m.localDB(ctx)
+	if err != nil {
+		return m.errorf("detach", "%w", err)
+	}
+	if err := execAll(ctx, pool, []string{d.StopReplica(), d.ResetReplicaAll()}); err != nil {
+		return m.errorf("detach", "%w", err)
+	}
+	m.log.Info("detached: read-only, replication removed")
+	return nil
+}
