@@ -152,9 +152,26 @@ func runsOf(direct map[string]writeclient.Result) []string {
 // write; the per-member writers' acknowledgements never interleave (one
 // writable primary at a time), nor does the @@read_only monitor see two.
 func TestMariaDBSwitchoverUnderLoad(t *testing.T) {
+	mariadbSwitchoverUnderLoad(t, cluster.SyncOff)
+}
+
+// The same with synchronous_mode on (semi-synchronous replication): each
+// switchover starts with the record synchronous and a member
+// acknowledging, the demoted primary's waiting commits are handed over,
+// and nothing acknowledged is lost.
+func TestMariaDBSemiSyncSwitchoverUnderLoad(t *testing.T) {
+	mariadbSwitchoverUnderLoad(t, cluster.SyncOn)
+}
+
+func mariadbSwitchoverUnderLoad(t *testing.T, mode cluster.SyncMode) {
 	buildHamgrctl(t)
 	c := startMariaDBCluster(t)
 	first, _ := leader(t, c)
+	if mode.Enabled() {
+		if _, err := newOperator(c).SetConfig(ctxFor(t, 10*time.Second), "synchronous_mode", string(mode)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	user, pw := mariadbAppUser(t, c, first)
 	monitorMariaDB(t, c)
 	w, o := mariadbWriter(t, c, c.Hosts(), user, pw, "switchover_load")
@@ -168,6 +185,9 @@ func TestMariaDBSwitchoverUnderLoad(t *testing.T) {
 	}
 	leaders := []string{first.Name}
 	for i := range 3 {
+		if mode.Enabled() {
+			waitSemiSync(t, c, time.Duration(localcluster.FastTiming.TTL)+30*time.Second)
+		}
 		old, lead := leader(t, c)
 		to := others(c, old.Name)[i%2].Name
 		pid := mysqldPID(t, old)

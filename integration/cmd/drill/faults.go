@@ -287,7 +287,8 @@ func enableSync(ctx context.Context, c *localcluster.Cluster) error {
 const syncTimeout = 60 * time.Second
 
 // waitSyncRecord waits until the store's sync record is the current
-// leader's, of its epoch, and names at least one member.
+// leader's, of its epoch, names at least one member and, on MariaDB, is
+// not asynchronous (the server waits for an acknowledgement).
 func waitSyncRecord(ctx context.Context, c *localcluster.Cluster) error {
 	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
@@ -303,7 +304,7 @@ func waitSyncRecord(ctx context.Context, c *localcluster.Cluster) error {
 			last = "synchronous_mode not enabled in the dynamic config"
 		case s.Sync == nil:
 			last = "no sync record"
-		case s.Sync.Leader != s.Leader.Name || s.Sync.Epoch != s.Leader.Epoch || len(s.Sync.Members) == 0:
+		case s.Sync.Leader != s.Leader.Name || s.Sync.Epoch != s.Leader.Epoch || len(s.Sync.Members) == 0 || s.Sync.Async:
 			last = fmt.Sprintf("sync record %+v, leader %s epoch %d", *s.Sync, s.Leader.Name, s.Leader.Epoch)
 		default:
 			return true

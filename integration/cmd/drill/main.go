@@ -32,8 +32,9 @@
 // run; -settings test runs them as the test suite does (fsync off).
 //
 // -engine mariadb runs the same drill on MariaDB (the system's mariadbd,
-// localcluster.EngineMariaDB): rows node-crash, postmaster-crash (mysqld
-// killed, agent alive) and switchover; the write client tries every member
+// localcluster.EngineMariaDB): rows node-crash, sync-node-crash
+// (semi-synchronous replication), postmaster-crash (mysqld killed, agent
+// alive) and switchover; the write client tries every member
 // in order and keeps the first writable one (writeclient.MySQL), as a user
 // without READ_ONLY ADMIN; -settings and -scale do not apply.
 //
@@ -104,7 +105,7 @@ type options struct {
 
 // mariadbFaults are the rows the drill runs on MariaDB (-engine mariadb):
 // postmaster-crash then kills mysqld.
-var mariadbFaults = map[string]bool{"node-crash": true, "postmaster-crash": true, "switchover": true}
+var mariadbFaults = map[string]bool{"node-crash": true, "postmaster-crash": true, "switchover": true, "sync-node-crash": true}
 
 func mainErr() int {
 	var o options
@@ -121,7 +122,7 @@ func mainErr() int {
 	flag.BoolVar(&o.verbose, "v", false, "log the write client's connection and outage transitions")
 	flag.StringVar(&settingsName, "settings", "production", "PostgreSQL settings: production (fsync on, as shipped) or test (fsync off, as the test suite runs)")
 	flag.IntVar(&scale, "scale", 20, "pgbench scale factor of the data loaded into every cluster before its first run (0: none; 1 is about 16 MB)")
-	flag.StringVar(&engineName, "engine", "postgresql", "database engine: postgresql, or mariadb (the system's /usr/sbin/mariadbd; rows node-crash, postmaster-crash (= mysqld crash) and switchover; -settings and -scale do not apply)")
+	flag.StringVar(&engineName, "engine", "postgresql", "database engine: postgresql, or mariadb (the system's /usr/sbin/mariadbd; rows node-crash, sync-node-crash, postmaster-crash (= mysqld crash) and switchover; -settings and -scale do not apply)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if flag.NArg() > 0 {

@@ -22,6 +22,8 @@ import (
 var mariadbDescribe = map[string]string{
 	"node-crash":       "SIGKILL to the primary's agent and its mysqld at once (Node.KillNode); asynchronous replication",
 	"postmaster-crash": "SIGKILL to the primary's mysqld, agent alive (Node.CrashPostgres)",
+	"sync-node-crash": "node-crash with synchronous_mode=on: semi-synchronous replication (AFTER_SYNC, synchronous_node_count 1); " +
+		"each run waits until the record is synchronous, with a member acknowledging",
 	"switchover": "operator switchover to the best replica (Operator.Switchover, to=\"\"): the primary is demoted in place " +
 		"(read-only, client sessions ended), the target promotes once it has applied its final GTID set; asynchronous replication",
 }
