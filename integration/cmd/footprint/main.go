@@ -48,6 +48,8 @@ type options struct {
 	hamgr        string
 	tags         string
 	binDir       string
+	engine       string
+	eng          localcluster.Engine
 	keepDir      bool
 	verbose      bool
 }
@@ -60,6 +62,7 @@ func main() {
 	flag.StringVar(&o.hamgr, "hamgr", "", "hamgr binary (default: go build -tags $tags ./cmd/hamgr)")
 	flag.StringVar(&o.tags, "tags", "agentonly", "build tags for the default hamgr binary: agentonly is the production build (no embedded etcd server); -tags '' measures the full one")
 	flag.StringVar(&o.binDir, "bin-dir", "/usr/lib/postgresql/15/bin", "PostgreSQL binaries")
+	flag.StringVar(&o.engine, "engine", "postgresql", "database engine: postgresql, or mariadb (the system's /usr/sbin/mariadbd)")
 	flag.BoolVar(&o.keepDir, "keep-dir", false, "keep the cluster directory")
 	flag.BoolVar(&o.verbose, "v", false, "log the cluster's progress")
 	flag.Parse()
@@ -70,6 +73,15 @@ func main() {
 		o.timing = localcluster.FastTiming
 	default:
 		fmt.Fprintf(os.Stderr, "footprint: -profile %q: want default or fast\n", o.profile)
+		os.Exit(2)
+	}
+	switch o.engine {
+	case "postgresql":
+		o.eng = localcluster.EnginePostgreSQL
+	case "mariadb":
+		o.eng = localcluster.EngineMariaDB
+	default:
+		fmt.Fprintf(os.Stderr, "footprint: -engine %q: want postgresql or mariadb\n", o.engine)
 		os.Exit(2)
 	}
 	if o.idle < 10*time.Second {
@@ -114,7 +126,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	fmt.Fprintln(os.Stderr, "starting a 3-member cluster in", base)
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	c, err := localcluster.Start(sctx, localcluster.Options{Dir: filepath.Join(base, "c"), HamgrBin: bin,
-		BinDir: o.binDir, Timing: o.timing, Logger: log})
+		BinDir: o.binDir, Timing: o.timing, Logger: log, Engine: o.eng})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("start the cluster: %w", err)
@@ -288,6 +300,7 @@ func report(w *os.File, o options, r result) {
 		build = o.hamgr
 	}
 	fmt.Fprintf(w, "binary:   %s\n", build)
+	fmt.Fprintf(w, "engine:   %s\n", o.engine)
 	fmt.Fprintf(w, "window:   %v idle after %v settling; load average %s at the start, %s at the end\n",
 		r.window.Round(time.Second), o.settle, r.loadStart, r.loadEnd)
 	fmt.Fprintf(w, "\n%-6s %14s %12s %12s %12s\n", "AGENT", "CPU s/IDLE MIN", "RSS MiB", "RSS MAX MiB", "PSS MiB")
