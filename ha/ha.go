@@ -495,10 +495,16 @@ func decideHealthyFollower(v View, l *cluster.Leader, up *db.Upstream) Plan {
 			State: cluster.StateCannotFollow, Problem: cluster.ProblemCannotFollow,
 			Reason: fmt.Sprintf("%s and neither %s nor a re-clone is allowed (%s, %s)", why, v.Engine.Names.Resync, v.Engine.Names.ResyncSetting, v.Engine.Names.RecloneSetting)}
 	}
+	if awaitsSyncRecord(v, l) {
+		return Plan{State: cluster.StateRunning, Soon: electionTick,
+			Reason: fmt.Sprintf("waiting for %s's synchronous record of epoch %d before following it", l.Name, l.Epoch)}
+	}
 	acts := []Action{Follow{Upstream: *up}}
-	if ack != nil && ack.(SetAcknowledging).State == cluster.AckOff {
-		// Not acknowledging before the stream starts: a record that
-		// no longer lists this member must not see it acknowledge.
+	if ack != nil {
+		// Acknowledging as the record says before the stream starts: on,
+		// so that every event of the new stream is acknowledged; off,
+		// so that a record that no longer lists this member never sees
+		// it acknowledge.
 		acts = []Action{ack, Follow{Upstream: *up}}
 	}
 	return Plan{Actions: acts, State: cluster.StateRunning, Reason: "following " + up.Name}

@@ -66,8 +66,24 @@ func decideSemiSync(v View) Plan {
 			Reason: "synchronous mode: starting this epoch's record with the members that may acknowledge"}
 	}
 	var want []string
-	if mode.Enabled() {
+	switch mode {
+	case cluster.SyncOn:
 		want = desiredSync(v, rec.Acking)
+	case cluster.SyncStrict:
+		// Every streaming replica acknowledges: one that streamed
+		// without acknowledging while commits waited could never
+		// acknowledge them once asked (see the package comment).
+		want = pickStandbys(v, rec.Acking, -1)
+	}
+	if mode.Enabled() {
+		// Members asked that are on their way to follow stay asked:
+		// their stream starts acknowledging (awaitsSyncRecord).
+		for _, name := range intersect(rec.Acking, followersToCome(v)) {
+			if !slices.Contains(want, name) {
+				want = append(want, name)
+			}
+		}
+		sort.Strings(want)
 	}
 	if add := minus(want, rec.Members); len(add) > 0 {
 		names := append(slices.Clone(rec.Members), add...)
@@ -131,6 +147,24 @@ func carryBeforePromote(v View) (SetSyncRecord, bool) {
 		return SetSyncRecord{}, false
 	}
 	c := carrySyncRecord(v, true)
+	if v.Config.SynchronousMode == cluster.SyncStrict {
+		// The server will wait from the first commit: every live replica
+		// is asked to acknowledge before it follows (ackAction, and
+		// followers wait for this record), so none receives a waiting
+		// commit without acknowledging it.
+		for _, m := range v.Snap.Members {
+			if m.Name != v.Self && !m.Tags.NoFailover && m.Role == cluster.RoleReplica && m.State == cluster.StateRunning && !slices.Contains(c.Acking, m.Name) {
+				c.Acking = append(c.Acking, m.Name)
+			}
+		}
+		for _, name := range c.Acking {
+			if !slices.Contains(c.Names, name) {
+				c.Names = append(c.Names, name)
+			}
+		}
+		sort.Strings(c.Names)
+		sort.Strings(c.Acking)
+	}
 	if v.Config.SynchronousMode != cluster.SyncStrict && len(c.Acking) == 0 {
 		c.Async = true // waitBeforePromote: the server will not wait
 	}
@@ -289,6 +323,17 @@ func semiSyncCandidates(v View, lost cluster.Epoch, mode cluster.SyncMode) ([]cl
 		return nil, 0, fmt.Sprintf("not a failover candidate: not a member that may acknowledge at epoch %d (those are %v)", lost, rec.Members), cluster.ProblemNone
 	}
 	return out, 0, "", cluster.ProblemNone
+}
+
+// awaitsSyncRecord reports whether a replica not yet streaming from leader
+// l waits for l's record of its epoch before it follows: on an AcksAny
+// engine in synchronous mode, so that it acknowledges from its first
+// event when the record asks it to (a replica never acknowledges a commit
+// it received before it did; with every replica streaming unacknowledged,
+// a waiting commit would wait for ever).
+func awaitsSyncRecord(v View, l *cluster.Leader) bool {
+	rec := v.Snap.Sync
+	return acksAny(v) && v.Config.SynchronousMode.Enabled() && (rec == nil || rec.Epoch != l.Epoch)
 }
 
 // ackAction is a replica's acknowledging step (nil: none): on while the

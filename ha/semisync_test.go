@@ -89,7 +89,13 @@ func TestDecideSemiSync(t *testing.T) {
 				v.Repl.SyncAny = true
 				v.DB.AckOverdue = "a commit waited 2s"
 			}, "[set-sync-standbys names=[]] state=running problem=durability_at_risk"},
-		{"strict: overdue: writes stay blocked, and say why", cluster.SyncStrict, semiRec(n2, n2, false),
+		{"strict: a member asked still on its way to follow: it stays asked", cluster.SyncStrict, semiRec(n2, n2, false),
+			func(v *View) {
+				v.Repl.SyncAny = true
+				v.Snap.Members[1].Streaming, v.Snap.Members[1].Upstream = false, ""
+				v.Snap.Members[2].Streaming, v.Snap.Members[2].Upstream = false, ""
+			}, "[] state=running problem=writes_blocked"},
+		{"strict: overdue: writes stay blocked, and say why", cluster.SyncStrict, semiRec([]string{"n2", "n3"}, []string{"n2", "n3"}, false),
 			func(v *View) {
 				v.Repl.SyncAny = true
 				v.DB.AckOverdue = "a commit waited 2s"
@@ -435,7 +441,7 @@ func TestSemiSyncPromotionPreStep(t *testing.T) {
 	}{
 		{"on, an acknowledger carried over: wait", cluster.SyncOn, []string{"n2", "n3"}, "set-sync-record names=[n3] acking=[n3] set-sync-standbys names=[] any promote"},
 		{"on, nobody carried over: asynchronous", cluster.SyncOn, []string{"n2"}, "set-sync-record names=[n3] async promote"},
-		{"strict, nobody carried over: wait", cluster.SyncStrict, []string{"n2"}, "set-sync-record names=[n3] set-sync-standbys names=[] any promote"},
+		{"strict, nobody carried over: every live replica asked, wait", cluster.SyncStrict, []string{"n2"}, "set-sync-record names=[n3] acking=[n3] set-sync-standbys names=[] any promote"},
 	}
 	for _, c := range cases {
 		v := semiView(c.mode, &cluster.SyncState{Leader: "n1", Epoch: 7, Members: []string{"n2", "n3"}, Acking: c.acking, Gen: 4})
@@ -488,5 +494,30 @@ func TestDivergedDetach(t *testing.T) {
 		if got := Decide(c.v()).String(); !strings.HasPrefix(got, c.want) {
 			t.Errorf("%s: %q, want prefix %q", c.name, got, c.want)
 		}
+	}
+}
+
+// TestFollowAfterSyncRecord: on an AcksAny engine in synchronous mode a
+// replica follows a new leader only once the leader's record of its epoch
+// exists, and turns acknowledging on before its stream starts when the
+// record asks it to.
+func TestFollowAfterSyncRecord(t *testing.T) {
+	v := semiView(cluster.SyncOn, &cluster.SyncState{Epoch: 6, Members: []string{"n2"}, Acking: []string{"n2"}})
+	v.Self = "n2"
+	v.DB = db.Status{Running: true, Accepting: true, HasData: true, Role: cluster.RoleReplica, Ack: cluster.AckOff}
+	if got := Decide(v).String(); !strings.Contains(got, "waiting for n1's synchronous record of epoch 7") {
+		t.Errorf("stale record: %s", got)
+	}
+	v.Snap.Sync = semiRec([]string{"n2"}, []string{"n2"}, false)
+	if got := Decide(v).String(); !strings.HasPrefix(got, "[set-acknowledging on, follow upstream=n1]") {
+		t.Errorf("record asks n2: %s", got)
+	}
+	v.Snap.Sync = semiRec(nil, nil, false)
+	if got := Decide(v).String(); !strings.HasPrefix(got, "[follow upstream=n1]") {
+		t.Errorf("record does not ask n2: %s", got)
+	}
+	v.Config.SynchronousMode, v.Snap.Sync = cluster.SyncOff, nil
+	if got := Decide(v).String(); !strings.HasPrefix(got, "[follow upstream=n1]") {
+		t.Errorf("mode off, no record: %s", got)
 	}
 }

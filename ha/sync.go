@@ -130,6 +130,11 @@ func syncReason(mode cluster.SyncMode, desired []string) (string, cluster.Proble
 // replicas streaming from this leader that may be elected, keeping the
 // recorded ones first (stability), then the least lagging.
 func desiredSync(v View, recorded []string) []string {
+	return pickStandbys(v, recorded, v.Config.NodeCount())
+}
+
+// pickStandbys picks up to n standbys as desiredSync does (n < 0: all).
+func pickStandbys(v View, recorded []string, n int) []string {
 	var cands []cluster.Member
 	for _, m := range v.Snap.Members {
 		if m.Name == v.Self || m.Tags.NoFailover || m.Role != cluster.RoleReplica ||
@@ -159,7 +164,7 @@ func desiredSync(v View, recorded []string) []string {
 	})
 	var out []string
 	for _, m := range cands {
-		if len(out) == v.Config.NodeCount() {
+		if len(out) == n {
 			break
 		}
 		out = append(out, m.Name)

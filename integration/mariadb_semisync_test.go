@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -26,10 +27,12 @@ func semiSyncFailovers(t *testing.T) int {
 }
 
 // waitSemiSync waits until the leader's server waits for an
-// acknowledgement and its record promises it: the record of the leader's
-// epoch is not asynchronous and a member it asks to acknowledge reports it
-// does, streaming from the leader. It returns that record.
-func waitSemiSync(t *testing.T, c *localcluster.Cluster, within time.Duration) cluster.SyncState {
+// acknowledgement, its record promises it and no change of the record is
+// pending: the record of the leader's epoch is not asynchronous, every
+// member it lists is asked to acknowledge and reports it does, streaming
+// from the leader, and in strict every replica streaming from the leader
+// is one of them. It returns that record.
+func waitSemiSync(t *testing.T, c *localcluster.Cluster, within time.Duration, mode cluster.SyncMode) cluster.SyncState {
 	t.Helper()
 	var last string
 	var rec cluster.SyncState
@@ -39,23 +42,36 @@ func waitSemiSync(t *testing.T, c *localcluster.Cluster, within time.Duration) c
 			last = fmt.Sprintf("no leader (%v)", err)
 			return false
 		}
-		if s.Sync == nil || s.Sync.Epoch != s.Leader.Epoch || s.Sync.Async {
-			last = fmt.Sprintf("record %+v at epoch %d", s.Sync, s.Leader.Epoch)
+		if why := semiSyncPending(s, mode); why != "" {
+			last = why
 			return false
 		}
-		for _, name := range s.Sync.Acking {
-			if m := s.Member(name); m != nil && m.Ack != nil && m.Ack.State == cluster.AckOn && m.Streaming && m.Upstream == s.Leader.Name {
-				rec = *s.Sync
-				return true
-			}
-		}
-		last = fmt.Sprintf("record %+v: no member acknowledging", *s.Sync)
-		return false
+		rec = *s.Sync
+		return true
 	})
 	if err != nil {
 		t.Fatalf("semi-synchronous replication not in effect: %v (last: %s)", err, last)
 	}
 	return rec
+}
+
+// semiSyncPending says what keeps s's record from being settled and
+// synchronous ("" when nothing does).
+func semiSyncPending(s cluster.Snapshot, mode cluster.SyncMode) string {
+	r := s.Sync
+	if r == nil || r.Epoch != s.Leader.Epoch || r.Async || len(r.Acking) == 0 || !slices.Equal(r.Members, r.Acking) {
+		return fmt.Sprintf("record %+v at epoch %d", r, s.Leader.Epoch)
+	}
+	for _, m := range s.Members {
+		acks := m.Ack != nil && m.Ack.State == cluster.AckOn && m.Streaming && m.Upstream == s.Leader.Name
+		switch {
+		case r.Acks(m.Name) && !acks:
+			return fmt.Sprintf("record %+v: %s does not acknowledge yet", *r, m.Name)
+		case mode == cluster.SyncStrict && !r.Acks(m.Name) && m.Streaming && m.Upstream == s.Leader.Name:
+			return fmt.Sprintf("record %+v: %s streams but is not asked yet", *r, m.Name)
+		}
+	}
+	return ""
 }
 
 // With synchronous_mode on, a MariaDB cluster runs semi-synchronous
@@ -66,13 +82,25 @@ func waitSemiSync(t *testing.T, c *localcluster.Cluster, within time.Duration) c
 // and the crashed node comes back as a fresh replica (re-cloned) for the
 // next round. The @@read_only monitor never sees two writable members.
 func TestMariaDBSemiSyncFailoversLoseNothing(t *testing.T) {
+	mariadbSemiSyncFailovers(t, cluster.SyncOn, semiSyncFailovers(t))
+}
+
+// The same in synchronous_mode strict, five times: every live replica
+// acknowledges (each follows a new primary only once asked, with its
+// replica side on), so writes resume after each failover and no commit
+// is acknowledged without a copy.
+func TestMariaDBSemiSyncStrictFailovers(t *testing.T) {
+	mariadbSemiSyncFailovers(t, cluster.SyncStrict, 5)
+}
+
+func mariadbSemiSyncFailovers(t *testing.T, mode cluster.SyncMode, rounds int) {
 	c := startMariaDBCluster(t)
 	first, _ := leader(t, c)
-	if _, err := newOperator(c).SetConfig(ctxFor(t, 10*time.Second), "synchronous_mode", "on"); err != nil {
+	if _, err := newOperator(c).SetConfig(ctxFor(t, 10*time.Second), "synchronous_mode", string(mode)); err != nil {
 		t.Fatal(err)
 	}
 	ttl := time.Duration(localcluster.FastTiming.TTL)
-	waitSemiSync(t, c, ttl+30*time.Second)
+	waitSemiSync(t, c, ttl+30*time.Second, mode)
 	user, pw := mariadbAppUser(t, c, first)
 	monitorMariaDB(t, c)
 	w, o := mariadbWriter(t, c, c.Hosts(), user, pw, "semisync_load")
@@ -80,11 +108,14 @@ func TestMariaDBSemiSyncFailoversLoseNothing(t *testing.T) {
 		t.Fatalf("writes do not flow: %v", err)
 	}
 	var promoted []time.Duration
-	for i := range semiSyncFailovers(t) {
-		rec := waitSemiSync(t, c, ttl+60*time.Second)
+	for i := range rounds {
+		waitSemiSync(t, c, ttl+60*time.Second, mode)
 		if err := w.WaitAcked(ctxFor(t, 30*time.Second), w.Acked()+20); err != nil {
 			t.Fatalf("round %d: writes do not flow: %v", i+1, err)
 		}
+		// The record the election will read: settled again just before
+		// the kill (nothing changed it since, unless a member failed).
+		rec := waitSemiSync(t, c, ttl+60*time.Second, mode)
 		old, lead := leader(t, c)
 		t0 := time.Now()
 		old.KillNode()

@@ -186,7 +186,7 @@ func mariadbSwitchoverUnderLoad(t *testing.T, mode cluster.SyncMode) {
 	leaders := []string{first.Name}
 	for i := range 3 {
 		if mode.Enabled() {
-			waitSemiSync(t, c, time.Duration(localcluster.FastTiming.TTL)+30*time.Second)
+			waitSemiSync(t, c, time.Duration(localcluster.FastTiming.TTL)+30*time.Second, mode)
 		}
 		old, lead := leader(t, c)
 		to := others(c, old.Name)[i%2].Name
