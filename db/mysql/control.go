@@ -294,13 +294,19 @@ func (m *MySQL) Demote(ctx context.Context) error {
 	if m.running() == nil {
 		return m.errorf("demote", "%w", db.ErrNotRunning)
 	}
-	if err := m.demote(ctx, !exists(m.path(replicaMarker))); err != nil {
-		return m.errorf("demote", "%w", err)
-	}
-	if err := m.writeMarker(); err != nil {
+	if err := m.demoteInPlace(ctx); err != nil {
 		return m.errorf("demote", "%w", err)
 	}
 	return nil
+}
+
+// demoteInPlace demotes the running server (demote) and marks its data
+// directory a replica's; the caller holds opMu.
+func (m *MySQL) demoteInPlace(ctx context.Context) error {
+	if err := m.demote(ctx, !exists(m.path(replicaMarker))); err != nil {
+		return err
+	}
+	return m.writeMarker()
 }
 
 // demote sets read-only (setReadOnly, which ends the client sessions
@@ -781,10 +787,7 @@ func (m *MySQL) Detach(ctx context.Context) error {
 	if m.running() == nil {
 		return m.errorf("detach", "%w", db.ErrNotRunning)
 	}
-	if err := m.demote(ctx, !exists(m.path(replicaMarker))); err != nil {
-		return m.errorf("detach", "%w", err)
-	}
-	if err := m.writeMarker(); err != nil {
+	if err := m.demoteInPlace(ctx); err != nil {
 		return m.errorf("detach", "%w", err)
 	}
 	pool, d, err := m.localDB(ctx)

@@ -209,6 +209,20 @@ func (d Dialect) Position(set string) (cluster.Position, error) {
 
 // WaitForPosition is a query of one integer that waits up to its second
 // argument (seconds) for the server to have applied the GTID set of its
+// unionPosition parses two GTID sets of the server (executed and slave
+// positions, say) and returns the position holding both.
+func (d Dialect) unionPosition(set1, set2 string) (cluster.Position, error) {
+	a, err := d.Position(set1)
+	if err != nil {
+		return cluster.Position{}, err
+	}
+	b, err := d.Position(set2)
+	if err != nil {
+		return cluster.Position{}, err
+	}
+	return a.Union(b)
+}
+
 // first: 0 when it has, 1 (MySQL) or -1 (MariaDB) on timeout.
 func (d Dialect) WaitForPosition() string {
 	if d.Flavour == FlavourMariaDB {

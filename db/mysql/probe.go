@@ -98,17 +98,11 @@ func (m *MySQL) readState(ctx context.Context, q querier, d Dialect) (state, err
 	if isOn(ack) {
 		s.ack = cluster.AckOn
 	}
-	a, err := d.Position(set1)
+	executed, err := d.unionPosition(set1, set2)
 	if err != nil {
 		return s, err
 	}
-	b, err := d.Position(set2)
-	if err != nil {
-		return s, err
-	}
-	if s.executed, err = a.Union(b); err != nil {
-		return s, err
-	}
+	s.executed = executed
 	row, err := queryRow(ctx, q, d.ShowReplicaStatus())
 	if err != nil {
 		return s, fmt.Errorf("read replica status: %w", err)

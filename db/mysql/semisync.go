@@ -59,15 +59,8 @@ func readSyncStatus(ctx context.Context, q querier, d Dialect) (syncStatus, erro
 		&enabled, &noReplica, &timeout, &waitPoint); err != nil {
 		return s, fmt.Errorf("read semi-sync state: %w", err)
 	}
-	a, err := d.Position(set1)
-	if err != nil {
-		return s, err
-	}
-	b, err := d.Position(set2)
-	if err != nil {
-		return s, err
-	}
-	if s.executed, err = a.Union(b); err != nil {
+	var err error
+	if s.executed, err = d.unionPosition(set1, set2); err != nil {
 		return s, err
 	}
 	s.source = ParseSemiSyncSource(enabled, noReplica, timeout, waitPoint)
