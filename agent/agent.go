@@ -184,6 +184,9 @@ type Agent struct {
 	// fenceWake wakes the fence timer in Run when its deadline may have
 	// moved earlier: the agent started to lead, or the timing changed.
 	fenceWake chan struct{}
+	// renewWake wakes the renewer in Run when this agent starts to lead:
+	// a leader renews more often (renewDueLocked).
+	renewWake chan struct{}
 	// failsafeWake wakes the failsafe goroutine in Run when failsafe_mode
 	// was turned on (while it is off the goroutine has nothing to watch).
 	failsafeWake chan struct{}
@@ -226,7 +229,7 @@ func New(opts Options) *Agent {
 	}
 	return &Agent{
 		opts: opts, log: opts.Logger.With("member", opts.Name), clk: opts.Clock, cfg: opts.Config,
-		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), fenceWake: make(chan struct{}, 1), failsafeWake: make(chan struct{}, 1),
+		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), fenceWake: make(chan struct{}, 1), renewWake: make(chan struct{}, 1), failsafeWake: make(chan struct{}, 1),
 		started: opts.Clock.Now(), pubs: make([]pubState, len(opts.Publishers)),
 		replPubs: make([]pubState, len(opts.Publishers)), publishWake: make(chan struct{}, 1),
 		linkWake: make(chan struct{}, 1),
@@ -268,7 +271,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		for sleep(inner, a.Renew(inner)) {
+		for sleepOrWake(inner, a.Renew(inner), a.renewWake) {
 		}
 	}()
 	go func() {
@@ -357,6 +360,13 @@ func signal(ch chan<- struct{}) {
 // pokeFence wakes the fence timer (see fenceWake).
 func (a *Agent) pokeFence() {
 	signal(a.fenceWake)
+}
+
+// startedLeading wakes the fence timer (a new deadline to watch) and the
+// renewer (a leader renews more often) when this agent takes the key.
+func (a *Agent) startedLeading() {
+	signal(a.fenceWake)
+	signal(a.renewWake)
 }
 
 // sleep waits d (not at all when d <= 0) and reports false when ctx ended.

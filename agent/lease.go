@@ -17,15 +17,19 @@ import (
 const renewRetry = 500 * time.Millisecond
 
 // Renew renews the session lease once if a renewal is due (every
-// loop_wait; renewRetry after a failure) and returns how long until the
-// next one is due. It records when each successful request was *sent*:
+// loop_wait, every ha.LeaderRenewInterval while this agent holds the
+// leader key; renewRetry after a failure) and returns how long until the
+// next one is due. The leader's faster renewals are what lets a take-over
+// on proof of death ask for a short unrenewed bound (ha.TakeOverUnrenewed)
+// that a live leader never meets. It records when each successful request
+// was *sent*:
 // the store cannot expire the lease earlier than that plus the TTL, which
 // is what the fence deadline is computed from. A lost lease is forgotten
 // (the next round grants a new one) and the loop is woken.
 func (a *Agent) Renew(ctx context.Context) time.Duration {
 	now := a.clk.Now()
 	a.mu.Lock()
-	id, cfg, due := a.leaseID, a.cfg, a.nextRenew
+	id, cfg, due := a.leaseID, a.cfg, a.renewDueLocked()
 	a.mu.Unlock()
 	if id == 0 {
 		return renewTick
@@ -36,8 +40,8 @@ func (a *Agent) Renew(ctx context.Context) time.Duration {
 	rctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.RetryTimeout)/2)
 	err := a.opts.Store.KeepAlive(rctx)
 	cancel()
-	next := time.Duration(cfg.LoopWait)
 	a.mu.Lock()
+	next := a.renewEveryLocked()
 	switch {
 	case err == nil:
 		if a.leaseID == id {
@@ -61,6 +65,30 @@ func (a *Agent) Renew(ctx context.Context) time.Duration {
 		a.poke()
 	}
 	return next
+}
+
+// renewEveryLocked is how often this agent renews its lease: every
+// loop_wait, and every ha.LeaderRenewInterval while it holds the leader
+// key. a.mu is held.
+func (a *Agent) renewEveryLocked() time.Duration {
+	if a.holdsLeader != 0 {
+		return ha.LeaderRenewInterval(a.cfg)
+	}
+	return time.Duration(a.cfg.LoopWait)
+}
+
+// renewDueLocked is when the next renewal is due: nextRenew, or, once this
+// agent holds the leader key, ha.LeaderRenewInterval after the last
+// renewal sent if that comes first (an agent that just took the key does
+// not wait out the loop_wait scheduled before). a.mu is held.
+func (a *Agent) renewDueLocked() time.Time {
+	due := a.nextRenew
+	if a.holdsLeader != 0 && !a.lastRenewSent.IsZero() {
+		if d := a.lastRenewSent.Add(ha.LeaderRenewInterval(a.cfg)); d.Before(due) {
+			due = d
+		}
+	}
+	return due
 }
 
 // resumeGap is how far past its fence deadline the fence timer must find
@@ -223,7 +251,7 @@ func (a *Agent) reclaim(ctx context.Context, epoch cluster.Epoch, cfg cluster.Dy
 	}
 	a.mu.Lock()
 	a.leaseID, a.lastRenewSent, a.nextRenew, a.holdsLeader = store.LeaseID(), sent, sent.Add(time.Duration(cfg.LoopWait)), l.Epoch
-	a.pokeFence()
+	a.startedLeading()
 	a.mu.Unlock()
 	a.log.Info("acquired leader key", "epoch", l.Epoch, "reason", "resumed; nobody took over")
 	return true, fmt.Sprintf("nobody took over; took the leader key back at epoch %d", l.Epoch)
