@@ -10,16 +10,24 @@ import "github.com/hamgr/hamgr/cluster"
 // (durability at risk).
 func (w *World) acknowledge(n *node) {
 	d := &n.db
-	if !w.cfg.SemiSync || !d.syncAny {
+	if !w.cfg.SemiSync {
 		return
 	}
 	s := w.store.Snapshot()
 	l, rec := s.Leader, s.Sync
-	if l == nil || rec == nil || l.Name != n.spec.Name || rec.Epoch != l.Epoch {
+	if l == nil || rec == nil || l.Name != n.spec.Name || rec.Epoch != l.Epoch || !d.running || d.standby {
 		return
 	}
 	if rec.Async {
-		delete(w.promised, d.timeline)
+		// A primary running asynchronously (synchronous_mode on with no
+		// replica acknowledging) promises nothing from here on, and a
+		// failover from it may lose anything not at the promoted replica,
+		// including commits acknowledged in earlier epochs on any
+		// timeline (it held them when it was promoted: checkPromised).
+		clear(w.promised)
+		return
+	}
+	if !d.syncAny {
 		return
 	}
 	for _, r := range w.nodes {
