@@ -165,10 +165,17 @@ const (
 // acted on the record of generation Gen (SyncState.Gen) of the leader's
 // epoch Epoch, so AckOff with a record that does not ask it to acknowledge
 // stays off until a later record does.
+//
+// OffFrom, with AckOff, is a position this member's database had reached
+// after it was already known to acknowledge nothing (read in a probe after
+// the one that first found it off, while it stayed off): everything it
+// ever acknowledged is at or before it. A member leaving the record once
+// another holds OffFrom loses nothing, however far it has streamed since.
 type AckReport struct {
-	State AckState `json:"state"`
-	Epoch Epoch    `json:"epoch"`
-	Gen   int64    `json:"gen"`
+	State   AckState  `json:"state"`
+	Epoch   Epoch     `json:"epoch"`
+	Gen     int64     `json:"gen"`
+	OffFrom *Position `json:"off_from,omitempty"`
 }
 
 // WALStream is a replica's stream from its sender as the replica's own

@@ -43,6 +43,11 @@ type Tracker struct {
 	FenceEpoch    cluster.Epoch
 	FenceFailures int
 	FenceError    string
+	// AckOffFrom is AckReport.OffFrom for this member's record (nil while
+	// unknown); ackOffSeen says the last probe found it not acknowledging
+	// (observeAck).
+	AckOffFrom *cluster.Position
+	ackOffSeen bool
 	// LastLeader is the leader's member record as last seen (nil: none).
 	LastLeader *cluster.Member
 	// Stream is what this agent observed of its replica's WAL stream
@@ -216,6 +221,10 @@ func (t *Tracker) Record(now time.Time, base cluster.Member, prev cluster.Snapsh
 		// st was probed after every action decided on prev, and every
 		// later action is decided on prev or a newer snapshot.
 		m.Ack = &cluster.AckReport{State: st.Ack}
+		if st.Ack == cluster.AckOff && t.AckOffFrom != nil {
+			p := *t.AckOffFrom
+			m.Ack.OffFrom = &p
+		}
 		if prev.Sync != nil {
 			m.Ack.Epoch, m.Ack.Gen = prev.Sync.Epoch, prev.Sync.Gen
 		}
@@ -290,6 +299,23 @@ func (t *Tracker) ObserveDB(now time.Time, st db.Status, s cluster.Snapshot) {
 		t.DownSince = now
 	}
 	t.Stream.observe(now, st)
+	t.observeAck(st)
+}
+
+// observeAck keeps AckOffFrom: the position of the first probe that found
+// the database not acknowledging when the probe before it had found so
+// too (nothing it acknowledged can come after it), until a probe finds it
+// acknowledging again (or cannot tell).
+func (t *Tracker) observeAck(st db.Status) {
+	switch {
+	case st.Ack != cluster.AckOff:
+		t.ackOffSeen, t.AckOffFrom = false, nil
+	case !t.ackOffSeen:
+		t.ackOffSeen = true
+	case t.AckOffFrom == nil:
+		p := st.Position
+		t.AckOffFrom = &p
+	}
 }
 
 // StoreUnreachable records a round at now in which the store could not be

@@ -195,7 +195,8 @@ func waitBeforePromote(v View, carry SetSyncRecord, carried bool) bool {
 // acknowledge, its latest report, made under rec itself, says
 // acknowledging is off, and — unless the record is asynchronous (no
 // promise) — another member of rec, which an election will hear, holds
-// everything it held then, so everything it ever acknowledged (the server
+// everything it had received once it acknowledged nothing more
+// (AckReport.OffFrom), so everything it ever acknowledged (the server
 // waits for any one acknowledgement, so it may have been the only one).
 func confirmedOff(v View, rec cluster.SyncState) []string {
 	for _, name := range minus(rec.Members, rec.Acking) {
@@ -203,20 +204,24 @@ func confirmedOff(v View, rec cluster.SyncState) []string {
 		if m == nil || m.Ack == nil || m.Ack.State != cluster.AckOff || m.Ack.Epoch != rec.Epoch || m.Ack.Gen != rec.Gen {
 			continue
 		}
-		if rec.Async || coveredBy(v, rec, *m) != "" {
+		if rec.Async || m.Ack.OffFrom != nil && coveredBy(v, rec, m.Name, *m.Ack.OffFrom) != "" {
 			return []string{name}
 		}
 	}
 	return nil
 }
 
-// coveredBy names a member of rec other than m whose published position
-// holds m's ("" when none).
-func coveredBy(v View, rec cluster.SyncState, m cluster.Member) string {
-	for _, name := range rec.Members {
-		if o := v.Snap.Member(name); name != m.Name && o != nil {
-			if c := o.Position.Compare(m.Position); c == cluster.Ahead || c == cluster.Equal {
-				return name
+// coveredBy names a member of rec other than the one named whose
+// published position holds pos ("" when none). Comparing with the
+// position it had when it stopped acknowledging, not its current one,
+// lets it leave while writes go on: it keeps streaming after it stopped
+// acknowledging, and its current position may stay ahead of every
+// published one.
+func coveredBy(v View, rec cluster.SyncState, name string, pos cluster.Position) string {
+	for _, n := range rec.Members {
+		if o := v.Snap.Member(n); n != name && o != nil {
+			if c := o.Position.Compare(pos); c == cluster.Ahead || c == cluster.Equal {
+				return n
 			}
 		}
 	}

@@ -117,11 +117,27 @@ func TestDecideSemiSync(t *testing.T) {
 				v.Snap.Members = slices.Delete(v.Snap.Members, 1, 2)
 			},
 			"[set-sync-standbys names=[]] state=running problem=durability_at_risk"},
-		{"n2 no longer asked, reports off under this record: it leaves", cluster.SyncOn, semiRec([]string{"n2", "n3"}, []string{"n3"}, false),
+		{"n2 no longer asked, reports off under this record, n3 holds what n2 had when it stopped: it leaves", cluster.SyncOn, semiRec([]string{"n2", "n3"}, []string{"n3"}, false),
 			func(v *View) {
 				v.Snap.Members[1].Streaming, v.Snap.Members[1].Upstream = false, ""
+				v.Snap.Members[1].Position = cluster.PGPosition(1, 0x900)
+				v.Snap.Members[1].Ack.OffFrom = ptr(cluster.PGPosition(1, 0x500))
+				v.Snap.Members[2].Position = cluster.PGPosition(1, 0x600)
 				v.Snap.Members[2].Ack.State = cluster.AckOn
 			}, "[set-sync-record names=[n3] acking=[n3]]"},
+		{"n2 reports off, but not yet where it stopped: it stays", cluster.SyncOn, semiRec([]string{"n2", "n3"}, []string{"n3"}, false),
+			func(v *View) {
+				v.Repl.SyncAny = true
+				v.Snap.Members[1].Streaming, v.Snap.Members[1].Upstream = false, ""
+				v.Snap.Members[2].Ack.State = cluster.AckOn
+			}, "[] state=running"},
+		{"n2 reports off, n3 does not hold where it stopped: it stays", cluster.SyncOn, semiRec([]string{"n2", "n3"}, []string{"n3"}, false),
+			func(v *View) {
+				v.Repl.SyncAny = true
+				v.Snap.Members[1].Ack.OffFrom = ptr(cluster.PGPosition(1, 0x700))
+				v.Snap.Members[2].Position = cluster.PGPosition(1, 0x600)
+				v.Snap.Members[2].Ack.State = cluster.AckOn
+			}, "[] state=running"},
 		{"n2 reports off under an earlier record: it stays", cluster.SyncOn, semiRec([]string{"n2", "n3"}, []string{"n3"}, false),
 			func(v *View) {
 				v.Repl.SyncAny = true
@@ -255,7 +271,7 @@ func TestAckAction(t *testing.T) {
 // waits, and that the record's Async is never clear while the server does
 // not wait.
 func TestSemiSyncRecordCoversAcknowledgers(t *testing.T) {
-	waited := 0
+	waited, left := 0, 0
 	for seed := uint64(1); seed <= 300; seed++ {
 		m := newSemiModel(seed)
 		for step := 0; step < 400; step++ {
@@ -267,10 +283,48 @@ func TestSemiSyncRecordCoversAcknowledgers(t *testing.T) {
 		if m.sawWaiting {
 			waited++
 		}
+		if m.left > 0 {
+			left++
+		}
 	}
 	if waited < 270 {
 		t.Errorf("the server waited in %d of 300 seeds: the model does not exercise the steps", waited)
 	}
+	t.Logf("the server waited in %d seeds; a member left a promising record in %d", waited, left)
+}
+
+// TestSemiSyncUnaskedMemberLeavesUnderWrites: with every replica up and
+// receiving each commit at once, a commit before each round, rounds in
+// turn (the leader, n2, n3, n4: n4 always publishes last, so its position
+// is always ahead of the others' published ones) and one acknowledger
+// asked, the members no
+// longer asked leave the record while the primary keeps committing. They
+// are compared where they stopped acknowledging (AckReport.OffFrom); a
+// comparison with their current positions kept n4 listed for ever.
+func TestSemiSyncUnaskedMemberLeavesUnderWrites(t *testing.T) {
+	m := newSemiModel(1)
+	m.full = true
+	m.rec = &cluster.SyncState{Leader: "n1", Epoch: 7, Members: []string{"n2", "n3", "n4"}, Acking: []string{"n2", "n3", "n4"}, Gen: 1}
+	m.waiting = true
+	for _, n := range []string{"n2", "n3", "n4"} {
+		m.ack[n] = cluster.AckOn
+	}
+	for round := 0; round < 40; round++ {
+		m.leaderStep()
+		for _, n := range []string{"n2", "n3", "n4"} {
+			m.commit() // writes go on between the replicas' rounds
+			m.replicaStep(n)
+			m.replicaStep(n)
+		}
+		if err := m.check(); err != "" {
+			t.Fatalf("round %d: %s\n%s", round, err, strings.Join(m.log, "\n"))
+		}
+		if len(m.rec.Members) == len(m.rec.Acking) && len(m.rec.Acking) == 1 && !m.rec.Async {
+			t.Logf("record %+v after %d rounds", *m.rec, round+1)
+			return
+		}
+	}
+	t.Fatalf("record %+v after 40 rounds: the members no longer asked linger\n%s", *m.rec, strings.Join(m.log, "\n"))
 }
 
 // semiModel is a leader n1 and replicas n2..n4 on an AcksAny engine.
@@ -292,12 +346,20 @@ type semiModel struct {
 	lsn      map[string]cluster.LSN
 	pos      map[string]cluster.LSN // published with the report
 	promised cluster.LSN
+	// offSeen and offFrom are each replica's Tracker.observeAck state;
+	// left counts members that left the record.
+	offSeen map[string]bool
+	offFrom map[string]*cluster.LSN
+	left    int
+	// full: an up replica receives each commit at once (else some part of
+	// what it lacks), and synchronous_node_count is 1.
+	full bool
 }
 
 func newSemiModel(seed uint64) *semiModel {
 	m := &semiModel{rnd: rand.New(rand.NewPCG(seed, 7)), mode: cluster.SyncOn, ack: map[string]cluster.AckState{},
 		up: map[string]bool{}, report: map[string]cluster.AckReport{}, seen: map[string]*cluster.SyncState{}, read: map[string]bool{},
-		lsn: map[string]cluster.LSN{"n1": 0}, pos: map[string]cluster.LSN{}}
+		lsn: map[string]cluster.LSN{"n1": 0}, pos: map[string]cluster.LSN{}, offSeen: map[string]bool{}, offFrom: map[string]*cluster.LSN{}}
 	for _, n := range []string{"n2", "n3", "n4"} {
 		m.ack[n], m.up[n], m.lsn[n] = cluster.AckOff, true, 0
 	}
@@ -307,6 +369,9 @@ func newSemiModel(seed uint64) *semiModel {
 func (m *semiModel) view() View {
 	v := semiView(m.mode, m.rec)
 	v.Config.SynchronousNodeCount = 1 + m.rnd.IntN(2)
+	if m.full {
+		v.Config.SynchronousNodeCount = 1
+	}
 	v.Repl.SyncAny = m.waiting
 	v.Snap.Members = v.Snap.Members[:1]
 	for _, n := range []string{"n2", "n3", "n4"} {
@@ -346,6 +411,9 @@ func (m *semiModel) leaderStep() {
 		switch a := a.(type) {
 		case SetSyncRecord:
 			rec := a.Record(m.rec, 7)
+			if m.rec != nil && !rec.Async && len(minus(m.rec.Members, rec.Members)) > 0 {
+				m.left++
+			}
 			m.rec = &rec
 			if rec.Async {
 				m.promised = 0 // the promise is withdrawn (durability at risk)
@@ -363,7 +431,10 @@ func (m *semiModel) leaderStep() {
 func (m *semiModel) commit() {
 	m.lsn["n1"]++
 	for _, n := range []string{"n2", "n3", "n4"} {
-		if m.up[n] && m.lsn[n] < m.lsn["n1"] {
+		switch {
+		case m.up[n] && m.full:
+			m.lsn[n] = m.lsn["n1"]
+		case m.up[n] && m.lsn[n] < m.lsn["n1"]:
 			m.lsn[n] += cluster.LSN(m.rnd.IntN(int(m.lsn["n1"]-m.lsn[n]) + 1))
 		}
 		if m.up[n] && m.waiting && m.ack[n] == cluster.AckOn && m.rec != nil && !m.rec.Async && m.lsn[n] > m.promised {
@@ -382,6 +453,18 @@ func (m *semiModel) replicaStep(n string) {
 	}
 	if !m.read[n] {
 		r := cluster.AckReport{State: m.ack[n]}
+		switch {
+		case m.ack[n] != cluster.AckOff:
+			m.offSeen[n], m.offFrom[n] = false, nil
+		case !m.offSeen[n]:
+			m.offSeen[n] = true
+		case m.offFrom[n] == nil:
+			l := m.lsn[n]
+			m.offFrom[n] = &l
+		}
+		if f := m.offFrom[n]; f != nil {
+			r.OffFrom = ptr(cluster.PGPosition(1, *f))
+		}
 		if s := m.seen[n]; s != nil {
 			r.Epoch, r.Gen = s.Epoch, s.Gen
 		}
@@ -521,3 +604,5 @@ func TestFollowAfterSyncRecord(t *testing.T) {
 		t.Errorf("mode off, no record: %s", got)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
