@@ -461,12 +461,35 @@ func awaitPromotion(ctx context.Context, c *pgx.Conn, limit time.Duration) error
 	}
 }
 
+// wakeReceiverRetry: on a replica that already points at its upstream but
+// runs no WAL receiver (its last one failed: the upstream was not ready,
+// or had no slot for it yet), a configuration reload sets the startup
+// process's latch, so that it starts a new receiver at once rather than
+// sleeping out what is left of wal_retrieve_retry_interval. A follow
+// repeated while the replica does not stream (ha plans it every round,
+// backing off from 100 ms) thereby attaches it as soon as a new primary
+// has created its slot, not up to a second later. Reloading an unchanged
+// configuration does nothing else.
+func wakeReceiverRetry(ctx context.Context, c *pgx.Conn) error {
+	var receivers int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_stat_wal_receiver").Scan(&receivers); err != nil {
+		return err
+	}
+	if receivers > 0 {
+		return nil
+	}
+	_, err := c.Exec(ctx, "SELECT pg_reload_conf()")
+	return err
+}
+
 // Follow repoints a running replica at up with ALTER SYSTEM SET
 // primary_conninfo and primary_slot_name (SlotName of this member) and a
-// configuration reload (no restart). It does nothing when the replica
-// already points there, and fails on a primary. Until up has the slot
-// (CreateSlots on up), the WAL receiver fails and retries every
-// wal_retrieve_retry_interval (1s unless overridden in Parameters).
+// configuration reload (no restart). When the replica already points
+// there it changes nothing, but wakes the startup process if no WAL
+// receiver runs (wakeReceiverRetry); it fails on a primary. Until up has
+// the slot (CreateSlots on up), the WAL receiver fails and retries every
+// wal_retrieve_retry_interval (1s unless overridden in Parameters), or at
+// the next Follow.
 func (p *Postgres) Follow(ctx context.Context, up db.Upstream) error {
 	p.opMu.Lock()
 	defer p.opMu.Unlock()
@@ -495,7 +518,7 @@ func (p *Postgres) follow(ctx context.Context, up db.Upstream) error {
 			return errors.New("server is a primary: it cannot follow")
 		}
 		if cur == want && curSlot == slot {
-			return nil
+			return wakeReceiverRetry(ctx, c)
 		}
 		if _, err := c.Exec(ctx, "ALTER SYSTEM SET primary_conninfo = "+sqlLiteral(want), pgx.QueryExecModeSimpleProtocol); err != nil {
 			return err
