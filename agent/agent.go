@@ -137,7 +137,8 @@ type Agent struct {
 	mu            sync.Mutex
 	leaseID       int64
 	lastRenewSent time.Time
-	nextRenew     time.Time // no renewal before this
+	nextRenew     time.Time // no renewal before this, but see renewDueLocked
+	lastRenewTry  time.Time // when the last renewal was attempted
 	cfg           cluster.DynamicConfig
 	holdsLeader   cluster.Epoch // epoch this agent believes it leads (0: none)
 	// leaseLostInRound: an action of this round found the lease gone.

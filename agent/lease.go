@@ -22,9 +22,8 @@ const renewRetry = 500 * time.Millisecond
 // next one is due. The leader's faster renewals are what lets a take-over
 // on proof of death ask for a short unrenewed bound (ha.TakeOverUnrenewed)
 // that a live leader never meets. It records when each successful request
-// was *sent*:
-// the store cannot expire the lease earlier than that plus the TTL, which
-// is what the fence deadline is computed from. A lost lease is forgotten
+// was *sent*: the store cannot expire the lease earlier than that plus the
+// TTL, which is what the fence deadline is computed from. A lost lease is forgotten
 // (the next round grants a new one) and the loop is woken.
 func (a *Agent) Renew(ctx context.Context) time.Duration {
 	now := a.clk.Now()
@@ -41,7 +40,11 @@ func (a *Agent) Renew(ctx context.Context) time.Duration {
 	err := a.opts.Store.KeepAlive(rctx)
 	cancel()
 	a.mu.Lock()
-	next := a.renewEveryLocked()
+	// nextRenew stays on the loop_wait schedule, which the loop's idle
+	// wait is aligned with (alignedWait); a leader's renewals in between
+	// come from renewDueLocked.
+	a.lastRenewTry = now
+	a.nextRenew = now.Add(time.Duration(cfg.LoopWait))
 	switch {
 	case err == nil:
 		if a.leaseID == id {
@@ -57,9 +60,9 @@ func (a *Agent) Renew(ctx context.Context) time.Duration {
 	default:
 		a.log.Warn("lease renewal failed", "err", err)
 		a.opts.Metrics.StoreError(opKeepAlive)
-		next = renewRetry
+		a.nextRenew = now.Add(renewRetry)
 	}
-	a.nextRenew = now.Add(next)
+	next := a.renewDueLocked().Sub(now)
 	a.mu.Unlock()
 	if err != nil {
 		a.poke()
@@ -67,24 +70,20 @@ func (a *Agent) Renew(ctx context.Context) time.Duration {
 	return next
 }
 
-// renewEveryLocked is how often this agent renews its lease: every
-// loop_wait, and every ha.LeaderRenewInterval while it holds the leader
-// key. a.mu is held.
-func (a *Agent) renewEveryLocked() time.Duration {
-	if a.holdsLeader != 0 {
-		return ha.LeaderRenewInterval(a.cfg)
-	}
-	return time.Duration(a.cfg.LoopWait)
-}
-
-// renewDueLocked is when the next renewal is due: nextRenew, or, once this
+// renewDueLocked is when the next renewal is due: nextRenew (loop_wait
+// after the last attempt, renewRetry after a failed one), or, while this
 // agent holds the leader key, ha.LeaderRenewInterval after the last
-// renewal sent if that comes first (an agent that just took the key does
-// not wait out the loop_wait scheduled before). a.mu is held.
+// attempt (or renewal sent, for a lease just granted or reclaimed) if that
+// comes first: an agent that just took the key does not wait out the
+// loop_wait scheduled before. a.mu is held.
 func (a *Agent) renewDueLocked() time.Time {
 	due := a.nextRenew
-	if a.holdsLeader != 0 && !a.lastRenewSent.IsZero() {
-		if d := a.lastRenewSent.Add(ha.LeaderRenewInterval(a.cfg)); d.Before(due) {
+	last := a.lastRenewTry
+	if a.lastRenewSent.After(last) {
+		last = a.lastRenewSent
+	}
+	if a.holdsLeader != 0 && !last.IsZero() {
+		if d := last.Add(ha.LeaderRenewInterval(a.cfg)); d.Before(due) {
 			due = d
 		}
 	}
