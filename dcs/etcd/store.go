@@ -86,8 +86,6 @@ type Store struct {
 
 	leaseMu sync.Mutex
 	lease   clientv3.LeaseID
-
-	keeper keeper // the session lease's renewals (KeepAlive)
 }
 
 var _ dcs.Store = (*Store)(nil)
@@ -177,7 +175,6 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.keeper.close()
 	if s.cli == nil {
 		return nil
 	}
@@ -251,8 +248,8 @@ func (s *Store) Grant(ctx context.Context, ttl time.Duration) error {
 	return nil
 }
 
-// KeepAlive renews the session lease once (one request on the keepalive
-// stream the store keeps open, see keeper; no background loop). It returns an error wrapping dcs.ErrLeaseLost when the lease no
+// KeepAlive renews the session lease once (one request, no background
+// loop). It returns an error wrapping dcs.ErrLeaseLost when the lease no
 // longer exists on the server or none was granted.
 func (s *Store) KeepAlive(ctx context.Context) error {
 	id := clientv3.LeaseID(s.LeaseID())
@@ -265,7 +262,7 @@ func (s *Store) KeepAlive(ctx context.Context) error {
 	}
 	rctx, cancel := s.reqCtx(ctx)
 	defer cancel()
-	if _, err := s.keeper.renew(rctx, cli, id); err != nil {
+	if _, err := cli.KeepAliveOnce(rctx, id); err != nil {
 		return s.opErr("keepalive", fmt.Sprintf("lease=%x", int64(id)), err)
 	}
 	return nil

@@ -618,25 +618,3 @@ func TestDCSConformance(t *testing.T) {
 		return out
 	})
 }
-
-// BenchmarkKeepAlive measures one renewal of the session lease (a leader
-// sends two a second): one message each way on the stream the store keeps
-// open. The embedded server runs in this process, so its side is counted
-// too.
-func BenchmarkKeepAlive(b *testing.B) {
-	s, err := etcd.New(etcd.Options{Endpoints: server.Endpoints(), Cluster: newCluster(), Logger: quietLogger()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
-	if err := s.Grant(ctx, 10*time.Second); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := s.KeepAlive(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
