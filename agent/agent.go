@@ -137,8 +137,7 @@ type Agent struct {
 	mu            sync.Mutex
 	leaseID       int64
 	lastRenewSent time.Time
-	nextRenew     time.Time // no renewal before this, but see renewDueLocked
-	lastRenewTry  time.Time // when the last renewal was attempted
+	nextRenew     time.Time // no renewal before this
 	cfg           cluster.DynamicConfig
 	holdsLeader   cluster.Epoch // epoch this agent believes it leads (0: none)
 	// leaseLostInRound: an action of this round found the lease gone.
@@ -185,9 +184,6 @@ type Agent struct {
 	// fenceWake wakes the fence timer in Run when its deadline may have
 	// moved earlier: the agent started to lead, or the timing changed.
 	fenceWake chan struct{}
-	// renewWake wakes the renewer in Run when this agent starts to lead:
-	// a leader renews more often (renewDueLocked).
-	renewWake chan struct{}
 	// failsafeWake wakes the failsafe goroutine in Run when failsafe_mode
 	// was turned on (while it is off the goroutine has nothing to watch).
 	failsafeWake chan struct{}
@@ -230,7 +226,7 @@ func New(opts Options) *Agent {
 	}
 	return &Agent{
 		opts: opts, log: opts.Logger.With("member", opts.Name), clk: opts.Clock, cfg: opts.Config,
-		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), fenceWake: make(chan struct{}, 1), renewWake: make(chan struct{}, 1), failsafeWake: make(chan struct{}, 1),
+		track: ha.Tracker{Self: opts.Name}, wake: make(chan struct{}, 1), fenceWake: make(chan struct{}, 1), failsafeWake: make(chan struct{}, 1),
 		started: opts.Clock.Now(), pubs: make([]pubState, len(opts.Publishers)),
 		replPubs: make([]pubState, len(opts.Publishers)), publishWake: make(chan struct{}, 1),
 		linkWake: make(chan struct{}, 1),
@@ -272,7 +268,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		for sleepOrWake(inner, a.Renew(inner), a.renewWake) {
+		for sleep(inner, a.Renew(inner)) {
 		}
 	}()
 	go func() {
@@ -361,13 +357,6 @@ func signal(ch chan<- struct{}) {
 // pokeFence wakes the fence timer (see fenceWake).
 func (a *Agent) pokeFence() {
 	signal(a.fenceWake)
-}
-
-// startedLeading wakes the fence timer (a new deadline to watch) and the
-// renewer (a leader renews more often) when this agent takes the key.
-func (a *Agent) startedLeading() {
-	signal(a.fenceWake)
-	signal(a.renewWake)
 }
 
 // sleep waits d (not at all when d <= 0) and reports false when ctx ended.

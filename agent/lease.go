@@ -17,18 +17,15 @@ import (
 const renewRetry = 500 * time.Millisecond
 
 // Renew renews the session lease once if a renewal is due (every
-// loop_wait, every ha.LeaderRenewInterval while this agent holds the
-// leader key; renewRetry after a failure) and returns how long until the
-// next one is due. The leader's faster renewals are what lets a take-over
-// on proof of death ask for a short unrenewed bound (ha.TakeOverUnrenewed)
-// that a live leader never meets. It records when each successful request
-// was *sent*: the store cannot expire the lease earlier than that plus the
-// TTL, which is what the fence deadline is computed from. A lost lease is forgotten
+// loop_wait; renewRetry after a failure) and returns how long until the
+// next one is due. It records when each successful request was *sent*:
+// the store cannot expire the lease earlier than that plus the TTL, which
+// is what the fence deadline is computed from. A lost lease is forgotten
 // (the next round grants a new one) and the loop is woken.
 func (a *Agent) Renew(ctx context.Context) time.Duration {
 	now := a.clk.Now()
 	a.mu.Lock()
-	id, cfg, due := a.leaseID, a.cfg, a.renewDueLocked()
+	id, cfg, due := a.leaseID, a.cfg, a.nextRenew
 	a.mu.Unlock()
 	if id == 0 {
 		return renewTick
@@ -39,12 +36,8 @@ func (a *Agent) Renew(ctx context.Context) time.Duration {
 	rctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.RetryTimeout)/2)
 	err := a.opts.Store.KeepAlive(rctx)
 	cancel()
+	next := time.Duration(cfg.LoopWait)
 	a.mu.Lock()
-	// nextRenew stays on the loop_wait schedule, which the loop's idle
-	// wait is aligned with (alignedWait); a leader's renewals in between
-	// come from renewDueLocked.
-	a.lastRenewTry = now
-	a.nextRenew = now.Add(time.Duration(cfg.LoopWait))
 	switch {
 	case err == nil:
 		if a.leaseID == id {
@@ -60,34 +53,14 @@ func (a *Agent) Renew(ctx context.Context) time.Duration {
 	default:
 		a.log.Warn("lease renewal failed", "err", err)
 		a.opts.Metrics.StoreError(opKeepAlive)
-		a.nextRenew = now.Add(renewRetry)
+		next = renewRetry
 	}
-	next := a.renewDueLocked().Sub(now)
+	a.nextRenew = now.Add(next)
 	a.mu.Unlock()
 	if err != nil {
 		a.poke()
 	}
 	return next
-}
-
-// renewDueLocked is when the next renewal is due: nextRenew (loop_wait
-// after the last attempt, renewRetry after a failed one), or, while this
-// agent holds the leader key, ha.LeaderRenewInterval after the last
-// attempt (or renewal sent, for a lease just granted or reclaimed) if that
-// comes first: an agent that just took the key does not wait out the
-// loop_wait scheduled before. a.mu is held.
-func (a *Agent) renewDueLocked() time.Time {
-	due := a.nextRenew
-	last := a.lastRenewTry
-	if a.lastRenewSent.After(last) {
-		last = a.lastRenewSent
-	}
-	if a.holdsLeader != 0 && !last.IsZero() {
-		if d := last.Add(ha.LeaderRenewInterval(a.cfg)); d.Before(due) {
-			due = d
-		}
-	}
-	return due
 }
 
 // resumeGap is how far past its fence deadline the fence timer must find
@@ -250,7 +223,7 @@ func (a *Agent) reclaim(ctx context.Context, epoch cluster.Epoch, cfg cluster.Dy
 	}
 	a.mu.Lock()
 	a.leaseID, a.lastRenewSent, a.nextRenew, a.holdsLeader = store.LeaseID(), sent, sent.Add(time.Duration(cfg.LoopWait)), l.Epoch
-	a.startedLeading()
+	a.pokeFence()
 	a.mu.Unlock()
 	a.log.Info("acquired leader key", "epoch", l.Epoch, "reason", "resumed; nobody took over")
 	return true, fmt.Sprintf("nobody took over; took the leader key back at epoch %d", l.Epoch)

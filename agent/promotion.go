@@ -50,7 +50,7 @@ func (x executor) AcquireLeader(ctx context.Context, s ha.Step, act ha.AcquireLe
 	}
 	a.mu.Lock()
 	a.holdsLeader = l.Epoch
-	a.startedLeading()
+	a.pokeFence() // a new fence deadline to watch
 	a.snap.Leader = &l
 	a.mu.Unlock()
 	switch {

@@ -332,7 +332,7 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 	a.snap, a.storeOK = snap, true
 	if l := snap.Leader; l != nil && l.Name == a.opts.Name && l.Lease == a.leaseID {
 		if a.holdsLeader != l.Epoch {
-			a.startedLeading()
+			a.pokeFence() // a new fence deadline to watch
 		}
 		a.holdsLeader = l.Epoch
 	} else if a.holdsLeader != 0 {

@@ -76,7 +76,7 @@ type scenario struct {
 // refused (3 checks over 300ms, both refusing), accepted (the API port
 // answered at the second check), short (only 2 checks), stale (made when
 // the leader's record was at an older revision), renewed (both refused,
-// but the lease was renewed within the last second).
+// but the lease was renewed a second ago).
 func (s *scenario) leaderGone(t *testing.T) LeaderGoneProbe {
 	l := s.v.Snap.Leader
 	if s.gone == "" || s.gone == "none" || l == nil {
@@ -91,7 +91,7 @@ func (s *scenario) leaderGone(t *testing.T) LeaderGoneProbe {
 	switch s.gone {
 	case "refused":
 	case "renewed":
-		p.Unrenewed = 0
+		p.Unrenewed = time.Second
 	case "accepted":
 		p.Refused, p.Over, p.Answer = 1, 150*time.Millisecond, l.Name+":8008 accepted a connection"
 	case "short":

@@ -29,9 +29,8 @@ import (
 //     least TakeOverCheckSpan, all of them made after the snapshot whose
 //     key and member record the take-over is conditioned on was read;
 //   - the store, asked after the last check, says the leader's lease has
-//     gone unrenewed for at least TakeOverUnrenewed (1 s: the leader renews
-//     every LeaderRenewInterval, 0.5 s): longer than a live leader
-//     connected to the store lets it go.
+//     gone unrenewed for at least TakeOverUnrenewed (loop_wait + 1s):
+//     longer than a live agent connected to the store lets it go.
 //
 // The key is then taken by dcs.LeaderLease.TakeOverLeader: deleted only
 // while it is still the same epoch on the same lease and the old leader's
@@ -74,13 +73,12 @@ import (
 // that lives: its replicas lose their streams, both ports "refuse", and
 // yet its agent renews its lease and its database takes writes from
 // clients that still reach it. That is what the lease condition is for:
-// such an agent, as the leader, renews every LeaderRenewInterval (0.5 s),
-// so its lease never goes unrenewed for TakeOverUnrenewed (1 s), and the
-// take-over waits for the key's expiry like
+// such an agent renews every loop_wait, so its lease never goes unrenewed
+// for loop_wait + 1s, and the take-over waits for the key's expiry like
 // any other failover (where the agent, had it lost the store too, has
 // fenced itself). What the lease cannot tell apart is an agent that lives
 // but stopped renewing for another reason — cut off from the store, or
-// too starved of CPU to send its renewal half a second late — behind such a
+// too starved of CPU to send its renewal a second late — behind such a
 // firewall at the same time: then its database runs on until its fence
 // deadline (last renewal sent + loop_wait + retry_timeout) or its next
 // round, whichever comes first. Fencing policy require closes that too: the
@@ -151,33 +149,19 @@ type LeaderGoneProbe struct {
 // within a second, with its lease unrenewed, is fenced.
 const AgentAnswerTimeout = time.Second
 
-// LeaderRenewEvery is how often the leader's agent renews its session
-// lease (agent.Renew; every other agent renews every loop_wait): the
-// take-over's lease condition (TakeOverUnrenewed) can then be short
-// without a live leader ever meeting it.
-const LeaderRenewEvery = 500 * time.Millisecond
-
-// LeaderRenewInterval is how often the leader's agent renews its lease
-// under cfg: LeaderRenewEvery, or loop_wait when that is shorter.
-func LeaderRenewInterval(cfg cluster.DynamicConfig) time.Duration {
-	return min(time.Duration(cfg.LoopWait), LeaderRenewEvery)
-}
-
-// TakeOverRenewSlack is how late a live leader's renewal may reach the
-// store before its lease counts as no longer renewed: half a second for
-// its scheduling and the request's way to the store, on top of
-// LeaderRenewInterval. etcd reports a lease's time left in whole seconds
-// (rounded down), so the bound read is a whole number of seconds: with
-// renewals every 0.5 s and this slack, the bound is one second, the
-// shortest the store can prove, and the take-over comes 0.5 to 1 s after
-// the death (the spread is where in its renewal cycle the agent died).
-const TakeOverRenewSlack = 500 * time.Millisecond
+// TakeOverRenewSlack is how late a live agent's renewal may reach the
+// store before its lease counts as no longer renewed: an agent renews
+// every loop_wait (agent.Renew), and a second covers its scheduling and
+// the request's way to the store. etcd reports a lease's time left in
+// whole seconds, so a bound under a second would only be rounded up to
+// the next one.
+const TakeOverRenewSlack = time.Second
 
 // TakeOverUnrenewed is how long the leader's lease must have gone without
-// a renewal, as the store saw it, before the take-over: a live leader
+// a renewal, as the store saw it, before the take-over: a live agent
 // connected to the store would have renewed within it.
 func TakeOverUnrenewed(cfg cluster.DynamicConfig) time.Duration {
-	return LeaderRenewInterval(cfg) + TakeOverRenewSlack
+	return time.Duration(cfg.LoopWait) + TakeOverRenewSlack
 }
 
 // unreached reports whether p found the agent of leader l, whose member

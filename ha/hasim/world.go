@@ -207,6 +207,7 @@ type node struct {
 	thawedAt    time.Time
 	incarnation int
 	nextRound   time.Time
+	nextRenew   time.Time
 	// promotedLSN is where the database was at its last promotion.
 	promotedLSN cluster.LSN
 	// rejoinEpoch is the highest epoch issued (World.maxEpoch) when this
@@ -294,7 +295,7 @@ func (w *World) startAgent(n *node) {
 		opts.Fencer = simFencer{w: w, n: n}
 	}
 	n.a = agent.New(opts)
-	n.nextRound, n.nextFailsafe = w.now, w.now
+	n.nextRound, n.nextRenew, n.nextFailsafe = w.now, w.now, w.now
 }
 
 // worldClock is the agents' clock: the simulated one.
@@ -363,10 +364,9 @@ func (w *World) Step(faults ...Fault) error {
 		if !n.agentRuns() {
 			continue
 		}
-		// Asked every tick: Renew does nothing until a renewal is due,
-		// and an agent that just took the key renews sooner than the
-		// delay it returned before (agent.renewDueLocked).
-		n.a.Renew(ctx)
+		if !w.now.Before(n.nextRenew) {
+			n.nextRenew = w.now.Add(n.a.Renew(ctx))
+		}
 		if !w.now.Before(n.nextFailsafe) {
 			n.nextFailsafe = w.now.Add(n.a.Failsafe(ctx))
 		}
