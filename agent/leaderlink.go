@@ -162,25 +162,49 @@ func (a *Agent) probeLeaderGone(ctx context.Context, v ha.View) ha.LeaderGonePro
 const refusedRecheck = time.Second
 
 // stillRefused: while the leader's ports were all refused less than
-// refusedRecheck ago (the same leader key, lease and member record) and
-// only its lease has not gone unrenewed long enough, a round reads the
-// lease alone, not the ports again (0.3 s of checks): the probe of then,
-// with the lease read now. It reports false, and the caller checks the
-// ports, when that does not apply or when the lease now reads long
-// enough: a take-over (ha.takeOver: refused and unrenewed at least
-// TakeOverUnrenewed) therefore always rests on port checks made in its own
-// round, followed by a lease read, as the proof requires.
+// refusedRecheck ago (the same leader key, lease and member record), a
+// round reads the lease first, not the ports again (0.3 s of checks).
+// While the lease has not gone unrenewed long enough, that read is all:
+// the probe of then, with the lease read now. Once it has, the round
+// checks both ports once more and reads the lease again after that check;
+// if the ports still refuse and the lease still reads long enough, the
+// probe is the earlier checks and this one, with the lease read last. It
+// reports false, and the caller checks the ports afresh, when none of this
+// applies or the new check is not a refusal. A take-over (ha.takeOver:
+// refused and unrenewed at least TakeOverUnrenewed) therefore always rests
+// on a port check made in its own round, followed by a lease read, as the
+// proof requires, without waiting another TakeOverCheckSpan once the lease
+// reads long enough.
 func (a *Agent) stillRefused(ctx context.Context, v ha.View, p ha.LeaderGoneProbe) (ha.LeaderGoneProbe, bool) {
-	prev := a.lastRefused
-	if a.lastRefusedAt.IsZero() || a.clk.Now().Sub(a.lastRefusedAt) >= refusedRecheck ||
+	prev, at := a.lastRefused, a.lastRefusedAt
+	if at.IsZero() || a.clk.Now().Sub(at) >= refusedRecheck ||
 		!prev.About(p.Leader, p.MemberRev) || prev.DB != p.DB || prev.API != p.API {
 		return p, false
 	}
-	u, err := a.leaseUnrenewed(ctx, p.Leader.Lease, time.Duration(v.Config.RetryTimeout)/2)
-	if err != nil || u >= ha.TakeOverUnrenewed(v.Config) {
+	timeout := time.Duration(v.Config.RetryTimeout) / 2
+	need := ha.TakeOverUnrenewed(v.Config)
+	u, err := a.leaseUnrenewed(ctx, p.Leader.Lease, timeout)
+	if err != nil {
 		return p, false
 	}
+	if u < need {
+		prev.Unrenewed = u
+		return prev, true
+	}
+	r := a.opts.Reach
+	if r == nil {
+		r = tcpReacher{link: a.opts.Link}
+	}
+	if n, _, answer := r.Refusals(ctx, []string{p.DB, p.API}, 1, 0); n != 1 || answer != "" {
+		return p, false
+	}
+	if u, err = a.leaseUnrenewed(ctx, p.Leader.Lease, timeout); err != nil {
+		return p, false
+	}
+	prev.Refused++
+	prev.Over += a.clk.Now().Sub(at)
 	prev.Unrenewed = u
+	a.lastRefused, a.lastRefusedAt = prev, a.clk.Now()
 	return prev, true
 }
 
