@@ -146,8 +146,11 @@ type LeaderGoneProbe struct {
 
 // AgentAnswerTimeout bounds the request to the leader's agent API of a
 // fence's take-over: a live agent answers at once; one that does not
-// within a second, with its lease unrenewed, is fenced.
-const AgentAnswerTimeout = time.Second
+// within half a second, with its lease unrenewed for a second, is fenced.
+// The lease condition, not this timeout, is what keeps a live agent that
+// still reaches the store from being fenced; a live agent that no longer
+// reaches it fences itself anyway.
+const AgentAnswerTimeout = 500 * time.Millisecond
 
 // TakeOverRenewSlack is how late a live agent's renewal may reach the
 // store before its lease counts as no longer renewed: an agent renews

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/db/postgres"
 	"github.com/hamgr/hamgr/localcluster"
 )
 
@@ -21,10 +22,10 @@ import (
 // primary acknowledged a write after the new primary's first.
 
 // silenceBound is the stream silence bound of the fast profile:
-// max(ttl - loop_wait, wal_receiver_timeout 6s).
+// max(ttl - loop_wait, wal_receiver_timeout).
 func silenceBound() time.Duration {
 	t := localcluster.FastTiming
-	return max(time.Duration(t.TTL)-time.Duration(t.LoopWait), 6*time.Second)
+	return max(time.Duration(t.TTL)-time.Duration(t.LoopWait), postgres.ReceiverTimeout)
 }
 
 // The primary's agent and postmaster are frozen (SIGSTOP of the agent's

@@ -95,9 +95,12 @@ func IsReservedParameter(name string) bool {
 // rule counts a replica's stream as silent only after its receiver has
 // pinged the sender (at half of this) and got nothing back for a second
 // more, so it must stay well above a loaded machine's scheduling delay and
-// well below the ttl: 6s keeps a vanished host's failover within the
-// default ttl, and adds at most a second or two on the fast profile.
-const ReceiverTimeout = 6 * time.Second
+// well below the ttl: 4s (a ping after 2s, the silence seen after 3s)
+// keeps a vanished host's failover within the fast profile's ttl, and
+// lets a fence's take-over (ha.takeOver) come about 3 s after a host
+// vanished. It was 6s before 2026-12-06; a live WAL sender answers a ping at
+// once, even on a saturated machine, so two seconds is still ample.
+const ReceiverTimeout = 4 * time.Second
 
 // defaultMaxSlotWALKeepSize is Options.MaxSlotWALKeepSize when empty.
 const defaultMaxSlotWALKeepSize = "1GB"

@@ -16,7 +16,7 @@ import (
 const convergeTarget = 30 * time.Second
 
 // autoFailoverLimit bounds the wait for an automatic failover: the lease
-// (ttl), the replicas' receiver timeout (6 s) and the election, with room
+// (ttl), the replicas' receiver timeout (4 s) and the election, with room
 // for a loaded machine.
 func autoFailoverLimit(p profile) time.Duration { return 3*p.ttl + 15*time.Second }
 
