@@ -128,10 +128,7 @@ func (a *Agent) probeLeaderGone(ctx context.Context, v ha.View) ha.LeaderGonePro
 	if q, ok := a.stillRefused(ctx, v, p); ok {
 		return q
 	}
-	r := a.opts.Reach
-	if r == nil {
-		r = tcpReacher{link: a.opts.Link}
-	}
+	r := a.reacher()
 	p.Refused, p.Over, p.Answer = r.Refusals(ctx, []string{p.DB, p.API}, ha.TakeOverChecks, ha.TakeOverCheckSpan)
 	if p.Answer != "" && ha.WantsFenceProbe(v) {
 		p.Unreached = r.AgentAnswers(ctx, m.APIURL, ha.AgentAnswerTimeout)
@@ -154,6 +151,15 @@ func (a *Agent) probeLeaderGone(ctx context.Context, v ha.View) ha.LeaderGonePro
 			"agent_unreached", p.Unreached, "lease_unrenewed_at_least", p.Unrenewed, "lease_err", leaseErr)
 	}
 	return p
+}
+
+// reacher is Options.Reach, or TCP connects and the leader link when none
+// was given.
+func (a *Agent) reacher() Reacher {
+	if a.opts.Reach != nil {
+		return a.opts.Reach
+	}
+	return tcpReacher{link: a.opts.Link}
 }
 
 // refusedRecheck is how long the port checks of a leader-gone probe that
@@ -191,11 +197,7 @@ func (a *Agent) stillRefused(ctx context.Context, v ha.View, p ha.LeaderGoneProb
 		prev.Unrenewed = u
 		return prev, true
 	}
-	r := a.opts.Reach
-	if r == nil {
-		r = tcpReacher{link: a.opts.Link}
-	}
-	if n, _, answer := r.Refusals(ctx, []string{p.DB, p.API}, 1, 0); n != 1 || answer != "" {
+	if n, _, answer := a.reacher().Refusals(ctx, []string{p.DB, p.API}, 1, 0); n != 1 || answer != "" {
 		return p, false
 	}
 	if u, err = a.leaseUnrenewed(ctx, p.Leader.Lease, timeout); err != nil {
