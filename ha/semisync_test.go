@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hamgr/hamgr/cluster"
 	"github.com/hamgr/hamgr/db"
@@ -597,3 +598,41 @@ func TestFollowAfterSyncRecord(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestTrackerAckOffFrom: a member's record gives OffFrom only from the
+// second probe in a row that finds its side off (the first may have read
+// the position before the side went off), keeps that position while the
+// side stays off however far the database streams, and drops it once a
+// probe finds the side on again.
+func TestTrackerAckOffFrom(t *testing.T) {
+	tr := Tracker{Self: "n2"}
+	now := time.Unix(1000, 0)
+	st := func(ack cluster.AckState, lsn cluster.LSN) db.Status {
+		return db.Status{Running: true, Accepting: true, HasData: true, Role: cluster.RoleReplica, Ack: ack,
+			Position: cluster.PGPosition(1, lsn)}
+	}
+	offFrom := func(s db.Status) string {
+		tr.ObserveDB(now, s, cluster.Snapshot{})
+		m := tr.Record(now, cluster.Member{Name: "n2"}, cluster.Snapshot{}, s)
+		if m.Ack == nil || m.Ack.OffFrom == nil {
+			return "none"
+		}
+		return m.Ack.OffFrom.String()
+	}
+	steps := []struct {
+		st   db.Status
+		want string
+	}{
+		{st(cluster.AckOn, 0x100), "none"},
+		{st(cluster.AckOff, 0x200), "none"},
+		{st(cluster.AckOff, 0x300), cluster.PGPosition(1, 0x300).String()},
+		{st(cluster.AckOff, 0x900), cluster.PGPosition(1, 0x300).String()},
+		{st(cluster.AckOn, 0xa00), "none"},
+		{st(cluster.AckOff, 0xb00), "none"},
+	}
+	for i, s := range steps {
+		if got := offFrom(s.st); got != s.want {
+			t.Fatalf("probe %d (%s at %s): OffFrom %s, want %s", i+1, s.st.Ack, s.st.Position, got, s.want)
+		}
+	}
+}
