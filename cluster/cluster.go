@@ -143,6 +143,20 @@ type Member struct {
 	Revision int64 `json:"-"`
 }
 
+// StreamLost reports whether the record says this member streams from
+// nobody: not streaming, and no connected WAL receiver.
+func (m Member) StreamLost() bool {
+	return !m.Streaming && (m.WAL == nil || !m.WAL.Connected)
+}
+
+// ReportsStreamLoss reports whether the record is a replica's saying it
+// lost its stream (StreamLost): what a live leader's agent answers at once
+// by rewriting its own record (dcs.Watcher.StreamLosses), which the
+// take-over on proof of death relies on.
+func (m Member) ReportsStreamLoss() bool {
+	return m.Role == RoleReplica && m.StreamLost()
+}
+
 // AckState says whether a replica acknowledges the commits it receives
 // (semi-synchronous replication's replica side).
 type AckState string

@@ -235,6 +235,12 @@ type Watcher interface {
 	// cluster's keys (coalesced: one value may stand for many changes). It
 	// closes when ctx ends.
 	Changes(ctx context.Context) <-chan struct{}
+	// StreamLosses returns a channel that receives after a member record
+	// reporting a stream loss (cluster.Member.ReportsStreamLoss) is
+	// written (coalesced), as seen by the watch a running Changes holds:
+	// nothing arrives while no Changes channel is open. It closes when ctx
+	// ends. A leader's agent answers each by rewriting its own record.
+	StreamLosses(ctx context.Context) <-chan struct{}
 }
 
 // Store is everything an agent needs from the store.

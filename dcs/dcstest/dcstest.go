@@ -35,6 +35,7 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("TakeOver", func(t *testing.T) { testTakeOver(t, newStores(t, 3)) })
 	t.Run("LeaseTimeToLive", func(t *testing.T) { testLeaseTimeToLive(t, newStores(t, 2)) })
 	t.Run("FenceOwed", func(t *testing.T) { testFenceOwed(t, newStores(t, 2)) })
+	t.Run("StreamLosses", func(t *testing.T) { testStreamLosses(t, newStores(t, 2)) })
 }
 
 // testTakeOver: TakeOverLeader takes a held key under a new epoch only
@@ -567,5 +568,63 @@ func testFailsafe(t *testing.T, s []dcs.Store) {
 	must(t, s2.SetFailsafe(ctx, l2, nil))
 	if snap := load(t, s1); snap.Failsafe != nil {
 		t.Fatalf("failsafe record %+v after its deletion", snap.Failsafe)
+	}
+}
+
+// testStreamLosses: while a Changes watch runs, StreamLosses receives after
+// another client puts a replica's record reporting its stream lost, not
+// after a streaming replica's or a primary's record, and closes with its
+// context.
+func testStreamLosses(t *testing.T, s []dcs.Store) {
+	ctx := ctxFor(t)
+	must(t, s[0].Grant(ctx, 10*time.Second))
+	must(t, s[1].Grant(ctx, 10*time.Second))
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_ = s[0].Changes(wctx)
+	ch := s[0].StreamLosses(wctx)
+	lost := cluster.Member{Name: "n2", Role: cluster.RoleReplica, WAL: &cluster.WALStream{Host: "n1", Port: 5432}}
+	streaming := cluster.Member{Name: "n2", Role: cluster.RoleReplica, Streaming: true, WAL: &cluster.WALStream{Host: "n1", Port: 5432, Connected: true}}
+	primary := cluster.Member{Name: "n2", Role: cluster.RolePrimary}
+	// The watch may be created asynchronously: publish until it fires.
+	deadline := time.Now().Add(5 * time.Second)
+	for fired := false; !fired; {
+		must(t, s[1].PublishMember(ctx, lost))
+		select {
+		case <-ch:
+			fired = true
+		case <-time.After(200 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("no stream-loss signal within 5s of a replica's record reporting its stream lost")
+			}
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-ch:
+	default:
+	}
+	for _, m := range []cluster.Member{streaming, primary} {
+		must(t, s[1].PublishMember(ctx, m))
+		select {
+		case <-ch:
+			t.Fatalf("stream-loss signal after a record reporting none: %+v", m)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	must(t, s[1].PublishMember(ctx, lost))
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no stream-loss signal within 5s of the second report")
+	}
+	cancel()
+	select {
+	case _, ok := <-ch:
+		for ok {
+			_, ok = <-ch
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the StreamLosses channel did not close within 5s of its context's end")
 	}
 }

@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -86,6 +87,9 @@ type Store struct {
 
 	leaseMu sync.Mutex
 	lease   clientv3.LeaseID
+
+	lossMu sync.Mutex
+	losses map[chan struct{}]struct{} // StreamLosses channels open
 }
 
 var _ dcs.Store = (*Store)(nil)
@@ -1000,12 +1004,68 @@ func (s *Store) watchOnce(ctx context.Context, cli *clientv3.Client, from int64,
 			if s.relevant(wr.Events) {
 				notify()
 			}
+			if s.reportsLoss(wr.Events) {
+				s.notifyLosses()
+			}
 		}
 	}
 	if ctx.Err() != nil {
 		return next, nil
 	}
 	return next, errors.New("watch channel closed")
+}
+
+// StreamLosses implements dcs.Watcher: the channel receives after a
+// member record reporting a stream loss is put, as the watch of a running
+// Changes sees it; it is closed when ctx ends.
+func (s *Store) StreamLosses(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.lossMu.Lock()
+	if s.losses == nil {
+		s.losses = make(map[chan struct{}]struct{})
+	}
+	s.losses[ch] = struct{}{}
+	s.lossMu.Unlock()
+	go func() {
+		<-ctx.Done()
+		s.lossMu.Lock()
+		delete(s.losses, ch)
+		s.lossMu.Unlock()
+		close(ch)
+	}()
+	return ch
+}
+
+// notifyLosses sends (without blocking) on every StreamLosses channel.
+func (s *Store) notifyLosses() {
+	s.lossMu.Lock()
+	defer s.lossMu.Unlock()
+	for ch := range s.losses {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// streamingTrue is how a member record that streams says so: such a
+// record reports no loss, and is not decoded.
+var streamingTrue = []byte(`"streaming":true`)
+
+// reportsLoss reports whether a batch of events puts a member record that
+// reports a stream loss (cluster.Member.ReportsStreamLoss).
+func (s *Store) reportsLoss(evs []*clientv3.Event) bool {
+	members := s.key(keyMembers)
+	for _, ev := range evs {
+		if ev.Type != clientv3.EventTypePut || !strings.HasPrefix(string(ev.Kv.Key), members) || bytes.Contains(ev.Kv.Value, streamingTrue) {
+			continue
+		}
+		var m cluster.Member
+		if json.Unmarshal(ev.Kv.Value, &m) == nil && m.ReportsStreamLoss() {
+			return true
+		}
+	}
+	return false
 }
 
 // relevant reports whether a batch of events holds anything but puts of

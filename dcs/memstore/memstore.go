@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -55,6 +56,8 @@ type Cluster struct {
 	fenceOwed  []byte
 	history    map[cluster.Epoch][]byte
 	watchers   []chan struct{}
+	lossRev    int64 // revision of the last member record reporting a stream loss
+	lossChans  []chan struct{}
 }
 
 type lease struct {
@@ -115,6 +118,15 @@ func (c *Cluster) WakeRevision() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.wakeRev
+}
+
+// StreamLossRevision is the revision of the last member record written
+// that reports a stream loss (cluster.Member.ReportsStreamLoss): what
+// dcs/etcd's StreamLosses signals (0: none yet).
+func (c *Cluster) StreamLossRevision() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lossRev
 }
 
 // Expired is a lease Expire deleted.
@@ -596,6 +608,15 @@ func (k *Client) PublishMember(ctx context.Context, m cluster.Member) error {
 	_, existed := c.members[m.Name]
 	c.bump(!existed)
 	c.members[m.Name] = memberKV{value: mustJSON(m), lease: id, mod: c.rev}
+	if m.ReportsStreamLoss() {
+		c.lossRev = c.rev
+		for _, ch := range c.lossChans {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
 	return nil
 }
 
@@ -792,6 +813,39 @@ func (k *Client) Changes(ctx context.Context) <-chan struct{} {
 	c.mu.Unlock()
 	go func() {
 		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// StreamLosses implements dcs.Watcher: the channel receives after a
+// member record reporting a stream loss is written (by any client; unlike
+// dcs/etcd's, whether a Changes channel is open does not matter); it
+// closes when ctx ends.
+func (k *Client) StreamLosses(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	out := make(chan struct{}, 1)
+	c := k.c
+	c.mu.Lock()
+	c.lossChans = append(c.lossChans, ch)
+	c.mu.Unlock()
+	go func() {
+		defer close(out)
+		defer func() {
+			c.mu.Lock()
+			c.lossChans = slices.DeleteFunc(c.lossChans, func(x chan struct{}) bool { return x == ch })
+			c.mu.Unlock()
+		}()
 		for {
 			select {
 			case <-ctx.Done():
