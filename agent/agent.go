@@ -187,6 +187,10 @@ type Agent struct {
 	// failsafeWake wakes the failsafe goroutine in Run when failsafe_mode
 	// was turned on (while it is off the goroutine has nothing to watch).
 	failsafeWake chan struct{}
+	// recordMu serializes the writes of this member's record: a round's
+	// (publishAndLoad) and the answer to a stream loss (AnswerStreamLoss),
+	// so the older of two never lands last.
+	recordMu sync.Mutex
 
 	// Publishing (see Republish). pubMu serializes the publishers' calls
 	// (the promotion's publish step, Republish, the withdrawal); pubs and
@@ -260,11 +264,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	changes := a.opts.Store.Changes(inner)
+	losses := a.opts.Store.StreamLosses(inner)
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
 	go func() {
 		defer wg.Done()
 		a.runLink(inner)
+	}()
+	go func() {
+		defer wg.Done()
+		for range losses {
+			a.AnswerStreamLoss(inner)
+		}
 	}()
 	go func() {
 		defer wg.Done()

@@ -170,17 +170,18 @@ const refusedRecheck = time.Second
 // stillRefused: while the leader's ports were all refused less than
 // refusedRecheck ago (the same leader key, lease and member record), a
 // round reads the lease first, not the ports again (0.3 s of checks).
-// While the lease has not gone unrenewed long enough, that read is all:
-// the probe of then, with the lease read now. Once it has, the round
-// checks both ports once more and reads the lease again after that check;
-// if the ports still refuse and the lease still reads long enough, the
-// probe is the earlier checks and this one, with the lease read last. It
-// reports false, and the caller checks the ports afresh, when none of this
-// applies or the new check is not a refusal. A take-over (ha.takeOver:
-// refused and unrenewed at least TakeOverUnrenewed) therefore always rests
-// on a port check made in its own round, followed by a lease read, as the
-// proof requires, without waiting another TakeOverCheckSpan once the lease
-// reads long enough.
+// While the lease has not gone unrenewed long enough, nor the leader's
+// answer to the stream loss become overdue (ha.StreamLossUnanswered),
+// that read is all: the probe of then, with the lease read now. Once
+// either holds, the round checks both ports once more and reads the lease
+// again after that check; if the ports still refuse, the probe is the
+// earlier checks and this one, with the lease read last. It reports false,
+// and the caller checks the ports afresh, when none of this applies or the
+// new check is not a refusal. A take-over (ha.takeOver: refused, and the
+// lease unrenewed at least TakeOverUnrenewed or the answer overdue)
+// therefore always rests on a port check made in its own round, as the
+// proof requires, without waiting another TakeOverCheckSpan once the
+// lease or the overdue answer allows it.
 func (a *Agent) stillRefused(ctx context.Context, v ha.View, p ha.LeaderGoneProbe) (ha.LeaderGoneProbe, bool) {
 	prev, at := a.lastRefused, a.lastRefusedAt
 	if at.IsZero() || a.clk.Now().Sub(at) >= refusedRecheck ||
@@ -193,7 +194,7 @@ func (a *Agent) stillRefused(ctx context.Context, v ha.View, p ha.LeaderGoneProb
 	if err != nil {
 		return p, false
 	}
-	if u < need {
+	if u < need && !ha.StreamLossUnanswered(v) {
 		prev.Unrenewed = u
 		return prev, true
 	}

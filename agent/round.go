@@ -105,6 +105,7 @@ func (a *Agent) view(ctx context.Context, now time.Time, cfg cluster.DynamicConf
 	}
 	if ha.WantsLeaderGoneProbe(view) {
 		view.LeaderGone = a.probeLeaderGone(ctx, view)
+		view.LeaderGone.Done = a.clk.Now()
 	}
 	return view
 }
@@ -294,6 +295,7 @@ func (a *Agent) probe(ctx context.Context) db.Status {
 
 // publishAndLoad writes this member's record and reads the cluster.
 func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db.Status) (cluster.Snapshot, bool) {
+	a.recordMu.Lock()
 	a.mu.Lock()
 	m := a.track.Record(a.clk.Now(), cluster.Member{
 		Name: a.opts.Name, Tags: a.opts.Tags, APIURL: a.opts.APIURL, ConnHost: a.opts.ConnHost, ConnPort: a.opts.ConnPort,
@@ -320,8 +322,11 @@ func (a *Agent) publishAndLoad(ctx context.Context, timeout time.Duration, st db
 			a.log.Warn("publish member record failed", "err", err)
 		}
 	}
+	a.recordMu.Unlock()
 	snap, err := a.opts.Store.Load(sctx)
 	a.mu.Lock()
+	// Taken after the read: every record in snap was written before it.
+	a.track.ObserveStreamLoss(a.clk.Now(), snap)
 	defer a.mu.Unlock()
 	if err != nil {
 		a.opts.Metrics.StoreError(opLoad)

@@ -152,6 +152,13 @@ type View struct {
 	// agent's API last dropped (zero: held, or none made since the
 	// leader changed): the event that starts a take-over's checks.
 	LeaderLinkLost time.Time
+	// StreamLossSince is when this agent first read, under the current
+	// leader key and the leader's current member record, every replica's
+	// record reporting its stream lost, each written after the leader's
+	// (Tracker.ObserveStreamLoss; zero: not so in Snap). A live leader's
+	// agent answers such a record by writing its own again
+	// (agent.AnswerStreamLoss).
+	StreamLossSince time.Time
 }
 
 // Slots are the replication slots on a leader's server, by member.

@@ -57,6 +57,9 @@ type Tracker struct {
 	// a read in which the leader's member record differed from the one
 	// before (a live agent republishes it every loop_wait).
 	LeaderSeenAt time.Time
+	// StreamLossSince and lossMark: see ObserveStreamLoss.
+	StreamLossSince time.Time
+	lossMark        streamLossMark
 	// LeaseLostAt, Peers and LastLeaderFreshAt are the View fields of the
 	// same names (LeaseLost, ObserveLeader).
 	LeaseLostAt       time.Time
@@ -364,6 +367,9 @@ func (t *Tracker) View(v View) View {
 	}
 	if t.LastLeader != nil {
 		v.LastLeaderPosition = t.LastLeader.Position
+	}
+	if k, ok := streamLossKey(v.Self, v.Snap); ok && k == t.lossMark {
+		v.StreamLossSince = t.StreamLossSince
 	}
 	return v
 }

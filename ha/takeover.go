@@ -28,9 +28,15 @@ import (
 //     (ECONNREFUSED, not a timeout) TakeOverChecks times in a row over at
 //     least TakeOverCheckSpan, all of them made after the snapshot whose
 //     key and member record the take-over is conditioned on was read;
-//   - the store, asked after the last check, says the leader's lease has
-//     gone unrenewed for at least TakeOverUnrenewed (loop_wait + 1s):
-//     longer than a live agent connected to the store lets it go.
+//   - the leader's agent is silent: either it left every replica's report
+//     of the stream loss unanswered for AgentAnswerTimeout
+//     (StreamLossUnanswered: the leader's member record kept the revision
+//     it had when this agent first read all those reports, each written
+//     after it; a live agent answers each at once by writing its record
+//     again, agent.AnswerStreamLoss), or the store, asked after the last
+//     check, says its lease has gone unrenewed for at least
+//     TakeOverUnrenewed (loop_wait + 1s): longer than a live agent
+//     connected to the store lets it go.
 //
 // The key is then taken by dcs.LeaderLease.TakeOverLeader: deleted only
 // while it is still the same epoch on the same lease and the old leader's
@@ -72,17 +78,22 @@ import (
 // or an ICMP port-unreachable) the replicas' connections to a primary
 // that lives: its replicas lose their streams, both ports "refuse", and
 // yet its agent renews its lease and its database takes writes from
-// clients that still reach it. That is what the lease condition is for:
-// such an agent renews every loop_wait, so its lease never goes unrenewed
-// for loop_wait + 1s, and the take-over waits for the key's expiry like
-// any other failover (where the agent, had it lost the store too, has
-// fenced itself). What the lease cannot tell apart is an agent that lives
-// but stopped renewing for another reason — cut off from the store, or
-// too starved of CPU to send its renewal a second late — behind such a
-// firewall at the same time: then its database runs on until its fence
-// deadline (last renewal sent + loop_wait + retry_timeout) or its next
-// round, whichever comes first. Fencing policy require closes that too: the
-// old primary is powered off before the promotion.
+// clients that still reach it. That is what the silence condition is
+// for: such an agent renews every loop_wait, so its lease never goes
+// unrenewed for loop_wait + 1s; and it answers the replicas' reports. The
+// candidate's AgentAnswerTimeout runs from its own read of a snapshot that
+// already held reports written after the leader's record, so each was in
+// the store, and on the leader's watch, at least that long before the
+// guard is checked: a live agent's answer within it moves the revision the
+// guard is conditioned on, and the take-over fails; the key then expires
+// like any other failover's (where the agent, had it lost the store too,
+// has fenced itself). What neither test tells apart is an agent that lives
+// but is silent for another reason — cut off from the store, its watch
+// broken, or too starved of CPU to answer within half a second — behind
+// such a firewall at the same time: then its database runs on until its
+// fence deadline (last renewal sent + loop_wait + retry_timeout) or its
+// next round, whichever comes first. Fencing policy require closes that
+// too: the old primary is powered off before the promotion.
 //
 // A timeout on either port proves nothing (a frozen machine, a firewall
 // that drops): the take-over on proof of death does not happen and the
@@ -142,6 +153,8 @@ type LeaderGoneProbe struct {
 	// says how the leader's agent failed to answer a request on its API
 	// within AgentAnswerTimeout ("": it answered, or was not asked).
 	Unreached string
+	// Done is when the probe ended, on the caller's clock (zero: unknown).
+	Done time.Time
 }
 
 // AgentAnswerTimeout bounds the request to the leader's agent API of a
@@ -159,6 +172,64 @@ const AgentAnswerTimeout = 500 * time.Millisecond
 // whole seconds, so a bound under a second would only be rounded up to
 // the next one.
 const TakeOverRenewSlack = time.Second
+
+// streamLossMark is the leadership, and the revision of the leader's
+// member record, under which a stream loss was seen (ObserveStreamLoss).
+type streamLossMark struct {
+	epoch cluster.Epoch
+	lease int64
+	rev   int64
+}
+
+// streamLossKey is the mark of snapshot s, read by member self, when it
+// shows another member leading as a primary and every replica's record
+// (this member's too) reporting its stream lost (ReportsStreamLoss), each
+// written after the leader's own record; false otherwise.
+func streamLossKey(self string, s cluster.Snapshot) (streamLossMark, bool) {
+	l := s.Leader
+	if l == nil || l.Name == self {
+		return streamLossMark{}, false
+	}
+	lm := s.Member(l.Name)
+	if lm == nil || lm.Role != cluster.RolePrimary {
+		return streamLossMark{}, false
+	}
+	n := 0
+	for _, m := range s.Members {
+		if m.Name == l.Name || m.Role != cluster.RoleReplica && m.Name != self {
+			continue
+		}
+		if !m.ReportsStreamLoss() || m.Revision <= lm.Revision {
+			return streamLossMark{}, false
+		}
+		n++
+	}
+	return streamLossMark{epoch: l.Epoch, lease: l.Lease, rev: lm.Revision}, n > 0
+}
+
+// ObserveStreamLoss records snapshot s, read before now: StreamLossSince
+// becomes now the first time s shows every replica's stream loss
+// reported after the leader's member record was last written
+// (streamLossKey), stays while later reads show the same leader record,
+// and is cleared otherwise. now must be taken after the read, so that
+// every record in s was written before it.
+func (t *Tracker) ObserveStreamLoss(now time.Time, s cluster.Snapshot) {
+	k, ok := streamLossKey(t.Self, s)
+	switch {
+	case !ok:
+		t.lossMark, t.StreamLossSince = streamLossMark{}, time.Time{}
+	case k != t.lossMark || t.StreamLossSince.IsZero():
+		t.lossMark, t.StreamLossSince = k, now
+	}
+}
+
+// StreamLossUnanswered reports whether, at v.Now, the leader's agent has
+// left the replicas' stream loss unanswered for AgentAnswerTimeout: its
+// member record, as in v.Snap, was already the one read when every
+// replica's report of the loss was first seen after it that long ago.
+func StreamLossUnanswered(v View) bool {
+	return !v.StreamLossSince.IsZero() && v.Now.Sub(v.StreamLossSince) >= AgentAnswerTimeout
+}
 
 // TakeOverUnrenewed is how long the leader's lease must have gone without
 // a renewal, as the store saw it, before the take-over: a live agent
@@ -185,6 +256,10 @@ func (p LeaderGoneProbe) About(l cluster.Leader, rev int64) bool {
 func (p LeaderGoneProbe) refused(l cluster.Leader, rev int64) bool {
 	return p.About(l, rev) && p.Answer == "" && p.Refused >= TakeOverChecks && p.Over >= TakeOverCheckSpan
 }
+
+// streamLossTick is the shortest wait for the round that finds the
+// leader's answer to the stream loss overdue (StreamLossUnanswered).
+const streamLossTick = 20 * time.Millisecond
 
 // takeOverTick is how soon a replica re-runs its round while a take-over's
 // proof is pending after the leader link dropped (proofPending): the WAL
@@ -240,9 +315,7 @@ const (
 
 // streamLost reports whether a member's record says it streams from
 // nobody.
-func streamLost(m cluster.Member) bool {
-	return !m.Streaming && (m.WAL == nil || !m.WAL.Connected)
-}
+func streamLost(m cluster.Member) bool { return m.StreamLost() }
 
 // streamGone is streamLost, or, for a fence's take-over, a stream whose
 // sender stopped answering the receiver's ping (WALStream.SilenceSeen): a
@@ -321,10 +394,14 @@ func takeOver(v View, p Plan) Plan {
 	need := TakeOverUnrenewed(v.Config)
 	var ev *cluster.Evidence
 	switch {
-	case refused && g.refused(l, rev) && g.Unrenewed >= need:
+	case refused && g.refused(l, rev) && (g.Unrenewed >= need || StreamLossUnanswered(v)):
+		silent := fmt.Sprintf("its lease went unrenewed for at least %s", g.Unrenewed.Round(10*time.Millisecond))
+		if g.Unrenewed < need {
+			silent = fmt.Sprintf("its agent left the replicas' reports of the stream loss unanswered for %s", v.Now.Sub(v.StreamLossSince).Round(10*time.Millisecond))
+		}
 		ev = &cluster.Evidence{Kind: cluster.EvidenceRefusedEarly, Detail: fmt.Sprintf(
-			"%s's database %s and agent API %s refused connections %d times in a row over %s, its lease went unrenewed for at least %s, and every replica lost its stream, while its key (epoch %d) was still held",
-			l.Name, g.DB, g.API, g.Refused, g.Over.Round(10*time.Millisecond), g.Unrenewed.Round(10*time.Millisecond), l.Epoch)}
+			"%s's database %s and agent API %s refused connections %d times in a row over %s, %s, and every replica lost its stream, while its key (epoch %d) was still held",
+			l.Name, g.DB, g.API, g.Refused, g.Over.Round(10*time.Millisecond), silent, l.Epoch)}
 	case fence && g.unreached(l, rev) && g.Unrenewed >= need:
 		ev = &cluster.Evidence{Kind: cluster.EvidenceFence, Detail: fmt.Sprintf(
 			"%s's lease went unrenewed for at least %s, its agent API did not answer (%s), and every replica's stream from it is lost or silent, while its key (epoch %d) was still held; fencing require: promoting only once its power-off is confirmed",
@@ -343,6 +420,16 @@ func takeOver(v View, p Plan) Plan {
 			what = "agent does not answer"
 		}
 		p.Reason = fmt.Sprintf("%s's %s; taking over once its lease has gone unrenewed for %s", l.Name, what, need)
+		if g.refused(l, rev) && !v.StreamLossSince.IsZero() {
+			// The answer to the stream loss may be overdue first: look
+			// again then (the wait runs from about the probe's end).
+			from := v.Now
+			if g.Done.After(from) {
+				from = g.Done
+			}
+			p.Soon = min(p.Soon, max(streamLossTick, v.StreamLossSince.Add(AgentAnswerTimeout).Sub(from)))
+			p.Reason += fmt.Sprintf(", or its agent leaves the replicas' reports of the stream loss unanswered for %s", AgentAnswerTimeout)
+		}
 		return p
 	default:
 		return p

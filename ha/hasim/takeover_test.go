@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hamgr/hamgr/cluster"
+	"github.com/hamgr/hamgr/ha"
 )
 
 // The failover before the ttl on proof of death (ha/takeover.go). In the
@@ -35,6 +36,34 @@ func TestTakeOverCrashedNode(t *testing.T) {
 	if ev := leaderEvidence(w); ev != cluster.EvidenceRefusedEarly {
 		t.Fatalf("evidence %s, want refused-early", ev)
 	}
+}
+
+// The crashed primary's agent cannot answer the replicas' reports of
+// their stream loss, so the take-over does not wait for the lease to go
+// unrenewed for loop_wait + 1s: it comes on the unanswered reports, and
+// says so in its evidence. (TestNoTakeOverBehindRejectingFirewall is the
+// other half: a live leader answers, and fails without the answer.)
+func TestTakeOverOnUnansweredStreamLoss(t *testing.T) {
+	w := New(three())
+	run(t, w, 10*time.Second)
+	expectLeader(t, w, "n1")
+	crash := w.Now()
+	need := ha.TakeOverUnrenewed(w.Config().Dynamic)
+	run(t, w, 0, Fault{Kind: CrashNode, Member: "n1"})
+	for len(w.TakeOvers) == 0 && w.Now().Sub(crash) < 3*need {
+		if err := w.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := w.Leader()
+	if len(w.TakeOvers) != 1 || l == nil || l.Promotion == nil || l.Promotion.Evidence == nil {
+		t.Fatalf("take-overs %v, leader %+v: want n2 to take n1's key over\n%s", w.TakeOvers, l, strings.Join(w.Log(), "\n"))
+	}
+	ev := l.Promotion.Evidence
+	if ev.Kind != cluster.EvidenceRefusedEarly || !strings.Contains(ev.Detail, "stream loss unanswered for") {
+		t.Fatalf("evidence %s %q, want refused-early on the unanswered stream loss", ev.Kind, ev.Detail)
+	}
+	t.Logf("taken over %v after the crash (the lease bound alone: %v after the last renewal): %s", w.Now().Sub(crash), need, ev.Detail)
 }
 
 // Only the primary's agent dies (its database runs): its database port
@@ -197,9 +226,22 @@ func TestRepeatedPlanBacksOff(t *testing.T) {
 	run(t, w, 10*time.Second)
 	expectLeader(t, w, "n1")
 	rounds, hurried := w.Rounds("n2")
-	const window = 1500 * time.Millisecond // before the take-over (the lease unrenewed 2s)
-	run(t, w, window, Fault{Kind: CrashNode, Member: "n1"})
+	// Up to the step before the take-over (whose promotion rightly
+	// hurries its rounds).
+	const most = 1500 * time.Millisecond
+	start := w.Now()
+	run(t, w, 0, Fault{Kind: CrashNode, Member: "n1"})
 	r, h := w.Rounds("n2")
+	for w.Now().Sub(start) < most {
+		if err := w.Step(); err != nil {
+			t.Fatal(err)
+		}
+		if len(w.TakeOvers) > 0 {
+			break
+		}
+		r, h = w.Rounds("n2")
+	}
+	window := w.Now().Sub(start)
 	r, h = r-rounds, h-hurried
 	// The first follow is followed at once by a round that publishes its
 	// outcome; the same follow again is not.

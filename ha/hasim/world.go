@@ -173,6 +173,9 @@ type node struct {
 	// for the next one at once (in under 50ms); portChecks the leader-gone
 	// port checks they made (simReach.Refusals).
 	rounds, hurried, portChecks int
+	// lossAnswered is the store's StreamLossRevision its agents last
+	// answered (answerLosses).
+	lossAnswered int64
 	// alive is false while the node (agent and database) is down.
 	alive bool
 	db    simDB
@@ -376,12 +379,14 @@ func (w *World) Step(faults ...Fault) error {
 		w.expire() // a store without quorum expires no lease
 	}
 	w.wakeOnChange()
+	w.answerLosses()
 	k := len(w.nodes)
 	for i := range k {
 		n := w.nodes[(i+w.step)%k]
 		if n.agentRuns() && !w.now.Before(n.nextRound) && !w.now.Before(n.a.NotBefore()) {
 			w.round(n)
 			w.wakeOnChange()
+			w.answerLosses()
 		}
 	}
 	for _, n := range w.nodes {
@@ -436,6 +441,21 @@ func (w *World) wakeOnChange() {
 			if n.nextRound.After(w.now) {
 				n.nextRound = w.now
 			}
+		}
+	}
+}
+
+// answerLosses has every running agent answer the member records that
+// reported a stream loss since it last answered, at once, as the real
+// agent does on its store watch (Agent.AnswerStreamLoss; a cut-off
+// agent's write fails). A paused agent answers when it runs again, as a
+// watch delivers what queued meanwhile.
+func (w *World) answerLosses() {
+	rev := w.store.StreamLossRevision()
+	for _, n := range w.nodes {
+		if n.agentRuns() && n.lossAnswered < rev {
+			n.lossAnswered = rev
+			n.a.AnswerStreamLoss(context.Background())
 		}
 	}
 }
