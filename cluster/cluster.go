@@ -208,7 +208,7 @@ type WALStream struct {
 	Silent Duration `json:"silent"`
 	// SilenceSeen is true when, since the last message, the agent saw the
 	// connection still up while nothing had come for longer than the
-	// receiver's ping interval (Timeout/2) plus a second: the sender
+	// receiver's ping interval (Timeout/2) plus half a second: the sender
 	// stopped answering, rather than this member stopping listening.
 	SilenceSeen bool `json:"silence_seen,omitempty"`
 	// Timeout is the receiver's timeout (an engine setting): it pings a

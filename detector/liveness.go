@@ -65,7 +65,7 @@ func StreamSilenceBound(w cluster.WALStream, cfg cluster.DynamicConfig) time.Dur
 //     still fence it: no witness has heard from it within
 //     StreamSilenceBound, and at least one witness saw the silence on a
 //     live connection (its receiver connected, the last message older
-//     than the ping interval plus a second) that began no later than two
+//     than the ping interval plus half a second) that began no later than two
 //     loop_waits after that witness last saw the old primary's agent
 //     alive (its member record change: it republishes every loop_wait).
 //

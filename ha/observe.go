@@ -104,9 +104,13 @@ const silenceConfirmGap = 5 * time.Second
 
 // silenceSlack is how far past its ping interval (half the receiver
 // timeout) a connected receiver's last message must be for the silence to
-// count as seen: a live sender answers a ping at once, so a second more is
-// a generous allowance for a loaded machine.
-const silenceSlack = time.Second
+// count as seen: a live sender answers a ping at once (within a round
+// trip and a scheduling delay), so half a second more is a generous
+// allowance for a loaded machine. It was a second before 2026-12-06; a
+// silence seen too early is never a failover by itself (the liveness rule
+// also needs StreamSilenceBound; the fence's take-over an agent that does
+// not answer and a lease unrenewed for loop_wait + 1s).
+const silenceSlack = 500 * time.Millisecond
 
 // observe updates the observation from probe st taken at now.
 func (o *StreamObservation) observe(now time.Time, st db.Status) {
