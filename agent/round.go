@@ -207,6 +207,7 @@ func (a *Agent) idleWait(cfg cluster.DynamicConfig, plan ha.Plan, st db.Status) 
 	}
 	a.mu.Lock()
 	soon := a.track.Stream.SilenceSoon(st)
+	unpublished := a.track.Stream.SilenceSeen && (a.self.WAL == nil || !a.self.WAL.SilenceSeen)
 	a.mu.Unlock()
 	if soon > 0 {
 		// A silence on the replica's stream must be seen while the
@@ -214,8 +215,19 @@ func (a *Agent) idleWait(cfg cluster.DynamicConfig, plan ha.Plan, st db.Status) 
 		// evidence): look again soon.
 		wait = min(wait, soon)
 	}
+	if unpublished {
+		// Seen after this round published the record (the observation
+		// follows the publication): the take-overs before the ttl wait
+		// for every replica's report, so publish it now, not a
+		// loop_wait later.
+		wait = min(wait, silencePublishWait)
+	}
 	return wait
 }
+
+// silencePublishWait is how soon the next round comes when this round saw
+// its stream fall silent after publishing the record.
+const silencePublishWait = 10 * time.Millisecond
 
 // alignedWait returns how long an idle loop waits for its next round: at
 // most loop_wait, and no later than the renewer's next renewal, so that
