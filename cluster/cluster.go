@@ -150,11 +150,12 @@ func (m Member) StreamLost() bool {
 }
 
 // ReportsStreamLoss reports whether the record is a replica's saying it
-// lost its stream (StreamLost): what a live leader's agent answers at once
-// by rewriting its own record (dcs.Watcher.StreamLosses), which the
-// take-over on proof of death relies on.
+// lost its stream (StreamLost) or saw it fall silent on a live connection
+// (WALStream.SilenceSeen): what a live leader's agent answers at once by
+// rewriting its own record (dcs.Watcher.StreamLosses), which the
+// take-overs before the ttl rely on.
 func (m Member) ReportsStreamLoss() bool {
-	return m.Role == RoleReplica && m.StreamLost()
+	return m.Role == RoleReplica && (m.StreamLost() || m.WAL != nil && m.WAL.SilenceSeen)
 }
 
 // AckState says whether a replica acknowledges the commits it receives

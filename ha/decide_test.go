@@ -26,6 +26,7 @@ import (
 //	     [last-lsn=0/5000000] [released=E] [cannot-follow=E]
 //	     [nofailover] [paused] [max-lag=N]
 //	     [open=T] [handoff-seen=T] [gone=refused|renewed|accepted|short|stale|none] [link-lost=T]
+//	     [loss-since=T]
 //	     [ttl=30s] [loop-wait=10s] [retry-timeout=10s] [start-timeout=20s]
 //	<lines describing the world, see below>
 //	----
@@ -300,6 +301,8 @@ func (s *scenario) applyArgs(t *testing.T, args []datadriven.CmdArg) {
 			s.gone = x
 		case "link-lost":
 			v.LeaderLinkLost = at(t, x)
+		case "loss-since":
+			v.StreamLossSince = at(t, x)
 		case "lease-lost":
 			v.LeaseLostAt = at(t, x)
 		case "fencer":

@@ -257,6 +257,16 @@ func (p LeaderGoneProbe) refused(l cluster.Leader, rev int64) bool {
 	return p.About(l, rev) && p.Answer == "" && p.Refused >= TakeOverChecks && p.Over >= TakeOverCheckSpan
 }
 
+// silentAgent says which test found the leader's agent silent for the
+// take-over's evidence: the lease read unrenewed for need, or the
+// replicas' reports left unanswered (StreamLossUnanswered).
+func silentAgent(v View, g LeaderGoneProbe, need time.Duration) string {
+	if g.Unrenewed >= need {
+		return fmt.Sprintf("its lease went unrenewed for at least %s", g.Unrenewed.Round(10*time.Millisecond))
+	}
+	return fmt.Sprintf("its agent left the replicas' reports of the stream loss unanswered for %s", v.Now.Sub(v.StreamLossSince).Round(10*time.Millisecond))
+}
+
 // streamLossTick is the shortest wait for the round that finds the
 // leader's answer to the stream loss overdue (StreamLossUnanswered).
 const streamLossTick = 20 * time.Millisecond
@@ -266,6 +276,12 @@ const streamLossTick = 20 * time.Millisecond
 // receivers notice a dead sender within a round trip, and each round
 // publishes this member's record.
 const takeOverTick = 100 * time.Millisecond
+
+// proofTick is how soon a replica re-runs its round while the proof of
+// death may be on its way (proofPending): each of these rounds can hold up
+// the take-over, by the time between two, until the last replica's report
+// is in.
+const proofTick = 50 * time.Millisecond
 
 // proofPending reports whether this member should re-run its round soon
 // because the proof of death may be on its way: the link to the leader's
@@ -383,7 +399,10 @@ func takeOver(v View, p Plan) Plan {
 		// A fence's take-over is pending when this member's own stream
 		// went silent and another replica's report is not in yet: they
 		// publish it within a round of seeing it.
-		if proofPending(v, pending) || fencePending != "" {
+		switch {
+		case proofPending(v, pending):
+			p.Soon = proofTick
+		case fencePending != "":
 			p.Soon = takeOverTick
 		}
 		return p
@@ -395,17 +414,13 @@ func takeOver(v View, p Plan) Plan {
 	var ev *cluster.Evidence
 	switch {
 	case refused && g.refused(l, rev) && (g.Unrenewed >= need || StreamLossUnanswered(v)):
-		silent := fmt.Sprintf("its lease went unrenewed for at least %s", g.Unrenewed.Round(10*time.Millisecond))
-		if g.Unrenewed < need {
-			silent = fmt.Sprintf("its agent left the replicas' reports of the stream loss unanswered for %s", v.Now.Sub(v.StreamLossSince).Round(10*time.Millisecond))
-		}
 		ev = &cluster.Evidence{Kind: cluster.EvidenceRefusedEarly, Detail: fmt.Sprintf(
 			"%s's database %s and agent API %s refused connections %d times in a row over %s, %s, and every replica lost its stream, while its key (epoch %d) was still held",
-			l.Name, g.DB, g.API, g.Refused, g.Over.Round(10*time.Millisecond), silent, l.Epoch)}
-	case fence && g.unreached(l, rev) && g.Unrenewed >= need:
+			l.Name, g.DB, g.API, g.Refused, g.Over.Round(10*time.Millisecond), silentAgent(v, g, need), l.Epoch)}
+	case fence && g.unreached(l, rev) && (g.Unrenewed >= need || StreamLossUnanswered(v)):
 		ev = &cluster.Evidence{Kind: cluster.EvidenceFence, Detail: fmt.Sprintf(
-			"%s's lease went unrenewed for at least %s, its agent API did not answer (%s), and every replica's stream from it is lost or silent, while its key (epoch %d) was still held; fencing require: promoting only once its power-off is confirmed",
-			l.Name, g.Unrenewed.Round(10*time.Millisecond), g.Unreached, l.Epoch)}
+			"%s: %s, its agent API did not answer (%s), and every replica's stream from it is lost or silent, while its key (epoch %d) was still held; fencing require: promoting only once its power-off is confirmed",
+			l.Name, silentAgent(v, g, need), g.Unreached, l.Epoch)}
 	case g.refused(l, rev) || g.unreached(l, rev):
 		// The ports refuse or the agent gives no answer, but the lease
 		// was renewed too recently to rule out a live agent (behind a
@@ -420,7 +435,7 @@ func takeOver(v View, p Plan) Plan {
 			what = "agent does not answer"
 		}
 		p.Reason = fmt.Sprintf("%s's %s; taking over once its lease has gone unrenewed for %s", l.Name, what, need)
-		if g.refused(l, rev) && !v.StreamLossSince.IsZero() {
+		if !v.StreamLossSince.IsZero() {
 			// The answer to the stream loss may be overdue first: look
 			// again then (the wait runs from about the probe's end).
 			from := v.Now

@@ -1048,16 +1048,21 @@ func (s *Store) notifyLosses() {
 	}
 }
 
-// streamingTrue is how a member record that streams says so: such a
-// record reports no loss, and is not decoded.
-var streamingTrue = []byte(`"streaming":true`)
+// streamingTrue and silenceSeen are how a member record says it streams
+// and that it saw its stream fall silent: a record that streams and saw
+// no silence reports no loss, and is not decoded.
+var (
+	streamingTrue = []byte(`"streaming":true`)
+	silenceSeen   = []byte(`"silence_seen":true`)
+)
 
 // reportsLoss reports whether a batch of events puts a member record that
 // reports a stream loss (cluster.Member.ReportsStreamLoss).
 func (s *Store) reportsLoss(evs []*clientv3.Event) bool {
 	members := s.key(keyMembers)
 	for _, ev := range evs {
-		if ev.Type != clientv3.EventTypePut || !strings.HasPrefix(string(ev.Kv.Key), members) || bytes.Contains(ev.Kv.Value, streamingTrue) {
+		if ev.Type != clientv3.EventTypePut || !strings.HasPrefix(string(ev.Kv.Key), members) ||
+			bytes.Contains(ev.Kv.Value, streamingTrue) && !bytes.Contains(ev.Kv.Value, silenceSeen) {
 			continue
 		}
 		var m cluster.Member

@@ -200,6 +200,7 @@ func TestFenceTakeOverOfFrozenPrimary(t *testing.T) {
 	if ev := leaderEvidence(w); ev != cluster.EvidenceFence {
 		t.Fatalf("evidence %s, want fence", ev)
 	}
+	t.Logf("evidence: %s", w.Leader().Promotion.Evidence.Detail)
 }
 
 // Under fencing require, a primary behind a rejecting firewall (its agent
