@@ -21,6 +21,7 @@ import (
 	tclog "github.com/testcontainers/testcontainers-go/log"
 
 	"github.com/hamgr/hamgr/localcluster"
+	"github.com/hamgr/hamgr/stonith/redfishtest"
 )
 
 // The images build-images.sh builds.
@@ -101,6 +102,9 @@ type cluster struct {
 	etcds    []*member
 	password string
 	byIP     map[string]string // node IP -> name
+	// bmcs are the nodes' simulated BMCs, by node name (fenced clusters
+	// only; see startBMCs).
+	bmcs map[string]*redfishtest.Server
 }
 
 // randomSecret returns n random bytes in hex.
@@ -199,19 +203,23 @@ var (
 // startCluster starts a cluster with the fast timing profile.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	return startClusterWith(t, fastProfile)
+	return startClusterWith(t, fastProfile, noFencing)
 }
 
 // startClusterWith starts three etcd members and three nodes with timing
-// profile p and waits until one node is primary and both others stream
-// from it.
-func startClusterWith(t *testing.T, p profile) *cluster {
+// profile p and fencing f and waits until one node is primary and both
+// others stream from it.
+func startClusterWith(t *testing.T, p profile, f fencing) *cluster {
 	t.Helper()
 	requireEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	netName, prefix := createNetwork(t)
 	c := &cluster{t: t, timing: p, netName: netName, password: randomSecret(t, 12), byIP: map[string]string{}}
+	fenceYAML := ""
+	if f == redfishFencing {
+		fenceYAML = c.startBMCs(addr(prefix, 1))
+	}
 	var initial, endpoints []string
 	for i := range 3 {
 		ip := addr(prefix, byte(21+i))
@@ -238,10 +246,11 @@ func startClusterWith(t *testing.T, p profile) *cluster {
 		ip := addr(prefix, byte(11+i))
 		c.byIP[ip.String()] = name
 		c.nodes = append(c.nodes, c.startContainerHC(ctx, name, ip, nodeImage, map[string]string{
-			"HAMGR_CONFIG":               nodeConfig(name, ip, endpoints, p),
+			"HAMGR_CONFIG":               nodeConfig(name, ip, endpoints, p) + fenceYAML,
 			"HAMGR_SUPERUSER_PASSWORD":   c.password,
 			"HAMGR_REPLICATION_PASSWORD": c.password + "-r",
 			"HAMGR_API_TOKEN":            c.password + "-t",
+			bmcPasswordEnv:               c.password + "-b",
 		}, nil, func(h *container.HostConfig) {
 			// iptables inside the node, for partial cuts.
 			h.CapAdd = append(h.CapAdd, "NET_ADMIN")
@@ -265,7 +274,7 @@ func startClusterWith(t *testing.T, p profile) *cluster {
 }
 
 // nodeConfig is a node's hamgr.yml: timing profile p, every address the
-// container's own.
+// container's own. It ends with the timing section (startBMCs adds to it).
 func nodeConfig(name string, ip netip.Addr, etcd []string, p profile) string {
 	return fmt.Sprintf(`cluster: drill
 name: %s

@@ -77,6 +77,8 @@ type drillResult struct {
 	healed time.Time
 	// timing is the cluster's timing profile.
 	timing profile
+	// cluster is the drill's cluster.
+	cluster *cluster
 }
 
 // cut drops every packet between node n and the given peers, both ways.
@@ -95,8 +97,9 @@ func uncut(c *cluster, n *member) {
 
 // drillOptions are the settings a drill runs with besides its fault.
 type drillOptions struct {
-	timing profile
-	mode   replication
+	timing  profile
+	mode    replication
+	fencing fencing
 }
 
 // defaultDrill is what every TestDrill* runs with: the fast timing
@@ -354,7 +357,7 @@ func runDrill(t *testing.T, f fault) {
 // before it returns.
 func runDrillWith(t *testing.T, f fault, o drillOptions) drillRecord {
 	begin := time.Now()
-	c := startClusterWith(t, o.timing)
+	c := startClusterWith(t, o.timing, o.fencing)
 	// 4 min at the fast profile, more for longer ttls.
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute+10*(o.timing.ttl-drillTTL))
 	defer cancel()
@@ -400,7 +403,7 @@ func runDrillWith(t *testing.T, f fault, o drillOptions) drillRecord {
 	}
 	rec := check(t, f, o, acks, present, start, heal, converge)
 	if f.verify != nil {
-		f.verify(t, drillResult{acks: acks, old: old.name, primary: primary, healed: heal, timing: o.timing})
+		f.verify(t, drillResult{acks: acks, old: old.name, primary: primary, healed: heal, timing: o.timing, cluster: c})
 	}
 	t.Logf("%s of %s: %s, healed at +%v, converged on %s %v after the heal; %d acknowledgements (%s); drill %v",
 		f.name, old.name, failedOver, heal.Sub(start).Round(time.Millisecond), primary,

@@ -51,8 +51,12 @@ type Options struct {
 	// PowerState reads "Off" (0: at once).
 	PowerOffDelay time.Duration
 	// OnPowerOff, if set, runs when a ForceOff or GracefulShutdown is
-	// accepted.
+	// accepted, before the request is answered.
 	OnPowerOff func()
+	// Listen is the address to serve on (host:port, port 0 for any);
+	// empty: a loopback port. The container drills serve on their
+	// network's gateway, for the agents in the containers.
+	Listen string
 }
 
 // Server is a running Redfish service.
@@ -75,6 +79,14 @@ func Start(opts Options) *Server {
 	// Handshakes a test refuses on purpose are not news.
 	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned()}}
+	if opts.Listen != "" {
+		l, err := net.Listen("tcp", opts.Listen)
+		if err != nil {
+			panic(fmt.Sprintf("redfishtest: listen on %s: %v", opts.Listen, err))
+		}
+		s.srv.Listener.Close()
+		s.srv.Listener = l
+	}
 	s.srv.StartTLS()
 	return s
 }

@@ -1,0 +1,113 @@
+package containers
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hamgr/hamgr/stonith/redfishtest"
+)
+
+// fencing is whether a drill cluster fences its old primaries.
+type fencing int
+
+const (
+	// noFencing: fencing off, no BMC.
+	noFencing fencing = iota
+	// redfishFencing: fencing require; every node has a simulated Redfish
+	// BMC (package stonith/redfishtest) served on the drill network's
+	// gateway, whose power-off kills the node's container (docker kill)
+	// before it answers, and whose power state reads Off from then until
+	// the drill powers it on again.
+	redfishFencing
+)
+
+// bmcPasswordEnv is the node containers' environment variable holding the
+// BMCs' password (fencing.members.*.password_env).
+const bmcPasswordEnv = "HAMGR_BMC_PASSWORD"
+
+// bmcUser is the BMCs' user name.
+const bmcUser = "hamgr-fence"
+
+// startBMCs starts one Redfish BMC per node on gateway (the host's address
+// on the drill network, which the containers reach), closed when the test
+// ends, and returns what the nodes' hamgr.yml gets appended: the policy
+// require, which continues the timing section nodeConfig ends with, and
+// the fencing section (every node may fence every other). A power-off
+// kills the node's container; one that is not running (killed already)
+// stays so.
+func (c *cluster) startBMCs(gateway netip.Addr) string {
+	c.t.Helper()
+	c.bmcs = map[string]*redfishtest.Server{}
+	var b strings.Builder
+	b.WriteString("  fencing: require\nfencing:\n  members:\n")
+	for i := range nodeCount {
+		name := fmt.Sprintf("n%d", i+1)
+		srv := redfishtest.Start(redfishtest.Options{
+			Username: bmcUser, Password: c.password + "-b",
+			Listen:     net.JoinHostPort(gateway.String(), "0"),
+			OnPowerOff: func() { c.powerOff(name) },
+		})
+		c.t.Cleanup(srv.Close)
+		c.bmcs[name] = srv
+		// The BMC's certificate is self-signed for 127.0.0.1, not the
+		// gateway: the agents skip its verification, as sites with
+		// self-signed BMC certificates do (nothing sits between them here).
+		fmt.Fprintf(&b, "    %s:\n      driver: redfish\n      address: %s\n      port: %s\n      username: %s\n"+
+			"      password_env: %s\n      insecure_skip_verify: true\n      timeout: 10s\n",
+			name, srv.Host(), srv.Port(), bmcUser, bmcPasswordEnv)
+	}
+	return b.String()
+}
+
+// powerOff is a BMC's power-off of node name: docker kill of its
+// container, unless it is not running.
+func (c *cluster) powerOff(name string) {
+	n := c.node(name)
+	if _, err := dockerErr("kill", n.id()); err != nil && !strings.Contains(err.Error(), "is not running") {
+		c.t.Errorf("BMC of %s: power off (docker kill): %v", name, err)
+	}
+}
+
+// powerOn is the heal of a fenced node: its BMC's power back on, then its
+// container started again.
+func (c *cluster) powerOn(n *member) {
+	c.bmcs[n.name].SetPower("On")
+	docker(c.t, "start", n.id())
+}
+
+// TestDrillKillFenced: docker kill of the primary's container under
+// fencing require. Its sockets close and its address vanishes, so the
+// replicas lose their streams and its ports time out rather than refuse,
+// and without fencing nobody promotes (TestDrillKill). Here, once its lease
+// has gone unrenewed for loop_wait + 1s and its agent gives no answer, the
+// best replica takes the key over, has the BMC power the node off (the
+// container is dead already: the BMC confirms), and promotes, with no
+// operator. The node comes back as a replica after the heal (power on,
+// docker start).
+func TestDrillKillFenced(t *testing.T) {
+	runDrillWith(t, killFencedFault(), drillOptions{timing: fastProfile, mode: syncMode, fencing: redfishFencing})
+}
+
+// killFencedFault is TestDrillKillFenced's fault.
+func killFencedFault() fault {
+	f := killFault()
+	f.name = "docker kill, fencing require"
+	f.heal = func(c *cluster, n *member) { c.powerOn(n) }
+	f.verify = func(t *testing.T, r drillResult) {
+		c := r.cluster
+		resets := c.bmcs[r.old].Resets()
+		if !slices.Contains(resets, "ForceOff") {
+			t.Errorf("the BMC of %s saw resets %v: want a ForceOff (the fence before the promotion)", r.old, resets)
+		}
+		for name, b := range c.bmcs {
+			if name != r.old && len(b.Resets()) > 0 {
+				t.Errorf("the BMC of %s, not the old primary, saw resets %v", name, b.Resets())
+			}
+		}
+	}
+	return f
+}
