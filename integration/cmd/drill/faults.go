@@ -173,8 +173,8 @@ var faults = map[string]fault{
 	},
 	"fenced-node-vanish": {
 		Name: "fenced-node-vanish",
-		Describe: "node-vanish (every process of the primary's node SIGSTOPped) under fencing require with ipmi_sim BMCs: once its lease " +
-			"is unrenewed for loop_wait + 1s, its agent gives no answer and every stream went silent, the best replica takes the key " +
+		Describe: "node-vanish (every process of the primary's node SIGSTOPped) under fencing require with ipmi_sim BMCs: once every stream went silent, " +
+			"its agent gives no answer and it leaves the replicas' reports unanswered for 0.5s (or its lease is unrenewed for loop_wait + 1s), the best replica takes the key " +
 			"over before the ttl and promotes after the confirmed power-off (evidence fence); asynchronous replication",
 		Configure:      configureFencing,
 		Setup:          armPowerOff,
