@@ -242,12 +242,7 @@ func (c *Cluster) bump(wake bool) {
 	c.rev++
 	if wake {
 		c.wakeRev = c.rev
-		for _, w := range c.watchers {
-			select {
-			case w <- struct{}{}:
-			default:
-			}
-		}
+		notify(c.watchers)
 	}
 }
 
@@ -610,12 +605,7 @@ func (k *Client) PublishMember(ctx context.Context, m cluster.Member) error {
 	c.members[m.Name] = memberKV{value: mustJSON(m), lease: id, mod: c.rev}
 	if m.ReportsStreamLoss() {
 		c.lossRev = c.rev
-		for _, ch := range c.lossChans {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
+		notify(c.lossChans)
 	}
 	return nil
 }
@@ -805,27 +795,7 @@ func (k *Client) SetFailsafe(ctx context.Context, l cluster.Leader, rec *cluster
 // Changes returns a channel that receives after every change a dcs/etcd
 // watch would wake the agent for; it closes when ctx ends.
 func (k *Client) Changes(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	out := make(chan struct{}, 1)
-	c := k.c
-	c.mu.Lock()
-	c.watchers = append(c.watchers, ch)
-	c.mu.Unlock()
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ch:
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	return out
+	return k.c.subscribe(ctx, &k.c.watchers)
 }
 
 // StreamLosses implements dcs.Watcher: the channel receives after a
@@ -833,17 +803,23 @@ func (k *Client) Changes(ctx context.Context) <-chan struct{} {
 // dcs/etcd's, whether a Changes channel is open does not matter); it
 // closes when ctx ends.
 func (k *Client) StreamLosses(ctx context.Context) <-chan struct{} {
+	return k.c.subscribe(ctx, &k.c.lossChans)
+}
+
+// subscribe adds a channel to list (guarded by mu; notify sends on them)
+// and returns one that receives, coalesced, what it receives, until ctx
+// ends: then the channel leaves list and the returned one closes.
+func (c *Cluster) subscribe(ctx context.Context, list *[]chan struct{}) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	out := make(chan struct{}, 1)
-	c := k.c
 	c.mu.Lock()
-	c.lossChans = append(c.lossChans, ch)
+	*list = append(*list, ch)
 	c.mu.Unlock()
 	go func() {
 		defer close(out)
 		defer func() {
 			c.mu.Lock()
-			c.lossChans = slices.DeleteFunc(c.lossChans, func(x chan struct{}) bool { return x == ch })
+			*list = slices.DeleteFunc(*list, func(x chan struct{}) bool { return x == ch })
 			c.mu.Unlock()
 		}()
 		for {
@@ -859,6 +835,16 @@ func (k *Client) StreamLosses(ctx context.Context) <-chan struct{} {
 		}
 	}()
 	return out
+}
+
+// notify sends, without blocking, on every channel of list (mu held).
+func notify(list []chan struct{}) {
+	for _, w := range list {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Close does nothing: the store outlives its clients.
