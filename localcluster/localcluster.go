@@ -71,7 +71,11 @@ type Options struct {
 	// members on fixed ports of 127.0.0.1 (Cluster.EtcdCluster), whose
 	// members a test may stop and restart, every agent listing them all.
 	EtcdMembers int
-	Logger      *slog.Logger
+	// EtcdEndpoints, when set, are the client URLs of an etcd that runs
+	// elsewhere (the soak's, on a slowed disk): no embedded etcd starts,
+	// EtcdMembers is ignored, and Cluster.Etcd and EtcdCluster stay nil.
+	EtcdEndpoints []string
+	Logger        *slog.Logger
 	// Fencing, if set, returns the fencing section (YAML, starting with
 	// "fencing:") of member n's config file: how its agent powers the
 	// other members off (see Node.PowerOffScript for a simulated BMC
@@ -196,10 +200,14 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 }
 
 // startEtcd starts the single etcd server or, with EtcdMembers above 1,
-// the etcd cluster, each member's data in Dir/etcd/<name>.
+// the etcd cluster, each member's data in Dir/etcd/<name>; nothing with
+// Options.EtcdEndpoints.
 func (c *Cluster) startEtcd(ctx context.Context) error {
 	dir := filepath.Join(c.opts.Dir, "etcd")
-	if c.opts.EtcdMembers <= 1 {
+	switch {
+	case len(c.opts.EtcdEndpoints) > 0:
+		return nil
+	case c.opts.EtcdMembers <= 1:
 		var err error
 		c.Etcd, err = etcdembed.Start(ctx, etcdembed.Options{Dir: dir, FastElection: true})
 		if err != nil {
@@ -223,9 +231,12 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 	return nil
 }
 
-// EtcdEndpoints lists the client URLs of etcd: the single server's, or
-// every member's of EtcdCluster.
+// EtcdEndpoints lists the client URLs of etcd: Options.EtcdEndpoints,
+// the single server's, or every member's of EtcdCluster.
 func (c *Cluster) EtcdEndpoints() []string {
+	if len(c.opts.EtcdEndpoints) > 0 {
+		return c.opts.EtcdEndpoints
+	}
 	if c.EtcdCluster != nil {
 		return c.EtcdCluster.Endpoints()
 	}
