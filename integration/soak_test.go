@@ -33,14 +33,22 @@ func soakDuration(t *testing.T) time.Duration {
 
 // The soak: a healthy cluster at the default timing, both cores saturated
 // (8 busy processes per core: load average about 16 on this project's
-// 2-core machine) and a steady write load, for soakDuration. Nothing is
+// 2-core machine), etcd in a process of its own whose every fsync waits
+// soakFsyncDelay (100 ms) first, as on a slow disk, and a steady write
+// load, for soakDuration. Nothing is
 // wrong with any member, so nothing may change: no failover (the leader and
 // its epoch stay the same throughout, sampled every 250 ms), no history
 // entry, no member fenced or stopped, and every acknowledged write is on
 // the primary at the end.
 func TestSoakSaturatedNoFalseFailover(t *testing.T) {
 	d := soakDuration(t)
-	c := startCluster(t, localcluster.Options{Timing: localcluster.DefaultTiming})
+	opts := localcluster.Options{Timing: localcluster.DefaultTiming}
+	var slow *slowEtcd
+	if delay := soakFsyncDelay(t); delay > 0 {
+		slow = startSlowEtcd(t, delay)
+		opts.EtcdEndpoints = []string{slow.url}
+	}
+	c := startCluster(t, opts)
 	mon := monitorPrimaries(t, c)
 	_, lead := leader(t, c)
 	hist := readHistory(t, c)
@@ -91,6 +99,26 @@ func TestSoakSaturatedNoFalseFailover(t *testing.T) {
 	}
 	t.Logf("soak %v at the default timing, %d cores saturated: %d leader samples, %d changes; %d writes acknowledged, %d attempts failed",
 		d, runtime.NumCPU(), samples, changes, res.Acked, res.Failed)
+	if slow != nil {
+		checkSlowed(t, slow)
+	}
+}
+
+// checkSlowed fails the soak unless etcd's WAL fsyncs took at least the
+// delay on average: the slowed disk was in effect.
+func checkSlowed(t *testing.T, e *slowEtcd) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mean, n, err := e.walFsyncMean(ctx)
+	switch {
+	case err != nil:
+		t.Errorf("etcd's WAL fsync time: %v", err)
+	case mean < e.delay:
+		t.Errorf("etcd's %d WAL fsyncs took %v on average, less than the %v each was to be delayed: the disk was not slowed", n, mean, e.delay)
+	default:
+		t.Logf("etcd's disk slowed: %d WAL fsyncs, %v each on average (each delayed %v)", n, mean.Round(time.Millisecond), e.delay)
+	}
 }
 
 // readHistory reads the cluster's history.
