@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hamgr/hamgr/integration/history"
 	"github.com/hamgr/hamgr/stonith/redfishtest"
 )
 
@@ -24,6 +25,13 @@ const (
 	// the drill powers it on again.
 	redfishFencing
 )
+
+func (f fencing) String() string {
+	if f == redfishFencing {
+		return "require"
+	}
+	return "off"
+}
 
 // bmcPasswordEnv is the node containers' environment variable holding the
 // BMCs' password (fencing.members.*.password_env).
@@ -89,25 +97,64 @@ func (c *cluster) powerOn(n *member) {
 // operator. The node comes back as a replica after the heal (power on,
 // docker start).
 func TestDrillKillFenced(t *testing.T) {
-	runDrillWith(t, killFencedFault(), drillOptions{timing: fastProfile, mode: syncMode, fencing: redfishFencing})
+	runDrillWith(t, fenced(killFault()), drillOptions{timing: fastProfile, mode: syncMode, fencing: redfishFencing})
 }
 
-// killFencedFault is TestDrillKillFenced's fault.
-func killFencedFault() fault {
-	f := killFault()
-	f.name = "docker kill, fencing require"
-	f.heal = func(c *cluster, n *member) { c.powerOn(n) }
-	f.verify = func(t *testing.T, r drillResult) {
-		c := r.cluster
-		resets := c.bmcs[r.old].Resets()
-		if !slices.Contains(resets, "ForceOff") {
-			t.Errorf("the BMC of %s saw resets %v: want a ForceOff (the fence before the promotion)", r.old, resets)
+// TestDrillPauseFenced: docker pause of the primary under fencing require.
+// Its frozen agent answers none of the replicas' stream-loss reports, so
+// the best replica takes the key over, has the BMC power the node off
+// (docker kill of a paused container: SIGKILL queued to every frozen
+// process, then the thaw, so no instruction of theirs runs again) and
+// promotes. Without fencing, the thawed primary can acknowledge writes to
+// the clients connected straight to it before its fence timer stops it in
+// asynchronous mode (the fault matrix's unfenced pause row); fenced, it
+// never thaws, so asynchronous mode is the drill's.
+func TestDrillPauseFenced(t *testing.T) {
+	runDrillWith(t, fenced(pauseFault()), drillOptions{timing: fastProfile, mode: asyncMode, fencing: redfishFencing})
+}
+
+// fenced is f under fencing require: its name says so, a node its BMC
+// powered off is healed by power on and docker start (what f's own heal
+// would do to its container is moot), and the BMCs must have seen a
+// ForceOff of the old primary for every failover and no reset of any
+// other node.
+func fenced(f fault) fault {
+	heal := f.heal
+	verify := f.verify
+	f.name += ", fenced"
+	f.heal = func(c *cluster, n *member) {
+		if c.bmcs[n.name].PowerState() == "Off" {
+			c.powerOn(n)
+			return
 		}
-		for name, b := range c.bmcs {
-			if name != r.old && len(b.Resets()) > 0 {
-				t.Errorf("the BMC of %s, not the old primary, saw resets %v", name, b.Resets())
-			}
+		heal(c, n)
+	}
+	f.verify = func(t *testing.T, r drillResult) {
+		verifyFences(t, r)
+		if verify != nil {
+			verify(t, r)
 		}
 	}
 	return f
+}
+
+// verifyFences checks the BMCs' resets against the failovers the clients
+// saw: a ForceOff of the old primary if there was one (fencing require
+// promotes nobody before it), none if not, and no reset of another node.
+func verifyFences(t *testing.T, r drillResult) {
+	t.Helper()
+	c := r.cluster
+	resets := c.bmcs[r.old].Resets()
+	failovers := len(history.Failovers(r.acks))
+	switch off := slices.Contains(resets, "ForceOff"); {
+	case failovers > 0 && !off:
+		t.Errorf("%d failover(s), but the BMC of %s saw resets %v: want a ForceOff (the fence before the promotion)", failovers, r.old, resets)
+	case failovers == 0 && len(resets) > 0:
+		t.Errorf("no failover, but the BMC of %s saw resets %v", r.old, resets)
+	}
+	for name, b := range c.bmcs {
+		if name != r.old && len(b.Resets()) > 0 {
+			t.Errorf("the BMC of %s, not the old primary, saw resets %v", name, b.Resets())
+		}
+	}
 }

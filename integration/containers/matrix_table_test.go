@@ -20,10 +20,10 @@ func TestMatrixTable(t *testing.T) {
 			{rec: rec(4*time.Second, 4*time.Second, 1), done: true, passed: true},
 			{passed: false}, // fatal: no record
 		}},
-		{fault: "docker pause", timing: "default", mode: syncMode, runs: []matrixRun{{passed: true}}},
+		{fault: "docker pause", timing: "default", mode: syncMode, fencing: redfishFencing, runs: []matrixRun{{passed: true}}},
 	}
 	got := matrixTable(cells)
-	want := "| docker pause | fast | async | 3/4 | 4.00 s (3.00 s–5.00 s) | 0 | 3 | 0 | 3 | 2.00 s (1.00 s–4.00 s) |"
+	want := "| docker pause | fast | async | off | 3/4 | 4.00 s (3.00 s–5.00 s) | 0 | 3 | 0 | 3 | 2.00 s (1.00 s–4.00 s) |"
 	if !strings.Contains(got, want) {
 		t.Errorf("table:\n%s\nwant the row\n%s", got, want)
 	}

@@ -10,35 +10,59 @@ import (
 	"time"
 )
 
-// matrixFault is a fault of the matrix: a short name for the subtest and
-// a constructor (each drill needs a fault of its own).
+// matrixFault is a fault of the matrix: a short name for the subtest, a
+// constructor (each drill needs a fault of its own) and the name of the
+// fault in the table (the fencing is a column of its own).
 type matrixFault struct {
 	slug string
 	make func() fault
+	name string
 }
 
 // matrixFaults are every drill's faults but the rolling restart (a
-// sequence of switchovers, not a fault with a heal) and docker kill (not
-// failed over without an operator yet; included with
-// HAMGR_CONTAINER_DRILLS=all).
-func matrixFaults() []matrixFault {
+// sequence of switchovers, not a fault with a heal), for the cells with
+// fencing f. docker kill is among them under fencing require; without
+// fencing it is not failed over without an operator, and is included
+// only with HAMGR_CONTAINER_DRILLS=all.
+func matrixFaults(f fencing) []matrixFault {
 	fs := []matrixFault{
-		{"pause", pauseFault},
-		{"disconnect", disconnectFault},
-		{"cut-etcd", cutFromEtcdFault},
-		{"cut-etcd-replicas", cutFromAllButClientsFault},
-		{"cut-replicas", cutFromReplicasFault},
-		{"oneway-to-etcd", func() fault { return oneWayFault("OUTPUT") }},
-		{"oneway-from-etcd", func() fault { return oneWayFault("INPUT") }},
-		{"etcd-quorum-loss", etcdQuorumLoss},
-		{"etcd-full-outage", etcdFullOutage},
-		{"cpu-5pct", func() fault { return cpuThrottle(100*time.Millisecond, 5*time.Millisecond) }},
-		{"cpu-0.1pct", func() fault { return cpuThrottle(time.Second, time.Millisecond) }},
+		{slug: "pause", make: pauseFault},
+		{slug: "disconnect", make: disconnectFault},
+		{slug: "cut-etcd", make: cutFromEtcdFault},
+		{slug: "cut-etcd-replicas", make: cutFromAllButClientsFault},
+		{slug: "cut-replicas", make: cutFromReplicasFault},
+		{slug: "oneway-to-etcd", make: func() fault { return oneWayFault("OUTPUT") }},
+		{slug: "oneway-from-etcd", make: func() fault { return oneWayFault("INPUT") }},
+		{slug: "etcd-quorum-loss", make: etcdQuorumLoss},
+		{slug: "etcd-full-outage", make: etcdFullOutage},
+		{slug: "cpu-5pct", make: func() fault { return cpuThrottle(100*time.Millisecond, 5*time.Millisecond) }},
+		{slug: "cpu-0.1pct", make: func() fault { return cpuThrottle(time.Second, time.Millisecond) }},
 	}
-	if os.Getenv("HAMGR_CONTAINER_DRILLS") == "all" {
-		fs = append(fs, matrixFault{"kill", killFault})
+	if f == redfishFencing || os.Getenv("HAMGR_CONTAINER_DRILLS") == "all" {
+		fs = append(fs, matrixFault{slug: "kill", make: killFault})
+	}
+	for i, mf := range fs {
+		fs[i].name = mf.make().name
+		if f == redfishFencing {
+			fs[i].make = func() fault { return fenced(mf.make()) }
+		}
 	}
 	return fs
+}
+
+// matrixFencings are the fencing settings HAMGR_FAULT_MATRIX_FENCING
+// names: "off" (the default), "require" or "both".
+func matrixFencings() ([]fencing, error) {
+	switch v := os.Getenv("HAMGR_FAULT_MATRIX_FENCING"); v {
+	case "", "off":
+		return []fencing{noFencing}, nil
+	case "require":
+		return []fencing{redfishFencing}, nil
+	case "both":
+		return []fencing{noFencing, redfishFencing}, nil
+	default:
+		return nil, fmt.Errorf("HAMGR_FAULT_MATRIX_FENCING=%q: want off, require or both", v)
+	}
 }
 
 // matrixRun is one drill of a cell: its record once it returned one.
@@ -48,47 +72,45 @@ type matrixRun struct {
 	passed bool
 }
 
-// matrixCell is one fault × timing profile × replication mode.
+// matrixCell is one fault × timing profile × replication mode × fencing.
 type matrixCell struct {
 	fault, timing string
 	mode          replication
+	fencing       fencing
 	runs          []matrixRun
 }
 
 // TestFaultMatrix runs every matrix fault × {fast, default} timing ×
-// {sync, async} replication HAMGR_FAULT_MATRIX times each, as subtests
-// TestFaultMatrix/<fault>/<profile>/<mode>/run<i> (so -run selects cells,
-// e.g. -run 'TestFaultMatrix/.*/fast/'), and writes the table of what they
-// measured with t.Log and, if HAMGR_FAULT_MATRIX_OUT names a file, to it.
-// Each run asserts what the single drill asserts (lost acknowledgements
-// only in synchronous mode).
+// {sync, async} replication × the fencing settings of
+// HAMGR_FAULT_MATRIX_FENCING HAMGR_FAULT_MATRIX times each, as subtests
+// TestFaultMatrix/<fault>/<profile>/<mode>/<fencing>/run<i> (so -run
+// selects cells, e.g. -run 'TestFaultMatrix/.*/fast/'), and writes the
+// table of what they measured with t.Log and, if HAMGR_FAULT_MATRIX_OUT
+// names a file, to it. Each run asserts what the single drill asserts
+// (lost acknowledgements only in synchronous mode; under fencing, the
+// BMC resets too).
 func TestFaultMatrix(t *testing.T) {
 	n, err := strconv.Atoi(os.Getenv("HAMGR_FAULT_MATRIX"))
 	if err != nil || n < 1 {
 		t.Skip("the fault matrix runs every container drill fault × {fast, default} timing × {sync, async} replication " +
-			"(about a minute a run, 44 cells); HAMGR_FAULT_MATRIX=<runs per cell> runs it, HAMGR_FAULT_MATRIX_OUT=<file> " +
+			"(about a minute a run, 44 cells per fencing setting); HAMGR_FAULT_MATRIX=<runs per cell> runs it, " +
+			"HAMGR_FAULT_MATRIX_FENCING=off|require|both picks fencing (off by default), HAMGR_FAULT_MATRIX_OUT=<file> " +
 			"also writes the markdown table there, -run 'TestFaultMatrix/.*/fast/' selects cells")
+	}
+	fencings, err := matrixFencings()
+	if err != nil {
+		t.Fatal(err)
 	}
 	requireEngine(t)
 	begin := time.Now()
 	loadBefore := loadAvg()
 	var cells []*matrixCell
-	for _, mf := range matrixFaults() {
-		t.Run(mf.slug, func(t *testing.T) {
-			for _, p := range []profile{fastProfile, defaultProfile} {
-				t.Run(p.name, func(t *testing.T) {
-					for _, m := range []replication{syncMode, asyncMode} {
-						t.Run(m.String(), func(t *testing.T) {
-							cell := &matrixCell{fault: mf.make().name, timing: p.name, mode: m}
-							cells = append(cells, cell)
-							for i := range n {
-								cell.runs = append(cell.runs, runMatrixDrill(t, i+1, mf, drillOptions{timing: p, mode: m}))
-							}
-						})
-					}
-				})
-			}
-		})
+	for _, fe := range fencings {
+		for _, mf := range matrixFaults(fe) {
+			t.Run(mf.slug, func(t *testing.T) {
+				cells = append(cells, runMatrixFault(t, n, mf, fe)...)
+			})
+		}
 	}
 	table := matrixTable(cells)
 	header := fmt.Sprintf("fault matrix: %d run(s) per cell, %s to %s (%v), load average %s before, %s after\n\n",
@@ -100,6 +122,27 @@ func TestFaultMatrix(t *testing.T) {
 			t.Errorf("write the fault matrix to %s: %v", out, err)
 		}
 	}
+}
+
+// runMatrixFault runs fault mf's cells with fencing fe, n runs each.
+func runMatrixFault(t *testing.T, n int, mf matrixFault, fe fencing) []*matrixCell {
+	var cells []*matrixCell
+	for _, p := range []profile{fastProfile, defaultProfile} {
+		t.Run(p.name, func(t *testing.T) {
+			for _, m := range []replication{syncMode, asyncMode} {
+				t.Run(m.String(), func(t *testing.T) {
+					t.Run(fe.String(), func(t *testing.T) {
+						cell := &matrixCell{fault: mf.name, timing: p.name, mode: m, fencing: fe}
+						cells = append(cells, cell)
+						for i := range n {
+							cell.runs = append(cell.runs, runMatrixDrill(t, i+1, mf, drillOptions{timing: p, mode: m, fencing: fe}))
+						}
+					})
+				})
+			}
+		})
+	}
+	return cells
 }
 
 // runMatrixDrill runs one drill of a cell as subtest run<i>.
@@ -125,8 +168,8 @@ func loadAvg() string {
 // as median (min–max) over the runs that returned a record, counts summed.
 func matrixTable(cells []*matrixCell) string {
 	var b strings.Builder
-	b.WriteString("| fault | timing | replication | runs passed | write unavailability, median (min–max) | split-brain writes | acked writes lost | false failovers | failovers | converge after heal, median (min–max) |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| fault | timing | replication | fencing | runs passed | write unavailability, median (min–max) | split-brain writes | acked writes lost | false failovers | failovers | converge after heal, median (min–max) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cells {
 		if allSkippedOrFiltered(c.runs) {
 			continue
@@ -150,8 +193,8 @@ func matrixTable(cells []*matrixCell) string {
 			ff += r.rec.falseFailovers
 			fo += r.rec.failovers
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n",
-			c.fault, c.timing, c.mode, passed, len(c.runs), spread(unavail),
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n",
+			c.fault, c.timing, c.mode, c.fencing, passed, len(c.runs), spread(unavail),
 			count(sb, done), count(lost, done), count(ff, done), count(fo, done), spread(conv))
 	}
 	return b.String()
