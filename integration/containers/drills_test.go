@@ -55,6 +55,13 @@ type fault struct {
 	holdTTLs int
 	// heal brings node n back.
 	heal func(c *cluster, n *member)
+	// healOff, when set, is what of the heal still applies to a node its
+	// BMC powered off (fenced drills), done before the power comes back:
+	// a network to connect it to again, a CPU quota to lift (both are the
+	// container's settings). Nil when the fault went with the power
+	// (frozen processes, iptables rules in the container's network
+	// namespace, which a restart replaces).
+	healOff func(c *cluster, n *member)
 	// failovers is how many the fault must cause: 1, or 0 when the primary
 	// keeps its lease (a failover then is a false one).
 	failovers int
@@ -169,14 +176,19 @@ func TestDrillDisconnect(t *testing.T) { runDrill(t, disconnectFault()) }
 // disconnectFault is TestDrillDisconnect's fault.
 func disconnectFault() fault {
 	return fault{
-		name:     "network disconnect",
-		inject:   func(c *cluster, n *member) { docker(c.t, "network", "disconnect", c.netName, n.id()) },
-		holdTTLs: 2,
-		heal: func(c *cluster, n *member) {
-			docker(c.t, "network", "connect", "--ip", n.ip.String(), "--alias", n.name, c.netName, n.id())
-		},
+		name:      "network disconnect",
+		inject:    func(c *cluster, n *member) { docker(c.t, "network", "disconnect", c.netName, n.id()) },
+		holdTTLs:  2,
+		heal:      reconnect,
+		healOff:   reconnect,
 		failovers: 1,
 	}
+}
+
+// reconnect connects node n to the drill network again, with the address
+// and alias it had.
+func reconnect(c *cluster, n *member) {
+	docker(c.t, "network", "connect", "--ip", n.ip.String(), "--alias", n.name, c.netName, n.id())
 }
 
 // TestDrillCutFromEtcd: iptables inside the primary's container drops
@@ -318,11 +330,15 @@ func cpuThrottle(period, quota time.Duration) fault {
 			}
 		},
 		holdTTLs:     3,
-		heal:         func(c *cluster, n *member) { docker(c.t, "update", "--cpu-quota", "-1", n.id()) },
+		heal:         unthrottle,
+		healOff:      unthrottle,
 		failovers:    0,
 		maxFailovers: 1,
 	}
 }
+
+// unthrottle lifts node n's CPU quota.
+func unthrottle(c *cluster, n *member) { docker(c.t, "update", "--cpu-quota", "-1", n.id()) }
 
 // drillRecord is what one drill measured, a row of the fault matrix.
 type drillRecord struct {

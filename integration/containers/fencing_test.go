@@ -114,20 +114,22 @@ func TestDrillPauseFenced(t *testing.T) {
 }
 
 // fenced is f under fencing require: its name says so, a node its BMC
-// powered off is healed by power on and docker start (what f's own heal
-// would do to its container is moot), and the BMCs must have seen a
-// ForceOff of the old primary for every failover and no reset of any
-// other node.
+// powered off is healed by f.healOff (if any), then power on and docker
+// start, and the BMCs must have seen a ForceOff of the old primary for
+// every failover and no reset of any other node.
 func fenced(f fault) fault {
-	heal := f.heal
+	heal, healOff := f.heal, f.healOff
 	verify := f.verify
 	f.name += ", fenced"
 	f.heal = func(c *cluster, n *member) {
-		if c.bmcs[n.name].PowerState() == "Off" {
-			c.powerOn(n)
+		if c.bmcs[n.name].PowerState() != "Off" {
+			heal(c, n)
 			return
 		}
-		heal(c, n)
+		if healOff != nil {
+			healOff(c, n)
+		}
+		c.powerOn(n)
 	}
 	f.verify = func(t *testing.T, r drillResult) {
 		verifyFences(t, r)
