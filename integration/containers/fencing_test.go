@@ -1,11 +1,14 @@
 package containers
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hamgr/hamgr/integration/history"
@@ -71,11 +74,34 @@ func (c *cluster) startBMCs(gateway netip.Addr) string {
 	return b.String()
 }
 
-// powerOff is a BMC's power-off of node name: docker kill of its
-// container, unless it is not running.
+// powerOff is a BMC's power-off of node name, as immediate as a real one
+// whatever the container's state: SIGKILL from here to every process of
+// the container (one that is frozen or CPU-throttled has it pending and
+// never returns to its own code), then its CPU quota lifted so that the
+// killed processes finish dying at once (a throttled container took
+// minutes, and docker kill waited on it), then docker kill, which also
+// thaws a paused container. A container that is not running stays so.
 func (c *cluster) powerOff(name string) {
 	n := c.node(name)
-	if _, err := dockerErr("kill", n.id()); err != nil && !strings.Contains(err.Error(), "is not running") {
+	out, err := dockerErr("top", n.id(), "-eo", "pid")
+	if err != nil {
+		if !strings.Contains(err.Error(), "is not running") {
+			c.t.Errorf("BMC of %s: power off (docker top): %v", name, err)
+		}
+		return
+	}
+	for _, f := range strings.Fields(out) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				c.t.Errorf("BMC of %s: power off (kill %d): %v", name, pid, err)
+			}
+		}
+	}
+	// Fails once the container's init has died (runc: not running); the
+	// fault's healOff lifts a quota then.
+	_, _ = dockerErr("update", "--cpu-quota", "-1", n.id())
+	if _, err := dockerErr("kill", n.id()); err != nil && !strings.Contains(err.Error(), "is not running") &&
+		!strings.Contains(err.Error(), "is zombie") {
 		c.t.Errorf("BMC of %s: power off (docker kill): %v", name, err)
 	}
 }
@@ -126,6 +152,9 @@ func fenced(f fault) fault {
 			heal(c, n)
 			return
 		}
+		// The processes the BMC killed may still be dying; the
+		// container's settings change once it has stopped.
+		docker(c.t, "wait", n.id())
 		if healOff != nil {
 			healOff(c, n)
 		}
