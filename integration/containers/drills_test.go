@@ -421,6 +421,9 @@ func runDrillWith(t *testing.T, f fault, o drillOptions) drillRecord {
 	if f.verify != nil {
 		f.verify(t, drillResult{acks: acks, old: old.name, primary: primary, healed: heal, timing: o.timing, cluster: c})
 	}
+	if t.Failed() {
+		c.dumpLogs()
+	}
 	t.Logf("%s of %s: %s, healed at +%v, converged on %s %v after the heal; %d acknowledgements (%s); drill %v",
 		f.name, old.name, failedOver, heal.Sub(start).Round(time.Millisecond), primary,
 		converge.Round(time.Millisecond), len(acks), byNode(acks), time.Since(begin).Round(time.Millisecond))

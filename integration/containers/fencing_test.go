@@ -23,7 +23,7 @@ const (
 	noFencing fencing = iota
 	// redfishFencing: fencing require; every node has a simulated Redfish
 	// BMC (package stonith/redfishtest) served on the drill network's
-	// gateway, whose power-off kills the node's container (docker kill)
+	// gateway, whose power-off kills the node's container (powerOff)
 	// before it answers, and whose power state reads Off from then until
 	// the drill powers it on again.
 	redfishFencing
@@ -79,7 +79,7 @@ func (c *cluster) startBMCs(gateway netip.Addr) string {
 // the container (one that is frozen or CPU-throttled has it pending and
 // never returns to its own code), then its CPU quota lifted so that the
 // killed processes finish dying at once (a throttled container took
-// minutes, and docker kill waited on it), then docker kill, which also
+// long, and docker kill waited on it), then docker kill, which also
 // thaws a paused container. A container that is not running stays so.
 func (c *cluster) powerOff(name string) {
 	n := c.node(name)
@@ -129,8 +129,8 @@ func TestDrillKillFenced(t *testing.T) {
 // TestDrillPauseFenced: docker pause of the primary under fencing require.
 // Its frozen agent answers none of the replicas' stream-loss reports, so
 // the best replica takes the key over, has the BMC power the node off
-// (docker kill of a paused container: SIGKILL queued to every frozen
-// process, then the thaw, so no instruction of theirs runs again) and
+// (powerOff: SIGKILL queued to every frozen process, then the thaw, so
+// no instruction of theirs runs again) and
 // promotes. Without fencing, the thawed primary can acknowledge writes to
 // the clients connected straight to it before its fence timer stops it in
 // asynchronous mode (the fault matrix's unfenced pause row); fenced, it
