@@ -458,9 +458,71 @@ func (p *Postgres) serverPIDs(s *server) []int {
 	return pids
 }
 
+// suspendWait bounds how long Suspend waits for the processes it
+// signalled to be seen stopped.
+const suspendWait = 200 * time.Millisecond
+
 // Suspend sends SIGSTOP to every process of the server: it acknowledges
 // nothing until Resume (or Stop, whose SIGKILL reaches stopped processes).
-func (p *Postgres) Suspend(context.Context) error { return p.signalAll(syscall.SIGSTOP) }
+// The postmaster is stopped first, and its children are listed only once
+// it is seen stopped: a fork under way when the signal arrives still
+// completes (a connection accepted as the machine thaws), and a backend
+// forked after an earlier listing was missed and went on committing (the
+// container drills' thawed primary, docs/drills.md). The children are
+// then signalled until a listing finds every one stopped, or suspendWait
+// passes (a process in uninterruptible sleep stops when it leaves it).
+func (p *Postgres) Suspend(ctx context.Context) error {
+	s := p.running()
+	if s == nil {
+		return nil
+	}
+	if err := syscall.Kill(s.pid, syscall.SIGSTOP); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return p.errorf("suspend", "signal pid %d: %v", s.pid, err)
+	}
+	deadline := time.Now().Add(suspendWait)
+	wait := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Millisecond):
+			return time.Now().Before(deadline)
+		}
+	}
+	for !suspended(s.pid) && wait() {
+	}
+	var signalled []int
+	for {
+		running := 0
+		for _, pid := range p.serverPIDs(s) {
+			if suspended(pid) {
+				continue
+			}
+			running++
+			_ = syscall.Kill(pid, syscall.SIGSTOP)
+			if !slices.Contains(signalled, pid) {
+				signalled = append(signalled, pid)
+			}
+		}
+		if running == 0 || !wait() {
+			break
+		}
+	}
+	p.log.Info("suspended every process of the server", "pids", fmt.Sprint(p.serverPIDs(s)), "signalled", fmt.Sprint(signalled))
+	return nil
+}
+
+// suspended tells whether process pid is stopped, a zombie or gone.
+func suspended(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 || i+2 >= len(stat) {
+		return false
+	}
+	return strings.IndexByte("TtZX", stat[i+2]) >= 0
+}
 
 // Resume sends SIGCONT to every process of the server.
 func (p *Postgres) Resume(context.Context) error { return p.signalAll(syscall.SIGCONT) }
