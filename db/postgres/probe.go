@@ -206,15 +206,25 @@ func (p *Postgres) measure(ctx context.Context, c *pgx.Conn, st *db.Status) erro
 
 // processStopped reports whether pid is a stopped process (state T or t).
 func processStopped(pid int) bool {
+	state, ok := procState(pid)
+	return ok && (state == 'T' || state == 't')
+}
+
+// procState is the state letter of process pid in /proc/PID/stat (0 if
+// the line cannot be parsed); ok is false when there is no such process
+// to read.
+func procState(pid int) (state byte, ok bool) {
 	if pid <= 0 {
-		return false
+		return 0, false
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0, false
 	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i >= 0 && i+2 < len(stat) && (stat[i+2] == 'T' || stat[i+2] == 't')
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2], true
+	}
+	return 0, true
 }
 
 func deref(s *string) string {

@@ -513,15 +513,8 @@ func (p *Postgres) Suspend(ctx context.Context) error {
 
 // suspended tells whether process pid is stopped, a zombie or gone.
 func suspended(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 || i+2 >= len(stat) {
-		return false
-	}
-	return strings.IndexByte("TtZX", stat[i+2]) >= 0
+	state, ok := procState(pid)
+	return !ok || strings.IndexByte("TtZX", state) >= 0
 }
 
 // Resume sends SIGCONT to every process of the server.
