@@ -47,12 +47,16 @@ func (r replication) setting() string {
 // fault is one way to take the primary out, and to bring it back.
 type fault struct {
 	name string
+	// prepare, when set, configures the cluster for the fault once it is
+	// up (primary n) and before the writers start.
+	prepare func(c *cluster, n *member)
 	// inject takes node n out.
 	inject func(c *cluster, n *member)
 	// holdTTLs is how long after the injection (after inject returned) the
 	// heal waits at least, in ttls of the drill's timing profile (besides
-	// waiting for the failover).
+	// waiting for the failover); hold, when longer, is that time in full.
 	holdTTLs int
+	hold     time.Duration
 	// heal brings node n back.
 	heal func(c *cluster, n *member)
 	// healOff, when set, is what of the heal still applies to a node its
@@ -375,12 +379,15 @@ func runDrillWith(t *testing.T, f fault, o drillOptions) drillRecord {
 	begin := time.Now()
 	c := startClusterWith(t, o.timing, o.fencing)
 	// 4 min at the fast profile, more for longer ttls.
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute+10*(o.timing.ttl-drillTTL))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute+10*(o.timing.ttl-drillTTL)+f.hold)
 	defer cancel()
 	old := c.node("n1")
 	c.hamgrctl(old, "config", "set", "synchronous_mode="+o.mode.setting())
 	if o.mode == syncMode {
 		c.waitSyncStandby(ctx, old)
+	}
+	if f.prepare != nil {
+		f.prepare(c, old)
 	}
 	w := c.startWriters(ctx)
 	if err := w.waitFor(ctx, "100 acknowledgements", func(a []history.Ack) bool { return len(a) >= 100 }); err != nil {
@@ -454,7 +461,7 @@ func injectAndHold(ctx context.Context, t *testing.T, c *cluster, w *writers, f 
 		waitFailover(ctx, t, c, w, f, old, newTL)
 		failedOver = fmt.Sprintf("failover seen by the clients after %v", time.Since(start).Round(time.Millisecond))
 	}
-	if hold := time.Duration(f.holdTTLs)*c.timing.ttl - time.Since(injected); hold > 0 {
+	if hold := max(time.Duration(f.holdTTLs)*c.timing.ttl, f.hold) - time.Since(injected); hold > 0 {
 		// The fault lasts at least holdTTLs from the end of its injection
 		// (stopping etcd members takes seconds); the condition here is time
 		// itself.

@@ -59,9 +59,18 @@ func etcdFullOutage() fault { return etcdOutage("etcd full outage (3 stopped)", 
 
 // etcdOutage is the fault that stops k etcd members, the leader first, for
 // etcdOutageTTLs ttls and starts them again; it asserts the outage's
-// particular safety on top of runDrill's checks. Each drill needs a fault
-// of its own (it remembers what it stopped).
+// particular safety on top of runDrill's checks.
 func etcdOutage(name string, k int) fault {
+	f := stopEtcdFault(name, k, verifyEtcdOutage)
+	f.holdTTLs = etcdOutageTTLs
+	return f
+}
+
+// stopEtcdFault is the fault that stops k etcd members, the leader first,
+// and starts them again at the heal; no failover may follow, and verify
+// gets when etcd lost its quorum. The caller sets the hold. Each drill
+// needs a fault of its own (it remembers what it stopped).
+func stopEtcdFault(name string, k int, verify func(t *testing.T, r drillResult, lost time.Time)) fault {
 	var stopped []*member
 	var lost time.Time // when the second member had stopped: no quorum
 	return fault{
@@ -69,14 +78,13 @@ func etcdOutage(name string, k int) fault {
 		inject: func(c *cluster, _ *member) {
 			stopped, lost = c.stopEtcd(k)
 		},
-		holdTTLs: etcdOutageTTLs,
 		heal: func(c *cluster, _ *member) {
 			for _, m := range stopped {
 				docker(c.t, "start", m.id())
 			}
 		},
 		failovers: 0,
-		verify:    func(t *testing.T, r drillResult) { verifyEtcdOutage(t, r, lost) },
+		verify:    func(t *testing.T, r drillResult) { verify(t, r, lost) },
 	}
 }
 

@@ -37,6 +37,10 @@ func matrixFaults(f fencing) []matrixFault {
 		{slug: "etcd-full-outage", make: etcdFullOutage},
 		{slug: "cpu-5pct", make: func() fault { return cpuThrottle(100*time.Millisecond, 5*time.Millisecond) }},
 		{slug: "cpu-0.1pct", make: func() fault { return cpuThrottle(time.Second, time.Millisecond) }},
+		{slug: "failsafe-etcd-quorum-loss", make: func() fault { return failsafeEtcdOutage("etcd quorum loss (leader + 1 stopped)", 2) }},
+		{slug: "failsafe-etcd-full-outage", make: func() fault { return failsafeEtcdOutage("etcd full outage (3 stopped)", 3) }},
+		{slug: "failsafe-cut-etcd", make: failsafeCutFromEtcd},
+		{slug: "failsafe-cut-etcd-replicas", make: failsafeCutFromAllButClients},
 	}
 	if f == redfishFencing || os.Getenv("HAMGR_CONTAINER_DRILLS") == "all" {
 		fs = append(fs, matrixFault{slug: "kill", make: killFault})
