@@ -20,8 +20,8 @@ type matrixFault struct {
 }
 
 // matrixFaults are every drill's faults but the rolling restart (a
-// sequence of switchovers, not a fault with a heal), for the cells with
-// fencing f. docker kill is among them under fencing require; without
+// sequence of switchovers, not a fault with a heal), and four with
+// failsafe_mode on, for the cells with fencing f. docker kill is among them under fencing require; without
 // fencing it is not failed over without an operator, and is included
 // only with HAMGR_CONTAINER_DRILLS=all.
 func matrixFaults(f fencing) []matrixFault {
@@ -97,7 +97,7 @@ func TestFaultMatrix(t *testing.T) {
 	n, err := strconv.Atoi(os.Getenv("HAMGR_FAULT_MATRIX"))
 	if err != nil || n < 1 {
 		t.Skip("the fault matrix runs every container drill fault × {fast, default} timing × {sync, async} replication " +
-			"(about a minute a run, 44 cells per fencing setting); HAMGR_FAULT_MATRIX=<runs per cell> runs it, " +
+			"(about a minute a run, two for the failsafe faults held 60 s; 60 cells without fencing, 64 with); HAMGR_FAULT_MATRIX=<runs per cell> runs it, " +
 			"HAMGR_FAULT_MATRIX_FENCING=off|require|both picks fencing (off by default), HAMGR_FAULT_MATRIX_OUT=<file> " +
 			"also writes the markdown table there, -run 'TestFaultMatrix/.*/fast/' selects cells")
 	}
