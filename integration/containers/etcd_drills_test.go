@@ -94,12 +94,9 @@ func stopEtcdFault(name string, k int, verify func(t *testing.T, r drillResult, 
 func verifyEtcdOutage(t *testing.T, r drillResult, lost time.Time) {
 	t.Helper()
 	bound := etcdFenceBound(r.timing)
-	var last time.Time
+	last := lastAck(r.acks, r.old, r.healed)
 	var during []history.Ack
 	for _, a := range r.acks {
-		if a.Node == r.old && a.At.Before(r.healed) && a.At.After(last) {
-			last = a.At
-		}
 		if a.At.After(lost.Add(bound)) && a.At.Before(r.healed) {
 			during = append(during, a)
 		}
@@ -122,6 +119,18 @@ func verifyEtcdOutage(t *testing.T, r drillResult, lost time.Time) {
 		// needless failover (integration/etcd_quorum_test.go asserts the same).
 		t.Errorf("primary after etcd's return is %s, want %s again (it holds the most WAL)", r.primary, r.old)
 	}
+}
+
+// lastAck is when node last acknowledged a write before t (zero if it
+// acknowledged none).
+func lastAck(acks []history.Ack, node string, t time.Time) time.Time {
+	var last time.Time
+	for _, a := range acks {
+		if a.Node == node && a.At.Before(t) && a.At.After(last) {
+			last = a.At
+		}
+	}
+	return last
 }
 
 // stopEtcd stops k (at least 2) etcd members with docker stop (SIGTERM,

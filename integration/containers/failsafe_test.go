@@ -56,13 +56,7 @@ func failsafeCutFromAllButClients() fault {
 	}
 	f.verify = func(t *testing.T, r drillResult) {
 		bound := etcdFenceBound(r.timing)
-		var last time.Time
-		for _, a := range r.acks {
-			if a.Node == r.old && a.At.Before(r.healed) && a.At.After(last) {
-				last = a.At
-			}
-		}
-		if d := last.Sub(cutAt); d > bound {
+		if d := lastAck(r.acks, r.old, r.healed).Sub(cutAt); d > bound {
 			t.Errorf("%s acknowledged a write %v after it was cut from etcd and its replicas with failsafe_mode on, want at most %v (no member can confirm it: it fences itself as without failsafe)",
 				r.old, d.Round(time.Millisecond), bound)
 		} else {

@@ -21,9 +21,10 @@ type matrixFault struct {
 
 // matrixFaults are every drill's faults but the rolling restart (a
 // sequence of switchovers, not a fault with a heal), and four with
-// failsafe_mode on, for the cells with fencing f. docker kill is among them under fencing require; without
-// fencing it is not failed over without an operator, and is included
-// only with HAMGR_CONTAINER_DRILLS=all.
+// failsafe_mode on, for the cells with fencing f. docker kill is among
+// them under fencing require; without fencing it is not failed over
+// without an operator, and is included only with
+// HAMGR_CONTAINER_DRILLS=all.
 func matrixFaults(f fencing) []matrixFault {
 	fs := []matrixFault{
 		{slug: "pause", make: pauseFault},
